@@ -1,0 +1,71 @@
+/* autograd/node_impl.h -- private: the tape node and the recording API that ops use.
+ *
+ * A node is what one op leaves behind for backward: the op's vtable, references
+ * to its inputs (never to its output: the output owns the node, so there are no
+ * cycles), op-specific saved state, and its sequence number. */
+#ifndef TG_NODE_IMPL_H
+#define TG_NODE_IMPL_H
+
+#include "libtensor/tensor_impl.h"
+#include "autograd/autograd.h"
+
+typedef struct tg_node tg_node;
+
+/* Gradcheck hints an op gives the test suite about its inputs' domain. */
+enum {
+    TG_GC_POSITIVE = 1u << 0,       /* inputs must be > 0 (log, sqrt, pow base) */
+    TG_GC_AWAY_FROM_KINK = 1u << 1, /* keep |x| away from 0 (abs, relu) */
+    TG_GC_DISTINCT = 1u << 2,       /* no ties (max, max_pool) */
+    TG_GC_NOT_DIFFERENTIABLE = 1u << 3 /* argmax: checked to record nothing */
+};
+
+typedef struct tg_op_vtable {
+    const char *name; /* table name: "add", "conv2d" */
+    /* Computes the gradient of each input that needs it. Runs with grad mode off,
+     * inside a scope the engine owns. grad_in has node->n_inputs slots, all NULL on
+     * entry; set grad_in[i] (a scoped reference is fine) for each i with
+     * tg_node_needs_grad(node, i). Each gradient must have its input's shape and
+     * dtype (the engine checks). */
+    tg_status (*backward)(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in);
+    /* Frees node->saved (may be NULL: then free(node->saved) is used). */
+    void (*free_saved)(void *saved);
+    /* Optional: extra DOT label text such as "3x3 s1 p0" (NUL-terminated). */
+    void (*describe)(const tg_node *node, char *buf, size_t n);
+    unsigned gradcheck_hints; /* TG_GC_* */
+} tg_op_vtable;
+
+struct tg_node {
+    tg_refobj base;            /* refcount: held by the output tensor (and views of it) */
+    const tg_op_vtable *op;
+    uint64_t seq;              /* tape order */
+    int n_inputs;
+    tg_tensor **inputs;        /* owned references */
+    void *saved;               /* op-specific, freed by op->free_saved */
+    bool released;             /* saved state freed by a backward without retain_graph */
+    /* the output's metadata (the node does not reference its output) */
+    tg_dtype out_dtype;
+    int out_ndim;
+    int64_t out_shape[TG_MAX_DIMS];
+    /* engine scratch during backward */
+    tg_tensor *grad_accum;
+    int pending;
+};
+
+/* True when grad mode is on and at least one non-NULL input requires grad. */
+bool tg_autograd_should_record(tg_tensor *const *inputs, int n_inputs);
+
+/* Records `op` as the producer of `out`: makes a node holding references to the
+ * inputs, takes ownership of `saved` (freed with op->free_saved even on failure),
+ * sets out->grad_fn and out->requires_grad. Call only when
+ * tg_autograd_should_record() said so. Returns the node (borrowed), or NULL on
+ * allocation failure (error set). */
+tg_node *tg_autograd_record(tg_tensor *out, const tg_op_vtable *op,
+                            tg_tensor *const *inputs, int n_inputs, void *saved);
+
+/* Whether backward must produce the gradient of input i. */
+bool tg_node_needs_grad(const tg_node *node, int i);
+
+/* The node that produced t (borrowed) or NULL for leaves. */
+tg_node *tg_tensor_grad_fn(const tg_tensor *t);
+
+#endif

@@ -1,0 +1,94 @@
+/* libtensor/tensor_impl.h -- private: the tensor and storage structs and the
+ * helpers the library's own folders (autograd/, ops/, nn/, io/) build on.
+ * Never installed; user code goes through the accessors in tensor.h. */
+#ifndef TG_TENSOR_IMPL_H
+#define TG_TENSOR_IMPL_H
+
+#include <stdarg.h>
+
+#include "libtensor/tensor.h"
+#include "libtensor/error.h"
+#include "libtensor/scope.h"
+#include "libtensor/rng.h"
+#include "libtensor/runtime.h"
+
+/* A refcounted object whose owner does not know its type: autograd nodes start
+ * with this header so a tensor can drop its grad_fn without libtensor knowing
+ * what a node is. */
+typedef struct tg_refobj {
+    int64_t refcount;
+    void (*destroy)(struct tg_refobj *self); /* called when refcount reaches 0 */
+} tg_refobj;
+
+static inline void tg_refobj_retain(tg_refobj *o) { if (o) o->refcount++; }
+static inline void tg_refobj_release(tg_refobj *o)
+{
+    if (o && --o->refcount == 0)
+        o->destroy(o);
+}
+
+typedef struct tg_storage {
+    int64_t refcount;
+    void *data;        /* 64-byte aligned unless wrapped */
+    size_t nbytes;
+    bool owns_data;    /* false for tg_wrap'ed caller buffers */
+    uint64_t version;  /* bumped on every write through the API */
+} tg_storage;
+
+struct tg_tensor {
+    int64_t refcount;
+    tg_dtype dtype;
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    int64_t strides[TG_MAX_DIMS]; /* elements */
+    int64_t offset;               /* elements */
+    tg_storage *storage;
+    char *name;                   /* malloc'd or NULL */
+
+    /* autodiff state; libtensor only frees it, autograd/ gives it meaning */
+    bool requires_grad;
+    tg_tensor *grad;       /* owned; accumulated gradient of a leaf */
+    tg_refobj *grad_fn;    /* owned; the node that produced this tensor, or NULL */
+};
+
+/* ---- errors: set the thread's last error and return the status ---- */
+tg_status tg_error(tg_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+tg_status tg_verror(tg_status status, const char *fmt, va_list ap);
+/* NULL-argument check used at the top of public functions:
+ *   if (!x) return tg_null_arg("tg_relu", "x"), NULL;  */
+tg_status tg_null_arg(const char *fn, const char *arg);
+
+/* ---- allocation: aligned, counted ---- */
+#define TG_ALIGN 64
+void *tg_alloc_aligned(size_t nbytes); /* NULL (and TG_ERR_NOMEM set) on failure */
+void tg_free_aligned(void *p, size_t nbytes);
+/* Live-object bookkeeping for types defined above libtensor (autograd nodes). */
+void tg_live_objects_add(int64_t delta);
+
+/* ---- construction without scoping: all return NEW references ---- */
+/* Contiguous, uninitialised. Validates ndim/shape; message names `who`. */
+tg_tensor *tg_tensor_new_owned(const char *who, tg_dtype dtype, int ndim,
+                               const int64_t *shape);
+/* A view header on t's storage (retains the storage), given shape/strides/offset. */
+tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
+                                const int64_t *strides, int64_t offset);
+/* Contiguous row-major strides for shape. */
+void tg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+int64_t tg_shape_numel(int ndim, const int64_t *shape);
+/* Validates a user shape; message names who. */
+tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape);
+
+/* Scoped return: hands a new reference to the innermost scope (or the caller). */
+static inline tg_tensor *tg_scoped(tg_tensor *t) { return tg_scope_adopt_steal(t); }
+
+/* Element as double at a flat row-major logical index i (handles strides). */
+double tg_get_flat(const tg_tensor *t, int64_t i);
+void tg_set_flat(tg_tensor *t, int64_t i, double v);
+/* Converts n elements between dtypes (contiguous buffers). */
+void tg_convert(void *dst, tg_dtype dt, const void *src, tg_dtype st, int64_t n);
+
+/* Typed pointer to element [0...] */
+#define TG_DATA(t, type) ((type *)tg_tensor_data(t))
+
+#endif

@@ -1,0 +1,137 @@
+/* ops/ops.h -- the differentiable ops.
+ *
+ * Each op computes its result at once and, when grad mode is on and an input
+ * requires grad, records itself for tg_backward(). Every op:
+ *   - returns a scoped reference (libtensor/scope.h), or NULL on error with the
+ *     last error naming the op and the offending shapes;
+ *   - returns NULL (error TG_ERR_ARG) when given a NULL tensor, so a chain of ops
+ *     can be checked once at the end;
+ *   - supports f32 (oneDNN where the op has a primitive) and f64 (reference
+ *     kernels); tg_set_backend(TG_BACKEND_REFERENCE) runs f32 on the reference
+ *     kernels too, which is how tests compare the two.
+ * Binary elementwise ops broadcast like numpy; their gradients are summed back
+ * over the broadcast dimensions. */
+#ifndef TG_OPS_H
+#define TG_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libtensor/tensor.h"
+#include "libtensor/rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tg_backend {
+    TG_BACKEND_AUTO = 0,  /* oneDNN for f32 where available, reference otherwise */
+    TG_BACKEND_REFERENCE  /* naive reference kernels for every dtype */
+} tg_backend;
+
+/* Per thread. Returns the previous backend. */
+tg_backend tg_set_backend(tg_backend backend);
+tg_backend tg_get_backend(void);
+
+/* ---- elementwise, binary with broadcasting ---- */
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);
+/* a ** b; the gradient with respect to b needs a > 0. */
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b);
+
+/* ---- elementwise with a scalar ---- */
+tg_tensor *tg_add_scalar(tg_tensor *x, double s);
+tg_tensor *tg_mul_scalar(tg_tensor *x, double s);
+tg_tensor *tg_pow_scalar(tg_tensor *x, double p);
+
+/* ---- elementwise, unary ---- */
+tg_tensor *tg_neg(tg_tensor *x);
+tg_tensor *tg_exp(tg_tensor *x);
+tg_tensor *tg_log(tg_tensor *x);
+tg_tensor *tg_sqrt(tg_tensor *x);
+tg_tensor *tg_abs(tg_tensor *x);
+tg_tensor *tg_tanh(tg_tensor *x);
+tg_tensor *tg_sigmoid(tg_tensor *x);
+tg_tensor *tg_relu(tg_tensor *x);
+
+/* ---- reductions ----
+ * axes: n_axes distinct dims (negative counts from the end); n_axes 0 (axes may be
+ * NULL) reduces over all dims. keepdim keeps reduced dims with extent 1. */
+tg_tensor *tg_sum(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+tg_tensor *tg_mean(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+/* The gradient goes to the first maximal element of each reduced group. */
+tg_tensor *tg_max(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+/* Index of the first maximum along axis, as i64 (not differentiable). */
+tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim);
+
+/* ---- linear algebra ----
+ * (m,k) @ (k,n) -> (m,n); batched: (...,m,k) @ (...,k,n) with equal leading dims,
+ * or a 2-D b shared by the whole batch. */
+tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
+
+/* ---- shape ops: differentiable views (they share storage when they can) ---- */
+tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed */
+/* Merges dims start_dim..end_dim (inclusive, negative from the end). Keras's
+ * Flatten is tg_flatten(x, 1, -1). */
+tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim);
+tg_tensor *tg_permute(tg_tensor *x, const int *perm);
+tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1);
+/* Elements start..end-1 along dim (negative from the end). */
+tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end);
+tg_tensor *tg_squeeze(tg_tensor *x, int dim);
+tg_tensor *tg_unsqueeze(tg_tensor *x, int dim);
+/* Joins n tensors along dim; other extents and dtypes must match. */
+tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim);
+
+/* ---- softmax and losses ---- */
+tg_tensor *tg_softmax(tg_tensor *x, int axis);
+tg_tensor *tg_log_softmax(tg_tensor *x, int axis);
+/* Sparse categorical cross-entropy from logits (N, C) and integer labels (N) of
+ * dtype i32, i64 or u8: mean over the batch of -log_softmax(logits)[n, label[n]].
+ * Fused and numerically stable. A label outside 0..C-1 is TG_ERR_RANGE. */
+tg_tensor *tg_cross_entropy(tg_tensor *logits, tg_tensor *labels);
+/* The same from probabilities (Keras from_logits=False): mean of -log(p[n, label]),
+ * with p clipped to [1e-7, 1 - 1e-7] as Keras does. */
+tg_tensor *tg_cross_entropy_probs(tg_tensor *probs, tg_tensor *labels);
+/* Mean squared error over all elements; shapes must be equal. */
+tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target);
+
+/* ---- convolutional network ops (oneDNN primitives in f32) ---- */
+
+typedef struct tg_conv2d_opts {
+    int stride[2];   /* h, w; >= 1 */
+    int pad[4];      /* top, bottom, left, right; >= 0 (asymmetric allowed) */
+    int dilation[2]; /* h, w; 1 = none */
+} tg_conv2d_opts;
+#define TG_CONV2D_OPTS_INIT { {1, 1}, {0, 0, 0, 0}, {1, 1} }
+
+/* x (N, C, H, W), w (O, C, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
+tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts);
+
+typedef struct tg_pool2d_opts {
+    int kernel[2];   /* h, w; >= 1 */
+    int stride[2];   /* h, w; 0 means equal to the kernel (Keras's default) */
+    int pad[4];      /* top, bottom, left, right */
+} tg_pool2d_opts;
+#define TG_POOL2D_OPTS_INIT { {2, 2}, {0, 0}, {0, 0, 0, 0} }
+
+tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts);
+/* Padding is excluded from the average. */
+tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts);
+
+/* Fully connected: y = x W^T + b, x of any rank >= 2 flattened to (N, in), w (out,
+ * in), b (out) or NULL -> (N, out). */
+tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b);
+
+/* Inverted dropout: while training, zero each element with probability rate and
+ * scale the rest by 1/(1-rate); the mask comes from rng (NULL: the global one).
+ * Not training, or rate 0: the identity (x itself, no copy). rate 1: all zeros.
+ * rate outside [0, 1] is TG_ERR_ARG. */
+tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
