@@ -33,6 +33,18 @@ typedef enum tg_backend {
 tg_backend tg_set_backend(tg_backend backend);
 tg_backend tg_get_backend(void);
 
+/* oneDNN primitive cache counters (process-wide). A training step after the
+ * first must leave primitives_created unchanged. */
+typedef struct tg_backend_stats {
+    uint64_t cache_hits;
+    uint64_t cache_misses;
+    uint64_t primitives_created;
+    uint64_t weight_reorders;   /* reorders of weights into a blocked layout */
+} tg_backend_stats;
+void tg_backend_stats_get(tg_backend_stats *out);
+/* Drops every cached primitive and reordered weight (frees their memory). */
+void tg_backend_cache_clear(void);
+
 /* ---- elementwise, binary with broadcasting ---- */
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);

@@ -1,0 +1,3 @@
+#ifndef TG_APPS_MODELS_H
+#define TG_APPS_MODELS_H
+#endif
