@@ -1,1 +1,202 @@
-/* placeholder: being written */
+/* ops/common.c -- what every op file shares: the per-thread backend choice, the
+ * argument checks (their messages name the op and the shapes), numpy broadcasting
+ * and its inverse (tg_sum_to_shape), and the op epilogue that records the node.
+ * Nothing here is recorded for autodiff. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops_impl.h"
+
+static _Thread_local tg_backend current_backend = TG_BACKEND_AUTO;
+
+tg_backend tg_set_backend(tg_backend backend)
+{
+    tg_backend prev = current_backend;
+    if (backend != TG_BACKEND_AUTO && backend != TG_BACKEND_REFERENCE) {
+        tg_error(TG_ERR_ARG, "tg_set_backend: unknown backend %d (kept the current one)",
+                 (int)backend);
+        return prev;
+    }
+    current_backend = backend;
+    return prev;
+}
+
+tg_backend tg_get_backend(void)
+{
+    return current_backend;
+}
+
+bool tg_use_dnnl(const tg_tensor *x)
+{
+    return x && x->dtype == TG_F32 && current_backend == TG_BACKEND_AUTO;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+tg_status tg_check_float(const char *who, const char *arg, const tg_tensor *x)
+{
+    if (!x)
+        return tg_null_arg(who, arg);
+    if (x->dtype != TG_F32 && x->dtype != TG_F64)
+        return tg_error(TG_ERR_DTYPE, "%s: %s must be f32 or f64, got %s", who, arg,
+                        tg_dtype_name(x->dtype));
+    return TG_OK;
+}
+
+tg_status tg_check_same_dtype(const char *who, const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->dtype != b->dtype)
+        return tg_error(TG_ERR_DTYPE,
+                        "%s: dtypes %s and %s differ (no implicit promotion; convert "
+                        "with tg_tensor_to_dtype)",
+                        who, tg_dtype_name(a->dtype), tg_dtype_name(b->dtype));
+    return TG_OK;
+}
+
+tg_status tg_check_ndim(const char *who, const char *arg, const tg_tensor *x, int ndim)
+{
+    if (x->ndim != ndim) {
+        char buf[128];
+        return tg_error(TG_ERR_SHAPE, "%s: %s must be %d-D, got shape %s", who, arg, ndim,
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape));
+    }
+    return TG_OK;
+}
+
+tg_status tg_norm_axis(const char *who, int axis, int ndim, int *out)
+{
+    if (axis < -ndim || axis >= ndim)
+        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who,
+                        axis, ndim);
+    *out = axis < 0 ? axis + ndim : axis;
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- broadcasting */
+
+tg_status tg_broadcast_shape(const char *who, const tg_tensor *a, const tg_tensor *b,
+                             int *ndim, int64_t *shape)
+{
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < n; i++) {
+        /* align at the right: dim i of the result is dim i - (n - t->ndim) of t */
+        int ia = i - (n - a->ndim), ib = i - (n - b->ndim);
+        int64_t ea = ia >= 0 ? a->shape[ia] : 1;
+        int64_t eb = ib >= 0 ? b->shape[ib] : 1;
+        if (ea != eb && ea != 1 && eb != 1) {
+            char sa[128], sb[128];
+            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast", who,
+                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
+        }
+        shape[i] = ea == 1 ? eb : ea;
+    }
+    *ndim = n;
+    return TG_OK;
+}
+
+void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,
+                          int64_t *strides)
+{
+    for (int i = 0; i < ndim; i++) {
+        int it = i - (ndim - t->ndim);
+        if (it < 0 || (t->shape[it] == 1 && shape[i] != 1))
+            strides[i] = 0;
+        else
+            strides[i] = t->strides[it];
+    }
+}
+
+tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
+{
+    static const char who[] = "tg_sum_to_shape";
+    if (!g)
+        return tg_null_arg(who, "g"), NULL;
+    if (tg_check_float(who, "g", g) != TG_OK)
+        return NULL;
+    if (ndim == g->ndim && memcmp(shape, g->shape, (size_t)ndim * sizeof *shape) == 0)
+        return tg_scoped(tg_retain(g));
+
+    /* shape must broadcast to g's shape, i.e. be g's shape with some extents 1 */
+    bool ok = ndim <= g->ndim;
+    for (int i = 0; ok && i < ndim; i++) {
+        int64_t e = shape[i], eg = g->shape[i + (g->ndim - ndim)];
+        ok = e == eg || e == 1;
+    }
+    if (!ok) {
+        char sa[128], sb[128];
+        return tg_error(TG_ERR_SHAPE, "%s: cannot sum %s down to %s", who,
+                        tg_shape_str(sa, sizeof sa, g->ndim, g->shape),
+                        tg_shape_str(sb, sizeof sb, ndim, shape)), NULL;
+    }
+    tg_tensor *out = tg_tensor_new_owned(who, g->dtype, ndim, shape);
+    if (!out)
+        return NULL;
+    int64_t n_out = tg_shape_numel(ndim, shape);
+    /* accumulate in double so f32 sums over a large batch keep their precision */
+    double *acc = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *acc);
+    if (!acc) {
+        tg_release(out);
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+    }
+    if (tg_shape_numel(g->ndim, g->shape) > 0) {
+        int64_t st[2][TG_MAX_DIMS], off[2] = {g->offset, 0}, idx[TG_MAX_DIMS] = {0};
+        memcpy(st[0], g->strides, sizeof st[0]);
+        tg_broadcast_strides(out, g->ndim, g->shape, st[1]);
+        if (g->dtype == TG_F32) {
+            const float *src = g->storage->data;
+            do acc[off[1]] += src[off[0]];
+            while (tg_index_next(g->ndim, g->shape, idx, 2, off, st));
+        } else {
+            const double *src = g->storage->data;
+            do acc[off[1]] += src[off[0]];
+            while (tg_index_next(g->ndim, g->shape, idx, 2, off, st));
+        }
+    }
+    if (g->dtype == TG_F32) {
+        float *dst = tg_tensor_data(out);
+        for (int64_t i = 0; i < n_out; i++)
+            dst[i] = (float)acc[i];
+    } else {
+        memcpy(tg_tensor_data(out), acc, (size_t)n_out * sizeof *acc);
+    }
+    free(acc);
+    return tg_scoped(out);
+}
+
+/* ---------------------------------------------------------------- op helpers */
+
+tg_tensor *tg_contiguous_owned(tg_tensor *x)
+{
+    if (!x)
+        return tg_null_arg("tg_contiguous_owned", "x"), NULL;
+    if (tg_tensor_is_contiguous(x))
+        return tg_retain(x);
+    tg_tensor *c = tg_tensor_new_owned("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
+    if (!c)
+        return NULL;
+    if (tg_tensor_copy_into(c, x) != TG_OK) {
+        tg_release(c);
+        return NULL;
+    }
+    return c;
+}
+
+tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
+                        tg_tensor *const *inputs, int n_inputs, void *saved)
+{
+    if (!out || !record) {
+        if (saved) {
+            if (op->free_saved)
+                op->free_saved(saved);
+            else
+                free(saved);
+        }
+        return out ? tg_scoped(out) : NULL;
+    }
+    if (!tg_autograd_record(out, op, inputs, n_inputs, saved)) {
+        tg_release(out);
+        return NULL;
+    }
+    return tg_scoped(out);
+}

@@ -39,4 +39,34 @@ void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,
  * retained) when the shapes already agree. Not recorded. */
 tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
 
+/* ---- helpers every op file uses ---- */
+/* New reference: x itself (retained) when contiguous, else a contiguous copy.
+ * NULL (error set) on allocation failure. Not recorded. */
+tg_tensor *tg_contiguous_owned(tg_tensor *x);
+/* The last step of every op. Steals out and saved. When record is true (the op
+ * asked tg_autograd_should_record first) records op with the inputs and saved
+ * state; otherwise frees saved (op->free_saved, or free). Returns out as a scoped
+ * reference, or NULL (out released) when out is NULL or recording failed. */
+tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
+                        tg_tensor *const *inputs, int n_inputs, void *saved);
+
+/* Odometer over the row-major index space of (ndim, shape) for reference kernels:
+ * advances idx by one and moves each offset off[k] (k < n) by strides[k][d].
+ * Returns false after the last index, leaving idx and the offsets back at zero. */
+static inline bool tg_index_next(int ndim, const int64_t *shape, int64_t *idx, int n,
+                                 int64_t *off, const int64_t (*strides)[TG_MAX_DIMS])
+{
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d]++;
+        for (int k = 0; k < n; k++)
+            off[k] += strides[k][d];
+        if (idx[d] < shape[d])
+            return true;
+        for (int k = 0; k < n; k++)
+            off[k] -= strides[k][d] * shape[d];
+        idx[d] = 0;
+    }
+    return false;
+}
+
 #endif
