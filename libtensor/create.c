@@ -1,1 +1,189 @@
-/* placeholder: being written */
+/* libtensor/create.c -- the creation functions of tensor.h: constant fills,
+ * arange, copies of caller data and the random initialisers.
+ *
+ * Every function returns a scoped reference (tg_scoped of a new tensor). The
+ * random ones draw in row-major order, so one seed gives one tensor. */
+#include <math.h>
+#include <string.h>
+
+#include "libtensor/tensor_impl.h"
+
+tg_tensor *tg_empty(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return tg_scoped(tg_tensor_new_owned("tg_empty", dtype, ndim, shape));
+}
+
+/* A new contiguous tensor with every element = value, unscoped. */
+static tg_tensor *filled(const char *who, tg_dtype dtype, int ndim, const int64_t *shape,
+                         double value)
+{
+    tg_tensor *t = tg_tensor_new_owned(who, dtype, ndim, shape);
+    if (!t)
+        return NULL;
+    if (value == 0 && !signbit(value)) {
+        /* all-zero bytes is 0 in every dtype */
+        memset(tg_tensor_data(t), 0, tg_tensor_nbytes(t));
+    } else if (tg_tensor_fill(t, value) != TG_OK) {
+        tg_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+tg_tensor *tg_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return tg_scoped(filled("tg_zeros", dtype, ndim, shape, 0.0));
+}
+
+tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return tg_scoped(filled("tg_ones", dtype, ndim, shape, 1.0));
+}
+
+tg_tensor *tg_full(tg_dtype dtype, int ndim, const int64_t *shape, double value)
+{
+    return tg_scoped(filled("tg_full", dtype, ndim, shape, value));
+}
+
+tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
+{
+    if (!isfinite(start) || !isfinite(stop) || !isfinite(step))
+        return tg_error(TG_ERR_ARG, "tg_arange: start %g, stop %g and step %g must be finite",
+                        start, stop, step), NULL;
+    if (step == 0)
+        return tg_error(TG_ERR_ARG, "tg_arange: step must not be 0"), NULL;
+    double count = ceil((stop - start) / step);
+    if (count < 0)
+        count = 0;
+    if (count > 1e15)
+        return tg_error(TG_ERR_SHAPE, "tg_arange: %g elements is too many", count), NULL;
+    int64_t n = (int64_t)count;
+    tg_tensor *t = tg_tensor_new_owned("tg_arange", dtype, 1, &n);
+    if (!t)
+        return NULL;
+    for (int64_t i = 0; i < n; i++)
+        tg_set_flat(t, i, start + (double)i * step);
+    return tg_scoped(t);
+}
+
+tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    tg_tensor *t = tg_tensor_new_owned("tg_from_data", dtype, ndim, shape);
+    if (!t)
+        return NULL;
+    size_t nbytes = tg_tensor_nbytes(t);
+    if (!data && nbytes > 0) {
+        tg_release(t);
+        return tg_null_arg("tg_from_data", "data"), NULL;
+    }
+    if (nbytes > 0)
+        memcpy(tg_tensor_data(t), data, nbytes);
+    return tg_scoped(t);
+}
+
+/* ---------------------------------------------------------------- random */
+
+typedef double (*sampler)(tg_rng *rng, const double *p);
+
+static double sample_uniform(tg_rng *rng, const double *p)
+{
+    return p[0] + (p[1] - p[0]) * tg_rng_uniform(rng);
+}
+
+static double sample_normal(tg_rng *rng, const double *p)
+{
+    return p[0] + p[1] * tg_rng_normal(rng);
+}
+
+/* Truncated at two standard deviations by resampling, as Keras does. */
+static double sample_truncated(tg_rng *rng, const double *p)
+{
+    double z;
+    do
+        z = tg_rng_normal(rng);
+    while (fabs(z) > 2.0);
+    return p[0] + p[1] * z;
+}
+
+static tg_tensor *random_tensor(const char *who, tg_dtype dtype, int ndim,
+                                const int64_t *shape, tg_rng *rng, sampler draw,
+                                const double *params)
+{
+    if (!tg_dtype_is_float(dtype))
+        return tg_error(TG_ERR_DTYPE, "%s: dtype %s is not floating point", who,
+                        tg_dtype_name(dtype)), NULL;
+    tg_tensor *t = tg_tensor_new_owned(who, dtype, ndim, shape);
+    if (!t)
+        return NULL;
+    if (!rng)
+        rng = tg_rng_global();
+    int64_t n = tg_tensor_numel(t);
+    if (dtype == TG_F32) {
+        float *d = tg_tensor_data(t);
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)draw(rng, params);
+    } else {
+        double *d = tg_tensor_data(t);
+        for (int64_t i = 0; i < n; i++)
+            d[i] = draw(rng, params);
+    }
+    return tg_scoped(t);
+}
+
+tg_tensor *tg_rand_uniform(tg_dtype dtype, int ndim, const int64_t *shape, double low,
+                           double high, struct tg_rng *rng)
+{
+    if (!isfinite(low) || !isfinite(high) || low > high)
+        return tg_error(TG_ERR_ARG, "tg_rand_uniform: need finite low <= high, got [%g, %g)",
+                        low, high), NULL;
+    double p[2] = {low, high};
+    return random_tensor("tg_rand_uniform", dtype, ndim, shape, rng, sample_uniform, p);
+}
+
+tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double mean,
+                          double stddev, struct tg_rng *rng)
+{
+    if (!isfinite(mean) || !isfinite(stddev) || stddev < 0)
+        return tg_error(TG_ERR_ARG, "tg_rand_normal: need finite mean and stddev >= 0, "
+                        "got mean %g, stddev %g", mean, stddev), NULL;
+    double p[2] = {mean, stddev};
+    return random_tensor("tg_rand_normal", dtype, ndim, shape, rng, sample_normal, p);
+}
+
+/* Keras's fan rules for (out, in, k...) kernels. */
+static tg_status fans(const char *who, int ndim, const int64_t *shape, double *fan_in,
+                      double *fan_out)
+{
+    if (tg_check_shape(who, ndim, shape) != TG_OK)
+        return tg_last_status();
+    if (ndim < 2)
+        return tg_error(TG_ERR_SHAPE, "%s: a kernel needs at least 2 dims (out, in, ...), "
+                        "got %d", who, ndim);
+    double field = 1;
+    for (int i = 2; i < ndim; i++)
+        field *= (double)shape[i];
+    *fan_in = (double)shape[1] * field;
+    *fan_out = (double)shape[0] * field;
+    return TG_OK;
+}
+
+tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape,
+                             struct tg_rng *rng)
+{
+    double fan_in, fan_out;
+    if (fans("tg_glorot_uniform", ndim, shape, &fan_in, &fan_out) != TG_OK)
+        return NULL;
+    /* an empty kernel has no element to draw; avoid dividing by zero */
+    double limit = fan_in + fan_out > 0 ? sqrt(6.0 / (fan_in + fan_out)) : 0.0;
+    double p[2] = {-limit, limit};
+    return random_tensor("tg_glorot_uniform", dtype, ndim, shape, rng, sample_uniform, p);
+}
+
+tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, struct tg_rng *rng)
+{
+    double fan_in, fan_out;
+    if (fans("tg_he_normal", ndim, shape, &fan_in, &fan_out) != TG_OK)
+        return NULL;
+    double p[2] = {0.0, fan_in > 0 ? sqrt(2.0 / fan_in) : 0.0};
+    return random_tensor("tg_he_normal", dtype, ndim, shape, rng, sample_truncated, p);
+}

@@ -44,6 +44,7 @@ struct tg_tensor {
     int64_t offset;               /* elements */
     tg_storage *storage;
     char *name;                   /* malloc'd or NULL */
+    int scope_refs;               /* how many of the references are held by scopes */
 
     /* autodiff state; libtensor only frees it, autograd/ gives it meaning */
     bool requires_grad;
