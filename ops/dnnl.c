@@ -1,1 +1,893 @@
-/* placeholder: being written */
+/* ops/dnnl.c -- the oneDNN glue: one engine and stream, the primitive cache, the
+ * user-managed scratchpad, cached weight reorders, and the f32 kernels the other op
+ * files call (eltwise, binary, softmax, matmul). It knows nothing of autodiff: op
+ * files decide what to run, this file runs it without re-creating primitives. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "ops/dnnl_impl.h"
+
+/* ---------------------------------------------------------------- state */
+
+#define N_BUCKETS 512
+#define MAX_ENTRIES 1024   /* LRU beyond this; a training step uses a few dozen */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t glue_mutex;
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static dnnl_primitive_attr_t attr;   /* user-managed scratchpad */
+static dnnl_status_t init_status = dnnl_success;
+static const char *init_step = "";
+static bool conv_any_layout;
+
+static tg_dnnl_entry *buckets[N_BUCKETS];
+static int n_entries;
+static uint64_t use_clock;
+static tg_backend_stats stats;
+
+static void *scratch;              /* one growing buffer shared by every primitive */
+static size_t scratch_cap;
+
+static void init_glue(void)
+{
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&glue_mutex, &ma);
+    pthread_mutexattr_destroy(&ma);
+
+    const char *layout = getenv("TG_DNNL_CONV_LAYOUT");
+    conv_any_layout = layout && strcmp(layout, "any") == 0;
+
+    init_step = "dnnl_engine_create";
+    init_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (init_status != dnnl_success)
+        return;
+    init_step = "dnnl_stream_create";
+    init_status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    if (init_status != dnnl_success)
+        return;
+    init_step = "dnnl_primitive_attr_create";
+    init_status = dnnl_primitive_attr_create(&attr);
+    if (init_status != dnnl_success)
+        return;
+    init_step = "dnnl_primitive_attr_set_scratchpad_mode";
+    init_status = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+}
+
+dnnl_engine_t tg_dnnl_engine(const char *who)
+{
+    pthread_once(&init_once, init_glue);
+    if (init_status != dnnl_success) {
+        tg_error(TG_ERR_BACKEND, "%s: oneDNN could not start: %s failed (%s)", who,
+                 init_step, dnnl_status2str(init_status));
+        return NULL;
+    }
+    return engine;
+}
+
+void tg_dnnl_lock(void)
+{
+    pthread_once(&init_once, init_glue);
+    pthread_mutex_lock(&glue_mutex);
+}
+
+void tg_dnnl_unlock(void)
+{
+    pthread_mutex_unlock(&glue_mutex);
+}
+
+bool tg_dnnl_conv_any_layout(void)
+{
+    pthread_once(&init_once, init_glue);
+    return conv_any_layout;
+}
+
+static tg_status backend_error(const char *who, const char *what, dnnl_status_t st)
+{
+    return tg_error(TG_ERR_BACKEND, "%s: oneDNN %s failed: %s", who, what,
+                    dnnl_status2str(st));
+}
+
+/* ---------------------------------------------------------------- keys */
+
+void tg_dnnl_key_init(tg_dnnl_key *k, tg_dnnl_kind kind)
+{
+    k->n = 0;
+    tg_dnnl_key_add(k, (int64_t)kind);
+}
+
+void tg_dnnl_key_add(tg_dnnl_key *k, int64_t v)
+{
+    if (k->n < 0)
+        return;
+    if (k->n == TG_DNNL_KEY_MAX) {
+        k->n = -1;
+        return;
+    }
+    k->v[k->n++] = v;
+}
+
+void tg_dnnl_key_add_n(tg_dnnl_key *k, int n, const int64_t *v)
+{
+    tg_dnnl_key_add(k, n);
+    for (int i = 0; i < n; i++)
+        tg_dnnl_key_add(k, v[i]);
+}
+
+void tg_dnnl_key_add_int(tg_dnnl_key *k, int n, const int *v)
+{
+    tg_dnnl_key_add(k, n);
+    for (int i = 0; i < n; i++)
+        tg_dnnl_key_add(k, v[i]);
+}
+
+static uint64_t key_hash(const tg_dnnl_key *k)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the words */
+    for (int i = 0; i < k->n; i++) {
+        uint64_t w = (uint64_t)k->v[i];
+        for (int b = 0; b < 8; b++) {
+            h ^= (w >> (8 * b)) & 0xff;
+            h *= 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+static bool key_equal(const tg_dnnl_key *a, const tg_dnnl_key *b)
+{
+    return a->n == b->n && memcmp(a->v, b->v, (size_t)a->n * sizeof a->v[0]) == 0;
+}
+
+/* ---------------------------------------------------------------- cache */
+
+static void entry_free(tg_dnnl_entry *e)
+{
+    if (e->prim)
+        dnnl_primitive_destroy(e->prim);
+    if (e->pd)
+        dnnl_primitive_desc_destroy(e->pd);
+    free(e->wbuf);
+    free(e);
+}
+
+tg_dnnl_entry *tg_dnnl_find(const tg_dnnl_key *key)
+{
+    if (key->n < 0)
+        return NULL;
+    uint64_t h = key_hash(key);
+    for (tg_dnnl_entry *e = buckets[h % N_BUCKETS]; e; e = e->next) {
+        if (e->hash == h && key_equal(&e->key, key)) {
+            e->last_use = ++use_clock;
+            stats.cache_hits++;
+            return e;
+        }
+    }
+    stats.cache_misses++;
+    return NULL;
+}
+
+static void evict_oldest(void)
+{
+    tg_dnnl_entry **victim = NULL;
+    for (int b = 0; b < N_BUCKETS; b++)
+        for (tg_dnnl_entry **pe = &buckets[b]; *pe; pe = &(*pe)->next)
+            if (!victim || (*pe)->last_use < (*victim)->last_use)
+                victim = pe;
+    if (victim) {
+        tg_dnnl_entry *e = *victim;
+        *victim = e->next;
+        entry_free(e);
+        n_entries--;
+    }
+}
+
+/* Takes ownership of pd (destroyed on failure). */
+static tg_dnnl_entry *insert_pd(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
+                                const char *who)
+{
+    if (key->n < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        tg_error(TG_ERR_BACKEND, "%s: primitive cache key too long", who);
+        return NULL;
+    }
+    tg_dnnl_entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        dnnl_primitive_desc_destroy(pd);
+        tg_error(TG_ERR_NOMEM, "%s: out of memory for a primitive cache entry", who);
+        return NULL;
+    }
+    e->key = *key;
+    e->hash = key_hash(key);
+    e->pd = pd;
+    dnnl_status_t st = dnnl_primitive_create(&e->prim, pd);
+    if (st != dnnl_success) {
+        e->prim = NULL;
+        entry_free(e);
+        backend_error(who, "dnnl_primitive_create", st);
+        return NULL;
+    }
+    stats.primitives_created++;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (n_entries >= MAX_ENTRIES)
+        evict_oldest();
+    e->last_use = ++use_clock;
+    e->next = buckets[e->hash % N_BUCKETS];
+    buckets[e->hash % N_BUCKETS] = e;
+    n_entries++;
+    return e;
+}
+
+tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
+                              const_dnnl_primitive_desc_t hint, const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, attr, engine, hint);
+    if (st != dnnl_success) {
+        backend_error(who, "dnnl_primitive_desc_create", st);
+        return NULL;
+    }
+    return insert_pd(key, pd, who);
+}
+
+const dnnl_memory_desc_t *tg_dnnl_md(const tg_dnnl_entry *e, dnnl_query_t what)
+{
+    return dnnl_primitive_desc_query_md(e->pd, what, 0);
+}
+
+void tg_backend_stats_get(tg_backend_stats *out)
+{
+    if (!out)
+        return;
+    tg_dnnl_lock();
+    *out = stats;
+    tg_dnnl_unlock();
+}
+
+void tg_backend_cache_clear(void)
+{
+    tg_dnnl_lock();
+    for (int b = 0; b < N_BUCKETS; b++) {
+        tg_dnnl_entry *e = buckets[b];
+        while (e) {
+            tg_dnnl_entry *next = e->next;
+            entry_free(e);
+            e = next;
+        }
+        buckets[b] = NULL;
+    }
+    n_entries = 0;
+    free(scratch);
+    scratch = NULL;
+    scratch_cap = 0;
+    tg_dnnl_unlock();
+}
+
+/* ---------------------------------------------------------------- memories */
+
+void tg_dnnl_md_plain(dnnl_memory_desc_t *md, int ndim, const int64_t *dims)
+{
+    dnnl_dims_t d, s;
+    if (ndim == 0) {
+        d[0] = 1;
+        ndim = 1;
+    } else {
+        for (int i = 0; i < ndim; i++)
+            d[i] = dims[i];
+    }
+    int64_t acc = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        s[i] = acc;
+        acc *= d[i] > 0 ? d[i] : 1;
+    }
+    dnnl_memory_desc_init_by_strides(md, ndim, d, dnnl_f32, s);
+}
+
+void tg_dnnl_md_of(dnnl_memory_desc_t *md, const tg_tensor *t)
+{
+    dnnl_dims_t d, s;
+    int ndim = t->ndim;
+    if (ndim == 0) {
+        tg_dnnl_md_plain(md, 0, NULL);
+        return;
+    }
+    /* The stride of an extent-1 dim is irrelevant; make it the natural one so
+     * equal layouts get equal keys and descriptors. */
+    int64_t acc = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        d[i] = t->shape[i];
+        s[i] = t->shape[i] == 1 ? acc : t->strides[i];
+        acc = s[i] * (d[i] > 0 ? d[i] : 1);
+    }
+    dnnl_memory_desc_init_by_strides(md, ndim, d, dnnl_f32, s);
+}
+
+/* Shape and strides (as tg_dnnl_md_of normalises them) into a key. */
+static void key_add_layout(tg_dnnl_key *k, const tg_tensor *t)
+{
+    tg_dnnl_key_add(k, t->ndim);
+    int64_t acc = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        int64_t s = t->shape[i] == 1 ? acc : t->strides[i];
+        tg_dnnl_key_add(k, t->shape[i]);
+        tg_dnnl_key_add(k, s);
+        acc = s * (t->shape[i] > 0 ? t->shape[i] : 1);
+    }
+}
+
+void tg_dnnl_args_init(tg_dnnl_args *a)
+{
+    a->n = 0;
+    a->status = dnnl_success;
+}
+
+void tg_dnnl_arg(tg_dnnl_args *a, int which, const dnnl_memory_desc_t *md, const void *data)
+{
+    if (a->status != dnnl_success)
+        return;
+    if (a->n == TG_DNNL_MAX_ARGS) {
+        a->status = dnnl_invalid_arguments;
+        return;
+    }
+    dnnl_memory_t m = NULL;
+    /* oneDNN wants a non-const handle; it only writes to outputs. */
+    dnnl_status_t st = dnnl_memory_create(&m, md, engine, (void *)(uintptr_t)data);
+    if (st != dnnl_success) {
+        a->status = st;
+        return;
+    }
+    a->a[a->n].arg = which;
+    a->a[a->n].memory = m;
+    a->n++;
+}
+
+static void args_destroy(tg_dnnl_args *a)
+{
+    for (int i = 0; i < a->n; i++)
+        dnnl_memory_destroy(a->a[i].memory);
+    a->n = 0;
+}
+
+static bool scratch_reserve(size_t n)
+{
+    if (n <= scratch_cap)
+        return true;
+    size_t cap = (n + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(TG_ALIGN, cap);
+    if (!p)
+        return false;
+    free(scratch);
+    scratch = p;
+    scratch_cap = cap;
+    return true;
+}
+
+tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who)
+{
+    tg_status rc = TG_OK;
+    if (a->status != dnnl_success) {
+        rc = backend_error(who, "dnnl_memory_create", a->status);
+        goto done;
+    }
+    if (e->scratch_bytes > 0) {
+        if (!scratch_reserve(e->scratch_bytes)) {
+            rc = tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte oneDNN scratchpad",
+                          who, e->scratch_bytes);
+            goto done;
+        }
+        tg_dnnl_arg(a, DNNL_ARG_SCRATCHPAD, tg_dnnl_md(e, dnnl_query_scratchpad_md), scratch);
+        if (a->status != dnnl_success) {
+            rc = backend_error(who, "dnnl_memory_create", a->status);
+            goto done;
+        }
+    }
+    dnnl_status_t st = dnnl_primitive_execute(e->prim, stream, a->n, a->a);
+    if (st == dnnl_success)
+        st = dnnl_stream_wait(stream);
+    if (st != dnnl_success)
+        rc = backend_error(who, "dnnl_primitive_execute", st);
+done:
+    args_destroy(a);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reorders */
+
+tg_status tg_dnnl_reorder(const tg_dnnl_key *key, const dnnl_memory_desc_t *src_md,
+                          const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
+                          const char *who)
+{
+    tg_dnnl_entry *e = tg_dnnl_find(key);
+    if (!e) {
+        if (!tg_dnnl_engine(who))
+            return tg_last_status();
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, src_md, engine, dst_md,
+                                                              engine, attr);
+        if (st != dnnl_success)
+            return backend_error(who, "dnnl_reorder_primitive_desc_create", st);
+        e = insert_pd(key, pd, who);
+        if (!e)
+            return tg_last_status();
+    }
+    tg_dnnl_args args;
+    tg_dnnl_args_init(&args);
+    tg_dnnl_arg(&args, DNNL_ARG_FROM, src_md, src);
+    tg_dnnl_arg(&args, DNNL_ARG_TO, dst_md, dst);
+    return tg_dnnl_exec(e, &args, who);
+}
+
+const void *tg_dnnl_weights_as(tg_dnnl_entry *e, const tg_tensor *w,
+                               const dnnl_memory_desc_t *user_md,
+                               const dnnl_memory_desc_t *want, const char *who)
+{
+    const void *data = tg_tensor_data(w);
+    if (dnnl_memory_desc_equal(user_md, want))
+        return data;
+    uint64_t version = tg_tensor_version(w);
+    if (e->wbuf && e->w_storage == (const void *)w->storage && e->w_data == data &&
+        e->w_version == version)
+        return e->wbuf;
+    size_t need = dnnl_memory_desc_get_size(want);
+    if (need > e->wbytes) {
+        void *p = aligned_alloc(TG_ALIGN, (need + TG_ALIGN - 1) / TG_ALIGN * TG_ALIGN);
+        if (!p) {
+            tg_error(TG_ERR_NOMEM, "%s: out of memory for %zu bytes of reordered weights",
+                     who, need);
+            return NULL;
+        }
+        free(e->wbuf);
+        e->wbuf = p;
+        e->wbytes = need;
+    }
+    e->w_storage = NULL; /* invalid until the reorder succeeds */
+    tg_dnnl_key k = e->key;
+    tg_dnnl_key_add(&k, -TG_DNNL_REORDER);
+    if (tg_dnnl_reorder(&k, user_md, data, want, e->wbuf, who) != TG_OK)
+        return NULL;
+    e->w_storage = w->storage;
+    e->w_data = data;
+    e->w_version = version;
+    stats.weight_reorders++;
+    return e->wbuf;
+}
+
+/* ---------------------------------------------------------------- eltwise */
+
+static dnnl_alg_kind_t eltwise_alg(tg_eltwise_alg alg)
+{
+    switch (alg) {
+    case TG_ELT_RELU: return dnnl_eltwise_relu;
+    case TG_ELT_TANH: return dnnl_eltwise_tanh;
+    case TG_ELT_SIGMOID: return dnnl_eltwise_logistic;
+    case TG_ELT_EXP: return dnnl_eltwise_exp;
+    case TG_ELT_LOG: return dnnl_eltwise_log;
+    case TG_ELT_SQRT: return dnnl_eltwise_sqrt;
+    case TG_ELT_ABS: return dnnl_eltwise_abs;
+    case TG_ELT_LINEAR: return dnnl_eltwise_linear;
+    case TG_ELT_POW: return dnnl_eltwise_pow;
+    }
+    return dnnl_alg_kind_undef;
+}
+
+static int64_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (int64_t)u;
+}
+
+/* The forward eltwise entry for n elements (contiguous data viewed as 1-D). */
+static tg_dnnl_entry *eltwise_fwd_entry(dnnl_alg_kind_t alg, float alpha, float beta,
+                                        const dnnl_memory_desc_t *md, int64_t n,
+                                        const char *who)
+{
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_FWD);
+    tg_dnnl_key_add(&k, alg);
+    tg_dnnl_key_add(&k, float_bits(alpha));
+    tg_dnnl_key_add(&k, float_bits(beta));
+    tg_dnnl_key_add(&k, n);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    dnnl_eltwise_desc_t d;
+    dnnl_status_t st = dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, alg, md,
+                                                      alpha, beta);
+    if (st != dnnl_success) {
+        backend_error(who, "dnnl_eltwise_forward_desc_init", st);
+        return NULL;
+    }
+    return tg_dnnl_create(&k, &d, NULL, who);
+}
+
+tg_status tg_dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
+                                  const tg_tensor *x, tg_tensor *y)
+{
+    const char *who = "tg_dnnl_eltwise_forward";
+    if (!x || !y)
+        return tg_null_arg(who, !x ? "x" : "y");
+    int64_t n = tg_tensor_numel(x);
+    if (n != tg_tensor_numel(y))
+        return tg_error(TG_ERR_SHAPE, "%s: x has %lld elements, y %lld", who, (long long)n,
+                        (long long)tg_tensor_numel(y));
+    if (n == 0)
+        return TG_OK;
+    dnnl_alg_kind_t a = eltwise_alg(alg);
+    if (a == dnnl_alg_kind_undef)
+        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t md;
+    tg_dnnl_md_plain(&md, 1, &n);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, tg_tensor_data(x));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &md, tg_tensor_data(y));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
+                                   const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *who = "tg_dnnl_eltwise_backward";
+    if (!x || !gy || !gx)
+        return tg_null_arg(who, !x ? "x" : !gy ? "gy" : "gx");
+    int64_t n = tg_tensor_numel(x);
+    if (n != tg_tensor_numel(gy) || n != tg_tensor_numel(gx))
+        return tg_error(TG_ERR_SHAPE, "%s: x, gy and gx differ in size (%lld, %lld, %lld)",
+                        who, (long long)n, (long long)tg_tensor_numel(gy),
+                        (long long)tg_tensor_numel(gx));
+    if (n == 0)
+        return TG_OK;
+    dnnl_alg_kind_t a = eltwise_alg(alg);
+    if (a == dnnl_alg_kind_undef)
+        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t md;
+    tg_dnnl_md_plain(&md, 1, &n);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_BWD);
+    tg_dnnl_key_add(&k, a);
+    tg_dnnl_key_add(&k, float_bits(alpha));
+    tg_dnnl_key_add(&k, float_bits(beta));
+    tg_dnnl_key_add(&k, n);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        tg_dnnl_entry *fwd = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+        if (fwd) {
+            dnnl_eltwise_desc_t d;
+            dnnl_status_t st = dnnl_eltwise_backward_desc_init(&d, a, &md, &md, alpha, beta);
+            if (st != dnnl_success)
+                backend_error(who, "dnnl_eltwise_backward_desc_init", st);
+            else
+                e = tg_dnnl_create(&k, &d, fwd->pd, who);
+        }
+    }
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, tg_tensor_data(x));
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &md, tg_tensor_data(gy));
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &md, tg_tensor_data(gx));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- binary */
+
+static float apply_binary(tg_binary_alg alg, float a, float b)
+{
+    switch (alg) {
+    case TG_BIN_ADD: return a + b;
+    case TG_BIN_SUB: return a - b;
+    case TG_BIN_MUL: return a * b;
+    case TG_BIN_DIV: return a / b;
+    }
+    return 0.0f;
+}
+
+/* oneDNN's binary broadcasts src1 only; when a itself is broadcast and the op
+ * cannot be swapped, a strided loop does it. */
+static void binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+{
+    int nd = c->ndim;
+    int64_t sa[TG_MAX_DIMS], sb[TG_MAX_DIMS];
+    tg_broadcast_strides(a, nd, c->shape, sa);
+    tg_broadcast_strides(b, nd, c->shape, sb);
+    const float *pa = tg_tensor_data(a), *pb = tg_tensor_data(b);
+    float *pc = tg_tensor_data(c);
+    int64_t n = tg_tensor_numel(c);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, oa = 0, ob = 0;
+        for (int d = nd - 1; d >= 0; d--) {
+            int64_t idx = rem % c->shape[d];
+            rem /= c->shape[d];
+            oa += idx * sa[d];
+            ob += idx * sb[d];
+        }
+        pc[i] = apply_binary(alg, pa[oa], pb[ob]);
+    }
+}
+
+tg_status tg_dnnl_binary(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b,
+                         tg_tensor *c)
+{
+    const char *who = "tg_dnnl_binary";
+    if (!a || !b || !c)
+        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+    if (a->ndim != c->ndim || b->ndim != c->ndim)
+        return tg_error(TG_ERR_SHAPE, "%s: a, b and c must have the same rank (%d, %d, %d)",
+                        who, a->ndim, b->ndim, c->ndim);
+    for (int i = 0; i < c->ndim; i++) {
+        if ((a->shape[i] != c->shape[i] && a->shape[i] != 1) ||
+            (b->shape[i] != c->shape[i] && b->shape[i] != 1)) {
+            char sa[96], sb[96], sc[96];
+            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s do not broadcast to %s", who,
+                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                            tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+        }
+    }
+    if (tg_tensor_numel(c) == 0)
+        return TG_OK;
+    dnnl_alg_kind_t da;
+    switch (alg) {
+    case TG_BIN_ADD: da = dnnl_binary_add; break;
+    case TG_BIN_SUB: da = dnnl_binary_sub; break;
+    case TG_BIN_MUL: da = dnnl_binary_mul; break;
+    case TG_BIN_DIV: da = dnnl_binary_div; break;
+    default: return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    }
+    const tg_tensor *s0 = a, *s1 = b;
+    if (!tg_tensor_same_shape(a, c)) {
+        if ((alg == TG_BIN_ADD || alg == TG_BIN_MUL) && tg_tensor_same_shape(b, c)) {
+            s0 = b;
+            s1 = a;
+        } else {
+            binary_loop(alg, a, b, c);
+            return TG_OK;
+        }
+    }
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t m0, m1, mc;
+    tg_dnnl_md_of(&m0, s0);
+    tg_dnnl_md_of(&m1, s1);
+    tg_dnnl_md_of(&mc, c);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_BINARY);
+    tg_dnnl_key_add(&k, da);
+    key_add_layout(&k, s0);
+    key_add_layout(&k, s1);
+    key_add_layout(&k, c);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        dnnl_binary_desc_t d;
+        dnnl_status_t st = dnnl_binary_desc_init(&d, da, &m0, &m1, &mc);
+        if (st != dnnl_success)
+            backend_error(who, "dnnl_binary_desc_init", st);
+        else
+            e = tg_dnnl_create(&k, &d, NULL, who);
+    }
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC_0, &m0, tg_tensor_data(s0));
+        tg_dnnl_arg(&args, DNNL_ARG_SRC_1, &m1, tg_tensor_data(s1));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+static tg_dnnl_entry *softmax_fwd_entry(bool log, int axis, const tg_tensor *x,
+                                        const dnnl_memory_desc_t *md, const char *who)
+{
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_FWD);
+    tg_dnnl_key_add(&k, log);
+    tg_dnnl_key_add(&k, axis);
+    key_add_layout(&k, x);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    dnnl_status_t st;
+    if (log) {
+        dnnl_logsoftmax_desc_t d;
+        st = dnnl_logsoftmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
+        if (st == dnnl_success)
+            return tg_dnnl_create(&k, &d, NULL, who);
+    } else {
+        dnnl_softmax_desc_t d;
+        st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
+        if (st == dnnl_success)
+            return tg_dnnl_create(&k, &d, NULL, who);
+    }
+    backend_error(who, "softmax forward descriptor", st);
+    return NULL;
+}
+
+static tg_status check_softmax(const char *who, int axis, const tg_tensor *a,
+                               const tg_tensor *b, const tg_tensor *c)
+{
+    if (a->ndim < 1 || axis < 0 || axis >= a->ndim)
+        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who, axis,
+                        a->ndim);
+    if (!tg_tensor_same_shape(a, b) || (c && !tg_tensor_same_shape(a, c)))
+        return tg_error(TG_ERR_SHAPE, "%s: tensors must have equal shapes", who);
+    return TG_OK;
+}
+
+tg_status tg_dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_tensor *y)
+{
+    const char *who = log ? "tg_dnnl_log_softmax_forward" : "tg_dnnl_softmax_forward";
+    if (!x || !y)
+        return tg_null_arg(who, !x ? "x" : "y");
+    tg_status rc = check_softmax(who, axis, x, y, NULL);
+    if (rc != TG_OK)
+        return rc;
+    if (tg_tensor_numel(x) == 0)
+        return TG_OK;
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t mx, my;
+    tg_dnnl_md_of(&mx, x);
+    tg_dnnl_md_of(&my, y);
+    if (!dnnl_memory_desc_equal(&mx, &my))
+        return tg_error(TG_ERR_ARG, "%s: x and y must have the same layout", who);
+    tg_dnnl_lock();
+    rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx, who);
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC, &mx, tg_tensor_data(x));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &my, tg_tensor_data(y));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+tg_status tg_dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
+                                   const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *who = log ? "tg_dnnl_log_softmax_backward" : "tg_dnnl_softmax_backward";
+    if (!y || !gy || !gx)
+        return tg_null_arg(who, !y ? "y" : !gy ? "gy" : "gx");
+    tg_status rc = check_softmax(who, axis, y, gy, gx);
+    if (rc != TG_OK)
+        return rc;
+    if (tg_tensor_numel(y) == 0)
+        return TG_OK;
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t my, mgy, mgx;
+    tg_dnnl_md_of(&my, y);
+    tg_dnnl_md_of(&mgy, gy);
+    tg_dnnl_md_of(&mgx, gx);
+    if (!dnnl_memory_desc_equal(&my, &mgy) || !dnnl_memory_desc_equal(&my, &mgx))
+        return tg_error(TG_ERR_ARG, "%s: y, gy and gx must have the same layout", who);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_BWD);
+    tg_dnnl_key_add(&k, log);
+    tg_dnnl_key_add(&k, axis);
+    key_add_layout(&k, y);
+    tg_dnnl_lock();
+    rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        tg_dnnl_entry *fwd = softmax_fwd_entry(log, axis, y, &my, who);
+        if (fwd) {
+            dnnl_status_t st;
+            if (log) {
+                dnnl_logsoftmax_desc_t d;
+                st = dnnl_logsoftmax_backward_desc_init(&d, &mgx, &my, axis);
+                if (st == dnnl_success)
+                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+            } else {
+                dnnl_softmax_desc_t d;
+                st = dnnl_softmax_backward_desc_init(&d, &mgx, &my, axis);
+                if (st == dnnl_success)
+                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+            }
+            if (st != dnnl_success)
+                backend_error(who, "softmax backward descriptor", st);
+        }
+    }
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &my, tg_tensor_data(y));
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &mgy, tg_tensor_data(gy));
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_data(gx));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+tg_status tg_dnnl_matmul(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+{
+    const char *who = "tg_dnnl_matmul";
+    if (!a || !b || !c)
+        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+    int nd = c->ndim;
+    char sa[96], sb[96], sc[96];
+    bool ok = (nd == 2 || nd == 3) && a->ndim == nd && b->ndim == nd &&
+              a->shape[nd - 2] == c->shape[nd - 2] && b->shape[nd - 1] == c->shape[nd - 1] &&
+              a->shape[nd - 1] == b->shape[nd - 2];
+    if (ok && nd == 3)
+        ok = (a->shape[0] == c->shape[0] || a->shape[0] == 1) &&
+             (b->shape[0] == c->shape[0] || b->shape[0] == 1);
+    if (!ok)
+        return tg_error(TG_ERR_SHAPE, "%s: cannot multiply %s by %s into %s", who,
+                        tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                        tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+    if (tg_tensor_numel(c) == 0)
+        return TG_OK;
+    if (a->shape[nd - 1] == 0) /* empty inner dimension: the product is zero */
+        return tg_tensor_fill(c, 0.0);
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t ma, mb, mc;
+    tg_dnnl_md_of(&ma, a);
+    tg_dnnl_md_of(&mb, b);
+    tg_dnnl_md_of(&mc, c);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_MATMUL);
+    key_add_layout(&k, a);
+    key_add_layout(&k, b);
+    key_add_layout(&k, c);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        dnnl_matmul_desc_t d;
+        dnnl_status_t st = dnnl_matmul_desc_init(&d, &ma, &mb, NULL, &mc);
+        if (st != dnnl_success)
+            backend_error(who, "dnnl_matmul_desc_init", st);
+        else
+            e = tg_dnnl_create(&k, &d, NULL, who);
+    }
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC, &ma, tg_tensor_data(a));
+        tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, &mb, tg_tensor_data(b));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
