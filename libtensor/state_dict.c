@@ -1,1 +1,318 @@
-/* placeholder: being written */
+/* libtensor/state_dict.c -- ordered name -> tensor map plus typed scalar
+ * attributes: what nn/ exports and io/ writes to checkpoints.
+ *
+ * Plain arrays with linear lookup: a model has tens of entries, and insertion
+ * order must be kept for stable checkpoint layouts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "libtensor/state_dict.h"
+#include "libtensor/tensor_impl.h"
+
+typedef struct entry {
+    char *name;
+    tg_tensor *tensor; /* owned reference */
+} entry;
+
+typedef struct attr {
+    char *name;
+    tg_attr_type type;
+    union {
+        int64_t i;
+        double f;
+        char *s;
+    } v;
+} attr;
+
+struct tg_state_dict {
+    entry *entries;
+    size_t n, cap;
+    attr *attrs;
+    size_t n_attrs, cap_attrs;
+};
+
+/* Grows *arr (of elements of size es) to hold one more; false on NOMEM. */
+static bool grow(void **arr, size_t *cap, size_t n, size_t es)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? 2 * *cap : 16;
+    void *p = realloc(*arr, c * es);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+tg_state_dict *tg_state_dict_new(void)
+{
+    tg_state_dict *sd = calloc(1, sizeof *sd);
+    if (!sd)
+        tg_error(TG_ERR_NOMEM, "tg_state_dict_new: out of memory");
+    return sd;
+}
+
+void tg_state_dict_free(tg_state_dict *sd)
+{
+    if (!sd)
+        return;
+    for (size_t i = 0; i < sd->n; i++) {
+        free(sd->entries[i].name);
+        tg_release(sd->entries[i].tensor);
+    }
+    for (size_t i = 0; i < sd->n_attrs; i++) {
+        free(sd->attrs[i].name);
+        if (sd->attrs[i].type == TG_ATTR_STR)
+            free(sd->attrs[i].v.s);
+    }
+    free(sd->entries);
+    free(sd->attrs);
+    free(sd);
+}
+
+static entry *find_entry(const tg_state_dict *sd, const char *name)
+{
+    for (size_t i = 0; i < sd->n; i++)
+        if (strcmp(sd->entries[i].name, name) == 0)
+            return &sd->entries[i];
+    return NULL;
+}
+
+static attr *find_attr(const tg_state_dict *sd, const char *name)
+{
+    for (size_t i = 0; i < sd->n_attrs; i++)
+        if (strcmp(sd->attrs[i].name, name) == 0)
+            return &sd->attrs[i];
+    return NULL;
+}
+
+tg_status tg_state_dict_set(tg_state_dict *sd, const char *name, tg_tensor *t)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_set", "sd");
+    if (!name)
+        return tg_null_arg("tg_state_dict_set", "name");
+    if (!t)
+        return tg_null_arg("tg_state_dict_set", "t");
+    entry *e = find_entry(sd, name);
+    if (e) {
+        tg_retain(t); /* before the release: t may be the entry's own tensor */
+        tg_release(e->tensor);
+        e->tensor = t;
+        return TG_OK;
+    }
+    if (!grow((void **)&sd->entries, &sd->cap, sd->n, sizeof *sd->entries))
+        return tg_error(TG_ERR_NOMEM, "tg_state_dict_set: out of memory adding '%s'", name);
+    char *copy = strdup(name);
+    if (!copy)
+        return tg_error(TG_ERR_NOMEM, "tg_state_dict_set: out of memory adding '%s'", name);
+    sd->entries[sd->n].name = copy;
+    sd->entries[sd->n].tensor = tg_retain(t);
+    sd->n++;
+    return TG_OK;
+}
+
+tg_tensor *tg_state_dict_get(const tg_state_dict *sd, const char *name)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_get", "sd"), NULL;
+    if (!name)
+        return tg_null_arg("tg_state_dict_get", "name"), NULL;
+    entry *e = find_entry(sd, name);
+    if (!e)
+        return tg_error(TG_ERR_ARG, "tg_state_dict_get: no entry '%s'", name), NULL;
+    return e->tensor;
+}
+
+bool tg_state_dict_has(const tg_state_dict *sd, const char *name)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_has", "sd"), false;
+    if (!name)
+        return tg_null_arg("tg_state_dict_has", "name"), false;
+    return find_entry(sd, name) != NULL;
+}
+
+size_t tg_state_dict_size(const tg_state_dict *sd)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_size", "sd"), 0;
+    return sd->n;
+}
+
+const char *tg_state_dict_name_at(const tg_state_dict *sd, size_t i)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_name_at", "sd"), NULL;
+    if (i >= sd->n)
+        return tg_error(TG_ERR_RANGE, "tg_state_dict_name_at: index %zu is out of range "
+                        "(size %zu)", i, sd->n), NULL;
+    return sd->entries[i].name;
+}
+
+tg_tensor *tg_state_dict_tensor_at(const tg_state_dict *sd, size_t i)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_tensor_at", "sd"), NULL;
+    if (i >= sd->n)
+        return tg_error(TG_ERR_RANGE, "tg_state_dict_tensor_at: index %zu is out of range "
+                        "(size %zu)", i, sd->n), NULL;
+    return sd->entries[i].tensor;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+/* The attribute called name, created (untyped, value zero) when absent. */
+static attr *attr_slot(const char *who, tg_state_dict *sd, const char *name)
+{
+    if (!sd)
+        return tg_null_arg(who, "sd"), NULL;
+    if (!name)
+        return tg_null_arg(who, "name"), NULL;
+    attr *a = find_attr(sd, name);
+    if (a)
+        return a;
+    if (!grow((void **)&sd->attrs, &sd->cap_attrs, sd->n_attrs, sizeof *sd->attrs))
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory adding '%s'", who, name), NULL;
+    char *copy = strdup(name);
+    if (!copy)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory adding '%s'", who, name), NULL;
+    a = &sd->attrs[sd->n_attrs++];
+    a->name = copy;
+    a->type = TG_ATTR_I64;
+    a->v.i = 0;
+    return a;
+}
+
+static void attr_clear(attr *a)
+{
+    if (a->type == TG_ATTR_STR)
+        free(a->v.s);
+    a->type = TG_ATTR_I64;
+    a->v.i = 0;
+}
+
+tg_status tg_state_dict_set_i64(tg_state_dict *sd, const char *name, int64_t v)
+{
+    attr *a = attr_slot("tg_state_dict_set_i64", sd, name);
+    if (!a)
+        return tg_last_status();
+    attr_clear(a);
+    a->type = TG_ATTR_I64;
+    a->v.i = v;
+    return TG_OK;
+}
+
+tg_status tg_state_dict_set_f64(tg_state_dict *sd, const char *name, double v)
+{
+    attr *a = attr_slot("tg_state_dict_set_f64", sd, name);
+    if (!a)
+        return tg_last_status();
+    attr_clear(a);
+    a->type = TG_ATTR_F64;
+    a->v.f = v;
+    return TG_OK;
+}
+
+tg_status tg_state_dict_set_str(tg_state_dict *sd, const char *name, const char *v)
+{
+    if (!v)
+        return tg_null_arg("tg_state_dict_set_str", "v");
+    char *copy = strdup(v);
+    if (!copy)
+        return tg_error(TG_ERR_NOMEM, "tg_state_dict_set_str: out of memory");
+    attr *a = attr_slot("tg_state_dict_set_str", sd, name);
+    if (!a) {
+        free(copy);
+        return tg_last_status();
+    }
+    attr_clear(a);
+    a->type = TG_ATTR_STR;
+    a->v.s = copy;
+    return TG_OK;
+}
+
+static const char *type_name(tg_attr_type t)
+{
+    switch (t) {
+    case TG_ATTR_I64: return "i64";
+    case TG_ATTR_F64: return "f64";
+    case TG_ATTR_STR: return "str";
+    }
+    return "invalid";
+}
+
+/* The attribute, checked for presence and type; NULL with the error set. */
+static const attr *attr_get(const char *who, const void *out, const tg_state_dict *sd,
+                            const char *name, tg_attr_type type)
+{
+    if (!out)
+        return tg_null_arg(who, "out"), NULL;
+    if (!sd)
+        return tg_null_arg(who, "sd"), NULL;
+    if (!name)
+        return tg_null_arg(who, "name"), NULL;
+    const attr *a = find_attr(sd, name);
+    if (!a)
+        return tg_error(TG_ERR_ARG, "%s: no attribute '%s'", who, name), NULL;
+    if (a->type != type)
+        return tg_error(TG_ERR_DTYPE, "%s: attribute '%s' is %s, not %s", who, name,
+                        type_name(a->type), type_name(type)), NULL;
+    return a;
+}
+
+tg_status tg_state_dict_get_i64(int64_t *out, const tg_state_dict *sd, const char *name)
+{
+    const attr *a = attr_get("tg_state_dict_get_i64", out, sd, name, TG_ATTR_I64);
+    if (!a)
+        return tg_last_status();
+    *out = a->v.i;
+    return TG_OK;
+}
+
+tg_status tg_state_dict_get_f64(double *out, const tg_state_dict *sd, const char *name)
+{
+    const attr *a = attr_get("tg_state_dict_get_f64", out, sd, name, TG_ATTR_F64);
+    if (!a)
+        return tg_last_status();
+    *out = a->v.f;
+    return TG_OK;
+}
+
+tg_status tg_state_dict_get_str(const char **out, const tg_state_dict *sd, const char *name)
+{
+    const attr *a = attr_get("tg_state_dict_get_str", out, sd, name, TG_ATTR_STR);
+    if (!a)
+        return tg_last_status();
+    *out = a->v.s;
+    return TG_OK;
+}
+
+size_t tg_state_dict_attr_count(const tg_state_dict *sd)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_attr_count", "sd"), 0;
+    return sd->n_attrs;
+}
+
+const char *tg_state_dict_attr_name_at(const tg_state_dict *sd, size_t i)
+{
+    if (!sd)
+        return tg_null_arg("tg_state_dict_attr_name_at", "sd"), NULL;
+    if (i >= sd->n_attrs)
+        return tg_error(TG_ERR_RANGE, "tg_state_dict_attr_name_at: index %zu is out of range "
+                        "(%zu attributes)", i, sd->n_attrs), NULL;
+    return sd->attrs[i].name;
+}
+
+tg_attr_type tg_state_dict_attr_type_at(const tg_state_dict *sd, size_t i)
+{
+    /* There is no "invalid" member to return; callers index within attr_count. */
+    if (!sd)
+        return tg_null_arg("tg_state_dict_attr_type_at", "sd"), TG_ATTR_I64;
+    if (i >= sd->n_attrs)
+        return tg_error(TG_ERR_RANGE, "tg_state_dict_attr_type_at: index %zu is out of range "
+                        "(%zu attributes)", i, sd->n_attrs), TG_ATTR_I64;
+    return sd->attrs[i].type;
+}
