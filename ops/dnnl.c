@@ -22,7 +22,7 @@ static dnnl_stream_t stream;
 static dnnl_primitive_attr_t attr;   /* user-managed scratchpad */
 static dnnl_status_t init_status = dnnl_success;
 static const char *init_step = "";
-static bool conv_any_layout;
+static bool blocked_layouts = true;
 
 static tg_dnnl_entry *buckets[N_BUCKETS];
 static int n_entries;
@@ -31,6 +31,27 @@ static tg_backend_stats stats;
 
 static void *scratch;              /* one growing buffer shared by every primitive */
 static size_t scratch_cap;
+static void *tmp_buf[TG_DNNL_TMP_SLOTS]; /* activations in a primitive's own layout */
+static size_t tmp_cap[TG_DNNL_TMP_SLOTS];
+
+/* Reordered weights. A slot is valid while the weights' storage, data pointer and
+ * version are those it was made from. */
+#define W_SLOTS 32
+typedef struct wslot {
+    const tg_storage *storage;
+    const void *data;
+    uint64_t version;
+    dnnl_memory_desc_t want;
+    void *buf;
+    size_t cap;
+    uint64_t last_use;
+} wslot;
+static wslot wcache[W_SLOTS];
+/* Versions from here on are handed out by the weights cache, 2^32 apart, so a
+ * stamped (storage, version) pair names one storage's lifetime. */
+#define STAMP_BASE (UINT64_C(1) << 62)
+#define STAMP_STRIDE (UINT64_C(1) << 32)
+static uint64_t next_stamp = STAMP_BASE;
 
 static void init_glue(void)
 {
@@ -40,8 +61,8 @@ static void init_glue(void)
     pthread_mutex_init(&glue_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
 
-    const char *layout = getenv("TG_DNNL_CONV_LAYOUT");
-    conv_any_layout = layout && strcmp(layout, "any") == 0;
+    const char *layout = getenv("TG_DNNL_LAYOUT");
+    blocked_layouts = !(layout && strcmp(layout, "plain") == 0);
 
     init_step = "dnnl_engine_create";
     init_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
@@ -81,10 +102,10 @@ void tg_dnnl_unlock(void)
     pthread_mutex_unlock(&glue_mutex);
 }
 
-bool tg_dnnl_conv_any_layout(void)
+bool tg_dnnl_blocked_layouts(void)
 {
     pthread_once(&init_once, init_glue);
-    return conv_any_layout;
+    return blocked_layouts;
 }
 
 static tg_status backend_error(const char *who, const char *what, dnnl_status_t st)
@@ -152,7 +173,6 @@ static void entry_free(tg_dnnl_entry *e)
         dnnl_primitive_destroy(e->prim);
     if (e->pd)
         dnnl_primitive_desc_destroy(e->pd);
-    free(e->wbuf);
     free(e);
 }
 
@@ -187,9 +207,8 @@ static void evict_oldest(void)
     }
 }
 
-/* Takes ownership of pd (destroyed on failure). */
-static tg_dnnl_entry *insert_pd(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
-                                const char *who)
+tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
+                              const char *who)
 {
     if (key->n < 0) {
         dnnl_primitive_desc_destroy(pd);
@@ -224,8 +243,8 @@ static tg_dnnl_entry *insert_pd(const tg_dnnl_key *key, dnnl_primitive_desc_t pd
     return e;
 }
 
-tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
-                              const_dnnl_primitive_desc_t hint, const char *who)
+dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
+                                        const_dnnl_primitive_desc_t hint, const char *who)
 {
     if (!tg_dnnl_engine(who))
         return NULL;
@@ -235,12 +254,49 @@ tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_de
         backend_error(who, "dnnl_primitive_desc_create", st);
         return NULL;
     }
-    return insert_pd(key, pd, who);
+    return pd;
+}
+
+tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
+                              const_dnnl_primitive_desc_t hint, const char *who)
+{
+    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(op_desc, hint, who);
+    return pd ? tg_dnnl_insert(key, pd, who) : NULL;
 }
 
 const dnnl_memory_desc_t *tg_dnnl_md(const tg_dnnl_entry *e, dnnl_query_t what)
 {
     return dnnl_primitive_desc_query_md(e->pd, what, 0);
+}
+
+bool tg_dnnl_md_padded(const dnnl_memory_desc_t *md)
+{
+    for (int i = 0; i < md->ndims; i++)
+        if (md->padded_dims[i] != md->dims[i])
+            return true;
+    return false;
+}
+
+/* Everything that distinguishes one layout from another. */
+static void key_add_md(tg_dnnl_key *k, const dnnl_memory_desc_t *md)
+{
+    tg_dnnl_key_add(k, md->data_type);
+    tg_dnnl_key_add(k, md->format_kind);
+    tg_dnnl_key_add_n(k, md->ndims, md->dims);
+    for (int i = 0; i < md->ndims; i++) {
+        tg_dnnl_key_add(k, md->padded_dims[i]);
+        tg_dnnl_key_add(k, md->padded_offsets[i]);
+    }
+    tg_dnnl_key_add(k, md->offset0);
+    if (md->format_kind == dnnl_blocked) {
+        const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+        for (int i = 0; i < md->ndims; i++)
+            tg_dnnl_key_add(k, b->strides[i]);
+        tg_dnnl_key_add_n(k, b->inner_nblks, b->inner_blks);
+        for (int i = 0; i < b->inner_nblks; i++)
+            tg_dnnl_key_add(k, b->inner_idxs[i]);
+    }
+    tg_dnnl_key_add(k, (int64_t)md->extra.flags);
 }
 
 void tg_backend_stats_get(tg_backend_stats *out)
@@ -268,6 +324,15 @@ void tg_backend_cache_clear(void)
     free(scratch);
     scratch = NULL;
     scratch_cap = 0;
+    for (int i = 0; i < TG_DNNL_TMP_SLOTS; i++) {
+        free(tmp_buf[i]);
+        tmp_buf[i] = NULL;
+        tmp_cap[i] = 0;
+    }
+    for (int i = 0; i < W_SLOTS; i++) {
+        free(wcache[i].buf);
+        memset(&wcache[i], 0, sizeof wcache[i]);
+    }
     tg_dnnl_unlock();
 }
 
@@ -356,17 +421,18 @@ static void args_destroy(tg_dnnl_args *a)
     a->n = 0;
 }
 
-static bool scratch_reserve(size_t n)
+/* Grows *buf to at least n bytes (contents are not kept). */
+static bool reserve(void **buf, size_t *cap, size_t n)
 {
-    if (n <= scratch_cap)
+    if (n <= *cap && *buf)
         return true;
-    size_t cap = (n + 4095) & ~(size_t)4095;
-    void *p = aligned_alloc(TG_ALIGN, cap);
+    size_t c = (n + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(4096, c ? c : 4096);
     if (!p)
         return false;
-    free(scratch);
-    scratch = p;
-    scratch_cap = cap;
+    free(*buf);
+    *buf = p;
+    *cap = c;
     return true;
 }
 
@@ -378,7 +444,7 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who)
         goto done;
     }
     if (e->scratch_bytes > 0) {
-        if (!scratch_reserve(e->scratch_bytes)) {
+        if (!reserve(&scratch, &scratch_cap, e->scratch_bytes)) {
             rc = tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte oneDNN scratchpad",
                           who, e->scratch_bytes);
             goto done;
@@ -401,11 +467,14 @@ done:
 
 /* ---------------------------------------------------------------- reorders */
 
-tg_status tg_dnnl_reorder(const tg_dnnl_key *key, const dnnl_memory_desc_t *src_md,
-                          const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
-                          const char *who)
+tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
+                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who)
 {
-    tg_dnnl_entry *e = tg_dnnl_find(key);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_REORDER);
+    key_add_md(&k, src_md);
+    key_add_md(&k, dst_md);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (!e) {
         if (!tg_dnnl_engine(who))
             return tg_last_status();
@@ -414,7 +483,7 @@ tg_status tg_dnnl_reorder(const tg_dnnl_key *key, const dnnl_memory_desc_t *src_
                                                               engine, attr);
         if (st != dnnl_success)
             return backend_error(who, "dnnl_reorder_primitive_desc_create", st);
-        e = insert_pd(key, pd, who);
+        e = tg_dnnl_insert(&k, pd, who);
         if (!e)
             return tg_last_status();
     }
@@ -425,39 +494,94 @@ tg_status tg_dnnl_reorder(const tg_dnnl_key *key, const dnnl_memory_desc_t *src_
     return tg_dnnl_exec(e, &args, who);
 }
 
-const void *tg_dnnl_weights_as(tg_dnnl_entry *e, const tg_tensor *w,
-                               const dnnl_memory_desc_t *user_md,
+void *tg_dnnl_tmp(int slot, size_t nbytes, const char *who)
+{
+    if (slot < 0 || slot >= TG_DNNL_TMP_SLOTS) {
+        tg_error(TG_ERR_ARG, "%s: no temporary buffer slot %d", who, slot);
+        return NULL;
+    }
+    if (!reserve(&tmp_buf[slot], &tmp_cap[slot], nbytes)) {
+        tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte layout buffer", who, nbytes);
+        return NULL;
+    }
+    return tmp_buf[slot];
+}
+
+const void *tg_dnnl_input_as(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
+                             const void *data, int slot, const char *who)
+{
+    if (dnnl_memory_desc_equal(want, have))
+        return data;
+    void *buf = tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want), who);
+    if (!buf || tg_dnnl_reorder(have, data, want, buf, who) != TG_OK)
+        return NULL;
+    return buf;
+}
+
+void *tg_dnnl_output_buf(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
+                         void *data, int slot, const char *who)
+{
+    if (dnnl_memory_desc_equal(want, have))
+        return data;
+    return tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want), who);
+}
+
+tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
+                                const dnnl_memory_desc_t *have, void *data, const char *who)
+{
+    if (buf == data)
+        return TG_OK;
+    return tg_dnnl_reorder(want, buf, have, data, who);
+}
+
+const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who)
 {
     const void *data = tg_tensor_data(w);
-    if (dnnl_memory_desc_equal(user_md, want))
+    if (dnnl_memory_desc_equal(want, have))
         return data;
-    uint64_t version = tg_tensor_version(w);
-    if (e->wbuf && e->w_storage == (const void *)w->storage && e->w_data == data &&
-        e->w_version == version)
-        return e->wbuf;
-    size_t need = dnnl_memory_desc_get_size(want);
-    if (need > e->wbytes) {
-        void *p = aligned_alloc(TG_ALIGN, (need + TG_ALIGN - 1) / TG_ALIGN * TG_ALIGN);
-        if (!p) {
-            tg_error(TG_ERR_NOMEM, "%s: out of memory for %zu bytes of reordered weights",
-                     who, need);
-            return NULL;
+    tg_storage *st = w->storage;
+    wslot *slot = NULL;
+    for (int i = 0; i < W_SLOTS; i++) {
+        wslot *c = &wcache[i];
+        if (c->buf && c->storage == st && c->data == data &&
+            dnnl_memory_desc_equal(&c->want, want)) {
+            if (c->version == st->version) {
+                c->last_use = ++use_clock;
+                return c->buf;
+            }
+            slot = c; /* an older version of the same weights: replace it */
+            break;
         }
-        free(e->wbuf);
-        e->wbuf = p;
-        e->wbytes = need;
     }
-    e->w_storage = NULL; /* invalid until the reorder succeeds */
-    tg_dnnl_key k = e->key;
-    tg_dnnl_key_add(&k, -TG_DNNL_REORDER);
-    if (tg_dnnl_reorder(&k, user_md, data, want, e->wbuf, who) != TG_OK)
+    if (!slot) {
+        slot = &wcache[0];
+        for (int i = 1; i < W_SLOTS && slot->buf; i++)
+            if (!wcache[i].buf || wcache[i].last_use < slot->last_use)
+                slot = &wcache[i];
+    }
+    size_t need = dnnl_memory_desc_get_size(want);
+    slot->storage = NULL; /* invalid until the reorder succeeds */
+    if (!reserve(&slot->buf, &slot->cap, need)) {
+        tg_error(TG_ERR_NOMEM, "%s: out of memory for %zu bytes of reordered weights", who,
+                 need);
         return NULL;
-    e->w_storage = w->storage;
-    e->w_data = data;
-    e->w_version = version;
+    }
+    if (tg_dnnl_reorder(have, data, want, slot->buf, who) != TG_OK)
+        return NULL;
+    /* Storage versions start at 0, so a new storage at a freed one's address could
+     * repeat its (address, version); a version from the stamp range cannot. */
+    if (st->version < STAMP_BASE) {
+        st->version = next_stamp;
+        next_stamp += STAMP_STRIDE;
+    }
+    slot->storage = st;
+    slot->data = data;
+    slot->version = st->version;
+    slot->want = *want;
+    slot->last_use = ++use_clock;
     stats.weight_reorders++;
-    return e->wbuf;
+    return slot->buf;
 }
 
 /* ---------------------------------------------------------------- eltwise */

@@ -47,9 +47,10 @@ tg_status tg_dnnl_matmul(const tg_tensor *a, const tg_tensor *b, tg_tensor *c);
 /* ---- the glue the CNN op files (conv2d.c, pool.c, dense.c) build on ----
  *
  * Usage: with the glue locked, build a key naming everything the primitive depends
- * on, look it up; on a miss build the op descriptor and create the entry; then
- * execute it with memories made on the caller's buffers. Entries stay valid while
- * the lock is held (the cache evicts least recently used entries when full). */
+ * on and look it up; on a miss build the op descriptor and create the entry; then
+ * execute it with memories made on the caller's buffers. Entries and temporary
+ * buffers stay valid while the lock is held (the cache evicts the least recently
+ * used entry only when it is full, and never one used during the current call). */
 #include <oneapi/dnnl/dnnl.h>
 
 /* What a cache key describes (the first word of every key). */
@@ -62,7 +63,7 @@ typedef enum tg_dnnl_kind {
     TG_DNNL_REORDER
 } tg_dnnl_kind;
 
-#define TG_DNNL_KEY_MAX 64
+#define TG_DNNL_KEY_MAX 96
 typedef struct tg_dnnl_key {
     int n;                        /* words used; -1 once it overflowed */
     int64_t v[TG_DNNL_KEY_MAX];
@@ -70,11 +71,11 @@ typedef struct tg_dnnl_key {
 
 void tg_dnnl_key_init(tg_dnnl_key *k, tg_dnnl_kind kind);
 void tg_dnnl_key_add(tg_dnnl_key *k, int64_t v);
+/* Adds n, then the n values. */
 void tg_dnnl_key_add_n(tg_dnnl_key *k, int n, const int64_t *v);
 void tg_dnnl_key_add_int(tg_dnnl_key *k, int n, const int *v);
 
-/* A cached primitive: its descriptor, the primitive, its scratchpad size, and (for
- * convolutions whose weights oneDNN wants blocked) the reordered weights. */
+/* A cached primitive: its descriptor, the primitive and its scratchpad size. */
 typedef struct tg_dnnl_entry tg_dnnl_entry;
 struct tg_dnnl_entry {
     tg_dnnl_key key;
@@ -84,30 +85,34 @@ struct tg_dnnl_entry {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     size_t scratch_bytes;
-    /* reordered weights: valid while (w_storage, w_data, w_version) match */
-    void *wbuf;
-    size_t wbytes;
-    const void *w_storage;
-    const void *w_data;
-    uint64_t w_version;
 };
 
 /* The process-wide engine (created on first use; borrowed). NULL with
- * TG_ERR_BACKEND set when oneDNN cannot start. */
+ * TG_ERR_BACKEND naming who when oneDNN cannot start. */
 dnnl_engine_t tg_dnnl_engine(const char *who);
-/* One recursive lock guards the cache, the stream and the scratchpad. */
+/* One recursive lock guards the cache, the stream and the shared buffers. */
 void tg_dnnl_lock(void);
 void tg_dnnl_unlock(void);
 
 /* The entry for key (borrowed) or NULL; counts a hit or a miss. Lock held. */
 tg_dnnl_entry *tg_dnnl_find(const tg_dnnl_key *key);
-/* Creates and caches the primitive for op_desc (hint: the forward primitive
- * descriptor backward passes need, or NULL). Attributes: user scratchpad. Lock
- * held. Borrowed result; NULL with TG_ERR_BACKEND naming who on failure. */
+/* A primitive descriptor for op_desc (hint: the forward primitive descriptor that
+ * backward passes need, or NULL) with the glue's attributes (user scratchpad).
+ * New object the caller destroys or hands to tg_dnnl_insert; NULL with
+ * TG_ERR_BACKEND naming who on failure. */
+dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
+                                        const_dnnl_primitive_desc_t hint, const char *who);
+/* Creates the primitive of pd and caches both under key. Steals pd (destroyed on
+ * failure). Lock held. Borrowed result, NULL on failure. */
+tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
+                              const char *who);
+/* tg_dnnl_pd_create + tg_dnnl_insert. */
 tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
                               const_dnnl_primitive_desc_t hint, const char *who);
 /* The memory descriptor the primitive wants for `what` (dnnl_query_src_md ...). */
 const dnnl_memory_desc_t *tg_dnnl_md(const tg_dnnl_entry *e, dnnl_query_t what);
+/* True when a layout pads some dimension (blocked channels beyond the extent). */
+bool tg_dnnl_md_padded(const dnnl_memory_desc_t *md);
 
 /* Plain row-major f32 descriptor of dims (ndim 0 is treated as [1]). */
 void tg_dnnl_md_plain(dnnl_memory_desc_t *md, int ndim, const int64_t *dims);
@@ -127,20 +132,37 @@ void tg_dnnl_arg(tg_dnnl_args *a, int which, const dnnl_memory_desc_t *md, const
  * (also on failure). Lock held. */
 tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who);
 
-/* Copies data laid out as src into dst's layout with a cached reorder keyed by
- * key (which must identify both layouts). Lock held. */
-tg_status tg_dnnl_reorder(const tg_dnnl_key *key, const dnnl_memory_desc_t *src_md,
-                          const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
-                          const char *who);
-/* w (plain, user_md) in the layout `want`, from e's cached copy when w's storage and
- * version are those of the last reorder, else reordered now (counted in
- * weight_reorders). Returns a pointer owned by e (borrowed), NULL on error. */
-const void *tg_dnnl_weights_as(tg_dnnl_entry *e, const tg_tensor *w,
-                               const dnnl_memory_desc_t *user_md,
+/* ---- layouts at the edges: the API is plain, primitives may want blocked ---- */
+
+/* Copies src (laid out as src_md) into dst (dst_md) with a cached reorder. Lock held. */
+tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
+                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who);
+/* A growing buffer owned by the glue, one per slot (0..TG_DNNL_TMP_SLOTS-1), kept
+ * between calls so a training step allocates nothing. Lock held; NULL on failure. */
+#define TG_DNNL_TMP_SLOTS 6
+void *tg_dnnl_tmp(int slot, size_t nbytes, const char *who);
+/* data (laid out as have) in the layout want: data itself when they agree, else a
+ * reordered copy in tmp slot `slot`. NULL on failure. Lock held. */
+const void *tg_dnnl_input_as(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
+                             const void *data, int slot, const char *who);
+/* Where a primitive should write an output the caller wants in layout have at
+ * data: data itself when the layouts agree, else tmp slot `slot`; after the run,
+ * tg_dnnl_output_finish reorders the tmp back into data (a no-op otherwise). */
+void *tg_dnnl_output_buf(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
+                         void *data, int slot, const char *who);
+tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
+                                const dnnl_memory_desc_t *have, void *data, const char *who);
+/* The weights w (plain, laid out as have) in layout want: w's data when they agree,
+ * else a cached reordered copy, made again only when w's storage or version changed
+ * (counted in weight_reorders). The first reorder of a storage moves its version to
+ * a process-unique value so that a later storage at the same address can never be
+ * mistaken for it. Borrowed pointer, valid while the lock is held; NULL on failure. */
+const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who);
 
-/* Whether the conv lets oneDNN choose activation layouts (format_tag any) instead
- * of plain NCHW. Read once from TG_DNNL_CONV_LAYOUT ("any" or "plain"). */
-bool tg_dnnl_conv_any_layout(void);
+/* Whether convolutions and inner products may choose blocked layouts (format_tag
+ * any, reordered at the edges) instead of plain NCHW / OI. On unless the
+ * environment says TG_DNNL_LAYOUT=plain (read once; the benchmark compares both). */
+bool tg_dnnl_blocked_layouts(void);
 
 #endif
