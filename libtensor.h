@@ -16,6 +16,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/graph.h"
 #include "ops/ops.h"
+#include "nn/nn.h"
 #include "io/dot.h"
 
 #endif

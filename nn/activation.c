@@ -1,0 +1,71 @@
+/* nn/activation.c -- activation functions by enum, and the Activation and Softmax
+ * layers (no parameters; the output shape is the input shape). Softmax runs over
+ * axis 1: the features of (N, F) or the channels of (N, C, H, W), which is the
+ * axis Keras's channels-last softmax (axis -1) normalises. */
+#include "nn/nn_impl.h"
+
+const char *tg_activation_name(tg_activation act)
+{
+    switch (act) {
+    case TG_ACT_NONE: return "linear";
+    case TG_ACT_RELU: return "relu";
+    case TG_ACT_TANH: return "tanh";
+    case TG_ACT_SIGMOID: return "sigmoid";
+    case TG_ACT_SOFTMAX: return "softmax";
+    default: return "invalid";
+    }
+}
+
+tg_tensor *tg_activation_apply(tg_tensor *x, tg_activation act)
+{
+    if (!x)
+        return tg_null_arg("tg_activation_apply", "x"), NULL;
+    switch (act) {
+    case TG_ACT_NONE: return tg_scoped(tg_retain(x));
+    case TG_ACT_RELU: return tg_relu(x);
+    case TG_ACT_TANH: return tg_tanh(x);
+    case TG_ACT_SIGMOID: return tg_sigmoid(x);
+    case TG_ACT_SOFTMAX:
+        if (tg_tensor_ndim(x) < 2)
+            return tg_error(TG_ERR_SHAPE, "tg_activation_apply: softmax needs a batch and "
+                            "a feature axis, got %d-D input", tg_tensor_ndim(x)), NULL;
+        return tg_softmax(x, 1);
+    default:
+        return tg_error(TG_ERR_ARG, "tg_activation_apply: %d is not a tg_activation",
+                        (int)act), NULL;
+    }
+}
+
+static tg_status identity_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+{
+    if (l->act == TG_ACT_SOFTMAX && in_ndim < 1) {
+        char who[256];
+        return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: softmax needs at least "
+                        "one feature axis after the batch",
+                        tg_layer_who(l, who, sizeof who));
+    }
+    l->out_ndim = in_ndim;
+    for (int i = 0; i < in_ndim; i++)
+        l->out_shape[i] = in_shape[i];
+    return TG_OK;
+}
+
+static const tg_layer_vtable activation_vtable = {
+    .type = "Activation", .base_name = "activation", .infer = identity_infer,
+};
+
+static const tg_layer_vtable softmax_vtable = {
+    .type = "Softmax", .base_name = "softmax", .infer = identity_infer,
+};
+
+tg_layer *tg_layer_new_activation(tg_activation act)
+{
+    return tg_layer_alloc(sizeof(tg_layer), &activation_vtable, act, NULL,
+                          "tg_layer_new_activation");
+}
+
+tg_layer *tg_layer_new_softmax(void)
+{
+    return tg_layer_alloc(sizeof(tg_layer), &softmax_vtable, TG_ACT_SOFTMAX, NULL,
+                          "tg_layer_new_softmax");
+}

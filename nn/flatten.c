@@ -1,0 +1,27 @@
+/* nn/flatten.c -- the Flatten layer: (d1, d2, ...) -> (d1*d2*...), a view when
+ * the input is contiguous. Channels-first order: the features of a (C, H, W)
+ * input are ordered c, h, w (Keras, channels last, orders h, w, c). */
+#include "nn/nn_impl.h"
+
+static tg_status flatten_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+{
+    l->out_ndim = 1;
+    l->out_shape[0] = tg_shape_numel(in_ndim, in_shape);
+    return TG_OK;
+}
+
+static tg_tensor *flatten_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+{
+    return tg_flatten(x, 1, -1);
+}
+
+static const tg_layer_vtable flatten_vtable = {
+    .type = "Flatten", .base_name = "flatten", .infer = flatten_infer,
+    .forward = flatten_forward,
+};
+
+tg_layer *tg_layer_new_flatten(void)
+{
+    return tg_layer_alloc(sizeof(tg_layer), &flatten_vtable, TG_ACT_NONE, NULL,
+                          "tg_layer_new_flatten");
+}

@@ -1,0 +1,355 @@
+/* nn/nn.h -- layers, the Sequential model, initializers, optimizers, metrics.
+ *
+ * The layer that makes models short to write: a tg_sequential holds layers that
+ * own named parameters ("conv2d/kernel", "dense/bias"), infers every layer's
+ * output shape from the input shape, prints a Keras-style summary, and exports
+ * and loads its parameters as a state dict (libtensor/state_dict.h), which io/
+ * writes as HDF5. Optimizers (SGD, Adam, RMSprop) update parameters in place.
+ *
+ * Ownership (as in libtensor/tensor.h): layers, models and optimizers are plain
+ * owned objects: a *_new function returns one the caller frees with the matching
+ * *_free, unless it hands it to a function that "steals" it. Tensors returned by
+ * forward functions are scoped references; parameter getters return borrowed
+ * tensors that live as long as their model.
+ *
+ * Layout: tensors are channels first, as ops/ops.h wants: images (N, C, H, W),
+ * conv kernels (O, C, KH, KW), dense kernels (out, in). Keras stores conv kernels
+ * (KH, KW, C, O) and dense kernels (in, out): the parameter counts are the same,
+ * the shapes are not. Output shapes in summaries are printed as this library's
+ * tensors have them: "(None, 32, 26, 26)" where Keras prints "(None, 26, 26, 32)". */
+#ifndef TG_NN_H
+#define TG_NN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libtensor/tensor.h"
+#include "libtensor/rng.h"
+#include "libtensor/state_dict.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================ activations */
+
+typedef enum tg_activation {
+    TG_ACT_NONE = 0, /* identity ("linear" in Keras) */
+    TG_ACT_RELU,
+    TG_ACT_TANH,
+    TG_ACT_SIGMOID,
+    TG_ACT_SOFTMAX,  /* over axis 1: the features of (N, F), the channels of (N, C, H, W) */
+    TG_ACT_COUNT
+} tg_activation;
+
+/* "linear", "relu", "tanh", "sigmoid", "softmax"; "invalid" out of range. */
+const char *tg_activation_name(tg_activation act);
+/* Applies act to x (a differentiable op; scoped reference; NONE returns x itself,
+ * as a new scoped reference). NULL on error. */
+tg_tensor *tg_activation_apply(tg_tensor *x, tg_activation act);
+
+/* ================================================================ initializers */
+
+typedef enum tg_initializer {
+    TG_INIT_GLOROT_UNIFORM = 0, /* Keras's default for kernels */
+    TG_INIT_HE_NORMAL,          /* truncated normal, sigma = sqrt(2 / fan_in) */
+    TG_INIT_ZEROS,              /* Keras's default for biases */
+    TG_INIT_COUNT
+} tg_initializer;
+
+/* "glorot_uniform", "he_normal", "zeros"; "invalid" out of range. */
+const char *tg_initializer_name(tg_initializer init);
+/* Overwrites every element of t (borrowed, floating, contiguous or not) in place
+ * and bumps its version. Fans come from t's shape as tg_glorot_uniform documents:
+ * (out, in) or (O, I, k...). rng NULL means the global generator. Records nothing
+ * for autodiff. */
+tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng);
+
+/* ================================================================ layers */
+
+typedef struct tg_layer tg_layer;
+
+/* How a convolution or pooling window meets the border. */
+typedef enum tg_padding {
+    TG_PADDING_VALID = 0, /* no padding: the window stays inside the input */
+    TG_PADDING_SAME,      /* Keras's "same": output extent ceil(in / stride), the
+                           * padding split with the odd pixel at the bottom/right */
+    TG_PADDING_EXPLICIT   /* the pad[4] field: top, bottom, left, right */
+} tg_padding;
+
+/* Every layer option has a default; name NULL assigns one Keras style when the
+ * layer joins a model ("conv2d", "conv2d_1", ...). A given name must be unique in
+ * its model and must not contain '/'. */
+typedef struct tg_conv2d_layer_opts {
+    int stride[2];             /* h, w */
+    tg_padding padding;
+    int pad[4];                /* TG_PADDING_EXPLICIT only: top, bottom, left, right */
+    int dilation[2];
+    bool use_bias;
+    tg_initializer kernel_init;
+    tg_initializer bias_init;
+    const char *name;          /* copied */
+} tg_conv2d_layer_opts;
+#define TG_CONV2D_LAYER_OPTS_INIT \
+    { {1, 1}, TG_PADDING_VALID, {0, 0, 0, 0}, {1, 1}, true, TG_INIT_GLOROT_UNIFORM, TG_INIT_ZEROS, NULL }
+
+typedef struct tg_pool2d_layer_opts {
+    int stride[2];             /* h, w; 0 means the pool size (Keras's default) */
+    tg_padding padding;
+    int pad[4];                /* TG_PADDING_EXPLICIT only */
+    const char *name;
+} tg_pool2d_layer_opts;
+#define TG_POOL2D_LAYER_OPTS_INIT { {0, 0}, TG_PADDING_VALID, {0, 0, 0, 0}, NULL }
+
+typedef struct tg_dense_layer_opts {
+    bool use_bias;
+    tg_initializer kernel_init;
+    tg_initializer bias_init;
+    const char *name;
+} tg_dense_layer_opts;
+#define TG_DENSE_LAYER_OPTS_INIT { true, TG_INIT_GLOROT_UNIFORM, TG_INIT_ZEROS, NULL }
+
+/* Constructors: each returns a new layer the caller owns (tg_layer_free, or hand
+ * it to tg_sequential_add, which steals it), or NULL with the last error set on
+ * a bad argument. opts NULL means the _INIT defaults. Parameters are created when
+ * the model is built, once the input shape is known. */
+
+/* Conv2D: `filters` output channels, a kh x kw kernel; input (C, H, W). */
+tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
+                              const tg_conv2d_layer_opts *opts);
+/* MaxPooling2D / AveragePooling2D with a ph x pw window; input (C, H, W). The
+ * average excludes padding. */
+tg_layer *tg_layer_new_max_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts);
+tg_layer *tg_layer_new_avg_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts);
+/* Dense: `units` outputs; input must be 1-D features (put a Flatten before it:
+ * Keras would apply Dense to the last axis of a higher-rank input, libtensor
+ * refuses rather than guess). */
+tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_opts *opts);
+/* Dropout with 0 <= rate < 1 (inverted dropout: active only in training mode). */
+tg_layer *tg_layer_new_dropout(double rate);
+/* Flatten: (C, H, W) -> (C*H*W). */
+tg_layer *tg_layer_new_flatten(void);
+/* Activation(act) and Softmax (= Activation(softmax) with Keras's class name). */
+tg_layer *tg_layer_new_activation(tg_activation act);
+tg_layer *tg_layer_new_softmax(void);
+
+/* Frees a layer that no model owns (one in a model is freed with the model:
+ * freeing it is then TG_ERR_STATE and does nothing). NULL is ignored. */
+void tg_layer_free(tg_layer *layer);
+
+/* Borrowed strings: the name ("conv2d_1"; NULL until assigned by a model unless
+ * given) and the Keras class name ("Conv2D", "MaxPooling2D", "AveragePooling2D",
+ * "Dropout", "Flatten", "Dense", "Activation", "Softmax"). */
+const char *tg_layer_name(const tg_layer *layer);
+const char *tg_layer_type(const tg_layer *layer);
+/* Renames a layer before it joins a model (TG_ERR_STATE afterwards). Copied. */
+tg_status tg_layer_set_name(tg_layer *layer, const char *name);
+
+/* A frozen layer (trainable false) has parameters that do not require grad: they
+ * get no gradient, optimizers leave them alone, and they count as non-trainable.
+ * May change at any time; takes effect on the next forward. */
+tg_status tg_layer_set_trainable(tg_layer *layer, bool trainable);
+bool tg_layer_trainable(const tg_layer *layer);
+
+/* Parameters exist once the model is built. The i-th parameter (borrowed; named
+ * "<layer>/kernel", "<layer>/bias"), NULL when out of range. */
+int tg_layer_param_count(const tg_layer *layer);
+tg_tensor *tg_layer_param(const tg_layer *layer, int i);
+/* The parameter with this short name ("kernel", "bias"), borrowed; NULL if none. */
+tg_tensor *tg_layer_param_by_name(const tg_layer *layer, const char *name);
+/* Number of parameter elements (0 before build). */
+int64_t tg_layer_count_params(const tg_layer *layer);
+/* The output shape without the batch dimension, once built: *ndim entries in a
+ * borrowed array; NULL (and *ndim 0) before build. */
+const int64_t *tg_layer_output_shape(const tg_layer *layer, int *ndim);
+
+/* Transfer learning: copies src's parameter values into dst's (both built, same
+ * type, same parameter names, shapes and dtypes; checked before anything is
+ * copied). dst keeps its own tensors and trainable flag. */
+tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src);
+
+/* ================================================================ Sequential */
+
+typedef struct tg_sequential tg_sequential;
+
+/* A new, empty model for inputs of shape (N, input_shape...): input_shape excludes
+ * the batch, e.g. tg_sequential_new(TG_SHAPE(1, 28, 28)). Parameters will be f32.
+ * The model is named "sequential" and starts in training mode (as in PyTorch:
+ * call tg_sequential_set_training(m, false) to evaluate). Caller frees with
+ * tg_sequential_free. NULL on a bad shape. */
+tg_sequential *tg_sequential_new(int ndim, const int64_t *input_shape);
+/* Frees the model, its layers and its references to the parameters (tensors
+ * retained elsewhere, e.g. by a state dict or an optimizer, stay alive). */
+void tg_sequential_free(tg_sequential *model);
+
+/* Appends a layer; steals it (also on failure, when it is freed). Fails with
+ * TG_ERR_STATE once built, TG_ERR_ARG for a NULL layer (passing a failed
+ * constructor's NULL keeps its error message) or a duplicate name. */
+tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer);
+
+/* Before build: dtype of the parameters (TG_F32 default, TG_F64 for gradient
+ * checks); rng (borrowed, must outlive the model; NULL = global) used for the
+ * initializers and the dropout masks. */
+tg_status tg_sequential_set_dtype(tg_sequential *model, tg_dtype dtype);
+tg_status tg_sequential_set_rng(tg_sequential *model, tg_rng *rng);
+tg_status tg_sequential_set_name(tg_sequential *model, const char *name);
+const char *tg_sequential_name(const tg_sequential *model); /* borrowed */
+
+/* Infers every layer's output shape and creates its parameters. Errors name the
+ * layer and the shapes that do not chain ("conv2d (Conv2D): a 3x3 kernel does not
+ * fit input (None, 1, 2, 2) with valid padding"); the model stays unbuilt. A
+ * second call does nothing. Forward, summary, the parameter getters and the state
+ * dict functions build the model when needed. */
+tg_status tg_sequential_build(tg_sequential *model);
+bool tg_sequential_is_built(const tg_sequential *model);
+
+/* Training mode enables dropout; evaluation mode makes it the identity. */
+void tg_sequential_set_training(tg_sequential *model, bool training);
+bool tg_sequential_is_training(const tg_sequential *model);
+
+/* Runs the layers on x (N, input_shape...); scoped reference, NULL on error. The
+ * result is what the last layer computes: probabilities when it ends in softmax. */
+tg_tensor *tg_sequential_forward(tg_sequential *model, tg_tensor *x);
+/* The same, but a final softmax (a Softmax/Activation(softmax) layer, or a
+ * layer's softmax activation) is skipped, so the result is logits. Train with
+ * this and tg_cross_entropy (fused log-softmax: stable), not with forward and
+ * tg_cross_entropy_probs: that is what keeps "Dense(10, softmax) + sparse
+ * categorical cross-entropy" numerically stable. Argmax (accuracy) is the same
+ * on either output. */
+tg_tensor *tg_sequential_forward_logits(tg_sequential *model, tg_tensor *x);
+
+/* Layers, borrowed: by index (negative counts from the end) or name; NULL (with
+ * an error naming the index or name) when absent. */
+int tg_sequential_layer_count(const tg_sequential *model);
+tg_layer *tg_sequential_layer(const tg_sequential *model, int index);
+tg_layer *tg_sequential_layer_by_name(const tg_sequential *model, const char *name);
+
+/* All parameters in layer order (kernel, then bias), frozen ones included;
+ * builds the model if needed. Returns a borrowed array of *n borrowed tensors,
+ * valid until the model is freed; NULL (and *n 0) on a build error. Each
+ * tensor's name (tg_tensor_name) is "<layer>/<param>". */
+tg_tensor *const *tg_sequential_params(tg_sequential *model, size_t *n);
+/* Element counts; any out-pointer may be NULL. Builds the model if needed. */
+tg_status tg_sequential_count_params(int64_t *total, int64_t *trainable,
+                                     int64_t *non_trainable, tg_sequential *model);
+/* Zeroes the gradient of every parameter that has one. */
+tg_status tg_sequential_zero_grad(tg_sequential *model);
+
+/* Prints a Keras-style table: Layer (type), Output Shape (channels first, see the
+ * top of this file), Param #, then Total / Trainable / Non-trainable params with
+ * thousands separators. Builds the model if needed. */
+tg_status tg_sequential_summary(tg_sequential *model, FILE *out);
+/* A JSON description of the architecture (class, input shape, each layer's name,
+ * class and config). malloc'd: the caller frees it. NULL on error. */
+char *tg_sequential_architecture(tg_sequential *model);
+
+/* Adds an entry "<prefix><layer>/<param>" for every parameter (a retained
+ * reference to the live tensor: the dict sees later updates) and the string
+ * attribute "<prefix>architecture" (tg_sequential_architecture). prefix may be
+ * NULL or "" ("model/" is what checkpoints use). */
+tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix);
+/* Copies the values of the entries "<prefix><layer>/<param>" into the
+ * parameters. Every name, shape and dtype is checked first, and any entry under
+ * prefix that is not a parameter is an error too; on a mismatch the error lists
+ * every problem (missing "conv2d/kernel"; "conv2d/kernel" shape [16, 1, 3, 3],
+ * model has [32, 1, 3, 3]; unexpected entry "dense_9/bias") and no parameter
+ * changes. Attributes are ignored. */
+tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
+                                        const char *prefix);
+
+/* ================================================================ metrics */
+
+/* Fraction of rows of scores (N, C) (logits or probabilities: argmax is the same)
+ * whose first maximum is at labels[n] (labels (N), i32/i64/u8). Not
+ * differentiable. NaN (with the last error set) on bad arguments. */
+double tg_accuracy(const tg_tensor *scores, const tg_tensor *labels);
+/* The same as a count of correct rows, to accumulate over batches. */
+tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_tensor *labels);
+
+/* ================================================================ optimizers */
+
+typedef struct tg_optimizer tg_optimizer;
+
+/* SGD. With momentum mu (velocity buffers only when mu != 0):
+ *   g' = g + weight_decay * p                 (coupled L2, as PyTorch's SGD)
+ *   v  = mu * v - lr * g'
+ *   p += v                                    (classic)
+ *   p += mu * v - lr * g'                     (nesterov; the Keras 2 formula) */
+typedef struct tg_sgd_opts {
+    double lr;
+    double momentum;
+    bool nesterov;
+    double weight_decay;
+} tg_sgd_opts;
+#define TG_SGD_OPTS_INIT { 0.01, 0.0, false, 0.0 }
+
+/* Adam exactly as Keras 2.x computes it (tf ApplyAdam), step t counting from 1:
+ *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+ *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+ *   p -= lr_t m / (sqrt(v) + epsilon)
+ * Note epsilon is added to sqrt(v) *after* the bias correction is folded into
+ * lr_t, as Keras does (PyTorch divides by sqrt(v_hat) + eps instead). */
+typedef struct tg_adam_opts {
+    double lr;
+    double beta1;
+    double beta2;
+    double epsilon;
+} tg_adam_opts;
+#define TG_ADAM_OPTS_INIT { 1e-3, 0.9, 0.999, 1e-7 }
+
+/* RMSprop as Keras 2.x:  v = rho v + (1 - rho) g^2;
+ *   momentum 0:  p -= lr g / (sqrt(v) + epsilon)
+ *   momentum mu: mom = mu mom + lr g / (sqrt(v) + epsilon); p -= mom */
+typedef struct tg_rmsprop_opts {
+    double lr;
+    double rho;
+    double momentum;
+    double epsilon;
+} tg_rmsprop_opts;
+#define TG_RMSPROP_OPTS_INIT { 1e-3, 0.9, 0.0, 1e-7 }
+
+/* New optimizer over n parameters (each retained until tg_optimizer_free). Pass a
+ * model's tg_sequential_params(): frozen parameters are kept and skipped at each
+ * step, so they may be unfrozen later. Parameters must be contiguous f32 or f64
+ * leaves with distinct names (an unnamed one is called "param<i>"). The state
+ * (velocities, moments) is allocated here, once. opts NULL = defaults. Caller
+ * frees with tg_optimizer_free. NULL on error. */
+tg_optimizer *tg_optimizer_new_sgd(tg_tensor *const *params, size_t n, const tg_sgd_opts *opts);
+tg_optimizer *tg_optimizer_new_adam(tg_tensor *const *params, size_t n, const tg_adam_opts *opts);
+tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
+                                       const tg_rmsprop_opts *opts);
+void tg_optimizer_free(tg_optimizer *opt);
+
+/* One update of every parameter that requires grad and has a gradient, in place
+ * (no recording, no allocation; bumps each updated tensor's version). Counts one
+ * step even when every parameter was skipped. */
+tg_status tg_optimizer_step(tg_optimizer *opt);
+/* Zeroes the gradients of all its parameters (keeping their buffers). */
+tg_status tg_optimizer_zero_grad(tg_optimizer *opt);
+
+/* "sgd", "adam", "rmsprop" (borrowed). */
+const char *tg_optimizer_type(const tg_optimizer *opt);
+int64_t tg_optimizer_steps(const tg_optimizer *opt); /* steps taken so far */
+double tg_optimizer_lr(const tg_optimizer *opt);
+tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
+
+/* Exports the full state under prefix ("optimizer/" in checkpoints):
+ *   attributes "<prefix>type" (str), "<prefix>step" (i64) and one f64 per
+ *   hyper-parameter ("<prefix>lr", "<prefix>beta1", ...; nesterov as i64);
+ *   entries "<prefix><param name>/<slot>" (retained references to the live
+ *   buffers): slots "m", "v" (adam), "velocity" (sgd with momentum), "rms",
+ *   "momentum" (rmsprop; the latter only with momentum).
+ * Import checks the type, every attribute, every slot's name, shape and dtype and
+ * that no unexpected entry sits under prefix, listing every problem and changing
+ * nothing on a mismatch; then restores the step, the hyper-parameters and the
+ * slots, so the next step is exactly the one the exporter would have taken. */
+tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix);
+tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
+                                       const char *prefix);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,586 @@
+/* nn/optimizer.c -- SGD (momentum, Nesterov, L2 weight decay), Adam and RMSprop
+ * as Keras 2.x computes them (formulas in nn/nn.h), behind one opaque type.
+ *
+ * A step updates parameters in place with tight loops (OpenMP over elements for
+ * large tensors) and allocates nothing: the per-parameter state ("slots":
+ * velocities, moments) is allocated once, at construction. Nothing is recorded
+ * for autodiff: the loops write through data pointers, then bump versions. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn_impl.h"
+
+#define MAX_HP 4
+#define MAX_SLOTS 2
+
+typedef struct opt_type opt_type;
+
+struct tg_optimizer {
+    const opt_type *type;
+    size_t n;
+    tg_tensor **params;           /* owned references */
+    char **names;                 /* malloc'd: tensor name or "param<i>" */
+    int n_slots;
+    const char *slot_names[MAX_SLOTS];
+    tg_tensor **slots[MAX_SLOTS]; /* slots[s][i]: owned, zeroed at construction */
+    int64_t step;
+    double hp[MAX_HP];            /* hyper-parameters, named by the type */
+};
+
+struct opt_type {
+    const char *name;
+    int n_hp;
+    const char *hp_names[MAX_HP];
+    bool hp_is_flag[MAX_HP];      /* exported as i64 0/1 */
+    /* Slot names; the second is present only when hp[cond_hp] != 0 (-1: always). */
+    const char *slot_names[MAX_SLOTS];
+    int n_slots;
+    int second_slot_cond_hp;
+    /* Updates parameter i whose gradient is g (same shape/dtype, contiguous). */
+    void (*update)(tg_optimizer *o, size_t i, tg_tensor *p, const tg_tensor *g);
+};
+
+/* ---------------------------------------------------------------- update rules */
+
+enum { SGD_LR, SGD_MOMENTUM, SGD_NESTEROV, SGD_WD };
+enum { ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS };
+enum { RMS_LR, RMS_RHO, RMS_MOMENTUM, RMS_EPS };
+
+/* The same loop body for f32 and f64: T is the element type (SQRT its square
+ * root); arithmetic stays in T, as Keras computes in the variable's dtype. Below
+ * 32768 elements a parallel region costs more than it saves. */
+#define SGD_LOOP(T)                                                                  \
+    do {                                                                             \
+        T *p = tg_tensor_data(pt);                                                   \
+        const T *g = tg_tensor_data(gt);                                             \
+        T *v = o->n_slots ? (T *)tg_tensor_data(o->slots[0][i]) : NULL;              \
+        const T lr = (T)o->hp[SGD_LR], mu = (T)o->hp[SGD_MOMENTUM];                  \
+        const T wd = (T)o->hp[SGD_WD];                                               \
+        const bool nesterov = o->hp[SGD_NESTEROV] != 0;                              \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        for (int64_t k = 0; k < n; k++) {                                            \
+            T gk = g[k] + wd * p[k];                                                 \
+            if (!v) {                                                                \
+                p[k] -= lr * gk;                                                     \
+            } else {                                                                 \
+                T vk = mu * v[k] - lr * gk;                                          \
+                v[k] = vk;                                                           \
+                p[k] += nesterov ? mu * vk - lr * gk : vk;                           \
+            }                                                                        \
+        }                                                                            \
+    } while (0)
+
+static void sgd_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor *gt)
+{
+    int64_t n = tg_tensor_numel(pt);
+    if (tg_tensor_dtype(pt) == TG_F32)
+        SGD_LOOP(float);
+    else
+        SGD_LOOP(double);
+}
+
+#define ADAM_LOOP(T, SQRT)                                                                \
+    do {                                                                             \
+        T *p = tg_tensor_data(pt);                                                   \
+        const T *g = tg_tensor_data(gt);                                             \
+        T *m = tg_tensor_data(o->slots[0][i]);                                       \
+        T *v = tg_tensor_data(o->slots[1][i]);                                       \
+        const T b1 = (T)o->hp[ADAM_B1], b2 = (T)o->hp[ADAM_B2];                      \
+        const T eps = (T)o->hp[ADAM_EPS], lr_t = (T)lr_t_d;                          \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        for (int64_t k = 0; k < n; k++) {                                            \
+            T gk = g[k];                                                             \
+            T mk = b1 * m[k] + (1 - b1) * gk;                                        \
+            T vk = b2 * v[k] + (1 - b2) * gk * gk;                                   \
+            m[k] = mk;                                                               \
+            v[k] = vk;                                                               \
+            p[k] -= lr_t * mk / (SQRT(vk) + eps);                                    \
+        }                                                                            \
+    } while (0)
+
+static void adam_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor *gt)
+{
+    int64_t n = tg_tensor_numel(pt);
+    double t = (double)o->step;
+    double lr_t_d = o->hp[ADAM_LR] * sqrt(1.0 - pow(o->hp[ADAM_B2], t)) /
+                    (1.0 - pow(o->hp[ADAM_B1], t));
+    if (tg_tensor_dtype(pt) == TG_F32)
+        ADAM_LOOP(float, sqrtf);
+    else
+        ADAM_LOOP(double, sqrt);
+}
+
+#define RMS_LOOP(T, SQRT)                                                                  \
+    do {                                                                             \
+        T *p = tg_tensor_data(pt);                                                   \
+        const T *g = tg_tensor_data(gt);                                             \
+        T *ms = tg_tensor_data(o->slots[0][i]);                                      \
+        T *mom = o->n_slots > 1 ? (T *)tg_tensor_data(o->slots[1][i]) : NULL;        \
+        const T lr = (T)o->hp[RMS_LR], rho = (T)o->hp[RMS_RHO];                      \
+        const T mu = (T)o->hp[RMS_MOMENTUM], eps = (T)o->hp[RMS_EPS];                \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        for (int64_t k = 0; k < n; k++) {                                            \
+            T gk = g[k];                                                             \
+            T s = rho * ms[k] + (1 - rho) * gk * gk;                                 \
+            ms[k] = s;                                                               \
+            T upd = lr * gk / (SQRT(s) + eps);                                       \
+            if (mom) {                                                               \
+                upd += mu * mom[k];                                                  \
+                mom[k] = upd;                                                        \
+            }                                                                        \
+            p[k] -= upd;                                                             \
+        }                                                                            \
+    } while (0)
+
+static void rmsprop_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor *gt)
+{
+    int64_t n = tg_tensor_numel(pt);
+    if (tg_tensor_dtype(pt) == TG_F32)
+        RMS_LOOP(float, sqrtf);
+    else
+        RMS_LOOP(double, sqrt);
+}
+
+static const opt_type sgd_type = {
+    .name = "sgd", .n_hp = 4,
+    .hp_names = { "lr", "momentum", "nesterov", "weight_decay" },
+    .hp_is_flag = { false, false, true, false },
+    .slot_names = { "velocity", NULL }, .n_slots = 0, .second_slot_cond_hp = -1,
+    .update = sgd_update,
+};
+
+static const opt_type adam_type = {
+    .name = "adam", .n_hp = 4,
+    .hp_names = { "lr", "beta1", "beta2", "epsilon" },
+    .slot_names = { "m", "v" }, .n_slots = 2, .second_slot_cond_hp = -1,
+    .update = adam_update,
+};
+
+static const opt_type rmsprop_type = {
+    .name = "rmsprop", .n_hp = 4,
+    .hp_names = { "lr", "rho", "momentum", "epsilon" },
+    .slot_names = { "rms", "momentum" }, .n_slots = 1, .second_slot_cond_hp = RMS_MOMENTUM,
+    .update = rmsprop_update,
+};
+
+/* ---------------------------------------------------------------- construction */
+
+static void opt_free(tg_optimizer *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->params)
+            tg_release(o->params[i]);
+        if (o->names)
+            free(o->names[i]);
+        for (int s = 0; s < MAX_SLOTS; s++)
+            if (o->slots[s])
+                tg_release(o->slots[s][i]);
+    }
+    free(o->params);
+    free(o->names);
+    for (int s = 0; s < MAX_SLOTS; s++)
+        free(o->slots[s]);
+    free(o);
+}
+
+void tg_optimizer_free(tg_optimizer *opt)
+{
+    opt_free(opt);
+}
+
+/* Hyper-parameter domains, checked at construction and import. */
+static tg_status check_hp(const char *fn, const opt_type *ty, const double *hp)
+{
+    for (int k = 0; k < ty->n_hp; k++)
+        if (!isfinite(hp[k]))
+            return tg_error(TG_ERR_ARG, "%s: %s = %g is not finite", fn, ty->hp_names[k], hp[k]);
+    if (!(hp[0] > 0))
+        return tg_error(TG_ERR_ARG, "%s: lr = %g must be > 0", fn, hp[0]);
+    if (ty == &sgd_type) {
+        if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
+            return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn,
+                            hp[SGD_MOMENTUM]);
+        if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
+            return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
+        if (hp[SGD_WD] < 0)
+            return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
+    } else if (ty == &adam_type) {
+        if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
+            return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
+                            hp[ADAM_B1], hp[ADAM_B2]);
+        if (!(hp[ADAM_EPS] > 0))
+            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
+    } else {
+        if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 ||
+            hp[RMS_MOMENTUM] >= 1)
+            return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
+                            hp[RMS_RHO], hp[RMS_MOMENTUM]);
+        if (!(hp[RMS_EPS] > 0))
+            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
+    }
+    return TG_OK;
+}
+
+/* Which slots an optimizer of this type with these hyper-parameters keeps. */
+static int slot_count(const opt_type *ty, const double *hp)
+{
+    if (ty == &sgd_type)
+        return hp[SGD_MOMENTUM] != 0 ? 1 : 0;
+    if (ty->second_slot_cond_hp >= 0)
+        return hp[ty->second_slot_cond_hp] != 0 ? 2 : 1;
+    return ty->n_slots;
+}
+
+static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *const *params,
+                             size_t n, const double *hp)
+{
+    if (!params && n > 0)
+        return tg_null_arg(fn, "params"), NULL;
+    if (check_hp(fn, ty, hp) != TG_OK)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        tg_tensor *p = params[i];
+        if (!p)
+            return tg_error(TG_ERR_ARG, "%s: params[%zu] is NULL", fn, i), NULL;
+        tg_dtype dt = tg_tensor_dtype(p);
+        if (dt != TG_F32 && dt != TG_F64)
+            return tg_error(TG_ERR_DTYPE, "%s: parameter %zu (%s) is %s; optimizers update "
+                            "f32 or f64", fn, i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed",
+                            tg_dtype_name(dt)), NULL;
+        if (!tg_tensor_is_contiguous(p) || !tg_is_leaf(p))
+            return tg_error(TG_ERR_ARG, "%s: parameter %zu (%s) must be a contiguous leaf", fn,
+                            i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed"), NULL;
+        for (size_t j = 0; j < i; j++)
+            if (params[j] == p)
+                return tg_error(TG_ERR_ARG, "%s: parameter %zu is also parameter %zu", fn, i,
+                                j), NULL;
+    }
+    tg_optimizer *o = calloc(1, sizeof *o);
+    if (!o)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+    o->type = ty;
+    memcpy(o->hp, hp, sizeof o->hp);
+    o->n_slots = slot_count(ty, hp);
+    for (int s = 0; s < o->n_slots; s++)
+        o->slot_names[s] = ty->slot_names[s];
+    o->n = n;
+    bool ok = (o->params = calloc(n ? n : 1, sizeof *o->params)) &&
+              (o->names = calloc(n ? n : 1, sizeof *o->names));
+    for (int s = 0; ok && s < o->n_slots; s++)
+        ok = (o->slots[s] = calloc(n ? n : 1, sizeof *o->slots[s])) != NULL;
+    if (!ok) {
+        opt_free(o);
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tg_tensor *p = params[i];
+        o->params[i] = tg_retain(p);
+        char name[512];
+        if (tg_tensor_name(p))
+            snprintf(name, sizeof name, "%s", tg_tensor_name(p));
+        else
+            snprintf(name, sizeof name, "param%zu", i);
+        if (!(o->names[i] = strdup(name))) {
+            opt_free(o);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(o->names[j], name) == 0) {
+                opt_free(o);
+                return tg_error(TG_ERR_ARG, "%s: parameters %zu and %zu are both named \"%s\" "
+                                "(state dict names must be unique)", fn, j, i, name), NULL;
+            }
+        for (int s = 0; s < o->n_slots; s++) {
+            tg_tensor *t = tg_tensor_new_owned(fn, tg_tensor_dtype(p), tg_tensor_ndim(p),
+                                               tg_tensor_shape(p));
+            o->slots[s][i] = t;
+            char sname[600];
+            snprintf(sname, sizeof sname, "%s/%s", name, o->slot_names[s]);
+            if (!t || tg_tensor_fill(t, 0.0) != TG_OK || tg_tensor_set_name(t, sname) != TG_OK) {
+                tg_status st = tg_last_status();
+                opt_free(o);
+                return tg_error(st != TG_OK ? st : TG_ERR_NOMEM, "%s: could not allocate the "
+                                "%s slot of %s", fn, ty->slot_names[s], name), NULL;
+            }
+        }
+    }
+    return o;
+}
+
+tg_optimizer *tg_optimizer_new_sgd(tg_tensor *const *params, size_t n, const tg_sgd_opts *opts)
+{
+    tg_sgd_opts d = TG_SGD_OPTS_INIT;
+    const tg_sgd_opts *q = opts ? opts : &d;
+    double hp[MAX_HP] = { q->lr, q->momentum, q->nesterov ? 1.0 : 0.0, q->weight_decay };
+    return opt_new("tg_optimizer_new_sgd", &sgd_type, params, n, hp);
+}
+
+tg_optimizer *tg_optimizer_new_adam(tg_tensor *const *params, size_t n, const tg_adam_opts *opts)
+{
+    tg_adam_opts d = TG_ADAM_OPTS_INIT;
+    const tg_adam_opts *q = opts ? opts : &d;
+    double hp[MAX_HP] = { q->lr, q->beta1, q->beta2, q->epsilon };
+    return opt_new("tg_optimizer_new_adam", &adam_type, params, n, hp);
+}
+
+tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
+                                       const tg_rmsprop_opts *opts)
+{
+    tg_rmsprop_opts d = TG_RMSPROP_OPTS_INIT;
+    const tg_rmsprop_opts *q = opts ? opts : &d;
+    double hp[MAX_HP] = { q->lr, q->rho, q->momentum, q->epsilon };
+    return opt_new("tg_optimizer_new_rmsprop", &rmsprop_type, params, n, hp);
+}
+
+/* ---------------------------------------------------------------- step */
+
+tg_status tg_optimizer_step(tg_optimizer *opt)
+{
+    static const char *fn = "tg_optimizer_step";
+    if (!opt)
+        return tg_null_arg(fn, "opt");
+    /* Check every gradient before touching anything: a step is all or nothing. */
+    bool need_scope = false;
+    for (size_t i = 0; i < opt->n; i++) {
+        tg_tensor *p = opt->params[i];
+        tg_tensor *g = tg_requires_grad(p) ? tg_grad(p) : NULL;
+        if (!g)
+            continue;
+        if (!tg_tensor_same_shape(g, p) || tg_tensor_dtype(g) != tg_tensor_dtype(p)) {
+            char a[128], b[128];
+            return tg_error(TG_ERR_SHAPE, "%s: gradient of %s is %s %s, the parameter is %s %s",
+                            fn, opt->names[i], tg_dtype_name(tg_tensor_dtype(g)),
+                            tg_shape_str(a, sizeof a, tg_tensor_ndim(g), tg_tensor_shape(g)),
+                            tg_dtype_name(tg_tensor_dtype(p)),
+                            tg_shape_str(b, sizeof b, tg_tensor_ndim(p), tg_tensor_shape(p)));
+        }
+        if (!tg_tensor_is_contiguous(g))
+            need_scope = true;
+        if (!tg_tensor_is_contiguous(p))
+            return tg_error(TG_ERR_STATE, "%s: parameter %s is no longer contiguous", fn,
+                            opt->names[i]);
+    }
+    opt->step++;
+    bool prev = tg_set_grad_enabled(false);
+    tg_scope *s = need_scope ? tg_scope_push() : NULL;
+    for (size_t i = 0; i < opt->n; i++) {
+        tg_tensor *p = opt->params[i];
+        tg_tensor *g = tg_requires_grad(p) ? tg_grad(p) : NULL;
+        if (!g)
+            continue; /* frozen, or not reached by backward */
+        if (!tg_tensor_is_contiguous(g))
+            g = tg_tensor_contiguous(g);
+        if (!g)
+            break; /* out of memory on a strided gradient: rare; error is set */
+        opt->type->update(opt, i, p, g);
+        tg_tensor_bump_version(p);
+    }
+    if (s)
+        tg_scope_pop(s);
+    tg_set_grad_enabled(prev);
+    return TG_OK;
+}
+
+tg_status tg_optimizer_zero_grad(tg_optimizer *opt)
+{
+    if (!opt)
+        return tg_null_arg("tg_optimizer_zero_grad", "opt");
+    for (size_t i = 0; i < opt->n; i++)
+        if (tg_grad(opt->params[i])) {
+            tg_status st = tg_zero_grad(opt->params[i]);
+            if (st != TG_OK)
+                return st;
+        }
+    return TG_OK;
+}
+
+const char *tg_optimizer_type(const tg_optimizer *opt)
+{
+    return opt ? opt->type->name : NULL;
+}
+
+int64_t tg_optimizer_steps(const tg_optimizer *opt)
+{
+    return opt ? opt->step : 0;
+}
+
+double tg_optimizer_lr(const tg_optimizer *opt)
+{
+    return opt ? opt->hp[0] : NAN;
+}
+
+tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr)
+{
+    if (!opt)
+        return tg_null_arg("tg_optimizer_set_lr", "opt");
+    if (!(lr > 0) || !isfinite(lr))
+        return tg_error(TG_ERR_ARG, "tg_optimizer_set_lr: lr = %g must be finite and > 0", lr);
+    opt->hp[0] = lr;
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- state dict */
+
+static tg_status key(char *buf, size_t n, const char *fn, const char *prefix, const char *a,
+                     const char *b)
+{
+    if ((size_t)snprintf(buf, n, "%s%s%s%s", prefix ? prefix : "", a, b ? "/" : "",
+                         b ? b : "") >= n)
+        return tg_error(TG_ERR_ARG, "%s: a state dict name under \"%s\" is too long", fn,
+                        prefix ? prefix : "");
+    return TG_OK;
+}
+
+tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix)
+{
+    static const char *fn = "tg_optimizer_state_dict";
+    if (!opt || !sd)
+        return tg_null_arg(fn, opt ? "sd" : "opt");
+    char k[1024];
+    tg_status st;
+    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK ||
+        (st = tg_state_dict_set_str(sd, k, opt->type->name)) != TG_OK ||
+        (st = key(k, sizeof k, fn, prefix, "step", NULL)) != TG_OK ||
+        (st = tg_state_dict_set_i64(sd, k, opt->step)) != TG_OK)
+        return st;
+    for (int h = 0; h < opt->type->n_hp; h++) {
+        if ((st = key(k, sizeof k, fn, prefix, opt->type->hp_names[h], NULL)) != TG_OK)
+            return st;
+        st = opt->type->hp_is_flag[h] ? tg_state_dict_set_i64(sd, k, opt->hp[h] != 0)
+                                      : tg_state_dict_set_f64(sd, k, opt->hp[h]);
+        if (st != TG_OK)
+            return st;
+    }
+    for (size_t i = 0; i < opt->n; i++)
+        for (int s = 0; s < opt->n_slots; s++)
+            if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK ||
+                (st = tg_state_dict_set(sd, k, opt->slots[s][i])) != TG_OK)
+                return st;
+    return TG_OK;
+}
+
+static bool is_slot_key(const tg_optimizer *o, const char *rest)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        size_t len = strlen(o->names[i]);
+        if (strncmp(rest, o->names[i], len) != 0 || rest[len] != '/')
+            continue;
+        for (int s = 0; s < o->n_slots; s++)
+            if (strcmp(rest + len + 1, o->slot_names[s]) == 0)
+                return true;
+    }
+    return false;
+}
+
+tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
+                                       const char *prefix)
+{
+    static const char *fn = "tg_optimizer_load_state_dict";
+    if (!opt || !sd)
+        return tg_null_arg(fn, opt ? "sd" : "opt");
+    const opt_type *ty = opt->type;
+    tg_nn_buf errs = { 0 };
+    int n_errs = 0;
+    char k[1024];
+    tg_status st;
+#define PROBLEM(...) do { tg_nn_buf_printf(&errs, "%s", n_errs++ ? "; " : ""); \
+        tg_nn_buf_printf(&errs, __VA_ARGS__); } while (0)
+
+    const char *tname = NULL;
+    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
+        return st;
+    if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
+        PROBLEM("missing string attribute \"%s\"", k);
+    else if (strcmp(tname, ty->name) != 0) {
+        /* Nothing else can match: report this alone. */
+        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
+                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
+                        ty->name);
+    }
+    int64_t step = 0;
+    key(k, sizeof k, fn, prefix, "step", NULL);
+    if (tg_state_dict_get_i64(&step, sd, k) != TG_OK)
+        PROBLEM("missing i64 attribute \"%s\"", k);
+    else if (step < 0)
+        PROBLEM("\"%s\" = %lld is negative", k, (long long)step);
+
+    double hp[MAX_HP];
+    memcpy(hp, opt->hp, sizeof hp);
+    bool hp_ok = true;
+    for (int h = 0; h < ty->n_hp; h++) {
+        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
+        if (ty->hp_is_flag[h]) {
+            int64_t v;
+            if (tg_state_dict_get_i64(&v, sd, k) != TG_OK) {
+                PROBLEM("missing i64 attribute \"%s\"", k);
+                hp_ok = false;
+            } else
+                hp[h] = v != 0;
+        } else if (tg_state_dict_get_f64(&hp[h], sd, k) != TG_OK) {
+            PROBLEM("missing f64 attribute \"%s\"", k);
+            hp_ok = false;
+        }
+    }
+    if (hp_ok) {
+        if (check_hp(fn, ty, hp) != TG_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", tg_last_error());
+            PROBLEM("bad hyper-parameter: %s", msg);
+        } else if (slot_count(ty, hp) != opt->n_slots)
+            PROBLEM("momentum %g in the state dict, %g in this optimizer: one keeps a momentum "
+                    "slot and the other does not",
+                    hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM],
+                    opt->hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM]);
+    }
+    for (size_t i = 0; i < opt->n; i++)
+        for (int s = 0; s < opt->n_slots; s++) {
+            if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK) {
+                tg_nn_buf_free(&errs);
+                return st;
+            }
+            tg_tensor *t = tg_state_dict_has(sd, k) ? tg_state_dict_get(sd, k) : NULL;
+            tg_tensor *mine = opt->slots[s][i];
+            char a[128], b[128];
+            if (!t)
+                PROBLEM("missing \"%s\"", k);
+            else if (!tg_tensor_same_shape(t, mine))
+                PROBLEM("\"%s\" has shape %s, the parameter has %s", k,
+                        tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
+                        tg_shape_str(b, sizeof b, tg_tensor_ndim(mine), tg_tensor_shape(mine)));
+            else if (tg_tensor_dtype(t) != tg_tensor_dtype(mine))
+                PROBLEM("\"%s\" is %s, the parameter is %s", k, tg_dtype_name(tg_tensor_dtype(t)),
+                        tg_dtype_name(tg_tensor_dtype(mine)));
+        }
+    const char *pre = prefix ? prefix : "";
+    size_t plen = strlen(pre);
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
+        const char *name = tg_state_dict_name_at(sd, i);
+        if (strncmp(name, pre, plen) == 0 && !is_slot_key(opt, name + plen))
+            PROBLEM("unexpected entry \"%s\"", name);
+    }
+#undef PROBLEM
+    if (n_errs > 0) {
+        st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit this %s optimizer (nothing "
+                      "loaded): %s", fn, ty->name,
+                      errs.failed ? "(out of memory listing the problems)" : errs.s);
+        tg_nn_buf_free(&errs);
+        return st;
+    }
+    tg_nn_buf_free(&errs);
+
+    for (size_t i = 0; i < opt->n; i++)
+        for (int s = 0; s < opt->n_slots; s++) {
+            key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s]);
+            tg_tensor *t = tg_state_dict_get(sd, k);
+            if (t == opt->slots[s][i])
+                continue;
+            if ((st = tg_tensor_copy_into(opt->slots[s][i], t)) != TG_OK)
+                return st;
+        }
+    memcpy(opt->hp, hp, sizeof hp);
+    opt->step = step;
+    return TG_OK;
+}

@@ -1,0 +1,135 @@
+/* nn/pool.c -- MaxPooling2D and AveragePooling2D: (C, H, W) -> (C, OH, OW).
+ *
+ * No parameters. The stride defaults to the pool size as in Keras; "same"
+ * padding is resolved into explicit pads at build (the average excludes them). */
+#include "nn/nn_impl.h"
+
+typedef struct pool_layer {
+    tg_layer base;
+    int pool[2];
+    tg_pool2d_layer_opts o;
+    int pad[4]; /* resolved at build */
+} pool_layer;
+
+static tg_status pool_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+{
+    pool_layer *p = (pool_layer *)l;
+    char who[256], in[128];
+    tg_layer_who(l, who, sizeof who);
+    tg_nn_batch_shape_str(in, sizeof in, in_ndim, in_shape);
+    if (in_ndim != 3)
+        return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s needs (None, C, H, W) "
+                        "input, got %s", who, in);
+    int64_t out[2];
+    for (int a = 0; a < 2; a++) {
+        int *p0 = &p->pad[2 * a], *p1 = &p->pad[2 * a + 1];
+        if (p->o.padding == TG_PADDING_SAME)
+            tg_nn_same_pads(in_shape[1 + a], p->pool[a], p->o.stride[a], 1, p0, p1);
+        else if (p->o.padding == TG_PADDING_EXPLICIT) {
+            *p0 = p->o.pad[2 * a];
+            *p1 = p->o.pad[2 * a + 1];
+        } else
+            *p0 = *p1 = 0;
+        out[a] = tg_nn_window_out(in_shape[1 + a], p->pool[a], p->o.stride[a], 1, *p0, *p1);
+        if (out[a] < 1)
+            return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: a %dx%d pool does "
+                            "not fit input %s", who, p->pool[0], p->pool[1], in);
+    }
+    l->out_ndim = 3;
+    l->out_shape[0] = in_shape[0];
+    l->out_shape[1] = out[0];
+    l->out_shape[2] = out[1];
+    return TG_OK;
+}
+
+static tg_pool2d_opts pool_opts(const pool_layer *p)
+{
+    tg_pool2d_opts o = TG_POOL2D_OPTS_INIT;
+    for (int a = 0; a < 2; a++) {
+        o.kernel[a] = p->pool[a];
+        o.stride[a] = p->o.stride[a];
+    }
+    for (int i = 0; i < 4; i++)
+        o.pad[i] = p->pad[i];
+    return o;
+}
+
+static tg_tensor *max_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+{
+    tg_pool2d_opts o = pool_opts((pool_layer *)l);
+    return tg_max_pool2d(x, &o);
+}
+
+static tg_tensor *avg_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+{
+    tg_pool2d_opts o = pool_opts((pool_layer *)l);
+    return tg_avg_pool2d(x, &o);
+}
+
+static void pool_config(const tg_layer *l, tg_nn_buf *b)
+{
+    const pool_layer *p = (const pool_layer *)l;
+    const char *pad = p->o.padding == TG_PADDING_VALID  ? "valid"
+                      : p->o.padding == TG_PADDING_SAME ? "same"
+                                                        : "explicit";
+    tg_nn_buf_printf(b, "\"pool_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"%s\"",
+                     p->pool[0], p->pool[1], p->o.stride[0], p->o.stride[1], pad);
+    if (p->o.padding == TG_PADDING_EXPLICIT)
+        tg_nn_buf_printf(b, ", \"pads\": [%d, %d, %d, %d]", p->o.pad[0], p->o.pad[1],
+                         p->o.pad[2], p->o.pad[3]);
+}
+
+static const tg_layer_vtable max_vtable = {
+    .type = "MaxPooling2D", .base_name = "max_pooling2d", .infer = pool_infer,
+    .forward = max_forward, .config = pool_config,
+};
+
+static const tg_layer_vtable avg_vtable = {
+    .type = "AveragePooling2D", .base_name = "average_pooling2d", .infer = pool_infer,
+    .forward = avg_forward, .config = pool_config,
+};
+
+static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
+                          const tg_pool2d_layer_opts *opts, const char *fn)
+{
+    tg_pool2d_layer_opts o = TG_POOL2D_LAYER_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    if (ph < 1 || pw < 1)
+        return tg_error(TG_ERR_ARG, "%s: pool size %dx%d must be >= 1", fn, ph, pw), NULL;
+    if (o.stride[0] < 0 || o.stride[1] < 0)
+        return tg_error(TG_ERR_ARG, "%s: stride %dx%d must be >= 1 (0: the pool size)", fn,
+                        o.stride[0], o.stride[1]), NULL;
+    if (o.padding != TG_PADDING_VALID && o.padding != TG_PADDING_SAME &&
+        o.padding != TG_PADDING_EXPLICIT)
+        return tg_error(TG_ERR_ARG, "%s: padding %d is not a tg_padding", fn,
+                        (int)o.padding), NULL;
+    if (o.padding == TG_PADDING_EXPLICIT)
+        for (int i = 0; i < 4; i++)
+            if (o.pad[i] < 0)
+                return tg_error(TG_ERR_ARG, "%s: pad[%d] = %d is negative", fn, i,
+                                o.pad[i]), NULL;
+    pool_layer *p = (pool_layer *)tg_layer_alloc(sizeof(pool_layer), vt, TG_ACT_NONE, o.name,
+                                                 fn);
+    if (!p)
+        return NULL;
+    p->pool[0] = ph;
+    p->pool[1] = pw;
+    if (o.stride[0] == 0)
+        o.stride[0] = ph;
+    if (o.stride[1] == 0)
+        o.stride[1] = pw;
+    o.name = NULL;
+    p->o = o;
+    return &p->base;
+}
+
+tg_layer *tg_layer_new_max_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts)
+{
+    return pool_new(&max_vtable, ph, pw, opts, "tg_layer_new_max_pool2d");
+}
+
+tg_layer *tg_layer_new_avg_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts)
+{
+    return pool_new(&avg_vtable, ph, pw, opts, "tg_layer_new_avg_pool2d");
+}

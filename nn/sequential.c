@@ -1,0 +1,574 @@
+/* nn/sequential.c -- the Sequential model: an ordered list of layers fed one
+ * input shape. Building walks the layers once, inferring each output shape and
+ * creating parameters; forward chains the layers' forwards. Also the summary
+ * table, the architecture description and the state dict export/import. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn_impl.h"
+
+struct tg_sequential {
+    char *name;
+    int in_ndim;
+    int64_t in_shape[TG_MAX_DIMS];
+    tg_dtype dtype;
+    tg_rng *rng;           /* borrowed; NULL: global */
+    bool training;
+    bool built;
+    tg_layer **layers;     /* owned */
+    int n_layers, cap_layers;
+    tg_tensor **params;    /* borrowed from the layers, in order; set at build */
+    size_t n_params;
+};
+
+tg_sequential *tg_sequential_new(int ndim, const int64_t *input_shape)
+{
+    static const char *fn = "tg_sequential_new";
+    if (ndim < 1 || ndim > TG_MAX_DIMS - 1)
+        return tg_error(TG_ERR_ARG, "%s: input shape has %d dims; it needs 1..%d (the batch "
+                        "is not part of it)", fn, ndim, TG_MAX_DIMS - 1), NULL;
+    if (!input_shape)
+        return tg_null_arg(fn, "input_shape"), NULL;
+    for (int i = 0; i < ndim; i++)
+        if (input_shape[i] < 1) {
+            char s[128];
+            return tg_error(TG_ERR_ARG, "%s: input shape %s has an extent < 1 (the batch is "
+                            "not part of it)", fn, tg_shape_str(s, sizeof s, ndim, input_shape)),
+                   NULL;
+        }
+    tg_sequential *m = calloc(1, sizeof *m);
+    if (m)
+        m->name = strdup("sequential");
+    if (!m || !m->name) {
+        free(m);
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+    }
+    m->in_ndim = ndim;
+    memcpy(m->in_shape, input_shape, sizeof(int64_t) * (size_t)ndim);
+    m->dtype = TG_F32;
+    m->training = true;
+    return m;
+}
+
+void tg_sequential_free(tg_sequential *model)
+{
+    if (!model)
+        return;
+    for (int i = 0; i < model->n_layers; i++) {
+        model->layers[i]->in_model = false;
+        tg_layer_free(model->layers[i]);
+    }
+    free(model->layers);
+    free(model->params);
+    free(model->name);
+    free(model);
+}
+
+static tg_layer *find_layer(const tg_sequential *m, const char *name)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i]->name, name) == 0)
+            return m->layers[i];
+    return NULL;
+}
+
+tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer)
+{
+    static const char *fn = "tg_sequential_add";
+    if (!layer) {
+        /* Most likely a failed constructor's NULL: repeat its message. */
+        char prev[512];
+        snprintf(prev, sizeof prev, "%s", tg_last_error());
+        return tg_error(tg_last_status() != TG_OK ? tg_last_status() : TG_ERR_ARG,
+                        "%s: layer is NULL (last error: %s)", fn, prev);
+    }
+    if (!model) {
+        if (!layer->in_model)
+            tg_layer_free(layer);
+        return tg_null_arg(fn, "model");
+    }
+    tg_status st = TG_OK;
+    if (layer->in_model)
+        return tg_error(TG_ERR_STATE, "%s: layer %s already belongs to a model", fn,
+                        layer->name);
+    if (model->built)
+        st = tg_error(TG_ERR_STATE, "%s: model \"%s\" is already built; add layers before "
+                      "the first build, forward or summary", fn, model->name);
+    else if (layer->name && find_layer(model, layer->name))
+        st = tg_error(TG_ERR_ARG, "%s: model \"%s\" already has a layer named \"%s\"", fn,
+                      model->name, layer->name);
+    else if (model->n_layers == model->cap_layers) {
+        int cap = model->cap_layers ? 2 * model->cap_layers : 8;
+        tg_layer **ls = realloc(model->layers, sizeof *ls * (size_t)cap);
+        if (!ls)
+            st = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+        else {
+            model->layers = ls;
+            model->cap_layers = cap;
+        }
+    }
+    if (st == TG_OK && !layer->name) {
+        /* Keras style: conv2d, conv2d_1, conv2d_2 ... the first unused in this model. */
+        char name[128];
+        snprintf(name, sizeof name, "%s", layer->vt->base_name);
+        for (int k = 1; find_layer(model, name); k++)
+            snprintf(name, sizeof name, "%s_%d", layer->vt->base_name, k);
+        layer->name = strdup(name);
+        if (!layer->name)
+            st = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    if (st != TG_OK) {
+        tg_layer_free(layer);
+        return st;
+    }
+    layer->in_model = true;
+    model->layers[model->n_layers++] = layer;
+    return TG_OK;
+}
+
+tg_status tg_sequential_set_dtype(tg_sequential *model, tg_dtype dtype)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_set_dtype", "model");
+    if (dtype != TG_F32 && dtype != TG_F64)
+        return tg_error(TG_ERR_DTYPE, "tg_sequential_set_dtype: parameters must be f32 or "
+                        "f64, not %s", tg_dtype_name(dtype));
+    if (model->built)
+        return tg_error(TG_ERR_STATE, "tg_sequential_set_dtype: model \"%s\" is already "
+                        "built", model->name);
+    model->dtype = dtype;
+    return TG_OK;
+}
+
+tg_status tg_sequential_set_rng(tg_sequential *model, tg_rng *rng)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_set_rng", "model");
+    model->rng = rng;
+    return TG_OK;
+}
+
+tg_status tg_sequential_set_name(tg_sequential *model, const char *name)
+{
+    if (!model || !name)
+        return tg_null_arg("tg_sequential_set_name", model ? "name" : "model");
+    char *copy = strdup(name);
+    if (!copy)
+        return tg_error(TG_ERR_NOMEM, "tg_sequential_set_name: out of memory");
+    free(model->name);
+    model->name = copy;
+    return TG_OK;
+}
+
+const char *tg_sequential_name(const tg_sequential *model)
+{
+    return model ? model->name : NULL;
+}
+
+/* ---------------------------------------------------------------- build */
+
+tg_status tg_sequential_build(tg_sequential *model)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_build", "model");
+    if (model->built)
+        return TG_OK;
+    if (model->n_layers == 0)
+        return tg_error(TG_ERR_STATE, "tg_sequential_build: model \"%s\" has no layers",
+                        model->name);
+    int nd = model->in_ndim;
+    const int64_t *shape = model->in_shape;
+    size_t np = 0;
+    tg_status st = TG_OK;
+    int i;
+    for (i = 0; i < model->n_layers; i++) {
+        tg_layer *l = model->layers[i];
+        if ((st = tg_layer_build(l, nd, shape, model->dtype, model->rng)) != TG_OK)
+            break;
+        nd = l->out_ndim;
+        shape = l->out_shape;
+        np += (size_t)l->n_params;
+    }
+    tg_tensor **params = NULL;
+    if (st == TG_OK && np > 0 && !(params = malloc(sizeof *params * np)))
+        st = tg_error(TG_ERR_NOMEM, "tg_sequential_build: out of memory");
+    if (st != TG_OK) {
+        /* Leave the model exactly as unbuilt as before: drop what was created. */
+        for (int j = 0; j < i && j < model->n_layers; j++) {
+            tg_layer *l = model->layers[j];
+            for (int k = 0; k < l->n_params; k++) {
+                tg_release(l->params[k].t);
+                l->params[k].t = NULL;
+            }
+            l->built = false;
+        }
+        return st;
+    }
+    np = 0;
+    for (i = 0; i < model->n_layers; i++)
+        for (int k = 0; k < model->layers[i]->n_params; k++)
+            params[np++] = model->layers[i]->params[k].t;
+    model->params = params;
+    model->n_params = np;
+    model->built = true;
+    return TG_OK;
+}
+
+bool tg_sequential_is_built(const tg_sequential *model)
+{
+    return model && model->built;
+}
+
+void tg_sequential_set_training(tg_sequential *model, bool training)
+{
+    if (model)
+        model->training = training;
+}
+
+bool tg_sequential_is_training(const tg_sequential *model)
+{
+    return model && model->training;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits, const char *fn)
+{
+    if (!m || !x)
+        return tg_null_arg(fn, m ? "x" : "model"), NULL;
+    if (tg_sequential_build(m) != TG_OK)
+        return NULL;
+    int nd = tg_tensor_ndim(x);
+    const int64_t *xs = tg_tensor_shape(x);
+    bool ok = nd == m->in_ndim + 1;
+    for (int i = 0; ok && i < m->in_ndim; i++)
+        ok = xs[i + 1] == m->in_shape[i];
+    if (!ok) {
+        char want[128], got[128];
+        return tg_error(TG_ERR_SHAPE, "%s: model \"%s\" expects input %s, got %s", fn, m->name,
+                        tg_nn_batch_shape_str(want, sizeof want, m->in_ndim, m->in_shape),
+                        tg_shape_str(got, sizeof got, nd, xs)), NULL;
+    }
+    if (tg_tensor_dtype(x) != m->dtype)
+        return tg_error(TG_ERR_DTYPE, "%s: model \"%s\" has %s parameters; the input is %s "
+                        "(convert it with tg_tensor_to_dtype)", fn, m->name,
+                        tg_dtype_name(m->dtype), tg_dtype_name(tg_tensor_dtype(x))), NULL;
+
+    tg_fwd_ctx ctx = { .training = m->training, .skip_softmax = false, .rng = m->rng };
+    tg_tensor *h = x;
+    for (int i = 0; i < m->n_layers && h; i++) {
+        ctx.skip_softmax = logits && i == m->n_layers - 1;
+        h = tg_layer_forward(m->layers[i], h, &ctx);
+    }
+    return h;
+}
+
+tg_tensor *tg_sequential_forward(tg_sequential *model, tg_tensor *x)
+{
+    return forward(model, x, false, "tg_sequential_forward");
+}
+
+tg_tensor *tg_sequential_forward_logits(tg_sequential *model, tg_tensor *x)
+{
+    return forward(model, x, true, "tg_sequential_forward_logits");
+}
+
+/* ---------------------------------------------------------------- layers, params */
+
+int tg_sequential_layer_count(const tg_sequential *model)
+{
+    return model ? model->n_layers : 0;
+}
+
+tg_layer *tg_sequential_layer(const tg_sequential *model, int index)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_layer", "model"), NULL;
+    int i = index < 0 ? index + model->n_layers : index;
+    if (i < 0 || i >= model->n_layers)
+        return tg_error(TG_ERR_RANGE, "tg_sequential_layer: index %d out of range (model "
+                        "\"%s\" has %d layers)", index, model->name, model->n_layers), NULL;
+    return model->layers[i];
+}
+
+tg_layer *tg_sequential_layer_by_name(const tg_sequential *model, const char *name)
+{
+    if (!model || !name)
+        return tg_null_arg("tg_sequential_layer_by_name", model ? "name" : "model"), NULL;
+    tg_layer *l = find_layer(model, name);
+    if (!l)
+        return tg_error(TG_ERR_ARG, "tg_sequential_layer_by_name: model \"%s\" has no layer "
+                        "\"%s\"", model->name, name), NULL;
+    return l;
+}
+
+tg_tensor *const *tg_sequential_params(tg_sequential *model, size_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!model)
+        return tg_null_arg("tg_sequential_params", "model"), NULL;
+    if (tg_sequential_build(model) != TG_OK)
+        return NULL;
+    if (n)
+        *n = model->n_params;
+    /* A model without parameters still returns a non-NULL (empty) array. */
+    static tg_tensor *const none[1] = { NULL };
+    return model->params ? model->params : none;
+}
+
+tg_status tg_sequential_count_params(int64_t *total, int64_t *trainable,
+                                     int64_t *non_trainable, tg_sequential *model)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_count_params", "model");
+    tg_status st = tg_sequential_build(model);
+    if (st != TG_OK)
+        return st;
+    int64_t all = 0, tr = 0;
+    for (int i = 0; i < model->n_layers; i++) {
+        int64_t c = tg_layer_count_params(model->layers[i]);
+        all += c;
+        if (model->layers[i]->trainable)
+            tr += c;
+    }
+    if (total)
+        *total = all;
+    if (trainable)
+        *trainable = tr;
+    if (non_trainable)
+        *non_trainable = all - tr;
+    return TG_OK;
+}
+
+tg_status tg_sequential_zero_grad(tg_sequential *model)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_zero_grad", "model");
+    for (size_t i = 0; model->built && i < model->n_params; i++)
+        if (tg_grad(model->params[i])) {
+            tg_status st = tg_zero_grad(model->params[i]);
+            if (st != TG_OK)
+                return st;
+        }
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- summary */
+
+/* 693962 -> "693,962" */
+static char *thousands(char *buf, size_t n, int64_t v)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%" PRId64, v < 0 ? -v : v);
+    size_t o = 0;
+    if (v < 0 && o + 1 < n)
+        buf[o++] = '-';
+    for (int i = 0; i < len && o + 1 < n; i++) {
+        if (i > 0 && (len - i) % 3 == 0 && o + 1 < n)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void rule(FILE *out, char c, int width)
+{
+    for (int i = 0; i < width; i++)
+        fputc(c, out);
+    fputc('\n', out);
+}
+
+/* Columns start at 0 (after one space, as Keras 2.9+ prints), w1 and w1 + w2;
+ * a cell always leaves at least one space before the next. No trailing blanks. */
+static void row(FILE *out, const char *a, const char *b, const char *c, int w1, int w2)
+{
+    fprintf(out, " %-*s%-*s%s\n", w1 - 1, a, w2, b, c);
+}
+
+tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
+{
+    if (!model || !out)
+        return tg_null_arg("tg_sequential_summary", model ? "out" : "model");
+    tg_status st = tg_sequential_build(model);
+    if (st != TG_OK)
+        return st;
+    /* Keras's widths (line 65: columns at 29 and 55), widened when a cell needs it. */
+    int w1 = 29, w2 = 26;
+    char shape[160], cell[300], num[32];
+    for (int i = 0; i < model->n_layers; i++) {
+        tg_layer *l = model->layers[i];
+        int n1 = (int)(strlen(l->name) + strlen(l->vt->type) + 3) + 2;
+        tg_nn_batch_shape_str(shape, sizeof shape, l->out_ndim, l->out_shape);
+        int n2 = (int)strlen(shape) + 1;
+        if (n1 > w1)
+            w1 = n1;
+        if (n2 > w2)
+            w2 = n2;
+    }
+    int width = w1 + w2 + 10;
+    if (width < 65)
+        width = 65;
+
+    fprintf(out, "Model: \"%s\"\n", model->name);
+    rule(out, '_', width);
+    row(out, "Layer (type)", "Output Shape", "Param #", w1, w2);
+    rule(out, '=', width);
+    for (int i = 0; i < model->n_layers; i++) {
+        tg_layer *l = model->layers[i];
+        snprintf(cell, sizeof cell, "%s (%s)", l->name, l->vt->type);
+        tg_nn_batch_shape_str(shape, sizeof shape, l->out_ndim, l->out_shape);
+        row(out, cell, shape, thousands(num, sizeof num, tg_layer_count_params(l)), w1, w2);
+        if (i + 1 < model->n_layers)
+            rule(out, '_', width);
+    }
+    rule(out, '=', width);
+    int64_t total = 0, tr = 0, ntr = 0;
+    tg_sequential_count_params(&total, &tr, &ntr, model);
+    fprintf(out, "Total params: %s\n", thousands(num, sizeof num, total));
+    fprintf(out, "Trainable params: %s\n", thousands(num, sizeof num, tr));
+    fprintf(out, "Non-trainable params: %s\n", thousands(num, sizeof num, ntr));
+    rule(out, '_', width);
+    if (ferror(out))
+        return tg_error(TG_ERR_IO, "tg_sequential_summary: write failed");
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- architecture */
+
+char *tg_sequential_architecture(tg_sequential *model)
+{
+    if (!model)
+        return tg_null_arg("tg_sequential_architecture", "model"), NULL;
+    if (tg_sequential_build(model) != TG_OK)
+        return NULL;
+    tg_nn_buf b = { 0 };
+    tg_nn_buf_printf(&b, "{\"class_name\": \"Sequential\", \"name\": ");
+    tg_nn_buf_json_str(&b, model->name);
+    tg_nn_buf_printf(&b, ", \"layout\": \"channels_first\", \"dtype\": \"%s\", "
+                     "\"input_shape\": [", tg_dtype_name(model->dtype));
+    for (int i = 0; i < model->in_ndim; i++)
+        tg_nn_buf_printf(&b, "%s%" PRId64, i ? ", " : "", model->in_shape[i]);
+    tg_nn_buf_printf(&b, "], \"layers\": [");
+    for (int i = 0; i < model->n_layers; i++) {
+        if (i)
+            tg_nn_buf_printf(&b, ", ");
+        tg_layer_describe(model->layers[i], &b);
+    }
+    tg_nn_buf_printf(&b, "]}");
+    if (b.failed) {
+        tg_nn_buf_free(&b);
+        return tg_error(TG_ERR_NOMEM, "tg_sequential_architecture: out of memory"), NULL;
+    }
+    return b.s;
+}
+
+/* ---------------------------------------------------------------- state dict */
+
+static tg_status join(char *buf, size_t n, const char *fn, const char *prefix,
+                      const char *name)
+{
+    if ((size_t)snprintf(buf, n, "%s%s", prefix ? prefix : "", name) >= n)
+        return tg_error(TG_ERR_ARG, "%s: name \"%s%s\" is too long", fn, prefix ? prefix : "",
+                        name);
+    return TG_OK;
+}
+
+tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix)
+{
+    static const char *fn = "tg_sequential_state_dict";
+    if (!model || !sd)
+        return tg_null_arg(fn, model ? "sd" : "model");
+    tg_status st = tg_sequential_build(model);
+    if (st != TG_OK)
+        return st;
+    char key[1024];
+    for (size_t i = 0; i < model->n_params; i++) {
+        if ((st = join(key, sizeof key, fn, prefix, tg_tensor_name(model->params[i]))) != TG_OK ||
+            (st = tg_state_dict_set(sd, key, model->params[i])) != TG_OK)
+            return st;
+    }
+    char *arch = tg_sequential_architecture(model);
+    if (!arch)
+        return tg_last_status();
+    st = join(key, sizeof key, fn, prefix, "architecture");
+    if (st == TG_OK)
+        st = tg_state_dict_set_str(sd, key, arch);
+    free(arch);
+    return st;
+}
+
+static bool is_param_name(const tg_sequential *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_params; i++)
+        if (strcmp(tg_tensor_name(m->params[i]), name) == 0)
+            return true;
+    return false;
+}
+
+tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
+                                        const char *prefix)
+{
+    static const char *fn = "tg_sequential_load_state_dict";
+    if (!model || !sd)
+        return tg_null_arg(fn, model ? "sd" : "model");
+    tg_status st = tg_sequential_build(model);
+    if (st != TG_OK)
+        return st;
+    const char *pre = prefix ? prefix : "";
+    size_t plen = strlen(pre);
+    tg_nn_buf errs = { 0 };
+    int n_errs = 0;
+    char key[1024];
+
+    for (size_t i = 0; i < model->n_params; i++) {
+        tg_tensor *p = model->params[i];
+        const char *pname = tg_tensor_name(p);
+        if ((st = join(key, sizeof key, fn, prefix, pname)) != TG_OK) {
+            tg_nn_buf_free(&errs);
+            return st;
+        }
+        tg_tensor *t = tg_state_dict_has(sd, key) ? tg_state_dict_get(sd, key) : NULL;
+        const char *sep = n_errs++ ? "; " : "";
+        if (!t) {
+            tg_nn_buf_printf(&errs, "%smissing \"%s\"", sep, key);
+        } else if (!tg_tensor_same_shape(t, p)) {
+            char a[128], b[128];
+            tg_nn_buf_printf(&errs, "%s\"%s\" has shape %s, model has %s", sep, key,
+                             tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
+                             tg_shape_str(b, sizeof b, tg_tensor_ndim(p), tg_tensor_shape(p)));
+        } else if (tg_tensor_dtype(t) != tg_tensor_dtype(p)) {
+            tg_nn_buf_printf(&errs, "%s\"%s\" is %s, model has %s", sep, key,
+                             tg_dtype_name(tg_tensor_dtype(t)),
+                             tg_dtype_name(tg_tensor_dtype(p)));
+        } else
+            n_errs--;
+    }
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
+        const char *name = tg_state_dict_name_at(sd, i);
+        if (strncmp(name, pre, plen) != 0 || is_param_name(model, name + plen))
+            continue;
+        tg_nn_buf_printf(&errs, "%sunexpected entry \"%s\"", n_errs++ ? "; " : "", name);
+    }
+    if (n_errs > 0) {
+        st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit model \"%s\" (nothing "
+                      "loaded): %s", fn, model->name,
+                      errs.failed ? "(out of memory listing the problems)" : errs.s);
+        tg_nn_buf_free(&errs);
+        return st;
+    }
+    tg_nn_buf_free(&errs);
+    for (size_t i = 0; i < model->n_params; i++) {
+        tg_tensor *p = model->params[i];
+        join(key, sizeof key, fn, prefix, tg_tensor_name(p));
+        tg_tensor *t = tg_state_dict_get(sd, key);
+        if (t == p)
+            continue; /* loading a model's own export */
+        if ((st = tg_tensor_copy_into(p, t)) != TG_OK)
+            return st;
+        tg_tensor_bump_version(p);
+    }
+    return TG_OK;
+}
