@@ -30,6 +30,8 @@ static size_t hash_ptr(const void *p, size_t cap)
 
 static int lookup(const tg_graph *g, const void *p)
 {
+    if (g->hcap == 0)
+        return -1;
     for (size_t h = hash_ptr(p, g->hcap);; h = (h + 1) & (g->hcap - 1)) {
         if (!g->keys[h])
             return -1;
