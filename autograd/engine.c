@@ -78,6 +78,8 @@ tg_status tg_zero_grad(tg_tensor *t)
     if (!t->grad)
         return TG_OK;
     /* The engine creates leaf grads contiguous, so one memset covers them. */
+    if (!tg_tensor_is_contiguous(t->grad))
+        return tg_tensor_fill(t->grad, 0.0);
     memset(tg_tensor_data(t->grad), 0, tg_tensor_nbytes(t->grad));
     tg_tensor_bump_version(t->grad);
     return TG_OK;
