@@ -18,5 +18,9 @@
 #include "ops/ops.h"
 #include "nn/nn.h"
 #include "io/dot.h"
+#include "io/idx.h"
+#include "io/dataset.h"
+#include "io/checkpoint.h"
+#include "io/image.h"
 
 #endif

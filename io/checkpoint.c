@@ -1,0 +1,1031 @@
+/* io/checkpoint.c -- HDF5 checkpoints of state dicts (format described in
+ * docs/checkpoint-format.md; keep the two in step).
+ *
+ * Saving never touches the target until a complete, fsync'ed file exists beside
+ * it; loading inspects the whole file before it changes any caller tensor.
+ * HDF5's own error printing is switched off around every call into it: our
+ * messages carry the part of its error stack that matters. */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "libtensor/tensor_impl.h"
+
+static const char *const reserved_attrs[] = {"format", "format_version", "library_version"};
+
+static bool is_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof reserved_attrs / sizeof reserved_attrs[0]; i++)
+        if (strcmp(name, reserved_attrs[i]) == 0)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- HDF5 helpers */
+
+typedef struct quiet {
+    H5E_auto2_t func;
+    void *data;
+} quiet;
+
+static void quiet_begin(quiet *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(quiet *q)
+{
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data)
+{
+    /* Walking downward, the last entry is the most specific one. */
+    if (err->desc && *err->desc)
+        snprintf(data, 256, "%s", err->desc);
+    return 0;
+}
+
+/* The most specific message on HDF5's error stack (then clears it). */
+static const char *h5_detail(char buf[256])
+{
+    snprintf(buf, 256, "unknown HDF5 error");
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    return buf;
+}
+
+static hid_t file_type(tg_dtype dt)
+{
+    switch (dt) {
+    case TG_F32: return H5T_IEEE_F32LE;
+    case TG_F64: return H5T_IEEE_F64LE;
+    case TG_I32: return H5T_STD_I32LE;
+    case TG_I64: return H5T_STD_I64LE;
+    case TG_U8: return H5T_STD_U8LE;
+    default: return -1;
+    }
+}
+
+static hid_t mem_type(tg_dtype dt)
+{
+    switch (dt) {
+    case TG_F32: return H5T_NATIVE_FLOAT;
+    case TG_F64: return H5T_NATIVE_DOUBLE;
+    case TG_I32: return H5T_NATIVE_INT32;
+    case TG_I64: return H5T_NATIVE_INT64;
+    case TG_U8: return H5T_NATIVE_UINT8;
+    default: return -1;
+    }
+}
+
+/* The dtype an HDF5 type reads into, or false with a description in why. */
+static bool dtype_of(hid_t type, tg_dtype *out, char *why, size_t n)
+{
+    H5T_class_t cls = H5Tget_class(type);
+    size_t size = H5Tget_size(type);
+    if (cls == H5T_FLOAT && (size == 4 || size == 8)) {
+        *out = size == 4 ? TG_F32 : TG_F64;
+        return true;
+    }
+    if (cls == H5T_INTEGER) {
+        bool sign = H5Tget_sign(type) == H5T_SGN_2;
+        if (!sign && size == 1)
+            *out = TG_U8;
+        else if ((sign && size <= 4) || (!sign && size == 2))
+            *out = TG_I32;
+        else if (sign && size == 8)
+            *out = TG_I64;
+        else if (!sign && size == 4)
+            *out = TG_I64;
+        else
+            goto unsupported;
+        return true;
+    }
+unsupported:
+    snprintf(why, n, "an HDF5 %s of %zu bytes, which libtensor does not read",
+             cls == H5T_INTEGER ? "integer" : cls == H5T_FLOAT ? "float" :
+             cls == H5T_STRING ? "string" : cls == H5T_COMPOUND ? "compound" :
+             cls == H5T_ENUM ? "enum" : "type", size);
+    return false;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static tg_status check_name(const char *path, const char *name)
+{
+    const char *bad = NULL;
+    if (!*name)
+        bad = "is empty";
+    else if (name[0] == '/')
+        bad = "starts with '/'";
+    else if (name[strlen(name) - 1] == '/')
+        bad = "ends with '/'";
+    else if (strstr(name, "//"))
+        bad = "has an empty component";
+    else {
+        for (const char *c = name; *c;) {
+            size_t len = strcspn(c, "/");
+            if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+                bad = "has a '.' or '..' component";
+            c += len;
+            if (*c)
+                c++;
+        }
+    }
+    if (bad)
+        return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: tensor name '%s' %s", path,
+                        name, bad);
+    return TG_OK;
+}
+
+static herr_t write_attr_i64(hid_t loc, const char *name, int64_t v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return r;
+}
+
+static herr_t write_attr_f64(hid_t loc, const char *name, double v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return r;
+}
+
+/* Variable-length UTF-8: h5py reads it as str, h5dump prints it plainly. */
+static herr_t write_attr_str(hid_t loc, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, t, &v);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return r;
+}
+
+/* Creates the groups above dataset `name` that do not exist yet. */
+static herr_t make_parents(hid_t file, const char *name, hid_t gcpl)
+{
+    char buf[1024];
+    size_t n = strlen(name);
+    if (n >= sizeof buf)
+        return -1;
+    memcpy(buf, name, n + 1);
+    for (char *slash = strchr(buf, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        htri_t ex = H5Lexists(file, buf, H5P_DEFAULT);
+        if (ex < 0)
+            return -1;
+        if (!ex) {
+            hid_t g = H5Gcreate2(file, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+            if (g < 0)
+                return -1;
+            H5Gclose(g);
+        }
+        *slash = '/';
+    }
+    return 0;
+}
+
+static herr_t write_tensor(hid_t file, const char *name, const tg_tensor *t, hid_t gcpl)
+{
+    if (make_parents(file, name, gcpl) < 0)
+        return -1;
+    int nd = tg_tensor_ndim(t);
+    hsize_t dims[TG_MAX_DIMS];
+    for (int i = 0; i < nd; i++)
+        dims[i] = (hsize_t)tg_tensor_shape(t)[i];
+    hid_t sp = nd == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(nd, dims, NULL);
+    if (sp < 0)
+        return -1;
+    hid_t ds = H5Dcreate2(file, name, file_type(tg_tensor_dtype(t)), sp, H5P_DEFAULT,
+                          H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = ds < 0 ? -1 : 0;
+    if (r == 0 && tg_tensor_numel(t) > 0)
+        r = H5Dwrite(ds, mem_type(tg_tensor_dtype(t)), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                     tg_tensor_data(t));
+    if (ds >= 0 && H5Dclose(ds) < 0)
+        r = -1;
+    H5Sclose(sp);
+    return r;
+}
+
+static tg_status fsync_path(const char *p, bool dir)
+{
+    int fd = open(p, O_RDONLY | (dir ? O_DIRECTORY : 0));
+    if (fd < 0)
+        return TG_ERR_IO;
+    int r = fsync(fd);
+    close(fd);
+    return r == 0 ? TG_OK : TG_ERR_IO;
+}
+
+/* Everything between creating and closing the temporary file. */
+static tg_status write_all(hid_t file, const char *path, const tg_state_dict *sd, hid_t gcpl)
+{
+    char det[256];
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0)
+        return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: %s", path, h5_detail(det));
+    herr_t r = write_attr_str(root, "format", TG_CHECKPOINT_FORMAT);
+    if (r >= 0)
+        r = write_attr_i64(root, "format_version", TG_CHECKPOINT_FORMAT_VERSION);
+    if (r >= 0)
+        r = write_attr_str(root, "library_version", tg_version());
+    const char *what = "the metadata";
+    for (size_t i = 0; r >= 0 && i < tg_state_dict_attr_count(sd); i++) {
+        const char *name = tg_state_dict_attr_name_at(sd, i);
+        what = name;
+        int64_t iv;
+        double fv;
+        const char *sv;
+        switch (tg_state_dict_attr_type_at(sd, i)) {
+        case TG_ATTR_I64:
+            r = tg_state_dict_get_i64(&iv, sd, name) == TG_OK ? write_attr_i64(root, name, iv) : -1;
+            break;
+        case TG_ATTR_F64:
+            r = tg_state_dict_get_f64(&fv, sd, name) == TG_OK ? write_attr_f64(root, name, fv) : -1;
+            break;
+        case TG_ATTR_STR:
+            r = tg_state_dict_get_str(&sv, sd, name) == TG_OK ? write_attr_str(root, name, sv) : -1;
+            break;
+        }
+    }
+    H5Gclose(root);
+    if (r < 0)
+        return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write attribute '%s': %s",
+                        path, what, h5_detail(det));
+
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
+        const char *name = tg_state_dict_name_at(sd, i);
+        tg_tensor *t = tg_state_dict_tensor_at(sd, i);
+        tg_tensor *c = t;
+        if (!tg_tensor_is_contiguous(t)) {
+            c = tg_tensor_new_owned("tg_checkpoint_save", tg_tensor_dtype(t),
+                                    tg_tensor_ndim(t), tg_tensor_shape(t));
+            if (!c || tg_tensor_copy_into(c, t) != TG_OK) {
+                tg_release(c);
+                return tg_last_status();
+            }
+        }
+        r = write_tensor(file, name, c, gcpl);
+        if (c != t)
+            tg_release(c);
+        if (r < 0)
+            return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write tensor '%s': %s",
+                            path, name, h5_detail(det));
+    }
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: flush failed: %s", path,
+                        h5_detail(det));
+    return TG_OK;
+}
+
+static tg_status validate_dict(const char *path, const tg_state_dict *sd)
+{
+    size_t n = tg_state_dict_size(sd);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = tg_state_dict_name_at(sd, i);
+        tg_status s = check_name(path, name);
+        if (s != TG_OK)
+            return s;
+        if (strlen(name) >= 1024)
+            return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: tensor name '%.40s...' is "
+                            "longer than 1023 bytes", path, name);
+        tg_tensor *t = tg_state_dict_tensor_at(sd, i);
+        if (file_type(tg_tensor_dtype(t)) < 0)
+            return tg_error(TG_ERR_DTYPE, "tg_checkpoint_save: %s: tensor '%s' has dtype %s, "
+                            "which checkpoints do not store", path, name,
+                            tg_dtype_name(tg_tensor_dtype(t)));
+        size_t len = strlen(name);
+        for (size_t j = 0; j < n; j++) {
+            const char *other = tg_state_dict_name_at(sd, j);
+            if (j != i && strncmp(other, name, len) == 0 && other[len] == '/')
+                return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: '%s' cannot be both a "
+                                "tensor and the group holding '%s'", path, name, other);
+        }
+    }
+    for (size_t i = 0; i < tg_state_dict_attr_count(sd); i++) {
+        const char *name = tg_state_dict_attr_name_at(sd, i);
+        if (is_reserved(name))
+            return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: attribute name '%s' is "
+                            "reserved for the checkpoint's metadata", path, name);
+        if (!*name)
+            return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: empty attribute name", path);
+    }
+    return TG_OK;
+}
+
+tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
+{
+    if (!path)
+        return tg_null_arg("tg_checkpoint_save", "path");
+    if (!sd)
+        return tg_null_arg("tg_checkpoint_save", "sd");
+    tg_status s = validate_dict(path, sd);
+    if (s != TG_OK)
+        return s;
+
+    size_t tn = strlen(path) + 32;
+    char *tmp = malloc(tn);
+    char *dir = malloc(strlen(path) + 2);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        return tg_error(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
+    }
+    snprintf(tmp, tn, "%s.tmp-%ld", path, (long)getpid());
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+
+    quiet q;
+    quiet_begin(&q);
+    char det[256];
+    bool created = false;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS),
+          gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    /* Creation order kept so a load returns the dict in the order it was saved. */
+    unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
+    H5Pset_link_creation_order(fcpl, order);
+    H5Pset_attr_creation_order(fcpl, order);
+    H5Pset_link_creation_order(gcpl, order);
+    /* The 1.8 file format: readable by every HDF5 (and h5py) of the last decade. */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    errno = 0;
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (file < 0) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create %s: %s%s%s", path, tmp,
+                     errno ? strerror(errno) : "", errno ? "; " : "", h5_detail(det));
+        goto done;
+    }
+    created = true;
+    s = write_all(file, path, sd, gcpl);
+    if (H5Fclose(file) < 0 && s == TG_OK)
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: closing %s failed: %s", path, tmp,
+                     h5_detail(det));
+    if (s != TG_OK)
+        goto done;
+    if (fsync_path(tmp, false) != TG_OK) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: fsync of %s failed: %s", path, tmp,
+                     strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot rename %s over it: %s", path,
+                     tmp, strerror(errno));
+        goto done;
+    }
+    created = false;
+    /* The rename itself is durable only once the folder is synced. */
+    if (fsync_path(dir, true) != TG_OK)
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: fsync of folder %s failed: %s", path,
+                     dir, strerror(errno));
+
+done:
+    if (created)
+        unlink(tmp);
+    H5Pclose(fcpl);
+    H5Pclose(fapl);
+    H5Pclose(gcpl);
+    quiet_end(&q);
+    free(tmp);
+    free(dir);
+    return s;
+}
+
+/* ---------------------------------------------------------------- reading the file */
+
+typedef struct entry {
+    char *name;
+    bool readable;
+    char why[96];  /* when not readable */
+    tg_dtype dtype;
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+} entry;
+
+typedef struct attr {
+    char *name;
+    tg_attr_type type;
+    int64_t i;
+    double f;
+    char *s;
+} attr;
+
+typedef struct contents {
+    entry *e;
+    size_t ne, cape;
+    attr *a;
+    size_t na, capa;
+    int64_t format_version;
+    char library_version[32];
+    tg_status status; /* of a failure inside an iteration callback */
+} contents;
+
+static void contents_free(contents *c)
+{
+    for (size_t i = 0; i < c->ne; i++)
+        free(c->e[i].name);
+    for (size_t i = 0; i < c->na; i++) {
+        free(c->a[i].name);
+        free(c->a[i].s);
+    }
+    free(c->e);
+    free(c->a);
+}
+
+static entry *add_entry(contents *c, const char *name)
+{
+    if (c->ne == c->cape) {
+        size_t n = c->cape ? 2 * c->cape : 16;
+        entry *e = realloc(c->e, n * sizeof *e);
+        if (!e)
+            return NULL;
+        c->e = e;
+        c->cape = n;
+    }
+    entry *e = &c->e[c->ne];
+    memset(e, 0, sizeof *e);
+    if (!(e->name = strdup(name)))
+        return NULL;
+    c->ne++;
+    return e;
+}
+
+static attr *add_attr(contents *c, const char *name)
+{
+    if (c->na == c->capa) {
+        size_t n = c->capa ? 2 * c->capa : 16;
+        attr *a = realloc(c->a, n * sizeof *a);
+        if (!a)
+            return NULL;
+        c->a = a;
+        c->capa = n;
+    }
+    attr *a = &c->a[c->na];
+    memset(a, 0, sizeof *a);
+    if (!(a->name = strdup(name)))
+        return NULL;
+    c->na++;
+    return a;
+}
+
+/* Reads a scalar (or one-element) string attribute into a malloc'd string. */
+static char *read_str_attr(hid_t a)
+{
+    hid_t ft = H5Aget_type(a);
+    if (ft < 0)
+        return NULL;
+    char *res = NULL;
+    if (H5Tget_class(ft) != H5T_STRING) {
+        H5Tclose(ft);
+        return NULL;
+    }
+    if (H5Tis_variable_str(ft) > 0) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ft));
+        char *s = NULL;
+        if (H5Aread(a, mt, &s) >= 0 && s) {
+            res = strdup(s);
+            H5free_memory(s);
+        }
+        H5Tclose(mt);
+    } else {
+        size_t n = H5Tget_size(ft);
+        res = calloc(n + 1, 1);
+        hid_t mt = H5Tcopy(ft);
+        if (res && H5Aread(a, mt, res) < 0) {
+            free(res);
+            res = NULL;
+        }
+        H5Tclose(mt);
+    }
+    H5Tclose(ft);
+    return res;
+}
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    contents *c = data;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) {
+        c->status = TG_ERR_FORMAT;
+        return -1;
+    }
+    herr_t r = 0;
+    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
+    hssize_t npoints = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    bool meta = is_reserved(name);
+    if (strcmp(name, "format_version") == 0) {
+        if (cls != H5T_INTEGER || npoints != 1 ||
+            H5Aread(a, H5T_NATIVE_INT64, &c->format_version) < 0)
+            c->format_version = -1;
+    } else if (strcmp(name, "library_version") == 0) {
+        char *s = read_str_attr(a);
+        snprintf(c->library_version, sizeof c->library_version, "%s", s ? s : "?");
+        free(s);
+    } else if (!meta) {
+        attr *at = add_attr(c, name);
+        if (!at) {
+            c->status = TG_ERR_NOMEM;
+            r = -1;
+        } else if (npoints != 1) {
+            c->status = TG_ERR_FORMAT;
+            tg_error(TG_ERR_FORMAT, "attribute '%s' holds %lld values; checkpoints hold "
+                     "scalar attributes only", name, (long long)npoints);
+            r = -1;
+        } else if (cls == H5T_INTEGER) {
+            at->type = TG_ATTR_I64;
+            r = H5Aread(a, H5T_NATIVE_INT64, &at->i);
+        } else if (cls == H5T_FLOAT) {
+            at->type = TG_ATTR_F64;
+            r = H5Aread(a, H5T_NATIVE_DOUBLE, &at->f);
+        } else if (cls == H5T_STRING) {
+            at->type = TG_ATTR_STR;
+            at->s = read_str_attr(a);
+            r = at->s ? 0 : -1;
+        } else {
+            c->status = TG_ERR_FORMAT;
+            tg_error(TG_ERR_FORMAT, "attribute '%s' is neither an integer, a float nor a "
+                     "string", name);
+            r = -1;
+        }
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Aclose(a);
+    return r;
+}
+
+/* Iterating by creation order needs the index; files from other writers may
+ * not have it, and then name order is what there is. */
+static bool tracks_order(hid_t obj, bool links)
+{
+    H5I_type_t kind = H5Iget_type(obj);
+    hid_t cpl = kind == H5I_GROUP ? H5Gget_create_plist(obj) : -1;
+    if (cpl < 0)
+        return false;
+    unsigned flags = 0;
+    herr_t r = links ? H5Pget_link_creation_order(cpl, &flags)
+                     : H5Pget_attr_creation_order(cpl, &flags);
+    H5Pclose(cpl);
+    return r >= 0 && (flags & H5P_CRT_ORDER_TRACKED) && (flags & H5P_CRT_ORDER_INDEXED);
+}
+
+typedef struct walk {
+    contents *c;
+    char prefix[1024];
+} walk;
+
+static herr_t link_cb(hid_t group, const char *name, const H5L_info_t *info, void *data);
+
+static herr_t walk_group(hid_t g, walk *w)
+{
+    hsize_t idx = 0;
+    H5_index_t index = tracks_order(g, true) ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME;
+    return H5Literate(g, index, H5_ITER_INC, &idx, link_cb, w);
+}
+
+static void describe_dataset(entry *e, hid_t ds)
+{
+    hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
+    e->readable = false;
+    if (ft < 0 || sp < 0) {
+        snprintf(e->why, sizeof e->why, "an unreadable dataset");
+        goto out;
+    }
+    if (!dtype_of(ft, &e->dtype, e->why, sizeof e->why))
+        goto out;
+    H5S_class_t cls = H5Sget_simple_extent_type(sp);
+    if (cls == H5S_SCALAR) {
+        e->ndim = 0;
+    } else if (cls == H5S_SIMPLE) {
+        int nd = H5Sget_simple_extent_ndims(sp);
+        if (nd < 0 || nd > TG_MAX_DIMS) {
+            snprintf(e->why, sizeof e->why, "a dataset of %d dimensions (at most %d)", nd,
+                     TG_MAX_DIMS);
+            goto out;
+        }
+        hsize_t dims[TG_MAX_DIMS];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        e->ndim = nd;
+        for (int i = 0; i < nd; i++)
+            e->shape[i] = (int64_t)dims[i];
+    } else {
+        snprintf(e->why, sizeof e->why, "a dataset without a dataspace");
+        goto out;
+    }
+    e->readable = true;
+out:
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+}
+
+static herr_t link_cb(hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+    walk *w = data;
+    if (info->type != H5L_TYPE_HARD)
+        return 0; /* soft and external links are not ours */
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
+    if (obj < 0) {
+        w->c->status = TG_ERR_FORMAT;
+        return -1;
+    }
+    char full[1024];
+    int len = snprintf(full, sizeof full, "%s%s%s", w->prefix, *w->prefix ? "/" : "", name);
+    herr_t r = 0;
+    if (len < 0 || (size_t)len >= sizeof full) {
+        r = -1;
+        w->c->status = TG_ERR_FORMAT;
+    } else if (H5Iget_type(obj) == H5I_GROUP) {
+        walk sub;
+        sub.c = w->c;
+        memcpy(sub.prefix, full, (size_t)len + 1);
+        r = walk_group(obj, &sub);
+    } else if (H5Iget_type(obj) == H5I_DATASET) {
+        entry *e = add_entry(w->c, full);
+        if (!e) {
+            w->c->status = TG_ERR_NOMEM;
+            r = -1;
+        } else {
+            describe_dataset(e, obj);
+        }
+    }
+    H5Oclose(obj);
+    return r;
+}
+
+/* Opens path (read-only) after checking it is an HDF5 file and a libtensor
+ * checkpoint of a version we read; fills c with its datasets and attributes.
+ * Call between quiet_begin/quiet_end. */
+static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
+                               const char *fn)
+{
+    char det[256];
+    *file_out = -1;
+    memset(c, 0, sizeof *c);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return tg_error(TG_ERR_IO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return tg_error(TG_ERR_IO, "%s: %s: is a directory", fn, path);
+    htri_t is = H5Fis_hdf5(path);
+    if (is < 0) {
+        int e = access(path, R_OK) != 0 ? errno : 0;
+        return tg_error(TG_ERR_IO, "%s: %s: cannot read: %s", fn, path,
+                        e ? strerror(e) : h5_detail(det));
+    }
+    if (is == 0)
+        return tg_error(TG_ERR_FORMAT, "%s: %s: not an HDF5 file", fn, path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return tg_error(TG_ERR_FORMAT, "%s: %s: cannot open as HDF5 (truncated or corrupt): %s",
+                        fn, path, h5_detail(det));
+    *file_out = file;
+
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0)
+        return tg_error(TG_ERR_FORMAT, "%s: %s: cannot open the root group: %s", fn, path,
+                        h5_detail(det));
+    tg_status s = TG_OK;
+    htri_t has = H5Aexists(root, "format");
+    char *format = NULL;
+    if (has > 0) {
+        hid_t a = H5Aopen(root, "format", H5P_DEFAULT);
+        if (a >= 0) {
+            format = read_str_attr(a);
+            H5Aclose(a);
+        }
+    }
+    if (!format || strcmp(format, TG_CHECKPOINT_FORMAT) != 0) {
+        if (has > 0)
+            s = tg_error(TG_ERR_FORMAT, "%s: %s: not a libtensor checkpoint (its 'format' "
+                         "attribute is '%s', expected '%s')",
+                         fn, path, format ? format : "(not a string)", TG_CHECKPOINT_FORMAT);
+        else
+            s = tg_error(TG_ERR_FORMAT, "%s: %s: an HDF5 file but not a libtensor checkpoint "
+                         "(no 'format' attribute on the root group)", fn, path);
+        free(format);
+        H5Gclose(root);
+        return s;
+    }
+    free(format);
+
+    c->format_version = -1;
+    snprintf(c->library_version, sizeof c->library_version, "?");
+    hsize_t idx = 0;
+    H5_index_t index = tracks_order(root, false) ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME;
+    tg_clear_error();
+    herr_t r = H5Aiterate2(root, index, H5_ITER_INC, &idx, attr_cb, c);
+    if (r < 0) {
+        H5Gclose(root);
+        if (tg_last_status() != TG_OK) { /* attr_cb said what */
+            char why[512];
+            snprintf(why, sizeof why, "%s", tg_last_error());
+            return tg_error(tg_last_status(), "%s: %s: %s", fn, path, why);
+        }
+        return tg_error(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
+                        "%s: %s: cannot read the attributes: %s", fn, path, h5_detail(det));
+    }
+    if (c->format_version < 1) {
+        H5Gclose(root);
+        return tg_error(TG_ERR_FORMAT, "%s: %s: missing or invalid 'format_version' attribute",
+                        fn, path);
+    }
+    if (c->format_version > TG_CHECKPOINT_FORMAT_VERSION) {
+        H5Gclose(root);
+        return tg_error(TG_ERR_FORMAT, "%s: %s: was written by format version %" PRId64
+                        "; this library reads up to %d",
+                        fn, path, c->format_version, TG_CHECKPOINT_FORMAT_VERSION);
+    }
+    walk w;
+    w.c = c;
+    w.prefix[0] = '\0';
+    r = walk_group(root, &w);
+    H5Gclose(root);
+    if (r < 0)
+        return tg_error(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
+                        "%s: %s: cannot read the file's structure: %s", fn, path,
+                        h5_detail(det));
+    return s;
+}
+
+/* Reads dataset e into a new contiguous tensor (new reference) or NULL. */
+static tg_tensor *read_dataset(hid_t file, const entry *e, const char *path, const char *fn)
+{
+    char det[256];
+    tg_tensor *t = tg_tensor_new_owned(fn, e->dtype, e->ndim, e->shape);
+    if (!t)
+        return NULL;
+    if (tg_tensor_numel(t) == 0)
+        return t;
+    hid_t ds = H5Dopen2(file, e->name, H5P_DEFAULT);
+    herr_t r = ds < 0 ? -1 : H5Dread(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                     tg_tensor_data(t));
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (r < 0) {
+        tg_error(TG_ERR_FORMAT, "%s: %s: cannot read dataset '%s' (truncated or corrupt?): %s",
+                 fn, path, e->name, h5_detail(det));
+        tg_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+static tg_status copy_attrs(tg_state_dict *sd, const contents *c)
+{
+    for (size_t i = 0; i < c->na; i++) {
+        const attr *a = &c->a[i];
+        tg_status s = a->type == TG_ATTR_I64   ? tg_state_dict_set_i64(sd, a->name, a->i)
+                      : a->type == TG_ATTR_F64 ? tg_state_dict_set_f64(sd, a->name, a->f)
+                                               : tg_state_dict_set_str(sd, a->name, a->s);
+        if (s != TG_OK)
+            return s;
+    }
+    return TG_OK;
+}
+
+tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
+{
+    static const char fn[] = "tg_checkpoint_load";
+    if (!out)
+        return tg_null_arg(fn, "out");
+    *out = NULL;
+    if (!path)
+        return tg_null_arg(fn, "path");
+    quiet q;
+    quiet_begin(&q);
+    hid_t file;
+    contents c;
+    tg_state_dict *sd = NULL;
+    tg_status s = open_and_scan(&file, &c, path, fn);
+    if (s != TG_OK)
+        goto done;
+    if (!(sd = tg_state_dict_new())) {
+        s = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    for (size_t i = 0; i < c.ne; i++) {
+        const entry *e = &c.e[i];
+        if (!e->readable) {
+            s = tg_error(TG_ERR_FORMAT, "%s: %s: dataset '%s' is %s", fn, path, e->name, e->why);
+            goto done;
+        }
+        tg_tensor *t = read_dataset(file, e, path, fn);
+        if (!t) {
+            s = tg_last_status();
+            goto done;
+        }
+        s = tg_state_dict_set(sd, e->name, t);
+        tg_release(t);
+        if (s != TG_OK)
+            goto done;
+    }
+    s = copy_attrs(sd, &c);
+
+done:
+    if (file >= 0)
+        H5Fclose(file);
+    contents_free(&c);
+    quiet_end(&q);
+    if (s != TG_OK) {
+        tg_state_dict_free(sd);
+        return s ? s : TG_ERR_FORMAT;
+    }
+    *out = sd;
+    return TG_OK;
+}
+
+/* A growing "; "-separated list of mismatches, capped so the message stays readable. */
+typedef struct mismatches {
+    char buf[1536];
+    size_t len;
+    int count, shape, dtype, other;
+} mismatches;
+
+static void __attribute__((format(printf, 3, 4)))
+mismatch(mismatches *m, int *kind, const char *fmt, ...)
+{
+    (*kind)++;
+    if (m->count++ >= 8)
+        return;
+    if (m->len && m->len < sizeof m->buf)
+        m->len += (size_t)snprintf(m->buf + m->len, sizeof m->buf - m->len, "; ");
+    if (m->len < sizeof m->buf) {
+        va_list ap;
+        va_start(ap, fmt);
+        m->len += (size_t)vsnprintf(m->buf + m->len, sizeof m->buf - m->len, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static const char *attr_type_name(tg_attr_type t)
+{
+    return t == TG_ATTR_I64 ? "an integer" : t == TG_ATTR_F64 ? "a float" : "a string";
+}
+
+tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
+{
+    static const char fn[] = "tg_checkpoint_load_into";
+    if (!path)
+        return tg_null_arg(fn, "path");
+    if (!expected)
+        return tg_null_arg(fn, "expected");
+    quiet q;
+    quiet_begin(&q);
+    hid_t file;
+    contents c;
+    size_t n = tg_state_dict_size(expected);
+    tg_tensor **loaded = NULL;
+    tg_status s = open_and_scan(&file, &c, path, fn);
+    if (s != TG_OK)
+        goto done;
+
+    mismatches m;
+    memset(&m, 0, sizeof m);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = tg_state_dict_name_at(expected, i);
+        const tg_tensor *t = tg_state_dict_tensor_at(expected, i);
+        const entry *e = NULL;
+        for (size_t k = 0; k < c.ne && !e; k++)
+            if (strcmp(c.e[k].name, name) == 0)
+                e = &c.e[k];
+        char a[96], b[96];
+        if (!e)
+            mismatch(&m, &m.other, "missing dataset '%s'", name);
+        else if (!e->readable)
+            mismatch(&m, &m.other, "dataset '%s' is %s", name, e->why);
+        else if (e->dtype != tg_tensor_dtype(t))
+            mismatch(&m, &m.dtype, "'%s' is %s in the file, expected %s", name,
+                     tg_dtype_name(e->dtype), tg_dtype_name(tg_tensor_dtype(t)));
+        else if (e->ndim != tg_tensor_ndim(t) ||
+                 memcmp(e->shape, tg_tensor_shape(t), (size_t)e->ndim * sizeof(int64_t)) != 0)
+            mismatch(&m, &m.shape, "'%s' has shape %s in the file, expected %s", name,
+                     tg_shape_str(a, sizeof a, e->ndim, e->shape),
+                     tg_shape_str(b, sizeof b, tg_tensor_ndim(t), tg_tensor_shape(t)));
+    }
+    for (size_t i = 0; i < tg_state_dict_attr_count(expected); i++) {
+        const char *name = tg_state_dict_attr_name_at(expected, i);
+        tg_attr_type want = tg_state_dict_attr_type_at(expected, i);
+        const attr *at = NULL;
+        for (size_t k = 0; k < c.na && !at; k++)
+            if (strcmp(c.a[k].name, name) == 0)
+                at = &c.a[k];
+        if (!at)
+            mismatch(&m, &m.other, "missing attribute '%s'", name);
+        else if (at->type != want)
+            mismatch(&m, &m.dtype, "attribute '%s' is %s in the file, expected %s", name,
+                     attr_type_name(at->type), attr_type_name(want));
+    }
+    if (m.count) {
+        tg_status kind = m.shape == m.count ? TG_ERR_SHAPE
+                         : m.dtype == m.count ? TG_ERR_DTYPE : TG_ERR_FORMAT;
+        char more[48] = "";
+        if (m.count > 8)
+            snprintf(more, sizeof more, "; and %d more", m.count - 8);
+        s = tg_error(kind, "%s: %s does not match the expected state (%d mismatch%s, nothing "
+                     "loaded): %s%s",
+                     fn, path, m.count, m.count == 1 ? "" : "es", m.buf, more);
+        goto done;
+    }
+
+    /* Read everything before touching the caller's tensors. */
+    loaded = calloc(n ? n : 1, sizeof *loaded);
+    if (!loaded) {
+        s = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = tg_state_dict_name_at(expected, i);
+        for (size_t k = 0; k < c.ne; k++)
+            if (strcmp(c.e[k].name, name) == 0) {
+                loaded[i] = read_dataset(file, &c.e[k], path, fn);
+                break;
+            }
+        if (!loaded[i]) {
+            s = tg_last_status() ? tg_last_status() : TG_ERR_FORMAT;
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        tg_tensor *t = tg_state_dict_tensor_at(expected, i);
+        if ((s = tg_tensor_copy_into(t, loaded[i])) != TG_OK)
+            goto done;
+        tg_tensor_bump_version(t);
+    }
+    s = copy_attrs(expected, &c);
+
+done:
+    if (loaded)
+        for (size_t i = 0; i < n; i++)
+            tg_release(loaded[i]);
+    free(loaded);
+    if (file >= 0)
+        H5Fclose(file);
+    contents_free(&c);
+    quiet_end(&q);
+    return s;
+}
+
+tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
+{
+    static const char fn[] = "tg_checkpoint_info_get";
+    if (!out)
+        return tg_null_arg(fn, "out");
+    memset(out, 0, sizeof *out);
+    if (!path)
+        return tg_null_arg(fn, "path");
+    quiet q;
+    quiet_begin(&q);
+    hid_t file;
+    contents c;
+    tg_status s = open_and_scan(&file, &c, path, fn);
+    if (s == TG_OK) {
+        out->format_version = c.format_version;
+        snprintf(out->library_version, sizeof out->library_version, "%s", c.library_version);
+        out->num_tensors = (int64_t)c.ne;
+        out->num_attrs = (int64_t)c.na;
+    }
+    if (file >= 0)
+        H5Fclose(file);
+    contents_free(&c);
+    quiet_end(&q);
+    return s;
+}

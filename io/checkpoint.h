@@ -1,0 +1,63 @@
+/* io/checkpoint.h -- state dicts as HDF5 files: atomic save, checked load.
+ *
+ * Every tensor of a state dict becomes a dataset at its '/'-separated name and
+ * every scalar attribute a root attribute; docs/checkpoint-format.md describes
+ * the layout. Not thread-safe (Debian's HDF5 is built without thread safety):
+ * call these from one thread at a time. */
+#ifndef TG_CHECKPOINT_H
+#define TG_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "libtensor/state_dict.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_CHECKPOINT_FORMAT "libtensor-checkpoint"
+#define TG_CHECKPOINT_FORMAT_VERSION 1
+
+/* Writes sd (borrowed) to path atomically: the file is written as
+ * "<path>.tmp-<pid>" in the same folder, flushed and fsync'ed, then renamed
+ * over path, and the folder is fsync'ed. On any failure the temporary file is
+ * removed and an existing file at path is left untouched. Tensor names must be
+ * non-empty '/'-separated paths without empty, "." or ".." components, and no
+ * name may be both a tensor and a group of another name. The attribute names
+ * "format", "format_version" and "library_version" are reserved for the
+ * metadata written here. */
+tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd);
+
+/* Reads every dataset (as a new contiguous tensor, in the file's creation order)
+ * and every non-metadata root attribute into a new dict *out (the caller frees
+ * it with tg_state_dict_free). Checks the format name and version first. On
+ * error *out is NULL and the message starts with the path. */
+tg_status tg_checkpoint_load(tg_state_dict **out, const char *path);
+
+/* Loads path into the tensors already in expected (a model's or optimizer's
+ * state dict, borrowed). Checks, before changing anything: the format name and
+ * version; that every tensor name of expected exists in the file as a dataset of
+ * the same shape and dtype; that every attribute of expected exists with the
+ * same type. Any mismatch fails with TG_ERR_FORMAT (TG_ERR_SHAPE / TG_ERR_DTYPE
+ * when that is the only kind of mismatch) listing what does not match, and
+ * leaves expected unchanged. Then copies each dataset into its tensor
+ * (tg_tensor_copy_into; the tensors keep their identity) and every
+ * non-metadata attribute of the file into expected. Datasets the file has but
+ * expected lacks are ignored, so a model's weights load from a full training
+ * checkpoint. */
+tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected);
+
+typedef struct tg_checkpoint_info {
+    int64_t format_version;
+    char library_version[32]; /* of the library that wrote the file */
+    int64_t num_tensors;
+    int64_t num_attrs;        /* not counting the metadata */
+} tg_checkpoint_info;
+
+/* Reads the metadata of a checkpoint without loading its tensors. */
+tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
