@@ -25,12 +25,18 @@ int64_t tg_live_tensors(void);
 
 typedef struct tg_memory_stats {
     uint64_t allocs;       /* storage allocations that reached the system allocator */
-    uint64_t frees;
+    uint64_t frees;        /* blocks given back to the system allocator */
     uint64_t bytes_live;   /* bytes held by live storages */
     uint64_t bytes_peak;
+    uint64_t bytes_cached; /* freed blocks kept for reuse (not counted in frees) */
 } tg_memory_stats;
 
 void tg_memory_stats_get(tg_memory_stats *out);
+/* Storage memory is recycled: freed blocks are kept per size and reused, so a
+ * training step after the first allocates nothing new. The cache holds at most
+ * TG_ALLOC_CACHE_MB megabytes (environment; default 1024; 0 disables it). This
+ * gives every cached block back to the system. */
+void tg_memory_cache_clear(void);
 
 /* "0.1.0" */
 const char *tg_version(void);
