@@ -182,6 +182,12 @@ tg_tensor *tg_contiguous_owned(tg_tensor *x)
     return c;
 }
 
+tg_tensor *tg_flat_view_owned(tg_tensor *x)
+{
+    int64_t n = tg_shape_numel(x->ndim, x->shape), one = 1;
+    return tg_tensor_view_owned(x, 1, &n, &one, x->offset);
+}
+
 tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
                         tg_tensor *const *inputs, int n_inputs, void *saved)
 {

@@ -43,6 +43,9 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
 /* New reference: x itself (retained) when contiguous, else a contiguous copy.
  * NULL (error set) on allocation failure. Not recorded. */
 tg_tensor *tg_contiguous_owned(tg_tensor *x);
+/* New reference: a 1-D view of the contiguous x over all its elements ([1] for a
+ * 0-d x), for elementwise oneDNN calls where the shape does not matter. */
+tg_tensor *tg_flat_view_owned(tg_tensor *x);
 /* The last step of every op. Steals out and saved. When record is true (the op
  * asked tg_autograd_should_record first) records op with the inputs and saved
  * state; otherwise frees saved (op->free_saved, or free). Returns out as a scoped

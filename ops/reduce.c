@@ -1,1 +1,260 @@
-/* placeholder: being written */
+/* ops/reduce.c -- reductions over chosen axes.
+ *
+ *   sum:  y[k] = sum_{i in group k} x[i]             dx[i] = g[k]
+ *   mean: y[k] = (1/n) sum_{i in group k} x[i]       dx[i] = g[k] / n
+ *   max:  y[k] = max_{i in group k} x[i]             dx[i] = g[k] if i is the first
+ *                                                            maximum of group k, else 0
+ *
+ * A group is the set of elements that differ only in the reduced axes; n is its
+ * size. The kernels accumulate in double (f32 too) and run on any strided input. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops_impl.h"
+
+typedef enum red_kind { RED_SUM, RED_MEAN, RED_MAX } red_kind;
+
+typedef struct reduce_saved {
+    red_kind kind;
+    bool mask[TG_MAX_DIMS];         /* reduced axes of the input */
+    bool keepdim;
+    int64_t kshape[TG_MAX_DIMS];    /* the input's shape with reduced axes set to 1 */
+    int64_t count;                  /* elements per group */
+    int64_t *argmax;                /* max only: input flat index per output element */
+} reduce_saved;
+
+static const char *const red_who[] = {"tg_sum", "tg_mean", "tg_max"};
+
+static void reduce_free(void *p)
+{
+    reduce_saved *sv = p;
+    if (sv)
+        free(sv->argmax);
+    free(sv);
+}
+
+/* Fills mask from (axes, n_axes); n_axes 0 selects every axis. */
+static tg_status parse_axes(const char *who, const int *axes, int n_axes, int ndim,
+                            bool *mask)
+{
+    memset(mask, 0, TG_MAX_DIMS * sizeof *mask);
+    if (n_axes < 0 || (n_axes > 0 && !axes))
+        return tg_error(TG_ERR_ARG, "%s: %d axes given with axes = %p", who, n_axes,
+                        (const void *)axes);
+    if (n_axes == 0) {
+        for (int d = 0; d < ndim; d++)
+            mask[d] = true;
+        return TG_OK;
+    }
+    for (int i = 0; i < n_axes; i++) {
+        int a;
+        if (tg_norm_axis(who, axes[i], ndim, &a) != TG_OK)
+            return TG_ERR_RANGE;
+        if (mask[a])
+            return tg_error(TG_ERR_ARG, "%s: axis %d given twice", who, axes[i]);
+        mask[a] = true;
+    }
+    return TG_OK;
+}
+
+static const tg_op_vtable *red_vtable(red_kind k);
+
+static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
+                         bool keepdim)
+{
+    const char *who = red_who[k];
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    if (tg_check_float(who, "x", x) != TG_OK)
+        return NULL;
+    reduce_saved *sv = calloc(1, sizeof *sv);
+    if (!sv)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+    sv->kind = k;
+    sv->keepdim = keepdim;
+    if (parse_axes(who, axes, n_axes, x->ndim, sv->mask) != TG_OK) {
+        reduce_free(sv);
+        return NULL;
+    }
+    int ondim = 0;
+    int64_t oshape[TG_MAX_DIMS], kstrides[TG_MAX_DIMS];
+    sv->count = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        sv->kshape[d] = sv->mask[d] ? 1 : x->shape[d];
+        if (sv->mask[d])
+            sv->count *= x->shape[d];
+        if (keepdim || !sv->mask[d])
+            oshape[ondim++] = sv->kshape[d];
+    }
+    int64_t nout = tg_shape_numel(x->ndim, sv->kshape);
+    if (k == RED_MAX && sv->count == 0 && nout > 0) {
+        char buf[128];
+        reduce_free(sv);
+        return tg_error(TG_ERR_SHAPE, "tg_max: cannot take the max of empty groups of %s",
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), NULL;
+    }
+    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, ondim, oshape);
+    double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
+    if (k == RED_MAX)
+        sv->argmax = calloc((size_t)(nout > 0 ? nout : 1), sizeof *sv->argmax);
+    if (!y || !acc || (k == RED_MAX && !sv->argmax)) {
+        tg_release(y);
+        free(acc);
+        reduce_free(sv);
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+    }
+
+    /* y's contiguous layout equals that of kshape; reduced axes get stride 0 */
+    tg_contiguous_strides(x->ndim, sv->kshape, kstrides);
+    int64_t st[2][TG_MAX_DIMS], off[2] = {x->offset, 0}, idx[TG_MAX_DIMS] = {0};
+    for (int d = 0; d < x->ndim; d++) {
+        st[0][d] = x->strides[d];
+        st[1][d] = sv->mask[d] ? 0 : kstrides[d];
+    }
+    if (k == RED_MAX)
+        for (int64_t o = 0; o < nout; o++)
+            acc[o] = -INFINITY, sv->argmax[o] = -1;
+    if (tg_tensor_numel(x) > 0) {
+        const float *pf = x->storage->data;
+        const double *pd = x->storage->data;
+        int64_t i = 0; /* the input's row-major flat index */
+        do {
+            double v = x->dtype == TG_F32 ? pf[off[0]] : pd[off[0]];
+            if (k != RED_MAX) {
+                acc[off[1]] += v;
+            } else if (sv->argmax[off[1]] < 0 || v > acc[off[1]] ||
+                       (isnan(v) && !isnan(acc[off[1]]))) {
+                /* strict > keeps the first maximum; a NaN wins, as in numpy */
+                acc[off[1]] = v;
+                sv->argmax[off[1]] = i;
+            }
+            i++;
+        } while (tg_index_next(x->ndim, x->shape, idx, 2, off, st));
+    }
+    for (int64_t o = 0; o < nout; o++) {
+        double v = k == RED_MEAN ? acc[o] / (double)sv->count : acc[o];
+        if (x->dtype == TG_F32)
+            TG_DATA(y, float)[o] = (float)v;
+        else
+            TG_DATA(y, double)[o] = v;
+    }
+    free(acc);
+    /* tg_op_finish frees sv when nothing is recorded */
+    return tg_op_finish(y, tg_autograd_should_record(&x, 1), red_vtable(k), &x, 1, sv);
+}
+
+tg_tensor *tg_sum(tg_tensor *x, const int *axes, int n_axes, bool keepdim)
+{
+    return reduce(RED_SUM, x, axes, n_axes, keepdim);
+}
+
+tg_tensor *tg_mean(tg_tensor *x, const int *axes, int n_axes, bool keepdim)
+{
+    return reduce(RED_MEAN, x, axes, n_axes, keepdim);
+}
+
+tg_tensor *tg_max(tg_tensor *x, const int *axes, int n_axes, bool keepdim)
+{
+    return reduce(RED_MAX, x, axes, n_axes, keepdim);
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    const reduce_saved *sv = node->saved;
+    tg_tensor *x = node->inputs[0];
+    tg_tensor *gx = tg_tensor_new_owned("reduce backward", x->dtype, x->ndim, x->shape);
+    if (!gx)
+        return tg_last_status();
+    int64_t n = tg_tensor_numel(x);
+    if (sv->kind == RED_MAX) {
+        /* scatter each group's gradient onto its first maximum */
+        tg_tensor *gc = tg_contiguous_owned(g);
+        if (!gc) {
+            tg_release(gx);
+            return tg_last_status();
+        }
+        int64_t nout = tg_shape_numel(x->ndim, sv->kshape);
+        memset(tg_tensor_data(gx), 0, (size_t)n * tg_dtype_size(x->dtype));
+        for (int64_t o = 0; o < nout; o++) {
+            if (x->dtype == TG_F32)
+                TG_DATA(gx, float)[sv->argmax[o]] += TG_DATA(gc, float)[o];
+            else
+                TG_DATA(gx, double)[sv->argmax[o]] += TG_DATA(gc, double)[o];
+        }
+        tg_release(gc);
+    } else if (n > 0) {
+        /* broadcast g back over the reduced axes: read g with stride 0 there */
+        double scale = sv->kind == RED_MEAN ? 1.0 / (double)sv->count : 1.0;
+        int64_t st[1][TG_MAX_DIMS], off[1] = {g->offset}, idx[TG_MAX_DIMS] = {0};
+        for (int d = 0, gd = 0; d < x->ndim; d++) {
+            bool in_g = sv->keepdim || !sv->mask[d];
+            st[0][d] = sv->mask[d] ? 0 : g->strides[gd];
+            gd += in_g;
+        }
+        int64_t i = 0;
+        if (x->dtype == TG_F32) {
+            const float *pg = g->storage->data;
+            float *po = tg_tensor_data(gx);
+            do po[i++] = (float)(pg[off[0]] * scale);
+            while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));
+        } else {
+            const double *pg = g->storage->data;
+            double *po = tg_tensor_data(gx);
+            do po[i++] = pg[off[0]] * scale;
+            while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));
+        }
+    }
+    gin[0] = tg_scoped(gx);
+    return TG_OK;
+}
+
+/* DOT detail: "axes [0, 2] keepdim" or "all axes". */
+static void reduce_describe(const tg_node *node, char *buf, size_t n)
+{
+    const reduce_saved *sv = node->saved;
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    if (!sv || node->released)
+        return;
+    const tg_tensor *x = node->inputs[0];
+    int n_red = 0;
+    for (int d = 0; d < x->ndim; d++)
+        n_red += sv->mask[d];
+    size_t len = 0;
+    if (n_red == x->ndim) {
+        len = (size_t)snprintf(buf, n, "all axes");
+    } else {
+        len = (size_t)snprintf(buf, n, "axes [");
+        for (int d = 0, first = 1; d < x->ndim && len < n; d++)
+            if (sv->mask[d]) {
+                len += (size_t)snprintf(buf + len, n - len, "%s%d", first ? "" : ", ", d);
+                first = 0;
+            }
+        if (len < n)
+            len += (size_t)snprintf(buf + len, n - len, "]");
+    }
+    if (sv->keepdim && len < n)
+        snprintf(buf + len, n - len, " keepdim");
+}
+
+const tg_op_vtable tg_op_sum_vtable = {"sum", reduce_backward, reduce_free, reduce_describe,
+                                       0};
+const tg_op_vtable tg_op_mean_vtable = {"mean", reduce_backward, reduce_free,
+                                        reduce_describe, 0};
+/* ties would make the gradient depend on which maximum comes first */
+const tg_op_vtable tg_op_max_vtable = {"max", reduce_backward, reduce_free, reduce_describe,
+                                       TG_GC_DISTINCT};
+
+static const tg_op_vtable *red_vtable(red_kind k)
+{
+    static const tg_op_vtable *const vt[] = {&tg_op_sum_vtable, &tg_op_mean_vtable,
+                                             &tg_op_max_vtable};
+    return vt[k];
+}

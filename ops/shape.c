@@ -1,1 +1,378 @@
-/* placeholder: being written */
+/* ops/shape.c -- differentiable views: reshape (and flatten, squeeze, unsqueeze,
+ * which record as reshape), permute (and transpose), slice.
+ *
+ *   reshape: y = x viewed with a new shape         dx = reshape(g, shape of x)
+ *   permute: y[i_perm[0], ...] = x[i_0, ...]       dx = permute(g, inverse perm)
+ *   slice:   y = x[..., start:end, ...] along dim   dx = zeros with g at start:end
+ *
+ * Outputs share x's storage when the strides allow; a reshape that no strides can
+ * express (of some non-contiguous views) copies x first. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops_impl.h"
+
+/* ---------------------------------------------------------------- reshape */
+
+/* Strides that let x's storage be read with the new shape, if any exist. x's dims
+ * fall into chunks inside which memory is evenly strided; each chunk must be made
+ * of a run of whole new dims. */
+static bool view_strides(const tg_tensor *x, int ndim, const int64_t *shape,
+                         int64_t *strides)
+{
+    if (tg_tensor_numel(x) == 0 || tg_tensor_is_contiguous(x)) {
+        tg_contiguous_strides(ndim, shape, strides);
+        return true;
+    }
+    int on = 0;
+    int64_t os[TG_MAX_DIMS], ost[TG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        if (x->shape[d] != 1) { /* extent-1 dims never constrain a view */
+            os[on] = x->shape[d];
+            ost[on++] = x->strides[d];
+        }
+    int nd = ndim - 1;
+    for (int d = on - 1; d >= 0;) {
+        int lo = d;
+        int64_t chunk = os[d];
+        while (lo > 0 && ost[lo - 1] == ost[lo] * os[lo]) {
+            lo--;
+            chunk *= os[lo];
+        }
+        int64_t acc = 1;
+        while (nd >= 0 && (acc < chunk || shape[nd] == 1)) {
+            strides[nd] = ost[d] * acc;
+            acc *= shape[nd--];
+        }
+        if (acc != chunk)
+            return false;
+        d = lo - 1;
+    }
+    for (; nd >= 0; nd--) {
+        if (shape[nd] != 1)
+            return false;
+        strides[nd] = 1;
+    }
+    return true;
+}
+
+/* Resolves a -1 and checks the sizes; message names who. */
+static tg_status infer_shape(const char *who, const tg_tensor *x, int ndim,
+                             const int64_t *shape, int64_t *out)
+{
+    char sx[128], sn[128];
+    if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim > 0 && !shape))
+        return tg_error(TG_ERR_ARG, "%s: invalid target rank %d (0..%d)", who, ndim,
+                        TG_MAX_DIMS);
+    int infer = -1;
+    int64_t known = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] == -1 && infer < 0) {
+            infer = d;
+            continue;
+        }
+        if (shape[d] < 0)
+            return tg_error(TG_ERR_SHAPE, "%s: invalid target shape %s (one -1 at most, "
+                            "other extents >= 0)",
+                            who, tg_shape_str(sn, sizeof sn, ndim, shape));
+        known *= shape[d];
+        out[d] = shape[d];
+    }
+    int64_t numel = tg_tensor_numel(x);
+    if (infer >= 0) {
+        if (known == 0 || numel % known != 0)
+            return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s into %s", who,
+                            tg_shape_str(sx, sizeof sx, x->ndim, x->shape),
+                            tg_shape_str(sn, sizeof sn, ndim, shape));
+        out[infer] = numel / known;
+    } else if (known != numel) {
+        return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s", who,
+                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape), (long long)numel,
+                        tg_shape_str(sn, sizeof sn, ndim, shape));
+    }
+    return TG_OK;
+}
+
+/* The reshape node behind reshape, flatten, squeeze and unsqueeze. */
+static tg_tensor *reshape_impl(const char *who, tg_tensor *x, int ndim, const int64_t *shape)
+{
+    int64_t ns[TG_MAX_DIMS], nst[TG_MAX_DIMS];
+    if (infer_shape(who, x, ndim, shape, ns) != TG_OK)
+        return NULL;
+    tg_tensor *y;
+    if (view_strides(x, ndim, ns, nst)) {
+        y = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);
+    } else {
+        tg_tensor *xc = tg_contiguous_owned(x);
+        if (!xc)
+            return NULL;
+        tg_contiguous_strides(ndim, ns, nst);
+        y = tg_tensor_view_owned(xc, ndim, ns, nst, xc->offset);
+        tg_release(xc);
+    }
+    if (!y)
+        return NULL;
+    return tg_op_finish(y, tg_autograd_should_record(&x, 1), &tg_op_reshape_vtable, &x, 1,
+                        NULL);
+}
+
+tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
+{
+    if (!x)
+        return tg_null_arg("tg_reshape", "x"), NULL;
+    return reshape_impl("tg_reshape", x, ndim, shape);
+}
+
+tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
+{
+    static const char who[] = "tg_flatten";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    int s, e;
+    if (tg_norm_axis(who, start_dim, x->ndim, &s) != TG_OK ||
+        tg_norm_axis(who, end_dim, x->ndim, &e) != TG_OK)
+        return NULL;
+    if (s > e)
+        return tg_error(TG_ERR_ARG, "%s: start_dim %d comes after end_dim %d", who,
+                        start_dim, end_dim), NULL;
+    int64_t shape[TG_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d <= s || d > e)
+            shape[nd++] = x->shape[d];
+        else
+            shape[nd - 1] *= x->shape[d];
+    }
+    return reshape_impl(who, x, nd, shape);
+}
+
+tg_tensor *tg_squeeze(tg_tensor *x, int dim)
+{
+    static const char who[] = "tg_squeeze";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    int d0;
+    if (tg_norm_axis(who, dim, x->ndim, &d0) != TG_OK)
+        return NULL;
+    if (x->shape[d0] != 1) {
+        char buf[128];
+        return tg_error(TG_ERR_SHAPE, "%s: dim %d of %s has extent %lld, not 1", who, dim,
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape),
+                        (long long)x->shape[d0]), NULL;
+    }
+    int64_t shape[TG_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d != d0)
+            shape[nd++] = x->shape[d];
+    return reshape_impl(who, x, nd, shape);
+}
+
+tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
+{
+    static const char who[] = "tg_unsqueeze";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    if (x->ndim >= TG_MAX_DIMS)
+        return tg_error(TG_ERR_SHAPE, "%s: a %d-D tensor cannot gain a dim (max %d)", who,
+                        x->ndim, TG_MAX_DIMS), NULL;
+    int d0;
+    if (tg_norm_axis(who, dim, x->ndim + 1, &d0) != TG_OK)
+        return NULL;
+    int64_t shape[TG_MAX_DIMS];
+    for (int d = 0, src = 0; d <= x->ndim; d++)
+        shape[d] = d == d0 ? 1 : x->shape[src++];
+    return reshape_impl(who, x, x->ndim + 1, shape);
+}
+
+static tg_status reshape_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    const tg_tensor *x = node->inputs[0];
+    if (tg_node_needs_grad(node, 0) && !(gin[0] = tg_reshape(g, x->ndim, x->shape)))
+        return tg_last_status();
+    return TG_OK;
+}
+
+/* DOT detail: "[2, 3] -> [6]". */
+static void reshape_describe(const tg_node *node, char *buf, size_t n)
+{
+    const tg_tensor *x = node->inputs[0];
+    char sx[96], sy[96];
+    snprintf(buf, n, "%s -> %s", tg_shape_str(sx, sizeof sx, x->ndim, x->shape),
+             tg_shape_str(sy, sizeof sy, node->out_ndim, node->out_shape));
+}
+
+const tg_op_vtable tg_op_reshape_vtable = {"reshape", reshape_backward, NULL,
+                                           reshape_describe, 0};
+
+/* ---------------------------------------------------------------- permute */
+
+typedef struct permute_saved {
+    int ndim;
+    int perm[TG_MAX_DIMS];
+} permute_saved;
+
+static tg_tensor *permute_impl(const char *who, tg_tensor *x, const int *perm)
+{
+    if (x->ndim > 0 && !perm)
+        return tg_null_arg(who, "perm"), NULL;
+    permute_saved *sv = calloc(1, sizeof *sv);
+    if (!sv)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+    bool seen[TG_MAX_DIMS] = {false};
+    int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
+    sv->ndim = x->ndim;
+    for (int i = 0; i < x->ndim; i++) {
+        int d;
+        if (tg_norm_axis(who, perm[i], x->ndim, &d) != TG_OK) {
+            free(sv);
+            return NULL;
+        }
+        if (seen[d]) {
+            free(sv);
+            return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), NULL;
+        }
+        seen[d] = true;
+        sv->perm[i] = d;
+        shape[i] = x->shape[d];
+        strides[i] = x->strides[d];
+    }
+    tg_tensor *y = tg_tensor_view_owned(x, x->ndim, shape, strides, x->offset);
+    if (!y) {
+        free(sv);
+        return NULL;
+    }
+    return tg_op_finish(y, tg_autograd_should_record(&x, 1), &tg_op_permute_vtable, &x, 1,
+                        sv);
+}
+
+tg_tensor *tg_permute(tg_tensor *x, const int *perm)
+{
+    if (!x)
+        return tg_null_arg("tg_permute", "x"), NULL;
+    return permute_impl("tg_permute", x, perm);
+}
+
+tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1)
+{
+    static const char who[] = "tg_transpose";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    int d0, d1, perm[TG_MAX_DIMS];
+    if (tg_norm_axis(who, dim0, x->ndim, &d0) != TG_OK ||
+        tg_norm_axis(who, dim1, x->ndim, &d1) != TG_OK)
+        return NULL;
+    for (int d = 0; d < x->ndim; d++)
+        perm[d] = d;
+    perm[d0] = d1;
+    perm[d1] = d0;
+    return permute_impl(who, x, perm);
+}
+
+static tg_status permute_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    const permute_saved *sv = node->saved;
+    int inv[TG_MAX_DIMS];
+    for (int i = 0; i < sv->ndim; i++)
+        inv[sv->perm[i]] = i;
+    return (gin[0] = tg_permute(g, inv)) ? TG_OK : tg_last_status();
+}
+
+/* DOT detail: "(0, 2, 1)". */
+static void permute_describe(const tg_node *node, char *buf, size_t n)
+{
+    const permute_saved *sv = node->saved;
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    if (!sv || node->released)
+        return;
+    size_t len = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < sv->ndim && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%d", i ? ", " : "", sv->perm[i]);
+    if (len < n)
+        snprintf(buf + len, n - len, ")");
+}
+
+const tg_op_vtable tg_op_permute_vtable = {"permute", permute_backward, NULL,
+                                           permute_describe, 0};
+
+/* ---------------------------------------------------------------- slice */
+
+typedef struct slice_saved {
+    int dim;
+    int64_t start, end;
+} slice_saved;
+
+tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
+{
+    static const char who[] = "tg_slice";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    int d;
+    if (tg_norm_axis(who, dim, x->ndim, &d) != TG_OK)
+        return NULL;
+    int64_t len = x->shape[d];
+    int64_t s = start < 0 ? start + len : start, e = end < 0 ? end + len : end;
+    if (s < 0 || e > len || s > e) {
+        char buf[128];
+        return tg_error(TG_ERR_RANGE, "%s: range %lld..%lld out of bounds for dim %d of %s",
+                        who, (long long)start, (long long)end, dim,
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), NULL;
+    }
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[d] = e - s;
+    tg_tensor *y = tg_tensor_view_owned(x, x->ndim, shape, x->strides,
+                                        x->offset + s * x->strides[d]);
+    if (!y)
+        return NULL;
+    bool rec = tg_autograd_should_record(&x, 1);
+    slice_saved *sv = NULL;
+    if (rec) {
+        if (!(sv = malloc(sizeof *sv))) {
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        }
+        *sv = (slice_saved){d, s, e};
+    }
+    return tg_op_finish(y, rec, &tg_op_slice_vtable, &x, 1, sv);
+}
+
+static tg_status slice_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    const slice_saved *sv = node->saved;
+    tg_tensor *x = node->inputs[0];
+    tg_tensor *gx = tg_zeros(x->dtype, x->ndim, x->shape);
+    if (!gx)
+        return tg_last_status();
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[sv->dim] = sv->end - sv->start;
+    tg_tensor *win = tg_tensor_view_owned(gx, x->ndim, shape, gx->strides,
+                                          gx->offset + sv->start * gx->strides[sv->dim]);
+    tg_status st = win ? tg_tensor_copy_into(win, g) : tg_last_status();
+    tg_release(win);
+    if (st == TG_OK)
+        gin[0] = gx;
+    return st;
+}
+
+/* DOT detail: "dim 1 [2:5]". */
+static void slice_describe(const tg_node *node, char *buf, size_t n)
+{
+    const slice_saved *sv = node->saved;
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    if (sv && !node->released)
+        snprintf(buf, n, "dim %d [%lld:%lld]", sv->dim, (long long)sv->start,
+                 (long long)sv->end);
+}
+
+const tg_op_vtable tg_op_slice_vtable = {"slice", slice_backward, NULL, slice_describe, 0};

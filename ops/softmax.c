@@ -1,1 +1,199 @@
-/* placeholder: being written */
+/* ops/softmax.c -- softmax and log-softmax along one axis.
+ *
+ *   softmax:     y_c = e^(x_c - m) / s,  m = max_c x_c,  s = sum_c e^(x_c - m)
+ *                dx_c = y_c (g_c - sum_j g_j y_j)
+ *   log_softmax: y_c = x_c - m - log s
+ *                dx_c = g_c - e^(y_c) sum_j g_j
+ *
+ * Subtracting the max keeps every exponent <= 0, so nothing overflows. Backward
+ * needs only y: the node keeps a view of the output (no copy; the view has no
+ * grad_fn, so there is no cycle). f32 on AUTO runs oneDNN's softmax primitives. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ops/dnnl_impl.h"
+
+typedef struct softmax_saved {
+    int axis;
+    tg_tensor *y; /* view of the output */
+} softmax_saved;
+
+static void softmax_free(void *p)
+{
+    softmax_saved *sv = p;
+    if (sv)
+        tg_release(sv->y);
+    free(sv);
+}
+
+/* Extents of x seen as (outer, len, inner) around axis. */
+static void split_axis(const tg_tensor *x, int axis, int64_t *outer, int64_t *len,
+                       int64_t *inner)
+{
+    *outer = tg_shape_numel(axis, x->shape);
+    *len = x->shape[axis];
+    *inner = tg_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+}
+
+#define SOFTMAX_FWD_LOOP(T)                                                          \
+    do {                                                                             \
+        const T *px = tg_tensor_data(xc);                                            \
+        T *py = tg_tensor_data(y);                                                   \
+        for (int64_t o = 0; o < outer; o++)                                          \
+            for (int64_t i = 0; i < inner; i++) {                                    \
+                const T *rx = px + o * len * inner + i;                              \
+                T *ry = py + o * len * inner + i;                                    \
+                double m = -INFINITY, s = 0;                                         \
+                for (int64_t c = 0; c < len; c++)                                    \
+                    m = rx[c * inner] > m ? rx[c * inner] : m;                       \
+                for (int64_t c = 0; c < len; c++)                                    \
+                    s += exp(rx[c * inner] - m);                                     \
+                double ls = log(s);                                                  \
+                for (int64_t c = 0; c < len; c++)                                    \
+                    ry[c * inner] = (T)(log_ ? rx[c * inner] - m - ls                 \
+                                             : exp(rx[c * inner] - m) / s);          \
+            }                                                                        \
+    } while (0)
+
+static void softmax_ref(bool log_, int axis, const tg_tensor *xc, tg_tensor *y)
+{
+    int64_t outer, len, inner;
+    split_axis(xc, axis, &outer, &len, &inner);
+    if (xc->dtype == TG_F32)
+        SOFTMAX_FWD_LOOP(float);
+    else
+        SOFTMAX_FWD_LOOP(double);
+}
+
+#define SOFTMAX_BWD_LOOP(T)                                                          \
+    do {                                                                             \
+        const T *py = tg_tensor_data(yc), *pg = tg_tensor_data(gc);                  \
+        T *po = tg_tensor_data(gx);                                                  \
+        for (int64_t o = 0; o < outer; o++)                                          \
+            for (int64_t i = 0; i < inner; i++) {                                    \
+                int64_t base = o * len * inner + i;                                  \
+                const T *ry = py + base, *rg = pg + base;                            \
+                T *ro = po + base;                                                   \
+                double dot = 0;                                                      \
+                for (int64_t c = 0; c < len; c++)                                    \
+                    dot += log_ ? (double)rg[c * inner]                               \
+                                : (double)rg[c * inner] * ry[c * inner];             \
+                for (int64_t c = 0; c < len; c++)                                    \
+                    ro[c * inner] = (T)(log_ ? rg[c * inner] - exp(ry[c * inner]) * dot \
+                                             : ry[c * inner] * (rg[c * inner] - dot)); \
+            }                                                                        \
+    } while (0)
+
+static void softmax_bwd_ref(bool log_, int axis, const tg_tensor *yc, const tg_tensor *gc,
+                            tg_tensor *gx)
+{
+    int64_t outer, len, inner;
+    split_axis(yc, axis, &outer, &len, &inner);
+    if (yc->dtype == TG_F32)
+        SOFTMAX_BWD_LOOP(float);
+    else
+        SOFTMAX_BWD_LOOP(double);
+}
+
+static tg_tensor *softmax_op(bool log_, tg_tensor *x, int axis)
+{
+    const char *who = log_ ? "tg_log_softmax" : "tg_softmax";
+    const tg_op_vtable *vt = log_ ? &tg_op_log_softmax_vtable : &tg_op_softmax_vtable;
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    int ax;
+    if (tg_check_float(who, "x", x) != TG_OK || tg_norm_axis(who, axis, x->ndim, &ax) != TG_OK)
+        return NULL;
+    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
+    tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
+    if (!xc) {
+        tg_release(y);
+        return NULL;
+    }
+    tg_status st = TG_OK;
+    if (tg_tensor_numel(x) == 0)
+        ; /* nothing to compute */
+    else if (tg_use_dnnl(x))
+        st = tg_dnnl_softmax_forward(log_, ax, xc, y);
+    else
+        softmax_ref(log_, ax, xc, y);
+    tg_release(xc);
+    if (st != TG_OK) {
+        tg_release(y);
+        return NULL;
+    }
+    bool rec = tg_autograd_should_record(&x, 1);
+    softmax_saved *sv = NULL;
+    if (rec) {
+        sv = calloc(1, sizeof *sv);
+        if (!sv || !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
+                                                  y->offset))) {
+            free(sv);
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        }
+        sv->axis = ax;
+    }
+    return tg_op_finish(y, rec, vt, &x, 1, sv);
+}
+
+tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op(false, x, axis); }
+tg_tensor *tg_log_softmax(tg_tensor *x, int axis) { return softmax_op(true, x, axis); }
+
+/* ---------------------------------------------------------------- backward */
+
+static tg_status softmax_backward_common(bool log_, tg_node *node, tg_tensor *g,
+                                         tg_tensor **gin)
+{
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    const softmax_saved *sv = node->saved;
+    tg_tensor *y = sv->y;
+    tg_tensor *gx = tg_tensor_new_owned("softmax backward", y->dtype, y->ndim, y->shape);
+    tg_tensor *gc = gx ? tg_contiguous_owned(g) : NULL;
+    if (!gc) {
+        tg_release(gx);
+        return tg_last_status();
+    }
+    tg_status st = TG_OK;
+    if (tg_tensor_numel(y) == 0)
+        ; /* nothing to compute */
+    else if (tg_use_dnnl(y))
+        st = tg_dnnl_softmax_backward(log_, sv->axis, y, gc, gx);
+    else
+        softmax_bwd_ref(log_, sv->axis, y, gc, gx);
+    tg_release(gc);
+    if (st != TG_OK) {
+        tg_release(gx);
+        return st;
+    }
+    gin[0] = tg_scoped(gx);
+    return TG_OK;
+}
+
+static tg_status softmax_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    return softmax_backward_common(false, node, g, gin);
+}
+
+static tg_status log_softmax_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    return softmax_backward_common(true, node, g, gin);
+}
+
+/* DOT detail: "axis 1". */
+static void softmax_describe(const tg_node *node, char *buf, size_t n)
+{
+    const softmax_saved *sv = node->saved;
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    if (sv && !node->released)
+        snprintf(buf, n, "axis %d", sv->axis);
+}
+
+const tg_op_vtable tg_op_softmax_vtable = {"softmax", softmax_backward, softmax_free,
+                                           softmax_describe, 0};
+const tg_op_vtable tg_op_log_softmax_vtable = {"log_softmax", log_softmax_backward,
+                                               softmax_free, softmax_describe, 0};

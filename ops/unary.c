@@ -1,1 +1,229 @@
-/* placeholder: being written */
+/* ops/unary.c -- elementwise unary ops.
+ *
+ *   neg:     y = -x                 dx = -g
+ *   exp:     y = e^x                dx = g * y
+ *   log:     y = ln x               dx = g / x
+ *   sqrt:    y = sqrt(x)            dx = g / (2 y)
+ *   abs:     y = |x|                dx = g * sign(x)       (0 at x = 0)
+ *   tanh:    y = tanh x             dx = g * (1 - y^2)
+ *   sigmoid: y = 1 / (1 + e^-x)     dx = g * y * (1 - y)
+ *   relu:    y = max(x, 0)          dx = g * [x > 0]       (0 at x = 0)
+ *
+ * f32 on the AUTO backend runs oneDNN's eltwise forward and backward (given x);
+ * f64 and the reference backend use the loops below, which read y where the
+ * derivative is cheaper from it (a view of the output: no copy, and no cycle since
+ * the view has no grad_fn). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops/dnnl_impl.h"
+
+typedef struct unary_def {
+    const char *who;
+    tg_eltwise_alg alg; /* oneDNN algorithm with its alpha, beta */
+    float alpha, beta;
+    double (*f)(double x);
+    double (*df)(double x, double y); /* dy/dx from x and y = f(x) */
+    bool save_y;                      /* df reads y */
+    const tg_op_vtable *vt;
+} unary_def;
+
+typedef struct unary_saved {
+    const unary_def *def;
+    tg_tensor *y; /* view of the output, or NULL */
+} unary_saved;
+
+static double f_neg(double x) { return -x; }
+static double d_neg(double x, double y) { return -1.0; }
+static double d_exp(double x, double y) { return y; }
+static double d_log(double x, double y) { return 1.0 / x; }
+static double d_sqrt(double x, double y) { return 0.5 / y; }
+static double d_abs(double x, double y) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }
+static double d_tanh(double x, double y) { return 1.0 - y * y; }
+static double d_sigmoid(double x, double y) { return y * (1.0 - y); }
+static double d_relu(double x, double y) { return x > 0 ? 1.0 : 0.0; }
+static double f_relu(double x) { return x > 0 ? x : 0.0; }
+
+static double f_sigmoid(double x)
+{
+    /* never exponentiate a large positive number */
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+static void unary_free(void *p)
+{
+    unary_saved *sv = p;
+    if (sv)
+        tg_release(sv->y);
+    free(sv);
+}
+
+static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin);
+
+#define UNARY_VTABLE(n, hints) \
+    const tg_op_vtable tg_op_##n##_vtable = {#n, unary_backward, unary_free, NULL, hints};
+
+UNARY_VTABLE(neg, 0)
+UNARY_VTABLE(exp, 0)
+UNARY_VTABLE(log, TG_GC_POSITIVE)
+UNARY_VTABLE(sqrt, TG_GC_POSITIVE)
+UNARY_VTABLE(abs, TG_GC_AWAY_FROM_KINK)
+UNARY_VTABLE(tanh, 0)
+UNARY_VTABLE(sigmoid, 0)
+UNARY_VTABLE(relu, TG_GC_AWAY_FROM_KINK)
+
+static const unary_def def_neg = {"tg_neg", TG_ELT_LINEAR, -1.0f, 0.0f, f_neg, d_neg, false,
+                                  &tg_op_neg_vtable};
+static const unary_def def_exp = {"tg_exp", TG_ELT_EXP, 0.0f, 0.0f, exp, d_exp, true,
+                                  &tg_op_exp_vtable};
+static const unary_def def_log = {"tg_log", TG_ELT_LOG, 0.0f, 0.0f, log, d_log, false,
+                                  &tg_op_log_vtable};
+static const unary_def def_sqrt = {"tg_sqrt", TG_ELT_SQRT, 0.0f, 0.0f, sqrt, d_sqrt, true,
+                                   &tg_op_sqrt_vtable};
+static const unary_def def_abs = {"tg_abs", TG_ELT_ABS, 0.0f, 0.0f, fabs, d_abs, false,
+                                  &tg_op_abs_vtable};
+static const unary_def def_tanh = {"tg_tanh", TG_ELT_TANH, 0.0f, 0.0f, tanh, d_tanh, true,
+                                   &tg_op_tanh_vtable};
+static const unary_def def_sigmoid = {"tg_sigmoid", TG_ELT_SIGMOID, 0.0f, 0.0f, f_sigmoid,
+                                      d_sigmoid, true, &tg_op_sigmoid_vtable};
+static const unary_def def_relu = {"tg_relu", TG_ELT_RELU, 0.0f, 0.0f, f_relu, d_relu,
+                                   false, &tg_op_relu_vtable};
+
+/* oneDNN eltwise forward (g == NULL: out = f(x)) or backward (out = f'(x) g) on
+ * flat views of contiguous copies. */
+static tg_status unary_dnnl(const unary_def *def, tg_tensor *x, tg_tensor *g,
+                            tg_tensor *out)
+{
+    if (tg_tensor_numel(x) == 0)
+        return TG_OK;
+    tg_status st = TG_ERR_NOMEM;
+    tg_tensor *xc = tg_contiguous_owned(x), *gc = g ? tg_contiguous_owned(g) : NULL;
+    tg_tensor *xf = NULL, *gf = NULL, *of = NULL;
+    if (!xc || (g && !gc))
+        goto done;
+    xf = tg_flat_view_owned(xc);
+    gf = g ? tg_flat_view_owned(gc) : NULL;
+    of = tg_flat_view_owned(out);
+    if (!xf || (g && !gf) || !of)
+        goto done;
+    st = g ? tg_dnnl_eltwise_backward(def->alg, def->alpha, def->beta, xf, gf, of)
+           : tg_dnnl_eltwise_forward(def->alg, def->alpha, def->beta, xf, of);
+done:
+    tg_release(xf);
+    tg_release(gf);
+    tg_release(of);
+    tg_release(xc);
+    tg_release(gc);
+    return st;
+}
+
+#define UNARY_FWD_LOOP(T)                                                            \
+    do {                                                                             \
+        const T *px = tg_tensor_data(xc);                                            \
+        T *py = tg_tensor_data(y);                                                   \
+        for (int64_t i = 0; i < n; i++)                                              \
+            py[i] = (T)def->f(px[i]);                                                \
+    } while (0)
+
+static tg_tensor *unary(const unary_def *def, tg_tensor *x)
+{
+    if (!x)
+        return tg_null_arg(def->who, "x"), NULL;
+    if (tg_check_float(def->who, "x", x) != TG_OK)
+        return NULL;
+    tg_tensor *y = tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
+    if (!y)
+        return NULL;
+    if (tg_use_dnnl(x)) {
+        if (unary_dnnl(def, x, NULL, y) != TG_OK) {
+            tg_release(y);
+            return NULL;
+        }
+    } else {
+        tg_tensor *xc = tg_contiguous_owned(x);
+        if (!xc) {
+            tg_release(y);
+            return NULL;
+        }
+        int64_t n = tg_tensor_numel(x);
+        if (x->dtype == TG_F32)
+            UNARY_FWD_LOOP(float);
+        else
+            UNARY_FWD_LOOP(double);
+        tg_release(xc);
+    }
+    bool rec = tg_autograd_should_record(&x, 1);
+    unary_saved *sv = NULL;
+    if (rec) {
+        sv = calloc(1, sizeof *sv);
+        if (!sv || (def->save_y &&
+                    !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
+                                                   y->offset)))) {
+            free(sv);
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", def->who), NULL;
+        }
+        sv->def = def;
+    }
+    return tg_op_finish(y, rec, def->vt, &x, 1, sv);
+}
+
+tg_tensor *tg_neg(tg_tensor *x) { return unary(&def_neg, x); }
+tg_tensor *tg_exp(tg_tensor *x) { return unary(&def_exp, x); }
+tg_tensor *tg_log(tg_tensor *x) { return unary(&def_log, x); }
+tg_tensor *tg_sqrt(tg_tensor *x) { return unary(&def_sqrt, x); }
+tg_tensor *tg_abs(tg_tensor *x) { return unary(&def_abs, x); }
+tg_tensor *tg_tanh(tg_tensor *x) { return unary(&def_tanh, x); }
+tg_tensor *tg_sigmoid(tg_tensor *x) { return unary(&def_sigmoid, x); }
+tg_tensor *tg_relu(tg_tensor *x) { return unary(&def_relu, x); }
+
+/* ---------------------------------------------------------------- backward */
+
+#define UNARY_BWD_LOOP(T)                                                            \
+    do {                                                                             \
+        const T *px = tg_tensor_data(xc), *pg = tg_tensor_data(gc);                  \
+        const T *py = yc ? (const T *)tg_tensor_data(yc) : NULL;                     \
+        T *po = tg_tensor_data(gx);                                                  \
+        for (int64_t i = 0; i < n; i++)                                              \
+            po[i] = (T)((double)pg[i] * def->df(px[i], py ? py[i] : 0.0));           \
+    } while (0)
+
+static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    const unary_saved *sv = node->saved;
+    const unary_def *def = sv->def;
+    tg_tensor *x = node->inputs[0];
+    tg_tensor *gx = tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
+    if (!gx)
+        return tg_last_status();
+    tg_status st = TG_OK;
+    if (tg_use_dnnl(x)) {
+        st = unary_dnnl(def, x, g, gx);
+    } else {
+        tg_tensor *xc = tg_contiguous_owned(x), *gc = tg_contiguous_owned(g);
+        tg_tensor *yc = sv->y ? tg_contiguous_owned(sv->y) : NULL;
+        if (xc && gc && (yc || !sv->y)) {
+            int64_t n = tg_tensor_numel(x);
+            if (x->dtype == TG_F32)
+                UNARY_BWD_LOOP(float);
+            else
+                UNARY_BWD_LOOP(double);
+        } else {
+            st = tg_last_status();
+        }
+        tg_release(xc);
+        tg_release(gc);
+        tg_release(yc);
+    }
+    if (st != TG_OK) {
+        tg_release(gx);
+        return st;
+    }
+    gin[0] = tg_scoped(gx);
+    return TG_OK;
+}
