@@ -3,6 +3,7 @@
  * A scope is a growable array of references it owns. Popped scope objects go to
  * a per-thread free list with their arrays, so after the first training step
  * pushing and filling scopes allocates nothing. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "libtensor/tensor_impl.h"
@@ -21,16 +22,48 @@ typedef struct scope_stack {
 
 static _Thread_local scope_stack stack;
 
-/* The free list and stack array of the main thread are freed at exit so leak
- * checkers stay quiet; other threads' caches are small and die with them. */
 static void free_scope(tg_scope *s)
 {
     free(s->items);
     free(s);
 }
 
-__attribute__((destructor)) static void release_thread_cache(void)
+/* Frees a thread's scope bookkeeping. Scopes still open are popped first (their
+ * tensors released): a thread that exits inside a scope must not leak it. */
+static void release_stack(scope_stack *st)
 {
+    while (st->depth > 0) {
+        tg_scope *s = st->open[st->depth - 1];
+        tg_scope_pop(s);
+    }
+    while (st->free_list) {
+        tg_scope *s = st->free_list;
+        st->free_list = s->next_free;
+        free_scope(s);
+    }
+    free(st->open);
+    st->open = NULL;
+    st->cap = 0;
+}
+
+/* Threads other than the main one clean up through a pthread key destructor;
+ * the main thread (whose key destructors never run) at process exit. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void on_thread_exit(void *arg)
+{
+    release_stack(arg);
+}
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, on_thread_exit);
+}
+
+__attribute__((destructor)) static void on_process_exit(void)
+{
+    /* only the caches: tensors of scopes left open at exit are the program's */
     while (stack.free_list) {
         tg_scope *s = stack.free_list;
         stack.free_list = s->next_free;
@@ -45,6 +78,11 @@ __attribute__((destructor)) static void release_thread_cache(void)
 
 tg_scope *tg_scope_push(void)
 {
+    if (!stack.open) {
+        /* first use on this thread: arrange the cleanup at its exit */
+        pthread_once(&exit_key_once, make_exit_key);
+        pthread_setspecific(exit_key, &stack);
+    }
     if (stack.depth == stack.cap) {
         int cap = stack.cap ? 2 * stack.cap : 8;
         tg_scope **open = realloc(stack.open, (size_t)cap * sizeof *open);

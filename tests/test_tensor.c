@@ -2,6 +2,7 @@
  * reference counting, scopes, errors, RNG, state dicts, printing and runtime.
  *
  * Uses only the public API, so it also checks that the headers are enough. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -799,6 +800,47 @@ START_TEST(test_scope_reuse_many_steps)
 }
 END_TEST
 
+/* Scopes are per thread; a thread that exits with scopes open releases them. */
+typedef struct thread_report {
+    tg_scope *foreign; /* a scope of the main thread */
+    int depth_at_start, depth_inside;
+    tg_status pop_foreign, pop_own;
+} thread_report;
+
+static void *thread_body(void *arg)
+{
+    thread_report *r = arg;
+    r->depth_at_start = tg_scope_depth();
+    tg_scope *s = tg_scope_push();
+    tg_zeros(TG_F32, TG_SHAPE(16));
+    tg_scope_push();
+    tg_ones(TG_F32, TG_SHAPE(16));
+    r->depth_inside = tg_scope_depth();
+    r->pop_foreign = tg_scope_pop(r->foreign);
+    r->pop_own = tg_scope_pop(s);
+    tg_scope_push();
+    tg_zeros(TG_F32, TG_SHAPE(4));
+    return NULL; /* exits with a scope open */
+}
+
+START_TEST(test_scopes_per_thread)
+{
+    int64_t live0 = tg_live_objects();
+    thread_report r = {.foreign = tg_scope_push()};
+    tg_zeros(TG_F32, TG_SHAPE(2));
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, thread_body, &r), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(r.depth_at_start, 0);
+    ck_assert_int_eq(r.depth_inside, 2);
+    ck_assert_int_eq(r.pop_foreign, TG_ERR_ARG);
+    ck_assert_int_eq(r.pop_own, TG_OK);
+    ck_assert_int_eq(tg_scope_depth(), 1);
+    ck_assert_int_eq(tg_live_objects(), live0 + 2); /* only this thread's tensor */
+    TG_OK_(tg_scope_pop(r.foreign));
+}
+END_TEST
+
 /* ================================================================ NULL inputs */
 
 START_TEST(test_null_inputs)
@@ -1330,6 +1372,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_scope_pop_outer_pops_inner);
     tcase_add_test(tc, test_scope_keep_and_adopt);
     tcase_add_test(tc, test_scope_reuse_many_steps);
+    tcase_add_test(tc, test_scopes_per_thread);
     tcase_add_test(tc, test_null_inputs);
     suite_add_tcase(s, tc);
 
