@@ -352,6 +352,8 @@ void *tg_tensor_data(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_data", "t"), NULL;
+    if (!t->storage->data) /* an empty tg_wrap of NULL: no arithmetic on NULL */
+        return NULL;
     return (char *)t->storage->data + t->offset * (int64_t)dtype_sizes[t->dtype];
 }
 

@@ -253,6 +253,14 @@ START_TEST(test_from_data_and_wrap)
     ck_assert_ptr_null(tg_wrap(TG_F32, TG_SHAPE(2), NULL));
     TG_ASSERT_ERROR_HAS("tg_wrap");
     ck_assert_ptr_nonnull(tg_from_data(TG_F32, TG_SHAPE(0), NULL));
+    tg_tensor *wn = tg_wrap(TG_F32, TG_SHAPE(2, 0), NULL);
+    TG_CHECK(wn);
+    ck_assert_ptr_null(tg_tensor_data(wn));
+    ck_assert_int_eq(tg_tensor_numel(tg_tensor_copy(tg_tensor_transpose(wn, 0, 1))), 0);
+    TG_OK_(tg_tensor_fill(wn, 1));
+    char *txt = tg_tensor_to_string(wn);
+    ck_assert_str_eq(txt, "tensor([[],\n        []], shape=[2, 0], dtype=f32)");
+    free(txt);
     TG_OK_(tg_scope_pop(s));
     ck_assert(buf[0] == 100); /* the caller's buffer survives its tensors */
 }
