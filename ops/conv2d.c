@@ -1,1 +1,585 @@
-/* placeholder: being written */
+/* ops/conv2d.c -- 2-D convolution (cross-correlation, as Keras and PyTorch define it).
+ *
+ * Forward, with OH = (H + pt + pb - dh*(KH-1) - 1) / sh + 1 (likewise OW):
+ *   y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x[n,c, i*sh - pt + p*dh, j*sw - pl + q*dw]
+ *   (input positions that fall in the padding contribute zero)
+ * Backward, with g = dL/dy:
+ *   dL/dx[n,c,h,v] = sum over (o,p,q,i,j) with i*sh - pt + p*dh = h and
+ *                    j*sw - pl + q*dw = v of g[n,o,i,j] * w[o,c,p,q]
+ *   dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] * x[n,c, i*sh - pt + p*dh, j*sw - pl + q*dw]
+ *   dL/db[o]       = sum_{n,i,j} g[n,o,i,j]
+ * f32 runs on oneDNN (forward_training; backward_data and backward_weights hinted by
+ * the forward descriptor); f64, or f32 on the reference backend, runs the loops at
+ * the end of this file. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ops/dnnl_impl.h"
+
+/* Saved for backward: the options, and which backend the forward ran on (the
+ * backward runs on the same one). */
+typedef struct conv_params {
+    tg_conv2d_opts o;
+    bool dnnl;
+} conv_params;
+
+/* Every extent and option of one convolution, checked. */
+typedef struct conv_geom {
+    int64_t n, c, h, w, o, kh, kw, oh, ow;
+    int sh, sw, pt, pb, pl, pr, dh, dw;
+    bool bias;
+} conv_geom;
+
+/* ---------------------------------------------------------------- shapes */
+
+static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor *w,
+                            const tg_tensor *b, const tg_conv2d_opts *o, conv_geom *g)
+{
+    char sx[96], sw[96], sb[96];
+    tg_status st;
+    if ((st = tg_check_float(who, "input", x)) != TG_OK ||
+        (st = tg_check_float(who, "weight", w)) != TG_OK ||
+        (b && (st = tg_check_float(who, "bias", b)) != TG_OK))
+        return st;
+    if (x->ndim != 4)
+        return tg_error(TG_ERR_SHAPE, "%s: input must be 4-D (N, C, H, W), got %s", who,
+                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape));
+    if (w->ndim != 4)
+        return tg_error(TG_ERR_SHAPE, "%s: weight must be 4-D (O, C, KH, KW), got %s", who,
+                        tg_shape_str(sw, sizeof sw, w->ndim, w->shape));
+    if ((st = tg_check_same_dtype(who, x, w)) != TG_OK ||
+        (b && (st = tg_check_same_dtype(who, x, b)) != TG_OK))
+        return st;
+    tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
+    tg_shape_str(sw, sizeof sw, w->ndim, w->shape);
+    if (o->stride[0] < 1 || o->stride[1] < 1)
+        return tg_error(TG_ERR_ARG, "%s: stride must be >= 1, got (%d, %d) (input %s)", who,
+                        o->stride[0], o->stride[1], sx);
+    if (o->dilation[0] < 1 || o->dilation[1] < 1)
+        return tg_error(TG_ERR_ARG, "%s: dilation must be >= 1, got (%d, %d) (input %s)",
+                        who, o->dilation[0], o->dilation[1], sx);
+    if (o->pad[0] < 0 || o->pad[1] < 0 || o->pad[2] < 0 || o->pad[3] < 0)
+        return tg_error(TG_ERR_ARG,
+                        "%s: padding must be >= 0, got (top %d, bottom %d, left %d, right %d)",
+                        who, o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
+    if (w->shape[0] < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1)
+        return tg_error(TG_ERR_SHAPE, "%s: weight %s has an empty dimension", who, sw);
+    if (x->shape[1] != w->shape[1])
+        return tg_error(TG_ERR_SHAPE,
+                        "%s: channel mismatch: input %s has %lld channels but weight %s "
+                        "expects %lld",
+                        who, sx, (long long)x->shape[1], sw, (long long)w->shape[1]);
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+        return tg_error(TG_ERR_SHAPE,
+                        "%s: bias must have shape [%lld] (one per output channel of weight "
+                        "%s), got %s",
+                        who, (long long)w->shape[0], sw,
+                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
+    g->n = x->shape[0];
+    g->c = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->o = w->shape[0];
+    g->kh = w->shape[2];
+    g->kw = w->shape[3];
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->pt = o->pad[0];
+    g->pb = o->pad[1];
+    g->pl = o->pad[2];
+    g->pr = o->pad[3];
+    g->dh = o->dilation[0];
+    g->dw = o->dilation[1];
+    g->bias = b != NULL;
+    int64_t ekh = (g->kh - 1) * g->dh + 1, ekw = (g->kw - 1) * g->dw + 1;
+    int64_t ph = g->h + g->pt + g->pb, pw = g->w + g->pl + g->pr;
+    if (ekh > ph || ekw > pw)
+        return tg_error(TG_ERR_SHAPE,
+                        "%s: kernel %lldx%lld (dilation %dx%d, extent %lldx%lld) is larger "
+                        "than the padded input %lldx%lld (input %s, weight %s, padding "
+                        "t%d b%d l%d r%d)",
+                        who, (long long)g->kh, (long long)g->kw, g->dh, g->dw,
+                        (long long)ekh, (long long)ekw, (long long)ph, (long long)pw, sx, sw,
+                        g->pt, g->pb, g->pl, g->pr);
+    g->oh = (ph - ekh) / g->sh + 1;
+    g->ow = (pw - ekw) / g->sw + 1;
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- oneDNN */
+
+static void conv_key(tg_dnnl_key *k, tg_dnnl_kind kind, const conv_geom *g, int variant)
+{
+    tg_dnnl_key_init(k, kind);
+    int64_t v[] = {g->n, g->c, g->h, g->w, g->o, g->kh, g->kw, g->sh, g->sw, g->pt,
+                   g->pb, g->pl, g->pr, g->dh, g->dw, g->bias, variant};
+    tg_dnnl_key_add_n(k, (int)(sizeof v / sizeof v[0]), v);
+}
+
+static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
+                                     dnnl_format_tag_t act, dnnl_format_tag_t wt,
+                                     const_dnnl_primitive_desc_t hint, const char *who)
+{
+    dnnl_dims_t xd = {g->n, g->c, g->h, g->w}, wd = {g->o, g->c, g->kh, g->kw};
+    dnnl_dims_t bd = {g->o}, yd = {g->n, g->o, g->oh, g->ow};
+    dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1};
+    dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
+    dnnl_memory_desc_t xm, wm, bm, ym;
+    dnnl_memory_desc_init_by_tag(&xm, 4, xd, dnnl_f32, act);
+    dnnl_memory_desc_init_by_tag(&wm, 4, wd, dnnl_f32, wt);
+    dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_x);
+    dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, act);
+    dnnl_convolution_desc_t d;
+    dnnl_status_t st;
+    if (kind == TG_DNNL_CONV_FWD)
+        st = dnnl_dilated_convolution_forward_desc_init(
+            &d, dnnl_forward_training, dnnl_convolution_direct, &xm, &wm,
+            g->bias ? &bm : NULL, &ym, strides, dil, pad_l, pad_r);
+    else if (kind == TG_DNNL_CONV_BWD_DATA)
+        st = dnnl_dilated_convolution_backward_data_desc_init(
+            &d, dnnl_convolution_direct, &xm, &wm, &ym, strides, dil, pad_l, pad_r);
+    else
+        st = dnnl_dilated_convolution_backward_weights_desc_init(
+            &d, dnnl_convolution_direct, &xm, &wm, g->bias ? &bm : NULL, &ym, strides, dil,
+            pad_l, pad_r);
+    if (st != dnnl_success) {
+        tg_error(TG_ERR_BACKEND, "%s: oneDNN convolution descriptor: %d", who, (int)st);
+        return NULL;
+    }
+    return tg_dnnl_pd_create(&d, hint, who);
+}
+
+/* Blocked activation layouts that pad channels (1 -> 16) waste more than the
+ * blocked kernels gain (measured: backward data of the seed conv, 5x slower). */
+static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
+{
+    dnnl_query_t a = kind == TG_DNNL_CONV_BWD_DATA ? dnnl_query_diff_src_md : dnnl_query_src_md;
+    dnnl_query_t b = kind == TG_DNNL_CONV_FWD ? dnnl_query_dst_md : dnnl_query_diff_dst_md;
+    return tg_dnnl_md_padded(dnnl_primitive_desc_query_md(pd, a, 0)) ||
+           tg_dnnl_md_padded(dnnl_primitive_desc_query_md(pd, b, 0));
+}
+
+/* The cached primitive of kind for g. Layout policy: with blocked layouts allowed,
+ * oneDNN chooses every layout (format any) unless that pads the activations; then
+ * activations are plain and only the weights are its choice. Lock held. */
+static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const conv_geom *g, const char *who)
+{
+    bool blocked = tg_dnnl_blocked_layouts();
+    tg_dnnl_key k;
+    conv_key(&k, kind, g, blocked);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    const_dnnl_primitive_desc_t hint = NULL;
+    if (kind != TG_DNNL_CONV_FWD) {
+        tg_dnnl_entry *f = conv_entry(TG_DNNL_CONV_FWD, g, who);
+        if (!f)
+            return NULL;
+        hint = f->pd;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (blocked) {
+        pd = conv_pd(kind, g, dnnl_format_tag_any, dnnl_format_tag_any, hint, who);
+        if (pd && activations_padded(kind, pd)) {
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+        }
+        if (!pd)
+            pd = conv_pd(kind, g, dnnl_nchw, dnnl_format_tag_any, hint, who);
+    } else {
+        pd = conv_pd(kind, g, dnnl_nchw, dnnl_oihw, hint, who);
+    }
+    return pd ? tg_dnnl_insert(&k, pd, who) : NULL;
+}
+
+/* Temporary buffer slots: one per argument that may need a layout change. */
+enum { SLOT_SRC, SLOT_DST, SLOT_BIAS, SLOT_DIFF_DST, SLOT_DIFF_W, SLOT_DIFF_B };
+
+static void plain_mds(const conv_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *wm,
+                      dnnl_memory_desc_t *bm, dnnl_memory_desc_t *ym)
+{
+    int64_t xd[] = {g->n, g->c, g->h, g->w}, wd[] = {g->o, g->c, g->kh, g->kw};
+    int64_t bd[] = {g->o}, yd[] = {g->n, g->o, g->oh, g->ow};
+    tg_dnnl_md_plain(xm, 4, xd);
+    tg_dnnl_md_plain(wm, 4, wd);
+    tg_dnnl_md_plain(bm, 1, bd);
+    tg_dnnl_md_plain(ym, 4, yd);
+}
+
+static tg_status conv_fwd_dnnl(const conv_geom *g, const tg_tensor *x, const tg_tensor *w,
+                               const tg_tensor *b, tg_tensor *y)
+{
+    const char *who = "tg_conv2d";
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t xm, wm, bm, ym;
+    plain_mds(g, &xm, &wm, &bm, &ym);
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_FWD, g, who);
+    if (!e)
+        goto out;
+    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
+    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *bw = NULL; /* the bias is weights argument 1 */
+    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_dst_md);
+    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_SRC, who);
+    const void *wp = xp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
+    const void *bp = NULL;
+    if (wp && b) {
+        bw = dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 1);
+        bp = tg_dnnl_input_as(bw, &bm, tg_tensor_data(b), SLOT_BIAS, who);
+        if (!bp)
+            goto out;
+    }
+    void *yp = wp ? tg_dnnl_output_buf(yw, &ym, tg_tensor_data(y), SLOT_DST, who) : NULL;
+    if (!yp)
+        goto out;
+    tg_dnnl_args args;
+    tg_dnnl_args_init(&args);
+    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
+    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
+    if (b)
+        tg_dnnl_arg(&args, DNNL_ARG_BIAS, bw, bp);
+    tg_dnnl_arg(&args, DNNL_ARG_DST, yw, yp);
+    rc = tg_dnnl_exec(e, &args, who);
+    if (rc == TG_OK)
+        rc = tg_dnnl_output_finish(yw, yp, &ym, tg_tensor_data(y), who);
+out:
+    tg_dnnl_unlock();
+    return rc;
+}
+
+static tg_status conv_bwd_data_dnnl(const conv_geom *g, const tg_tensor *w,
+                                    const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *who = "tg_conv2d backward (data)";
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t xm, wm, bm, ym;
+    plain_mds(g, &xm, &wm, &bm, &ym);
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_BWD_DATA, g, who);
+    if (!e)
+        goto out;
+    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_diff_src_md);
+    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
+    const void *gyp = tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_DIFF_DST, who);
+    const void *wp = gyp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
+    void *gxp = wp ? tg_dnnl_output_buf(xw, &xm, tg_tensor_data(gx), SLOT_SRC, who) : NULL;
+    if (!gxp)
+        goto out;
+    tg_dnnl_args args;
+    tg_dnnl_args_init(&args);
+    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
+    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
+    tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, xw, gxp);
+    rc = tg_dnnl_exec(e, &args, who);
+    if (rc == TG_OK)
+        rc = tg_dnnl_output_finish(xw, gxp, &xm, tg_tensor_data(gx), who);
+out:
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* gb may be NULL when the convolution has no bias. */
+static tg_status conv_bwd_weights_dnnl(const conv_geom *g, const tg_tensor *x,
+                                       const tg_tensor *gy, tg_tensor *gw, tg_tensor *gb)
+{
+    const char *who = "tg_conv2d backward (weights)";
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t xm, wm, bm, ym;
+    plain_mds(g, &xm, &wm, &bm, &ym);
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_BWD_WEIGHTS, g, who);
+    if (!e)
+        goto out;
+    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
+    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_diff_weights_md);
+    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *bw = g->bias
+        ? dnnl_primitive_desc_query_md(e->pd, dnnl_query_diff_weights_md, 1) : NULL;
+    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_SRC, who);
+    const void *gyp = xp ? tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_DIFF_DST, who)
+                         : NULL;
+    void *gwp = gyp ? tg_dnnl_output_buf(ww, &wm, tg_tensor_data(gw), SLOT_DIFF_W, who) : NULL;
+    void *gbp = NULL;
+    if (!gwp)
+        goto out;
+    if (g->bias && !(gbp = tg_dnnl_output_buf(bw, &bm, tg_tensor_data(gb), SLOT_DIFF_B, who)))
+        goto out;
+    tg_dnnl_args args;
+    tg_dnnl_args_init(&args);
+    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
+    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
+    tg_dnnl_arg(&args, DNNL_ARG_DIFF_WEIGHTS, ww, gwp);
+    if (g->bias)
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_BIAS, bw, gbp);
+    rc = tg_dnnl_exec(e, &args, who);
+    if (rc == TG_OK)
+        rc = tg_dnnl_output_finish(ww, gwp, &wm, tg_tensor_data(gw), who);
+    if (rc == TG_OK && g->bias)
+        rc = tg_dnnl_output_finish(bw, gbp, &bm, tg_tensor_data(gb), who);
+out:
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reference */
+
+static void conv_fwd_ref(const conv_geom *g, const tg_tensor *x, const tg_tensor *w,
+                         const tg_tensor *b, tg_tensor *y)
+{
+    bool f64 = x->dtype == TG_F64;
+    const void *xp = tg_tensor_data(x), *wp = tg_tensor_data(w);
+    const void *bp = b ? tg_tensor_data(b) : NULL;
+    void *yp = tg_tensor_data(y);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t o = 0; o < g->o; o++)
+            for (int64_t i = 0; i < g->oh; i++)
+                for (int64_t j = 0; j < g->ow; j++) {
+                    double acc = bp ? tg_ref_ld(bp, o, f64) : 0.0;
+                    for (int64_t c = 0; c < g->c; c++)
+                        for (int64_t p = 0; p < g->kh; p++) {
+                            int64_t h = i * g->sh - g->pt + p * g->dh;
+                            if (h < 0 || h >= g->h)
+                                continue;
+                            for (int64_t q = 0; q < g->kw; q++) {
+                                int64_t v = j * g->sw - g->pl + q * g->dw;
+                                if (v < 0 || v >= g->w)
+                                    continue;
+                                acc += tg_ref_ld(xp, ((n * g->c + c) * g->h + h) * g->w + v, f64) *
+                                       tg_ref_ld(wp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64);
+                            }
+                        }
+                    tg_ref_st(yp, ((n * g->o + o) * g->oh + i) * g->ow + j, f64, acc);
+                }
+}
+
+/* Output index i whose window reaches input row h through kernel row p, or -1. */
+static inline int64_t out_index(int64_t h, int64_t p, int pad, int dil, int stride,
+                                int64_t extent)
+{
+    int64_t t = h + pad - p * dil;
+    if (t < 0 || t % stride != 0)
+        return -1;
+    t /= stride;
+    return t < extent ? t : -1;
+}
+
+static void conv_bwd_data_ref(const conv_geom *g, const tg_tensor *w, const tg_tensor *gy,
+                              tg_tensor *gx)
+{
+    bool f64 = gy->dtype == TG_F64;
+    const void *wp = tg_tensor_data(w), *gyp = tg_tensor_data(gy);
+    void *gxp = tg_tensor_data(gx);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t c = 0; c < g->c; c++)
+            for (int64_t h = 0; h < g->h; h++)
+                for (int64_t v = 0; v < g->w; v++) {
+                    double acc = 0.0;
+                    for (int64_t o = 0; o < g->o; o++)
+                        for (int64_t p = 0; p < g->kh; p++) {
+                            int64_t i = out_index(h, p, g->pt, g->dh, g->sh, g->oh);
+                            if (i < 0)
+                                continue;
+                            for (int64_t q = 0; q < g->kw; q++) {
+                                int64_t j = out_index(v, q, g->pl, g->dw, g->sw, g->ow);
+                                if (j < 0)
+                                    continue;
+                                acc += tg_ref_ld(gyp, ((n * g->o + o) * g->oh + i) * g->ow + j, f64) *
+                                       tg_ref_ld(wp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64);
+                            }
+                        }
+                    tg_ref_st(gxp, ((n * g->c + c) * g->h + h) * g->w + v, f64, acc);
+                }
+}
+
+static void conv_bwd_weights_ref(const conv_geom *g, const tg_tensor *x, const tg_tensor *gy,
+                                 tg_tensor *gw, tg_tensor *gb)
+{
+    bool f64 = gy->dtype == TG_F64;
+    const void *xp = tg_tensor_data(x), *gyp = tg_tensor_data(gy);
+    void *gwp = tg_tensor_data(gw);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t o = 0; o < g->o; o++)
+        for (int64_t c = 0; c < g->c; c++)
+            for (int64_t p = 0; p < g->kh; p++)
+                for (int64_t q = 0; q < g->kw; q++) {
+                    double acc = 0.0;
+                    for (int64_t n = 0; n < g->n; n++)
+                        for (int64_t i = 0; i < g->oh; i++) {
+                            int64_t h = i * g->sh - g->pt + p * g->dh;
+                            if (h < 0 || h >= g->h)
+                                continue;
+                            for (int64_t j = 0; j < g->ow; j++) {
+                                int64_t v = j * g->sw - g->pl + q * g->dw;
+                                if (v < 0 || v >= g->w)
+                                    continue;
+                                acc += tg_ref_ld(gyp, ((n * g->o + o) * g->oh + i) * g->ow + j, f64) *
+                                       tg_ref_ld(xp, ((n * g->c + c) * g->h + h) * g->w + v, f64);
+                            }
+                        }
+                    tg_ref_st(gwp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64, acc);
+                }
+    if (!gb)
+        return;
+    void *gbp = tg_tensor_data(gb);
+    for (int64_t o = 0; o < g->o; o++) {
+        double acc = 0.0;
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t k = 0; k < g->oh * g->ow; k++)
+                acc += tg_ref_ld(gyp, (n * g->o + o) * g->oh * g->ow + k, f64);
+        tg_ref_st(gbp, o, f64, acc);
+    }
+}
+
+/* ---------------------------------------------------------------- the op */
+
+tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts)
+{
+    static const char who[] = "tg_conv2d";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    if (!w)
+        return tg_null_arg(who, "w"), NULL;
+    tg_conv2d_opts o = opts ? *opts : (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
+    conv_geom g;
+    if (conv_infer(who, x, w, b, &o, &g) != TG_OK)
+        return NULL;
+    bool dnnl = tg_use_dnnl(x);
+    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 4,
+                                       (const int64_t[]){g.n, g.o, g.oh, g.ow});
+    if (!y)
+        return NULL;
+    tg_status st = TG_OK;
+    if (tg_tensor_numel(y) > 0) {
+        tg_tensor *xc = tg_contiguous_owned(x), *wc = tg_contiguous_owned(w);
+        tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
+        if (!xc || !wc || (b && !bc))
+            st = tg_last_status();
+        else if (dnnl)
+            st = conv_fwd_dnnl(&g, xc, wc, bc, y);
+        else
+            conv_fwd_ref(&g, xc, wc, bc, y);
+        tg_release(xc);
+        tg_release(wc);
+        tg_release(bc);
+    }
+    if (st != TG_OK) {
+        tg_release(y);
+        return NULL;
+    }
+    tg_tensor *in[3] = {x, w, b};
+    int n_in = b ? 3 : 2;
+    bool record = tg_autograd_should_record(in, n_in);
+    conv_params *p = NULL;
+    if (record) {
+        p = malloc(sizeof *p);
+        if (!p) {
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        }
+        p->o = o;
+        p->dnnl = dnnl;
+    }
+    return tg_op_finish(y, record, &tg_op_conv2d_vtable, in, n_in, p);
+}
+
+static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+{
+    static const char who[] = "tg_conv2d backward";
+    const conv_params *p = node->saved;
+    tg_tensor *x = node->inputs[0], *w = node->inputs[1];
+    tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    conv_geom g;
+    tg_status st = conv_infer(who, x, w, b, &p->o, &g);
+    if (st != TG_OK)
+        return st;
+    bool need_x = tg_node_needs_grad(node, 0);
+    bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
+    tg_tensor *gy = tg_contiguous_owned(grad_out);
+    tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
+    tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
+    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, 4, x->shape) : NULL;
+    tg_tensor *gw = need_wb ? tg_tensor_new_owned(who, w->dtype, 4, w->shape) : NULL;
+    tg_tensor *gb = need_wb && b ? tg_tensor_new_owned(who, b->dtype, 1, b->shape) : NULL;
+    if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
+        st = tg_last_status();
+        goto out;
+    }
+    bool empty = g.n == 0 || tg_tensor_numel(gy) == 0;
+    if (need_x) {
+        if (empty)
+            st = tg_tensor_fill(gx, 0.0);
+        else if (p->dnnl)
+            st = conv_bwd_data_dnnl(&g, wc, gy, gx);
+        else
+            conv_bwd_data_ref(&g, wc, gy, gx);
+    }
+    if (st == TG_OK && need_wb) {
+        if (empty) {
+            st = tg_tensor_fill(gw, 0.0);
+            if (st == TG_OK && gb)
+                st = tg_tensor_fill(gb, 0.0);
+        } else if (p->dnnl) {
+            st = conv_bwd_weights_dnnl(&g, xc, gy, gw, gb);
+        } else {
+            conv_bwd_weights_ref(&g, xc, gy, gw, gb);
+        }
+    }
+    if (st == TG_OK) {
+        if (need_x)
+            grad_in[0] = tg_scoped(tg_retain(gx));
+        if (tg_node_needs_grad(node, 1))
+            grad_in[1] = tg_scoped(tg_retain(gw));
+        if (b && tg_node_needs_grad(node, 2))
+            grad_in[2] = tg_scoped(tg_retain(gb));
+    }
+out:
+    tg_release(gy);
+    tg_release(xc);
+    tg_release(wc);
+    tg_release(gx);
+    tg_release(gw);
+    tg_release(gb);
+    return st;
+}
+
+/* "3x3 s1 p0", with dilation and uneven padding spelled out when present. */
+static void conv_describe(const tg_node *node, char *buf, size_t n)
+{
+    const tg_tensor *w = node->inputs[1];
+    const conv_params *p = node->saved;
+    int len = snprintf(buf, n, "%lldx%lld", (long long)w->shape[2], (long long)w->shape[3]);
+    if (!p || len < 0 || (size_t)len >= n)
+        return;
+    const tg_conv2d_opts *o = &p->o;
+    char s[32], d[32], pad[48];
+    if (o->stride[0] == o->stride[1])
+        snprintf(s, sizeof s, " s%d", o->stride[0]);
+    else
+        snprintf(s, sizeof s, " s%d,%d", o->stride[0], o->stride[1]);
+    if (o->pad[0] == o->pad[1] && o->pad[1] == o->pad[2] && o->pad[2] == o->pad[3])
+        snprintf(pad, sizeof pad, " p%d", o->pad[0]);
+    else
+        snprintf(pad, sizeof pad, " p%d,%d,%d,%d", o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
+    d[0] = '\0';
+    if (o->dilation[0] != 1 || o->dilation[1] != 1)
+        snprintf(d, sizeof d, " d%d,%d", o->dilation[0], o->dilation[1]);
+    snprintf(buf + len, n - (size_t)len, "%s%s%s", s, pad, d);
+}
+
+const tg_op_vtable tg_op_conv2d_vtable = {
+    .name = "conv2d",
+    .backward = conv_backward,
+    .free_saved = NULL,
+    .describe = conv_describe,
+    .gradcheck_hints = 0,
+};

@@ -165,4 +165,19 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
  * environment says TG_DNNL_LAYOUT=plain (read once; the benchmark compares both). */
 bool tg_dnnl_blocked_layouts(void);
 
+/* ---- what the reference kernels of the CNN ops share ----
+ * They run one loop nest for f32 and f64, reading and writing through these and
+ * accumulating in double: the oracle the oneDNN path is tested against. */
+static inline double tg_ref_ld(const void *p, int64_t i, bool f64)
+{
+    return f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+static inline void tg_ref_st(void *p, int64_t i, bool f64, double v)
+{
+    if (f64)
+        ((double *)p)[i] = v;
+    else
+        ((float *)p)[i] = (float)v;
+}
+
 #endif

@@ -1,1 +1,438 @@
-/* placeholder: being written */
+/* ops/pool.c -- 2-D max and average pooling.
+ *
+ * The window of output (i, j) covers input rows i*sh - pt .. i*sh - pt + KH - 1 and
+ * columns j*sw - pl .. j*sw - pl + KW - 1, clipped to the input: padding never
+ * takes part, so it must be smaller than the kernel (every window keeps an element).
+ *   max:  y[n,c,i,j] = max over the window of x[n,c,h,v]
+ *         dL/dx[n,c,h,v] = sum of g[n,c,i,j] over the windows whose first maximum
+ *                          (row-major scan) is at (h, v)
+ *   avg:  y[n,c,i,j] = (1/|W_ij|) sum over the window W_ij of x[n,c,h,v]
+ *         dL/dx[n,c,h,v] = sum over the windows W_ij holding (h, v) of g[n,c,i,j] / |W_ij|
+ * f32 runs on oneDNN pooling; max pooling's forward_training keeps oneDNN's
+ * workspace (where each maximum was) in the saved state for its backward. f64, or
+ * the reference backend, runs the loops here (max backward re-finds the maxima). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ops/dnnl_impl.h"
+
+/* Saved for backward. */
+typedef struct pool_params {
+    tg_pool2d_opts o;   /* stride already resolved (never 0) */
+    bool dnnl;          /* forward ran on oneDNN: backward does too */
+    tg_tensor *ws;      /* owned: oneDNN's max-pooling workspace (u8 bytes), or NULL */
+} pool_params;
+
+typedef struct pool_geom {
+    int64_t n, c, h, w, oh, ow;
+    int kh, kw, sh, sw, pt, pb, pl, pr;
+} pool_geom;
+
+/* ---------------------------------------------------------------- shapes */
+
+static tg_status pool_infer(const char *who, const tg_tensor *x, tg_pool2d_opts *o,
+                            pool_geom *g)
+{
+    char sx[96];
+    tg_status st = tg_check_float(who, "input", x);
+    if (st != TG_OK)
+        return st;
+    tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
+    if (x->ndim != 4)
+        return tg_error(TG_ERR_SHAPE, "%s: input must be 4-D (N, C, H, W), got %s", who, sx);
+    if (o->kernel[0] < 1 || o->kernel[1] < 1)
+        return tg_error(TG_ERR_ARG, "%s: kernel must be >= 1, got %dx%d (input %s)", who,
+                        o->kernel[0], o->kernel[1], sx);
+    if (o->stride[0] < 0 || o->stride[1] < 0)
+        return tg_error(TG_ERR_ARG,
+                        "%s: stride must be >= 1 (or 0 for the kernel size), got (%d, %d) "
+                        "(input %s)",
+                        who, o->stride[0], o->stride[1], sx);
+    for (int i = 0; i < 2; i++)
+        if (o->stride[i] == 0)
+            o->stride[i] = o->kernel[i];
+    for (int i = 0; i < 4; i++)
+        if (o->pad[i] < 0 || o->pad[i] >= o->kernel[i / 2])
+            return tg_error(TG_ERR_ARG,
+                            "%s: padding (top %d, bottom %d, left %d, right %d) must be >= 0 "
+                            "and smaller than the kernel %dx%d (input %s)",
+                            who, o->pad[0], o->pad[1], o->pad[2], o->pad[3], o->kernel[0],
+                            o->kernel[1], sx);
+    g->n = x->shape[0];
+    g->c = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->kh = o->kernel[0];
+    g->kw = o->kernel[1];
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->pt = o->pad[0];
+    g->pb = o->pad[1];
+    g->pl = o->pad[2];
+    g->pr = o->pad[3];
+    int64_t ph = g->h + g->pt + g->pb, pw = g->w + g->pl + g->pr;
+    if (g->kh > ph || g->kw > pw)
+        return tg_error(TG_ERR_SHAPE,
+                        "%s: kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
+                        "padding t%d b%d l%d r%d)",
+                        who, g->kh, g->kw, (long long)ph, (long long)pw, sx, g->pt, g->pb,
+                        g->pl, g->pr);
+    g->oh = (ph - g->kh) / g->sh + 1;
+    g->ow = (pw - g->kw) / g->sw + 1;
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------- oneDNN */
+
+static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *ym)
+{
+    int64_t xd[] = {g->n, g->c, g->h, g->w}, yd[] = {g->n, g->c, g->oh, g->ow};
+    tg_dnnl_md_plain(xm, 4, xd);
+    tg_dnnl_md_plain(ym, 4, yd);
+}
+
+/* The forward (training or inference) or backward primitive. Lock held. */
+static tg_dnnl_entry *pool_entry(bool backward, bool training, dnnl_alg_kind_t alg,
+                                 const pool_geom *g, const char *who)
+{
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD);
+    int64_t v[] = {alg, training, g->n, g->c, g->h, g->w, g->kh, g->kw,
+                   g->sh, g->sw, g->pt, g->pb, g->pl, g->pr};
+    tg_dnnl_key_add_n(&k, (int)(sizeof v / sizeof v[0]), v);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    dnnl_memory_desc_t xm, ym;
+    pool_mds(g, &xm, &ym);
+    dnnl_dims_t strides = {g->sh, g->sw}, kernel = {g->kh, g->kw}, dil = {0, 0};
+    dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
+    dnnl_pooling_v2_desc_t d;
+    dnnl_status_t st;
+    const_dnnl_primitive_desc_t hint = NULL;
+    if (backward) {
+        tg_dnnl_entry *f = pool_entry(false, true, alg, g, who);
+        if (!f)
+            return NULL;
+        hint = f->pd;
+        st = dnnl_pooling_v2_backward_desc_init(&d, alg, &xm, &ym, strides, kernel, dil,
+                                                pad_l, pad_r);
+    } else {
+        st = dnnl_pooling_v2_forward_desc_init(
+            &d, training ? dnnl_forward_training : dnnl_forward_inference, alg, &xm, &ym,
+            strides, kernel, dil, pad_l, pad_r);
+    }
+    if (st != dnnl_success) {
+        tg_error(TG_ERR_BACKEND, "%s: oneDNN pooling descriptor: %d", who, (int)st);
+        return NULL;
+    }
+    return tg_dnnl_create(&k, &d, hint, who);
+}
+
+/* With training set and max pooling, *ws receives the workspace (new reference). */
+static tg_status pool_fwd_dnnl(bool max, bool training, const pool_geom *g, const tg_tensor *x,
+                               tg_tensor *y, tg_tensor **ws, const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
+    dnnl_memory_desc_t xm, ym;
+    pool_mds(g, &xm, &ym);
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = pool_entry(false, training, alg, g, who);
+    if (e) {
+        const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
+        size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
+        if (ws_bytes > 0) {
+            int64_t nb = (int64_t)ws_bytes;
+            *ws = tg_tensor_new_owned(who, TG_U8, 1, &nb);
+            if (!*ws) {
+                rc = tg_last_status();
+                goto out;
+            }
+        }
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_SRC, &xm, tg_tensor_data(x));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &ym, tg_tensor_data(y));
+        if (ws_bytes > 0)
+            tg_dnnl_arg(&args, DNNL_ARG_WORKSPACE, wsm, tg_tensor_data(*ws));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+out:
+    tg_dnnl_unlock();
+    return rc;
+}
+
+static tg_status pool_bwd_dnnl(bool max, const pool_geom *g, const tg_tensor *ws,
+                               const tg_tensor *gy, tg_tensor *gx, const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
+    dnnl_memory_desc_t xm, ym;
+    pool_mds(g, &xm, &ym);
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = pool_entry(true, true, alg, g, who);
+    if (e) {
+        const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
+        size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
+        if (ws_bytes > 0 && (!ws || tg_tensor_nbytes(ws) < ws_bytes)) {
+            rc = tg_error(TG_ERR_STATE, "%s: the forward pass kept no pooling workspace", who);
+            goto out;
+        }
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &ym, tg_tensor_data(gy));
+        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &xm, tg_tensor_data(gx));
+        if (ws_bytes > 0)
+            tg_dnnl_arg(&args, DNNL_ARG_WORKSPACE, wsm, tg_tensor_data(ws));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+out:
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reference */
+
+/* The window of output (i, j), clipped: rows h0..h1-1, columns v0..v1-1. */
+static inline void window(const pool_geom *g, int64_t i, int64_t j, int64_t *h0, int64_t *h1,
+                          int64_t *v0, int64_t *v1)
+{
+    int64_t hs = i * g->sh - g->pt, vs = j * g->sw - g->pl;
+    *h0 = hs < 0 ? 0 : hs;
+    *h1 = hs + g->kh > g->h ? g->h : hs + g->kh;
+    *v0 = vs < 0 ? 0 : vs;
+    *v1 = vs + g->kw > g->w ? g->w : vs + g->kw;
+}
+
+/* Flat index (within the plane) of the first maximum of window (i, j). */
+static inline int64_t window_argmax(const pool_geom *g, const void *plane, bool f64,
+                                    int64_t i, int64_t j)
+{
+    int64_t h0, h1, v0, v1;
+    window(g, i, j, &h0, &h1, &v0, &v1);
+    int64_t best = h0 * g->w + v0;
+    double bv = tg_ref_ld(plane, best, f64);
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t v = v0; v < v1; v++) {
+            double e = tg_ref_ld(plane, h * g->w + v, f64);
+            if (e > bv) {
+                bv = e;
+                best = h * g->w + v;
+            }
+        }
+    return best;
+}
+
+static void pool_fwd_ref(bool max, const pool_geom *g, const tg_tensor *x, tg_tensor *y)
+{
+    bool f64 = x->dtype == TG_F64;
+    const char *xp = tg_tensor_data(x);
+    char *yp = tg_tensor_data(y);
+    size_t es = tg_dtype_size(x->dtype);
+    #pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < g->n * g->c; nc++) {
+        const void *xs = xp + (size_t)(nc * g->h * g->w) * es;
+        void *ys = yp + (size_t)(nc * g->oh * g->ow) * es;
+        for (int64_t i = 0; i < g->oh; i++)
+            for (int64_t j = 0; j < g->ow; j++) {
+                double r;
+                if (max) {
+                    r = tg_ref_ld(xs, window_argmax(g, xs, f64, i, j), f64);
+                } else {
+                    int64_t h0, h1, v0, v1;
+                    window(g, i, j, &h0, &h1, &v0, &v1);
+                    double acc = 0.0;
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t v = v0; v < v1; v++)
+                            acc += tg_ref_ld(xs, h * g->w + v, f64);
+                    r = acc / (double)((h1 - h0) * (v1 - v0));
+                }
+                tg_ref_st(ys, i * g->ow + j, f64, r);
+            }
+    }
+}
+
+static void pool_bwd_ref(bool max, const pool_geom *g, const tg_tensor *x, const tg_tensor *gy,
+                         tg_tensor *gx)
+{
+    bool f64 = gy->dtype == TG_F64;
+    const char *xp = x ? tg_tensor_data(x) : NULL;
+    const char *gyp = tg_tensor_data(gy);
+    char *gxp = tg_tensor_data(gx);
+    size_t es = tg_dtype_size(gy->dtype);
+    /* one plane per iteration: the scatter below never crosses planes */
+    #pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < g->n * g->c; nc++) {
+        const void *gys = gyp + (size_t)(nc * g->oh * g->ow) * es;
+        void *gxs = gxp + (size_t)(nc * g->h * g->w) * es;
+        for (int64_t k = 0; k < g->h * g->w; k++)
+            tg_ref_st(gxs, k, f64, 0.0);
+        for (int64_t i = 0; i < g->oh; i++)
+            for (int64_t j = 0; j < g->ow; j++) {
+                double gv = tg_ref_ld(gys, i * g->ow + j, f64);
+                if (max) {
+                    const void *xs = xp + (size_t)(nc * g->h * g->w) * es;
+                    int64_t at = window_argmax(g, xs, f64, i, j);
+                    tg_ref_st(gxs, at, f64, tg_ref_ld(gxs, at, f64) + gv);
+                } else {
+                    int64_t h0, h1, v0, v1;
+                    window(g, i, j, &h0, &h1, &v0, &v1);
+                    double share = gv / (double)((h1 - h0) * (v1 - v0));
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t v = v0; v < v1; v++)
+                            tg_ref_st(gxs, h * g->w + v, f64,
+                                      tg_ref_ld(gxs, h * g->w + v, f64) + share);
+                }
+            }
+    }
+}
+
+/* ---------------------------------------------------------------- the ops */
+
+static void pool_free(void *saved)
+{
+    pool_params *p = saved;
+    if (!p)
+        return;
+    tg_release(p->ws);
+    free(p);
+}
+
+static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opts)
+{
+    const char *who = max ? "tg_max_pool2d" : "tg_avg_pool2d";
+    if (!x)
+        return tg_null_arg(who, "x"), NULL;
+    tg_pool2d_opts o = opts ? *opts : (tg_pool2d_opts)TG_POOL2D_OPTS_INIT;
+    pool_geom g;
+    if (pool_infer(who, x, &o, &g) != TG_OK)
+        return NULL;
+    bool dnnl = tg_use_dnnl(x);
+    bool record = tg_autograd_should_record(&x, 1);
+    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 4,
+                                       (const int64_t[]){g.n, g.c, g.oh, g.ow});
+    if (!y)
+        return NULL;
+    pool_params *p = NULL;
+    if (record) {
+        p = calloc(1, sizeof *p);
+        if (!p) {
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        }
+        p->o = o;
+        p->dnnl = dnnl;
+    }
+    tg_status st = TG_OK;
+    if (tg_tensor_numel(y) > 0) {
+        tg_tensor *xc = tg_contiguous_owned(x);
+        if (!xc)
+            st = tg_last_status();
+        else if (dnnl)
+            st = pool_fwd_dnnl(max, record, &g, xc, y, p ? &p->ws : NULL, who);
+        else
+            pool_fwd_ref(max, &g, xc, y);
+        tg_release(xc);
+    }
+    if (st != TG_OK) {
+        pool_free(p);
+        tg_release(y);
+        return NULL;
+    }
+    const tg_op_vtable *vt = max ? &tg_op_max_pool2d_vtable : &tg_op_avg_pool2d_vtable;
+    return tg_op_finish(y, record, vt, &x, 1, p);
+}
+
+tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
+{
+    return pool_forward(true, x, opts);
+}
+
+tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
+{
+    return pool_forward(false, x, opts);
+}
+
+static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
+                               tg_tensor **grad_in)
+{
+    const char *who = max ? "tg_max_pool2d backward" : "tg_avg_pool2d backward";
+    pool_params *p = node->saved;
+    tg_tensor *x = node->inputs[0];
+    if (!tg_node_needs_grad(node, 0))
+        return TG_OK;
+    tg_pool2d_opts o = p->o;
+    pool_geom g;
+    tg_status st = pool_infer(who, x, &o, &g);
+    if (st != TG_OK)
+        return st;
+    tg_tensor *gy = tg_contiguous_owned(grad_out);
+    tg_tensor *gx = tg_tensor_new_owned(who, x->dtype, 4, x->shape);
+    tg_tensor *xc = max && !p->dnnl ? tg_contiguous_owned(x) : NULL;
+    if (!gy || !gx || (max && !p->dnnl && !xc)) {
+        st = tg_last_status();
+    } else if (tg_tensor_numel(gy) == 0) {
+        st = tg_tensor_fill(gx, 0.0);
+    } else if (p->dnnl) {
+        st = pool_bwd_dnnl(max, &g, p->ws, gy, gx, who);
+    } else {
+        pool_bwd_ref(max, &g, xc, gy, gx);
+    }
+    if (st == TG_OK)
+        grad_in[0] = tg_scoped(tg_retain(gx));
+    tg_release(gy);
+    tg_release(gx);
+    tg_release(xc);
+    return st;
+}
+
+static tg_status max_pool_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+{
+    return pool_backward(true, node, grad_out, grad_in);
+}
+
+static tg_status avg_pool_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+{
+    return pool_backward(false, node, grad_out, grad_in);
+}
+
+/* "2x2 s2", plus the padding when there is any. */
+static void pool_describe(const tg_node *node, char *buf, size_t n)
+{
+    const pool_params *p = node->saved;
+    if (!p) {
+        if (n)
+            buf[0] = '\0';
+        return;
+    }
+    const tg_pool2d_opts *o = &p->o;
+    int len = snprintf(buf, n, "%dx%d s%d", o->kernel[0], o->kernel[1], o->stride[0]);
+    if (len < 0 || (size_t)len >= n)
+        return;
+    if (o->stride[1] != o->stride[0])
+        len += snprintf(buf + len, n - (size_t)len, ",%d", o->stride[1]);
+    if ((size_t)len < n && (o->pad[0] || o->pad[1] || o->pad[2] || o->pad[3]))
+        snprintf(buf + len, n - (size_t)len, " p%d,%d,%d,%d", o->pad[0], o->pad[1],
+                 o->pad[2], o->pad[3]);
+}
+
+const tg_op_vtable tg_op_max_pool2d_vtable = {
+    .name = "max_pool2d",
+    .backward = max_pool_backward,
+    .free_saved = pool_free,
+    .describe = pool_describe,
+    .gradcheck_hints = TG_GC_DISTINCT,
+};
+
+const tg_op_vtable tg_op_avg_pool2d_vtable = {
+    .name = "avg_pool2d",
+    .backward = avg_pool_backward,
+    .free_saved = pool_free,
+    .describe = pool_describe,
+    .gradcheck_hints = 0,
+};
