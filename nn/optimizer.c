@@ -58,7 +58,7 @@ enum { RMS_LR, RMS_RHO, RMS_MOMENTUM, RMS_EPS };
         const T lr = (T)o->hp[SGD_LR], mu = (T)o->hp[SGD_MOMENTUM];                  \
         const T wd = (T)o->hp[SGD_WD];                                               \
         const bool nesterov = o->hp[SGD_NESTEROV] != 0;                              \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k] + wd * p[k];                                                 \
             if (!v) {                                                                \
@@ -80,7 +80,7 @@ static void sgd_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor
         SGD_LOOP(double);
 }
 
-#define ADAM_LOOP(T, SQRT)                                                                \
+#define ADAM_LOOP(T, SQRT)                                                           \
     do {                                                                             \
         T *p = tg_tensor_data(pt);                                                   \
         const T *g = tg_tensor_data(gt);                                             \
@@ -88,7 +88,7 @@ static void sgd_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor
         T *v = tg_tensor_data(o->slots[1][i]);                                       \
         const T b1 = (T)o->hp[ADAM_B1], b2 = (T)o->hp[ADAM_B2];                      \
         const T eps = (T)o->hp[ADAM_EPS], lr_t = (T)lr_t_d;                          \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k];                                                             \
             T mk = b1 * m[k] + (1 - b1) * gk;                                        \
@@ -111,7 +111,7 @@ static void adam_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tenso
         ADAM_LOOP(double, sqrt);
 }
 
-#define RMS_LOOP(T, SQRT)                                                                  \
+#define RMS_LOOP(T, SQRT)                                                            \
     do {                                                                             \
         T *p = tg_tensor_data(pt);                                                   \
         const T *g = tg_tensor_data(gt);                                             \
@@ -119,7 +119,7 @@ static void adam_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tenso
         T *mom = o->n_slots > 1 ? (T *)tg_tensor_data(o->slots[1][i]) : NULL;        \
         const T lr = (T)o->hp[RMS_LR], rho = (T)o->hp[RMS_RHO];                      \
         const T mu = (T)o->hp[RMS_MOMENTUM], eps = (T)o->hp[RMS_EPS];                \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                \
+        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k];                                                             \
             T s = rho * ms[k] + (1 - rho) * gk * gk;                                 \
@@ -486,7 +486,7 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     int n_errs = 0;
     char k[1024];
     tg_status st;
-#define PROBLEM(...) do { tg_nn_buf_printf(&errs, "%s", n_errs++ ? "; " : ""); \
+#define PROBLEM(...) do { tg_nn_buf_printf(&errs, "%s", n_errs++ ? "; " : "");       \
         tg_nn_buf_printf(&errs, __VA_ARGS__); } while (0)
 
     const char *tname = NULL;

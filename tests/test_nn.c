@@ -1,17 +1,1165 @@
-/* tests/test_nn.c -- layers, Sequential, optimizers and metrics (being written). */
+/* tests/test_nn.c -- nn/: layers and their shapes, the Sequential model (summary,
+ * parameter names, trainable flags, state dicts), initializers, optimizers
+ * (each update checked against the formula computed here), accuracy, and a tiny
+ * model that learns. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "tests/tg_test.h"
 
-START_TEST(test_placeholder)
+/* ---------------------------------------------------------------- helpers */
+
+/* Bit-for-bit equal values (a zero tolerance would divide 0 by 0). */
+#define ASSERT_TENSOR_EQ(a, b) TG_ASSERT_TENSOR_CLOSE(a, b, 1e-300, 0)
+
+/* The Keras Fashion-MNIST tutorial network. */
+static tg_sequential *tutorial_model(void)
 {
-    ck_assert(1);
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 28, 28));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(32, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_max_pool2d(2, 2, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dropout(0.25)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(128, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(10, TG_ACT_SOFTMAX, NULL)));
+    return m;
+}
+
+/* A small CNN: conv 4 3x3 relu on 1x6x6, max pool 2, flatten, dense 3 softmax. */
+static tg_sequential *small_cnn(void)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(4, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_max_pool2d(2, 2, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
+    return m;
+}
+
+/* An MLP in f64: in -> hidden relu -> out (no activation). */
+static tg_sequential *mlp(int64_t in, int hidden, int out, tg_dtype dt)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(in));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_set_dtype(m, dt));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(hidden, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(out, TG_ACT_NONE, NULL)));
+    return m;
+}
+
+static char *summary_text(tg_sequential *m)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert(f != NULL);
+    TG_OK_(tg_sequential_summary(m, f));
+    fclose(f);
+    return buf;
+}
+
+static void assert_shape(const int64_t *got, int ndim, int want_ndim, const int64_t *want)
+{
+    ck_assert_int_eq(ndim, want_ndim);
+    for (int i = 0; i < ndim; i++)
+        ck_assert_int_eq(got[i], want[i]);
+}
+
+/* Sets p's gradient to exactly g (same shape) through backward of sum(p * g). */
+static void set_grad(tg_tensor *p, const double *g)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *gt = tg_empty(tg_tensor_dtype(p), tg_tensor_ndim(p), tg_tensor_shape(p));
+    for (int64_t i = 0; i < tg_tensor_numel(p); i++) {
+        if (tg_tensor_dtype(p) == TG_F64)
+            ((double *)tg_tensor_data(gt))[i] = g[i];
+        else
+            ((float *)tg_tensor_data(gt))[i] = (float)g[i];
+    }
+    if (tg_grad(p))
+        TG_OK_(tg_zero_grad(p));
+    tg_tensor *loss = tg_sum(tg_mul(p, gt), NULL, 0, false);
+    TG_CHECK(loss);
+    TG_OK_(tg_backward(loss));
+    tg_scope_pop(s);
+}
+
+static tg_tensor *param_f64(const char *name, int64_t n, const double *v)
+{
+    tg_tensor *p = tg_from_data(TG_F64, TG_SHAPE(n), v);
+    TG_CHECK(p);
+    TG_OK_(tg_tensor_set_name(p, name));
+    TG_OK_(tg_set_requires_grad(p, true));
+    return p;
+}
+
+/* Element at flat row-major index i, through the public accessors. */
+static double at(const tg_tensor *t, int64_t i)
+{
+    int64_t idx[TG_MAX_DIMS];
+    for (int d = tg_tensor_ndim(t) - 1; d >= 0; d--) {
+        idx[d] = i % tg_tensor_dim(t, d);
+        i /= tg_tensor_dim(t, d);
+    }
+    return tg_get(t, idx);
+}
+
+/* ---------------------------------------------------------------- shapes, counts */
+
+START_TEST(test_tutorial_shapes_and_count)
+{
+    tg_sequential *m = tutorial_model();
+    TG_OK_(tg_sequential_build(m));
+    static const struct { const char *name, *type; int nd; int64_t shape[3]; int64_t n; } want[] = {
+        { "conv2d", "Conv2D", 3, { 32, 26, 26 }, 320 },
+        { "max_pooling2d", "MaxPooling2D", 3, { 32, 13, 13 }, 0 },
+        { "dropout", "Dropout", 3, { 32, 13, 13 }, 0 },
+        { "flatten", "Flatten", 1, { 5408 }, 0 },
+        { "dense", "Dense", 1, { 128 }, 692352 },
+        { "dense_1", "Dense", 1, { 10 }, 1290 },
+    };
+    ck_assert_int_eq(tg_sequential_layer_count(m), 6);
+    for (int i = 0; i < 6; i++) {
+        tg_layer *l = tg_sequential_layer(m, i);
+        ck_assert_str_eq(tg_layer_name(l), want[i].name);
+        ck_assert_str_eq(tg_layer_type(l), want[i].type);
+        int nd;
+        const int64_t *s = tg_layer_output_shape(l, &nd);
+        assert_shape(s, nd, want[i].nd, want[i].shape);
+        ck_assert_int_eq(tg_layer_count_params(l), want[i].n);
+    }
+    int64_t total = -1, tr = -1, ntr = -1;
+    TG_OK_(tg_sequential_count_params(&total, &tr, &ntr, m));
+    ck_assert_int_eq(total, 693962);
+    ck_assert_int_eq(tr, 693962);
+    ck_assert_int_eq(ntr, 0);
+
+    /* The forward agrees: probabilities (2, 10); in eval mode it is deterministic. */
+    tg_sequential_set_training(m, false);
+    tg_scope *sc = tg_scope_push();
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(2, 1, 28, 28), 0, 1, NULL);
+    tg_tensor *y = tg_sequential_forward(m, x);
+    TG_CHECK(y);
+    assert_shape(tg_tensor_shape(y), tg_tensor_ndim(y), 2, (const int64_t[]){ 2, 10 });
+    double sum = 0;
+    for (int64_t i = 0; i < 10; i++)
+        sum += at(y, i);
+    TG_ASSERT_CLOSE(sum, 1.0, 1e-5, 0);
+    ASSERT_TENSOR_EQ(tg_sequential_forward(m, x), y);
+    tg_scope_pop(sc);
+
+    char *text = summary_text(m);
+    ck_assert_msg(strstr(text, "Total params: 693,962\n"), "%s", text);
+    ck_assert_msg(strstr(text, " dense_1 (Dense)"), "%s", text);
+    ck_assert_msg(strstr(text, "(None, 32, 26, 26)"), "%s", text);
+    free(text);
+    tg_sequential_free(m);
+}
+END_TEST
+
+START_TEST(test_summary_exact)
+{
+    tg_sequential *m = small_cnn();
+    char *text = summary_text(m);
+    /* "max_pooling2d (MaxPooling2D)" needs a first column one wider than Keras's
+     * 29, so every rule is 66 long. */
+    const char *want =
+        "Model: \"sequential\"\n"
+        "__________________________________________________________________\n"
+        " Layer (type)                 Output Shape              Param #\n"
+        "==================================================================\n"
+        " conv2d (Conv2D)              (None, 4, 4, 4)           40\n"
+        "__________________________________________________________________\n"
+        " max_pooling2d (MaxPooling2D) (None, 4, 2, 2)           0\n"
+        "__________________________________________________________________\n"
+        " flatten (Flatten)            (None, 16)                0\n"
+        "__________________________________________________________________\n"
+        " dense (Dense)                (None, 3)                 51\n"
+        "==================================================================\n"
+        "Total params: 91\n"
+        "Trainable params: 91\n"
+        "Non-trainable params: 0\n"
+        "__________________________________________________________________\n";
+    ck_assert_str_eq(text, want);
+    free(text);
+
+    /* Freezing moves the conv's 40 to the non-trainable line. */
+    TG_OK_(tg_layer_set_trainable(tg_sequential_layer_by_name(m, "conv2d"), false));
+    text = summary_text(m);
+    ck_assert_msg(strstr(text, "Total params: 91\nTrainable params: 51\n"
+                               "Non-trainable params: 40\n"), "%s", text);
+    free(text);
+    tg_sequential_free(m);
+
+    /* Without a long name the table is Keras's 65 wide, columns at 29 and 55. */
+    m = mlp(5, 1000, 2, TG_F32);
+    TG_OK_(tg_sequential_set_name(m, "mlp"));
+    text = summary_text(m);
+    const char *want2 =
+        "Model: \"mlp\"\n"
+        "_________________________________________________________________\n"
+        " Layer (type)                Output Shape              Param #\n"
+        "=================================================================\n"
+        " dense (Dense)               (None, 1000)              6,000\n"
+        "_________________________________________________________________\n"
+        " dense_1 (Dense)             (None, 2)                 2,002\n"
+        "=================================================================\n"
+        "Total params: 8,002\n"
+        "Trainable params: 8,002\n"
+        "Non-trainable params: 0\n"
+        "_________________________________________________________________\n";
+    ck_assert_str_eq(text, want2);
+    free(text);
+    tg_sequential_free(m);
+}
+END_TEST
+
+START_TEST(test_padding_and_strides)
+{
+    tg_conv2d_layer_opts same = TG_CONV2D_LAYER_OPTS_INIT;
+    same.padding = TG_PADDING_SAME;
+    tg_conv2d_layer_opts same2 = same;
+    same2.stride[0] = same2.stride[1] = 2;
+    tg_conv2d_layer_opts expl = TG_CONV2D_LAYER_OPTS_INIT;
+    expl.padding = TG_PADDING_EXPLICIT;
+    expl.pad[0] = 1; /* top only */
+    expl.use_bias = false;
+    tg_pool2d_layer_opts psame = TG_POOL2D_LAYER_OPTS_INIT;
+    psame.padding = TG_PADDING_SAME;
+
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(3, 7, 9));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(5, 3, 3, TG_ACT_NONE, &same)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(6, 3, 3, TG_ACT_TANH, &same2)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(2, 2, 3, TG_ACT_SIGMOID, &expl)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_avg_pool2d(2, 2, &psame)));
+    TG_OK_(tg_sequential_build(m));
+    int nd;
+    const int64_t *s;
+    s = tg_layer_output_shape(tg_sequential_layer(m, 0), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){ 5, 7, 9 });
+    s = tg_layer_output_shape(tg_sequential_layer(m, 1), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){ 6, 4, 5 }); /* ceil(7/2), ceil(9/2) */
+    s = tg_layer_output_shape(tg_sequential_layer(m, 2), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){ 2, 4, 3 }); /* (4+1-2)+1, 5-3+1 */
+    ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 2)), 1);
+    s = tg_layer_output_shape(tg_sequential_layer(m, 3), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){ 2, 2, 2 });
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 3)), "average_pooling2d");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, -2)), "conv2d_2");
+
+    /* The forward agrees with the inferred shapes. */
+    tg_scope *sc = tg_scope_push();
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(2, 3, 7, 9), 0, 1, NULL);
+    tg_tensor *y = tg_sequential_forward(m, x);
+    TG_CHECK(y);
+    assert_shape(tg_tensor_shape(y), tg_tensor_ndim(y), 4, (const int64_t[]){ 2, 2, 2, 2 });
+    tg_scope_pop(sc);
+    tg_sequential_free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- errors */
+
+START_TEST(test_shape_errors)
+{
+    /* A 3x3 conv on a 2x2 input. */
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 2, 2));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(8, 3, 3, TG_ACT_RELU, NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("conv2d (Conv2D)");
+    TG_ASSERT_ERROR_HAS("3x3");
+    TG_ASSERT_ERROR_HAS("(None, 1, 2, 2)");
+    ck_assert(!tg_sequential_is_built(m));
+    ck_assert_ptr_null(tg_sequential_forward(m, NULL));
+    tg_sequential_free(m);
+
+    /* Dense on a 4-D output without Flatten; the first layers get unbuilt again. */
+    m = tg_sequential_new(TG_SHAPE(1, 8, 8));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(2, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(4, TG_ACT_NONE, NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("dense (Dense)");
+    TG_ASSERT_ERROR_HAS("(None, 2, 6, 6)");
+    TG_ASSERT_ERROR_HAS("Flatten");
+    ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 0)), 0);
+    size_t n = 99;
+    ck_assert_ptr_null(tg_sequential_params(m, &n));
+    ck_assert_int_eq(n, 0);
+    tg_sequential_free(m);
+
+    /* A pool larger than its input; conv on a 1-D input. */
+    m = tg_sequential_new(TG_SHAPE(3, 4, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_max_pool2d(5, 5, NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("max_pooling2d (MaxPooling2D)");
+    tg_sequential_free(m);
+    m = tg_sequential_new(TG_SHAPE(10));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(2, 1, 1, TG_ACT_NONE, NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("(None, 10)");
+    tg_sequential_free(m);
+
+    /* An empty model; bad constructor arguments; NULL layers keep their message. */
+    m = tg_sequential_new(TG_SHAPE(4));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_STATE);
+    ck_assert_ptr_null(tg_layer_new_dense(0, TG_ACT_NONE, NULL));
+    ck_assert_ptr_null(tg_layer_new_dropout(1.0));
+    ck_assert_ptr_null(tg_layer_new_conv2d(4, 0, 3, TG_ACT_NONE, NULL));
+    ck_assert_ptr_null(tg_layer_new_dense(3, (tg_activation)42, NULL));
+    ck_assert_int_ne(tg_sequential_add(m, tg_layer_new_dropout(-0.5)), TG_OK);
+    TG_ASSERT_ERROR_HAS("tg_layer_new_dropout");
+    ck_assert_ptr_null(tg_sequential_new(0, NULL));
+    ck_assert_ptr_null(tg_sequential_new(TG_SHAPE(3, 0)));
+
+    /* Names: explicit ones must be unique and '/'-free; auto names skip taken ones. */
+    tg_dense_layer_opts o = TG_DENSE_LAYER_OPTS_INIT;
+    o.name = "dense";
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, &o)));
+    ck_assert_int_eq(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, &o)), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("already has a layer named \"dense\"");
+    o.name = "a/b";
+    ck_assert_ptr_null(tg_layer_new_dense(3, TG_ACT_NONE, &o));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, NULL)));
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 1)), "dense_1");
+    tg_layer *l = tg_layer_new_flatten();
+    TG_OK_(tg_layer_set_name(l, "my_flatten"));
+    TG_OK_(tg_sequential_add(m, l));
+    ck_assert_int_eq(tg_layer_set_name(l, "other"), TG_ERR_STATE);
+    ck_assert_ptr_eq(tg_sequential_layer_by_name(m, "my_flatten"), l);
+    ck_assert_ptr_null(tg_sequential_layer_by_name(m, "nope"));
+    TG_ASSERT_ERROR_HAS("nope");
+    ck_assert_ptr_null(tg_sequential_layer(m, 3));
+    ck_assert_ptr_null(tg_sequential_layer(m, -4));
+    tg_layer_free(l); /* refused: the model owns it */
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+
+    /* After build: no more layers; the input must match. */
+    TG_OK_(tg_sequential_build(m));
+    ck_assert_int_eq(tg_sequential_add(m, tg_layer_new_flatten()), TG_ERR_STATE);
+    ck_assert_int_eq(tg_sequential_set_dtype(m, TG_F64), TG_ERR_STATE);
+    tg_scope *s = tg_scope_push();
+    ck_assert_ptr_null(tg_sequential_forward(m, tg_zeros(TG_F32, TG_SHAPE(2, 5))));
+    TG_ASSERT_ERROR_HAS("expects input (None, 4), got [2, 5]");
+    ck_assert_ptr_null(tg_sequential_forward(m, tg_zeros(TG_F64, TG_SHAPE(2, 4))));
+    TG_ASSERT_ERROR_HAS("f64");
+    ck_assert_ptr_null(tg_sequential_forward(m, tg_zeros(TG_F32, TG_SHAPE(4))));
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+
+    /* An unowned layer is freed by its owner. */
+    tg_layer_free(tg_layer_new_conv2d(1, 1, 1, TG_ACT_NONE, NULL));
+    tg_layer_free(NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- parameters */
+
+START_TEST(test_param_names_and_init)
+{
+    tg_manual_seed(7);
+    tg_sequential *m = small_cnn();
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    ck_assert_int_eq(n, 4);
+    const char *names[] = { "conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias" };
+    const int64_t shapes[][4] = { { 4, 1, 3, 3 }, { 4 }, { 3, 16 }, { 3 } };
+    const int ndims[] = { 4, 1, 2, 1 };
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(tg_tensor_name(ps[i]), names[i]);
+        assert_shape(tg_tensor_shape(ps[i]), tg_tensor_ndim(ps[i]), ndims[i], shapes[i]);
+        ck_assert(tg_requires_grad(ps[i]));
+        ck_assert_int_eq(tg_tensor_dtype(ps[i]), TG_F32);
+    }
+    tg_layer *conv = tg_sequential_layer(m, 0);
+    ck_assert_ptr_eq(tg_layer_param_by_name(conv, "kernel"), ps[0]);
+    ck_assert_ptr_eq(tg_layer_param(conv, 1), ps[1]);
+    ck_assert_ptr_null(tg_layer_param(conv, 2));
+    ck_assert_ptr_null(tg_layer_param_by_name(conv, "gamma"));
+    ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 1)), 0);
+
+    /* glorot_uniform kernels within +-sqrt(6/(fan_in+fan_out)), not all equal;
+     * zero biases. conv: fan_in 1*9, fan_out 4*9. */
+    double lim = sqrt(6.0 / (9 + 36)), mn = 1e9, mx = -1e9;
+    for (int64_t i = 0; i < tg_tensor_numel(ps[0]); i++) {
+        mn = fmin(mn, at(ps[0], i));
+        mx = fmax(mx, at(ps[0], i));
+    }
+    ck_assert(mn >= -lim && mx <= lim && mx > mn);
+    for (int64_t i = 0; i < 4; i++)
+        ck_assert(at(ps[1], i) == 0.0);
+
+    /* Same seed, same parameters. */
+    tg_manual_seed(7);
+    tg_sequential *m2 = small_cnn();
+    size_t n2;
+    tg_tensor *const *ps2 = tg_sequential_params(m2, &n2);
+    ASSERT_TENSOR_EQ(ps2[0], ps[0]);
+    ASSERT_TENSOR_EQ(ps2[2], ps[2]);
+    tg_sequential_free(m2);
+
+    /* A model-owned rng gives its own reproducible stream. */
+    tg_rng r1, r2;
+    tg_rng_seed(&r1, 11);
+    tg_rng_seed(&r2, 11);
+    m2 = mlp(6, 5, 2, TG_F64);
+    tg_sequential *m3 = mlp(6, 5, 2, TG_F64);
+    TG_OK_(tg_sequential_set_rng(m2, &r1));
+    TG_OK_(tg_sequential_set_rng(m3, &r2));
+    tg_manual_seed(99);
+    TG_OK_(tg_sequential_build(m2));
+    TG_OK_(tg_sequential_build(m3));
+    ASSERT_TENSOR_EQ(tg_layer_param(tg_sequential_layer(m2, 0), 0),
+                           tg_layer_param(tg_sequential_layer(m3, 0), 0));
+    ck_assert_int_eq(tg_tensor_dtype(tg_layer_param(tg_sequential_layer(m2, 0), 0)), TG_F64);
+    tg_sequential_free(m2);
+    tg_sequential_free(m3);
+    tg_sequential_free(m);
+
+    /* The initializers on their own. */
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = tg_empty(TG_F64, TG_SHAPE(200, 50));
+    TG_OK_(tg_init_fill(w, TG_INIT_HE_NORMAL, NULL));
+    double sigma = sqrt(2.0 / 50), sum2 = 0;
+    for (int64_t i = 0; i < 10000; i++) {
+        ck_assert(fabs(at(w, i)) <= 2 * sigma);
+        sum2 += at(w, i) * at(w, i);
+    }
+    /* A normal truncated at 2 sigma has variance 0.774 sigma^2. */
+    TG_ASSERT_CLOSE(sqrt(sum2 / 10000), sigma * sqrt(0.774), 0, 0.05);
+    TG_OK_(tg_init_fill(w, TG_INIT_ZEROS, NULL));
+    ck_assert(at(w, 123) == 0.0);
+    ck_assert_int_ne(tg_init_fill(tg_zeros(TG_I32, TG_SHAPE(3)), TG_INIT_ZEROS, NULL), TG_OK);
+    ck_assert_int_ne(tg_init_fill(w, (tg_initializer)9, NULL), TG_OK);
+    ck_assert_str_eq(tg_initializer_name(TG_INIT_GLOROT_UNIFORM), "glorot_uniform");
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(test_architecture)
+{
+    tg_sequential *m = tutorial_model();
+    char *a = tg_sequential_architecture(m);
+    TG_CHECK(a);
+    ck_assert_msg(strstr(a, "\"class_name\": \"Sequential\"") && strstr(a, "\"input_shape\": [1, 28, 28]") &&
+                  strstr(a, "{\"class_name\": \"Conv2D\", \"name\": \"conv2d\", \"trainable\": true, "
+                            "\"config\": {\"filters\": 32, \"kernel_size\": [3, 3]") &&
+                  strstr(a, "\"rate\": 0.25") && strstr(a, "\"units\": 10") &&
+                  strstr(a, "\"activation\": \"softmax\"}}]}"), "%s", a);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, "model/"));
+    const char *arch = NULL;
+    TG_OK_(tg_state_dict_get_str(&arch, sd, "model/architecture"));
+    ck_assert_str_eq(arch, a);
+    ck_assert_int_eq(tg_state_dict_size(sd), 6);
+    ck_assert_str_eq(tg_state_dict_name_at(sd, 0), "model/conv2d/kernel");
+    ck_assert_str_eq(tg_state_dict_name_at(sd, 5), "model/dense_1/bias");
+    free(a);
+    tg_state_dict_free(sd);
+    tg_sequential_free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- forward */
+
+START_TEST(test_forward_probs_and_logits)
+{
+    tg_manual_seed(3);
+    tg_sequential *m = small_cnn();
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(5, 1, 6, 6), 0, 1, NULL);
+    tg_tensor *p = tg_sequential_forward(m, x);
+    tg_tensor *z = tg_sequential_forward_logits(m, x);
+    TG_CHECK(p && z);
+    assert_shape(tg_tensor_shape(p), tg_tensor_ndim(p), 2, (const int64_t[]){ 5, 3 });
+    for (int64_t r = 0; r < 5; r++) {
+        double sum = 0;
+        for (int64_t c = 0; c < 3; c++)
+            sum += at(p, r * 3 + c);
+        TG_ASSERT_CLOSE(sum, 1.0, 1e-5, 0);
+    }
+    /* softmax(logits) is the forward's output, computed here by hand. */
+    for (int64_t r = 0; r < 5; r++) {
+        double mx = fmax(fmax(at(z, r * 3), at(z, r * 3 + 1)), at(z, r * 3 + 2)), den = 0;
+        for (int64_t c = 0; c < 3; c++)
+            den += exp(at(z, r * 3 + c) - mx);
+        for (int64_t c = 0; c < 3; c++)
+            TG_ASSERT_CLOSE(at(p, r * 3 + c), exp(at(z, r * 3 + c) - mx) / den, 1e-6, 1e-5);
+    }
+    /* Same argmax, so the same accuracy. */
+    tg_tensor *labels = tg_from_data(TG_I64, TG_SHAPE(5), (const int64_t[]){ 0, 1, 2, 0, 1 });
+    ck_assert(tg_accuracy(p, labels) == tg_accuracy(z, labels));
+    /* The CE from probabilities and from logits agree. */
+    TG_ASSERT_CLOSE(tg_item(tg_cross_entropy_probs(p, labels)),
+                    tg_item(tg_cross_entropy(z, labels)), 1e-5, 1e-4);
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+
+    /* A final Softmax layer is skipped too; a middle one is not. */
+    m = tg_sequential_new(TG_SHAPE(4));
+    TG_OK_(tg_sequential_set_dtype(m, TG_F64));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_activation(TG_ACT_SOFTMAX)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_softmax()));
+    s = tg_scope_push();
+    x = tg_from_data(TG_F64, TG_SHAPE(1, 4), (const double[]){ 1, 2, 3, 4 });
+    p = tg_sequential_forward(m, x);
+    z = tg_sequential_forward_logits(m, x);
+    TG_CHECK(p && z);
+    tg_tensor *w = tg_layer_param(tg_sequential_layer(m, 1), 0);
+    double e[4], den = 0;
+    for (int i = 0; i < 4; i++)
+        den += (e[i] = exp(i + 1.0));
+    for (int o = 0; o < 3; o++) {
+        double want = 0; /* bias is zero */
+        for (int i = 0; i < 4; i++)
+            want += at(w, o * 4 + i) * e[i] / den;
+        TG_ASSERT_CLOSE(at(z, o), want, 1e-12, 1e-10);
+    }
+    double ps = at(p, 0) + at(p, 1) + at(p, 2);
+    TG_ASSERT_CLOSE(ps, 1.0, 1e-12, 0);
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+}
+END_TEST
+
+START_TEST(test_dropout_modes)
+{
+    tg_manual_seed(5);
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1000));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dropout(0.5)));
+    ck_assert(tg_sequential_is_training(m));
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(2, 1000));
+    tg_tensor *y = tg_sequential_forward(m, x);
+    TG_CHECK(y);
+    int zeros = 0;
+    for (int64_t i = 0; i < 2000; i++) {
+        double v = at(y, i);
+        ck_assert_msg(v == 0.0 || fabs(v - 2.0) < 1e-6, "element %lld = %g", (long long)i, v);
+        zeros += v == 0.0;
+    }
+    ck_assert_msg(zeros > 850 && zeros < 1150, "%d zeros of 2000", zeros);
+    tg_sequential_set_training(m, false);
+    ck_assert(!tg_sequential_is_training(m));
+    y = tg_sequential_forward(m, x);
+    ASSERT_TENSOR_EQ(y, x);
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- trainable */
+
+START_TEST(test_frozen_layer)
+{
+    tg_manual_seed(1);
+    tg_sequential *m = mlp(4, 6, 3, TG_F64);
+    tg_layer *first = tg_sequential_layer(m, 0);
+    TG_OK_(tg_layer_set_trainable(first, false));
+    ck_assert(!tg_layer_trainable(first));
+    size_t n;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    ck_assert_int_eq(n, 4);
+    ck_assert(!tg_requires_grad(ps[0]) && !tg_requires_grad(ps[1]));
+    ck_assert(tg_requires_grad(ps[2]) && tg_requires_grad(ps[3]));
+    int64_t tot, tr, ntr;
+    TG_OK_(tg_sequential_count_params(&tot, &tr, &ntr, m));
+    ck_assert_int_eq(tot, 4 * 6 + 6 + 6 * 3 + 3);
+    ck_assert_int_eq(ntr, 30);
+    ck_assert_int_eq(tr, 21);
+
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, NULL);
+    TG_CHECK(opt);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *before0 = tg_tensor_copy(ps[0]), *before2 = tg_tensor_copy(ps[2]);
+    tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(8, 4), 0, 1, NULL);
+    tg_tensor *labels = tg_from_data(TG_I32, TG_SHAPE(8), (const int32_t[]){ 0, 1, 2, 0, 1, 2, 0, 1 });
+    tg_tensor *loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), labels);
+    TG_CHECK(loss);
+    TG_OK_(tg_backward(loss));
+    ck_assert_ptr_null(tg_grad(ps[0]));
+    ck_assert_ptr_null(tg_grad(ps[1]));
+    ck_assert_ptr_nonnull(tg_grad(ps[2]));
+    TG_OK_(tg_optimizer_step(opt));
+    ASSERT_TENSOR_EQ(ps[0], before0);
+    ck_assert(tg_test_max_scaled_err(ps[2], before2, 1e-12, 0, &(int64_t){ 0 }) > 1);
+
+    /* Unfreezing: the next backward reaches the first layer and the step moves it. */
+    TG_OK_(tg_layer_set_trainable(first, true));
+    TG_OK_(tg_optimizer_zero_grad(opt));
+    loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), labels);
+    TG_OK_(tg_backward(loss));
+    ck_assert_ptr_nonnull(tg_grad(ps[0]));
+    TG_OK_(tg_optimizer_step(opt));
+    ck_assert(tg_test_max_scaled_err(ps[0], before0, 1e-12, 0, &(int64_t){ 0 }) > 1);
+    TG_OK_(tg_sequential_zero_grad(m));
+    ck_assert(at(tg_grad(ps[0]), 0) == 0.0);
+    tg_scope_pop(s);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- optimizers */
+
+START_TEST(test_adam_matches_formula)
+{
+    const double p0[3] = { 0.5, -1.0, 2.0 };
+    const double g[2][3] = { { 0.1, -0.2, 3.0 }, { -0.05, 0.4, 1e-4 } };
+    tg_tensor *p = param_f64("w", 3, p0);
+    tg_tensor *q = tg_tensor_to_dtype(p, TG_F32);
+    TG_OK_(tg_tensor_set_name(q, "w32"));
+    TG_OK_(tg_set_requires_grad(q, true));
+    tg_adam_opts o = TG_ADAM_OPTS_INIT;
+    ck_assert(o.lr == 1e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.epsilon == 1e-7);
+    o.lr = 0.01;
+    tg_optimizer *opt = tg_optimizer_new_adam((tg_tensor *[]){ p, q }, 2, &o);
+    TG_CHECK(opt);
+    ck_assert_str_eq(tg_optimizer_type(opt), "adam");
+
+    double want[3], m[3] = { 0 }, v[3] = { 0 };
+    memcpy(want, p0, sizeof want);
+    for (int t = 1; t <= 2; t++) {
+        set_grad(p, g[t - 1]);
+        set_grad(q, g[t - 1]);
+        TG_OK_(tg_optimizer_step(opt));
+        ck_assert_int_eq(tg_optimizer_steps(opt), t);
+        double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
+        for (int i = 0; i < 3; i++) {
+            m[i] = 0.9 * m[i] + 0.1 * g[t - 1][i];
+            v[i] = 0.999 * v[i] + 0.001 * g[t - 1][i] * g[t - 1][i];
+            want[i] -= lr_t * m[i] / (sqrt(v[i]) + 1e-7);
+            TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
+            TG_ASSERT_CLOSE(at(q, i), want[i], 1e-6, 1e-6);
+        }
+        if (t == 1) /* Adam's first step moves every element by about lr. */
+            for (int i = 0; i < 3; i++)
+                TG_ASSERT_CLOSE(fabs(at(p, i) - p0[i]), 0.01, 0, 1e-3);
+    }
+    tg_optimizer_free(opt);
+    tg_release(p);
+    tg_release(q);
+}
+END_TEST
+
+START_TEST(test_sgd_matches_formula)
+{
+    const double p0[2] = { 1.0, -2.0 };
+    const double g[3][2] = { { 0.5, -1.0 }, { 0.25, 0.75 }, { -1.0, 0.0 } };
+    for (int variant = 0; variant < 4; variant++) {
+        /* plain, momentum, nesterov, momentum + weight decay */
+        tg_sgd_opts o = TG_SGD_OPTS_INIT;
+        o.lr = 0.1;
+        o.momentum = variant ? 0.9 : 0.0;
+        o.nesterov = variant == 2;
+        o.weight_decay = variant == 3 ? 0.01 : 0.0;
+        tg_tensor *p = param_f64("p", 2, p0);
+        tg_optimizer *opt = tg_optimizer_new_sgd(&p, 1, &o);
+        TG_CHECK(opt);
+        double want[2] = { p0[0], p0[1] }, vel[2] = { 0, 0 };
+        for (int t = 0; t < 3; t++) {
+            set_grad(p, g[t]);
+            TG_OK_(tg_optimizer_step(opt));
+            for (int i = 0; i < 2; i++) {
+                double gi = g[t][i] + o.weight_decay * want[i];
+                if (o.momentum == 0) {
+                    want[i] -= o.lr * gi;
+                } else {
+                    vel[i] = o.momentum * vel[i] - o.lr * gi;
+                    want[i] += o.nesterov ? o.momentum * vel[i] - o.lr * gi : vel[i];
+                }
+                TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
+            }
+        }
+        /* A hand-checked value: plain SGD, p0 - 0.1 * sum(g). */
+        if (variant == 0)
+            TG_ASSERT_CLOSE(at(p, 0), 1.0 - 0.1 * (0.5 + 0.25 - 1.0), 1e-15, 0);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+    /* Bad hyper-parameters. */
+    tg_sgd_opts bad = TG_SGD_OPTS_INIT;
+    bad.nesterov = true;
+    ck_assert_ptr_null(tg_optimizer_new_sgd(NULL, 0, &bad));
+    TG_ASSERT_ERROR_HAS("nesterov");
+    bad = (tg_sgd_opts)TG_SGD_OPTS_INIT;
+    bad.lr = -1;
+    ck_assert_ptr_null(tg_optimizer_new_sgd(NULL, 0, &bad));
+    tg_adam_opts badam = TG_ADAM_OPTS_INIT;
+    badam.beta2 = 1.0;
+    ck_assert_ptr_null(tg_optimizer_new_adam(NULL, 0, &badam));
+}
+END_TEST
+
+START_TEST(test_rmsprop_matches_formula)
+{
+    const double p0[2] = { 0.3, -0.7 };
+    const double g[2][2] = { { 1.0, -0.01 }, { -0.5, 0.2 } };
+    for (int variant = 0; variant < 2; variant++) {
+        tg_rmsprop_opts o = TG_RMSPROP_OPTS_INIT;
+        o.lr = 0.01;
+        o.momentum = variant ? 0.5 : 0.0;
+        tg_tensor *p = param_f64("p", 2, p0);
+        tg_optimizer *opt = tg_optimizer_new_rmsprop(&p, 1, &o);
+        TG_CHECK(opt);
+        double want[2] = { p0[0], p0[1] }, ms[2] = { 0, 0 }, mom[2] = { 0, 0 };
+        for (int t = 0; t < 2; t++) {
+            set_grad(p, g[t]);
+            TG_OK_(tg_optimizer_step(opt));
+            for (int i = 0; i < 2; i++) {
+                ms[i] = 0.9 * ms[i] + 0.1 * g[t][i] * g[t][i];
+                double upd = 0.01 * g[t][i] / (sqrt(ms[i]) + 1e-7);
+                mom[i] = o.momentum * mom[i] + upd;
+                want[i] -= mom[i];
+                TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
+            }
+        }
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+}
+END_TEST
+
+START_TEST(test_optimizer_skips_and_no_alloc)
+{
+    tg_tensor *a = param_f64("a", 3, (const double[]){ 1, 2, 3 });
+    tg_tensor *b = param_f64("b", 3, (const double[]){ 4, 5, 6 });
+    tg_tensor *c = param_f64("c", 3, (const double[]){ 7, 8, 9 });
+    TG_OK_(tg_set_requires_grad(c, false));
+    tg_optimizer *opt = tg_optimizer_new_adam((tg_tensor *[]){ a, b, c }, 3, NULL);
+    TG_CHECK(opt);
+    set_grad(a, (const double[]){ 1, 1, 1 });
+    /* b has no gradient; c is frozen. */
+    uint64_t va = tg_tensor_version(a), vb = tg_tensor_version(b);
+    tg_memory_stats m0, m1;
+    tg_memory_stats_get(&m0);
+    TG_OK_(tg_optimizer_step(opt));
+    TG_OK_(tg_optimizer_step(opt));
+    tg_memory_stats_get(&m1);
+    ck_assert_int_eq(m1.allocs, m0.allocs);
+    ck_assert(tg_tensor_version(a) > va);
+    ck_assert_int_eq(tg_tensor_version(b), vb);
+    ck_assert(at(a, 0) < 1.0);
+    ck_assert(at(b, 0) == 4.0 && at(c, 2) == 9.0);
+    ck_assert_int_eq(tg_optimizer_steps(opt), 2);
+    TG_OK_(tg_optimizer_set_lr(opt, 0.5));
+    ck_assert(tg_optimizer_lr(opt) == 0.5);
+    ck_assert_int_eq(tg_optimizer_set_lr(opt, 0), TG_ERR_ARG);
+    TG_OK_(tg_optimizer_zero_grad(opt));
+    ck_assert(at(tg_grad(a), 1) == 0.0);
+    tg_optimizer_free(opt);
+
+    /* Construction errors: duplicate tensor, duplicate names, integer dtype. */
+    ck_assert_ptr_null(tg_optimizer_new_sgd((tg_tensor *[]){ a, a }, 2, NULL));
+    TG_OK_(tg_tensor_set_name(b, "a"));
+    ck_assert_ptr_null(tg_optimizer_new_sgd((tg_tensor *[]){ a, b }, 2, NULL));
+    TG_ASSERT_ERROR_HAS("both named \"a\"");
+    tg_tensor *i = tg_zeros(TG_I32, TG_SHAPE(2));
+    ck_assert_ptr_null(tg_optimizer_new_sgd(&i, 1, NULL));
+    ck_assert_ptr_null(tg_optimizer_new_sgd((tg_tensor *[]){ a, NULL }, 2, NULL));
+    tg_release(i);
+    tg_release(a);
+    tg_release(b);
+    tg_release(c);
+}
+END_TEST
+
+/* Trains m for `steps` Adam steps on fixed data; returns the mean loss of the
+ * first and last steps. */
+static void run_steps(tg_sequential *m, tg_optimizer *opt, tg_tensor *x, tg_tensor *y, int steps,
+                      double *first, double *last)
+{
+    for (int k = 0; k < steps; k++) {
+        tg_scope *s = tg_scope_push();
+        TG_OK_(tg_optimizer_zero_grad(opt));
+        tg_tensor *loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), y);
+        TG_CHECK(loss);
+        TG_OK_(tg_backward(loss));
+        TG_OK_(tg_optimizer_step(opt));
+        if (k == 0 && first)
+            *first = tg_item(loss);
+        if (k == steps - 1 && last)
+            *last = tg_item(loss);
+        tg_scope_pop(s);
+    }
+}
+
+START_TEST(test_optimizer_state_roundtrip)
+{
+    for (int kind = 0; kind < 3; kind++) {
+        tg_manual_seed(21);
+        tg_sequential *a = mlp(3, 4, 2, TG_F64);
+        tg_sequential *b = mlp(3, 4, 2, TG_F64);
+        size_t n;
+        tg_tensor *const *pa = tg_sequential_params(a, &n);
+        tg_tensor *const *pb = tg_sequential_params(b, &n);
+        tg_sgd_opts so = TG_SGD_OPTS_INIT;
+        so.momentum = 0.8;
+        so.nesterov = true;
+        tg_rmsprop_opts ro = TG_RMSPROP_OPTS_INIT;
+        ro.momentum = 0.3;
+        tg_adam_opts ao = TG_ADAM_OPTS_INIT;
+        ao.lr = 0.02;
+        tg_optimizer *oa = kind == 0 ? tg_optimizer_new_adam(pa, n, &ao)
+                           : kind == 1 ? tg_optimizer_new_sgd(pa, n, &so)
+                                       : tg_optimizer_new_rmsprop(pa, n, &ro);
+        /* b's optimizer starts with other hyper-parameters: import restores them. */
+        tg_optimizer *ob = kind == 0 ? tg_optimizer_new_adam(pb, n, NULL)
+                           : kind == 1 ? tg_optimizer_new_sgd(pb, n, &(tg_sgd_opts){ 0.5, 0.1, false, 0 })
+                                       : tg_optimizer_new_rmsprop(pb, n, &(tg_rmsprop_opts){ 0.1, 0.5, 0.9, 1e-3 });
+        TG_CHECK(oa && ob);
+
+        tg_scope *s = tg_scope_push();
+        tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(6, 3), 0, 1, NULL);
+        tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(6), (const int64_t[]){ 0, 1, 1, 0, 1, 0 });
+        run_steps(a, oa, x, y, 3, NULL, NULL);
+
+        /* Export both; the model state goes through copies (as a checkpoint would). */
+        tg_state_dict *sd = tg_state_dict_new();
+        TG_OK_(tg_sequential_state_dict(a, sd, "model/"));
+        TG_OK_(tg_optimizer_state_dict(oa, sd, "optimizer/"));
+        tg_state_dict *copy = tg_state_dict_new();
+        for (size_t i = 0; i < tg_state_dict_size(sd); i++)
+            TG_OK_(tg_state_dict_set(copy, tg_state_dict_name_at(sd, i),
+                                     tg_tensor_copy(tg_state_dict_tensor_at(sd, i))));
+        for (size_t i = 0; i < tg_state_dict_attr_count(sd); i++) {
+            const char *nm = tg_state_dict_attr_name_at(sd, i);
+            int64_t iv;
+            double fv;
+            const char *sv;
+            switch (tg_state_dict_attr_type_at(sd, i)) {
+            case TG_ATTR_I64: TG_OK_(tg_state_dict_get_i64(&iv, sd, nm));
+                TG_OK_(tg_state_dict_set_i64(copy, nm, iv)); break;
+            case TG_ATTR_F64: TG_OK_(tg_state_dict_get_f64(&fv, sd, nm));
+                TG_OK_(tg_state_dict_set_f64(copy, nm, fv)); break;
+            case TG_ATTR_STR: TG_OK_(tg_state_dict_get_str(&sv, sd, nm));
+                TG_OK_(tg_state_dict_set_str(copy, nm, sv)); break;
+            }
+        }
+        int64_t step = 0;
+        TG_OK_(tg_state_dict_get_i64(&step, copy, "optimizer/step"));
+        ck_assert_int_eq(step, 3);
+        if (kind == 0)
+            ck_assert(tg_state_dict_has(copy, "optimizer/dense/kernel/m") &&
+                      tg_state_dict_has(copy, "optimizer/dense_1/bias/v"));
+        TG_OK_(tg_sequential_load_state_dict(b, copy, "model/"));
+        TG_OK_(tg_optimizer_load_state_dict(ob, copy, "optimizer/"));
+        ck_assert_int_eq(tg_optimizer_steps(ob), 3);
+        ck_assert(tg_optimizer_lr(ob) == tg_optimizer_lr(oa));
+
+        /* The next step is identical. */
+        run_steps(a, oa, x, y, 2, NULL, NULL);
+        run_steps(b, ob, x, y, 2, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+            ASSERT_TENSOR_EQ(pb[i], pa[i]);
+        tg_scope_pop(s);
+        tg_state_dict_free(sd);
+        tg_state_dict_free(copy);
+        tg_optimizer_free(oa);
+        tg_optimizer_free(ob);
+        tg_sequential_free(a);
+        tg_sequential_free(b);
+    }
+}
+END_TEST
+
+START_TEST(test_optimizer_state_mismatch)
+{
+    tg_tensor *a = param_f64("a", 2, (const double[]){ 1, 2 });
+    tg_tensor *b = param_f64("b", 3, (const double[]){ 1, 2, 3 });
+    tg_optimizer *adam = tg_optimizer_new_adam((tg_tensor *[]){ a, b }, 2, NULL);
+    tg_optimizer *sgd = tg_optimizer_new_sgd((tg_tensor *[]){ a, b }, 2, NULL);
+    tg_optimizer *adam_a = tg_optimizer_new_adam(&a, 1, NULL);
+    TG_CHECK(adam && sgd && adam_a);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(adam, sd, "opt/"));
+
+    ck_assert_int_eq(tg_optimizer_load_state_dict(sgd, sd, "opt/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("\"adam\"");
+    /* adam_a has no "b": the dict's b slots are unexpected. */
+    ck_assert_int_eq(tg_optimizer_load_state_dict(adam_a, sd, "opt/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("unexpected entry \"opt/b/m\"");
+    TG_ASSERT_ERROR_HAS("unexpected entry \"opt/b/v\"");
+
+    /* A wrong shape and a missing slot, reported together; nothing changes. */
+    set_grad(a, (const double[]){ 1, 1 });
+    TG_OK_(tg_optimizer_step(adam_a));
+    tg_state_dict *bad = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(adam_a, bad, "opt/"));
+    tg_tensor *wrong = tg_zeros(TG_F64, TG_SHAPE(3));
+    TG_OK_(tg_state_dict_set(bad, "opt/a/m", wrong));
+    tg_release(wrong);
+    TG_OK_(tg_state_dict_set_i64(bad, "opt/step", 7));
+    tg_optimizer *fresh = tg_optimizer_new_adam((tg_tensor *[]){ a, b }, 2, NULL);
+    ck_assert_int_eq(tg_optimizer_load_state_dict(fresh, bad, "opt/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("\"opt/a/m\" has shape [3], the parameter has [2]");
+    TG_ASSERT_ERROR_HAS("missing \"opt/b/m\"");
+    TG_ASSERT_ERROR_HAS("missing \"opt/b/v\"");
+    ck_assert_int_eq(tg_optimizer_steps(fresh), 0);
+
+    /* Missing attributes; a bad hyper-parameter; a momentum slot mismatch. */
+    tg_state_dict *empty = tg_state_dict_new();
+    ck_assert_int_eq(tg_optimizer_load_state_dict(fresh, empty, "opt/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("missing string attribute \"opt/type\"");
+    TG_ASSERT_ERROR_HAS("missing f64 attribute \"opt/beta1\"");
+    TG_OK_(tg_state_dict_set_f64(sd, "opt/beta1", 1.5));
+    ck_assert_int_eq(tg_optimizer_load_state_dict(adam, sd, "opt/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("beta1");
+    tg_state_dict *sgd_sd = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(sgd, sgd_sd, ""));
+    tg_optimizer *sgd_m = tg_optimizer_new_sgd((tg_tensor *[]){ a, b }, 2,
+                                               &(tg_sgd_opts){ 0.1, 0.9, false, 0 });
+    ck_assert_int_eq(tg_optimizer_load_state_dict(sgd_m, sgd_sd, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("momentum");
+
+    tg_state_dict_free(sd);
+    tg_state_dict_free(bad);
+    tg_state_dict_free(empty);
+    tg_state_dict_free(sgd_sd);
+    tg_optimizer_free(adam);
+    tg_optimizer_free(sgd);
+    tg_optimizer_free(sgd_m);
+    tg_optimizer_free(adam_a);
+    tg_optimizer_free(fresh);
+    tg_release(a);
+    tg_release(b);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- model state */
+
+START_TEST(test_model_state_dict)
+{
+    tg_manual_seed(2);
+    tg_sequential *m = small_cnn();
+    size_t n;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    tg_state_dict *live = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, live, NULL));
+    ck_assert_ptr_eq(tg_state_dict_get(live, "conv2d/kernel"), ps[0]); /* live reference */
+
+    /* Snapshot, perturb, load back: equal again. */
+    tg_scope *s = tg_scope_push();
+    tg_state_dict *snap = tg_state_dict_new();
+    for (size_t i = 0; i < tg_state_dict_size(live); i++)
+        TG_OK_(tg_state_dict_set(snap, tg_state_dict_name_at(live, i),
+                                 tg_tensor_copy(tg_state_dict_tensor_at(live, i))));
+    for (size_t i = 0; i < n; i++)
+        TG_OK_(tg_tensor_fill(ps[i], 0.125));
+    uint64_t v0 = tg_tensor_version(ps[0]);
+    TG_OK_(tg_sequential_load_state_dict(m, snap, ""));
+    ck_assert(tg_tensor_version(ps[0]) > v0);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_TENSOR_EQ(ps[i], tg_state_dict_tensor_at(snap, i));
+    /* Loading its own live export is a no-op that succeeds. */
+    TG_OK_(tg_sequential_load_state_dict(m, live, ""));
+
+    /* A model with 16 filters cannot take it; nothing changes. */
+    tg_sequential *m16 = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_OK_(tg_sequential_add(m16, tg_layer_new_conv2d(16, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m16, tg_layer_new_max_pool2d(2, 2, NULL)));
+    TG_OK_(tg_sequential_add(m16, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m16, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
+    tg_tensor *k16 = tg_tensor_copy(tg_sequential_params(m16, &n)[0]); /* scoped */
+    ck_assert_int_eq(tg_sequential_load_state_dict(m16, snap, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("\"conv2d/kernel\" has shape [4, 1, 3, 3], model has [16, 1, 3, 3]");
+    TG_ASSERT_ERROR_HAS("\"dense/kernel\" has shape [3, 16], model has [3, 64]");
+    TG_ASSERT_ERROR_HAS("nothing loaded");
+    ASSERT_TENSOR_EQ(tg_sequential_params(m16, &n)[0], k16);
+
+    /* Missing, unexpected, dtype. */
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, "model/"));
+    TG_OK_(tg_state_dict_set(sd, "model/dense_9/bias", ps[1]));
+    TG_OK_(tg_state_dict_set(sd, "other/thing", ps[1])); /* outside the prefix: ignored */
+    TG_OK_(tg_state_dict_set(sd, "model/conv2d/bias", tg_zeros(TG_F64, TG_SHAPE(4))));
+    tg_sequential *mlp_m = mlp(16, 3, 3, TG_F32);
+    ck_assert_int_eq(tg_sequential_load_state_dict(mlp_m, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("missing \"model/dense_1/kernel\"");
+    TG_ASSERT_ERROR_HAS("unexpected entry \"model/conv2d/kernel\"");
+    TG_ASSERT_ERROR_HAS("unexpected entry \"model/dense_9/bias\"");
+    ck_assert_msg(strstr(tg_last_error(), "other/thing") == NULL, "%s", tg_last_error());
+    ck_assert_int_eq(tg_sequential_load_state_dict(m, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("\"model/conv2d/bias\" is f64, model has f32");
+    tg_scope_pop(s);
+
+    tg_state_dict_free(live);
+    tg_state_dict_free(snap);
+    tg_state_dict_free(sd);
+    tg_sequential_free(m16);
+    tg_sequential_free(mlp_m);
+    tg_sequential_free(m);
+}
+END_TEST
+
+START_TEST(test_layer_copy_params)
+{
+    tg_manual_seed(4);
+    tg_sequential *src = small_cnn();
+    tg_sequential *dst = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    tg_conv2d_layer_opts o = TG_CONV2D_LAYER_OPTS_INIT;
+    o.name = "features";
+    TG_OK_(tg_sequential_add(dst, tg_layer_new_conv2d(4, 3, 3, TG_ACT_RELU, &o)));
+    TG_OK_(tg_sequential_add(dst, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(dst, tg_layer_new_dense(5, TG_ACT_NONE, NULL)));
+    /* Not built yet. */
+    ck_assert_int_eq(tg_layer_copy_params(tg_sequential_layer(dst, 0), tg_sequential_layer(src, 0)),
+                     TG_ERR_STATE);
+    TG_OK_(tg_sequential_build(src));
+    TG_OK_(tg_sequential_build(dst));
+    tg_layer *from = tg_sequential_layer_by_name(src, "conv2d");
+    tg_layer *to = tg_sequential_layer_by_name(dst, "features");
+    TG_OK_(tg_layer_copy_params(to, from));
+    ASSERT_TENSOR_EQ(tg_layer_param(to, 0), tg_layer_param(from, 0));
+    ASSERT_TENSOR_EQ(tg_layer_param(to, 1), tg_layer_param(from, 1));
+    ck_assert_ptr_ne(tg_layer_param(to, 0), tg_layer_param(from, 0));
+    ck_assert_str_eq(tg_tensor_name(tg_layer_param(to, 0)), "features/kernel");
+    /* Freeze the transferred features: the usual fine-tuning setup. */
+    TG_OK_(tg_layer_set_trainable(to, false));
+    ck_assert(!tg_requires_grad(tg_layer_param(to, 0)));
+
+    /* Different types, different shapes. */
+    ck_assert_int_eq(tg_layer_copy_params(to, tg_sequential_layer(src, -1)), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("Dense");
+    ck_assert_int_eq(tg_layer_copy_params(tg_sequential_layer(dst, -1), tg_sequential_layer(src, -1)),
+                     TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("[5, 64]");
+    tg_sequential_free(src);
+    tg_sequential_free(dst);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- metrics */
+
+START_TEST(test_accuracy)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *sc = tg_from_data(TG_F32, TG_SHAPE(4, 3), (const float[]){
+        0.1f, 0.7f, 0.2f,   /* 1 */
+        2.0f, 2.0f, 1.0f,   /* tie: the first, 0 */
+        -1.f, -3.f, -0.5f,  /* 2 */
+        0.3f, 0.3f, 0.4f }); /* 2 */
+    tg_tensor *y = tg_from_data(TG_U8, TG_SHAPE(4), (const uint8_t[]){ 1, 1, 2, 0 });
+    ck_assert(tg_accuracy(sc, y) == 0.5);
+    int64_t c = -1;
+    TG_OK_(tg_accuracy_count(&c, sc, y));
+    ck_assert_int_eq(c, 2);
+    /* A strided view (transpose of a transpose) and f64 give the same. */
+    tg_tensor *t = tg_tensor_transpose(tg_tensor_contiguous(tg_tensor_transpose(sc, 0, 1)), 0, 1);
+    ck_assert(!tg_tensor_is_contiguous(t));
+    ck_assert(tg_accuracy(t, y) == 0.5);
+    ck_assert(tg_accuracy(tg_tensor_to_dtype(sc, TG_F64), tg_tensor_to_dtype(y, TG_I64)) == 0.5);
+    /* Errors. */
+    ck_assert(isnan(tg_accuracy(sc, tg_from_data(TG_I32, TG_SHAPE(1), (const int32_t[]){ 0 }))));
+    ck_assert(isnan(tg_accuracy(sc, tg_from_data(TG_I32, TG_SHAPE(4), (const int32_t[]){ 0, 1, 3, 0 }))));
+    TG_ASSERT_ERROR_HAS("label 3");
+    ck_assert(isnan(tg_accuracy(sc, NULL)));
+    ck_assert(isnan(tg_accuracy(y, y)));
+    ck_assert(isnan(tg_accuracy(tg_tensor_to_dtype(sc, TG_F64), tg_tensor_to_dtype(y, TG_F32))));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- learning */
+
+START_TEST(test_tiny_model_learns)
+{
+    /* Two Gaussian blobs; an MLP separates them. */
+    tg_manual_seed(11);
+    tg_rng r;
+    tg_rng_seed(&r, 5);
+    enum { N = 64 };
+    float xs[N * 2];
+    int32_t ys[N];
+    for (int i = 0; i < N; i++) {
+        ys[i] = i % 2;
+        xs[2 * i] = (float)((ys[i] ? 1.5 : -1.5) + 0.5 * tg_rng_normal(&r));
+        xs[2 * i + 1] = (float)((ys[i] ? -1.0 : 1.0) + 0.5 * tg_rng_normal(&r));
+    }
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(2));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(8, TG_ACT_TANH, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dropout(0.1)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(2, TG_ACT_SOFTMAX, NULL)));
+    size_t n;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7 });
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(N, 2), xs);
+    tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(N), ys);
+    double first = 0, last = 0;
+    run_steps(m, opt, x, y, 60, &first, &last);
+    ck_assert_msg(last < 0.5 * first, "loss %g -> %g", first, last);
+    tg_sequential_set_training(m, false);
+    double acc = tg_accuracy(tg_sequential_forward(m, x), y);
+    ck_assert_msg(acc > 0.95, "accuracy %g", acc);
+    tg_scope_pop(s);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+}
+END_TEST
+
+START_TEST(test_small_cnn_learns)
+{
+    /* Bright top half vs bright bottom half vs bright left half, with noise. */
+    tg_manual_seed(8);
+    tg_sequential *m = small_cnn();
+    size_t n;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.02, 0.9, 0.999, 1e-7 });
+    tg_scope *s = tg_scope_push();
+    enum { N = 30 };
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(N, 1, 6, 6), 0, 0.2, NULL);
+    int64_t ys[N];
+    float *xd = tg_tensor_data(x);
+    for (int i = 0; i < N; i++) {
+        ys[i] = i % 3;
+        for (int h = 0; h < 6; h++)
+            for (int w = 0; w < 6; w++)
+                if ((ys[i] == 0 && h < 3) || (ys[i] == 1 && h >= 3) || (ys[i] == 2 && w < 3))
+                    xd[i * 36 + h * 6 + w] += 1.0f;
+    }
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(N), ys);
+    double first = 0, last = 0;
+    run_steps(m, opt, x, y, 40, &first, &last);
+    ck_assert_msg(last < 0.3 * first, "loss %g -> %g", first, last);
+    ck_assert(tg_accuracy(tg_sequential_forward(m, x), y) > 0.9);
+    tg_scope_pop(s);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
 }
 END_TEST
 
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("nn");
-    TCase *tc = tg_tcase("placeholder");
-    tcase_add_test(tc, test_placeholder);
-    suite_add_tcase(s, tc);
+    struct { const char *name; const TTest *test; } cases[] = {
+        { "tutorial", test_tutorial_shapes_and_count },
+        { "summary", test_summary_exact },
+        { "padding", test_padding_and_strides },
+        { "shape_errors", test_shape_errors },
+        { "params", test_param_names_and_init },
+        { "architecture", test_architecture },
+        { "forward", test_forward_probs_and_logits },
+        { "dropout", test_dropout_modes },
+        { "frozen", test_frozen_layer },
+        { "adam", test_adam_matches_formula },
+        { "sgd", test_sgd_matches_formula },
+        { "rmsprop", test_rmsprop_matches_formula },
+        { "optimizer_misc", test_optimizer_skips_and_no_alloc },
+        { "optimizer_state", test_optimizer_state_roundtrip },
+        { "optimizer_mismatch", test_optimizer_state_mismatch },
+        { "model_state", test_model_state_dict },
+        { "copy_params", test_layer_copy_params },
+        { "accuracy", test_accuracy },
+        { "mlp_learns", test_tiny_model_learns },
+        { "cnn_learns", test_small_cnn_learns },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tg_tcase(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
