@@ -455,6 +455,64 @@ START_TEST(test_reshape_non_contiguous)
 }
 END_TEST
 
+/* Random views reshaped into random factorizations: whenever a view comes back
+ * it must read exactly what a reshape of the contiguous copy reads. */
+START_TEST(test_reshape_random_views)
+{
+    tg_rng r;
+    tg_rng_seed(&r, 99);
+    int viewed = 0, refused = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        tg_scope *s = tg_scope_push();
+        int nd = 1 + (int)tg_rng_below(&r, 4);
+        int64_t shape[4];
+        for (int i = 0; i < nd; i++)
+            shape[i] = 1 + (int64_t)tg_rng_below(&r, 4);
+        tg_tensor *t = iota(nd, shape);
+        /* a random permutation, then maybe a narrow */
+        int perm[4] = {0, 1, 2, 3};
+        for (int i = nd - 1; i > 0; i--) {
+            int j = (int)tg_rng_below(&r, (uint64_t)i + 1), tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        t = tg_tensor_permute(t, perm);
+        int d = (int)tg_rng_below(&r, (uint64_t)nd);
+        if (tg_tensor_dim(t, d) > 1 && tg_rng_below(&r, 2))
+            t = tg_tensor_narrow(t, d, 1, tg_tensor_dim(t, d));
+        /* a random target shape with the same number of elements */
+        int64_t n = tg_tensor_numel(t), left = n, target[6];
+        int tn = 0;
+        while (tn < 5) {
+            int64_t f = 1 + (int64_t)tg_rng_below(&r, 4);
+            if (left % f != 0)
+                f = 1;
+            target[tn++] = f;
+            left /= f;
+            if (tg_rng_below(&r, 3) == 0)
+                break;
+        }
+        target[tn++] = left;
+        tg_tensor *v = tg_tensor_reshape(t, tn, target);
+        tg_tensor *ref = tg_tensor_reshape(tg_tensor_contiguous(t), tn, target);
+        TG_CHECK(ref);
+        if (v) {
+            viewed++;
+            ck_assert(tg_tensor_shares_storage(v, t));
+            for (int64_t i = 0; i < n; i++)
+                ck_assert_msg(at(v, i) == at(ref, i), "trial %d element %lld", trial,
+                              (long long)i);
+        } else {
+            refused++;
+            ck_assert(!tg_tensor_is_contiguous(t));
+            TG_ASSERT_ERROR_HAS("tg_tensor_contiguous");
+        }
+        TG_OK_(tg_scope_pop(s));
+    }
+    ck_assert(viewed > 50 && refused > 10);
+}
+END_TEST
+
 START_TEST(test_narrow)
 {
     tg_scope *s = tg_scope_push();
@@ -1362,6 +1420,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_permute_transpose_strides);
     tcase_add_test(tc, test_reshape_inference);
     tcase_add_test(tc, test_reshape_non_contiguous);
+    tcase_add_test(tc, test_reshape_random_views);
     tcase_add_test(tc, test_narrow);
     tcase_add_test(tc, test_squeeze_unsqueeze);
     tcase_add_test(tc, test_contiguous_copies_only_when_needed);
