@@ -607,40 +607,49 @@ END_TEST
 START_TEST(test_adam_matches_formula)
 {
     const double p0[3] = { 0.5, -1.0, 2.0 };
-    const double g[2][3] = { { 0.1, -0.2, 3.0 }, { -0.05, 0.4, 1e-4 } };
-    tg_tensor *p = param_f64("w", 3, p0);
-    tg_tensor *q = tg_tensor_to_dtype(p, TG_F32);
-    TG_OK_(tg_tensor_set_name(q, "w32"));
-    TG_OK_(tg_set_requires_grad(q, true));
+    const double g[3][3] = { { 0.1, -0.2, 3.0 }, { -0.05, 0.4, 1e-4 }, { 0.3, 0.0, -2.0 } };
     tg_adam_opts o = TG_ADAM_OPTS_INIT;
     ck_assert(o.lr == 1e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.epsilon == 1e-7);
-    o.lr = 0.01;
-    tg_optimizer *opt = tg_optimizer_new_adam((tg_tensor *[]){ p, q }, 2, &o);
-    TG_CHECK(opt);
-    ck_assert_str_eq(tg_optimizer_type(opt), "adam");
+    /* Run 0: Keras's defaults but lr 0.01. Run 1: small gradients and a large
+     * epsilon, where adding epsilon before or after the bias correction (Keras vs
+     * PyTorch) changes the step by tens of percent. */
+    for (int run = 0; run < 2; run++) {
+        double eps = run ? 1e-3 : 1e-7, scale = run ? 1e-2 : 1.0;
+        o.lr = 0.01;
+        o.epsilon = eps;
+        tg_tensor *p = param_f64("w", 3, p0);
+        tg_tensor *q = tg_tensor_to_dtype(p, TG_F32);
+        TG_OK_(tg_tensor_set_name(q, "w32"));
+        TG_OK_(tg_set_requires_grad(q, true));
+        tg_optimizer *opt = tg_optimizer_new_adam((tg_tensor *[]){ p, q }, 2, &o);
+        TG_CHECK(opt);
+        ck_assert_str_eq(tg_optimizer_type(opt), "adam");
 
-    double want[3], m[3] = { 0 }, v[3] = { 0 };
-    memcpy(want, p0, sizeof want);
-    for (int t = 1; t <= 2; t++) {
-        set_grad(p, g[t - 1]);
-        set_grad(q, g[t - 1]);
-        TG_OK_(tg_optimizer_step(opt));
-        ck_assert_int_eq(tg_optimizer_steps(opt), t);
-        double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
-        for (int i = 0; i < 3; i++) {
-            m[i] = 0.9 * m[i] + 0.1 * g[t - 1][i];
-            v[i] = 0.999 * v[i] + 0.001 * g[t - 1][i] * g[t - 1][i];
-            want[i] -= lr_t * m[i] / (sqrt(v[i]) + 1e-7);
-            TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
-            TG_ASSERT_CLOSE(at(q, i), want[i], 1e-6, 1e-6);
-        }
-        if (t == 1) /* Adam's first step moves every element by about lr. */
+        double want[3], m[3] = { 0 }, v[3] = { 0 }, gs[3];
+        memcpy(want, p0, sizeof want);
+        for (int t = 1; t <= 3; t++) {
             for (int i = 0; i < 3; i++)
-                TG_ASSERT_CLOSE(fabs(at(p, i) - p0[i]), 0.01, 0, 1e-3);
+                gs[i] = scale * g[t - 1][i];
+            set_grad(p, gs);
+            set_grad(q, gs);
+            TG_OK_(tg_optimizer_step(opt));
+            ck_assert_int_eq(tg_optimizer_steps(opt), t);
+            double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
+            for (int i = 0; i < 3; i++) {
+                m[i] = 0.9 * m[i] + 0.1 * gs[i];
+                v[i] = 0.999 * v[i] + 0.001 * gs[i] * gs[i];
+                want[i] -= lr_t * m[i] / (sqrt(v[i]) + eps);
+                TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
+                TG_ASSERT_CLOSE(at(q, i), want[i], 1e-6, 1e-6);
+            }
+            if (t == 1 && run == 0) /* Adam's first step moves every element by about lr. */
+                for (int i = 0; i < 3; i++)
+                    TG_ASSERT_CLOSE(fabs(at(p, i) - p0[i]), 0.01, 0, 1e-3);
+        }
+        tg_optimizer_free(opt);
+        tg_release(p);
+        tg_release(q);
     }
-    tg_optimizer_free(opt);
-    tg_release(p);
-    tg_release(q);
 }
 END_TEST
 
