@@ -184,9 +184,12 @@ tg_sequential *tg_sequential_new(int ndim, const int64_t *input_shape);
  * retained elsewhere, e.g. by a state dict or an optimizer, stay alive). */
 void tg_sequential_free(tg_sequential *model);
 
-/* Appends a layer; steals it (also on failure, when it is freed). Fails with
- * TG_ERR_STATE once built, TG_ERR_ARG for a NULL layer (passing a failed
- * constructor's NULL keeps its error message) or a duplicate name. */
+/* Appends a layer; steals it (also on failure, when it is freed), except a layer
+ * that already belongs to a model, which is refused (TG_ERR_STATE) and left
+ * alone. Fails with TG_ERR_STATE once built, TG_ERR_ARG for a duplicate name.
+ * A NULL layer (a failed constructor's, as in
+ * tg_sequential_add(m, tg_layer_new_dense(0, ...))) returns the constructor's
+ * status and repeats its message. */
 tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer);
 
 /* Before build: dtype of the parameters (TG_F32 default, TG_F64 for gradient
@@ -254,8 +257,9 @@ tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, cons
  * parameters. Every name, shape and dtype is checked first, and any entry under
  * prefix that is not a parameter is an error too; on a mismatch the error lists
  * every problem (missing "conv2d/kernel"; "conv2d/kernel" shape [16, 1, 3, 3],
- * model has [32, 1, 3, 3]; unexpected entry "dense_9/bias") and no parameter
- * changes. Attributes are ignored. */
+ * model has [32, 1, 3, 3]; unexpected entry "dense_9/bias"), the status is
+ * TG_ERR_FORMAT and no parameter changes. An empty prefix claims every entry of
+ * the dict. Attributes are ignored. */
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                         const char *prefix);
 
@@ -343,7 +347,7 @@ tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
  *   "momentum" (rmsprop; the latter only with momentum).
  * Import checks the type, every attribute, every slot's name, shape and dtype and
  * that no unexpected entry sits under prefix, listing every problem and changing
- * nothing on a mismatch; then restores the step, the hyper-parameters and the
+ * nothing on a mismatch (TG_ERR_FORMAT); then restores the step, the hyper-parameters and the
  * slots, so the next step is exactly the one the exporter would have taken. */
 tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix);
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,

@@ -1133,6 +1133,13 @@ START_TEST(test_small_cnn_learns)
     double first = 0, last = 0;
     run_steps(m, opt, x, y, 40, &first, &last);
     ck_assert_msg(last < 0.3 * first, "loss %g -> %g", first, last);
+    /* A whole training step in steady state allocates nothing. */
+    tg_memory_stats m0, m1;
+    tg_memory_stats_get(&m0);
+    run_steps(m, opt, x, y, 2, NULL, NULL);
+    tg_memory_stats_get(&m1);
+    ck_assert_msg(m1.allocs == m0.allocs, "%llu allocations in 2 steps",
+                  (unsigned long long)(m1.allocs - m0.allocs));
     ck_assert(tg_accuracy(tg_sequential_forward(m, x), y) > 0.9);
     tg_scope_pop(s);
     tg_optimizer_free(opt);
