@@ -170,8 +170,15 @@ tg_tensor *tg_contiguous_owned(tg_tensor *x)
 {
     if (!x)
         return tg_null_arg("tg_contiguous_owned", "x"), NULL;
-    if (tg_tensor_is_contiguous(x))
-        return tg_retain(x);
+    if (tg_tensor_is_contiguous(x)) {
+        /* extent-1 dims may carry any stride; oneDNN compares layouts by strides,
+         * so hand out the canonical ones */
+        int64_t st[TG_MAX_DIMS];
+        tg_contiguous_strides(x->ndim, x->shape, st);
+        if (memcmp(st, x->strides, (size_t)x->ndim * sizeof st[0]) == 0)
+            return tg_retain(x);
+        return tg_tensor_view_owned(x, x->ndim, x->shape, st, x->offset);
+    }
     tg_tensor *c = tg_tensor_new_owned("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
     if (!c)
         return NULL;

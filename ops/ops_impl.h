@@ -40,8 +40,9 @@ void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,
 tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
 
 /* ---- helpers every op file uses ---- */
-/* New reference: x itself (retained) when contiguous, else a contiguous copy.
- * NULL (error set) on allocation failure. Not recorded. */
+/* New reference with row-major strides: x itself (retained) when contiguous (a
+ * view with canonical strides when only its extent-1 dims' strides differ), else a
+ * contiguous copy. NULL (error set) on allocation failure. Not recorded. */
 tg_tensor *tg_contiguous_owned(tg_tensor *x);
 /* New reference: a 1-D view of the contiguous x over all its elements ([1] for a
  * 0-d x), for elementwise oneDNN calls where the shape does not matter. */

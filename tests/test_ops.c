@@ -1,3 +1,1058 @@
-/* placeholder suite: being written */
+/* tests/test_ops.c -- the core ops: forward values on small inputs (expected values
+ * computed here with libm from the same numbers), broadcasting, views, every error
+ * path, and oneDNN (AUTO) against the reference kernels in f32, forward and
+ * backward. The gradients themselves are checked in tests/test_gradcheck.c. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "tests/tg_test.h"
-Suite *tg_suite(void) { return suite_create("ops"); }
+#include "ops/ops_impl.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Scoped tensor of dtype from doubles. */
+static tg_tensor *mk(tg_dtype dt, int ndim, const int64_t *shape, const double *v)
+{
+    tg_tensor *t = tg_tensor_to_dtype(tg_from_data(TG_F64, ndim, shape, v), dt);
+    TG_CHECK(t != NULL);
+    return t;
+}
+
+/* Element i in row-major order, any dtype and strides. */
+static double at(const tg_tensor *t, int64_t i)
+{
+    return tg_get_flat(t, i);
+}
+
+static void assert_shape(const tg_tensor *t, int ndim, const int64_t *shape)
+{
+    TG_CHECK(t != NULL);
+    char got[128], want[128];
+    tg_shape_str(got, sizeof got, tg_tensor_ndim(t), tg_tensor_shape(t));
+    tg_shape_str(want, sizeof want, ndim, shape);
+    ck_assert_msg(strcmp(got, want) == 0, "shape %s, expected %s", got, want);
+}
+
+/* Asserts t's elements equal want[i] within a tolerance suited to its dtype. */
+static void assert_values(const tg_tensor *t, const double *want, int64_t n)
+{
+    TG_CHECK(t != NULL);
+    ck_assert_int_eq(tg_tensor_numel(t), n);
+    double tol = tg_tensor_dtype(t) == TG_F32 ? 2e-6 : 1e-14;
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(at(t, i) - want[i]) <= tol * (1 + fabs(want[i])),
+                      "element %lld = %.17g, expected %.17g", (long long)i, at(t, i), want[i]);
+}
+
+/* The failing call returned NULL with status st and a message containing needle. */
+#define ASSERT_FAILS(expr, st, needle) do { tg_clear_error(); \
+        tg_tensor *r_ = (expr); \
+        ck_assert_msg(r_ == NULL, "%s succeeded", #expr); \
+        ck_assert_msg(tg_last_status() == (st), "%s: status %d (%s), expected %d", #expr, \
+                      (int)tg_last_status(), tg_last_error(), (int)(st)); \
+        TG_ASSERT_ERROR_HAS(needle); } while (0)
+
+static const tg_dtype float_dtypes[] = {TG_F32, TG_F64};
+
+static const double A6[] = {0.5, -1.25, 2.0, 3.5, -0.75, 1.5};
+static const double B3[] = {1.5, 0.25, -2.0};
+
+/* ---------------------------------------------------------------- binary */
+
+START_TEST(binary_same_shape)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    const double bv[] = {2.0, 0.5, -1.0, 0.25, 4.0, -3.0};
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), A6), *b = mk(dt, TG_SHAPE(2, 3), bv);
+    double add[6], sub[6], mul[6], dv[6];
+    for (int i = 0; i < 6; i++) {
+        add[i] = A6[i] + bv[i];
+        sub[i] = A6[i] - bv[i];
+        mul[i] = A6[i] * bv[i];
+        dv[i] = A6[i] / bv[i];
+    }
+    assert_values(tg_add(a, b), add, 6);
+    assert_values(tg_sub(a, b), sub, 6);
+    assert_values(tg_mul(a, b), mul, 6);
+    assert_values(tg_div(a, b), dv, 6);
+    assert_shape(tg_add(a, b), TG_SHAPE(2, 3));
+    ck_assert_int_eq(tg_tensor_dtype(tg_add(a, b)), dt);
+
+    const double base[] = {0.5, 1.5, 2.0, 3.0, 0.25, 1.0};
+    tg_tensor *p = mk(dt, TG_SHAPE(2, 3), base);
+    double pw[6];
+    for (int i = 0; i < 6; i++)
+        pw[i] = pow(base[i], bv[i]);
+    assert_values(tg_pow(p, b), pw, 6);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(binary_broadcasting)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), A6), *b = mk(dt, TG_SHAPE(3), B3);
+    double want[6];
+
+    /* (2, 3) + (3): the row repeats */
+    for (int i = 0; i < 6; i++)
+        want[i] = A6[i] + B3[i % 3];
+    assert_shape(tg_add(a, b), TG_SHAPE(2, 3));
+    assert_values(tg_add(a, b), want, 6);
+    /* (3) - (2, 3): broadcasting the first operand */
+    for (int i = 0; i < 6; i++)
+        want[i] = B3[i % 3] - A6[i];
+    assert_values(tg_sub(b, a), want, 6);
+    for (int i = 0; i < 6; i++)
+        want[i] = B3[i % 3] / A6[i];
+    assert_values(tg_div(b, a), want, 6);
+
+    /* (2, 1) * (1, 3): an outer product */
+    tg_tensor *c = mk(dt, TG_SHAPE(2, 1), (const double[]){2.0, -3.0});
+    tg_tensor *r = mk(dt, TG_SHAPE(1, 3), B3);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            want[i * 3 + j] = (i ? -3.0 : 2.0) * B3[j];
+    assert_shape(tg_mul(c, r), TG_SHAPE(2, 3));
+    assert_values(tg_mul(c, r), want, 6);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            want[i * 3 + j] = (i ? -3.0 : 2.0) + B3[j];
+    assert_values(tg_add(c, r), want, 6);
+
+    /* a 0-d scalar with anything */
+    tg_tensor *z = mk(dt, 0, NULL, (const double[]){4.0});
+    for (int i = 0; i < 6; i++)
+        want[i] = 4.0 - A6[i];
+    assert_shape(tg_sub(z, a), TG_SHAPE(2, 3));
+    assert_values(tg_sub(z, a), want, 6);
+    tg_tensor *zz = tg_mul(z, z);
+    ck_assert_int_eq(tg_tensor_ndim(zz), 0);
+    TG_ASSERT_CLOSE(tg_item(zz), 16.0, 0, 0);
+
+    /* (3, 1, 2) + (4, 2) -> (3, 4, 2) */
+    tg_tensor *x = tg_arange(dt, 0, 6, 1), *y = tg_arange(dt, 0, 8, 1);
+    tg_tensor *sum = tg_add(tg_reshape(x, TG_SHAPE(3, 1, 2)), tg_reshape(y, TG_SHAPE(4, 2)));
+    assert_shape(sum, TG_SHAPE(3, 4, 2));
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++)
+            for (int k = 0; k < 2; k++)
+                ck_assert_double_eq(at(sum, (i * 4 + j) * 2 + k), (i * 2 + k) + (j * 2 + k));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The reference kernel reads any strides: a transposed operand needs no copy. */
+START_TEST(binary_strided_inputs)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), A6);
+    tg_tensor *at_ = tg_transpose(a, 0, 1); /* (3, 2), not contiguous */
+    ck_assert(!tg_tensor_is_contiguous(at_));
+    tg_tensor *y = tg_mul(at_, tg_slice(tg_reshape(mk(dt, TG_SHAPE(3), B3), TG_SHAPE(3, 1)),
+                                        0, 0, 3));
+    double want[6];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++)
+            want[i * 2 + j] = A6[j * 3 + i] * B3[i];
+    assert_values(y, want, 6);
+    tg_set_backend(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(binary_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(2, 3)), *b = tg_zeros(TG_F32, TG_SHAPE(4));
+    ASSERT_FAILS(tg_add(a, b), TG_ERR_SHAPE, "tg_add: shapes [2, 3] and [4] cannot be broadcast");
+    ASSERT_FAILS(tg_mul(a, tg_zeros(TG_F32, TG_SHAPE(3, 3))), TG_ERR_SHAPE, "tg_mul");
+    tg_tensor *d = tg_zeros(TG_F64, TG_SHAPE(2, 3));
+    ASSERT_FAILS(tg_sub(a, d), TG_ERR_DTYPE, "tg_sub");
+    TG_ASSERT_ERROR_HAS("f32");
+    TG_ASSERT_ERROR_HAS("f64");
+    tg_tensor *i = tg_zeros(TG_I32, TG_SHAPE(2, 3));
+    ASSERT_FAILS(tg_div(i, i), TG_ERR_DTYPE, "tg_div");
+    ASSERT_FAILS(tg_pow(NULL, a), TG_ERR_ARG, "tg_pow");
+    ASSERT_FAILS(tg_add(a, NULL), TG_ERR_ARG, "tg_add");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- scalar and unary */
+
+START_TEST(scalar_ops)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), A6);
+    double w1[6], w2[6], w3[6];
+    for (int i = 0; i < 6; i++) {
+        w1[i] = A6[i] + 0.75;
+        w2[i] = A6[i] * -2.5;
+        w3[i] = pow(fabs(A6[i]), 1.5);
+    }
+    assert_values(tg_add_scalar(a, 0.75), w1, 6);
+    assert_values(tg_mul_scalar(a, -2.5), w2, 6);
+    assert_values(tg_pow_scalar(tg_abs(a), 1.5), w3, 6);
+    for (int i = 0; i < 6; i++)
+        w3[i] = A6[i] * A6[i] * A6[i];
+    assert_values(tg_pow_scalar(a, 3.0), w3, 6);
+    tg_tensor *z = tg_add_scalar(mk(dt, 0, NULL, (const double[]){1.0}), 2.0);
+    ck_assert_int_eq(tg_tensor_ndim(z), 0);
+    TG_ASSERT_CLOSE(tg_item(z), 3.0, 0, 0);
+    ASSERT_FAILS(tg_add_scalar(NULL, 1), TG_ERR_ARG, "tg_add_scalar");
+    ASSERT_FAILS(tg_mul_scalar(NULL, 1), TG_ERR_ARG, "tg_mul_scalar");
+    ASSERT_FAILS(tg_pow_scalar(tg_zeros(TG_U8, TG_SHAPE(2)), 2), TG_ERR_DTYPE, "tg_pow_scalar");
+    tg_scope_pop(s);
+}
+END_TEST
+
+static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double relu_ref(double x) { return x > 0 ? x : 0; }
+static double neg_ref(double x) { return -x; }
+
+typedef struct unary_case {
+    const char *name;
+    tg_tensor *(*op)(tg_tensor *);
+    double (*ref)(double);
+    bool positive;
+} unary_case;
+
+static const unary_case unary_cases[] = {
+    {"tg_neg", tg_neg, neg_ref, false},   {"tg_exp", tg_exp, exp, false},
+    {"tg_log", tg_log, log, true},        {"tg_sqrt", tg_sqrt, sqrt, true},
+    {"tg_abs", tg_abs, fabs, false},      {"tg_tanh", tg_tanh, tanh, false},
+    {"tg_sigmoid", tg_sigmoid, sigmoid_ref, false}, {"tg_relu", tg_relu, relu_ref, false},
+};
+#define N_UNARY ((int)(sizeof unary_cases / sizeof unary_cases[0]))
+
+START_TEST(unary_values)
+{
+    const unary_case *u = &unary_cases[_i / 2];
+    tg_dtype dt = float_dtypes[_i % 2];
+    tg_scope *s = tg_scope_push();
+    const double xs[] = {-3.0, -0.5, 0.0, 0.25, 1.0, 4.0, -20.0, 30.0};
+    const double ps[] = {0.01, 0.5, 1.0, 2.0, 9.0, 100.0, 1e-3, 7.5};
+    const double *in = u->positive ? ps : xs;
+    double want[8];
+    for (int i = 0; i < 8; i++)
+        want[i] = u->ref(in[i]);
+    tg_tensor *y = u->op(mk(dt, TG_SHAPE(2, 4), in));
+    assert_shape(y, TG_SHAPE(2, 4));
+    assert_values(y, want, 8);
+    /* a non-contiguous input */
+    tg_tensor *yt = u->op(tg_transpose(mk(dt, TG_SHAPE(2, 4), in), 0, 1));
+    double tol = dt == TG_F32 ? 1e-5 : 1e-14; /* oneDNN's f32 log/exp approximations */
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++)
+            TG_ASSERT_CLOSE(at(yt, i * 2 + j), want[j * 4 + i], tol, tol);
+    /* 0-d */
+    tg_tensor *z = u->op(mk(dt, 0, NULL, in + 3));
+    ck_assert_int_eq(tg_tensor_ndim(z), 0);
+    TG_ASSERT_CLOSE(tg_item(z), want[3], tol, tol);
+    ASSERT_FAILS(u->op(NULL), TG_ERR_ARG, u->name);
+    ASSERT_FAILS(u->op(tg_zeros(TG_I64, TG_SHAPE(2))), TG_ERR_DTYPE, u->name);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* relu'(0) = 0 and abs'(0) = 0, on both backends. */
+START_TEST(kinks_have_zero_gradient)
+{
+    tg_backend be = _i ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO;
+    tg_scope *s = tg_scope_push();
+    tg_backend prev = tg_set_backend(be);
+    for (int k = 0; k < 2; k++) {
+        tg_tensor *x = mk(TG_F32, TG_SHAPE(3), (const double[]){-1.0, 0.0, 2.0});
+        TG_OK_(tg_set_requires_grad(x, true));
+        TG_OK_(tg_backward(tg_sum(k ? tg_abs(x) : tg_relu(x), NULL, 0, false)));
+        const double want_relu[] = {0, 0, 1}, want_abs[] = {-1, 0, 1};
+        assert_values(tg_grad(x), k ? want_abs : want_relu, 3);
+    }
+    tg_set_backend(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(sigmoid_and_softmax_are_stable)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12; /* oneDNN's f32 log is ~1e-6 off at 1 */
+    tg_tensor *x = mk(dt, TG_SHAPE(4), (const double[]){-1000, -50, 50, 1000});
+    tg_tensor *y = tg_sigmoid(x);
+    for (int i = 0; i < 4; i++)
+        ck_assert(isfinite(at(y, i)));
+    TG_ASSERT_CLOSE(at(y, 0), 0.0, 1e-30, 0);
+    TG_ASSERT_CLOSE(at(y, 3), 1.0, 0, 1e-7);
+    tg_tensor *sm = tg_softmax(x, 0), *lsm = tg_log_softmax(x, 0);
+    TG_ASSERT_CLOSE(at(sm, 3), 1.0, 0, 1e-7);
+    TG_ASSERT_CLOSE(at(lsm, 3), 0.0, tol, 0);
+    TG_ASSERT_CLOSE(at(lsm, 2), -950.0, 0, 1e-6);
+    ck_assert(isfinite(at(lsm, 0)));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- reductions */
+
+START_TEST(reductions)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    /* x[i][j][k] = v[(i*3 + j)*4 + k] */
+    double v[24];
+    for (int i = 0; i < 24; i++)
+        v[i] = sin(1.0 + i) * 3;
+    tg_tensor *x = mk(dt, TG_SHAPE(2, 3, 4), v);
+
+    double total = 0, mx = -INFINITY;
+    for (int i = 0; i < 24; i++)
+        total += v[i], mx = fmax(mx, v[i]);
+    tg_tensor *sa = tg_sum(x, NULL, 0, false);
+    ck_assert_int_eq(tg_tensor_ndim(sa), 0);
+    assert_values(sa, &total, 1);
+    double mean = total / 24;
+    assert_values(tg_mean(x, NULL, 0, false), &mean, 1);
+    assert_values(tg_max(x, NULL, 0, false), &mx, 1);
+    assert_shape(tg_sum(x, NULL, 0, true), TG_SHAPE(1, 1, 1));
+
+    /* over axes 0 and 2 -> (3) */
+    double s02[3] = {0}, m02[3] = {-INFINITY, -INFINITY, -INFINITY};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 4; k++) {
+                s02[j] += v[(i * 3 + j) * 4 + k];
+                m02[j] = fmax(m02[j], v[(i * 3 + j) * 4 + k]);
+            }
+    tg_tensor *r = tg_sum(x, (const int[]){0, -1}, 2, false);
+    assert_shape(r, TG_SHAPE(3));
+    assert_values(r, s02, 3);
+    r = tg_max(x, (const int[]){2, 0}, 2, true);
+    assert_shape(r, TG_SHAPE(1, 3, 1));
+    assert_values(r, m02, 3);
+    double mean02[3];
+    for (int j = 0; j < 3; j++)
+        mean02[j] = s02[j] / 8;
+    assert_values(tg_mean(x, (const int[]){0, 2}, 2, false), mean02, 3);
+
+    /* over axis 1 of a transposed view (strided input) */
+    tg_tensor *xt = tg_transpose(x, 0, 2); /* (4, 3, 2) */
+    r = tg_sum(xt, (const int[]){1}, 1, false);
+    assert_shape(r, TG_SHAPE(4, 2));
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 2; i++) {
+            double acc = 0;
+            for (int j = 0; j < 3; j++)
+                acc += v[(i * 3 + j) * 4 + k];
+            TG_ASSERT_CLOSE(at(r, k * 2 + i), acc, 1e-6, 1e-6);
+        }
+
+    /* 0-d */
+    tg_tensor *z = mk(dt, 0, NULL, (const double[]){2.5});
+    TG_ASSERT_CLOSE(tg_item(tg_sum(z, NULL, 0, false)), 2.5, 0, 0);
+    TG_ASSERT_CLOSE(tg_item(tg_max(z, NULL, 0, true)), 2.5, 0, 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The gradient of max goes to the first maximum only. */
+START_TEST(max_ties_first_wins)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = mk(TG_F64, TG_SHAPE(2, 3), (const double[]){1, 3, 3, 5, 5, 5});
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *m = tg_max(x, (const int[]){1}, 1, false);
+    assert_values(m, (const double[]){3, 5}, 2);
+    TG_OK_(tg_backward(tg_sum(m, NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){0, 1, 0, 1, 0, 0}, 6);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(reduction_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2, 3));
+    ASSERT_FAILS(tg_sum(x, (const int[]){2}, 1, false), TG_ERR_RANGE, "tg_sum: axis 2");
+    ASSERT_FAILS(tg_mean(x, (const int[]){-3}, 1, false), TG_ERR_RANGE, "tg_mean");
+    ASSERT_FAILS(tg_max(x, (const int[]){1, -1}, 2, false), TG_ERR_ARG, "tg_max: axis -1 given twice");
+    ASSERT_FAILS(tg_sum(x, NULL, 1, false), TG_ERR_ARG, "tg_sum");
+    ASSERT_FAILS(tg_sum(NULL, NULL, 0, false), TG_ERR_ARG, "tg_sum");
+    ASSERT_FAILS(tg_mean(NULL, NULL, 0, false), TG_ERR_ARG, "tg_mean");
+    ASSERT_FAILS(tg_max(NULL, NULL, 0, false), TG_ERR_ARG, "tg_max");
+    ASSERT_FAILS(tg_sum(tg_zeros(TG_I32, TG_SHAPE(2)), NULL, 0, false), TG_ERR_DTYPE, "tg_sum");
+    ASSERT_FAILS(tg_max(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false),
+                 TG_ERR_SHAPE, "tg_max");
+    /* empty sums are fine: zeros */
+    tg_tensor *e = tg_sum(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false);
+    assert_values(e, (const double[]){0, 0}, 2);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(argmax_values)
+{
+    tg_scope *s = tg_scope_push();
+    const double v[] = {1, 7, 7, -2, 0, 9, 9, 3};
+    tg_tensor *x = mk(TG_F32, TG_SHAPE(2, 4), v);
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *r = tg_argmax(x, 1, false);
+    ck_assert_int_eq(tg_tensor_dtype(r), TG_I64);
+    assert_shape(r, TG_SHAPE(2));
+    assert_values(r, (const double[]){1, 1}, 2); /* ties: the first */
+    ck_assert(tg_is_leaf(r) && !tg_requires_grad(r)); /* records nothing */
+    r = tg_argmax(x, 0, true);
+    assert_shape(r, TG_SHAPE(1, 4));
+    assert_values(r, (const double[]){0, 1, 1, 1}, 4);
+    r = tg_argmax(tg_transpose(x, 0, 1), -1, false); /* strided */
+    assert_values(r, (const double[]){0, 1, 1, 1}, 4);
+    /* integer dtypes work too */
+    r = tg_argmax(mk(TG_U8, TG_SHAPE(5), (const double[]){3, 200, 7, 200, 0}), 0, false);
+    ck_assert_int_eq(tg_tensor_ndim(r), 0);
+    TG_ASSERT_CLOSE(tg_item(r), 1, 0, 0);
+    ASSERT_FAILS(tg_argmax(x, 2, false), TG_ERR_RANGE, "tg_argmax");
+    ASSERT_FAILS(tg_argmax(NULL, 0, false), TG_ERR_ARG, "tg_argmax");
+    ASSERT_FAILS(tg_argmax(tg_zeros(TG_F32, TG_SHAPE(3, 0)), 1, false), TG_ERR_SHAPE, "tg_argmax");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- matmul */
+
+START_TEST(matmul_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    /* (2, 3) @ (3, 2) by hand */
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), (const double[]){1, 2, 3, 4, 5, 6});
+    tg_tensor *b = mk(dt, TG_SHAPE(3, 2), (const double[]){7, 8, 9, 10, 11, 12});
+    tg_tensor *c = tg_matmul(a, b);
+    assert_shape(c, TG_SHAPE(2, 2));
+    assert_values(c, (const double[]){58, 64, 139, 154}, 4);
+    /* transposed operands (views) */
+    c = tg_matmul(tg_transpose(b, 0, 1), tg_transpose(a, 0, 1));
+    assert_values(c, (const double[]){58, 139, 64, 154}, 4);
+
+    /* batched (2, 2, 3) @ (2, 3, 2) and shared (3, 2) */
+    double av[12], bv[12];
+    for (int i = 0; i < 12; i++)
+        av[i] = cos(i * 0.7), bv[i] = sin(i * 0.3 + 1);
+    tg_tensor *ab = mk(dt, TG_SHAPE(2, 2, 3), av), *bb = mk(dt, TG_SHAPE(2, 3, 2), bv);
+    tg_tensor *cb = tg_matmul(ab, bb), *cs = tg_matmul(ab, b);
+    assert_shape(cb, TG_SHAPE(2, 2, 2));
+    assert_shape(cs, TG_SHAPE(2, 2, 2));
+    const double b2[] = {7, 8, 9, 10, 11, 12};
+    for (int n = 0; n < 2; n++)
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                double acc = 0, accs = 0;
+                for (int p = 0; p < 3; p++) {
+                    acc += av[n * 6 + i * 3 + p] * bv[n * 6 + p * 2 + j];
+                    accs += av[n * 6 + i * 3 + p] * b2[p * 2 + j];
+                }
+                TG_ASSERT_CLOSE(at(cb, n * 4 + i * 2 + j), acc, 1e-6, 1e-6);
+                TG_ASSERT_CLOSE(at(cs, n * 4 + i * 2 + j), accs, 1e-5, 1e-6);
+            }
+    /* an empty inner dim gives zeros */
+    tg_tensor *e = tg_matmul(tg_zeros(dt, TG_SHAPE(2, 0)), tg_zeros(dt, TG_SHAPE(0, 3)));
+    assert_values(e, (const double[]){0, 0, 0, 0, 0, 0}, 6);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(matmul_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(2, 3));
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(2, 3))), TG_ERR_SHAPE,
+                 "tg_matmul: inner dims differ in [2, 3] @ [2, 3]");
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(3))), TG_ERR_SHAPE, "at least 2-D");
+    ASSERT_FAILS(tg_matmul(tg_zeros(TG_F32, TG_SHAPE(2, 2, 3)), tg_zeros(TG_F32, TG_SHAPE(3, 3, 2))),
+                 TG_ERR_SHAPE, "batch dims differ");
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(2, 3, 2))), TG_ERR_SHAPE, "batch dims");
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F64, TG_SHAPE(3, 2))), TG_ERR_DTYPE, "tg_matmul");
+    ASSERT_FAILS(tg_matmul(NULL, a), TG_ERR_ARG, "tg_matmul");
+    ASSERT_FAILS(tg_matmul(a, NULL), TG_ERR_ARG, "tg_matmul");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- views */
+
+START_TEST(views_share_storage)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_arange(TG_F32, 0, 24, 1);
+    tg_tensor *r = tg_reshape(x, TG_SHAPE(2, 3, -1));
+    assert_shape(r, TG_SHAPE(2, 3, 4));
+    ck_assert(tg_tensor_shares_storage(r, x));
+    tg_tensor *p = tg_permute(r, (const int[]){2, 0, 1});
+    assert_shape(p, TG_SHAPE(4, 2, 3));
+    ck_assert(tg_tensor_shares_storage(p, x));
+    ck_assert_double_eq(tg_get(p, (const int64_t[]){3, 1, 2}), (1 * 3 + 2) * 4 + 3);
+    tg_tensor *t = tg_transpose(r, -1, 0);
+    assert_shape(t, TG_SHAPE(4, 3, 2));
+    ck_assert(tg_tensor_shares_storage(t, x));
+    tg_tensor *sl = tg_slice(r, 1, 1, 3);
+    assert_shape(sl, TG_SHAPE(2, 2, 4));
+    ck_assert(tg_tensor_shares_storage(sl, x));
+    ck_assert_double_eq(tg_get(sl, (const int64_t[]){1, 0, 2}), (1 * 3 + 1) * 4 + 2);
+    sl = tg_slice(r, -1, -3, -1);
+    assert_shape(sl, TG_SHAPE(2, 3, 2));
+    ck_assert_double_eq(tg_get(sl, (const int64_t[]){0, 0, 0}), 1);
+    tg_tensor *f = tg_flatten(r, 1, -1);
+    assert_shape(f, TG_SHAPE(2, 12));
+    ck_assert(tg_tensor_shares_storage(f, x));
+    tg_tensor *u = tg_unsqueeze(r, 1);
+    assert_shape(u, TG_SHAPE(2, 1, 3, 4));
+    assert_shape(tg_unsqueeze(r, -1), TG_SHAPE(2, 3, 4, 1));
+    assert_shape(tg_squeeze(u, 1), TG_SHAPE(2, 3, 4));
+    ck_assert(tg_tensor_shares_storage(tg_squeeze(u, 1), x));
+    /* a slice along the first dim then a reshape is still a view */
+    tg_tensor *v = tg_reshape(tg_slice(r, 0, 1, 2), TG_SHAPE(12));
+    ck_assert(tg_tensor_shares_storage(v, x));
+    ck_assert_double_eq(at(v, 0), 12);
+    /* a transposed tensor cannot be flattened by strides: a copy with the right values */
+    tg_tensor *c = tg_reshape(tg_transpose(tg_reshape(x, TG_SHAPE(4, 6)), 0, 1), TG_SHAPE(24));
+    ck_assert(!tg_tensor_shares_storage(c, x));
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 4; j++)
+            ck_assert_double_eq(at(c, i * 4 + j), j * 6 + i);
+    /* unsqueeze of a permuted view keeps sharing */
+    ck_assert(tg_tensor_shares_storage(tg_unsqueeze(p, 0), x));
+    /* writes through a view show in the base */
+    TG_OK_(tg_set(sl, (const int64_t[]){0, 0, 0}, 100));
+    ck_assert_double_eq(at(x, 1), 100);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(view_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2, 3));
+    ASSERT_FAILS(tg_reshape(x, TG_SHAPE(4, 2)), TG_ERR_SHAPE, "tg_reshape: cannot reshape [2, 3]");
+    ASSERT_FAILS(tg_reshape(x, TG_SHAPE(-1, -1)), TG_ERR_SHAPE, "tg_reshape");
+    ASSERT_FAILS(tg_reshape(x, TG_SHAPE(-1, 4)), TG_ERR_SHAPE, "tg_reshape");
+    ASSERT_FAILS(tg_reshape(x, 9, (const int64_t[9]){1}), TG_ERR_ARG, "tg_reshape");
+    ASSERT_FAILS(tg_reshape(NULL, TG_SHAPE(6)), TG_ERR_ARG, "tg_reshape");
+    ASSERT_FAILS(tg_permute(x, (const int[]){0, 0}), TG_ERR_ARG, "tg_permute");
+    ASSERT_FAILS(tg_permute(x, (const int[]){0, 2}), TG_ERR_RANGE, "tg_permute");
+    ASSERT_FAILS(tg_permute(x, NULL), TG_ERR_ARG, "tg_permute");
+    ASSERT_FAILS(tg_permute(NULL, (const int[]){0, 1}), TG_ERR_ARG, "tg_permute");
+    ASSERT_FAILS(tg_transpose(x, 0, 2), TG_ERR_RANGE, "tg_transpose");
+    ASSERT_FAILS(tg_transpose(NULL, 0, 1), TG_ERR_ARG, "tg_transpose");
+    ASSERT_FAILS(tg_slice(x, 1, 2, 5), TG_ERR_RANGE, "tg_slice: range 2..5 out of bounds for dim 1 of [2, 3]");
+    ASSERT_FAILS(tg_slice(x, 0, 2, 1), TG_ERR_RANGE, "tg_slice");
+    ASSERT_FAILS(tg_slice(x, 2, 0, 1), TG_ERR_RANGE, "tg_slice");
+    ASSERT_FAILS(tg_slice(NULL, 0, 0, 1), TG_ERR_ARG, "tg_slice");
+    ASSERT_FAILS(tg_squeeze(x, 0), TG_ERR_SHAPE, "tg_squeeze: dim 0 of [2, 3] has extent 2");
+    ASSERT_FAILS(tg_squeeze(NULL, 0), TG_ERR_ARG, "tg_squeeze");
+    ASSERT_FAILS(tg_unsqueeze(x, 3), TG_ERR_RANGE, "tg_unsqueeze");
+    ASSERT_FAILS(tg_unsqueeze(NULL, 0), TG_ERR_ARG, "tg_unsqueeze");
+    ASSERT_FAILS(tg_flatten(x, 1, 0), TG_ERR_ARG, "tg_flatten");
+    ASSERT_FAILS(tg_flatten(x, 0, 5), TG_ERR_RANGE, "tg_flatten");
+    ASSERT_FAILS(tg_flatten(NULL, 0, 1), TG_ERR_ARG, "tg_flatten");
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(concat_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 1), (const double[]){1, 2});
+    tg_tensor *b = mk(dt, TG_SHAPE(2, 2), (const double[]){3, 4, 5, 6});
+    tg_tensor *c = tg_concat((tg_tensor *[]){a, b, a}, 3, -1);
+    assert_shape(c, TG_SHAPE(2, 4));
+    assert_values(c, (const double[]){1, 3, 4, 1, 2, 5, 6, 2}, 8);
+    c = tg_concat((tg_tensor *[]){b, tg_transpose(b, 0, 1)}, 2, 0);
+    assert_shape(c, TG_SHAPE(4, 2));
+    assert_values(c, (const double[]){3, 4, 5, 6, 3, 5, 4, 6}, 8);
+    /* integer tensors concatenate too */
+    tg_tensor *l = tg_concat((tg_tensor *[]){mk(TG_I64, TG_SHAPE(1), (const double[]){7}),
+                                             mk(TG_I64, TG_SHAPE(2), (const double[]){8, 9})},
+                             2, 0);
+    ck_assert_int_eq(tg_tensor_dtype(l), TG_I64);
+    assert_values(l, (const double[]){7, 8, 9}, 3);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(concat_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(2, 3)), *b = tg_zeros(TG_F32, TG_SHAPE(3, 3));
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a, b}, 2, 1), TG_ERR_SHAPE,
+                 "tg_concat: xs[1] has shape [3, 3], xs[0] [2, 3]");
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a, tg_zeros(TG_F32, TG_SHAPE(6))}, 2, 0),
+                 TG_ERR_SHAPE, "tg_concat");
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a, tg_zeros(TG_F64, TG_SHAPE(2, 3))}, 2, 0),
+                 TG_ERR_DTYPE, "tg_concat: xs[1] is f64 but xs[0] is f32");
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a, NULL}, 2, 0), TG_ERR_ARG, "tg_concat");
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a}, 0, 0), TG_ERR_ARG, "tg_concat");
+    ASSERT_FAILS(tg_concat(NULL, 1, 0), TG_ERR_ARG, "tg_concat");
+    ASSERT_FAILS(tg_concat((tg_tensor *[]){a, b}, 2, 2), TG_ERR_RANGE, "tg_concat");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- softmax, losses */
+
+START_TEST(softmax_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12; /* f32 runs oneDNN's approximations */
+    tg_tensor *x = mk(dt, TG_SHAPE(2, 3), A6);
+    tg_tensor *y = tg_softmax(x, 1), *ly = tg_log_softmax(x, -1);
+    for (int r = 0; r < 2; r++) {
+        double z = 0;
+        for (int c = 0; c < 3; c++)
+            z += exp(A6[r * 3 + c]);
+        for (int c = 0; c < 3; c++) {
+            TG_ASSERT_CLOSE(at(y, r * 3 + c), exp(A6[r * 3 + c]) / z, tol, tol);
+            TG_ASSERT_CLOSE(at(ly, r * 3 + c), A6[r * 3 + c] - log(z), tol, tol);
+        }
+    }
+    /* along axis 0 */
+    y = tg_softmax(x, 0);
+    for (int c = 0; c < 3; c++) {
+        double z = exp(A6[c]) + exp(A6[3 + c]);
+        TG_ASSERT_CLOSE(at(y, c), exp(A6[c]) / z, tol, tol);
+        TG_ASSERT_CLOSE(at(y, 3 + c), exp(A6[3 + c]) / z, tol, tol);
+    }
+    ASSERT_FAILS(tg_softmax(x, 2), TG_ERR_RANGE, "tg_softmax: axis 2");
+    ASSERT_FAILS(tg_log_softmax(x, -3), TG_ERR_RANGE, "tg_log_softmax");
+    ASSERT_FAILS(tg_softmax(NULL, 0), TG_ERR_ARG, "tg_softmax");
+    ASSERT_FAILS(tg_log_softmax(NULL, 0), TG_ERR_ARG, "tg_log_softmax");
+    ASSERT_FAILS(tg_softmax(tg_zeros(TG_I32, TG_SHAPE(3)), 0), TG_ERR_DTYPE, "tg_softmax");
+    ASSERT_FAILS(tg_softmax(mk(dt, 0, NULL, A6), 0), TG_ERR_RANGE, "tg_softmax");
+    tg_scope_pop(s);
+}
+END_TEST
+
+static const tg_dtype label_dtypes[] = {TG_I32, TG_I64, TG_U8};
+
+START_TEST(cross_entropy_values)
+{
+    tg_dtype dt = float_dtypes[_i % 2];
+    tg_dtype lt = label_dtypes[_i / 2];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = mk(dt, TG_SHAPE(2, 3), A6);
+    tg_tensor *lab = mk(lt, TG_SHAPE(2), (const double[]){2, 0});
+    double want = 0;
+    const int labels[] = {2, 0};
+    for (int r = 0; r < 2; r++) {
+        double z = 0;
+        for (int c = 0; c < 3; c++)
+            z += exp(A6[r * 3 + c]);
+        want += log(z) - A6[r * 3 + labels[r]];
+    }
+    want /= 2;
+    tg_tensor *l = tg_cross_entropy(x, lab);
+    ck_assert_int_eq(tg_tensor_ndim(l), 0);
+    ck_assert_int_eq(tg_tensor_dtype(l), dt);
+    TG_ASSERT_CLOSE(tg_item(l), want, 1e-6, 1e-6);
+
+    /* gradient: (softmax - onehot) / N */
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_backward(tg_cross_entropy(x, lab)));
+    for (int r = 0; r < 2; r++) {
+        double z = 0;
+        for (int c = 0; c < 3; c++)
+            z += exp(A6[r * 3 + c]);
+        for (int c = 0; c < 3; c++)
+            TG_ASSERT_CLOSE(at(tg_grad(x), r * 3 + c),
+                            (exp(A6[r * 3 + c]) / z - (c == labels[r])) / 2, 1e-7, 1e-6);
+    }
+    /* huge logits stay finite */
+    tg_tensor *big = mk(dt, TG_SHAPE(1, 2), (const double[]){1000, -1000});
+    TG_ASSERT_CLOSE(tg_item(tg_cross_entropy(big, mk(lt, TG_SHAPE(1), (const double[]){1}))),
+                    2000, 0, 1e-6);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(cross_entropy_probs_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    /* row 0: inside the clip range; row 1: p = 0 is clipped to 1e-7; row 2: p = 1 */
+    const double p[] = {0.2, 0.5, 0.3, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0};
+    tg_tensor *x = mk(dt, TG_SHAPE(3, 3), p);
+    tg_tensor *lab = mk(TG_I64, TG_SHAPE(3), (const double[]){1, 0, 0});
+    double want = (-log(0.5) - log(1e-7) - log(1 - 1e-7)) / 3;
+    TG_ASSERT_CLOSE(tg_item(tg_cross_entropy_probs(x, lab)), want, 1e-6, 1e-6);
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_backward(tg_cross_entropy_probs(x, lab)));
+    /* only the unclipped label entry gets a gradient: -1 / (N p) */
+    const double g[] = {0, -1 / (3 * 0.5), 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 9; i++)
+        TG_ASSERT_CLOSE(at(tg_grad(x), i), g[i], 1e-7, 1e-6);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(loss_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(3, 4));
+    tg_tensor *lab = mk(TG_I32, TG_SHAPE(3), (const double[]){0, 4, 1});
+    ASSERT_FAILS(tg_cross_entropy(x, lab), TG_ERR_RANGE,
+                 "tg_cross_entropy: label 4 at row 1 is out of range for 4 classes");
+    tg_tensor *neg = mk(TG_I64, TG_SHAPE(3), (const double[]){0, 1, -1});
+    ASSERT_FAILS(tg_cross_entropy_probs(x, neg), TG_ERR_RANGE, "label -1 at row 2");
+    ASSERT_FAILS(tg_cross_entropy(x, tg_zeros(TG_F32, TG_SHAPE(3))), TG_ERR_DTYPE,
+                 "labels must be i32, i64 or u8, got f32");
+    ASSERT_FAILS(tg_cross_entropy(x, tg_zeros(TG_I64, TG_SHAPE(4))), TG_ERR_SHAPE,
+                 "tg_cross_entropy: labels [4] do not match logits [3, 4]");
+    ASSERT_FAILS(tg_cross_entropy(x, tg_zeros(TG_I64, TG_SHAPE(3, 1))), TG_ERR_SHAPE, "labels");
+    ASSERT_FAILS(tg_cross_entropy(tg_zeros(TG_F32, TG_SHAPE(12)), lab), TG_ERR_SHAPE,
+                 "tg_cross_entropy: logits must be 2-D");
+    ASSERT_FAILS(tg_cross_entropy(tg_zeros(TG_F32, TG_SHAPE(0, 4)), tg_zeros(TG_I64, TG_SHAPE(0))),
+                 TG_ERR_SHAPE, "empty");
+    ASSERT_FAILS(tg_cross_entropy(tg_zeros(TG_I32, TG_SHAPE(3, 4)), lab), TG_ERR_DTYPE,
+                 "tg_cross_entropy");
+    ASSERT_FAILS(tg_cross_entropy(NULL, lab), TG_ERR_ARG, "tg_cross_entropy");
+    ASSERT_FAILS(tg_cross_entropy(x, NULL), TG_ERR_ARG, "tg_cross_entropy");
+    ASSERT_FAILS(tg_cross_entropy_probs(NULL, lab), TG_ERR_ARG, "tg_cross_entropy_probs");
+    ASSERT_FAILS(tg_mse(x, tg_zeros(TG_F32, TG_SHAPE(4, 3))), TG_ERR_SHAPE,
+                 "tg_mse: shapes [3, 4] and [4, 3] differ");
+    ASSERT_FAILS(tg_mse(x, tg_zeros(TG_F64, TG_SHAPE(3, 4))), TG_ERR_DTYPE, "tg_mse");
+    ASSERT_FAILS(tg_mse(NULL, x), TG_ERR_ARG, "tg_mse");
+    ASSERT_FAILS(tg_mse(x, NULL), TG_ERR_ARG, "tg_mse");
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(mse_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    const double t[] = {0.0, 1.0, -1.0, 2.0, 0.5, 0.5};
+    double want = 0;
+    for (int i = 0; i < 6; i++)
+        want += (A6[i] - t[i]) * (A6[i] - t[i]);
+    want /= 6;
+    tg_tensor *p = mk(dt, TG_SHAPE(2, 3), A6), *q = mk(dt, TG_SHAPE(2, 3), t);
+    TG_OK_(tg_set_requires_grad(p, true));
+    TG_OK_(tg_set_requires_grad(q, true));
+    tg_tensor *l = tg_mse(p, q);
+    ck_assert_int_eq(tg_tensor_ndim(l), 0);
+    TG_ASSERT_CLOSE(tg_item(l), want, 1e-6, 1e-6);
+    TG_OK_(tg_backward(l));
+    for (int i = 0; i < 6; i++) {
+        TG_ASSERT_CLOSE(at(tg_grad(p), i), 2 * (A6[i] - t[i]) / 6, 1e-7, 1e-6);
+        TG_ASSERT_CLOSE(at(tg_grad(q), i), -2 * (A6[i] - t[i]) / 6, 1e-7, 1e-6);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- plumbing */
+
+START_TEST(backend_switch)
+{
+    ck_assert_int_eq(tg_get_backend(), TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *f = tg_zeros(TG_F32, TG_SHAPE(1)), *d = tg_zeros(TG_F64, TG_SHAPE(1));
+    ck_assert(tg_use_dnnl(f) && !tg_use_dnnl(d));
+    ck_assert_int_eq(tg_set_backend(TG_BACKEND_REFERENCE), TG_BACKEND_AUTO);
+    ck_assert_int_eq(tg_get_backend(), TG_BACKEND_REFERENCE);
+    ck_assert(!tg_use_dnnl(f));
+    ck_assert_int_eq(tg_set_backend((tg_backend)7), TG_BACKEND_REFERENCE);
+    ck_assert_int_eq(tg_get_backend(), TG_BACKEND_REFERENCE); /* an invalid one is ignored */
+    ck_assert_int_eq(tg_set_backend(TG_BACKEND_AUTO), TG_BACKEND_REFERENCE);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(sum_to_shape)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *g = mk(TG_F64, TG_SHAPE(2, 3), A6);
+    tg_tensor *r = tg_sum_to_shape(g, TG_SHAPE(3));
+    assert_values(r, (const double[]){A6[0] + A6[3], A6[1] + A6[4], A6[2] + A6[5]}, 3);
+    r = tg_sum_to_shape(g, TG_SHAPE(2, 1));
+    assert_shape(r, TG_SHAPE(2, 1));
+    assert_values(r, (const double[]){A6[0] + A6[1] + A6[2], A6[3] + A6[4] + A6[5]}, 2);
+    r = tg_sum_to_shape(g, 0, NULL);
+    ck_assert_int_eq(tg_tensor_ndim(r), 0);
+    TG_ASSERT_CLOSE(tg_item(r), A6[0] + A6[1] + A6[2] + A6[3] + A6[4] + A6[5], 1e-15, 0);
+    ck_assert_ptr_eq(tg_sum_to_shape(g, TG_SHAPE(2, 3)), g); /* already there */
+    ASSERT_FAILS(tg_sum_to_shape(g, TG_SHAPE(4)), TG_ERR_SHAPE,
+                 "tg_sum_to_shape: cannot sum [2, 3] down to [4]");
+    ASSERT_FAILS(tg_sum_to_shape(g, TG_SHAPE(1, 2, 3)), TG_ERR_SHAPE, "tg_sum_to_shape");
+    ASSERT_FAILS(tg_sum_to_shape(NULL, TG_SHAPE(1)), TG_ERR_ARG, "tg_sum_to_shape");
+    tg_scope_pop(s);
+    /* with no scope the caller owns the result */
+    tg_tensor *h = tg_zeros(TG_F32, TG_SHAPE(2, 2));
+    tg_tensor *hr = tg_sum_to_shape(h, TG_SHAPE(2));
+    tg_release(hr);
+    tg_release(h);
+}
+END_TEST
+
+/* Ops record only when grad mode is on and an input requires grad. */
+START_TEST(recording_rules)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(2, 2)), *c = tg_ones(TG_F64, TG_SHAPE(2, 2));
+    ck_assert(tg_is_leaf(tg_exp(x)) && !tg_requires_grad(tg_add(x, c)));
+    TG_OK_(tg_set_requires_grad(x, true));
+    ck_assert(!tg_is_leaf(tg_add(x, c)) && tg_requires_grad(tg_add(x, c)));
+    ck_assert(!tg_is_leaf(tg_reshape(x, TG_SHAPE(4))));
+    bool prev = tg_set_grad_enabled(false);
+    ck_assert(tg_is_leaf(tg_add(x, c)) && tg_is_leaf(tg_softmax(x, 0)));
+    ck_assert(tg_is_leaf(tg_slice(x, 0, 0, 1)));
+    tg_set_grad_enabled(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Without a scope an op's result is the caller's to release; nodes holding saved
+ * output views free cleanly (the fixture checks nothing leaks). */
+START_TEST(unscoped_results_and_saved_views)
+{
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(3, 4), -1, 1, NULL);
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *y = tg_softmax(x, 1);
+    tg_tensor *e = tg_exp(y);
+    tg_tensor *l = tg_sum(e, NULL, 0, false);
+    TG_OK_(tg_backward(l));
+    tg_release(l);
+    tg_release(e);
+    tg_release(y);
+    tg_release(x);
+}
+END_TEST
+
+/* Every op returns NULL for NULL inputs; the message names the op. */
+START_TEST(null_inputs)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2, 2));
+    ASSERT_FAILS(tg_sub(NULL, x), TG_ERR_ARG, "tg_sub");
+    ASSERT_FAILS(tg_mul(x, NULL), TG_ERR_ARG, "tg_mul");
+    ASSERT_FAILS(tg_div(NULL, NULL), TG_ERR_ARG, "tg_div");
+    ASSERT_FAILS(tg_pow_scalar(NULL, 2), TG_ERR_ARG, "tg_pow_scalar");
+    /* a chain can be checked once at its end */
+    ASSERT_FAILS(tg_relu(tg_sum(tg_matmul(x, tg_zeros(TG_F32, TG_SHAPE(3, 3))), NULL, 0, false)),
+                 TG_ERR_ARG, "tg_relu");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- oneDNN vs reference */
+
+/* Each case builds y from f32 inputs; run on AUTO and on REFERENCE with the same
+ * inputs and upstream gradient, outputs and input gradients must agree within
+ * atol 1e-5 + rtol 1e-5 (the oneDNN kernels use float accumulation and their own
+ * exp/log/tanh approximations). uses_dnnl: AUTO must reach the oneDNN cache. */
+typedef struct cmp_case {
+    const char *name;
+    int n_in;
+    int ndim[3];
+    int64_t shape[3][4];
+    bool positive;
+    bool uses_dnnl;
+    tg_tensor *(*fn)(tg_tensor *const *in);
+} cmp_case;
+
+static tg_tensor *c_add(tg_tensor *const *in) { return tg_add(in[0], in[1]); }
+static tg_tensor *c_sub(tg_tensor *const *in) { return tg_sub(in[0], in[1]); }
+static tg_tensor *c_mul(tg_tensor *const *in) { return tg_mul(in[0], in[1]); }
+static tg_tensor *c_div(tg_tensor *const *in) { return tg_div(in[0], in[1]); }
+static tg_tensor *c_add_s(tg_tensor *const *in) { return tg_add_scalar(in[0], 0.3); }
+static tg_tensor *c_mul_s(tg_tensor *const *in) { return tg_mul_scalar(in[0], -1.7); }
+static tg_tensor *c_pow_s(tg_tensor *const *in) { return tg_pow_scalar(in[0], 1.5); }
+static tg_tensor *c_neg(tg_tensor *const *in) { return tg_neg(in[0]); }
+static tg_tensor *c_exp(tg_tensor *const *in) { return tg_exp(in[0]); }
+static tg_tensor *c_log(tg_tensor *const *in) { return tg_log(in[0]); }
+static tg_tensor *c_sqrt(tg_tensor *const *in) { return tg_sqrt(in[0]); }
+static tg_tensor *c_abs(tg_tensor *const *in) { return tg_abs(in[0]); }
+static tg_tensor *c_tanh(tg_tensor *const *in) { return tg_tanh(in[0]); }
+static tg_tensor *c_sigmoid(tg_tensor *const *in) { return tg_sigmoid(in[0]); }
+static tg_tensor *c_relu(tg_tensor *const *in) { return tg_relu(in[0]); }
+static tg_tensor *c_matmul(tg_tensor *const *in) { return tg_matmul(in[0], in[1]); }
+static tg_tensor *c_softmax(tg_tensor *const *in) { return tg_softmax(in[0], 1); }
+static tg_tensor *c_log_softmax(tg_tensor *const *in) { return tg_log_softmax(in[0], -1); }
+static tg_tensor *c_softmax0(tg_tensor *const *in) { return tg_softmax(in[0], 0); }
+
+static tg_tensor *c_matmul_t(tg_tensor *const *in)
+{
+    return tg_matmul(tg_transpose(in[0], 0, 1), in[1]);
+}
+
+static const cmp_case cmp_cases[] = {
+    {"add", 2, {2, 2}, {{5, 7}, {5, 7}}, false, true, c_add},
+    {"add row", 2, {2, 1}, {{5, 7}, {7}}, false, true, c_add},
+    /* both operands broadcast: oneDNN's binary cannot, the glue loops itself */
+    {"add outer", 2, {2, 2}, {{5, 1}, {1, 7}}, false, false, c_add},
+    {"sub broadcast first", 2, {1, 2}, {{7}, {5, 7}}, false, true, c_sub},
+    {"mul col", 2, {2, 2}, {{5, 7}, {5, 1}}, false, true, c_mul},
+    {"div", 2, {2, 2}, {{3, 4}, {3, 4}}, true, true, c_div},
+    {"div 0-d", 2, {2, 0}, {{3, 4}, {0}}, true, true, c_div},
+    {"add_scalar", 1, {3}, {{2, 3, 4}}, false, true, c_add_s},
+    {"mul_scalar", 1, {2}, {{6, 5}}, false, true, c_mul_s},
+    {"pow_scalar", 1, {2}, {{6, 5}}, true, true, c_pow_s},
+    {"neg", 1, {2}, {{6, 5}}, false, true, c_neg},
+    {"exp", 1, {2}, {{6, 5}}, false, true, c_exp},
+    {"log", 1, {2}, {{6, 5}}, true, true, c_log},
+    {"sqrt", 1, {2}, {{6, 5}}, true, true, c_sqrt},
+    {"abs", 1, {2}, {{6, 5}}, false, true, c_abs},
+    {"tanh", 1, {2}, {{6, 5}}, false, true, c_tanh},
+    {"sigmoid", 1, {2}, {{6, 5}}, false, true, c_sigmoid},
+    {"relu", 1, {3}, {{2, 3, 5}}, false, true, c_relu},
+    {"relu 0-d", 1, {0}, {{0}}, false, true, c_relu},
+    {"matmul", 2, {2, 2}, {{5, 7}, {7, 3}}, false, true, c_matmul},
+    {"matmul transposed a", 2, {2, 2}, {{7, 5}, {7, 3}}, false, true, c_matmul_t},
+    {"matmul batched", 2, {3, 3}, {{2, 4, 3}, {2, 3, 5}}, false, true, c_matmul},
+    {"matmul shared b", 2, {3, 2}, {{3, 4, 3}, {3, 2}}, false, true, c_matmul},
+    {"softmax", 1, {2}, {{4, 9}}, false, true, c_softmax},
+    {"softmax axis 0", 1, {3}, {{4, 3, 2}}, false, true, c_softmax0},
+    {"log_softmax", 1, {2}, {{4, 9}}, false, true, c_log_softmax},
+};
+#define N_CMP ((int)(sizeof cmp_cases / sizeof cmp_cases[0]))
+
+/* Output and input gradients (scoped) under backend be. */
+static void run_cmp(const cmp_case *c, tg_backend be, tg_tensor *const *in, tg_tensor *gout,
+                    tg_tensor **y, tg_tensor **grads)
+{
+    tg_backend prev = tg_set_backend(be);
+    for (int i = 0; i < c->n_in; i++)
+        if (tg_grad(in[i]))
+            TG_OK_(tg_zero_grad(in[i]));
+    tg_backend_stats before, after;
+    tg_backend_stats_get(&before);
+    *y = c->fn(in);
+    TG_CHECK(*y != NULL);
+    tg_backward_opts o = TG_BACKWARD_OPTS_INIT;
+    o.grad_output = gout;
+    TG_OK_(tg_backward_ex(*y, &o));
+    tg_backend_stats_get(&after);
+    uint64_t used = (after.cache_hits + after.cache_misses) -
+                    (before.cache_hits + before.cache_misses);
+    if (be == TG_BACKEND_REFERENCE)
+        ck_assert_msg(used == 0, "%s: the reference backend reached oneDNN", c->name);
+    else if (c->uses_dnnl)
+        ck_assert_msg(used > 0, "%s: AUTO did not run on oneDNN", c->name);
+    for (int i = 0; i < c->n_in; i++)
+        grads[i] = tg_tensor_copy(tg_grad(in[i]));
+    tg_set_backend(prev);
+}
+
+START_TEST(dnnl_matches_reference)
+{
+    const cmp_case *c = &cmp_cases[_i];
+    tg_scope *s = tg_scope_push();
+    tg_rng rng;
+    tg_rng_seed(&rng, 4242u + (uint64_t)_i);
+    tg_tensor *in[3];
+    for (int i = 0; i < c->n_in; i++) {
+        in[i] = c->positive ? tg_rand_uniform(TG_F32, c->ndim[i], c->shape[i], 0.5, 2.0, &rng)
+                            : tg_rand_uniform(TG_F32, c->ndim[i], c->shape[i], -2.0, 2.0, &rng);
+        TG_OK_(tg_set_requires_grad(in[i], true));
+    }
+    bool prev = tg_set_grad_enabled(false);
+    tg_tensor *shape_probe = c->fn(in);
+    tg_set_grad_enabled(prev);
+    TG_CHECK(shape_probe != NULL);
+    tg_tensor *gout = tg_rand_uniform(TG_F32, tg_tensor_ndim(shape_probe),
+                                      tg_tensor_shape(shape_probe), -1, 1, &rng);
+    tg_tensor *ya, *yr, *ga[3], *gr[3];
+    run_cmp(c, TG_BACKEND_AUTO, in, gout, &ya, ga);
+    run_cmp(c, TG_BACKEND_REFERENCE, in, gout, &yr, gr);
+    TG_ASSERT_TENSOR_CLOSE(ya, yr, 1e-5, 1e-5);
+    for (int i = 0; i < c->n_in; i++)
+        TG_ASSERT_TENSOR_CLOSE(ga[i], gr[i], 1e-5, 1e-5);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Loss ops and reductions have no oneDNN primitive: AUTO and REFERENCE agree exactly. */
+START_TEST(non_dnnl_ops_agree_exactly)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(4, 5), -3, 3, NULL);
+    tg_tensor *lab = mk(TG_I64, TG_SHAPE(4), (const double[]){0, 4, 2, 2});
+    tg_tensor *r[2][4];
+    for (int k = 0; k < 2; k++) {
+        tg_backend prev = tg_set_backend(k ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+        r[k][0] = tg_cross_entropy(x, lab);
+        r[k][1] = tg_sum(x, (const int[]){1}, 1, false);
+        r[k][2] = tg_max(x, (const int[]){0}, 1, true);
+        r[k][3] = tg_pow(tg_abs(x), x);
+        tg_set_backend(prev);
+    }
+    for (int i = 0; i < 4; i++)
+        TG_ASSERT_TENSOR_CLOSE(r[0][i], r[1][i], 0, 2e-7);
+    tg_scope_pop(s);
+}
+END_TEST
+
+Suite *tg_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tg_tcase("binary");
+    tcase_add_loop_test(tc, binary_same_shape, 0, 2);
+    tcase_add_loop_test(tc, binary_broadcasting, 0, 2);
+    tcase_add_loop_test(tc, binary_strided_inputs, 0, 2);
+    tcase_add_test(tc, binary_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("scalar and unary");
+    tcase_add_loop_test(tc, scalar_ops, 0, 2);
+    tcase_add_loop_test(tc, unary_values, 0, 2 * N_UNARY);
+    tcase_add_loop_test(tc, kinks_have_zero_gradient, 0, 2);
+    tcase_add_loop_test(tc, sigmoid_and_softmax_are_stable, 0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("reductions");
+    tcase_add_loop_test(tc, reductions, 0, 2);
+    tcase_add_test(tc, max_ties_first_wins);
+    tcase_add_test(tc, reduction_errors);
+    tcase_add_test(tc, argmax_values);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("matmul");
+    tcase_add_loop_test(tc, matmul_values, 0, 2);
+    tcase_add_test(tc, matmul_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("views and concat");
+    tcase_add_test(tc, views_share_storage);
+    tcase_add_test(tc, view_errors);
+    tcase_add_loop_test(tc, concat_values, 0, 2);
+    tcase_add_test(tc, concat_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("softmax and losses");
+    tcase_add_loop_test(tc, softmax_values, 0, 2);
+    tcase_add_loop_test(tc, cross_entropy_values, 0, 6);
+    tcase_add_loop_test(tc, cross_entropy_probs_values, 0, 2);
+    tcase_add_loop_test(tc, mse_values, 0, 2);
+    tcase_add_test(tc, loss_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("plumbing");
+    tcase_add_test(tc, backend_switch);
+    tcase_add_test(tc, sum_to_shape);
+    tcase_add_test(tc, recording_rules);
+    tcase_add_test(tc, unscoped_results_and_saved_views);
+    tcase_add_test(tc, null_inputs);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("oneDNN vs reference");
+    tcase_add_loop_test(tc, dnnl_matches_reference, 0, N_CMP);
+    tcase_add_test(tc, non_dnnl_ops_agree_exactly);
+    suite_add_tcase(s, tc);
+    return s;
+}
