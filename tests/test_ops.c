@@ -533,6 +533,65 @@ START_TEST(views_share_storage)
 }
 END_TEST
 
+/* Random views (permutes and slices of random shapes) reshaped to random shapes of
+ * the same size: the values always match a reshape of a contiguous copy, whether
+ * the result is a view or a copy; and a contiguous input always gives a view. */
+START_TEST(reshape_of_views_property)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 31337);
+    for (int trial = 0; trial < 300; trial++) {
+        tg_scope *s = tg_scope_push();
+        int nd = 1 + (int)tg_rng_below(&rng, 4);
+        int64_t shape[4];
+        for (int d = 0; d < nd; d++)
+            shape[d] = 1 + (int64_t)tg_rng_below(&rng, 4);
+        tg_tensor *x = tg_arange(TG_F64, 0, (double)tg_shape_numel(nd, shape), 1);
+        tg_tensor *v = tg_reshape(x, nd, shape);
+        /* a random permutation and maybe a slice */
+        int perm[4] = {0, 1, 2, 3};
+        for (int d = nd - 1; d > 0; d--) {
+            int j = (int)tg_rng_below(&rng, (uint64_t)d + 1), t = perm[d];
+            perm[d] = perm[j];
+            perm[j] = t;
+        }
+        v = tg_permute(v, perm);
+        if (tg_rng_below(&rng, 2)) {
+            int d = (int)tg_rng_below(&rng, (uint64_t)nd);
+            int64_t len = tg_tensor_dim(v, d), a = (int64_t)tg_rng_below(&rng, (uint64_t)len);
+            v = tg_slice(v, d, a, a + 1 + (int64_t)tg_rng_below(&rng, (uint64_t)(len - a)));
+        }
+        /* a random target shape: the element count split into factors, with some
+         * extent-1 dims mixed in; the last dim takes what is left */
+        int64_t n = tg_tensor_numel(v), rest = n, target[5];
+        int tn = 0;
+        while (tn < 5) {
+            if (tg_rng_below(&rng, 4) == 0) {
+                target[tn++] = 1;
+                continue;
+            }
+            int64_t f = 1 + (int64_t)tg_rng_below(&rng, (uint64_t)rest);
+            while (rest % f)
+                f--;
+            target[tn++] = f;
+            rest /= f;
+            if (rest == 1)
+                break;
+        }
+        target[tn - 1] *= rest;
+        tg_tensor *r = tg_reshape(v, tn, target);
+        tg_tensor *want = tg_reshape(tg_tensor_copy(v), tn, target);
+        TG_CHECK(r != NULL && want != NULL);
+        assert_shape(r, tn, target);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_double_eq(at(r, i), at(want, i));
+        if (tg_tensor_is_contiguous(v))
+            ck_assert(tg_tensor_shares_storage(r, x));
+        tg_scope_pop(s);
+    }
+}
+END_TEST
+
 START_TEST(view_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -1029,6 +1088,7 @@ Suite *tg_suite(void)
 
     tc = tg_tcase("views and concat");
     tcase_add_test(tc, views_share_storage);
+    tcase_add_test(tc, reshape_of_views_property);
     tcase_add_test(tc, view_errors);
     tcase_add_loop_test(tc, concat_values, 0, 2);
     tcase_add_test(tc, concat_errors);
