@@ -108,6 +108,15 @@ bool tg_dnnl_blocked_layouts(void)
     return blocked_layouts;
 }
 
+bool tg_dnnl_set_blocked_layouts(bool on)
+{
+    tg_dnnl_lock();
+    bool prev = blocked_layouts;
+    blocked_layouts = on;
+    tg_dnnl_unlock();
+    return prev;
+}
+
 static tg_status backend_error(const char *who, const char *what, dnnl_status_t st)
 {
     return tg_error(TG_ERR_BACKEND, "%s: oneDNN %s failed: %s", who, what,

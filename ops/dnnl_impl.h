@@ -164,6 +164,9 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
  * any, reordered at the edges) instead of plain NCHW / OI. On unless the
  * environment says TG_DNNL_LAYOUT=plain (read once; the benchmark compares both). */
 bool tg_dnnl_blocked_layouts(void);
+/* Overrides that choice (tests run both); returns the previous one. Primitives of
+ * both kinds stay cached side by side (the choice is part of their keys). */
+bool tg_dnnl_set_blocked_layouts(bool on);
 
 /* ---- what the reference kernels of the CNN ops share ----
  * They run one loop nest for f32 and f64, reading and writing through these and

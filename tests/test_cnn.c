@@ -1,3 +1,879 @@
-/* placeholder suite: being written */
+/* tests/test_cnn.c -- the CNN ops (conv2d, max/avg pooling, dense, dropout) and the
+ * oneDNN glue under them: oneDNN against the reference kernels over a table of
+ * shapes, gradient checks, error messages, dropout statistics, and the primitive
+ * cache (a second training step creates no primitive).
+ *
+ * Tolerances (|a - b| <= atol + rtol * |b|):
+ *   f32 oneDNN vs f32 reference       atol 1e-4, rtol 1e-4 (oneDNN sums in f32 in
+ *                                     its own order; the reference sums in double)
+ *   f32 reference vs f64 reference    atol 1e-5, rtol 1e-5 (only the inputs' rounding
+ *                                     to f32 differs)
+ * A wrong index or a missing term is off by O(1), far outside both. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "tests/tg_test.h"
-Suite *tg_suite(void) { return suite_create("cnn"); }
+#include "ops/dnnl_impl.h"
+
+#define F32_ATOL 1e-4
+#define F32_RTOL 1e-4
+#define REF_ATOL 1e-5
+#define REF_RTOL 1e-5
+/* bitwise equal (the tiny atol keeps 0 vs 0 from dividing by zero) */
+#define EXACT_ATOL 1e-300
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Uniform in [-1, 1) from a private generator (scoped). */
+static tg_tensor *rnd(tg_dtype dt, int ndim, const int64_t *shape, uint64_t seed)
+{
+    tg_rng r;
+    tg_rng_seed(&r, seed);
+    tg_tensor *t = tg_rand_uniform(dt, ndim, shape, -1.0, 1.0, &r);
+    TG_CHECK(t != NULL);
+    return t;
+}
+
+/* An op under test: output from inputs (some may be NULL) and the op's options. */
+typedef tg_tensor *(*op_fn)(tg_tensor *const *in, const void *ctx);
+
+#define MAX_IN 3
+
+/* Runs fn on in64 converted to dt, with the backend be, then backward with
+ * gradient gy64. Fills y and the inputs' gradients (scoped / borrowed from the
+ * scoped inputs; valid until the caller's scope pops). */
+static void run(op_fn fn, const void *ctx, tg_tensor *const *in64, tg_tensor *gy64,
+                tg_dtype dt, tg_backend be, tg_tensor **y, tg_tensor **grads)
+{
+    tg_backend prev = tg_set_backend(be);
+    tg_tensor *in[MAX_IN] = {NULL, NULL, NULL};
+    for (int i = 0; i < MAX_IN; i++) {
+        if (!in64[i])
+            continue;
+        in[i] = tg_tensor_to_dtype(in64[i], dt);
+        TG_CHECK(in[i] != NULL);
+        TG_OK_(tg_set_requires_grad(in[i], true));
+    }
+    *y = fn(in, ctx);
+    TG_CHECK(*y != NULL);
+    tg_tensor *gy = tg_tensor_to_dtype(gy64, dt);
+    tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+    bo.grad_output = gy;
+    TG_OK_(tg_backward_ex(*y, &bo));
+    for (int i = 0; i < MAX_IN; i++) {
+        grads[i] = in[i] ? tg_grad(in[i]) : NULL;
+        if (in[i])
+            ck_assert_msg(grads[i] != NULL, "input %d got no gradient", i);
+    }
+    tg_set_backend(prev);
+}
+
+/* y's shape from one forward run (f64, no grad). */
+static tg_tensor *probe(op_fn fn, const void *ctx, tg_tensor *const *in64)
+{
+    bool prev = tg_set_grad_enabled(false);
+    tg_tensor *y = fn(in64, ctx);
+    tg_set_grad_enabled(prev);
+    TG_CHECK(y != NULL);
+    return y;
+}
+
+/* oneDNN f32 vs reference f32 vs reference f64, forward and every gradient. */
+static void compare_backends(op_fn fn, const void *ctx, tg_tensor *const *in64,
+                             const char *label)
+{
+    tg_tensor *y0 = probe(fn, ctx, in64);
+    tg_tensor *gy = rnd(TG_F64, tg_tensor_ndim(y0), tg_tensor_shape(y0), 99);
+    tg_tensor *yd, *yr, *y64, *gd[MAX_IN], *gr[MAX_IN], *g64[MAX_IN];
+    run(fn, ctx, in64, gy, TG_F32, TG_BACKEND_AUTO, &yd, gd);
+    run(fn, ctx, in64, gy, TG_F32, TG_BACKEND_REFERENCE, &yr, gr);
+    run(fn, ctx, in64, gy, TG_F64, TG_BACKEND_REFERENCE, &y64, g64);
+    ck_assert_msg(tg_tensor_dtype(yd) == TG_F32 && tg_tensor_dtype(y64) == TG_F64,
+                  "%s: output dtypes", label);
+    int64_t w;
+    double e = tg_test_max_scaled_err(yd, yr, F32_ATOL, F32_RTOL, &w);
+    ck_assert_msg(e <= 1.0, "%s: forward oneDNN vs reference: element %lld off by %.3g x tol",
+                  label, (long long)w, e);
+    e = tg_test_max_scaled_err(yr, y64, REF_ATOL, REF_RTOL, &w);
+    ck_assert_msg(e <= 1.0, "%s: forward f32 vs f64 reference: element %lld off by %.3g x tol",
+                  label, (long long)w, e);
+    for (int i = 0; i < MAX_IN; i++) {
+        if (!in64[i])
+            continue;
+        e = tg_test_max_scaled_err(gd[i], gr[i], F32_ATOL, F32_RTOL, &w);
+        ck_assert_msg(e <= 1.0,
+                      "%s: gradient of input %d, oneDNN vs reference: element %lld off by "
+                      "%.3g x tol", label, i, (long long)w, e);
+        e = tg_test_max_scaled_err(gr[i], g64[i], REF_ATOL, REF_RTOL, &w);
+        ck_assert_msg(e <= 1.0,
+                      "%s: gradient of input %d, f32 vs f64 reference: element %lld off by "
+                      "%.3g x tol", label, i, (long long)w, e);
+    }
+}
+
+/* ---------------------------------------------------------------- the ops as op_fn */
+
+static tg_tensor *conv_fn(tg_tensor *const *in, const void *ctx)
+{
+    return tg_conv2d(in[0], in[1], in[2], ctx);
+}
+
+typedef struct pool_ctx {
+    bool max;
+    tg_pool2d_opts o;
+} pool_ctx;
+
+static tg_tensor *pool_fn(tg_tensor *const *in, const void *ctx)
+{
+    const pool_ctx *p = ctx;
+    return p->max ? tg_max_pool2d(in[0], &p->o) : tg_avg_pool2d(in[0], &p->o);
+}
+
+static tg_tensor *dense_fn(tg_tensor *const *in, const void *ctx)
+{
+    (void)ctx;
+    return tg_dense(in[0], in[1], in[2]);
+}
+
+/* Dropout with a generator reseeded on every call, so that finite differences see
+ * the same mask each time. */
+typedef struct dropout_ctx {
+    double rate;
+    uint64_t seed;
+} dropout_ctx;
+
+static tg_tensor *dropout_fn(tg_tensor *const *in, const void *ctx)
+{
+    const dropout_ctx *d = ctx;
+    tg_rng r;
+    tg_rng_seed(&r, d->seed);
+    return tg_dropout(in[0], d->rate, true, &r);
+}
+
+/* ---------------------------------------------------------------- conv2d table */
+
+typedef struct conv_case {
+    const char *name;
+    int64_t n, c, h, w, o, kh, kw;
+    tg_conv2d_opts opts;
+    bool bias;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {"seed conv 1x28x28 -> 32x26x26", 4, 1, 28, 28, 32, 3, 3, TG_CONV2D_OPTS_INIT, true},
+    {"batch 1, one channel", 1, 1, 5, 5, 1, 3, 3, TG_CONV2D_OPTS_INIT, true},
+    {"odd batch, several channels", 3, 3, 7, 6, 5, 3, 3, TG_CONV2D_OPTS_INIT, true},
+    {"stride 2", 3, 4, 9, 9, 8, 3, 3, {{2, 2}, {0, 0, 0, 0}, {1, 1}}, true},
+    {"padding 1 (same)", 2, 3, 6, 6, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}}, true},
+    {"asymmetric padding", 3, 2, 7, 5, 3, 3, 2, {{1, 2}, {0, 2, 1, 0}, {1, 1}}, true},
+    {"dilation 2", 2, 3, 9, 8, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {2, 2}}, true},
+    {"non-square kernel and input, no bias", 5, 2, 6, 11, 3, 2, 4,
+     {{2, 1}, {0, 1, 2, 1}, {1, 3}}, false},
+    {"kernel as large as the padded input", 2, 2, 3, 4, 3, 5, 4, {{1, 1}, {1, 1, 0, 0}, {1, 1}},
+     true},
+    {"32 -> 32 channels (blocked layouts)", 2, 32, 10, 9, 32, 3, 3,
+     {{1, 1}, {1, 1, 1, 1}, {1, 1}}, true},
+    {"16 -> 48 channels, stride 2, padding", 3, 16, 11, 11, 48, 3, 3,
+     {{2, 2}, {1, 0, 1, 0}, {1, 1}}, true},
+};
+#define N_CONV (int)(sizeof conv_cases / sizeof conv_cases[0])
+
+static void conv_case_run(int i, bool blocked)
+{
+    const conv_case *k = &conv_cases[i];
+    bool prev = tg_dnnl_set_blocked_layouts(blocked);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[MAX_IN] = {
+        rnd(TG_F64, TG_SHAPE(k->n, k->c, k->h, k->w), 1 + (uint64_t)i),
+        rnd(TG_F64, TG_SHAPE(k->o, k->c, k->kh, k->kw), 100 + (uint64_t)i),
+        k->bias ? rnd(TG_F64, TG_SHAPE(k->o), 200 + (uint64_t)i) : NULL,
+    };
+    char label[160];
+    snprintf(label, sizeof label, "conv2d %s (%s layouts)", k->name,
+             blocked ? "blocked" : "plain");
+    compare_backends(conv_fn, &k->opts, in, label);
+    tg_scope_pop(s);
+    tg_dnnl_set_blocked_layouts(prev);
+}
+
+START_TEST(conv_table_blocked)
+{
+    conv_case_run(_i, true);
+}
+END_TEST
+
+START_TEST(conv_table_plain)
+{
+    conv_case_run(_i, false);
+}
+END_TEST
+
+/* A non-contiguous input (a transposed view) gives the same result as its copy. */
+START_TEST(conv_strided_input)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *xt = rnd(TG_F32, TG_SHAPE(2, 3, 7, 6), 5);
+    tg_tensor *x = tg_tensor_transpose(xt, 2, 3); /* (2, 3, 6, 7), strided */
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(4, 3, 3, 3), 6);
+    ck_assert(!tg_tensor_is_contiguous(x));
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    tg_tensor *a = tg_conv2d(x, w, NULL, &o);
+    tg_tensor *b = tg_conv2d(tg_tensor_copy(x), w, NULL, &o);
+    TG_CHECK(a && b);
+    TG_ASSERT_TENSOR_CLOSE(a, b, EXACT_ATOL, 0.0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- pooling table */
+
+typedef struct pool_case {
+    const char *name;
+    int64_t n, c, h, w;
+    tg_pool2d_opts opts;
+} pool_case;
+
+static const pool_case pool_cases[] = {
+    {"seed pool 32x26x26 -> 32x13x13", 4, 32, 26, 26, TG_POOL2D_OPTS_INIT},
+    {"batch 1, one channel, odd input", 1, 1, 7, 5, TG_POOL2D_OPTS_INIT},
+    {"odd batch, 3x3 stride 1", 3, 4, 6, 7, {{3, 3}, {1, 1}, {0, 0, 0, 0}}},
+    {"3x3 stride 2 padding 1", 2, 3, 9, 8, {{3, 3}, {2, 2}, {1, 1, 1, 1}}},
+    {"asymmetric padding", 3, 2, 6, 5, {{2, 3}, {2, 1}, {1, 0, 0, 2}}},
+    {"non-square kernel, stride 0 = kernel", 2, 5, 8, 9, {{2, 3}, {0, 0}, {0, 0, 0, 0}}},
+    {"kernel as large as the input", 2, 3, 4, 5, {{4, 5}, {1, 1}, {0, 0, 0, 0}}},
+};
+#define N_POOL (int)(sizeof pool_cases / sizeof pool_cases[0])
+
+static void pool_case_run(int i, bool max)
+{
+    const pool_case *k = &pool_cases[i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[MAX_IN] = {rnd(TG_F64, TG_SHAPE(k->n, k->c, k->h, k->w), 300 + (uint64_t)i),
+                             NULL, NULL};
+    pool_ctx ctx = {max, k->opts};
+    char label[160];
+    snprintf(label, sizeof label, "%s %s", max ? "max_pool2d" : "avg_pool2d", k->name);
+    compare_backends(pool_fn, &ctx, in, label);
+    tg_scope_pop(s);
+}
+
+START_TEST(max_pool_table)
+{
+    pool_case_run(_i, true);
+}
+END_TEST
+
+START_TEST(avg_pool_table)
+{
+    pool_case_run(_i, false);
+}
+END_TEST
+
+/* Padding takes no part in the average: a 2x2 window with one real element is that
+ * element; and stride 0 means the kernel size. */
+START_TEST(avg_pool_excludes_padding)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(1, 1, 2, 2), (const float[]){1, 2, 3, 4});
+    tg_pool2d_opts o = {{2, 2}, {0, 0}, {1, 1, 1, 1}}; /* windows at rows -1..0 and 1..2 */
+    for (int be = 0; be < 2; be++) {
+        tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+        tg_tensor *y = tg_avg_pool2d(x, &o);
+        tg_tensor *m = tg_max_pool2d(x, &o);
+        tg_set_backend(prev);
+        TG_CHECK(y && m);
+        ck_assert_int_eq(tg_tensor_dim(y, 2), 2);
+        ck_assert_int_eq(tg_tensor_dim(y, 3), 2);
+        const float *yp = tg_tensor_data(y), *mp = tg_tensor_data(m);
+        for (int k = 0; k < 4; k++) {
+            ck_assert_float_eq_tol(yp[k], (float)(k + 1), 1e-6f);
+            ck_assert_float_eq_tol(mp[k], (float)(k + 1), 1e-6f);
+        }
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- dense table */
+
+typedef struct dense_case {
+    const char *name;
+    int ndim;
+    int64_t xshape[4];
+    int64_t out;
+    bool bias;
+} dense_case;
+
+static const dense_case dense_cases[] = {
+    {"seed dense 5408 -> 128", 2, {4, 5408}, 128, true},
+    {"seed dense 128 -> 10", 2, {4, 128}, 10, true},
+    {"flatten of 32x13x13", 4, {3, 32, 13, 13}, 16, true},
+    {"batch 1", 2, {1, 7}, 3, true},
+    {"odd sizes, no bias", 2, {5, 13}, 9, false},
+    {"rank 3 input", 3, {3, 4, 5}, 6, true},
+};
+#define N_DENSE (int)(sizeof dense_cases / sizeof dense_cases[0])
+
+static void dense_case_run(int i, bool blocked)
+{
+    const dense_case *k = &dense_cases[i];
+    bool prev = tg_dnnl_set_blocked_layouts(blocked);
+    tg_scope *s = tg_scope_push();
+    int64_t in_features = 1;
+    for (int d = 1; d < k->ndim; d++)
+        in_features *= k->xshape[d];
+    tg_tensor *in[MAX_IN] = {
+        rnd(TG_F64, k->ndim, k->xshape, 400 + (uint64_t)i),
+        rnd(TG_F64, TG_SHAPE(k->out, in_features), 500 + (uint64_t)i),
+        k->bias ? rnd(TG_F64, TG_SHAPE(k->out), 600 + (uint64_t)i) : NULL,
+    };
+    char label[160];
+    snprintf(label, sizeof label, "dense %s (%s layouts)", k->name, blocked ? "blocked" : "plain");
+    compare_backends(dense_fn, NULL, in, label);
+    tg_scope_pop(s);
+    tg_dnnl_set_blocked_layouts(prev);
+}
+
+START_TEST(dense_table_blocked)
+{
+    dense_case_run(_i, true);
+}
+END_TEST
+
+START_TEST(dense_table_plain)
+{
+    dense_case_run(_i, false);
+}
+END_TEST
+
+/* The gradient of a rank-4 input has the input's shape. */
+START_TEST(dense_grad_shape)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 3, 2, 2), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(5, 12), 2);
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *y = tg_dense(x, w, NULL);
+    TG_CHECK(y != NULL);
+    ck_assert_int_eq(tg_tensor_ndim(y), 2);
+    ck_assert_int_eq(tg_tensor_dim(y, 1), 5);
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    ck_assert(tg_tensor_same_shape(tg_grad(x), x));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- gradient checks */
+
+typedef struct gc_case {
+    const char *name;
+    op_fn fn;
+    const void *ctx;
+    int n_in;
+    int ndim[MAX_IN];
+    int64_t shape[MAX_IN][4];
+    bool distinct; /* inputs spread apart so max pooling has no near-ties */
+} gc_case;
+
+static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}};
+static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}}};
+static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}}};
+static const dropout_ctx gc_drop = {0.4, 77};
+
+static const gc_case gc_cases[] = {
+    {"conv2d stride 2,1 asym padding dilation 1,2", conv_fn, &gc_conv_opts, 3,
+     {4, 4, 1}, {{2, 2, 5, 6}, {3, 2, 2, 3}, {3}}, false},
+    {"conv2d plain 3x3", conv_fn, &(tg_conv2d_opts)TG_CONV2D_OPTS_INIT, 3,
+     {4, 4, 1}, {{1, 3, 4, 4}, {2, 3, 3, 3}, {2}}, false},
+    {"max_pool2d", pool_fn, &gc_max, 1, {4}, {{2, 2, 5, 5}}, true},
+    {"avg_pool2d", pool_fn, &gc_avg, 1, {4}, {{2, 2, 5, 4}}, false},
+    {"dense rank 3", dense_fn, NULL, 3, {3, 2, 1}, {{3, 2, 4}, {5, 8}, {5}}, false},
+    {"dropout 0.4", dropout_fn, &gc_drop, 1, {3}, {{2, 3, 5}}, false},
+};
+#define N_GC (int)(sizeof gc_cases / sizeof gc_cases[0])
+
+/* Values k * 0.37 mod 2 - 1 shuffled: pairwise at least ~0.01 apart. */
+static void spread(tg_tensor *t, uint64_t seed)
+{
+    int64_t n = tg_tensor_numel(t);
+    tg_rng r;
+    tg_rng_seed(&r, seed);
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    ck_assert(perm != NULL);
+    for (int64_t k = 0; k < n; k++)
+        perm[k] = k;
+    for (int64_t k = n - 1; k > 0; k--) {
+        int64_t j = (int64_t)tg_rng_below(&r, (uint64_t)k + 1);
+        int64_t tmp = perm[k];
+        perm[k] = perm[j];
+        perm[j] = tmp;
+    }
+    for (int64_t k = 0; k < n; k++)
+        tg_set_flat(t, k, -1.0 + 2.0 * (double)perm[k] / (double)n);
+    tg_tensor_bump_version(t);
+    free(perm);
+}
+
+static tg_tensor *gc_adapter(tg_tensor *const *inputs, int n_inputs, void *ctx)
+{
+    const gc_case *k = ctx;
+    tg_tensor *in[MAX_IN] = {NULL, NULL, NULL};
+    for (int i = 0; i < n_inputs; i++)
+        in[i] = inputs[i];
+    return k->fn(in, k->ctx);
+}
+
+static void gradcheck_case(int i, bool f64)
+{
+    const gc_case *k = &gc_cases[i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[MAX_IN];
+    for (int j = 0; j < k->n_in; j++) {
+        in[j] = rnd(f64 ? TG_F64 : TG_F32, k->ndim[j], k->shape[j], 700 + (uint64_t)(10 * i + j));
+        if (k->distinct)
+            spread(in[j], 800 + (uint64_t)j);
+        TG_OK_(tg_set_requires_grad(in[j], true));
+    }
+    tg_gradcheck_opts o = TG_GRADCHECK_OPTS_INIT;
+    if (!f64) {
+        tg_gradcheck_opts of = TG_GRADCHECK_OPTS_F32_INIT;
+        o = of;
+    }
+    o.label = k->name;
+    tg_gradcheck_report rep;
+    tg_backend prev = tg_set_backend(f64 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_status st = tg_gradcheck(&rep, gc_adapter, (void *)k, in, k->n_in, &o);
+    tg_set_backend(prev);
+    ck_assert_msg(st == TG_OK, "%s: gradcheck could not run: %s", k->name, tg_last_error());
+    ck_assert_msg(rep.passed, "%s (%s): %s", k->name, f64 ? "f64 elementwise" : "f32 directional",
+                  rep.message);
+    ck_assert_int_gt(rep.checked, 0);
+    tg_scope_pop(s);
+}
+
+START_TEST(gradcheck_f64)
+{
+    gradcheck_case(_i, true);
+}
+END_TEST
+
+START_TEST(gradcheck_f32)
+{
+    gradcheck_case(_i, false);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- errors */
+
+START_TEST(conv_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 3, 8, 8), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(4, 2, 3, 3), 2);
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+
+    ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("tg_conv2d");
+    TG_ASSERT_ERROR_HAS("channel");
+    TG_ASSERT_ERROR_HAS("[2, 3, 8, 8]");
+    TG_ASSERT_ERROR_HAS("[4, 2, 3, 3]");
+
+    tg_tensor *w3 = rnd(TG_F32, TG_SHAPE(4, 3, 9, 3), 3);
+    ck_assert_ptr_null(tg_conv2d(x, w3, NULL, &o));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("larger than the padded input");
+    TG_ASSERT_ERROR_HAS("[4, 3, 9, 3]");
+    o.pad[0] = 1; /* 8 + 1 = 9 rows: now it fits */
+    TG_CHECK(tg_conv2d(x, w3, NULL, &o) != NULL);
+
+    tg_tensor *wk = rnd(TG_F32, TG_SHAPE(4, 3, 3, 3), 4);
+    tg_conv2d_opts bad = TG_CONV2D_OPTS_INIT;
+    bad.stride[0] = 0;
+    ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
+    TG_ASSERT_ERROR_HAS("tg_conv2d: stride must be >= 1");
+    bad.stride[0] = -2;
+    ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
+    TG_ASSERT_ERROR_HAS("stride");
+    bad = (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
+    bad.dilation[1] = 0;
+    ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
+    TG_ASSERT_ERROR_HAS("dilation");
+    bad = (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
+    bad.pad[3] = -1;
+    ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
+    TG_ASSERT_ERROR_HAS("padding");
+
+    tg_tensor *x3 = rnd(TG_F32, TG_SHAPE(3, 8, 8), 5);
+    ck_assert_ptr_null(tg_conv2d(x3, wk, NULL, NULL));
+    TG_ASSERT_ERROR_HAS("tg_conv2d: input must be 4-D (N, C, H, W), got [3, 8, 8]");
+
+    tg_tensor *b = rnd(TG_F32, TG_SHAPE(3), 6);
+    ck_assert_ptr_null(tg_conv2d(x, wk, b, NULL));
+    TG_ASSERT_ERROR_HAS("bias");
+    TG_ASSERT_ERROR_HAS("[3]");
+
+    tg_tensor *x64 = rnd(TG_F64, TG_SHAPE(2, 3, 8, 8), 7);
+    ck_assert_ptr_null(tg_conv2d(x64, wk, NULL, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+
+    ck_assert_ptr_null(tg_conv2d(NULL, wk, NULL, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_conv2d(x, NULL, NULL, NULL));
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(pool_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 3, 4, 4), 1);
+    tg_pool2d_opts o = {{5, 2}, {0, 0}, {0, 0, 0, 0}};
+    ck_assert_ptr_null(tg_max_pool2d(x, &o));
+    TG_ASSERT_ERROR_HAS("tg_max_pool2d");
+    TG_ASSERT_ERROR_HAS("larger than the padded input");
+    TG_ASSERT_ERROR_HAS("[2, 3, 4, 4]");
+    o = (tg_pool2d_opts){{2, 2}, {-1, 0}, {0, 0, 0, 0}};
+    ck_assert_ptr_null(tg_avg_pool2d(x, &o));
+    TG_ASSERT_ERROR_HAS("tg_avg_pool2d: stride");
+    o = (tg_pool2d_opts){{0, 2}, {0, 0}, {0, 0, 0, 0}};
+    ck_assert_ptr_null(tg_max_pool2d(x, &o));
+    TG_ASSERT_ERROR_HAS("kernel");
+    o = (tg_pool2d_opts){{2, 2}, {0, 0}, {2, 0, 0, 0}};
+    ck_assert_ptr_null(tg_max_pool2d(x, &o));
+    TG_ASSERT_ERROR_HAS("padding");
+    tg_tensor *x2 = rnd(TG_F32, TG_SHAPE(4, 4), 2);
+    ck_assert_ptr_null(tg_max_pool2d(x2, NULL));
+    TG_ASSERT_ERROR_HAS("tg_max_pool2d: input must be 4-D (N, C, H, W), got [4, 4]");
+    ck_assert_ptr_null(tg_avg_pool2d(NULL, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(dense_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(4, 10), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 9), 2);
+    ck_assert_ptr_null(tg_dense(x, w, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("tg_dense");
+    TG_ASSERT_ERROR_HAS("[4, 10]");
+    TG_ASSERT_ERROR_HAS("[3, 9]");
+    tg_tensor *x1 = rnd(TG_F32, TG_SHAPE(10), 3);
+    ck_assert_ptr_null(tg_dense(x1, w, NULL));
+    TG_ASSERT_ERROR_HAS("rank >= 2");
+    tg_tensor *w10 = rnd(TG_F32, TG_SHAPE(3, 10), 4);
+    tg_tensor *b = rnd(TG_F32, TG_SHAPE(4), 5);
+    ck_assert_ptr_null(tg_dense(x, w10, b));
+    TG_ASSERT_ERROR_HAS("bias");
+    tg_tensor *w1 = rnd(TG_F32, TG_SHAPE(30), 6);
+    ck_assert_ptr_null(tg_dense(x, w1, NULL));
+    TG_ASSERT_ERROR_HAS("weight must be 2-D");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- dropout */
+
+START_TEST(dropout_statistics)
+{
+    tg_scope *s = tg_scope_push();
+    const int64_t n = 200000;
+    const double rate = 0.3;
+    tg_tensor *x = tg_ones(_i ? TG_F64 : TG_F32, TG_SHAPE(n / 100, 100));
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_rng r;
+    tg_rng_seed(&r, 2024);
+    tg_tensor *y = tg_dropout(x, rate, true, &r);
+    TG_CHECK(y != NULL);
+    ck_assert(y != x);
+    ck_assert_int_eq(tg_tensor_dtype(y), tg_tensor_dtype(x));
+    int64_t zeros = 0;
+    double kept = 1.0 / (1.0 - rate);
+    for (int64_t k = 0; k < n; k++) {
+        double v = tg_get_flat(y, k);
+        if (v == 0.0)
+            zeros++;
+        else
+            ck_assert_msg(fabs(v - kept) <= 1e-6 * kept, "kept element %lld is %g, want %g",
+                          (long long)k, v, kept);
+    }
+    /* binomial: sd = sqrt(rate (1 - rate) / n) ~ 0.001; allow 6 sd */
+    double frac = (double)zeros / (double)n;
+    ck_assert_msg(fabs(frac - rate) < 0.0062, "dropped fraction %g, want %g", frac, rate);
+
+    /* the gradient uses the same mask and scale: with x = 1, dL/dx == y */
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    TG_ASSERT_TENSOR_CLOSE(tg_grad(x), y, EXACT_ATOL, 0.0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(dropout_identity_and_extremes)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(3, 4), 1);
+    TG_OK_(tg_set_requires_grad(x, true));
+    ck_assert_ptr_eq(tg_dropout(x, 0.5, false, NULL), x); /* evaluation */
+    ck_assert_ptr_eq(tg_dropout(x, 0.0, true, NULL), x);  /* rate 0 */
+
+    /* rate 1: zeros forward, zeros backward */
+    tg_tensor *y = tg_dropout(x, 1.0, true, NULL);
+    TG_CHECK(y != NULL);
+    for (int64_t k = 0; k < 12; k++)
+        ck_assert(tg_get_flat(y, k) == 0.0);
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    for (int64_t k = 0; k < 12; k++)
+        ck_assert(tg_get_flat(tg_grad(x), k) == 0.0);
+
+    /* identity passes gradients straight through (it is the same tensor) */
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_dropout(x, 0.5, false, NULL), NULL, 0, false)));
+    for (int64_t k = 0; k < 12; k++)
+        ck_assert(tg_get_flat(tg_grad(x), k) == 1.0);
+
+    /* a bad rate is an argument error naming the op */
+    const double bad[] = {1.5, -0.1, NAN};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_ptr_null(tg_dropout(x, bad[k], true, NULL));
+        ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+        TG_ASSERT_ERROR_HAS("tg_dropout: rate must be in [0, 1]");
+    }
+    ck_assert_ptr_null(tg_dropout(x, 2.0, false, NULL)); /* checked even when not training */
+    ck_assert_ptr_null(tg_dropout(NULL, 0.5, true, NULL));
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(dropout_reproducible)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(50, 40), 1);
+    tg_rng r1, r2, r3;
+    tg_rng_seed(&r1, 11);
+    tg_rng_seed(&r2, 11);
+    tg_rng_seed(&r3, 12);
+    tg_tensor *a = tg_dropout(x, 0.5, true, &r1);
+    tg_tensor *b = tg_dropout(x, 0.5, true, &r2);
+    tg_tensor *c = tg_dropout(x, 0.5, true, &r3);
+    TG_CHECK(a && b && c);
+    TG_ASSERT_TENSOR_CLOSE(a, b, EXACT_ATOL, 0.0);
+    int64_t w;
+    ck_assert_msg(tg_test_max_scaled_err(a, c, 1e-9, 0.0, &w) > 1.0,
+                  "different seeds gave the same mask");
+    /* the global generator: tg_manual_seed replays the mask */
+    tg_manual_seed(5);
+    tg_tensor *g1 = tg_dropout(x, 0.5, true, NULL);
+    tg_manual_seed(5);
+    tg_tensor *g2 = tg_dropout(x, 0.5, true, NULL);
+    TG_CHECK(g1 && g2);
+    TG_ASSERT_TENSOR_CLOSE(g1, g2, EXACT_ATOL, 0.0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- DOT labels */
+
+static const char *op_detail(tg_tensor *y)
+{
+    static char detail[96];
+    tg_graph *g = NULL;
+    TG_OK_(tg_graph_build(&g, &y, 1));
+    detail[0] = '\0';
+    for (size_t i = 0; i < tg_graph_size(g); i++) {
+        const tg_graph_item *it = tg_graph_item_at(g, i);
+        if (it->kind == TG_GRAPH_OP && it->output_id >= 0 &&
+            tg_graph_item_at(g, (size_t)it->output_id)->tensor == y)
+            snprintf(detail, sizeof detail, "%s", it->op_detail);
+    }
+    tg_graph_free(g);
+    return detail;
+}
+
+START_TEST(describe_labels)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(1, 2, 8, 8), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 2, 3, 3), 2);
+    TG_OK_(tg_set_requires_grad(w, true));
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s1 p0");
+    o = (tg_conv2d_opts){{2, 2}, {0, 1, 0, 1}, {2, 2}};
+    ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s2 p0,1,0,1 d2,2");
+    ck_assert_str_eq(op_detail(tg_max_pool2d(x, NULL)), "2x2 s2");
+    tg_tensor *wd = rnd(TG_F32, TG_SHAPE(4, 128), 3);
+    ck_assert_str_eq(op_detail(tg_dense(x, wd, NULL)), "128->4");
+    ck_assert_str_eq(op_detail(tg_dropout(x, 0.25, true, NULL)), "p=0.25");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- primitive cache */
+
+typedef struct tiny_net {
+    tg_tensor *x, *labels, *cw, *cb, *dw, *db;
+} tiny_net;
+
+/* conv 3x3 -> relu -> max pool -> dense -> cross-entropy, forward and backward. */
+static void tiny_step(const tiny_net *m)
+{
+    tg_scope *s = tg_scope_push();
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    tg_tensor *h = tg_max_pool2d(tg_relu(tg_conv2d(m->x, m->cw, m->cb, &o)), NULL);
+    tg_tensor *loss = tg_cross_entropy(tg_dense(h, m->dw, m->db), m->labels);
+    TG_CHECK(loss != NULL);
+    TG_OK_(tg_backward(loss));
+    tg_scope_pop(s);
+}
+
+START_TEST(cache_second_step_creates_nothing)
+{
+    tg_scope *s = tg_scope_push();
+    tiny_net m = {
+        rnd(TG_F32, TG_SHAPE(6, 1, 10, 10), 1),
+        tg_from_data(TG_I64, TG_SHAPE(6), (const int64_t[]){0, 3, 9, 2, 2, 7}),
+        rnd(TG_F32, TG_SHAPE(16, 1, 3, 3), 2),
+        rnd(TG_F32, TG_SHAPE(16), 3),
+        rnd(TG_F32, TG_SHAPE(10, 16 * 4 * 4), 4),
+        rnd(TG_F32, TG_SHAPE(10), 5),
+    };
+    tg_tensor *params[] = {m.cw, m.cb, m.dw, m.db};
+    for (int i = 0; i < 4; i++)
+        TG_OK_(tg_set_requires_grad(params[i], true));
+
+    tg_backend_stats s0, s1, s2, s3;
+    tg_backend_stats_get(&s0);
+    tiny_step(&m);
+    tg_backend_stats_get(&s1);
+    tiny_step(&m);
+    tg_backend_stats_get(&s2);
+    ck_assert_msg(s1.primitives_created > s0.primitives_created || s1.cache_hits > s0.cache_hits,
+                  "the first step used no oneDNN primitive");
+    ck_assert_msg(s2.primitives_created == s1.primitives_created,
+                  "the second step created %llu primitive(s)",
+                  (unsigned long long)(s2.primitives_created - s1.primitives_created));
+    ck_assert_msg(s2.cache_misses == s1.cache_misses, "the second step missed the cache");
+    ck_assert(s2.cache_hits > s1.cache_hits);
+    ck_assert_msg(s2.weight_reorders == s1.weight_reorders,
+                  "unchanged weights were reordered again");
+
+    /* an update (version bump) makes blocked weights be reordered again, once */
+    for (int i = 0; i < 4; i++) {
+        TG_OK_(tg_zero_grad(params[i]));
+        tg_tensor_bump_version(params[i]);
+    }
+    tiny_step(&m);
+    tg_backend_stats_get(&s3);
+    ck_assert(s3.primitives_created == s2.primitives_created);
+    if (s1.weight_reorders > s0.weight_reorders)
+        ck_assert_msg(s3.weight_reorders > s2.weight_reorders,
+                      "changed weights were not reordered");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Reordered weights follow in-place updates: write new values through the data
+ * pointer, bump the version, and the result changes accordingly. */
+START_TEST(cache_follows_weight_updates)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 16, 6, 6), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 16, 3, 3), 2);
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    tg_tensor *y1 = tg_conv2d(x, w, NULL, &o);
+    TG_CHECK(y1 != NULL);
+    float *wp = tg_tensor_data(w);
+    for (int64_t k = 0; k < tg_tensor_numel(w); k++)
+        wp[k] *= 2.0f;
+    tg_tensor_bump_version(w);
+    tg_tensor *y2 = tg_conv2d(x, w, NULL, &o);
+    TG_CHECK(y2 != NULL);
+    TG_ASSERT_TENSOR_CLOSE(y2, tg_mul_scalar(y1, 2.0), 1e-5, 1e-5);
+
+    /* a fresh weight tensor (maybe at the freed one's address) is never mistaken
+     * for the old one */
+    tg_tensor *y3 = NULL;
+    for (int round = 0; round < 3; round++) {
+        tg_scope *inner = tg_scope_push();
+        tg_tensor *wn = rnd(TG_F32, TG_SHAPE(32, 16, 3, 3), 10 + (uint64_t)round);
+        tg_tensor *yn = tg_conv2d(x, wn, NULL, &o);
+        tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+        tg_tensor *yr = tg_conv2d(x, wn, NULL, &o);
+        tg_set_backend(prev);
+        TG_CHECK(yn && yr);
+        TG_ASSERT_TENSOR_CLOSE(yn, yr, F32_ATOL, F32_RTOL);
+        y3 = yn;
+        tg_scope_pop(inner);
+    }
+    (void)y3;
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(cache_clear)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 3, 6, 6), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(4, 3, 3, 3), 2);
+    tg_tensor *y1 = tg_conv2d(x, w, NULL, NULL);
+    tg_backend_cache_clear();
+    tg_backend_stats st0, st1;
+    tg_backend_stats_get(&st0);
+    tg_tensor *y2 = tg_conv2d(x, w, NULL, NULL);
+    tg_backend_stats_get(&st1);
+    TG_CHECK(y1 && y2);
+    ck_assert(st1.primitives_created > st0.primitives_created);
+    TG_ASSERT_TENSOR_CLOSE(y1, y2, EXACT_ATOL, 0.0);
+    tg_backend_stats_get(NULL); /* ignored */
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the suite */
+
+Suite *tg_suite(void)
+{
+    Suite *s = suite_create("cnn");
+    TCase *tc = tg_tcase("conv2d");
+    tcase_add_loop_test(tc, conv_table_blocked, 0, N_CONV);
+    tcase_add_loop_test(tc, conv_table_plain, 0, N_CONV);
+    tcase_add_test(tc, conv_strided_input);
+    tcase_add_test(tc, conv_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("pooling");
+    tcase_add_loop_test(tc, max_pool_table, 0, N_POOL);
+    tcase_add_loop_test(tc, avg_pool_table, 0, N_POOL);
+    tcase_add_test(tc, avg_pool_excludes_padding);
+    tcase_add_test(tc, pool_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("dense");
+    tcase_add_loop_test(tc, dense_table_blocked, 0, N_DENSE);
+    tcase_add_loop_test(tc, dense_table_plain, 0, N_DENSE);
+    tcase_add_test(tc, dense_grad_shape);
+    tcase_add_test(tc, dense_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("dropout");
+    tcase_add_loop_test(tc, dropout_statistics, 0, 2);
+    tcase_add_test(tc, dropout_identity_and_extremes);
+    tcase_add_test(tc, dropout_reproducible);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("gradcheck");
+    tcase_add_loop_test(tc, gradcheck_f64, 0, N_GC);
+    tcase_add_loop_test(tc, gradcheck_f32, 0, N_GC);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("glue");
+    tcase_add_test(tc, describe_labels);
+    tcase_add_test(tc, cache_second_step_creates_nothing);
+    tcase_add_test(tc, cache_follows_weight_updates);
+    tcase_add_test(tc, cache_clear);
+    suite_add_tcase(s, tc);
+    return s;
+}
