@@ -340,6 +340,37 @@ static tg_status validate_dict(const char *path, const tg_state_dict *sd)
     return TG_OK;
 }
 
+/* Writes n bytes to a new file at p and fsyncs it. *created tells whether p
+ * exists afterwards (so the caller can remove it on failure). */
+static tg_status write_synced(const char *p, const void *buf, size_t n, bool *created)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return TG_ERR_IO;
+    *created = true;
+    const char *b = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            errno = e;
+            return TG_ERR_IO;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return TG_ERR_IO;
+    }
+    return close(fd) == 0 ? TG_OK : TG_ERR_IO;
+}
+
 tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
 {
     if (!path)
@@ -368,10 +399,15 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
     else
         *slash = '\0';
 
+    /* HDF5 builds the file in memory (the core driver, no backing store); the
+     * bytes reach the disk through our own write/fsync/rename. A failing disk
+     * then never leaves HDF5 holding a half-closed file, and the only file
+     * operations that can fail are ours, each with its errno. */
     quiet q;
     quiet_begin(&q);
     char det[256];
     bool created = false;
+    void *image = NULL;
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS),
           gcpl = H5Pcreate(H5P_GROUP_CREATE);
     /* Creation order kept so a load returns the dict in the order it was saved. */
@@ -379,24 +415,36 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
     H5Pset_link_creation_order(fcpl, order);
     H5Pset_attr_creation_order(fcpl, order);
     H5Pset_link_creation_order(gcpl, order);
-    /* The 1.8 file format: readable by every HDF5 (and h5py) of the last decade. */
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    errno = 0;
+    /* The library's default (earliest possible) format versions, the most widely
+     * readable. Raising them to 1.8's (superblock v2) made the in-memory image
+     * unreadable in HDF5 1.10.8: its status flags and checksum disagree. */
+    H5Pset_fapl_core(fapl, 1 << 20, false);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (file < 0) {
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create %s: %s%s%s", path, tmp,
-                     errno ? strerror(errno) : "", errno ? "; " : "", h5_detail(det));
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create the HDF5 image: %s",
+                     path, h5_detail(det));
         goto done;
     }
-    created = true;
     s = write_all(file, path, sd, gcpl);
+    ssize_t len = s == TG_OK ? H5Fget_file_image(file, NULL, 0) : -1;
+    if (s == TG_OK && len <= 0)
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot size the HDF5 image: %s",
+                     path, h5_detail(det));
+    if (s == TG_OK && !(image = malloc((size_t)len)))
+        s = tg_error(TG_ERR_NOMEM, "tg_checkpoint_save: %s: out of memory for %zd bytes",
+                     path, len);
+    if (s == TG_OK && H5Fget_file_image(file, image, (size_t)len) != len)
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot copy the HDF5 image: %s",
+                     path, h5_detail(det));
     if (H5Fclose(file) < 0 && s == TG_OK)
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: closing %s failed: %s", path, tmp,
-                     h5_detail(det));
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: closing the HDF5 image failed: %s",
+                     path, h5_detail(det));
     if (s != TG_OK)
         goto done;
-    if (fsync_path(tmp, false) != TG_OK) {
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: fsync of %s failed: %s", path, tmp,
+
+    errno = 0;
+    if (write_synced(tmp, image, (size_t)len, &created) != TG_OK) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write %s: %s", path, tmp,
                      strerror(errno));
         goto done;
     }
@@ -414,6 +462,7 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
 done:
     if (created)
         unlink(tmp);
+    free(image);
     H5Pclose(fcpl);
     H5Pclose(fapl);
     H5Pclose(gcpl);
@@ -516,9 +565,10 @@ static char *read_str_attr(hid_t a)
         H5Tset_size(mt, H5T_VARIABLE);
         H5Tset_cset(mt, H5Tget_cset(ft));
         char *s = NULL;
-        if (H5Aread(a, mt, &s) >= 0 && s) {
-            res = strdup(s);
-            H5free_memory(s);
+        if (H5Aread(a, mt, &s) >= 0) {
+            res = strdup(s ? s : ""); /* an empty string may come back as NULL */
+            if (s)
+                H5free_memory(s);
         }
         H5Tclose(mt);
     } else {
