@@ -5,8 +5,9 @@
  * The data are three interleaved 2-D spirals (a classic toy problem that no
  * linear classifier separates). The network is 2 -> 64 -> ReLU -> 3, trained
  * with mini-batch SGD for a few hundred epochs. The program prints the loss as
- * it falls and the final accuracy, and exits 0 only when the loss fell by a
- * clear margin and nothing leaked.
+ * it falls and the final accuracy, and exits 0 only when the loss fell to a
+ * quarter of its first value or less, the accuracy passed 90 %, and nothing
+ * leaked.
  *
  * Build against an installed libtensor:
  *   cc mlp_sgd.c $(pkg-config --cflags --libs libtensor) -o mlp_sgd
@@ -208,7 +209,7 @@ int main(void)
         return 1;
     }
     /* Three spirals start at ln 3 = 1.10; a network that learned them ends far lower. */
-    if (failed || !(last_loss < 0.5 * first_loss) || !(acc > 0.8)) {
+    if (failed || !(last_loss < 0.25 * first_loss) || !(acc > 0.9)) {
         fprintf(stderr, "mlp_sgd: the model did not learn (loss %.4f -> %.4f, accuracy %.3f)\n",
                 first_loss, last_loss, acc);
         return 1;

@@ -13,8 +13,9 @@ int main(void)
     tg_tensor *loss = tg_sum(tg_relu(tg_matmul(x, w)), NULL, 0, false);
     tg_status st = loss ? tg_backward(loss) : tg_last_status();
     if (st == TG_OK) {
-        tg_tensor_print(loss, stdout);       /* 12 */
-        tg_tensor_print(tg_grad(w), stdout); /* [[3, 0], [3, 0]] */
+        printf("loss = %g\ngrad w = ", tg_item(loss));  /* 12 */
+        tg_tensor_print(tg_grad(w), stdout);            /* [[3, 0], [3, 0]] */
+        putchar('\n');
     } else {
         fprintf(stderr, "error: %s\n", tg_last_error());
     }
