@@ -1,10 +1,10 @@
 /* io/checkpoint.c -- HDF5 checkpoints of state dicts (format described in
  * docs/checkpoint-format.md; keep the two in step).
  *
- * Saving never touches the target until a complete, fsync'ed file exists beside
- * it; loading inspects the whole file before it changes any caller tensor.
- * HDF5's own error printing is switched off around every call into it: our
- * messages carry the part of its error stack that matters. */
+ * Saving builds the file in memory and never touches the target until a
+ * complete, fsync'ed file exists beside it; loading inspects the whole file
+ * before it changes any caller tensor. HDF5's own error printing is off during
+ * our calls: the messages carry the part of its error stack that matters. */
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -234,9 +234,9 @@ static herr_t write_tensor(hid_t file, const char *name, const tg_tensor *t, hid
     return r;
 }
 
-static tg_status fsync_path(const char *p, bool dir)
+static tg_status fsync_dir(const char *p)
 {
-    int fd = open(p, O_RDONLY | (dir ? O_DIRECTORY : 0));
+    int fd = open(p, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return TG_ERR_IO;
     int r = fsync(fd);
@@ -455,7 +455,7 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
     }
     created = false;
     /* The rename itself is durable only once the folder is synced. */
-    if (fsync_path(dir, true) != TG_OK)
+    if (fsync_dir(dir) != TG_OK)
         s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: fsync of folder %s failed: %s", path,
                      dir, strerror(errno));
 
