@@ -1,8 +1,10 @@
 #!/bin/sh
 # scripts/train.sh -- the README's train command: on a fresh Debian 12 machine,
 # as root, installs missing packages (among them Debian's Fashion-MNIST data),
-# builds libtensor in _build-train/ and trains the tutorial CNN on the real data.
-# Extra arguments go to the trainer (`sh scripts/train.sh --epochs 2`).
+# builds libtensor in _build-train/ and trains the tutorial CNN on the real data
+# (Debian's /usr/share/datasets/fashion-mnist, the trainer's default). Extra
+# arguments go to `fashion_cnn train` (`sh scripts/train.sh --epochs 2`); the
+# checkpoint, fashion_cnn.h5, lands in the current directory.
 set -eu
 
 TG_SCRIPT=train.sh
@@ -11,7 +13,6 @@ TG_SCRIPT=train.sh
 
 BUILD=_build-train
 B="$TG_TOP/$BUILD"
-DATA=${TG_DATA:-/usr/share/datasets/fashion-mnist}
 
 stage "installing missing Debian packages"
 tg_setup
@@ -26,8 +27,11 @@ tg_make "$BUILD"
 # The trainer, apps/fashion_cnn, arrives with issue 7. Until it is built, prove
 # the build works by drawing a model's graph; once it exists it runs instead.
 if [ -x "$B/apps/fashion_cnn" ]; then
-    stage "training the Fashion-MNIST CNN on $DATA"
-    exec "$B/apps/fashion_cnn" train --data "$DATA" --checkpoint "$B/fashion_cnn.h5" "$@"
+    stage "training the Fashion-MNIST CNN: $BUILD/apps/fashion_cnn train $*"
+    status=0
+    "$B/apps/fashion_cnn" train "$@" || status=$?
+    note "next: $BUILD/apps/fashion_cnn evaluate (or predict, summary, featuremaps; --help)"
+    exit "$status"
 fi
 
 stage "the trainer is not there yet"
