@@ -29,20 +29,24 @@ report=""
 add_report() { report="$report$(printf '  %-12s %s' "$1" "$2")
 "; }
 
-# count_results: sums the :test-result: lines of the .trs files of the main
-# check run (not the sanitizer tree or distcheck's copy) into $passed, $failed
-# and $skipped.
-count_results() {
-    counts=$(find "$B" \( -path "$B/_asan" -o -path "$B/_install" -o -path "$B/libtensor-*" \) -prune \
-                 -o -name '*.trs' -print | while read -r trs; do cat "$trs"; done | awk '
+# trs_counts DIR: "passed failed skipped" from the :test-result: lines of the
+# .trs files of one build tree (not the trees nested in it: the sanitizer build,
+# distcheck's copy, the install prefix).
+trs_counts() {
+    find "$1" \( -path "$1/_asan" -o -path "$1/_install" -o -path "$1/libtensor-*" \) -prune \
+         -o -name '*.trs' -print | while read -r trs; do cat "$trs"; done | awk '
         $1 == ":test-result:" {
             if ($2 == "PASS" || $2 == "XFAIL") p++
             else if ($2 == "SKIP") s++
             else f++              # FAIL, XPASS, ERROR
         }
-        END { printf "%d %d %d\n", p, f, s }')
-    # shellcheck disable=SC2086 # three numbers
-    set -- $counts
+        END { printf "%d %d %d\n", p, f, s }'
+}
+
+# count_results: the main check run's counts into $passed, $failed, $skipped.
+count_results() {
+    # shellcheck disable=SC2046 # three numbers
+    set -- $(trs_counts "$B")
     passed=$1 failed=$2 skipped=$3
 }
 
@@ -105,7 +109,9 @@ add_report check "ok ($passed passed, $skipped skipped)"
 
 stage "make check-asan (the suites under -fsanitize=address,undefined)"
 if tg_make "$BUILD" check-asan; then
-    add_report check-asan ok
+    # shellcheck disable=SC2046 # three numbers
+    set -- $(trs_counts "$B/_asan")
+    add_report check-asan "ok ($1 passed, $3 skipped)"
 else
     show_logs "$B/_asan"
     fail check-asan "distcheck install"
