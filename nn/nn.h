@@ -353,6 +353,63 @@ tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, co
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
                                        const char *prefix);
 
+/* ================================================================ training state
+ * (nn/train_state.c, added for apps/fashion_cnn and its resume test; nothing
+ * above this section changed for it.)
+ *
+ * The whole state of a training run as ONE state dict, so that a run stopped
+ * after any step continues bit for bit:
+ *   "model/<layer>/<param>"   parameters (live references; tg_sequential_state_dict)
+ *   "model/architecture"      string attribute: tg_sequential_architecture()
+ *   "optimizer/..."           tg_optimizer_state_dict() (type, step, hyper-parameters,
+ *                             slots as live references)
+ *   "rng/state"               i64 [4]: the generator's four words, bit-cast
+ *   "epoch", "batch", "step", "seed"   i64 attributes (tg_train_progress; the
+ *                             seed bit-cast)
+ * nn/ does not include io/: the caller writes the dict with io's
+ * tg_checkpoint_save (which adds the format metadata) and reads it back with
+ * tg_checkpoint_load_into into a dict made by tg_train_state_export from fresh
+ * objects, then calls tg_train_state_import. Callers may add entries and
+ * attributes of their own (a data order, running metrics) to the same dict. */
+
+typedef struct tg_train_progress {
+    int64_t epoch;  /* epochs completed */
+    int64_t batch;  /* batches completed in the epoch after those (0 at an epoch end) */
+    int64_t step;   /* optimizer steps in the whole run */
+    uint64_t seed;  /* the seed the run started from (informative) */
+} tg_train_progress;
+#define TG_TRAIN_PROGRESS_INIT { 0, 0, 0, 0 }
+
+#define TG_TRAIN_STATE_RNG_KEY "rng/state"
+
+/* Adds the state of model, opt and rng (NULL: the global generator) and the
+ * progress counters to sd (borrowed). Parameters and optimizer slots are
+ * retained live tensors, so loading into the dict loads into the objects; the
+ * rng words are a copy taken now. */
+tg_status tg_train_state_export(tg_state_dict *sd, tg_sequential *model, const tg_optimizer *opt,
+                                const tg_rng *rng, const tg_train_progress *progress);
+/* Adds only the attributes a training state has (architecture and optimizer
+ * type as empty strings, counters as 0): a dict to read a checkpoint's
+ * attributes into with tg_checkpoint_load_into, cheaply and before anything is
+ * loaded into live objects. */
+tg_status tg_train_state_template(tg_state_dict *sd);
+/* Reads the counters from sd; TG_ERR_FORMAT when one is missing or negative. */
+tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *sd);
+/* Checks that sd (a full state or a filled template) was written for this
+ * model's architecture (the same JSON description: layers, their configs,
+ * trainable flags, input shape, dtype) and this optimizer type. TG_ERR_FORMAT
+ * naming the first difference otherwise. */
+tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
+                               const tg_optimizer *opt);
+/* Restores model, opt and rng (NULL: global) from sd and fills *out with the
+ * counters. Checks first, changing nothing on a mismatch: the counters, the
+ * architecture and optimizer type (tg_train_state_check), every parameter's
+ * name, shape and dtype and no unexpected entry under "model/", the optimizer's
+ * state, and "rng/state". sd may be the dict the objects exported themselves
+ * (filled by tg_checkpoint_load_into) or any dict with the same entries. */
+tg_status tg_train_state_import(tg_train_progress *out, tg_sequential *model, tg_optimizer *opt,
+                                tg_rng *rng, const tg_state_dict *sd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,225 @@
+/* nn/train_state.c -- the whole state of a training run as one state dict.
+ *
+ * Model parameters, optimizer state, the generator's words and the progress
+ * counters go into one dict that io/ writes as a checkpoint; importing it checks
+ * everything before it changes anything, so a run resumes bit for bit or not at
+ * all. nn/ knows nothing of files: saving and loading are the caller's (io/). */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn_impl.h"
+
+#define MODEL_PREFIX "model/"
+#define OPT_PREFIX "optimizer/"
+#define ARCH_KEY MODEL_PREFIX "architecture"
+#define OPT_TYPE_KEY OPT_PREFIX "type"
+
+static const char *const counter_names[] = { "epoch", "batch", "step", "seed" };
+enum { N_COUNTERS = 4 };
+
+static void counters_of(int64_t v[N_COUNTERS], const tg_train_progress *p)
+{
+    v[0] = p->epoch;
+    v[1] = p->batch;
+    v[2] = p->step;
+    memcpy(&v[3], &p->seed, sizeof v[3]); /* bit-cast: HDF5 attributes are signed */
+}
+
+tg_status tg_train_state_export(tg_state_dict *sd, tg_sequential *model, const tg_optimizer *opt,
+                                const tg_rng *rng, const tg_train_progress *progress)
+{
+    static const char fn[] = "tg_train_state_export";
+    if (!sd || !model || !opt || !progress)
+        return tg_null_arg(fn, !sd ? "sd" : !model ? "model" : !opt ? "opt" : "progress");
+    if (!rng)
+        rng = tg_rng_global();
+    tg_status st;
+    if ((st = tg_sequential_state_dict(model, sd, MODEL_PREFIX)) != TG_OK ||
+        (st = tg_optimizer_state_dict(opt, sd, OPT_PREFIX)) != TG_OK)
+        return st;
+
+    /* The words are copied, not referenced: the generator is a plain struct the
+     * training loop keeps advancing; the dict must hold the state of this moment. */
+    int64_t words[TG_RNG_STATE_WORDS];
+    memcpy(words, rng->s, sizeof words);
+    tg_tensor *t = tg_tensor_new_owned(fn, TG_I64, TG_SHAPE(TG_RNG_STATE_WORDS));
+    if (!t)
+        return tg_last_status();
+    memcpy(tg_tensor_data(t), words, sizeof words);
+    st = tg_state_dict_set(sd, TG_TRAIN_STATE_RNG_KEY, t);
+    tg_release(t);
+    if (st != TG_OK)
+        return st;
+
+    int64_t v[N_COUNTERS];
+    counters_of(v, progress);
+    for (int i = 0; i < N_COUNTERS; i++)
+        if ((st = tg_state_dict_set_i64(sd, counter_names[i], v[i])) != TG_OK)
+            return st;
+    return TG_OK;
+}
+
+tg_status tg_train_state_template(tg_state_dict *sd)
+{
+    if (!sd)
+        return tg_null_arg("tg_train_state_template", "sd");
+    tg_status st;
+    if ((st = tg_state_dict_set_str(sd, ARCH_KEY, "")) != TG_OK ||
+        (st = tg_state_dict_set_str(sd, OPT_TYPE_KEY, "")) != TG_OK)
+        return st;
+    for (int i = 0; i < N_COUNTERS; i++)
+        if ((st = tg_state_dict_set_i64(sd, counter_names[i], 0)) != TG_OK)
+            return st;
+    return TG_OK;
+}
+
+tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *sd)
+{
+    static const char fn[] = "tg_train_state_progress";
+    if (!out || !sd)
+        return tg_null_arg(fn, out ? "sd" : "out");
+    int64_t v[N_COUNTERS];
+    for (int i = 0; i < N_COUNTERS; i++)
+        if (tg_state_dict_get_i64(&v[i], sd, counter_names[i]) != TG_OK)
+            return tg_error(TG_ERR_FORMAT, "%s: not a training state: no i64 attribute \"%s\"",
+                            fn, counter_names[i]);
+    for (int i = 0; i < 3; i++)
+        if (v[i] < 0)
+            return tg_error(TG_ERR_FORMAT, "%s: attribute \"%s\" is negative (%" PRId64 ")", fn,
+                            counter_names[i], v[i]);
+    out->epoch = v[0];
+    out->batch = v[1];
+    out->step = v[2];
+    memcpy(&out->seed, &v[3], sizeof out->seed);
+    return TG_OK;
+}
+
+/* Shows where two long strings first differ, with some context on each side. */
+static void first_difference(char *buf, size_t n, const char *a, const char *b)
+{
+    size_t i = 0;
+    while (a[i] && a[i] == b[i])
+        i++;
+    size_t from = i > 30 ? i - 30 : 0;
+    snprintf(buf, n, "at character %zu: checkpoint \"%s%.60s\", model \"%s%.60s\"", i,
+             from ? "..." : "", a + from, from ? "..." : "", b + from);
+}
+
+tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
+                               const tg_optimizer *opt)
+{
+    static const char fn[] = "tg_train_state_check";
+    if (!sd || !model || !opt)
+        return tg_null_arg(fn, !sd ? "sd" : !model ? "model" : "opt");
+    const char *arch = NULL, *type = NULL;
+    if (tg_state_dict_get_str(&arch, sd, ARCH_KEY) != TG_OK)
+        return tg_error(TG_ERR_FORMAT, "%s: not a training state: no string attribute \"%s\"",
+                        fn, ARCH_KEY);
+    if (tg_state_dict_get_str(&type, sd, OPT_TYPE_KEY) != TG_OK)
+        return tg_error(TG_ERR_FORMAT, "%s: not a training state: no string attribute \"%s\"",
+                        fn, OPT_TYPE_KEY);
+    char *mine = tg_sequential_architecture(model);
+    if (!mine)
+        return tg_last_status();
+    tg_status st = TG_OK;
+    if (strcmp(arch, mine) != 0) {
+        char diff[256];
+        first_difference(diff, sizeof diff, arch, mine);
+        st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a different model "
+                      "architecture (first difference %s)", fn, diff);
+    } else if (strcmp(type, tg_optimizer_type(opt)) != 0) {
+        st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a \"%s\" optimizer, this "
+                      "one is \"%s\"", fn, type, tg_optimizer_type(opt));
+    }
+    free(mine);
+    return st;
+}
+
+/* The model's own loader checks the same things, but only after the optimizer
+ * could have been changed: checking first keeps "nothing changes on error". */
+static tg_status check_model_entries(const tg_state_dict *sd, tg_sequential *model)
+{
+    static const char fn[] = "tg_train_state_import";
+    size_t n = 0;
+    tg_tensor *const *params = tg_sequential_params(model, &n);
+    if (!params)
+        return tg_last_status();
+    char key[512], a[96], b[96];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, MODEL_PREFIX "%s", tg_tensor_name(params[i]));
+        if (!tg_state_dict_has(sd, key))
+            return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn, key);
+        const tg_tensor *t = tg_state_dict_get(sd, key);
+        if (!tg_tensor_same_shape(t, params[i]) ||
+            tg_tensor_dtype(t) != tg_tensor_dtype(params[i]))
+            return tg_error(TG_ERR_SHAPE, "%s: \"%s\" is %s %s, the model has %s %s (nothing "
+                            "loaded)", fn, key,
+                            tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
+                            tg_dtype_name(tg_tensor_dtype(t)),
+                            tg_shape_str(b, sizeof b, tg_tensor_ndim(params[i]),
+                                         tg_tensor_shape(params[i])),
+                            tg_dtype_name(tg_tensor_dtype(params[i])));
+    }
+    size_t plen = strlen(MODEL_PREFIX);
+    for (size_t j = 0; j < tg_state_dict_size(sd); j++) {
+        const char *name = tg_state_dict_name_at(sd, j);
+        if (strncmp(name, MODEL_PREFIX, plen) != 0)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strcmp(name + plen, tg_tensor_name(params[i])) == 0;
+        if (!known)
+            return tg_error(TG_ERR_FORMAT, "%s: unexpected entry \"%s\": the model has no such "
+                            "parameter (nothing loaded)", fn, name);
+    }
+    return TG_OK;
+}
+
+tg_status tg_train_state_import(tg_train_progress *out, tg_sequential *model, tg_optimizer *opt,
+                                tg_rng *rng, const tg_state_dict *sd)
+{
+    static const char fn[] = "tg_train_state_import";
+    if (!out || !model || !opt || !sd)
+        return tg_null_arg(fn, !out ? "out" : !model ? "model" : !opt ? "opt" : "sd");
+    if (!rng)
+        rng = tg_rng_global();
+
+    /* Everything that can fail is checked before anything changes. */
+    tg_train_progress p;
+    tg_status st;
+    if ((st = tg_train_state_progress(&p, sd)) != TG_OK ||
+        (st = tg_train_state_check(sd, model, opt)) != TG_OK ||
+        (st = check_model_entries(sd, model)) != TG_OK)
+        return st;
+    if (!tg_state_dict_has(sd, TG_TRAIN_STATE_RNG_KEY))
+        return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn,
+                        TG_TRAIN_STATE_RNG_KEY);
+    const tg_tensor *r = tg_state_dict_get(sd, TG_TRAIN_STATE_RNG_KEY);
+    if (tg_tensor_dtype(r) != TG_I64 || tg_tensor_ndim(r) != 1 ||
+        tg_tensor_dim(r, 0) != TG_RNG_STATE_WORDS)
+        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" must be i64 [%d], got %s %s (nothing loaded)",
+                        fn, TG_TRAIN_STATE_RNG_KEY, TG_RNG_STATE_WORDS,
+                        tg_dtype_name(tg_tensor_dtype(r)),
+                        tg_shape_str((char[96]){ 0 }, 96, tg_tensor_ndim(r), tg_tensor_shape(r)));
+    /* Exact bits, element by element (tg_get would go through a double). */
+    uint64_t words[TG_RNG_STATE_WORDS];
+    bool all_zero = true;
+    const int64_t *data = tg_tensor_data(r);
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
+        memcpy(&words[i], data + i * tg_tensor_strides(r)[0], sizeof words[i]);
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
+        all_zero = all_zero && words[i] == 0;
+    if (all_zero)
+        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" is all zeros, not a generator state (nothing "
+                        "loaded)", fn, TG_TRAIN_STATE_RNG_KEY);
+
+    /* The optimizer's loader checks its part fully before changing it; after it
+     * succeeds the model's load cannot fail (its entries were checked above). */
+    if ((st = tg_optimizer_load_state_dict(opt, sd, OPT_PREFIX)) != TG_OK ||
+        (st = tg_sequential_load_state_dict(model, sd, MODEL_PREFIX)) != TG_OK)
+        return st;
+    memcpy(rng->s, words, sizeof words);
+    *out = p;
+    return TG_OK;
+}
