@@ -2,7 +2,8 @@
 # -------------
 # oneDNN (Debian: libdnnl-dev) ships no pkg-config file, so look for it by hand:
 # the header oneapi/dnnl/dnnl.h and the symbol dnnl_engine_create in -ldnnl.
-# --with-dnnl=PREFIX looks in PREFIX/include and PREFIX/lib first.
+# --with-dnnl=PREFIX looks in PREFIX/include and PREFIX/lib (or lib64) first; a
+# non-system PREFIX/lib must also be known to the loader (LD_LIBRARY_PATH).
 # Sets and substitutes DNNL_CFLAGS and DNNL_LIBS, or stops configure with a message
 # that names the Debian package.
 AC_DEFUN([TG_CHECK_DNNL], [
@@ -12,7 +13,12 @@ AC_DEFUN([TG_CHECK_DNNL], [
   AS_CASE([$with_dnnl],
     [no], [AC_MSG_ERROR([libtensor cannot be built without oneDNN (--without-dnnl was given)])],
     [yes|check|""], [DNNL_CFLAGS=""; DNNL_LIBS="-ldnnl"],
-    [DNNL_CFLAGS="-I$with_dnnl/include"; DNNL_LIBS="-L$with_dnnl/lib -ldnnl"])
+    [DNNL_CFLAGS="-I$with_dnnl/include"
+     # oneDNN's CMake install uses lib/ or, on some systems, lib64/.
+     tg_dnnl_libdir="$with_dnnl/lib"
+     AS_IF([test ! -e "$tg_dnnl_libdir/libdnnl.so" && test -e "$with_dnnl/lib64/libdnnl.so"],
+           [tg_dnnl_libdir="$with_dnnl/lib64"])
+     DNNL_LIBS="-L$tg_dnnl_libdir -ldnnl"])
   tg_save_CPPFLAGS=$CPPFLAGS
   tg_save_LIBS=$LIBS
   CPPFLAGS="$CPPFLAGS $DNNL_CFLAGS"
