@@ -4,8 +4,8 @@
 # the header oneapi/dnnl/dnnl.h and the symbol dnnl_engine_create in -ldnnl.
 # --with-dnnl=PREFIX looks in PREFIX/include and PREFIX/lib (or lib64) first; a
 # non-system PREFIX/lib must also be known to the loader (LD_LIBRARY_PATH).
-# Sets and substitutes DNNL_CFLAGS and DNNL_LIBS, or stops configure with a message
-# that names the Debian package.
+# Sets and substitutes DNNL_CFLAGS, DNNL_LIBS and TG_DNNL_CONFIGURE_ARG, or stops
+# configure with a message that names the Debian package.
 AC_DEFUN([TG_CHECK_DNNL], [
   AC_ARG_WITH([dnnl],
     [AS_HELP_STRING([--with-dnnl=PREFIX], [where oneDNN is installed (default: the system paths)])],
@@ -35,4 +35,8 @@ AC_DEFUN([TG_CHECK_DNNL], [
   LIBS=$tg_save_LIBS
   AC_SUBST([DNNL_CFLAGS])
   AC_SUBST([DNNL_LIBS])
+  # The option again, for the builds that make runs itself (check-asan, distcheck).
+  AS_CASE([$with_dnnl], [yes|check|""], [TG_DNNL_CONFIGURE_ARG=""],
+          [TG_DNNL_CONFIGURE_ARG="--with-dnnl=$with_dnnl"])
+  AC_SUBST([TG_DNNL_CONFIGURE_ARG])
 ])
