@@ -401,7 +401,7 @@ END_TEST
 /* A long chain: recording, backward and freeing must not recurse per node. */
 START_TEST(test_deep_chain)
 {
-    enum { DEPTH = 100000 };
+    enum { DEPTH = 300000 };
     int64_t base = tg_live_objects();
     tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2), (const double[]){1.0, 2.0});
     TG_OK_(tg_set_requires_grad(x, true));
