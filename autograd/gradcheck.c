@@ -340,7 +340,7 @@ static void write_message(tg_gradcheck_report *rep, const worst *w, const char *
 {
     char where[96];
     if (mode == TG_GRADCHECK_DIRECTIONAL && w->input < 0)
-        snprintf(where, sizeof where, "all inputs direction %lld", (long long)w->index);
+        snprintf(where, sizeof where, "direction %lld over all inputs", (long long)w->index);
     else if (mode == TG_GRADCHECK_DIRECTIONAL)
         snprintf(where, sizeof where, "input %d direction %lld", w->input,
                  (long long)w->index);
