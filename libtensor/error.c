@@ -71,5 +71,10 @@ tg_status tg_error(tg_status status, const char *fmt, ...)
 
 tg_status tg_null_arg(const char *fn, const char *arg)
 {
+    /* In a chain such as tg_relu(tg_conv2d(...)) the NULL is the symptom of an
+     * earlier failure; keep that cause in the message rather than overwrite it. */
+    if (last_status != TG_OK)
+        return tg_error(TG_ERR_ARG, "%s: argument '%s' is NULL (after an earlier failure: %s)",
+                        fn ? fn : "?", arg ? arg : "?", last_msg);
     return tg_error(TG_ERR_ARG, "%s: argument '%s' is NULL", fn ? fn : "?", arg ? arg : "?");
 }

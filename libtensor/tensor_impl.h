@@ -57,7 +57,8 @@ tg_status tg_error(tg_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 tg_status tg_verror(tg_status status, const char *fmt, va_list ap);
 /* NULL-argument check used at the top of public functions:
- *   if (!x) return tg_null_arg("tg_relu", "x"), NULL;  */
+ *   if (!x) return tg_null_arg("tg_relu", "x"), NULL;
+ * When an earlier call already failed, its message is kept as the cause. */
 tg_status tg_null_arg(const char *fn, const char *arg);
 
 /* ---- allocation: aligned, counted ---- */
