@@ -36,6 +36,8 @@ static const app_command transfer_cmd = {
     "            a fresh dense head;\n"
     "  scratch   every layer freshly initialised and trained.\n"
     "After every epoch both are evaluated on the whole test set (coarse labels).\n"
+    "With --reuse conv+dense the hidden Dense(128) layer is reused and frozen as\n"
+    "well, and only the new 4-way output layer (516 weights) is trained.\n"
     "Deliberately little data by default (--limit 1000, 3 epochs) -- the regime\n"
     "where reusing learned features matters.",
 };
@@ -122,6 +124,7 @@ int fc_cmd_transfer(int argc, char **argv)
     int64_t epochs = 3, limit = 1000, batch_size = 32, threads = 1;
     double lr = 1e-3;
     uint64_t seed = 42;
+    const char *reuse = "conv";
     app_opt opts[] = {
         { "checkpoint", OPT_STR, &checkpoint, "FILE",
           "the trained tutorial model (default " FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
@@ -139,8 +142,11 @@ int fc_cmd_transfer(int argc, char **argv)
         { "data", OPT_STR, &data, "DIR",
           "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
           TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
+        { "reuse", OPT_CHOICE, &reuse, "LAYERS",
+          "layers reused and frozen: conv (default) or conv+dense", 0, 0, "conv|conv+dense",
+          false },
     };
-    int rc = app_parse(&transfer_cmd, opts, 8, argc, argv);
+    int rc = app_parse(&transfer_cmd, opts, 9, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (opts[6].given && tg_set_num_threads((int)threads) != TG_OK)
@@ -172,11 +178,15 @@ int fc_cmd_transfer(int argc, char **argv)
         rc = app_fail_tg("transfer", "cannot set up the models");
         goto done;
     }
-    tg_layer *conv = tg_sequential_layer(cs[0].model, 0);
-    if (tg_layer_copy_params(conv, tg_sequential_layer(donor, 0)) != TG_OK ||
-        tg_layer_set_trainable(conv, false) != TG_OK) {
-        rc = app_fail_tg("transfer", "cannot transfer the conv layer");
-        goto done;
+    /* Layer 0 is the conv layer, layer 4 the hidden dense layer (fc_model_new). */
+    bool with_dense = strcmp(reuse, "conv+dense") == 0;
+    for (int li = 0; li <= (with_dense ? 4 : 0); li += 4) {
+        tg_layer *l = tg_sequential_layer(cs[0].model, li);
+        if (tg_layer_copy_params(l, tg_sequential_layer(donor, li)) != TG_OK ||
+            tg_layer_set_trainable(l, false) != TG_OK) {
+            rc = app_fail_tg("transfer", "cannot transfer the trained layers");
+            goto done;
+        }
     }
 
     int64_t steps = tg_batch_iter_num_batches(cs[0].it);
@@ -198,8 +208,10 @@ int fc_cmd_transfer(int argc, char **argv)
         int64_t total, trainable, frozen;
         tg_sequential_count_params(&total, &trainable, &frozen, cs[i].model);
         char a[32], b[32];
-        printf("  %-8s %s: %s trainable, %s frozen parameters\n", cs[i].name,
-               i == 0 ? "(conv2d from the checkpoint, frozen)" : "(all layers new)          ",
+        printf("  %-8s %-44s %9s trainable, %7s frozen parameters\n", cs[i].name,
+               i == 1 ? "(all layers new):"
+               : with_dense ? "(conv2d and dense from the checkpoint, frozen):"
+                            : "(conv2d from the checkpoint, frozen):",
                fc_thousands(a, sizeof a, trainable), fc_thousands(b, sizeof b, frozen));
     }
     printf("\n%5s %6s   %-24s %-24s\n", "epoch", "steps", "transfer: test acc (loss)",
