@@ -298,10 +298,10 @@ static const app_command fmaps_cmd = {
     "  conv_maps.png    the 32 feature maps after Conv2D + ReLU (26x26 each, 2x)\n"
     "  pooled_maps.png  the 32 maps after MaxPooling2D (13x13 each, 4x)\n"
     "  filters.png      the 32 learned 3x3 kernels (16x)\n"
-    "Grids have 8 tiles per row with a 1-pixel white border. Each map is scaled to\n"
-    "its own range (black = its minimum, white = its maximum); the filters share\n"
-    "one range, so a dark weight is negative in every tile. The first test image\n"
-    "is used unless --index or --image says otherwise.",
+    "Grids have 8 tiles per row with a 1-pixel white border. Each tile is scaled\n"
+    "to its own range (black = its minimum, white = its maximum), as imshow shows\n"
+    "subplots. The first test image is used unless --index or --image says\n"
+    "otherwise.",
 };
 
 typedef struct picture {
@@ -310,12 +310,11 @@ typedef struct picture {
 } picture;
 
 static int write_grid(const char *cmd, const char *dir, const picture *pic, tg_tensor *maps,
-                      int scale, bool per_map)
+                      int scale)
 {
     tg_grid_opts go = TG_GRID_OPTS_INIT;
     go.ncols = 8;
     go.scale = scale;
-    go.per_map_scale = per_map;
     tg_tensor *g = tg_image_grid(maps, &go);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, pic->file);
@@ -386,12 +385,12 @@ int fc_cmd_featuremaps(int argc, char **argv)
         { "pooled_maps.png", "32 max-pooled maps (13x13)" },
         { "filters.png", "32 learned 3x3 filters" },
     };
-    /* Maps each on their own range (as imshow shows them); the filters on one
-     * common range, so their weights compare across tiles. */
-    if ((rc = write_grid("featuremaps", out, &pics[0], x, 4, true)) != 0 ||
-        (rc = write_grid("featuremaps", out, &pics[1], tg_squeeze(maps, 0), 2, true)) != 0 ||
-        (rc = write_grid("featuremaps", out, &pics[2], tg_squeeze(pooled, 0), 4, true)) != 0 ||
-        (rc = write_grid("featuremaps", out, &pics[3], kernel, 16, false)) != 0)
+    /* Every tile on its own range, as matplotlib's imshow shows each subplot: on
+     * one common range a few strong filters would leave the rest plain grey. */
+    if ((rc = write_grid("featuremaps", out, &pics[0], x, 4)) != 0 ||
+        (rc = write_grid("featuremaps", out, &pics[1], tg_squeeze(maps, 0), 2)) != 0 ||
+        (rc = write_grid("featuremaps", out, &pics[2], tg_squeeze(pooled, 0), 4)) != 0 ||
+        (rc = write_grid("featuremaps", out, &pics[3], kernel, 16)) != 0)
         goto done;
 done:
     tg_set_grad_enabled(prev);
