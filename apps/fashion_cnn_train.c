@@ -382,6 +382,25 @@ static int restore(train_ctx *x, tg_train_progress *pr, run_state *r)
     return rc;
 }
 
+/* Fails fast when the checkpoint's folder is not writable: better now than after
+ * the first epoch's work. */
+static int check_checkpoint_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        return app_fail("train", "cannot save the checkpoint %s: folder %s: %s", path, dir,
+                        strerror(errno));
+    return 0;
+}
+
 static int open_history(train_ctx *x)
 {
     if (!x->cfg.history)
@@ -430,6 +449,8 @@ static int run(train_ctx *x, const app_opt *opts, int n_opts)
                c->checkpoint, (long long)pr.epoch, (long long)c->epochs);
         return 0;
     }
+    if ((rc = check_checkpoint_dir(c->checkpoint)) != 0)
+        return rc;
     bool validate = strcmp(c->validation, "test") == 0;
     if (!fc_load_split(&x->train, "train", c->data, TG_SPLIT_TRAIN, c->limit) ||
         (validate && !fc_load_split(&x->test, "train", c->data, TG_SPLIT_TEST, 0)))

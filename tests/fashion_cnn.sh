@@ -53,6 +53,8 @@ if [ -r "$real/train-images-idx3-ubyte.gz" ] && [ -r "$real/t10k-labels-idx1-uby
 else
   # Tiny IDX files: noise images, labels 0..9 in turn (the pipeline, not learning).
   data="$tmp/data"; limit=300; mkdir -p "$data"
+  # The escapes built into printf's format are the point here.
+  # shellcheck disable=SC2059
   idx() { # FILE COUNT KIND(images|labels)
     n=$1; count=$2
     hi=$((count / 256)); lo=$((count % 256))
@@ -90,8 +92,9 @@ cp "$tmp/out" "$tmp/fwd.dot"
 expect 0 'digraph "fashion_cnn"' graph-export --backward
 [ "$(wc -l <"$tmp/out")" -gt "$(wc -l <"$tmp/fwd.dot")" ] || die "graph-export --backward adds nothing"
 if [ -n "${DOT:-}" ] && command -v "$DOT" >/dev/null 2>&1; then
-  "$DOT" -Tsvg "$tmp/out" >"$tmp/g.svg" 2>"$tmp/err" && grep -q '<svg' "$tmp/g.svg" ||
+  if ! "$DOT" -Tsvg "$tmp/out" >"$tmp/g.svg" 2>"$tmp/err" || ! grep -q '<svg' "$tmp/g.svg"; then
     die "graph-export --backward does not render: $(cat "$tmp/err")"
+  fi
 fi
 
 # ---------------------------------------------------------------- usage errors (2)
@@ -133,6 +136,10 @@ expect 1 "$tmp/junk.h5" evaluate --checkpoint "$tmp/junk.h5" --data "$data"
 expect 1 'cannot resume' train --resume --checkpoint "$tmp/junk.h5" --data "$data"
 [ "$(cat "$tmp/junk.h5")" = 'not a checkpoint' ] || die "a failed resume changed the file"
 expect 1 "$tmp/junk.h5" predict --checkpoint "$tmp/junk.h5" --index 0 --data "$data"
+expect 1 'cannot open the history file' train --limit 64 --data "$data" --checkpoint "$tmp/x.h5" \
+  --history "$tmp/no-dir/h.csv"
+expect 1 "cannot save the checkpoint $tmp/no-dir/x.h5: folder $tmp/no-dir" train --data "$data" \
+  --checkpoint "$tmp/no-dir/x.h5"
 
 # ---------------------------------------------------------------- train -> evaluate -> predict
 expect 0 'Epoch 1/1' train --epochs 1 --limit "$limit" --data "$data" --checkpoint "$ck" \
@@ -142,7 +149,7 @@ grep -q "$(printf '\r')" "$tmp/out" && die "train: progress bar redraws off a te
 [ "$(grep -c '^Epoch ' "$tmp/out")" -eq 1 ] || die "train: not one line per epoch off a terminal"
 is_h5() { [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 894844460d0a1a0a ]; }
 is_h5 "$ck" || die "train: $ck is not an HDF5 file"
-ls "$tmp" | grep -q 'tmp-' && die "train: a temporary checkpoint file was left behind"
+for f in "$tmp"/*.tmp-*; do [ -e "$f" ] && die "train: a temporary checkpoint file was left behind: $f"; done
 [ "$(head -n 1 "$tmp/h.csv")" = 'epoch,loss,accuracy,val_loss,val_accuracy,seconds' ] ||
   die "history: bad header: $(head -n 1 "$tmp/h.csv")"
 [ "$(wc -l <"$tmp/h.csv")" -eq 2 ] || die "history: expected one row"
