@@ -440,6 +440,7 @@ static int run(train_ctx *x, const app_opt *opts, int n_opts)
 {
     train_cfg *c = &x->cfg;
     tg_train_progress pr = TG_TRAIN_PROGRESS_INIT;
+    pr.seed = c->seed; /* a resume replaces it with the checkpoint's */
     run_state r = { c->batch_size, c->limit, 0, 0, 0, 0 };
     int rc;
     if (c->resume && (rc = probe_checkpoint(x, &pr, &r, opts)) != 0)

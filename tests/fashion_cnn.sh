@@ -218,12 +218,15 @@ if grep -q '^Interrupted: saved the training state' "$tmp/int.out"; then
   grep -q '^Resume with: .*train --resume --checkpoint' "$tmp/int.out" || die "no resume hint: $(cat "$tmp/int.out")"
   is_h5 "$tmp/resumed.h5" || die "interrupted run: no checkpoint"
   # A different batch size cannot continue this run.
-  expect 1 'differs from the checkpoint' train --resume --checkpoint "$tmp/resumed.h5" --batch-size 64 \
-    --epochs 3 --data "$data"
+  expect 1 '--batch-size 64 differs from the checkpoint' train --resume --checkpoint "$tmp/resumed.h5" \
+    --batch-size 64 --epochs 3 --data "$data"
+  expect 1 "--seed 5 differs from the checkpoint's 11" train --resume --checkpoint "$tmp/resumed.h5" \
+    --seed 5 --epochs 3 --data "$data"
   # shellcheck disable=SC2086
   "$prog" train --resume --epochs 3 --data "$data" --validation none --checkpoint "$tmp/resumed.h5" \
     --history "$tmp/r.csv" >"$tmp/res.out" 2>&1 || die "resume failed: $(cat "$tmp/res.out")"
   grep -q '^Resuming from' "$tmp/res.out" || die "resume: no 'Resuming from' line"
+  grep -q 'seed 11\.$' "$tmp/res.out" || die "resume: the seed does not come from the checkpoint"
   grep -q '^Epoch 3/3' "$tmp/res.out" || die "resume: did not reach epoch 3"
   [ "$(grep -c '^[0-9]' "$tmp/r.csv")" -eq 3 ] || die "history over the resume: $(cat "$tmp/r.csv")"
 else
