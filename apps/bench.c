@@ -578,9 +578,10 @@ static double time_framework(fw_op *o, tg_tensor *gy)
     return fw_failed ? -1 : t1 - t0;
 }
 
-/* Medians of direct and framework runs, interleaved so that a busy machine slows
- * both alike. */
-static void time_pair(direct_op *d, fw_op *o, bool backward, double *direct, double *fw)
+/* Medians (and minima) of direct and framework runs, interleaved so that a busy
+ * machine slows both alike. */
+static void time_pair(direct_op *d, fw_op *o, bool backward, double *direct, double *fw,
+                      double *direct_min, double *fw_min)
 {
     double td[64], tf[64];
     tg_tensor *gy = backward ? fw_grad_output(o) : NULL;
@@ -594,8 +595,10 @@ static void time_pair(direct_op *d, fw_op *o, bool backward, double *direct, dou
         }
     }
     tg_release(gy);
-    *direct = have_direct && direct_ok ? median(td, reps) : -1;
+    *direct = have_direct && direct_ok ? median(td, reps) : -1; /* sorts td */
     *fw = fw_failed ? -1 : median(tf, reps);
+    *direct_min = *direct < 0 ? -1 : td[0];
+    *fw_min = *fw < 0 ? -1 : tf[0];
 }
 
 /* What the engine spends adding the gradients into the op's leaves, which a
@@ -705,11 +708,13 @@ static void bench_batch(int64_t n)
         {OP_DENSE2, "dense 128->10"},
         {OP_DROPOUT, "dropout 0.5 on 128"},
     };
-    printf("\nbatch %lld: median ms of %d runs (fw = libtensor, direct = the same oneDNN\n"
-           "primitives and reorders on preallocated memory; accum = the engine adding\n"
-           "gradients into the op's leaves, part of fw)\n", (long long)n, reps);
-    printf("%-30s %-4s %9s %9s %7s %9s %7s\n", "op", "pass", "direct", "fw", "fw/dir",
-           "accum", "excl.");
+    printf("\nbatch %lld: median ms of %d runs. direct = the same oneDNN primitives and\n"
+           "reorders on preallocated memory; fw = libtensor; fw/dir = ratio of medians,\n"
+           "(min) = ratio of the fastest runs (steadier on a busy machine); accum = the\n"
+           "engine adding gradients into the op's leaves (part of fw), excl. = fw/dir\n"
+           "without it\n", (long long)n, reps);
+    printf("%-30s %-4s %9s %9s %7s %7s %9s %7s\n", "op", "pass", "direct", "fw", "fw/dir",
+           "(min)", "accum", "excl.");
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         direct_op d;
         memset(&d, 0, sizeof d);
@@ -725,12 +730,13 @@ static void bench_batch(int64_t n)
         fw_op o;
         fw_setup(&o, ops[i].kind, n);
         for (int pass = 0; pass < 2; pass++) {
-            double dt, ft;
-            time_pair(&d, &o, pass == 1, &dt, &ft);
+            double dt, ft, dmin, fmin;
+            time_pair(&d, &o, pass == 1, &dt, &ft, &dmin, &fmin);
             printf("%-30s %-4s", ops[i].name, pass ? "bwd" : "fwd");
             print_ms(dt);
             print_ms(ft);
             print_ratio(ft, dt);
+            print_ratio(fmin, dmin);
             if (pass == 1) {
                 double acc = time_accumulation(&o);
                 print_ms(acc);
