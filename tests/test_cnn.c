@@ -9,6 +9,7 @@
  *   f32 reference vs f64 reference    atol 1e-5, rtol 1e-5 (only the inputs' rounding
  *                                     to f32 differs)
  * A wrong index or a missing term is off by O(1), far outside both. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -832,6 +833,77 @@ START_TEST(cache_clear)
 }
 END_TEST
 
+/* Two threads sharing the engine, the cache and the glue's buffers: each runs
+ * conv -> pool -> dense forward and backward on its own shapes and must get what
+ * it got alone. */
+typedef struct thread_job {
+    int64_t n, c, o;
+    tg_tensor *expect_y, *expect_gw; /* owned, computed single-threaded */
+    bool ok;
+    char why[160];
+} thread_job;
+
+static void job_run(int64_t n, int64_t c, int64_t o, tg_tensor **y, tg_tensor **gw)
+{
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(n, c, 9, 9), (uint64_t)(n * 100 + c));
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(o, c, 3, 3), (uint64_t)(o * 7 + c));
+    tg_tensor *wd = rnd(TG_F32, TG_SHAPE(5, o * 3 * 3), 3);
+    tg_set_requires_grad(w, true);
+    tg_conv2d_opts opts = TG_CONV2D_OPTS_INIT;
+    tg_tensor *out = tg_dense(tg_max_pool2d(tg_conv2d(x, w, NULL, &opts), NULL), wd, NULL);
+    if (out && tg_backward(tg_sum(out, NULL, 0, false)) == TG_OK) {
+        *y = tg_scope_keep(out);
+        *gw = tg_retain(tg_grad(w));
+    }
+}
+
+static void *job_thread(void *arg)
+{
+    thread_job *j = arg;
+    j->ok = true;
+    for (int it = 0; it < 20 && j->ok; it++) {
+        tg_scope *s = tg_scope_push();
+        tg_tensor *y = NULL, *gw = NULL;
+        job_run(j->n, j->c, j->o, &y, &gw);
+        int64_t w1 = -1, w2 = -1;
+        if (!y || !gw) {
+            j->ok = false;
+            snprintf(j->why, sizeof j->why, "failed: %s", tg_last_error());
+        } else if (tg_test_max_scaled_err(y, j->expect_y, 1e-5, 1e-5, &w1) > 1.0 ||
+                   tg_test_max_scaled_err(gw, j->expect_gw, 1e-5, 1e-5, &w2) > 1.0) {
+            j->ok = false;
+            snprintf(j->why, sizeof j->why, "iteration %d differs (elements %lld, %lld)", it,
+                     (long long)w1, (long long)w2);
+        }
+        tg_release(y);
+        tg_release(gw);
+        tg_scope_pop(s);
+    }
+    return NULL;
+}
+
+START_TEST(glue_two_threads)
+{
+    thread_job jobs[2] = {{3, 16, 32, NULL, NULL, false, ""}, {2, 3, 8, NULL, NULL, false, ""}};
+    for (int i = 0; i < 2; i++) {
+        tg_scope *s = tg_scope_push();
+        job_run(jobs[i].n, jobs[i].c, jobs[i].o, &jobs[i].expect_y, &jobs[i].expect_gw);
+        tg_scope_pop(s);
+        TG_CHECK(jobs[i].expect_y && jobs[i].expect_gw);
+    }
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, job_thread, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(jobs[i].ok, "thread %d: %s", i, jobs[i].why);
+        tg_release(jobs[i].expect_y);
+        tg_release(jobs[i].expect_gw);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the suite */
 
 Suite *tg_suite(void)
@@ -874,6 +946,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, cache_second_step_creates_nothing);
     tcase_add_test(tc, cache_follows_weight_updates);
     tcase_add_test(tc, cache_clear);
+    tcase_add_test(tc, glue_two_threads);
     suite_add_tcase(s, tc);
     return s;
 }
