@@ -20,6 +20,7 @@
 #include "libtensor.h"
 
 static int reps = 11;
+static bool fw_blocked = true; /* the framework's conv layout policy (TG_DNNL_LAYOUT) */
 
 static double now_ms(void)
 {
@@ -719,12 +720,12 @@ static void bench_batch(int64_t n)
         direct_op d;
         memset(&d, 0, sizeof d);
         switch (ops[i].kind) {
-        case OP_CONV: conv_setup(&d, n, true); break;
+        case OP_CONV: conv_setup(&d, n, fw_blocked); break;
         case OP_RELU: relu_setup(&d, n * 32 * 26 * 26); break;
         case OP_MAXPOOL: pool_setup(&d, n, true); break;
         case OP_AVGPOOL: pool_setup(&d, n, false); break;
-        case OP_DENSE1: dense_setup(&d, n, 5408, 128, true); break;
-        case OP_DENSE2: dense_setup(&d, n, 128, 10, true); break;
+        case OP_DENSE1: dense_setup(&d, n, 5408, 128, false); break;
+        case OP_DENSE2: dense_setup(&d, n, 128, 10, false); break;
         case OP_DROPOUT: break; /* no oneDNN primitive */
         }
         fw_op o;
@@ -819,9 +820,11 @@ int main(int argc, char **argv)
     cpu_model(cpu, sizeof cpu);
     const dnnl_version_t *v = dnnl_version();
     const char *layout = getenv("TG_DNNL_LAYOUT");
+    fw_blocked = !(layout && strcmp(layout, "plain") == 0);
     printf("libtensor %s bench: %s, %d threads, oneDNN %d.%d.%d (%s), framework layouts: %s\n",
-           tg_version(), cpu, tg_get_num_threads(), v->major, v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime",
-           layout && strcmp(layout, "plain") == 0 ? "plain" : "blocked where it pays");
+           tg_version(), cpu, tg_get_num_threads(), v->major, v->minor, v->patch,
+           v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime",
+           fw_blocked ? "conv blocked where it pays" : "plain");
 
     if (!DN(dnnl_engine_create(&eng, dnnl_cpu, 0)) ||
         !DN(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags)) ||

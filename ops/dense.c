@@ -75,15 +75,16 @@ static void dense_mds(const dense_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_d
     tg_dnnl_md_plain(ym, 2, yd);
 }
 
-/* Activations stay plain (N, in) / (N, out); with blocked layouts allowed, oneDNN
- * picks the weights' layout (measured on 5408 -> 128: brgemm on blocked weights
- * is 1.2-1.8x faster than gemm on plain ones). Lock held. */
+/* Every layout is plain: X (N, in), W (out, in), Y (N, out). Letting oneDNN pick
+ * blocked weights (brgemm) was measured on 5408 -> 128 (apps/bench, 2 cores): not
+ * faster at batch 32 nor on one thread, at best ~20% faster at batch 128 before
+ * paying a weight reorder per update and a reorder of dL/dW back to plain per
+ * step, so plain gemm it is. Lock held. */
 static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const dense_geom *g, const char *who)
 {
-    bool blocked = tg_dnnl_blocked_layouts();
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, kind);
-    int64_t v[] = {g->n, g->in, g->out, g->bias, blocked};
+    int64_t v[] = {g->n, g->in, g->out, g->bias};
     tg_dnnl_key_add_n(&k, (int)(sizeof v / sizeof v[0]), v);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (e)
@@ -97,10 +98,6 @@ static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const dense_geom *g, const 
     }
     dnnl_memory_desc_t xm, wm, bm, ym;
     dense_mds(g, &xm, &wm, &bm, &ym);
-    if (blocked) {
-        dnnl_dims_t wd = {g->out, g->in};
-        dnnl_memory_desc_init_by_tag(&wm, 2, wd, dnnl_f32, dnnl_format_tag_any);
-    }
     dnnl_inner_product_desc_t d;
     dnnl_status_t st;
     if (kind == TG_DNNL_IP_FWD)

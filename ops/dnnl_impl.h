@@ -160,9 +160,10 @@ tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who);
 
-/* Whether convolutions and inner products may choose blocked layouts (format_tag
- * any, reordered at the edges) instead of plain NCHW / OI. On unless the
- * environment says TG_DNNL_LAYOUT=plain (read once; the benchmark compares both). */
+/* Whether convolutions may choose blocked layouts (format_tag any, reordered at
+ * the edges) instead of plain NCHW / OIHW. On unless the environment says
+ * TG_DNNL_LAYOUT=plain (read once; apps/bench compares both). Inner products
+ * always run plain (ops/dense.c says why). */
 bool tg_dnnl_blocked_layouts(void);
 /* Overrides that choice (tests run both); returns the previous one. Primitives of
  * both kinds stay cached side by side (the choice is part of their keys). */

@@ -315,10 +315,10 @@ static const dense_case dense_cases[] = {
 };
 #define N_DENSE (int)(sizeof dense_cases / sizeof dense_cases[0])
 
-static void dense_case_run(int i, bool blocked)
+START_TEST(dense_table)
 {
-    const dense_case *k = &dense_cases[i];
-    bool prev = tg_dnnl_set_blocked_layouts(blocked);
+    const dense_case *k = &dense_cases[_i];
+    int i = _i;
     tg_scope *s = tg_scope_push();
     int64_t in_features = 1;
     for (int d = 1; d < k->ndim; d++)
@@ -329,21 +329,9 @@ static void dense_case_run(int i, bool blocked)
         k->bias ? rnd(TG_F64, TG_SHAPE(k->out), 600 + (uint64_t)i) : NULL,
     };
     char label[160];
-    snprintf(label, sizeof label, "dense %s (%s layouts)", k->name, blocked ? "blocked" : "plain");
+    snprintf(label, sizeof label, "dense %s", k->name);
     compare_backends(dense_fn, NULL, in, label);
     tg_scope_pop(s);
-    tg_dnnl_set_blocked_layouts(prev);
-}
-
-START_TEST(dense_table_blocked)
-{
-    dense_case_run(_i, true);
-}
-END_TEST
-
-START_TEST(dense_table_plain)
-{
-    dense_case_run(_i, false);
 }
 END_TEST
 
@@ -924,8 +912,7 @@ Suite *tg_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("dense");
-    tcase_add_loop_test(tc, dense_table_blocked, 0, N_DENSE);
-    tcase_add_loop_test(tc, dense_table_plain, 0, N_DENSE);
+    tcase_add_loop_test(tc, dense_table, 0, N_DENSE);
     tcase_add_test(tc, dense_grad_shape);
     tcase_add_test(tc, dense_errors);
     suite_add_tcase(s, tc);
