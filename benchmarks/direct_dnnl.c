@@ -680,6 +680,16 @@ static const char *isa_name(dnnl_cpu_isa_t isa)
     }
 }
 
+/* Under DNNL_VERBOSE, marks where the timed steps start and end in oneDNN's
+ * output (same stream, flushed), so benchmarks/profile.sh can cut them out. */
+static void marker(const char *what)
+{
+    if (getenv("DNNL_VERBOSE") || getenv("ONEDNN_VERBOSE")) {
+        printf("%s\n", what);
+        fflush(stdout);
+    }
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -796,6 +806,7 @@ int main(int argc, char **argv)
     int64_t t = 0;
     for (int64_t s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
+            marker("BENCH_TIMED_START");
             flt0 = minor_faults();
             t_train = now_s();
         }
@@ -821,6 +832,7 @@ int main(int argc, char **argv)
         }
     }
     t_train = now_s() - t_train;
+    marker("BENCH_TIMED_END");
     long flt_train = minor_faults() - flt0;
     qsort(step_s, (size_t)steps, sizeof *step_s, cmp_double);
     double med_step = steps ? step_s[steps / 2] : 0;

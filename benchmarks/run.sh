@@ -14,6 +14,8 @@
 #   BENCH_REPS     runs per configuration, medians reported (default 3)
 #   BENCH_BATCHES  default "32 128";  BENCH_THREADS  default "1 2"
 #   BENCH_FUSED=1  also time direct_dnnl --fuse (ReLU as conv/dense post-ops)
+#   BENCH_MEMCHECK_EPOCHS=N  also train libtensor N whole epochs (batch 128, the
+#                  last thread count) and report resident memory per epoch (flat?)
 #   BENCH_BUILDDIR where benchmarks/direct_dnnl and train_libtensor are built
 #   BENCH_RESULTS  the Markdown file (default benchmarks/results.md in the source tree)
 #   PYTHON         the interpreter with torch (default: python3, then /usr/bin/python3)
@@ -113,6 +115,15 @@ while [ "$r" -le "$reps" ]; do
     done
     r=$((r + 1))
 done
+memcheck=
+if [ "${BENCH_MEMCHECK_EPOCHS:-0}" -gt 0 ] 2>/dev/null; then
+    for t in $threads_list; do :; done
+    say "bench: memory check: libtensor, $BENCH_MEMCHECK_EPOCHS epochs at batch 128, $t threads"
+    OMP_NUM_THREADS=$t "$bdir/benchmarks/train_libtensor" --batch 128 --threads "$t" \
+        --epochs "$BENCH_MEMCHECK_EPOCHS" --no-infer >"$log" 2>&1
+    sed 's/^/    /' "$log"
+    memcheck=$(sed -n 's/^MEMCHECK //p' "$log")
+fi
 load1=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 
 if [ ! -s "$raw" ]; then
@@ -211,6 +222,7 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say ""
     say "$report"
     say ""
+    [ -n "$memcheck" ] && say "Memory over whole epochs (libtensor): $memcheck" && say ""
     say "Page faults per step count every newly touched page (any allocator, oneDNN's"
     say "included); weight reorders per step are expected while training (Adam changes the"
     say "weights every step) and should be 0 in inference after the first batch."

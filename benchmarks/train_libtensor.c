@@ -27,6 +27,16 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* Under DNNL_VERBOSE, marks where the timed steps start and end in oneDNN's
+ * output (same stream, flushed), so benchmarks/profile.sh can cut them out. */
+static void marker(const char *what)
+{
+    if (getenv("DNNL_VERBOSE") || getenv("ONEDNN_VERBOSE")) {
+        printf("%s\n", what);
+        fflush(stdout);
+    }
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -159,9 +169,10 @@ int main(int argc, char **argv)
         steps = per_epoch;
     t_setup = now_s() - t_setup;
 
-    /* --epochs: whole epochs, resident memory after each */
+    /* --epochs: whole epochs, resident memory after each, then a verdict */
     if (epochs > 0) {
-        printf("epoch rss_mb: start %.1f\n", rss_now_mb());
+        double rss_first = 0, rss_last = 0;
+        printf("memory check: resident %.1f MB before training\n", rss_now_mb());
         for (int64_t e = 1; e <= epochs; e++) {
             double t0 = now_s(), loss_sum = 0;
             int64_t nb = 0;
@@ -175,14 +186,25 @@ int main(int argc, char **argv)
             }
             tg_memory_stats ms;
             tg_memory_stats_get(&ms);
-            printf("epoch %lld: %.2f s, loss %.4f, rss %.1f MB, storage live %.1f MB, "
-                   "cached %.1f MB, system allocations %llu\n", (long long)e, now_s() - t0,
-                   loss_sum / (double)nb, rss_now_mb(), (double)ms.bytes_live / 1048576.0,
-                   (double)ms.bytes_cached / 1048576.0, (unsigned long long)ms.allocs);
+            rss_last = rss_now_mb();
+            if (e == 1)
+                rss_first = rss_last;
+            printf("epoch %lld: %.2f s, loss %.4f, resident %.1f MB, storage live %.1f MB, "
+                   "cached %.1f MB, system allocations so far %llu\n", (long long)e,
+                   now_s() - t0, loss_sum / (double)nb, rss_last,
+                   (double)ms.bytes_live / 1048576.0, (double)ms.bytes_cached / 1048576.0,
+                   (unsigned long long)ms.allocs);
             fflush(stdout);
         }
-        steps = 0;
-        warmup = 0;
+        printf("MEMCHECK epochs=%lld batch=%lld rss_first_epoch_mb=%.1f rss_last_epoch_mb=%.1f "
+               "growth_mb=%.1f\n", (long long)epochs, (long long)batch, rss_first, rss_last,
+               rss_last - rss_first);
+        tg_batch_iter_free(it);
+        tg_optimizer_free(opt);
+        tg_sequential_free(model);
+        tg_dataset_clear(&train);
+        tg_dataset_clear(&test);
+        return 0;
     }
 
     /* training: warm-up steps (the first creates the primitives), then timed ones */
@@ -195,6 +217,7 @@ int main(int argc, char **argv)
     long flt0 = 0, flt1 = 0;
     for (int64_t s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
+            marker("BENCH_TIMED_START");
             flt0 = minor_faults();
             t_train = now_s();
         }
@@ -216,6 +239,7 @@ int main(int argc, char **argv)
         }
     }
     t_train = now_s() - t_train;
+    marker("BENCH_TIMED_END");
     long flt_train = minor_faults() - flt0;
     tg_backend_stats_get(&b2);
     tg_memory_stats_get(&m2);
