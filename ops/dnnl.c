@@ -149,13 +149,6 @@ void tg_dnnl_key_add_n(tg_dnnl_key *k, int n, const int64_t *v)
         tg_dnnl_key_add(k, v[i]);
 }
 
-void tg_dnnl_key_add_int(tg_dnnl_key *k, int n, const int *v)
-{
-    tg_dnnl_key_add(k, n);
-    for (int i = 0; i < n; i++)
-        tg_dnnl_key_add(k, v[i]);
-}
-
 static uint64_t key_hash(const tg_dnnl_key *k)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a over the words */

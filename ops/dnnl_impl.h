@@ -5,6 +5,8 @@
 #ifndef TG_DNNL_IMPL_H
 #define TG_DNNL_IMPL_H
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "ops/ops_impl.h"
 
 /* Elementwise algorithms the unary/scalar ops need (mapped to dnnl_eltwise_*). */
@@ -51,7 +53,6 @@ tg_status tg_dnnl_matmul(const tg_tensor *a, const tg_tensor *b, tg_tensor *c);
  * execute it with memories made on the caller's buffers. Entries and temporary
  * buffers stay valid while the lock is held (the cache evicts the least recently
  * used entry only when it is full, and never one used during the current call). */
-#include <oneapi/dnnl/dnnl.h>
 
 /* What a cache key describes (the first word of every key). */
 typedef enum tg_dnnl_kind {
@@ -73,7 +74,6 @@ void tg_dnnl_key_init(tg_dnnl_key *k, tg_dnnl_kind kind);
 void tg_dnnl_key_add(tg_dnnl_key *k, int64_t v);
 /* Adds n, then the n values. */
 void tg_dnnl_key_add_n(tg_dnnl_key *k, int n, const int64_t *v);
-void tg_dnnl_key_add_int(tg_dnnl_key *k, int n, const int *v);
 
 /* A cached primitive: its descriptor, the primitive and its scratchpad size. */
 typedef struct tg_dnnl_entry tg_dnnl_entry;
