@@ -463,6 +463,12 @@ out:
     tg_release(n->grad_accum);
     n->grad_accum = NULL;
     if (rc == TG_OK && !retain_graph) {
+        /* describe() reads the saved state; keep its text for graph exports
+         * made after backward. */
+        if (n->op->describe) {
+            n->op->describe(n, n->detail, sizeof n->detail);
+            n->detail[sizeof n->detail - 1] = '\0';
+        }
         free_saved(n);
         n->released = true;
     }

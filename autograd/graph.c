@@ -4,6 +4,7 @@
  * left to right), so they depend on structure only. Pointers serve only to
  * recognise an object seen before, never to order anything. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,7 +130,9 @@ static tg_status walk(tg_graph *g, tg_tensor *root)
         tg_graph_item *op = &g->items[oid];
         op->op_name = node->op->name;
         op->output_id = tid;
-        if (node->op->describe) {
+        if (node->released) {
+            snprintf(op->op_detail, sizeof op->op_detail, "%s", node->detail);
+        } else if (node->op->describe) {
             node->op->describe(node, op->op_detail, sizeof op->op_detail);
             op->op_detail[sizeof op->op_detail - 1] = '\0';
         }

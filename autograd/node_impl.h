@@ -42,6 +42,7 @@ struct tg_node {
     tg_tensor **inputs;        /* owned references */
     void *saved;               /* op-specific, freed by op->free_saved */
     bool released;             /* saved state freed by a backward without retain_graph */
+    char detail[64];           /* op->describe() text, taken just before release */
     /* the output's metadata (the node does not reference its output) */
     tg_dtype out_dtype;
     int out_ndim;

@@ -276,6 +276,14 @@ START_TEST(test_dot_golden_mlp)
     ck_assert_ptr_nonnull(strstr(t, "grad dense/kernel"));
     compare_golden("mlp_backward.dot", t);
     free(t);
+
+    /* backward frees the saved state the labels are made from; the export must
+     * not change */
+    TG_OK_(tg_backward(loss));
+    o.backward = false;
+    t = dot_text(&loss, 1, &o);
+    compare_golden("mlp.dot", t);
+    free(t);
     tg_scope_pop(s);
 }
 END_TEST
