@@ -118,7 +118,7 @@ static tg_storage *storage_new(size_t nbytes)
     s->refcount = 1;
     s->nbytes = nbytes;
     s->owns_data = true;
-    s->version = 0;
+    s->version = tg_version_next();
     tg_live_objects_add(1);
     return s;
 }
@@ -221,7 +221,7 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
     s->data = data;
     s->nbytes = (size_t)numel * dtype_sizes[dtype];
     s->owns_data = false;
-    s->version = 0;
+    s->version = tg_version_next();
     tg_live_objects_add(1);
     t->storage = s;
     return tg_scoped(t);
@@ -357,6 +357,13 @@ void *tg_tensor_data(const tg_tensor *t)
     return (char *)t->storage->data + t->offset * (int64_t)dtype_sizes[t->dtype];
 }
 
+static _Atomic uint64_t version_clock = 1;
+
+uint64_t tg_version_next(void)
+{
+    return atomic_fetch_add_explicit(&version_clock, 1, memory_order_relaxed);
+}
+
 uint64_t tg_tensor_version(const tg_tensor *t)
 {
     if (!t)
@@ -370,7 +377,7 @@ void tg_tensor_bump_version(tg_tensor *t)
         tg_null_arg("tg_tensor_bump_version", "t");
         return;
     }
-    t->storage->version++;
+    t->storage->version = tg_version_next();
 }
 
 const char *tg_tensor_name(const tg_tensor *t)
@@ -586,6 +593,6 @@ tg_status tg_set(tg_tensor *t, const int64_t *index, double value)
     if (off < 0)
         return tg_last_status();
     store_elem((char *)t->storage->data + off * (int64_t)dtype_sizes[t->dtype], t->dtype, value);
-    t->storage->version++;
+    t->storage->version = tg_version_next();
     return TG_OK;
 }

@@ -103,7 +103,8 @@ bool tg_tensor_shares_storage(const tg_tensor *a, const tg_tensor *b);
  * only for tensors you created; call tg_tensor_bump_version() afterwards if a
  * cache (oneDNN reordered weights) may hold an old copy. */
 void *tg_tensor_data(const tg_tensor *t);
-/* Counter bumped each time the storage is written through the API; caches key on it. */
+/* Changes each time the storage is written through the API, to a value no storage
+ * has had before (a process-wide clock); caches key on it. */
 uint64_t tg_tensor_version(const tg_tensor *t);
 void tg_tensor_bump_version(tg_tensor *t);
 /* Writes "[2, 3]" into buf (always NUL-terminated); returns buf. */

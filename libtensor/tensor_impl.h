@@ -32,7 +32,7 @@ typedef struct tg_storage {
     void *data;        /* 64-byte aligned unless wrapped */
     size_t nbytes;
     bool owns_data;    /* false for tg_wrap'ed caller buffers */
-    uint64_t version;  /* bumped on every write through the API */
+    uint64_t version;  /* a fresh tg_version_next() on creation and every write */
 } tg_storage;
 
 struct tg_tensor {
@@ -60,6 +60,11 @@ tg_status tg_verror(tg_status status, const char *fmt, va_list ap);
  *   if (!x) return tg_null_arg("tg_relu", "x"), NULL;
  * When an earlier call already failed, its message is kept as the cause. */
 tg_status tg_null_arg(const char *fn, const char *arg);
+
+/* A process-wide clock: every call returns a value never returned before, so a
+ * (storage, version) pair names one content of one storage for all time, even
+ * when a new storage reuses a freed one's address. */
+uint64_t tg_version_next(void);
 
 /* ---- allocation: aligned, counted ---- */
 #define TG_ALIGN 64

@@ -350,7 +350,7 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
                         tg_shape_str(b, sizeof b, src->ndim, src->shape));
     }
     copy_strided(dst, src);
-    dst->storage->version++;
+    dst->storage->version = tg_version_next();
     return TG_OK;
 }
 
@@ -359,7 +359,7 @@ tg_status tg_tensor_fill(tg_tensor *t, double value)
     if (!t)
         return tg_null_arg("tg_tensor_fill", "t");
     int64_t n = tg_shape_numel(t->ndim, t->shape);
-    t->storage->version++;
+    t->storage->version = tg_version_next();
     if (n == 0)
         return TG_OK;
     uint64_t v = 0; /* the value in t's dtype, as raw bytes */

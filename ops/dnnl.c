@@ -35,7 +35,7 @@ static void *tmp_buf[TG_DNNL_TMP_SLOTS]; /* activations in a primitive's own lay
 static size_t tmp_cap[TG_DNNL_TMP_SLOTS];
 
 /* Reordered weights. A slot is valid while the weights' storage, data pointer and
- * version are those it was made from. */
+ * version are those it was made from (versions never repeat: tg_version_next). */
 #define W_SLOTS 32
 typedef struct wslot {
     const tg_storage *storage;
@@ -47,12 +47,6 @@ typedef struct wslot {
     uint64_t last_use;
 } wslot;
 static wslot wcache[W_SLOTS];
-/* Versions from here on are handed out by the weights cache, 2^32 apart, so a
- * stamped (storage, version) pair names one storage's lifetime. */
-#define STAMP_BASE (UINT64_C(1) << 62)
-#define STAMP_STRIDE (UINT64_C(1) << 32)
-static uint64_t next_stamp = STAMP_BASE;
-
 static void init_glue(void)
 {
     pthread_mutexattr_t ma;
@@ -571,12 +565,6 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
     }
     if (tg_dnnl_reorder(have, data, want, slot->buf, who) != TG_OK)
         return NULL;
-    /* Storage versions start at 0, so a new storage at a freed one's address could
-     * repeat its (address, version); a version from the stamp range cannot. */
-    if (st->version < STAMP_BASE) {
-        st->version = next_stamp;
-        next_stamp += STAMP_STRIDE;
-    }
     slot->storage = st;
     slot->data = data;
     slot->version = st->version;
