@@ -214,7 +214,7 @@ int fc_cmd_transfer(int argc, char **argv)
                             : "(conv2d from the checkpoint, frozen):",
                fc_thousands(a, sizeof a, trainable), fc_thousands(b, sizeof b, frozen));
     }
-    printf("\n%5s %6s   %-24s %-24s\n", "epoch", "steps", "transfer: test acc (loss)",
+    printf("\n%5s %6s   %-27s %s\n", "epoch", "steps", "transfer: test acc (loss)",
            "scratch: test acc (loss)");
     fflush(stdout);
     for (int64_t e = 0; e < epochs; e++) {
@@ -229,8 +229,7 @@ int fc_cmd_transfer(int argc, char **argv)
         char t[32], s[32];
         snprintf(t, sizeof t, "%.4f (%.4f)", cs[0].acc[e], cs[0].loss[e]);
         snprintf(s, sizeof s, "%.4f (%.4f)", cs[1].acc[e], cs[1].loss[e]);
-        printf("%5lld %6lld   %-24s %-24s\n", (long long)e + 1, (long long)(steps * (e + 1)), t,
-               s);
+        printf("%5lld %6lld   %-27s %s\n", (long long)e + 1, (long long)(steps * (e + 1)), t, s);
         fflush(stdout);
     }
     double ta = cs[0].acc[epochs - 1], sa = cs[1].acc[epochs - 1];
