@@ -13,7 +13,9 @@
 #   BENCH_WARMUP   untimed steps before them (default 5; the first creates primitives)
 #   BENCH_REPS     runs per configuration, medians reported (default 3)
 #   BENCH_BATCHES  default "32 128";  BENCH_THREADS  default "1 2"
-#   BENCH_FUSED=1  also time direct_dnnl --fuse (ReLU as conv/dense post-ops)
+#   BENCH_EXTRA    more variants to time beside the three (not used in the ratios):
+#                  direct_fused (ReLU as conv/dense post-ops), direct_noftz (the
+#                  floor without flush-to-zero), libtensor_ftz, torch_ftz (with it)
 #   BENCH_MEMCHECK_EPOCHS=N  also train libtensor N whole epochs (batch 128, the
 #                  last thread count) and report resident memory per epoch (flat?)
 #   BENCH_BUILDDIR where benchmarks/direct_dnnl and train_libtensor are built
@@ -57,7 +59,15 @@ for p in ${PYTHON:-} python3 /usr/bin/python3; do
     fi
 done
 impls="direct libtensor"
-[ "${BENCH_FUSED:-0}" = 1 ] && impls="direct direct_fused libtensor"
+extra=
+for x in ${BENCH_EXTRA:-}; do
+    case $x in
+    direct_fused|direct_noftz|libtensor_ftz) extra="$extra $x" ;;
+    torch_ftz) [ -n "$python" ] && extra="$extra $x" ;;
+    *) say "bench: unknown BENCH_EXTRA variant $x (ignored)" ;;
+    esac
+done
+impls="$impls$extra"
 if [ -n "$python" ]; then
     impls="$impls torch"
     torch_note=$("$python" -c 'import torch, sys; sys.stdout.write(torch.__version__)' 2>/dev/null)
@@ -70,6 +80,8 @@ ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 isa=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' |
       grep -E '^(avx2|avx512f|avx512_bf16|amx_tile)$' | tr '\n' ' ')
 load0=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+rev=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null) &&
+    { git -C "$here/.." diff --quiet HEAD 2>/dev/null || rev="$rev + local changes"; }
 mode="$steps timed steps after $warmup warm-up steps"
 [ "$steps" = 0 ] && mode="one epoch of full batches after $warmup warm-up steps"
 
@@ -92,8 +104,11 @@ while [ "$r" -le "$reps" ]; do
                 case $impl in
                 direct) set -- "$bdir/benchmarks/direct_dnnl" ;;
                 direct_fused) set -- "$bdir/benchmarks/direct_dnnl" --fuse ;;
+                direct_noftz) set -- "$bdir/benchmarks/direct_dnnl" --no-ftz ;;
                 libtensor) set -- "$bdir/benchmarks/train_libtensor" ;;
+                libtensor_ftz) set -- "$bdir/benchmarks/train_libtensor" --ftz ;;
                 torch) set -- "$python" "$here/torch_cnn.py" ;;
+                torch_ftz) set -- "$python" "$here/torch_cnn.py" --ftz ;;
                 esac
                 # shellcheck disable=SC2086 # args are words
                 OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$@" $args >"$log" 2>&1
@@ -213,7 +228,7 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say ""
     say "Written by \`benchmarks/run.sh\` (\`make bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC')."
     say ""
-    say "- CPU: $cpu, $ncpu CPUs online; ${isa:+flags: $isa}"
+    say "- Source: ${rev:-not a git checkout}; CPU: $cpu, $ncpu CPUs online; ${isa:+flags: $isa}"
     say "- $dnnl; PyTorch: $torch_note${torch_blas:+ ($torch_blas)}"
     say "- Each run: $mode, then inference over the 10,000 test images at the same batch;"
     say "  $reps runs per configuration, medians. s/epoch = ms/step x 60000 / batch."
@@ -223,6 +238,10 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say "$report"
     say ""
     [ -n "$memcheck" ] && say "Memory over whole epochs (libtensor): $memcheck" && say ""
+    say "The floor (direct) runs with flush-to-zero; libtensor and PyTorch run as they come"
+    say "(*_ftz variants set it). It matters only after several hundred steps, when Adam's"
+    say "moments start to underflow: BENCH_WARMUP=1000 measures that steady state."
+    say ""
     say "Page faults per step count every newly touched page (any allocator, oneDNN's"
     say "included); weight reorders per step are expected while training (Adam changes the"
     say "weights every step) and should be 0 in inference after the first batch."

@@ -5,7 +5,7 @@ from the same IDX files, pixel / 255 as float32), batch, thread count, warm-up
 and number of steps as benchmarks/train_libtensor.c; prints one RESULT line.
 
     torch_cnn.py [--batch N] [--steps N|0] [--warmup N] [--threads N]
-                 [--data DIR] [--seed S] [--no-infer]
+                 [--data DIR] [--seed S] [--no-infer] [--ftz]
 
 Adam has Keras's hyper-parameters (lr 1e-3, betas 0.9/0.999, eps 1e-7); PyTorch
 places eps after the bias correction where Keras folds it in first, which does
@@ -72,6 +72,8 @@ def main():
                     or "/usr/share/datasets/fashion-mnist")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-infer", action="store_true")
+    ap.add_argument("--ftz", action="store_true",
+                    help="torch.set_flush_denormal(True): denormals flushed to zero")
     a = ap.parse_args()
     if a.threads > 0:
         # OpenBLAS (pthread build) and OpenMP read these when they start
@@ -84,6 +86,8 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    if a.ftz:
+        torch.set_flush_denormal(True)
 
     cfg = torch.__config__.show()
     blas_cfg = [f.strip() for f in cfg.replace(",", "\n").split("\n") if "BLAS_INFO" in f]
@@ -157,10 +161,10 @@ def main():
     times.sort()
     ms_step = t_train / steps * 1e3 if steps else 0.0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("RESULT impl=torch batch=%d threads=%d steps=%d epoch_mode=%d train_s=%.4f "
+    print("RESULT impl=%s batch=%d threads=%d steps=%d epoch_mode=%d train_s=%.4f "
           "ms_step=%.4f ms_step_median=%.4f img_s=%.1f epoch_s=%.3f train_loss=%.4f "
           "infer_s=%.4f infer_img_s=%.1f test_acc=%.4f test_loss=%.4f rss_mb=%.1f setup_s=%.3f"
-          % (b, torch.get_num_threads(), steps, epoch_mode, t_train, ms_step,
+          % ("torch_ftz" if a.ftz else "torch", b, torch.get_num_threads(), steps, epoch_mode, t_train, ms_step,
              times[len(times) // 2] * 1e3 if times else 0.0,
              steps * b / t_train if steps else 0.0, ms_step * 1e-3 * 60000.0 / b,
              loss_sum / steps if steps else 0.0, t_inf,

@@ -7,10 +7,12 @@
  * reorders, page faults).
  *
  *   train_libtensor [--batch N] [--steps N|0] [--warmup N] [--threads N]
- *                   [--data DIR] [--seed S] [--no-infer] [--epochs N]
+ *                   [--data DIR] [--seed S] [--no-infer] [--epochs N] [--ftz]
  *
  * --steps 0 trains one epoch of full batches. --epochs N trains N whole epochs
- * instead and prints the resident memory after each (is memory flat?). */
+ * instead and prints the resident memory after each (is memory flat?). --ftz sets
+ * flush-to-zero in this program's threads, which the library does not do (yet):
+ * it shows what denormals in Adam's moments cost once training has run a while. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,11 @@
 #include <unistd.h>
 
 #include "libtensor.h"
+
+#if defined(__x86_64__)
+#include <pmmintrin.h>
+#define HAVE_FTZ 1
+#endif
 
 static double now_s(void)
 {
@@ -61,6 +68,21 @@ static double rss_now_mb(void)
         fclose(f);
     }
     return pages_res < 0 ? -1 : (double)pages_res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+/* Flush-to-zero and denormals-are-zero on this thread and every OpenMP thread
+ * (the library's threads are OpenMP's). */
+static void set_ftz(void)
+{
+#ifdef HAVE_FTZ
+    #pragma omp parallel
+    {
+        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    }
+    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#endif
 }
 
 static int fail(const char *what)
@@ -108,7 +130,7 @@ int main(int argc, char **argv)
     int64_t batch = 32, steps = 300, warmup = 5, epochs = 0;
     int threads = 0;
     uint64_t seed = 42;
-    bool infer = true;
+    bool infer = true, ftz = false;
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -128,9 +150,11 @@ int main(int argc, char **argv)
             epochs = atoll(argv[++i]);
         else if (strcmp(a, "--no-infer") == 0)
             infer = false;
+        else if (strcmp(a, "--ftz") == 0)
+            ftz = true;
         else {
             fprintf(stderr, "usage: %s [--batch N] [--steps N|0] [--warmup N] [--threads N] "
-                    "[--data DIR] [--seed S] [--no-infer] [--epochs N]\n", argv[0]);
+                    "[--data DIR] [--seed S] [--no-infer] [--epochs N] [--ftz]\n", argv[0]);
             return 2;
         }
     }
@@ -141,6 +165,8 @@ int main(int argc, char **argv)
     if (threads > 0 && tg_set_num_threads(threads) != TG_OK)
         return fail("threads");
     threads = tg_get_num_threads();
+    if (ftz)
+        set_ftz();
 
     tg_dataset train = {0}, test = {0};
     if (tg_fashion_mnist_load(&train, dir, TG_SPLIT_TRAIN, NULL) != TG_OK)
@@ -290,7 +316,7 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double ms_step = steps ? t_train / (double)steps * 1e3 : 0;
     double per = after_first > 0 ? (double)after_first : 1;
-    printf("RESULT impl=libtensor batch=%lld threads=%d steps=%lld epoch_mode=%d train_s=%.4f "
+    printf("RESULT impl=%s batch=%lld threads=%d steps=%lld epoch_mode=%d train_s=%.4f "
            "ms_step=%.4f ms_step_median=%.4f img_s=%.1f epoch_s=%.3f train_loss=%.4f "
            "infer_s=%.4f infer_img_s=%.1f test_acc=%.4f test_loss=%.4f rss_mb=%.1f "
            "faults_per_step=%.2f setup_s=%.3f "
@@ -298,7 +324,8 @@ int main(int argc, char **argv)
            "allocs_per_step=%.3f faults_after_first_per_step=%.2f weight_reorders_per_step=%.3f "
            "cache_misses_after_first=%llu storage_peak_mb=%.1f "
            "infer_prims=%llu infer_weight_reorders=%llu infer_allocs=%llu\n",
-           (long long)batch, threads, (long long)steps, epoch_mode, t_train, ms_step,
+           ftz ? "libtensor_ftz" : "libtensor", (long long)batch, threads, (long long)steps,
+           epoch_mode, t_train, ms_step,
            med_step * 1e3, steps ? (double)(steps * batch) / t_train : 0,
            ms_step * 1e-3 * 60000.0 / (double)batch, steps ? loss_sum / (double)steps : 0, t_inf,
            infer ? (double)test.count / t_inf : 0, acc, test_loss, (double)ru.ru_maxrss / 1024.0,
