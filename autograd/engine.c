@@ -550,8 +550,9 @@ tg_status tg_backward_ex(tg_tensor *output, const tg_backward_opts *opts)
         st.nodes[i]->pending = (int)(i + 1);
         /* Refuse before touching any gradient, so a failed call changes nothing. */
         if (st.nodes[i]->released && rc == TG_OK)
-            rc = tg_error(TG_ERR_STATE, "backward through a graph whose saved state was "
-                          "already freed (op '%s'); pass retain_graph to backward twice",
+            rc = tg_error(TG_ERR_STATE, "tg_backward: backward through a graph whose saved "
+                          "state was already freed (op '%s'); pass retain_graph to the first "
+                          "backward to run backward twice",
                           st.nodes[i]->op->name);
     }
     root->grad_accum = seed; /* steals seed */

@@ -90,7 +90,7 @@ static tg_status eval_loss(const gc_ctx *g, double *out)
     tg_set_grad_enabled(prev);
     tg_status rc = TG_OK;
     if (!y) {
-        set_error_from_fn(g->label, "while perturbed");
+        set_error_from_fn(g->label, "on perturbed inputs");
         rc = tg_last_status();
     } else if (!tg_tensor_same_shape(y, g->r)) {
         char a[160], b[160];
@@ -301,12 +301,12 @@ static tg_status analytic(gc_ctx *g, tg_rng *rng, tg_gradcheck_report *rep,
     tg_tensor *y = g->fn(g->inputs, g->n_inputs, g->ctx);
     tg_set_grad_enabled(prev);
     if (!y) {
-        set_error_from_fn(g->label, "");
+        set_error_from_fn(g->label, "on the given inputs");
         return tg_last_status();
     }
     if (y->dtype != TG_F32 && y->dtype != TG_F64)
-        return tg_error(TG_ERR_DTYPE, "tg_gradcheck(%s): fn returned a %s tensor; the output "
-                        "must be f32 or f64", g->label, tg_dtype_name(y->dtype));
+        return tg_error(TG_ERR_DTYPE, "tg_gradcheck(%s): fn returned a tensor of dtype %s; "
+                        "the output must be f32 or f64", g->label, tg_dtype_name(y->dtype));
     tg_node *node = tg_tensor_grad_fn(y);
     snprintf(rep->op, sizeof rep->op, "%s", node ? node->op->name : "none");
 
@@ -339,6 +339,12 @@ static void write_message(tg_gradcheck_report *rep, const worst *w, const char *
                           tg_gradcheck_mode mode)
 {
     char where[96];
+    if (rep->checked == 0) {
+        snprintf(rep->message, sizeof rep->message, "gradcheck %s: %s (op '%s'; nothing "
+                 "compared: the checked inputs have no elements)", label,
+                 rep->passed ? "passed" : "FAILED", rep->op);
+        return;
+    }
     if (mode == TG_GRADCHECK_DIRECTIONAL && w->input < 0)
         snprintf(where, sizeof where, "direction %lld over all inputs", (long long)w->index);
     else if (mode == TG_GRADCHECK_DIRECTIONAL)

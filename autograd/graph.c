@@ -195,7 +195,9 @@ tg_status tg_graph_build(tg_graph **out, tg_tensor *const *outputs, int n_output
     if (!out)
         return tg_null_arg("tg_graph_build", "out");
     *out = NULL;
-    if (!outputs || n_outputs <= 0)
+    if (!outputs)
+        return tg_null_arg("tg_graph_build", "outputs");
+    if (n_outputs <= 0)
         return tg_error(TG_ERR_ARG, "tg_graph_build: need at least one output (n_outputs %d)",
                         n_outputs);
     for (int i = 0; i < n_outputs; i++)

@@ -2,7 +2,8 @@
  *
  * Two passes over the shown elements: the first measures the widest value so
  * columns line up, the second prints. Beyond 1000 elements only the first and
- * last 3 entries of each long dim are shown, with "..." between. */
+ * last 3 entries of each long dim are shown, with "..." between. An empty tensor
+ * prints as [] whatever its shape (the shape follows). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +144,10 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out)
         .width = 0,
     };
     fputs(PREFIX, out);
-    if (t->ndim == 0) {
+    if (tg_shape_numel(t->ndim, t->shape) == 0) {
+        /* as numpy does; walking the dims could take 2^59 steps for [2^59, 0] */
+        fputs("[]", out);
+    } else if (t->ndim == 0) {
         emit_value(&pr, t->offset);
         pr.out = out;
         emit_value(&pr, t->offset);

@@ -23,7 +23,10 @@ tg_status tg_scope_pop(tg_scope *s);
  * holds it, so it outlives the scope; a no-op for an unscoped t. */
 tg_tensor *tg_scope_keep(tg_tensor *t);
 /* Hands an owned reference to the innermost scope (steals t). With no scope
- * active it stays the caller's. Returns t. */
+ * active it stays the caller's. Returns t. A NULL t is returned as is and leaves
+ * the last error alone, so a failed constructor's result can be passed straight
+ * in: tg_scope_adopt_steal(make_tensor()). On allocation failure t is released
+ * and NULL returned. */
 tg_tensor *tg_scope_adopt_steal(tg_tensor *t);
 /* Number of scopes open on this thread. */
 int tg_scope_depth(void);

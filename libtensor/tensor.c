@@ -83,6 +83,10 @@ tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape)
                         TG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return tg_error(TG_ERR_ARG, "%s: argument 'shape' is NULL (ndim %d)", who, ndim);
+    /* The product of the non-zero extents bounds numel and every stride (strides
+     * skip empty dims), so bounding it keeps all later shape arithmetic exact,
+     * even for an empty tensor like [0, 2^62, 2^62]; times 8 bytes it must fit in
+     * both int64_t and size_t. */
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
@@ -90,13 +94,14 @@ tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape)
             return tg_error(TG_ERR_SHAPE, "%s: extent %lld of dim %d in shape %s is negative",
                             who, (long long)shape[i], i, tg_shape_str(b, sizeof b, ndim, shape));
         }
-        /* numel * 8 bytes must fit in both int64_t and size_t */
         if (shape[i] > 0 && n > (INT64_MAX / 8) / shape[i]) {
             char b[160];
-            return tg_error(TG_ERR_SHAPE, "%s: shape %s has too many elements", who,
+            return tg_error(TG_ERR_SHAPE, "%s: shape %s has too many elements (the product "
+                            "of its non-zero extents overflows)", who,
                             tg_shape_str(b, sizeof b, ndim, shape));
         }
-        n *= shape[i];
+        if (shape[i] > 0)
+            n *= shape[i];
     }
     return TG_OK;
 }

@@ -85,6 +85,14 @@ void tg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 int64_t tg_shape_numel(int ndim, const int64_t *shape);
 /* Validates a user shape; message names who. */
 tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape);
+/* The two halves of a reshape, shared by tg_tensor_reshape and the differentiable
+ * tg_reshape (ops/shape.c). tg_reshape_shape resolves one -1 in shape against t's
+ * element count into out (ndim entries) and checks that the sizes agree (message
+ * names who). tg_view_strides finds strides that read t's storage with the new
+ * shape, or returns false when t's strides make that impossible. */
+tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
+                           const int64_t *shape, int64_t *out);
+bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 
 /* Scoped return: hands a new reference to the innermost scope (or the caller). */
 static inline tg_tensor *tg_scoped(tg_tensor *t) { return tg_scope_adopt_steal(t); }

@@ -25,13 +25,10 @@ static tg_tensor *scoped_view(tg_tensor *t, int ndim, const int64_t *shape,
 
 /* ---------------------------------------------------------------- reshape */
 
-/* Strides for viewing t with new_shape without moving data, or false when t's
- * layout does not allow it. Walks t's dims from the innermost, grouping runs of
- * dims that are laid out as one contiguous block (stride[d-1] == extent*stride
- * [d]); the new dims must tile each block exactly, taking strides from the
- * block's innermost stride. */
-static bool view_strides(const tg_tensor *t, int ndim, const int64_t *shape,
-                         int64_t *strides)
+/* Walks t's dims from the innermost, grouping runs of dims that are laid out as
+ * one evenly strided block (stride[d-1] == extent*stride[d]); the new dims must
+ * tile each block exactly, taking strides from the block's innermost stride. */
+bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides)
 {
     if (tg_tensor_is_contiguous(t)) {
         tg_contiguous_strides(ndim, shape, strides);
@@ -63,50 +60,59 @@ static bool view_strides(const tg_tensor *t, int ndim, const int64_t *shape,
     return nd == -1;
 }
 
-static tg_tensor *reshape_as(const char *who, tg_tensor *t, int ndim, const int64_t *shape)
+tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
+                           const int64_t *shape, int64_t *out)
 {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg_error(TG_ERR_SHAPE, "%s: ndim %d is out of range 0..%d", who, ndim,
-                        TG_MAX_DIMS), NULL;
+                        TG_MAX_DIMS);
     if (ndim > 0 && !shape)
-        return tg_null_arg(who, "shape"), NULL;
+        return tg_null_arg(who, "shape");
     char a[160], b[160];
-    int64_t want[TG_MAX_DIMS];
     int infer = -1;
-    int64_t known = 1;
     for (int i = 0; i < ndim; i++) {
-        want[i] = shape[i];
-        if (shape[i] == -1) {
-            if (infer >= 0)
-                return tg_error(TG_ERR_SHAPE, "%s: only one extent of %s may be -1", who,
-                                tg_shape_str(a, sizeof a, ndim, shape)), NULL;
+        out[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) {
             infer = i;
+            out[i] = 1; /* for the overflow check below */
         } else if (shape[i] < 0) {
-            return tg_error(TG_ERR_SHAPE, "%s: extent %lld in %s is negative", who,
-                            (long long)shape[i], tg_shape_str(a, sizeof a, ndim, shape)), NULL;
-        } else {
-            known *= shape[i];
+            return tg_error(TG_ERR_SHAPE, "%s: invalid target shape %s: only one extent may "
+                            "be -1, the others must be >= 0", who,
+                            tg_shape_str(a, sizeof a, ndim, shape));
         }
     }
+    /* bounds the product of the known extents, so it cannot overflow */
+    if (tg_check_shape(who, ndim, out) != TG_OK)
+        return tg_last_status();
+    int64_t known = tg_shape_numel(ndim, out);
     int64_t numel = tg_shape_numel(t->ndim, t->shape);
     if (infer >= 0) {
         if (known == 0 || numel % known != 0)
             return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s",
                             who, tg_shape_str(a, sizeof a, t->ndim, t->shape),
-                            (long long)numel, tg_shape_str(b, sizeof b, ndim, shape)), NULL;
-        want[infer] = numel / known;
-    }
-    if (tg_shape_numel(ndim, want) != numel)
+                            (long long)numel, tg_shape_str(b, sizeof b, ndim, shape));
+        out[infer] = numel / known;
+    } else if (known != numel) {
         return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s (%lld "
                         "elements)", who, tg_shape_str(a, sizeof a, t->ndim, t->shape),
-                        (long long)numel, tg_shape_str(b, sizeof b, ndim, want),
-                        (long long)tg_shape_numel(ndim, want)), NULL;
-    int64_t strides[TG_MAX_DIMS];
-    if (!view_strides(t, ndim, want, strides))
+                        (long long)numel, tg_shape_str(b, sizeof b, ndim, shape),
+                        (long long)known);
+    }
+    return TG_OK;
+}
+
+static tg_tensor *reshape_as(const char *who, tg_tensor *t, int ndim, const int64_t *shape)
+{
+    int64_t want[TG_MAX_DIMS], strides[TG_MAX_DIMS];
+    if (tg_reshape_shape(who, t, ndim, shape, want) != TG_OK)
+        return NULL;
+    if (!tg_view_strides(t, ndim, want, strides)) {
+        char a[160], b[160];
         return tg_error(TG_ERR_SHAPE, "%s: the strides of %s make a view of shape %s "
                         "impossible; use tg_tensor_contiguous first", who,
                         tg_shape_str(a, sizeof a, t->ndim, t->shape),
                         tg_shape_str(b, sizeof b, ndim, want)), NULL;
+    }
     return scoped_view(t, ndim, want, strides, t->offset);
 }
 

@@ -49,6 +49,10 @@ static tg_status check_inputs(const char *who, tg_tensor *const *xs, int n, int 
                             who, i, tg_shape_str(si, sizeof si, x->ndim, x->shape),
                             tg_shape_str(s0, sizeof s0, x0->ndim, x0->shape), dim);
         }
+        /* empty tensors may have huge extents along dim; keep the sum exact */
+        if (x->shape[d] > INT64_MAX - shape[d])
+            return tg_error(TG_ERR_SHAPE, "%s: the extents along dim %d add up to more than "
+                            "an int64_t holds", who, dim);
         shape[d] += x->shape[d];
     }
     *d_out = d;

@@ -41,8 +41,8 @@ static tg_status parse_axes(const char *who, const int *axes, int n_axes, int nd
 {
     memset(mask, 0, TG_MAX_DIMS * sizeof *mask);
     if (n_axes < 0 || (n_axes > 0 && !axes))
-        return tg_error(TG_ERR_ARG, "%s: %d axes given with axes = %p", who, n_axes,
-                        (const void *)axes);
+        return tg_error(TG_ERR_ARG, "%s: n_axes is %d with axes %s; n_axes must be >= 0, "
+                        "and axes non-NULL when it is > 0", who, n_axes, axes ? "given" : "NULL");
     if (n_axes == 0) {
         for (int d = 0; d < ndim; d++)
             mask[d] = true;

@@ -15,93 +15,14 @@
 
 /* ---------------------------------------------------------------- reshape */
 
-/* Strides that let x's storage be read with the new shape, if any exist. x's dims
- * fall into chunks inside which memory is evenly strided; each chunk must be made
- * of a run of whole new dims. */
-static bool view_strides(const tg_tensor *x, int ndim, const int64_t *shape,
-                         int64_t *strides)
-{
-    if (tg_tensor_numel(x) == 0 || tg_tensor_is_contiguous(x)) {
-        tg_contiguous_strides(ndim, shape, strides);
-        return true;
-    }
-    int on = 0;
-    int64_t os[TG_MAX_DIMS], ost[TG_MAX_DIMS];
-    for (int d = 0; d < x->ndim; d++)
-        if (x->shape[d] != 1) { /* extent-1 dims never constrain a view */
-            os[on] = x->shape[d];
-            ost[on++] = x->strides[d];
-        }
-    int nd = ndim - 1;
-    for (int d = on - 1; d >= 0;) {
-        int lo = d;
-        int64_t chunk = os[d];
-        while (lo > 0 && ost[lo - 1] == ost[lo] * os[lo]) {
-            lo--;
-            chunk *= os[lo];
-        }
-        int64_t acc = 1;
-        while (nd >= 0 && (acc < chunk || shape[nd] == 1)) {
-            strides[nd] = ost[d] * acc;
-            acc *= shape[nd--];
-        }
-        if (acc != chunk)
-            return false;
-        d = lo - 1;
-    }
-    for (; nd >= 0; nd--) {
-        if (shape[nd] != 1)
-            return false;
-        strides[nd] = 1;
-    }
-    return true;
-}
-
-/* Resolves a -1 and checks the sizes; message names who. */
-static tg_status infer_shape(const char *who, const tg_tensor *x, int ndim,
-                             const int64_t *shape, int64_t *out)
-{
-    char sx[128], sn[128];
-    if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim > 0 && !shape))
-        return tg_error(TG_ERR_ARG, "%s: invalid target rank %d (0..%d)", who, ndim,
-                        TG_MAX_DIMS);
-    int infer = -1;
-    int64_t known = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] == -1 && infer < 0) {
-            infer = d;
-            continue;
-        }
-        if (shape[d] < 0)
-            return tg_error(TG_ERR_SHAPE, "%s: invalid target shape %s (one -1 at most, "
-                            "other extents >= 0)",
-                            who, tg_shape_str(sn, sizeof sn, ndim, shape));
-        known *= shape[d];
-        out[d] = shape[d];
-    }
-    int64_t numel = tg_tensor_numel(x);
-    if (infer >= 0) {
-        if (known == 0 || numel % known != 0)
-            return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s into %s", who,
-                            tg_shape_str(sx, sizeof sx, x->ndim, x->shape),
-                            tg_shape_str(sn, sizeof sn, ndim, shape));
-        out[infer] = numel / known;
-    } else if (known != numel) {
-        return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s", who,
-                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape), (long long)numel,
-                        tg_shape_str(sn, sizeof sn, ndim, shape));
-    }
-    return TG_OK;
-}
-
 /* The reshape node behind reshape, flatten, squeeze and unsqueeze. */
 static tg_tensor *reshape_impl(const char *who, tg_tensor *x, int ndim, const int64_t *shape)
 {
     int64_t ns[TG_MAX_DIMS], nst[TG_MAX_DIMS];
-    if (infer_shape(who, x, ndim, shape, ns) != TG_OK)
+    if (tg_reshape_shape(who, x, ndim, shape, ns) != TG_OK)
         return NULL;
     tg_tensor *y;
-    if (view_strides(x, ndim, ns, nst)) {
+    if (tg_view_strides(x, ndim, ns, nst)) {
         y = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);
     } else {
         tg_tensor *xc = tg_contiguous_owned(x);
@@ -129,13 +50,16 @@ tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
     static const char who[] = "tg_flatten";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
-    int s, e;
-    if (tg_norm_axis(who, start_dim, x->ndim, &s) != TG_OK ||
-        tg_norm_axis(who, end_dim, x->ndim, &e) != TG_OK)
+    /* a 0-d x flattens to [1], as in tg_tensor_flatten and numpy's ravel */
+    int s, e, n = x->ndim > 0 ? x->ndim : 1;
+    if (tg_norm_axis(who, start_dim, n, &s) != TG_OK ||
+        tg_norm_axis(who, end_dim, n, &e) != TG_OK)
         return NULL;
     if (s > e)
         return tg_error(TG_ERR_ARG, "%s: start_dim %d comes after end_dim %d", who,
                         start_dim, end_dim), NULL;
+    if (x->ndim == 0)
+        return reshape_impl(who, x, 1, (const int64_t[]){1});
     int64_t shape[TG_MAX_DIMS];
     int nd = 0;
     for (int d = 0; d < x->ndim; d++) {

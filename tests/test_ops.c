@@ -383,6 +383,8 @@ START_TEST(reduction_errors)
     ASSERT_FAILS(tg_mean(x, (const int[]){-3}, 1, false), TG_ERR_RANGE, "tg_mean");
     ASSERT_FAILS(tg_max(x, (const int[]){1, -1}, 2, false), TG_ERR_ARG, "tg_max: axis -1 given twice");
     ASSERT_FAILS(tg_sum(x, NULL, 1, false), TG_ERR_ARG, "tg_sum");
+    ASSERT_FAILS(tg_sum(x, (const int[]){0}, -1, false), TG_ERR_ARG, "n_axes is -1");
+    ck_assert_msg(!strstr(tg_last_error(), "0x"), "an address in \"%s\"", tg_last_error());
     ASSERT_FAILS(tg_sum(NULL, NULL, 0, false), TG_ERR_ARG, "tg_sum");
     ASSERT_FAILS(tg_mean(NULL, NULL, 0, false), TG_ERR_ARG, "tg_mean");
     ASSERT_FAILS(tg_max(NULL, NULL, 0, false), TG_ERR_ARG, "tg_max");
@@ -599,7 +601,13 @@ START_TEST(view_errors)
     ASSERT_FAILS(tg_reshape(x, TG_SHAPE(4, 2)), TG_ERR_SHAPE, "tg_reshape: cannot reshape [2, 3]");
     ASSERT_FAILS(tg_reshape(x, TG_SHAPE(-1, -1)), TG_ERR_SHAPE, "tg_reshape");
     ASSERT_FAILS(tg_reshape(x, TG_SHAPE(-1, 4)), TG_ERR_SHAPE, "tg_reshape");
-    ASSERT_FAILS(tg_reshape(x, 9, (const int64_t[9]){1}), TG_ERR_ARG, "tg_reshape");
+    ASSERT_FAILS(tg_reshape(x, 9, (const int64_t[9]){1}), TG_ERR_SHAPE, "tg_reshape");
+    ASSERT_FAILS(tg_reshape(x, 2, NULL), TG_ERR_ARG, "tg_reshape: argument 'shape'");
+    /* the product of huge extents must be caught, not overflow */
+    const int64_t big = INT64_C(1) << 62;
+    ASSERT_FAILS(tg_reshape(x, TG_SHAPE(big, big, -1)), TG_ERR_SHAPE, "too many elements");
+    ASSERT_FAILS(tg_reshape(tg_zeros(TG_F32, TG_SHAPE(0, 3)), TG_SHAPE(big, big, 0)),
+                 TG_ERR_SHAPE, "tg_reshape");
     ASSERT_FAILS(tg_reshape(NULL, TG_SHAPE(6)), TG_ERR_ARG, "tg_reshape");
     ASSERT_FAILS(tg_permute(x, (const int[]){0, 0}), TG_ERR_ARG, "tg_permute");
     ASSERT_FAILS(tg_permute(x, (const int[]){0, 2}), TG_ERR_RANGE, "tg_permute");
@@ -658,6 +666,14 @@ START_TEST(concat_errors)
     ASSERT_FAILS(tg_concat((tg_tensor *[]){a}, 0, 0), TG_ERR_ARG, "tg_concat");
     ASSERT_FAILS(tg_concat(NULL, 1, 0), TG_ERR_ARG, "tg_concat");
     ASSERT_FAILS(tg_concat((tg_tensor *[]){a, b}, 2, 2), TG_ERR_RANGE, "tg_concat");
+    /* empty tensors may have huge extents; their sum along dim must not overflow */
+    tg_tensor *e = tg_zeros(TG_F32, TG_SHAPE(0, INT64_C(1) << 59));
+    TG_CHECK(e != NULL);
+    tg_tensor *es[16];
+    for (int i = 0; i < 16; i++)
+        es[i] = e;
+    ASSERT_FAILS(tg_concat(es, 16, 1), TG_ERR_SHAPE, "tg_concat: the extents along dim 1");
+    assert_shape(tg_concat(es, 3, 0), TG_SHAPE(0, INT64_C(1) << 59));
     tg_scope_pop(s);
 }
 END_TEST
@@ -909,6 +925,111 @@ START_TEST(null_inputs)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- edge shapes */
+
+/* sum(y) backward; every leaf's gradient has the leaf's shape. */
+static void backward_gives_shapes(const char *what, tg_tensor *y, tg_tensor *const *leaves,
+                                  int n)
+{
+    ck_assert_msg(y != NULL, "%s: %s", what, tg_last_error());
+    tg_tensor *l = tg_sum(y, NULL, 0, false);
+    ck_assert_msg(l && tg_backward(l) == TG_OK, "%s backward: %s", what, tg_last_error());
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(tg_grad(leaves[i]) && tg_tensor_same_shape(tg_grad(leaves[i]), leaves[i]),
+                      "%s: gradient %d has the wrong shape", what, i);
+        TG_OK_(tg_zero_grad(leaves[i]));
+    }
+}
+
+/* Every core op on inputs with no elements, forward and backward, f32 and f64, on
+ * both backends (_i: bit 0 dtype, bit 1 backend): a result of the right shape,
+ * never a crash, and no element to compute. */
+START_TEST(empty_inputs_everywhere)
+{
+    tg_dtype dt = float_dtypes[_i & 1];
+    tg_backend prev = tg_set_backend(_i & 2 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = tg_zeros(dt, TG_SHAPE(0, 3)), *b = tg_ones(dt, TG_SHAPE(3));
+    tg_tensor *c = tg_zeros(dt, TG_SHAPE(3, 0));
+    TG_OK_(tg_set_requires_grad(a, true));
+    TG_OK_(tg_set_requires_grad(b, true));
+    TG_OK_(tg_set_requires_grad(c, true));
+    tg_tensor *ab[2] = {a, b};
+    backward_gives_shapes("add", tg_add(a, b), ab, 2);
+    backward_gives_shapes("sub", tg_sub(b, a), ab, 2);
+    backward_gives_shapes("mul", tg_mul(a, b), ab, 2);
+    backward_gives_shapes("div", tg_div(a, b), ab, 2);
+    backward_gives_shapes("pow", tg_pow(b, a), ab, 2);
+    backward_gives_shapes("add_scalar", tg_add_scalar(a, 1), &a, 1);
+    backward_gives_shapes("mul_scalar", tg_mul_scalar(a, 2), &a, 1);
+    backward_gives_shapes("pow_scalar", tg_pow_scalar(a, 2), &a, 1);
+    tg_tensor *(*const unary[])(tg_tensor *) = {tg_neg, tg_exp, tg_log, tg_sqrt,
+                                                tg_abs, tg_tanh, tg_sigmoid, tg_relu};
+    for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++)
+        backward_gives_shapes("unary", unary[k](tg_transpose(c, 0, 1)), &c, 1);
+    backward_gives_shapes("sum", tg_sum(a, (const int[]){0}, 1, true), &a, 1);
+    backward_gives_shapes("mean", tg_mean(a, (const int[]){1}, 1, false), &a, 1);
+    backward_gives_shapes("max", tg_max(a, (const int[]){1}, 1, false), &a, 1);
+    backward_gives_shapes("matmul m=0", tg_matmul(a, tg_ones(dt, TG_SHAPE(3, 2))), &a, 1);
+    backward_gives_shapes("matmul k=0", tg_matmul(tg_ones(dt, TG_SHAPE(2, 3)),
+                                                  tg_matmul(c, tg_ones(dt, TG_SHAPE(0, 4)))),
+                          &c, 1);
+    backward_gives_shapes("matmul batch 0", tg_matmul(tg_reshape(a, TG_SHAPE(0, 1, 3)),
+                                                      tg_ones(dt, TG_SHAPE(3, 2))), &a, 1);
+    backward_gives_shapes("reshape", tg_reshape(a, TG_SHAPE(3, -1)), &a, 1);
+    backward_gives_shapes("flatten", tg_flatten(a, 0, -1), &a, 1);
+    backward_gives_shapes("permute", tg_transpose(a, 0, 1), &a, 1);
+    backward_gives_shapes("slice", tg_slice(a, 1, 1, 2), &a, 1);
+    backward_gives_shapes("empty slice", tg_slice(b, 0, 2, 2), &b, 1);
+    backward_gives_shapes("squeeze", tg_squeeze(tg_unsqueeze(a, 1), 1), &a, 1);
+    backward_gives_shapes("concat", tg_concat((tg_tensor *[]){a, tg_unsqueeze(b, 0)}, 2, 0),
+                          ab, 2);
+    backward_gives_shapes("softmax", tg_softmax(a, 1), &a, 1);
+    backward_gives_shapes("softmax over the empty axis", tg_softmax(c, 1), &c, 1);
+    backward_gives_shapes("log_softmax", tg_log_softmax(a, 0), &a, 1);
+    /* what has no value on an empty input says so */
+    ASSERT_FAILS(tg_max(a, NULL, 0, false), TG_ERR_SHAPE, "tg_max: cannot take the max");
+    ASSERT_FAILS(tg_argmax(a, 0, false), TG_ERR_SHAPE, "tg_argmax: axis 0 of [0, 3] is empty");
+    assert_shape(tg_argmax(a, 1, false), TG_SHAPE(0));
+    ASSERT_FAILS(tg_cross_entropy(a, tg_zeros(TG_I64, TG_SHAPE(0))), TG_ERR_SHAPE,
+                 "tg_cross_entropy: logits [0, 3] is empty");
+    ASSERT_FAILS(tg_mse(a, a), TG_ERR_SHAPE, "tg_mse: shape [0, 3] is empty");
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
+/* Shapes at the edge of what an op takes: one input to concat, an extent-1
+ * softmax axis, a 0-d input to flatten, an inner dim of 0 in matmul. */
+START_TEST(degenerate_shapes)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = mk(dt, TG_SHAPE(3, 1), (const double[]){-2, 0.5, 40});
+    TG_OK_(tg_set_requires_grad(x, true));
+    /* softmax over one element is 1 whatever x is, so its gradient is 0 */
+    tg_tensor *y = tg_softmax(x, 1);
+    assert_values(y, (const double[]){1, 1, 1}, 3);
+    assert_values(tg_log_softmax(x, -1), (const double[]){0, 0, 0}, 3);
+    TG_OK_(tg_backward(tg_sum(tg_mul(y, x), NULL, 0, false)));
+    /* d/dx (softmax(x) * x) = softmax(x) + x * 0 = 1 */
+    assert_values(tg_grad(x), (const double[]){1, 1, 1}, 3);
+    TG_OK_(tg_zero_grad(x));
+    /* concat of one tensor is a copy that passes the gradient through */
+    tg_tensor *c = tg_concat(&x, 1, 0);
+    assert_shape(c, TG_SHAPE(3, 1));
+    ck_assert(!tg_tensor_shares_storage(c, x));
+    TG_OK_(tg_backward(tg_sum(tg_mul_scalar(c, 3), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){3, 3, 3}, 3);
+    /* a 0-d tensor flattens to [1], as tg_tensor_flatten does */
+    tg_tensor *z = mk(dt, 0, NULL, (const double[]){7});
+    assert_shape(tg_flatten(z, 0, -1), TG_SHAPE(1));
+    assert_shape(tg_tensor_flatten(z, 0, -1), TG_SHAPE(1));
+    ASSERT_FAILS(tg_flatten(z, 0, 1), TG_ERR_RANGE, "tg_flatten");
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- oneDNN vs reference */
 
 /* Each case builds y from f32 inputs; run on AUTO and on REFERENCE with the same
@@ -1108,6 +1229,11 @@ Suite *tg_suite(void)
     tcase_add_test(tc, recording_rules);
     tcase_add_test(tc, unscoped_results_and_saved_views);
     tcase_add_test(tc, null_inputs);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("edge shapes");
+    tcase_add_loop_test(tc, empty_inputs_everywhere, 0, 4);
+    tcase_add_loop_test(tc, degenerate_shapes, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("oneDNN vs reference");
