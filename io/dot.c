@@ -63,9 +63,14 @@ static void write_op(FILE *out, const tg_graph_item *it)
 }
 
 /* The gradient flow: each op's backward sends the gradient of its output on to
- * the backward of each input's producer, or into a parameter's grad. */
+ * the backward of each input's producer, or into a parameter's grad. Each
+ * backward node is ranked beside its forward op and each grad beside its
+ * parameter, and the dashed edges do not constrain the layout: the forward graph
+ * alone shapes it, the gradient visibly runs back up along it, and the picture is
+ * no taller than the forward graph. */
 static void write_backward(FILE *out, const tg_graph *g)
 {
+    static const char edge[] = " [style=dashed, color=\"red\", constraint=false];\n";
     size_t n = tg_graph_size(g);
     fputs("\n  /* gradient flow */\n", out);
     for (size_t k = 0; k < n; k++) {
@@ -75,6 +80,7 @@ static void write_backward(FILE *out, const tg_graph *g)
             put_escaped(out, it->op_name);
             fputs("_backward\", shape=box, style=\"rounded,dashed\", color=\"red\", "
                   "fontcolor=\"red\"];\n", out);
+            fprintf(out, "  {rank=same; op%d; op%d_bw;}\n", it->id, it->id);
         } else if (it->is_param) {
             const char *name = tg_tensor_name(it->tensor);
             fprintf(out, "  grad_t%d [label=\"grad ", it->id);
@@ -86,6 +92,7 @@ static void write_backward(FILE *out, const tg_graph *g)
             put_shape(out, it->tensor);
             fputs("\", shape=box, style=\"dashed,filled\", fillcolor=\"mistyrose\", "
                   "color=\"red\"];\n", out);
+            fprintf(out, "  {rank=same; t%d; grad_t%d;}\n", it->id, it->id);
         }
     }
     for (size_t k = 0; k < n; k++) {
@@ -93,8 +100,7 @@ static void write_backward(FILE *out, const tg_graph *g)
         if (it->kind == TG_GRAPH_TENSOR) {
             /* the seed: the output's own gradient enters its producer's backward */
             if (it->is_output && it->producer_id >= 0)
-                fprintf(out, "  t%d -> op%d_bw [style=dashed, color=\"red\"];\n", it->id,
-                        it->producer_id);
+                fprintf(out, "  t%d -> op%d_bw%s", it->id, it->producer_id, edge);
             continue;
         }
         for (int i = 0; i < it->n_inputs; i++) {
@@ -102,11 +108,9 @@ static void write_backward(FILE *out, const tg_graph *g)
             if (!tg_requires_grad(in->tensor))
                 continue;
             if (in->producer_id >= 0)
-                fprintf(out, "  op%d_bw -> op%d_bw [style=dashed, color=\"red\"];\n", it->id,
-                        in->producer_id);
+                fprintf(out, "  op%d_bw -> op%d_bw%s", it->id, in->producer_id, edge);
             else
-                fprintf(out, "  op%d_bw -> grad_t%d [style=dashed, color=\"red\"];\n", it->id,
-                        in->id);
+                fprintf(out, "  op%d_bw -> grad_t%d%s", it->id, in->id, edge);
         }
     }
 }
@@ -116,6 +120,8 @@ tg_status tg_dot_write(FILE *out, tg_tensor *const *outputs, int n_outputs,
 {
     if (!out)
         return tg_null_arg("tg_dot_write", "out");
+    if (!outputs)
+        return tg_null_arg("tg_dot_write", "outputs");
     tg_dot_opts defaults = TG_DOT_OPTS_INIT;
     if (!opts)
         opts = &defaults;
@@ -151,7 +157,8 @@ tg_status tg_dot_write(FILE *out, tg_tensor *const *outputs, int n_outputs,
         write_backward(out, g);
     fputs("}\n", out);
     tg_graph_free(g);
-    if (ferror(out))
+    /* flush first: a full disk shows only when the buffered text is written */
+    if (fflush(out) != 0 || ferror(out))
         return tg_error(TG_ERR_IO, "tg_dot_write: writing the DOT text failed");
     return TG_OK;
 }

@@ -75,4 +75,12 @@ for f in "$tmp/mlp.dot" "$tmp/mlpbackward.dot" "$cnn" "$tmp/fashion_cnnbackward.
   "$DOT" -Tsvg "$f" >"$tmp/out.svg" 2>"$tmp/err" || { die "$DOT failed on $f: $(cat "$tmp/err")"; continue; }
   grep -q '<svg' "$tmp/out.svg" || die "$DOT -Tsvg on $f gave no SVG"
 done
+# the gradient flow is laid out beside the forward graph, not stacked below it:
+# drawing it must not make the picture taller (-Tplain: "graph scale width height")
+height() { "$DOT" -Tplain "$1" | awk '$1 == "graph" { print $4; exit }'; }
+for model in mlp fashion_cnn; do
+  hf=$(height "$tmp/$model.dot") hb=$(height "$tmp/${model}backward.dot")
+  awk -v f="$hf" -v b="$hb" 'BEGIN { exit !(f > 0 && b <= f * 1.05) }' ||
+    die "$model: the graph with --backward is $hb high, without $hf"
+done
 exit $fail

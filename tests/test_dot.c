@@ -231,6 +231,11 @@ START_TEST(test_dot_stable_and_escaped)
     ck_assert_ptr_nonnull(strstr(t, "op1_bw -> op3_bw"));
     ck_assert_ptr_nonnull(strstr(t, "op1_bw -> grad_t4"));
     ck_assert_ptr_nonnull(strstr(t, "op3_bw -> grad_t4"));
+    /* each backward op sits beside its forward op, each grad beside its parameter */
+    ck_assert_ptr_nonnull(strstr(t, "{rank=same; op1; op1_bw;}"));
+    ck_assert_ptr_nonnull(strstr(t, "{rank=same; t4; grad_t4;}"));
+    ck_assert_ptr_nonnull(strstr(t, "op1_bw -> op3_bw [style=dashed, color=\"red\", "
+                                    "constraint=false];"));
     ck_assert_ptr_null(strstr(t, "grad_t5")); /* b needs no grad */
     ck_assert_ptr_nonnull(strstr(t, "grad_t4 [label=\"grad we\\\"ird\\\\name"));
     ck_assert_ptr_null(strstr(t, "0x"));
@@ -246,7 +251,15 @@ START_TEST(test_dot_errors)
     tg_tensor *a = tg_ones(TG_F64, TG_SHAPE(2));
     ck_assert_int_eq(tg_dot_write(NULL, &a, 1, NULL), TG_ERR_ARG);
     ck_assert_int_eq(tg_dot_write(stdout, NULL, 1, NULL), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("tg_dot_write: argument 'outputs' is NULL");
     ck_assert_int_eq(tg_dot_write(stdout, &a, 0, NULL), TG_ERR_ARG);
+    /* a write error is reported even when stdio buffered the text */
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        ck_assert_int_eq(tg_dot_write(full, &a, 1, NULL), TG_ERR_IO);
+        TG_ASSERT_ERROR_HAS("tg_dot_write");
+        fclose(full);
+    }
     /* defaults: name "libtensor", top to bottom, no gradient flow */
     char *t = dot_text(&a, 1, NULL);
     ck_assert_ptr_nonnull(strstr(t, "digraph \"libtensor\" {"));
