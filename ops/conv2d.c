@@ -9,8 +9,9 @@
  *   dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] * x[n,c, i*sh - pt + p*dh, j*sw - pl + q*dw]
  *   dL/db[o]       = sum_{n,i,j} g[n,o,i,j]
  * f32 runs on oneDNN (forward_training; backward_data and backward_weights hinted by
- * the forward descriptor); f64, or f32 on the reference backend, runs the loops at
- * the end of this file. */
+ * the forward descriptor); f64, or f32 on the reference backend, runs the loops
+ * below. The plumbing around the kernels is tg_weighted_forward/backward
+ * (ops/dnnl.c), shared with dense. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -64,6 +65,11 @@ static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor
                         who, o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
     if (w->shape[0] < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1)
         return tg_error(TG_ERR_SHAPE, "%s: weight %s has an empty dimension", who, sw);
+    /* Only the batch may be empty: with no rows or columns every window would lie
+     * in the padding (and oneDNN reads out of bounds there). */
+    if (x->shape[2] < 1 || x->shape[3] < 1)
+        return tg_error(TG_ERR_SHAPE, "%s: input %s has no rows or no columns (H and W must "
+                        "be >= 1; only the batch may be empty)", who, sx);
     if (x->shape[1] != w->shape[1])
         return tg_error(TG_ERR_SHAPE,
                         "%s: channel mismatch: input %s has %lld channels but weight %s "
@@ -143,7 +149,13 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
             &d, dnnl_convolution_direct, &xm, &wm, g->bias ? &bm : NULL, &ym, strides, dil,
             pad_l, pad_r);
     if (st != dnnl_success) {
-        tg_error(TG_ERR_BACKEND, "%s: oneDNN convolution descriptor: %d", who, (int)st);
+        char sx[96], sw[96];
+        tg_dnnl_refused(who, "convolution", st,
+                        "input %s, weight %s, stride %dx%d, padding t%d b%d l%d r%d, "
+                        "dilation %dx%d",
+                        tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
+                        tg_shape_str(sw, sizeof sw, 4, (const int64_t[]){g->o, g->c, g->kh, g->kw}),
+                        g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw);
         return NULL;
     }
     return tg_dnnl_pd_create(&d, hint, who);
@@ -159,11 +171,13 @@ static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
            tg_dnnl_md_padded(dnnl_primitive_desc_query_md(pd, b, 0));
 }
 
-/* The cached primitive of kind for g. Layout policy: with blocked layouts allowed,
- * oneDNN chooses every layout (format any) unless that pads the activations; then
- * activations are plain and only the weights are its choice. Lock held. */
-static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const conv_geom *g, const char *who)
+/* The cached primitive of kind for the conv_geom geom (a tg_dnnl_getter). Layout
+ * policy: with blocked layouts allowed, oneDNN chooses every layout (format any)
+ * unless that pads the activations; then activations are plain and only the
+ * weights are its choice. Lock held. */
+static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const void *geom, const char *who)
 {
+    const conv_geom *g = geom;
     bool blocked = tg_dnnl_blocked_layouts();
     tg_dnnl_key k;
     conv_key(&k, kind, g, blocked);
@@ -192,148 +206,23 @@ static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const conv_geom *g, const ch
     return pd ? tg_dnnl_insert(&k, pd, who) : NULL;
 }
 
-/* Temporary buffer slots: one per argument that may need a layout change. */
-enum { SLOT_SRC, SLOT_DST, SLOT_BIAS, SLOT_DIFF_DST, SLOT_DIFF_W, SLOT_DIFF_B };
-
-static void plain_mds(const conv_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *wm,
-                      dnnl_memory_desc_t *bm, dnnl_memory_desc_t *ym)
+/* The plain layouts of x (N, C, H, W), w (O, C, KH, KW), b (O), y (N, O, OH, OW). */
+static void conv_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
+                           dnnl_memory_desc_t *b, dnnl_memory_desc_t *y)
 {
-    int64_t xd[] = {g->n, g->c, g->h, g->w}, wd[] = {g->o, g->c, g->kh, g->kw};
-    int64_t bd[] = {g->o}, yd[] = {g->n, g->o, g->oh, g->ow};
-    tg_dnnl_md_plain(xm, 4, xd);
-    tg_dnnl_md_plain(wm, 4, wd);
-    tg_dnnl_md_plain(bm, 1, bd);
-    tg_dnnl_md_plain(ym, 4, yd);
-}
-
-static tg_status conv_fwd_dnnl(const conv_geom *g, const tg_tensor *x, const tg_tensor *w,
-                               const tg_tensor *b, tg_tensor *y)
-{
-    const char *who = "tg_conv2d";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    plain_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_FWD, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *bw = NULL; /* the bias is weights argument 1 */
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_dst_md);
-    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_SRC, who);
-    const void *wp = xp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
-    const void *bp = NULL;
-    if (wp && b) {
-        bw = dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 1);
-        bp = tg_dnnl_input_as(bw, &bm, tg_tensor_data(b), SLOT_BIAS, who);
-        if (!bp)
-            goto out;
-    }
-    void *yp = wp ? tg_dnnl_output_buf(yw, &ym, tg_tensor_data(y), SLOT_DST, who) : NULL;
-    if (!yp)
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
-    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
-    if (b)
-        tg_dnnl_arg(&args, DNNL_ARG_BIAS, bw, bp);
-    tg_dnnl_arg(&args, DNNL_ARG_DST, yw, yp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(yw, yp, &ym, tg_tensor_data(y), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
-static tg_status conv_bwd_data_dnnl(const conv_geom *g, const tg_tensor *w,
-                                    const tg_tensor *gy, tg_tensor *gx)
-{
-    const char *who = "tg_conv2d backward (data)";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    plain_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_BWD_DATA, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_diff_src_md);
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
-    const void *gyp = tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_DIFF_DST, who);
-    const void *wp = gyp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
-    void *gxp = wp ? tg_dnnl_output_buf(xw, &xm, tg_tensor_data(gx), SLOT_SRC, who) : NULL;
-    if (!gxp)
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
-    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, xw, gxp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(xw, gxp, &xm, tg_tensor_data(gx), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
-/* gb may be NULL when the convolution has no bias. */
-static tg_status conv_bwd_weights_dnnl(const conv_geom *g, const tg_tensor *x,
-                                       const tg_tensor *gy, tg_tensor *gw, tg_tensor *gb)
-{
-    const char *who = "tg_conv2d backward (weights)";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    plain_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = conv_entry(TG_DNNL_CONV_BWD_WEIGHTS, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_diff_weights_md);
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
-    const dnnl_memory_desc_t *bw = g->bias
-        ? dnnl_primitive_desc_query_md(e->pd, dnnl_query_diff_weights_md, 1) : NULL;
-    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_SRC, who);
-    const void *gyp = xp ? tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_DIFF_DST, who)
-                         : NULL;
-    void *gwp = gyp ? tg_dnnl_output_buf(ww, &wm, tg_tensor_data(gw), SLOT_DIFF_W, who) : NULL;
-    void *gbp = NULL;
-    if (!gwp)
-        goto out;
-    if (g->bias && !(gbp = tg_dnnl_output_buf(bw, &bm, tg_tensor_data(gb), SLOT_DIFF_B, who)))
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_WEIGHTS, ww, gwp);
-    if (g->bias)
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_BIAS, bw, gbp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(ww, gwp, &wm, tg_tensor_data(gw), who);
-    if (rc == TG_OK && g->bias)
-        rc = tg_dnnl_output_finish(bw, gbp, &bm, tg_tensor_data(gb), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
+    const conv_geom *g = geom;
+    tg_dnnl_md_plain(x, 4, (const int64_t[]){g->n, g->c, g->h, g->w});
+    tg_dnnl_md_plain(w, 4, (const int64_t[]){g->o, g->c, g->kh, g->kw});
+    tg_dnnl_md_plain(b, 1, (const int64_t[]){g->o});
+    tg_dnnl_md_plain(y, 4, (const int64_t[]){g->n, g->o, g->oh, g->ow});
 }
 
 /* ---------------------------------------------------------------- reference */
 
-static void conv_fwd_ref(const conv_geom *g, const tg_tensor *x, const tg_tensor *w,
+static void conv_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *w,
                          const tg_tensor *b, tg_tensor *y)
 {
+    const conv_geom *g = geom;
     bool f64 = x->dtype == TG_F64;
     const void *xp = tg_tensor_data(x), *wp = tg_tensor_data(w);
     const void *bp = b ? tg_tensor_data(b) : NULL;
@@ -372,9 +261,10 @@ static inline int64_t out_index(int64_t h, int64_t p, int pad, int dil, int stri
     return t < extent ? t : -1;
 }
 
-static void conv_bwd_data_ref(const conv_geom *g, const tg_tensor *w, const tg_tensor *gy,
+static void conv_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_tensor *gy,
                               tg_tensor *gx)
 {
+    const conv_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
     const void *wp = tg_tensor_data(w), *gyp = tg_tensor_data(gy);
     void *gxp = tg_tensor_data(gx);
@@ -401,9 +291,10 @@ static void conv_bwd_data_ref(const conv_geom *g, const tg_tensor *w, const tg_t
                 }
 }
 
-static void conv_bwd_weights_ref(const conv_geom *g, const tg_tensor *x, const tg_tensor *gy,
+static void conv_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_tensor *gy,
                                  tg_tensor *gw, tg_tensor *gb)
 {
+    const conv_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
     const void *xp = tg_tensor_data(x), *gyp = tg_tensor_data(gy);
     void *gwp = tg_tensor_data(gw);
@@ -442,6 +333,18 @@ static void conv_bwd_weights_ref(const conv_geom *g, const tg_tensor *x, const t
 
 /* ---------------------------------------------------------------- the op */
 
+static const tg_weighted_op conv_op = {
+    .name = "tg_conv2d",
+    .ref_forward = conv_fwd_ref,
+    .ref_backward_data = conv_bwd_data_ref,
+    .ref_backward_weights = conv_bwd_weights_ref,
+    .plain_mds = conv_plain_mds,
+    .get = conv_entry,
+    .fwd = TG_DNNL_CONV_FWD,
+    .bwd_data = TG_DNNL_CONV_BWD_DATA,
+    .bwd_weights = TG_DNNL_CONV_BWD_WEIGHTS,
+};
+
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts)
 {
     static const char who[] = "tg_conv2d";
@@ -458,21 +361,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
                                        (const int64_t[]){g.n, g.o, g.oh, g.ow});
     if (!y)
         return NULL;
-    tg_status st = TG_OK;
-    if (tg_tensor_numel(y) > 0) {
-        tg_tensor *xc = tg_contiguous_owned(x), *wc = tg_contiguous_owned(w);
-        tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
-        if (!xc || !wc || (b && !bc))
-            st = tg_last_status();
-        else if (dnnl)
-            st = conv_fwd_dnnl(&g, xc, wc, bc, y);
-        else
-            conv_fwd_ref(&g, xc, wc, bc, y);
-        tg_release(xc);
-        tg_release(wc);
-        tg_release(bc);
-    }
-    if (st != TG_OK) {
+    if (tg_weighted_forward(&conv_op, &g, dnnl, x, w, b, y) != TG_OK) {
         tg_release(y);
         return NULL;
     }
@@ -496,60 +385,12 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
 {
     static const char who[] = "tg_conv2d backward";
     const conv_params *p = node->saved;
-    tg_tensor *x = node->inputs[0], *w = node->inputs[1];
     tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     conv_geom g;
-    tg_status st = conv_infer(who, x, w, b, &p->o, &g);
+    tg_status st = conv_infer(who, node->inputs[0], node->inputs[1], b, &p->o, &g);
     if (st != TG_OK)
         return st;
-    bool need_x = tg_node_needs_grad(node, 0);
-    bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
-    tg_tensor *gy = tg_contiguous_owned(grad_out);
-    tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
-    tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
-    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, 4, x->shape) : NULL;
-    tg_tensor *gw = need_wb ? tg_tensor_new_owned(who, w->dtype, 4, w->shape) : NULL;
-    tg_tensor *gb = need_wb && b ? tg_tensor_new_owned(who, b->dtype, 1, b->shape) : NULL;
-    if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
-        st = tg_last_status();
-        goto out;
-    }
-    bool empty = g.n == 0 || tg_tensor_numel(gy) == 0;
-    if (need_x) {
-        if (empty)
-            st = tg_tensor_fill(gx, 0.0);
-        else if (p->dnnl)
-            st = conv_bwd_data_dnnl(&g, wc, gy, gx);
-        else
-            conv_bwd_data_ref(&g, wc, gy, gx);
-    }
-    if (st == TG_OK && need_wb) {
-        if (empty) {
-            st = tg_tensor_fill(gw, 0.0);
-            if (st == TG_OK && gb)
-                st = tg_tensor_fill(gb, 0.0);
-        } else if (p->dnnl) {
-            st = conv_bwd_weights_dnnl(&g, xc, gy, gw, gb);
-        } else {
-            conv_bwd_weights_ref(&g, xc, gy, gw, gb);
-        }
-    }
-    if (st == TG_OK) {
-        if (need_x)
-            grad_in[0] = tg_scoped(tg_retain(gx));
-        if (tg_node_needs_grad(node, 1))
-            grad_in[1] = tg_scoped(tg_retain(gw));
-        if (b && tg_node_needs_grad(node, 2))
-            grad_in[2] = tg_scoped(tg_retain(gb));
-    }
-out:
-    tg_release(gy);
-    tg_release(xc);
-    tg_release(wc);
-    tg_release(gx);
-    tg_release(gw);
-    tg_release(gb);
-    return st;
+    return tg_weighted_backward(&conv_op, &g, p->dnnl, node, grad_out, grad_in);
 }
 
 /* "3x3 s1 p0", with dilation and uneven padding spelled out when present. */

@@ -9,7 +9,8 @@
  *             dL/db = sum over rows of G     dL/db[o]   = sum_n G[n,o]
  * dL/dx is dL/dX reshaped to x's shape. f32 runs on oneDNN inner_product
  * (forward_training, backward_data, backward_weights); f64, or the reference
- * backend, runs the loops below. */
+ * backend, runs the loops below. The plumbing around the kernels is
+ * tg_weighted_forward/backward (ops/dnnl.c), shared with conv2d. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -64,24 +65,25 @@ static tg_status dense_infer(const char *who, const tg_tensor *x, const tg_tenso
 
 /* ---------------------------------------------------------------- oneDNN */
 
-static void dense_mds(const dense_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *wm,
-                      dnnl_memory_desc_t *bm, dnnl_memory_desc_t *ym)
+/* The plain layouts of X (N, in), W (out, in), b (out), Y (N, out). */
+static void dense_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
+                            dnnl_memory_desc_t *b, dnnl_memory_desc_t *y)
 {
-    int64_t xd[] = {g->n, g->in}, wd[] = {g->out, g->in}, bd[] = {g->out};
-    int64_t yd[] = {g->n, g->out};
-    tg_dnnl_md_plain(xm, 2, xd);
-    tg_dnnl_md_plain(wm, 2, wd);
-    tg_dnnl_md_plain(bm, 1, bd);
-    tg_dnnl_md_plain(ym, 2, yd);
+    const dense_geom *g = geom;
+    tg_dnnl_md_plain(x, 2, (const int64_t[]){g->n, g->in});
+    tg_dnnl_md_plain(w, 2, (const int64_t[]){g->out, g->in});
+    tg_dnnl_md_plain(b, 1, (const int64_t[]){g->out});
+    tg_dnnl_md_plain(y, 2, (const int64_t[]){g->n, g->out});
 }
 
-/* Every layout is plain: X (N, in), W (out, in), Y (N, out). Letting oneDNN pick
- * blocked weights (brgemm) was measured on 5408 -> 128 (apps/bench, 2 cores): not
- * faster at batch 32 nor on one thread, at best ~20% faster at batch 128 before
- * paying a weight reorder per update and a reorder of dL/dW back to plain per
- * step, so plain gemm it is. Lock held. */
-static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const dense_geom *g, const char *who)
+/* The cached primitive of kind for the dense_geom geom (a tg_dnnl_getter). Every
+ * layout is plain: letting oneDNN pick blocked weights (brgemm) was measured on
+ * 5408 -> 128 (apps/bench, 2 cores): not faster at batch 32 nor on one thread, at
+ * best ~20% faster at batch 128 before paying a weight reorder per update and a
+ * reorder of dL/dW back to plain per step, so plain gemm it is. Lock held. */
+static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const char *who)
 {
+    const dense_geom *g = geom;
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, kind);
     int64_t v[] = {g->n, g->in, g->out, g->bias};
@@ -97,7 +99,7 @@ static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const dense_geom *g, const 
         hint = f->pd;
     }
     dnnl_memory_desc_t xm, wm, bm, ym;
-    dense_mds(g, &xm, &wm, &bm, &ym);
+    dense_plain_mds(g, &xm, &wm, &bm, &ym);
     dnnl_inner_product_desc_t d;
     dnnl_status_t st;
     if (kind == TG_DNNL_IP_FWD)
@@ -106,137 +108,22 @@ static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const dense_geom *g, const 
     else if (kind == TG_DNNL_IP_BWD_DATA)
         st = dnnl_inner_product_backward_data_desc_init(&d, &xm, &wm, &ym);
     else
-        st = dnnl_inner_product_backward_weights_desc_init(&d, &xm, &wm,
-                                                           g->bias ? &bm : NULL, &ym);
+        st = dnnl_inner_product_backward_weights_desc_init(&d, &xm, &wm, g->bias ? &bm : NULL,
+                                                           &ym);
     if (st != dnnl_success) {
-        tg_error(TG_ERR_BACKEND, "%s: oneDNN inner product descriptor: %d", who, (int)st);
+        tg_dnnl_refused(who, "inner product", st, "input (%lld, %lld), weight [%lld, %lld]",
+                        (long long)g->n, (long long)g->in, (long long)g->out, (long long)g->in);
         return NULL;
     }
     return tg_dnnl_create(&k, &d, hint, who);
 }
 
-enum { SLOT_X, SLOT_Y, SLOT_DIFF_W, SLOT_DIFF_B };
-
-static tg_status dense_fwd_dnnl(const dense_geom *g, const tg_tensor *x, const tg_tensor *w,
-                                const tg_tensor *b, tg_tensor *y)
-{
-    const char *who = "tg_dense";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    dense_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = dense_entry(TG_DNNL_IP_FWD, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *bw = b ? dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 1) : NULL;
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_dst_md);
-    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_X, who);
-    const void *wp = xp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
-    void *yp = wp ? tg_dnnl_output_buf(yw, &ym, tg_tensor_data(y), SLOT_Y, who) : NULL;
-    if (!yp)
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
-    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
-    if (b)
-        tg_dnnl_arg(&args, DNNL_ARG_BIAS, bw, tg_tensor_data(b));
-    tg_dnnl_arg(&args, DNNL_ARG_DST, yw, yp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(yw, yp, &ym, tg_tensor_data(y), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
-static tg_status dense_bwd_data_dnnl(const dense_geom *g, const tg_tensor *w,
-                                     const tg_tensor *gy, tg_tensor *gx)
-{
-    const char *who = "tg_dense backward (data)";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    dense_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = dense_entry(TG_DNNL_IP_BWD_DATA, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_diff_src_md);
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
-    const void *gyp = tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_Y, who);
-    const void *wp = gyp ? tg_dnnl_weights_as(w, &wm, ww, who) : NULL;
-    void *gxp = wp ? tg_dnnl_output_buf(xw, &xm, tg_tensor_data(gx), SLOT_X, who) : NULL;
-    if (!gxp)
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
-    tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, ww, wp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, xw, gxp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(xw, gxp, &xm, tg_tensor_data(gx), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
-/* gb may be NULL when the layer has no bias. */
-static tg_status dense_bwd_weights_dnnl(const dense_geom *g, const tg_tensor *x,
-                                        const tg_tensor *gy, tg_tensor *gw, tg_tensor *gb)
-{
-    const char *who = "tg_dense backward (weights)";
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t xm, wm, bm, ym;
-    dense_mds(g, &xm, &wm, &bm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = dense_entry(TG_DNNL_IP_BWD_WEIGHTS, g, who);
-    if (!e)
-        goto out;
-    const dnnl_memory_desc_t *xw = tg_dnnl_md(e, dnnl_query_src_md);
-    const dnnl_memory_desc_t *ww = tg_dnnl_md(e, dnnl_query_diff_weights_md);
-    const dnnl_memory_desc_t *yw = tg_dnnl_md(e, dnnl_query_diff_dst_md);
-    const dnnl_memory_desc_t *bw = g->bias
-        ? dnnl_primitive_desc_query_md(e->pd, dnnl_query_diff_weights_md, 1) : NULL;
-    const void *xp = tg_dnnl_input_as(xw, &xm, tg_tensor_data(x), SLOT_X, who);
-    const void *gyp = xp ? tg_dnnl_input_as(yw, &ym, tg_tensor_data(gy), SLOT_Y, who) : NULL;
-    void *gwp = gyp ? tg_dnnl_output_buf(ww, &wm, tg_tensor_data(gw), SLOT_DIFF_W, who) : NULL;
-    void *gbp = NULL;
-    if (!gwp)
-        goto out;
-    if (g->bias && !(gbp = tg_dnnl_output_buf(bw, &bm, tg_tensor_data(gb), SLOT_DIFF_B, who)))
-        goto out;
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_SRC, xw, xp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, yw, gyp);
-    tg_dnnl_arg(&args, DNNL_ARG_DIFF_WEIGHTS, ww, gwp);
-    if (g->bias)
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_BIAS, bw, gbp);
-    rc = tg_dnnl_exec(e, &args, who);
-    if (rc == TG_OK)
-        rc = tg_dnnl_output_finish(ww, gwp, &wm, tg_tensor_data(gw), who);
-    if (rc == TG_OK && g->bias)
-        rc = tg_dnnl_output_finish(bw, gbp, &bm, tg_tensor_data(gb), who);
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
 /* ---------------------------------------------------------------- reference */
 
-static void dense_fwd_ref(const dense_geom *g, const tg_tensor *x, const tg_tensor *w,
+static void dense_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *w,
                           const tg_tensor *b, tg_tensor *y)
 {
+    const dense_geom *g = geom;
     bool f64 = x->dtype == TG_F64;
     const void *xp = tg_tensor_data(x), *wp = tg_tensor_data(w);
     const void *bp = b ? tg_tensor_data(b) : NULL;
@@ -251,9 +138,10 @@ static void dense_fwd_ref(const dense_geom *g, const tg_tensor *x, const tg_tens
         }
 }
 
-static void dense_bwd_data_ref(const dense_geom *g, const tg_tensor *w, const tg_tensor *gy,
+static void dense_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_tensor *gy,
                                tg_tensor *gx)
 {
+    const dense_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
     const void *wp = tg_tensor_data(w), *gyp = tg_tensor_data(gy);
     void *gxp = tg_tensor_data(gx);
@@ -267,9 +155,10 @@ static void dense_bwd_data_ref(const dense_geom *g, const tg_tensor *w, const tg
         }
 }
 
-static void dense_bwd_weights_ref(const dense_geom *g, const tg_tensor *x, const tg_tensor *gy,
+static void dense_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_tensor *gy,
                                   tg_tensor *gw, tg_tensor *gb)
 {
+    const dense_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
     const void *xp = tg_tensor_data(x), *gyp = tg_tensor_data(gy);
     void *gwp = tg_tensor_data(gw);
@@ -294,6 +183,19 @@ static void dense_bwd_weights_ref(const dense_geom *g, const tg_tensor *x, const
 
 /* ---------------------------------------------------------------- the op */
 
+/* contiguous x is the (N, in) matrix as it lies in memory: the flatten is free */
+static const tg_weighted_op dense_op = {
+    .name = "tg_dense",
+    .ref_forward = dense_fwd_ref,
+    .ref_backward_data = dense_bwd_data_ref,
+    .ref_backward_weights = dense_bwd_weights_ref,
+    .plain_mds = dense_plain_mds,
+    .get = dense_entry,
+    .fwd = TG_DNNL_IP_FWD,
+    .bwd_data = TG_DNNL_IP_BWD_DATA,
+    .bwd_weights = TG_DNNL_IP_BWD_WEIGHTS,
+};
+
 tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
 {
     static const char who[] = "tg_dense";
@@ -308,22 +210,7 @@ tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
     tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 2, (const int64_t[]){g.n, g.out});
     if (!y)
         return NULL;
-    tg_status st = TG_OK;
-    if (g.n > 0) {
-        /* contiguous x is the (N, in) matrix as it lies in memory: the flatten is free */
-        tg_tensor *xc = tg_contiguous_owned(x), *wc = tg_contiguous_owned(w);
-        tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
-        if (!xc || !wc || (b && !bc))
-            st = tg_last_status();
-        else if (dnnl)
-            st = dense_fwd_dnnl(&g, xc, wc, bc, y);
-        else
-            dense_fwd_ref(&g, xc, wc, bc, y);
-        tg_release(xc);
-        tg_release(wc);
-        tg_release(bc);
-    }
-    if (st != TG_OK) {
+    if (tg_weighted_forward(&dense_op, &g, dnnl, x, w, b, y) != TG_OK) {
         tg_release(y);
         return NULL;
     }
@@ -346,57 +233,12 @@ static tg_status dense_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **
 {
     static const char who[] = "tg_dense backward";
     const dense_params *p = node->saved;
-    tg_tensor *x = node->inputs[0], *w = node->inputs[1];
     tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     dense_geom g;
-    tg_status st = dense_infer(who, x, w, b, &g);
+    tg_status st = dense_infer(who, node->inputs[0], node->inputs[1], b, &g);
     if (st != TG_OK)
         return st;
-    bool need_x = tg_node_needs_grad(node, 0);
-    bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
-    tg_tensor *gy = tg_contiguous_owned(grad_out);
-    tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
-    tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
-    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
-    tg_tensor *gw = need_wb ? tg_tensor_new_owned(who, w->dtype, 2, w->shape) : NULL;
-    tg_tensor *gb = need_wb && b ? tg_tensor_new_owned(who, b->dtype, 1, b->shape) : NULL;
-    if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
-        st = tg_last_status();
-        goto out;
-    }
-    if (need_x && g.n > 0) {
-        if (p->dnnl)
-            st = dense_bwd_data_dnnl(&g, wc, gy, gx);
-        else
-            dense_bwd_data_ref(&g, wc, gy, gx);
-    }
-    if (st == TG_OK && need_wb) {
-        if (g.n == 0) {
-            st = tg_tensor_fill(gw, 0.0);
-            if (st == TG_OK && gb)
-                st = tg_tensor_fill(gb, 0.0);
-        } else if (p->dnnl) {
-            st = dense_bwd_weights_dnnl(&g, xc, gy, gw, gb);
-        } else {
-            dense_bwd_weights_ref(&g, xc, gy, gw, gb);
-        }
-    }
-    if (st == TG_OK) {
-        if (need_x)
-            grad_in[0] = tg_scoped(tg_retain(gx));
-        if (tg_node_needs_grad(node, 1))
-            grad_in[1] = tg_scoped(tg_retain(gw));
-        if (b && tg_node_needs_grad(node, 2))
-            grad_in[2] = tg_scoped(tg_retain(gb));
-    }
-out:
-    tg_release(gy);
-    tg_release(xc);
-    tg_release(wc);
-    tg_release(gx);
-    tg_release(gw);
-    tg_release(gb);
-    return st;
+    return tg_weighted_backward(&dense_op, &g, p->dnnl, node, grad_out, grad_in);
 }
 
 /* "5408->128" */

@@ -1,8 +1,11 @@
 /* ops/dnnl.c -- the oneDNN glue: one engine and stream, the primitive cache, the
- * user-managed scratchpad, cached weight reorders, and the f32 kernels the other op
- * files call (eltwise, binary, softmax, matmul). It knows nothing of autodiff: op
- * files decide what to run, this file runs it without re-creating primitives. */
+ * user-managed scratchpad, cached weight reorders, running a primitive on plain
+ * tensors, the f32 kernels the other op files call (eltwise, binary, softmax,
+ * matmul), and the forward/backward plumbing conv2d.c and dense.c share. Op files
+ * decide what to run; this file runs it without re-creating primitives. */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +118,18 @@ static tg_status backend_error(const char *who, const char *what, dnnl_status_t 
 {
     return tg_error(TG_ERR_BACKEND, "%s: oneDNN %s failed: %s", who, what,
                     dnnl_status2str(st));
+}
+
+tg_status tg_dnnl_refused(const char *who, const char *what, dnnl_status_t st,
+                          const char *fmt, ...)
+{
+    char shapes[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(shapes, sizeof shapes, fmt, ap);
+    va_end(ap);
+    return tg_error(TG_ERR_BACKEND, "%s: oneDNN cannot run this %s (%s): %s", who, what,
+                    dnnl_status2str(st), shapes);
 }
 
 /* ---------------------------------------------------------------- keys */
@@ -574,6 +589,200 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
     return slot->buf;
 }
 
+/* ---------------------------------------------------------------- running ops */
+
+tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who)
+{
+    const dnnl_memory_desc_t *want[TG_DNNL_MAX_ARGS];
+    void *buf[TG_DNNL_MAX_ARGS];
+    if (n < 0 || n >= TG_DNNL_MAX_ARGS)
+        return tg_error(TG_ERR_BACKEND, "%s: %d primitive arguments (at most %d)", who, n,
+                        TG_DNNL_MAX_ARGS - 1);
+    tg_dnnl_args args;
+    tg_dnnl_args_init(&args);
+    for (int i = 0; i < n; i++) {
+        buf[i] = NULL;
+        if (!io[i].t)
+            continue;
+        want[i] = dnnl_primitive_desc_query_md(e->pd, io[i].what, io[i].index);
+        void *data = tg_tensor_data(io[i].t);
+        if (io[i].role == TG_DNNL_IN)
+            buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain, data,
+                                                         io[i].slot, who);
+        else if (io[i].role == TG_DNNL_WEIGHTS)
+            buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i], who);
+        else
+            buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, data, io[i].slot, who);
+        if (!buf[i]) {
+            args_destroy(&args);
+            return tg_last_status();
+        }
+        tg_dnnl_arg(&args, io[i].arg, want[i], buf[i]);
+    }
+    tg_status rc = tg_dnnl_exec(e, &args, who);
+    for (int i = 0; rc == TG_OK && i < n; i++)
+        if (io[i].t && io[i].role == TG_DNNL_OUT)
+            rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain, tg_tensor_data(io[i].t),
+                                       who);
+    return rc;
+}
+
+tg_status tg_dnnl_call(tg_dnnl_getter get, tg_dnnl_kind kind, const void *geom,
+                       const tg_dnnl_io *io, int n, const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    tg_dnnl_lock();
+    tg_dnnl_entry *e = get(kind, geom, who);
+    tg_status rc = e ? tg_dnnl_run(e, io, n, who) : tg_last_status();
+    tg_dnnl_unlock();
+    return rc;
+}
+
+size_t tg_dnnl_scratchpad_capacity(void)
+{
+    tg_dnnl_lock();
+    size_t c = scratch_cap;
+    tg_dnnl_unlock();
+    return c;
+}
+
+/* ---------------------------------------------------------------- weighted ops */
+
+/* Temporary buffer slots of the weighted ops' arguments that may change layout. */
+enum { W_SLOT_X, W_SLOT_Y, W_SLOT_BIAS, W_SLOT_DIFF_W, W_SLOT_DIFF_B };
+
+typedef struct weighted_mds {
+    dnnl_memory_desc_t x, w, b, y;
+} weighted_mds;
+
+static tg_status weighted_dnnl_forward(const tg_weighted_op *op, const void *geom,
+                                       const tg_tensor *x, const tg_tensor *w,
+                                       const tg_tensor *b, tg_tensor *y)
+{
+    weighted_mds m;
+    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
+    const tg_dnnl_io io[] = {
+        {DNNL_ARG_SRC, dnnl_query_src_md, 0, TG_DNNL_IN, &m.x, x, W_SLOT_X},
+        {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, TG_DNNL_WEIGHTS, &m.w, w, 0},
+        {DNNL_ARG_BIAS, dnnl_query_weights_md, 1, TG_DNNL_IN, &m.b, b, W_SLOT_BIAS},
+        {DNNL_ARG_DST, dnnl_query_dst_md, 0, TG_DNNL_OUT, &m.y, y, W_SLOT_Y},
+    };
+    return tg_dnnl_call(op->get, op->fwd, geom, io, 4, op->name);
+}
+
+static tg_status weighted_dnnl_backward_data(const tg_weighted_op *op, const void *geom,
+                                             const tg_tensor *w, const tg_tensor *gy,
+                                             tg_tensor *gx, const char *who)
+{
+    weighted_mds m;
+    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
+    const tg_dnnl_io io[] = {
+        {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, TG_DNNL_IN, &m.y, gy, W_SLOT_Y},
+        {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, TG_DNNL_WEIGHTS, &m.w, w, 0},
+        {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, TG_DNNL_OUT, &m.x, gx, W_SLOT_X},
+    };
+    return tg_dnnl_call(op->get, op->bwd_data, geom, io, 3, who);
+}
+
+static tg_status weighted_dnnl_backward_weights(const tg_weighted_op *op, const void *geom,
+                                                const tg_tensor *x, const tg_tensor *gy,
+                                                tg_tensor *gw, tg_tensor *gb, const char *who)
+{
+    weighted_mds m;
+    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
+    const tg_dnnl_io io[] = {
+        {DNNL_ARG_SRC, dnnl_query_src_md, 0, TG_DNNL_IN, &m.x, x, W_SLOT_X},
+        {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, TG_DNNL_IN, &m.y, gy, W_SLOT_Y},
+        {DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, TG_DNNL_OUT, &m.w, gw,
+         W_SLOT_DIFF_W},
+        {DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, TG_DNNL_OUT, &m.b, gb,
+         W_SLOT_DIFF_B},
+    };
+    return tg_dnnl_call(op->get, op->bwd_weights, geom, io, 4, who);
+}
+
+tg_status tg_weighted_forward(const tg_weighted_op *op, const void *geom, bool dnnl,
+                              tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *y)
+{
+    if (tg_tensor_numel(y) == 0)
+        return TG_OK;
+    tg_tensor *xc = tg_contiguous_owned(x), *wc = tg_contiguous_owned(w);
+    tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
+    tg_status st = TG_OK;
+    if (!xc || !wc || (b && !bc))
+        st = tg_last_status();
+    else if (dnnl)
+        st = weighted_dnnl_forward(op, geom, xc, wc, bc, y);
+    else
+        op->ref_forward(geom, xc, wc, bc, y);
+    tg_release(xc);
+    tg_release(wc);
+    tg_release(bc);
+    return st;
+}
+
+tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool dnnl,
+                               tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+{
+    char who[64], who_data[96], who_weights[96];
+    snprintf(who, sizeof who, "%s backward", op->name);
+    snprintf(who_data, sizeof who_data, "%s (data)", who);
+    snprintf(who_weights, sizeof who_weights, "%s (weights)", who);
+    tg_tensor *x = node->inputs[0], *w = node->inputs[1];
+    tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    bool need_x = tg_node_needs_grad(node, 0);
+    bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
+    tg_status st = TG_OK;
+    tg_tensor *gy = tg_contiguous_owned(grad_out);
+    tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
+    tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
+    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
+    tg_tensor *gw = need_wb ? tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape) : NULL;
+    tg_tensor *gb = need_wb && b ? tg_tensor_new_owned(who, b->dtype, 1, b->shape) : NULL;
+    if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
+        st = tg_last_status();
+        goto out;
+    }
+    /* An empty batch: no term reaches any gradient. */
+    bool empty = tg_tensor_numel(gy) == 0;
+    if (need_x) {
+        if (empty)
+            st = tg_tensor_fill(gx, 0.0);
+        else if (dnnl)
+            st = weighted_dnnl_backward_data(op, geom, wc, gy, gx, who_data);
+        else
+            op->ref_backward_data(geom, wc, gy, gx);
+    }
+    if (st == TG_OK && need_wb) {
+        if (empty) {
+            st = tg_tensor_fill(gw, 0.0);
+            if (st == TG_OK && gb)
+                st = tg_tensor_fill(gb, 0.0);
+        } else if (dnnl) {
+            st = weighted_dnnl_backward_weights(op, geom, xc, gy, gw, gb, who_weights);
+        } else {
+            op->ref_backward_weights(geom, xc, gy, gw, gb);
+        }
+    }
+    if (st == TG_OK) {
+        if (need_x)
+            grad_in[0] = tg_scoped(tg_retain(gx));
+        if (tg_node_needs_grad(node, 1))
+            grad_in[1] = tg_scoped(tg_retain(gw));
+        if (b && tg_node_needs_grad(node, 2))
+            grad_in[2] = tg_scoped(tg_retain(gb));
+    }
+out:
+    tg_release(gy);
+    tg_release(xc);
+    tg_release(wc);
+    tg_release(gx);
+    tg_release(gw);
+    tg_release(gb);
+    return st;
+}
+
 /* ---------------------------------------------------------------- eltwise */
 
 static dnnl_alg_kind_t eltwise_alg(tg_eltwise_alg alg)
@@ -721,6 +930,54 @@ static float apply_binary(tg_binary_alg alg, float a, float b)
     return 0.0f;
 }
 
+/* c = f(a, b) on a binary or matmul primitive that reads and writes the tensors
+ * with their own strides (no layout change): cached under the kind, alg and the
+ * three layouts. */
+static tg_status run_strided(tg_dnnl_kind kind, dnnl_alg_kind_t alg, const tg_tensor *a,
+                             int arg_a, const tg_tensor *b, int arg_b, tg_tensor *c,
+                             const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t ma, mb, mc;
+    tg_dnnl_md_of(&ma, a);
+    tg_dnnl_md_of(&mb, b);
+    tg_dnnl_md_of(&mc, c);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, kind);
+    tg_dnnl_key_add(&k, alg);
+    key_add_layout(&k, a);
+    key_add_layout(&k, b);
+    key_add_layout(&k, c);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        union {
+            dnnl_binary_desc_t binary;
+            dnnl_matmul_desc_t matmul;
+        } d;
+        dnnl_status_t st = kind == TG_DNNL_BINARY
+                               ? dnnl_binary_desc_init(&d.binary, alg, &ma, &mb, &mc)
+                               : dnnl_matmul_desc_init(&d.matmul, &ma, &mb, NULL, &mc);
+        if (st != dnnl_success)
+            backend_error(who, kind == TG_DNNL_BINARY ? "dnnl_binary_desc_init"
+                                                      : "dnnl_matmul_desc_init", st);
+        else
+            e = tg_dnnl_create(&k, &d, NULL, who);
+    }
+    if (e) {
+        tg_dnnl_args args;
+        tg_dnnl_args_init(&args);
+        tg_dnnl_arg(&args, arg_a, &ma, tg_tensor_data(a));
+        tg_dnnl_arg(&args, arg_b, &mb, tg_tensor_data(b));
+        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
+        rc = tg_dnnl_exec(e, &args, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
 /* oneDNN's binary broadcasts src1 only; when a itself is broadcast and the op
  * cannot be swapped, a strided loop does it. */
 static void binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
@@ -784,39 +1041,7 @@ tg_status tg_dnnl_binary(tg_binary_alg alg, const tg_tensor *a, const tg_tensor 
             return TG_OK;
         }
     }
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t m0, m1, mc;
-    tg_dnnl_md_of(&m0, s0);
-    tg_dnnl_md_of(&m1, s1);
-    tg_dnnl_md_of(&mc, c);
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_BINARY);
-    tg_dnnl_key_add(&k, da);
-    key_add_layout(&k, s0);
-    key_add_layout(&k, s1);
-    key_add_layout(&k, c);
-    tg_dnnl_lock();
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        dnnl_binary_desc_t d;
-        dnnl_status_t st = dnnl_binary_desc_init(&d, da, &m0, &m1, &mc);
-        if (st != dnnl_success)
-            backend_error(who, "dnnl_binary_desc_init", st);
-        else
-            e = tg_dnnl_create(&k, &d, NULL, who);
-    }
-    if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC_0, &m0, tg_tensor_data(s0));
-        tg_dnnl_arg(&args, DNNL_ARG_SRC_1, &m1, tg_tensor_data(s1));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
-        rc = tg_dnnl_exec(e, &args, who);
-    }
-    tg_dnnl_unlock();
-    return rc;
+    return run_strided(TG_DNNL_BINARY, da, s0, DNNL_ARG_SRC_0, s1, DNNL_ARG_SRC_1, c, who);
 }
 
 /* ---------------------------------------------------------------- softmax */
@@ -972,36 +1197,6 @@ tg_status tg_dnnl_matmul(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
         return TG_OK;
     if (a->shape[nd - 1] == 0) /* empty inner dimension: the product is zero */
         return tg_tensor_fill(c, 0.0);
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t ma, mb, mc;
-    tg_dnnl_md_of(&ma, a);
-    tg_dnnl_md_of(&mb, b);
-    tg_dnnl_md_of(&mc, c);
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_MATMUL);
-    key_add_layout(&k, a);
-    key_add_layout(&k, b);
-    key_add_layout(&k, c);
-    tg_dnnl_lock();
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        dnnl_matmul_desc_t d;
-        dnnl_status_t st = dnnl_matmul_desc_init(&d, &ma, &mb, NULL, &mc);
-        if (st != dnnl_success)
-            backend_error(who, "dnnl_matmul_desc_init", st);
-        else
-            e = tg_dnnl_create(&k, &d, NULL, who);
-    }
-    if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC, &ma, tg_tensor_data(a));
-        tg_dnnl_arg(&args, DNNL_ARG_WEIGHTS, &mb, tg_tensor_data(b));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
-        rc = tg_dnnl_exec(e, &args, who);
-    }
-    tg_dnnl_unlock();
-    return rc;
+    return run_strided(TG_DNNL_MATMUL, dnnl_alg_kind_undef, a, DNNL_ARG_SRC, b,
+                       DNNL_ARG_WEIGHTS, c, who);
 }

@@ -1,7 +1,8 @@
 /* ops/dnnl_impl.h -- private: the oneDNN glue (engine, stream, primitive cache,
- * scratchpad) and the f32 kernels other op files call. Only ops/ includes
- * <oneapi/dnnl/dnnl.h>. All tensors passed here are f32 and contiguous (callers
- * make them so); outputs are preallocated by the caller. */
+ * scratchpad), the f32 kernels other op files call, and what the CNN op files
+ * (conv2d.c, pool.c, dense.c) share. Only ops/ includes <oneapi/dnnl/dnnl.h>. All
+ * tensors passed here are contiguous (callers make them so); outputs are
+ * preallocated by the caller. */
 #ifndef TG_DNNL_IMPL_H
 #define TG_DNNL_IMPL_H
 
@@ -154,11 +155,46 @@ tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
                                 const dnnl_memory_desc_t *have, void *data, const char *who);
 /* The weights w (plain, laid out as have) in layout want: w's data when they agree,
  * else a cached reordered copy, made again only when w's storage or version changed
- * (counted in weight_reorders). The first reorder of a storage moves its version to
- * a process-unique value so that a later storage at the same address can never be
- * mistaken for it. Borrowed pointer, valid while the lock is held; NULL on failure. */
+ * (counted in weight_reorders). Versions come from one process-wide clock, so a
+ * new storage at a freed one's address is never mistaken for it. Borrowed
+ * pointer, valid while the lock is held; NULL on failure. */
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who);
+
+/* ---- running a primitive on the op's plain tensors ----
+ * One argument of tg_dnnl_run: a tensor in the caller's plain layout; the layout
+ * the primitive wants for it is asked of the entry (query `what`, index `index`:
+ * a bias is weights argument 1). Inputs are reordered in (tmp slot `slot`) when
+ * the layouts differ, weights go through the cache of tg_dnnl_weights_as, and
+ * outputs are written in place or through tmp slot `slot` and reordered back. */
+typedef enum tg_dnnl_role { TG_DNNL_IN, TG_DNNL_WEIGHTS, TG_DNNL_OUT } tg_dnnl_role;
+typedef struct tg_dnnl_io {
+    int arg;                          /* DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS ... */
+    dnnl_query_t what;                /* dnnl_query_src_md, ... */
+    int index;
+    tg_dnnl_role role;
+    const dnnl_memory_desc_t *plain;  /* the caller's layout of t */
+    const tg_tensor *t;               /* contiguous, borrowed; NULL: argument absent */
+    int slot;                         /* tmp slot for IN and OUT */
+} tg_dnnl_io;
+/* Runs e on the n arguments io (at most TG_DNNL_MAX_ARGS - 1: the scratchpad is
+ * added here). Lock held. */
+tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who);
+/* Sets the error for an op descriptor oneDNN refused: "<who>: oneDNN cannot run
+ * this <what> (<oneDNN's status>): <the op's shapes and options, from fmt>".
+ * Returns TG_ERR_BACKEND. */
+tg_status tg_dnnl_refused(const char *who, const char *what, dnnl_status_t st,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The cached primitive of `kind` for an op's checked geometry (conv2d.c, pool.c,
+ * dense.c each have one), created on a miss. Lock held. */
+typedef tg_dnnl_entry *(*tg_dnnl_getter)(tg_dnnl_kind kind, const void *geom, const char *who);
+/* Starts the engine, locks the glue, gets the entry of (kind, geom) and runs it
+ * on io (tg_dnnl_run). */
+tg_status tg_dnnl_call(tg_dnnl_getter get, tg_dnnl_kind kind, const void *geom,
+                       const tg_dnnl_io *io, int n, const char *who);
+/* Bytes of the one scratchpad buffer all primitives share (user-managed scratchpad
+ * mode; grown on demand, never shrunk): for tests. */
+size_t tg_dnnl_scratchpad_capacity(void);
 
 /* Whether convolutions may choose blocked layouts (format_tag any, reordered at
  * the edges) instead of plain NCHW / OIHW. On unless the environment says
@@ -168,6 +204,39 @@ bool tg_dnnl_blocked_layouts(void);
 /* Overrides that choice (tests run both); returns the previous one. Primitives of
  * both kinds stay cached side by side (the choice is part of their keys). */
 bool tg_dnnl_set_blocked_layouts(bool on);
+
+/* ---- what conv2d.c and dense.c share ----
+ * Both ops are y = f(x, w, b) with an optional bias (node inputs 0, 1, 2) and
+ * differ only in their geometry (the op's checked shapes and options, passed
+ * through as `geom`) and their kernels. On oneDNN they run the same three
+ * primitives on the same arguments; elsewhere their reference loops. Kernels get
+ * contiguous tensors; outputs are preallocated and contiguous. */
+typedef struct tg_weighted_op {
+    const char *name;  /* "tg_conv2d"; the backward's errors add " backward (data)" ... */
+    /* The reference loops (f64, or f32 on the reference backend); b, gb may be NULL. */
+    void (*ref_forward)(const void *geom, const tg_tensor *x, const tg_tensor *w,
+                        const tg_tensor *b, tg_tensor *y);
+    void (*ref_backward_data)(const void *geom, const tg_tensor *w, const tg_tensor *gy,
+                              tg_tensor *gx);
+    void (*ref_backward_weights)(const void *geom, const tg_tensor *x, const tg_tensor *gy,
+                                 tg_tensor *gw, tg_tensor *gb);
+    /* oneDNN: the plain layouts of x, w, b and y at the API, and the cached
+     * primitives of the three kinds (forward, backward data, backward weights). */
+    void (*plain_mds)(const void *geom, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
+                      dnnl_memory_desc_t *b, dnnl_memory_desc_t *y);
+    tg_dnnl_getter get;
+    tg_dnnl_kind fwd, bwd_data, bwd_weights;
+} tg_weighted_op;
+/* y = f(x, w, b) (borrowed; b may be NULL) into the preallocated y, from
+ * contiguous copies of the inputs, on oneDNN when dnnl is set. Nothing to do when
+ * y is empty. */
+tg_status tg_weighted_forward(const tg_weighted_op *op, const void *geom, bool dnnl,
+                              tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *y);
+/* The op's backward (as tg_op_vtable.backward, with the forward's geometry and
+ * backend): makes dL/dx when x needs a gradient and dL/dw, dL/db when w or b
+ * does (zeros when grad_out is empty) and hands out those asked for. */
+tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool dnnl,
+                               tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in);
 
 /* ---- what the reference kernels of the CNN ops share ----
  * They run one loop nest for f32 and f64, reading and writing through these and

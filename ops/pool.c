@@ -40,6 +40,10 @@ static tg_status pool_infer(const char *who, const tg_tensor *x, tg_pool2d_opts 
     tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
     if (x->ndim != 4)
         return tg_error(TG_ERR_SHAPE, "%s: input must be 4-D (N, C, H, W), got %s", who, sx);
+    /* Without rows or columns every window would be empty: no maximum, no mean. */
+    if (x->shape[2] < 1 || x->shape[3] < 1)
+        return tg_error(TG_ERR_SHAPE, "%s: input %s has no rows or no columns (H and W must "
+                        "be >= 1; only the batch and channels may be empty)", who, sx);
     if (o->kernel[0] < 1 || o->kernel[1] < 1)
         return tg_error(TG_ERR_ARG, "%s: kernel must be >= 1, got %dx%d (input %s)", who,
                         o->kernel[0], o->kernel[1], sx);
@@ -84,6 +88,13 @@ static tg_status pool_infer(const char *who, const tg_tensor *x, tg_pool2d_opts 
 
 /* ---------------------------------------------------------------- oneDNN */
 
+/* What a pooling primitive depends on besides the geometry. */
+typedef struct pool_prim {
+    const pool_geom *g;
+    dnnl_alg_kind_t alg;
+    bool training;  /* forward_training (keeps max pooling's workspace) */
+} pool_prim;
+
 static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *ym)
 {
     int64_t xd[] = {g->n, g->c, g->h, g->w}, yd[] = {g->n, g->c, g->oh, g->ow};
@@ -91,13 +102,16 @@ static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_des
     tg_dnnl_md_plain(ym, 4, yd);
 }
 
-/* The forward (training or inference) or backward primitive. Lock held. */
-static tg_dnnl_entry *pool_entry(bool backward, bool training, dnnl_alg_kind_t alg,
-                                 const pool_geom *g, const char *who)
+/* The forward (training or inference) or backward primitive for the pool_prim
+ * prim (a tg_dnnl_getter). Lock held. */
+static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char *who)
 {
+    const pool_prim *pp = prim;
+    const pool_geom *g = pp->g;
+    bool backward = kind == TG_DNNL_POOL_BWD;
     tg_dnnl_key k;
-    tg_dnnl_key_init(&k, backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD);
-    int64_t v[] = {alg, training, g->n, g->c, g->h, g->w, g->kh, g->kw,
+    tg_dnnl_key_init(&k, kind);
+    int64_t v[] = {pp->alg, pp->training, g->n, g->c, g->h, g->w, g->kh, g->kw,
                    g->sh, g->sw, g->pt, g->pb, g->pl, g->pr};
     tg_dnnl_key_add_n(&k, (int)(sizeof v / sizeof v[0]), v);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
@@ -111,86 +125,75 @@ static tg_dnnl_entry *pool_entry(bool backward, bool training, dnnl_alg_kind_t a
     dnnl_status_t st;
     const_dnnl_primitive_desc_t hint = NULL;
     if (backward) {
-        tg_dnnl_entry *f = pool_entry(false, true, alg, g, who);
+        const pool_prim fwd = {g, pp->alg, true};
+        tg_dnnl_entry *f = pool_entry(TG_DNNL_POOL_FWD, &fwd, who);
         if (!f)
             return NULL;
         hint = f->pd;
-        st = dnnl_pooling_v2_backward_desc_init(&d, alg, &xm, &ym, strides, kernel, dil,
+        st = dnnl_pooling_v2_backward_desc_init(&d, pp->alg, &xm, &ym, strides, kernel, dil,
                                                 pad_l, pad_r);
     } else {
         st = dnnl_pooling_v2_forward_desc_init(
-            &d, training ? dnnl_forward_training : dnnl_forward_inference, alg, &xm, &ym,
-            strides, kernel, dil, pad_l, pad_r);
+            &d, pp->training ? dnnl_forward_training : dnnl_forward_inference, pp->alg, &xm,
+            &ym, strides, kernel, dil, pad_l, pad_r);
     }
     if (st != dnnl_success) {
-        tg_error(TG_ERR_BACKEND, "%s: oneDNN pooling descriptor: %d", who, (int)st);
+        char sx[96];
+        tg_dnnl_refused(who, "pooling", st, "input %s, kernel %dx%d, stride %dx%d, padding "
+                        "t%d b%d l%d r%d",
+                        tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
+                        g->kh, g->kw, g->sh, g->sw, g->pt, g->pb, g->pl, g->pr);
         return NULL;
     }
     return tg_dnnl_create(&k, &d, hint, who);
 }
 
-/* With training set and max pooling, *ws receives the workspace (new reference). */
-static tg_status pool_fwd_dnnl(bool max, bool training, const pool_geom *g, const tg_tensor *x,
-                               tg_tensor *y, tg_tensor **ws, const char *who)
+/* The forward (out = pooled in) or the backward (out = dL/dx from in = dL/dy) on
+ * oneDNN. A forward_training max pooling sets *ws_out to its workspace (new
+ * reference, kept in the primitive's own layout for the backward); the backward
+ * takes it back as ws. */
+static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_geom *g,
+                           const tg_tensor *in, tg_tensor *out, const tg_tensor *ws,
+                           tg_tensor **ws_out, const char *who)
 {
     if (!tg_dnnl_engine(who))
         return tg_last_status();
-    dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
+    const pool_prim pp = {g, max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding,
+                          training || backward};
     dnnl_memory_desc_t xm, ym;
     pool_mds(g, &xm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
+    tg_status rc;
     tg_dnnl_lock();
-    tg_dnnl_entry *e = pool_entry(false, training, alg, g, who);
-    if (e) {
-        const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
-        size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
-        if (ws_bytes > 0) {
-            int64_t nb = (int64_t)ws_bytes;
-            *ws = tg_tensor_new_owned(who, TG_U8, 1, &nb);
-            if (!*ws) {
-                rc = tg_last_status();
-                goto out;
-            }
-        }
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC, &xm, tg_tensor_data(x));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &ym, tg_tensor_data(y));
-        if (ws_bytes > 0)
-            tg_dnnl_arg(&args, DNNL_ARG_WORKSPACE, wsm, tg_tensor_data(*ws));
-        rc = tg_dnnl_exec(e, &args, who);
+    tg_dnnl_entry *e = pool_entry(backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD, &pp, who);
+    if (!e) {
+        rc = tg_last_status();
+        goto out;
     }
-out:
-    tg_dnnl_unlock();
-    return rc;
-}
-
-static tg_status pool_bwd_dnnl(bool max, const pool_geom *g, const tg_tensor *ws,
-                               const tg_tensor *gy, tg_tensor *gx, const char *who)
-{
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
-    dnnl_memory_desc_t xm, ym;
-    pool_mds(g, &xm, &ym);
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = pool_entry(true, true, alg, g, who);
-    if (e) {
-        const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
-        size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
-        if (ws_bytes > 0 && (!ws || tg_tensor_nbytes(ws) < ws_bytes)) {
-            rc = tg_error(TG_ERR_STATE, "%s: the forward pass kept no pooling workspace", who);
+    const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
+    size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
+    if (ws_bytes > 0 && backward && (!ws || tg_tensor_nbytes(ws) < ws_bytes)) {
+        rc = tg_error(TG_ERR_STATE, "%s: the forward pass kept no pooling workspace", who);
+        goto out;
+    }
+    if (ws_bytes > 0 && !backward && ws_out) {
+        int64_t nb = (int64_t)ws_bytes;
+        if (!(*ws_out = tg_tensor_new_owned(who, TG_U8, 1, &nb))) {
+            rc = tg_last_status();
             goto out;
         }
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &ym, tg_tensor_data(gy));
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &xm, tg_tensor_data(gx));
-        if (ws_bytes > 0)
-            tg_dnnl_arg(&args, DNNL_ARG_WORKSPACE, wsm, tg_tensor_data(ws));
-        rc = tg_dnnl_exec(e, &args, who);
+        ws = *ws_out;
     }
+    const tg_dnnl_io io[] = {
+        {backward ? DNNL_ARG_DIFF_DST : DNNL_ARG_SRC,
+         backward ? dnnl_query_diff_dst_md : dnnl_query_src_md, 0, TG_DNNL_IN,
+         backward ? &ym : &xm, in, 0},
+        {backward ? DNNL_ARG_DIFF_SRC : DNNL_ARG_DST,
+         backward ? dnnl_query_diff_src_md : dnnl_query_dst_md, 0, TG_DNNL_OUT,
+         backward ? &xm : &ym, out, 1},
+        {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0, backward ? TG_DNNL_IN : TG_DNNL_OUT,
+         wsm, ws_bytes > 0 ? ws : NULL, 2},
+    };
+    rc = tg_dnnl_run(e, io, 3, who);
 out:
     tg_dnnl_unlock();
     return rc;
@@ -334,7 +337,7 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
         if (!xc)
             st = tg_last_status();
         else if (dnnl)
-            st = pool_fwd_dnnl(max, record, &g, xc, y, p ? &p->ws : NULL, who);
+            st = pool_dnnl(false, max, record, &g, xc, y, NULL, p ? &p->ws : NULL, who);
         else
             pool_fwd_ref(max, &g, xc, y);
         tg_release(xc);
@@ -379,7 +382,7 @@ static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
     } else if (tg_tensor_numel(gy) == 0) {
         st = tg_tensor_fill(gx, 0.0);
     } else if (p->dnnl) {
-        st = pool_bwd_dnnl(max, &g, p->ws, gy, gx, who);
+        st = pool_dnnl(true, max, true, &g, gy, gx, p->ws, NULL, who);
     } else {
         pool_bwd_ref(max, &g, xc, gy, gx);
     }

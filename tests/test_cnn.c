@@ -9,6 +9,7 @@
  *   f32 reference vs f64 reference    atol 1e-5, rtol 1e-5 (only the inputs' rounding
  *                                     to f32 differs)
  * A wrong index or a missing term is off by O(1), far outside both. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,6 +366,7 @@ typedef struct gc_case {
 } gc_case;
 
 static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}};
+static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}};
 static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}}};
 static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}}};
 static const dropout_ctx gc_drop = {0.4, 77};
@@ -376,7 +378,10 @@ static const gc_case gc_cases[] = {
      {4, 4, 1}, {{1, 3, 4, 4}, {2, 3, 3, 3}, {2}}, false},
     {"max_pool2d", pool_fn, &gc_max, 1, {4}, {{2, 2, 5, 5}}, true},
     {"avg_pool2d", pool_fn, &gc_avg, 1, {4}, {{2, 2, 5, 4}}, false},
+    {"conv2d no bias, stride 2", conv_fn, &gc_conv_nobias, 2, {4, 4}, {{2, 3, 5, 5}, {2, 3, 2, 2}},
+     false},
     {"dense rank 3", dense_fn, NULL, 3, {3, 2, 1}, {{3, 2, 4}, {5, 8}, {5}}, false},
+    {"dense no bias", dense_fn, NULL, 2, {2, 2}, {{3, 7}, {4, 7}}, false},
     {"dropout 0.4", dropout_fn, &gc_drop, 1, {3}, {{2, 3, 5}}, false},
 };
 #define N_GC (int)(sizeof gc_cases / sizeof gc_cases[0])
@@ -480,7 +485,7 @@ START_TEST(conv_errors)
     tg_conv2d_opts bad = TG_CONV2D_OPTS_INIT;
     bad.stride[0] = 0;
     ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
-    TG_ASSERT_ERROR_HAS("tg_conv2d: stride must be >= 1");
+    TG_ASSERT_ERROR_HAS("tg_conv2d: stride must be >= 1, got (0, 1) (input [2, 3, 8, 8])");
     bad.stride[0] = -2;
     ck_assert_ptr_null(tg_conv2d(x, wk, NULL, &bad));
     TG_ASSERT_ERROR_HAS("stride");
@@ -892,6 +897,322 @@ START_TEST(glue_two_threads)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hostile inputs */
+
+/* An empty batch through every op, on both backends and dtypes: outputs of the
+ * right shape, and a backward that gives every input an all-zero gradient of its
+ * own shape. */
+START_TEST(empty_batch)
+{
+    tg_dtype dt = _i & 1 ? TG_F64 : TG_F32;
+    tg_backend prev = tg_set_backend(_i & 2 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[] = {tg_zeros(dt, TG_SHAPE(0, 2, 5, 5)), tg_ones(dt, TG_SHAPE(3, 2, 3, 3)),
+                       tg_ones(dt, TG_SHAPE(3)), tg_ones(dt, TG_SHAPE(4, 50)),
+                       tg_ones(dt, TG_SHAPE(4))};
+    for (int i = 0; i < 5; i++)
+        TG_OK_(tg_set_requires_grad(in[i], true));
+    tg_rng r;
+    tg_rng_seed(&r, 3);
+    struct {
+        const char *name;
+        tg_tensor *y;
+        int ndim;
+        int64_t shape[4];
+    } out[] = {
+        {"conv2d", tg_conv2d(in[0], in[1], in[2], NULL), 4, {0, 3, 3, 3}},
+        {"max_pool2d", tg_max_pool2d(in[0], NULL), 4, {0, 2, 2, 2}},
+        {"avg_pool2d", tg_avg_pool2d(in[0], NULL), 4, {0, 2, 2, 2}},
+        {"dense", tg_dense(in[0], in[3], in[4]), 2, {0, 4}},
+        {"dropout", tg_dropout(in[0], 0.5, true, &r), 4, {0, 2, 5, 5}},
+    };
+    tg_tensor *loss = NULL;
+    for (size_t k = 0; k < sizeof out / sizeof out[0]; k++) {
+        ck_assert_msg(out[k].y != NULL, "%s: %s", out[k].name, tg_last_error());
+        ck_assert_int_eq(tg_tensor_ndim(out[k].y), out[k].ndim);
+        for (int d = 0; d < out[k].ndim; d++)
+            ck_assert_int_eq(tg_tensor_dim(out[k].y, d), out[k].shape[d]);
+        tg_tensor *part = tg_sum(out[k].y, NULL, 0, false);
+        loss = loss ? tg_add(loss, part) : part;
+    }
+    TG_OK_(tg_backward(loss));
+    for (int i = 0; i < 5; i++) {
+        tg_tensor *g = tg_grad(in[i]);
+        ck_assert_msg(g != NULL && tg_tensor_same_shape(g, in[i]), "input %d: gradient", i);
+        for (int64_t k = 0; k < tg_tensor_numel(g); k++)
+            ck_assert_msg(tg_get_flat(g, k) == 0.0, "input %d: gradient element %lld", i,
+                          (long long)k);
+    }
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
+/* Only the batch (and for pooling the channels) may be empty: without rows or
+ * columns every window lies in the padding. A clear error on both backends. */
+START_TEST(empty_rows_or_columns)
+{
+    tg_scope *s = tg_scope_push();
+    for (int be = 0; be < 2; be++) {
+        tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+        tg_tensor *xh = tg_zeros(TG_F32, TG_SHAPE(1, 2, 0, 5));
+        tg_tensor *xw = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5, 0));
+        tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}};
+        tg_pool2d_opts po = {{2, 2}, {1, 1}, {1, 1, 1, 1}};
+        ck_assert_ptr_null(tg_conv2d(xh, tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3)), NULL, &o));
+        ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+        TG_ASSERT_ERROR_HAS("tg_conv2d: input [1, 2, 0, 5] has no rows or no columns");
+        ck_assert_ptr_null(tg_conv2d(xw, tg_ones(TG_F64, TG_SHAPE(3, 2, 1, 1)), NULL, &o));
+        TG_ASSERT_ERROR_HAS("tg_conv2d: input [1, 2, 5, 0] has no rows or no columns");
+        ck_assert_ptr_null(tg_max_pool2d(xh, &po));
+        ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+        TG_ASSERT_ERROR_HAS("tg_max_pool2d: input [1, 2, 0, 5] has no rows or no columns");
+        ck_assert_ptr_null(tg_avg_pool2d(xw, &po));
+        TG_ASSERT_ERROR_HAS("tg_avg_pool2d: input [1, 2, 5, 0] has no rows or no columns");
+        /* no channels is fine for pooling: nothing to pool */
+        tg_tensor *y = tg_max_pool2d(tg_zeros(TG_F32, TG_SHAPE(2, 0, 4, 4)), NULL);
+        TG_CHECK(y != NULL);
+        ck_assert_int_eq(tg_tensor_numel(y), 0);
+        tg_set_backend(prev);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Every op on non-contiguous inputs (transposed views, views at an offset into
+ * their storage) computes what it computes on contiguous copies, forward and
+ * backward, bit for bit. */
+static void view_vs_copy(const char *label, op_fn fn, const void *ctx, tg_tensor *x,
+                         tg_tensor *w, tg_tensor *b)
+{
+    tg_tensor *in[MAX_IN] = {x, w, b}, *cp[MAX_IN] = {NULL, NULL, NULL};
+    for (int i = 0; i < MAX_IN; i++) {
+        if (!in[i])
+            continue;
+        cp[i] = tg_tensor_copy(in[i]);
+        TG_CHECK(cp[i] != NULL && tg_tensor_is_contiguous(cp[i]));
+        TG_OK_(tg_set_requires_grad(in[i], true));
+        TG_OK_(tg_set_requires_grad(cp[i], true));
+    }
+    ck_assert_msg(!tg_tensor_is_contiguous(x) || tg_tensor_shares_storage(x, w),
+                  "%s: the test wants a view", label);
+    tg_tensor *y1 = fn(in, ctx), *y2 = fn(cp, ctx);
+    ck_assert_msg(y1 && y2, "%s: %s", label, tg_last_error());
+    TG_ASSERT_TENSOR_CLOSE(y1, y2, EXACT_ATOL, 0.0);
+    tg_tensor *gy = tg_tensor_to_dtype(
+        rnd(TG_F64, tg_tensor_ndim(y1), tg_tensor_shape(y1), 5), tg_tensor_dtype(y1));
+    tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+    bo.grad_output = gy;
+    TG_OK_(tg_backward_ex(y1, &bo));
+    TG_OK_(tg_backward_ex(y2, &bo));
+    for (int i = 0; i < MAX_IN; i++)
+        if (in[i]) {
+            ck_assert_msg(tg_grad(in[i]) && tg_grad(cp[i]), "%s: input %d has no gradient",
+                          label, i);
+            TG_ASSERT_TENSOR_CLOSE(tg_grad(in[i]), tg_grad(cp[i]), EXACT_ATOL, 0.0);
+        }
+}
+
+static const pool_ctx view_max = {true, {{2, 3}, {1, 2}, {1, 0, 0, 1}}};
+static const pool_ctx view_avg = {false, {{3, 2}, {2, 1}, {0, 1, 1, 0}}};
+static const dropout_ctx view_drop = {0.3, 9};
+
+START_TEST(views_match_copies)
+{
+    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_scope *s = tg_scope_push();
+    /* (2, 3, 6, 7) transposed from (2, 3, 7, 6); weights and bias at an offset */
+    tg_tensor *x = tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 1), 2, 3);
+    tg_tensor *w = tg_tensor_narrow(rnd(dt, TG_SHAPE(6, 3, 3, 2), 2), 0, 2, 6);
+    tg_tensor *b = tg_tensor_narrow(rnd(dt, TG_SHAPE(7), 3), 0, 3, 7);
+    tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}};
+    view_vs_copy("conv2d", conv_fn, &o, x, w, b);
+    view_vs_copy("max_pool2d", pool_fn, &view_max,
+                 tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 4), 2, 3), NULL, NULL);
+    view_vs_copy("avg_pool2d", pool_fn, &view_avg,
+                 tg_tensor_permute(rnd(dt, TG_SHAPE(6, 2, 3, 7), 5), (const int[]){1, 2, 0, 3}),
+                 NULL, NULL);
+    /* dense on a rank-4 view with a transposed weight */
+    tg_tensor *xd = tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 6), 1, 3);
+    tg_tensor *wd = tg_tensor_transpose(rnd(dt, TG_SHAPE(126, 5), 7), 0, 1);
+    tg_tensor *bd = tg_tensor_narrow(rnd(dt, TG_SHAPE(9), 8), 0, 4, 9);
+    view_vs_copy("dense", dense_fn, NULL, xd, wd, bd);
+    view_vs_copy("dropout", dropout_fn, &view_drop,
+                 tg_tensor_transpose(rnd(dt, TG_SHAPE(4, 5, 6), 9), 0, 2), NULL, NULL);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Wrong dtypes and ranks: an error naming the op and what is wrong, never a
+ * crash or a silent conversion. */
+START_TEST(dtype_and_rank_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 2, 6, 6), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 2, 3, 3), 2);
+
+    ck_assert_ptr_null(tg_conv2d(tg_zeros(TG_I64, TG_SHAPE(2, 2, 6, 6)), w, NULL, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("tg_conv2d: input must be f32 or f64, got i64");
+    ck_assert_ptr_null(tg_conv2d(x, w, rnd(TG_F64, TG_SHAPE(3), 3), NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("tg_conv2d: dtypes f32 and f64 differ");
+    ck_assert_ptr_null(tg_conv2d(x, w, rnd(TG_F32, TG_SHAPE(1, 3), 4), NULL));
+    TG_ASSERT_ERROR_HAS("bias must have shape [3]");
+    TG_ASSERT_ERROR_HAS("got [1, 3]");
+    ck_assert_ptr_null(tg_conv2d(rnd(TG_F32, TG_SHAPE(1, 2, 2, 6, 6), 5), w, NULL, NULL));
+    TG_ASSERT_ERROR_HAS("tg_conv2d: input must be 4-D (N, C, H, W), got [1, 2, 2, 6, 6]");
+    ck_assert_ptr_null(tg_conv2d(x, rnd(TG_F32, TG_SHAPE(3, 2, 3), 6), NULL, NULL));
+    TG_ASSERT_ERROR_HAS("tg_conv2d: weight must be 4-D (O, C, KH, KW), got [3, 2, 3]");
+    ck_assert_ptr_null(tg_conv2d(x, tg_zeros(TG_F32, TG_SHAPE(0, 2, 3, 3)), NULL, NULL));
+    TG_ASSERT_ERROR_HAS("weight [0, 2, 3, 3] has an empty dimension");
+
+    ck_assert_ptr_null(tg_max_pool2d(tg_zeros(TG_U8, TG_SHAPE(1, 1, 4, 4)), NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("tg_max_pool2d: input must be f32 or f64, got u8");
+    ck_assert_ptr_null(tg_avg_pool2d(tg_zeros(TG_I32, TG_SHAPE(1, 1, 4, 4)), NULL));
+    TG_ASSERT_ERROR_HAS("tg_avg_pool2d: input must be f32 or f64, got i32");
+
+    ck_assert_ptr_null(tg_dense(tg_zeros(TG_I32, TG_SHAPE(2, 3)), rnd(TG_F32, TG_SHAPE(4, 3), 7),
+                                NULL));
+    TG_ASSERT_ERROR_HAS("tg_dense: input must be f32 or f64, got i32");
+    ck_assert_ptr_null(tg_dense(rnd(TG_F32, TG_SHAPE(2, 3), 8), rnd(TG_F64, TG_SHAPE(4, 3), 9),
+                                NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("tg_dense: dtypes f32 and f64 differ");
+    ck_assert_ptr_null(tg_dense(rnd(TG_F32, TG_SHAPE(2, 0), 10), tg_zeros(TG_F32, TG_SHAPE(4, 0)),
+                                NULL));
+    TG_ASSERT_ERROR_HAS("tg_dense: weight [4, 0] is empty");
+
+    ck_assert_ptr_null(tg_dropout(tg_zeros(TG_I64, TG_SHAPE(3)), 0.5, true, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("tg_dropout: x must be f32 or f64, got i64");
+    ck_assert_ptr_null(tg_dropout(tg_zeros(TG_U8, TG_SHAPE(3)), 0.5, false, NULL));
+    TG_ASSERT_ERROR_HAS("tg_dropout");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Options at the limits of int: computed, or refused with a message naming the
+ * op, the shapes and the reason (oneDNN 2.6 refuses a pooling stride of
+ * INT_MAX that the reference kernels handle). Huge outputs fail to allocate,
+ * cleanly. */
+START_TEST(extreme_options)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 2, 6, 6), 1);
+    tg_pool2d_opts po = {{2, 2}, {INT_MAX, INT_MAX}, {1, 1, 1, 1}};
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *want = tg_max_pool2d(x, &po);
+    tg_set_backend(prev);
+    TG_CHECK(want != NULL);
+    ck_assert_int_eq(tg_tensor_numel(want), 2 * 2);
+    tg_tensor *got = tg_max_pool2d(x, &po);
+    if (got) {
+        TG_ASSERT_TENSOR_CLOSE(got, want, EXACT_ATOL, 0.0);
+    } else {
+        ck_assert_int_eq(tg_last_status(), TG_ERR_BACKEND);
+        TG_ASSERT_ERROR_HAS("tg_max_pool2d: oneDNN cannot run this pooling");
+        TG_ASSERT_ERROR_HAS("input [2, 2, 6, 6], kernel 2x2, stride 2147483647x2147483647");
+    }
+
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 2, 3, 3), 2);
+    tg_conv2d_opts o = {{INT_MAX, INT_MAX}, {0, 0, 0, 0}, {1, 1}};
+    tg_tensor *y = tg_conv2d(x, w, NULL, &o);
+    TG_CHECK(y != NULL);
+    ck_assert_int_eq(tg_tensor_dim(y, 2), 1);
+    o = (tg_conv2d_opts){{1, 1}, {0, 0, 0, 0}, {INT_MAX, 1}};
+    ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("dilation 2147483647x1, extent 4294967295x3");
+    o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}};
+    ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o)); /* about 2^66 outputs */
+    TG_ASSERT_ERROR_HAS("tg_conv2d");
+    tg_pool2d_opts pk = {{INT_MAX, 2}, {0, 0}, {0, 0, 0, 0}};
+    ck_assert_ptr_null(tg_max_pool2d(x, &pk));
+    TG_ASSERT_ERROR_HAS("tg_max_pool2d: kernel 2147483647x2 is larger than the padded input");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The scratchpad is user-managed: every primitive descriptor the glue creates
+ * says so, and the one buffer they share is kept between steps. */
+START_TEST(scratchpad_user_managed)
+{
+    dnnl_memory_desc_t md;
+    tg_dnnl_md_plain(&md, 1, (const int64_t[]){64});
+    dnnl_eltwise_desc_t d;
+    ck_assert_int_eq(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training,
+                                                    dnnl_eltwise_relu, &md, 0.0f, 0.0f),
+                     dnnl_success);
+    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(&d, NULL, "test");
+    TG_CHECK(pd != NULL);
+    const_dnnl_primitive_attr_t attr = NULL;
+    ck_assert_int_eq(dnnl_primitive_desc_get_attr(pd, &attr), dnnl_success);
+    dnnl_scratchpad_mode_t mode = dnnl_scratchpad_mode_library;
+    ck_assert_int_eq(dnnl_primitive_attr_get_scratchpad_mode(attr, &mode), dnnl_success);
+    ck_assert_int_eq(mode, dnnl_scratchpad_mode_user);
+    dnnl_primitive_desc_destroy(pd);
+
+    tg_scope *s = tg_scope_push();
+    tiny_net m = {
+        rnd(TG_F32, TG_SHAPE(5, 16, 9, 9), 1),
+        tg_from_data(TG_I64, TG_SHAPE(5), (const int64_t[]){0, 3, 9, 2, 2}),
+        rnd(TG_F32, TG_SHAPE(32, 16, 3, 3), 2),
+        rnd(TG_F32, TG_SHAPE(32), 3),
+        rnd(TG_F32, TG_SHAPE(10, 32 * 3 * 3), 4),
+        rnd(TG_F32, TG_SHAPE(10), 5),
+    };
+    tg_tensor *params[] = {m.cw, m.cb, m.dw, m.db};
+    for (int i = 0; i < 4; i++)
+        TG_OK_(tg_set_requires_grad(params[i], true));
+    tiny_step(&m);
+    size_t cap1 = tg_dnnl_scratchpad_capacity();
+    tiny_step(&m);
+    size_t cap2 = tg_dnnl_scratchpad_capacity();
+    ck_assert_msg(cap2 == cap1, "the scratchpad grew from %zu to %zu bytes on a repeated step",
+                  cap1, cap2);
+    if (cap1 == 0)
+        printf("note: no primitive of this step asked for a scratchpad on this CPU\n");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Blocked weights are reordered once per weight version: the same weights again
+ * cost nothing, an in-place update (version bump) one reorder, plain weights
+ * none. */
+START_TEST(weight_reorders_per_version)
+{
+    bool prev = tg_dnnl_set_blocked_layouts(true);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 16, 7, 7), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 16, 3, 3), 2);
+    tg_backend_stats s0, s1, s2, s3, s4;
+    tg_backend_stats_get(&s0);
+    TG_CHECK(tg_conv2d(x, w, NULL, NULL) != NULL);
+    tg_backend_stats_get(&s1);
+    TG_CHECK(tg_conv2d(x, w, NULL, NULL) != NULL);
+    tg_backend_stats_get(&s2);
+    tg_tensor_bump_version(w);
+    TG_CHECK(tg_conv2d(x, w, NULL, NULL) != NULL);
+    tg_backend_stats_get(&s3);
+    if (s1.weight_reorders == s0.weight_reorders) {
+        printf("note: oneDNN chose plain OIHW weights for a 16 -> 32 conv on this CPU\n");
+    } else {
+        ck_assert_int_eq(s1.weight_reorders - s0.weight_reorders, 1);
+        ck_assert_int_eq(s2.weight_reorders, s1.weight_reorders);
+        ck_assert_int_eq(s3.weight_reorders - s2.weight_reorders, 1);
+    }
+    tg_dnnl_set_blocked_layouts(false);
+    tg_tensor_bump_version(w);
+    TG_CHECK(tg_conv2d(x, w, NULL, NULL) != NULL);
+    tg_backend_stats_get(&s4);
+    ck_assert_int_eq(s4.weight_reorders, s3.weight_reorders);
+    tg_scope_pop(s);
+    tg_dnnl_set_blocked_layouts(prev);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the suite */
 
 Suite *tg_suite(void)
@@ -934,6 +1255,16 @@ Suite *tg_suite(void)
     tcase_add_test(tc, cache_follows_weight_updates);
     tcase_add_test(tc, cache_clear);
     tcase_add_test(tc, glue_two_threads);
+    tcase_add_test(tc, scratchpad_user_managed);
+    tcase_add_test(tc, weight_reorders_per_version);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("hostile inputs");
+    tcase_add_loop_test(tc, empty_batch, 0, 4);
+    tcase_add_test(tc, empty_rows_or_columns);
+    tcase_add_loop_test(tc, views_match_copies, 0, 2);
+    tcase_add_test(tc, dtype_and_rank_errors);
+    tcase_add_test(tc, extreme_options);
     suite_add_tcase(s, tc);
     return s;
 }
