@@ -15,11 +15,6 @@ typedef struct conv_layer {
     int pad[4]; /* resolved at build */
 } conv_layer;
 
-static const char *padding_name(tg_padding p)
-{
-    return p == TG_PADDING_VALID ? "valid" : p == TG_PADDING_SAME ? "same" : "explicit";
-}
-
 static tg_status conv_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
 {
     conv_layer *c = (conv_layer *)l;
@@ -31,24 +26,12 @@ static tg_status conv_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
         return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s needs (None, C, H, W) "
                         "input, got %s", who, in);
     int64_t out[2];
-    for (int a = 0; a < 2; a++) {
-        int *p0 = &c->pad[2 * a], *p1 = &c->pad[2 * a + 1];
-        if (c->o.padding == TG_PADDING_SAME)
-            tg_nn_same_pads(in_shape[1 + a], c->kernel[a], c->o.stride[a], c->o.dilation[a],
-                            p0, p1);
-        else if (c->o.padding == TG_PADDING_EXPLICIT) {
-            *p0 = c->o.pad[2 * a];
-            *p1 = c->o.pad[2 * a + 1];
-        } else
-            *p0 = *p1 = 0;
-        out[a] = tg_nn_window_out(in_shape[1 + a], c->kernel[a], c->o.stride[a],
-                                  c->o.dilation[a], *p0, *p1);
-        if (out[a] < 1)
-            return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: a %dx%d kernel "
-                            "(dilation %dx%d) does not fit input %s with %s padding", who,
-                            c->kernel[0], c->kernel[1], c->o.dilation[0], c->o.dilation[1],
-                            in, padding_name(c->o.padding));
-    }
+    if (!tg_nn_resolve_window(c->o.padding, c->o.pad, in_shape + 1, c->kernel, c->o.stride,
+                              c->o.dilation, c->pad, out))
+        return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: a %dx%d kernel "
+                        "(dilation %dx%d) does not fit input %s with %s padding", who,
+                        c->kernel[0], c->kernel[1], c->o.dilation[0], c->o.dilation[1], in,
+                        tg_nn_padding_name(c->o.padding));
     l->out_ndim = 3;
     l->out_shape[0] = c->filters;
     l->out_shape[1] = out[0];
@@ -92,7 +75,7 @@ static void conv_config(const tg_layer *l, tg_nn_buf *b)
     const conv_layer *c = (const conv_layer *)l;
     tg_nn_buf_printf(b, "\"filters\": %d, \"kernel_size\": [%d, %d], \"strides\": [%d, %d], "
                      "\"padding\": \"%s\", ", c->filters, c->kernel[0], c->kernel[1],
-                     c->o.stride[0], c->o.stride[1], padding_name(c->o.padding));
+                     c->o.stride[0], c->o.stride[1], tg_nn_padding_name(c->o.padding));
     if (c->o.padding == TG_PADDING_EXPLICIT)
         tg_nn_buf_printf(b, "\"pads\": [%d, %d, %d, %d], ", c->o.pad[0], c->o.pad[1],
                          c->o.pad[2], c->o.pad[3]);
@@ -120,15 +103,8 @@ tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
     if (o.stride[0] < 1 || o.stride[1] < 1 || o.dilation[0] < 1 || o.dilation[1] < 1)
         return tg_error(TG_ERR_ARG, "%s: stride %dx%d and dilation %dx%d must be >= 1", fn,
                         o.stride[0], o.stride[1], o.dilation[0], o.dilation[1]), NULL;
-    if (o.padding != TG_PADDING_VALID && o.padding != TG_PADDING_SAME &&
-        o.padding != TG_PADDING_EXPLICIT)
-        return tg_error(TG_ERR_ARG, "%s: padding %d is not a tg_padding", fn,
-                        (int)o.padding), NULL;
-    if (o.padding == TG_PADDING_EXPLICIT)
-        for (int i = 0; i < 4; i++)
-            if (o.pad[i] < 0)
-                return tg_error(TG_ERR_ARG, "%s: pad[%d] = %d is negative", fn, i,
-                                o.pad[i]), NULL;
+    if (tg_nn_check_padding(fn, o.padding, o.pad) != TG_OK)
+        return NULL;
     if ((int)o.kernel_init < 0 || o.kernel_init >= TG_INIT_COUNT ||
         (int)o.bias_init < 0 || o.bias_init >= TG_INIT_COUNT)
         return tg_error(TG_ERR_ARG, "%s: unknown initializer", fn), NULL;

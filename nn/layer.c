@@ -2,6 +2,7 @@
  * initialisation, the trainable flag, the activation after forward, transfer of
  * parameters between layers, and small helpers (string buffer, window sizes).
  * Layer types (conv.c, pool.c, dense.c, ...) only infer shapes and compute. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,7 +74,9 @@ char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 
 /* ---------------------------------------------------------------- window arithmetic */
 
-int64_t tg_nn_window_out(int64_t n, int k, int s, int dil, int pad0, int pad1)
+/* Output extent of a window of (dilated) size k over n with stride s and
+ * explicit pads; -1 when the window does not fit. */
+static int64_t window_out(int64_t n, int k, int s, int dil, int64_t pad0, int64_t pad1)
 {
     int64_t keff = (int64_t)(k - 1) * dil + 1;
     int64_t span = n + pad0 + pad1;
@@ -82,16 +85,53 @@ int64_t tg_nn_window_out(int64_t n, int k, int s, int dil, int pad0, int pad1)
     return (span - keff) / s + 1;
 }
 
-void tg_nn_same_pads(int64_t n, int k, int s, int dil, int *pad0, int *pad1)
+const char *tg_nn_padding_name(tg_padding padding)
 {
-    int64_t keff = (int64_t)(k - 1) * dil + 1;
-    int64_t out = (n + s - 1) / s;
-    int64_t total = (out - 1) * s + keff - n;
-    if (total < 0)
-        total = 0;
-    /* TensorFlow puts the odd pixel at the bottom/right. */
-    *pad0 = (int)(total / 2);
-    *pad1 = (int)(total - total / 2);
+    return padding == TG_PADDING_VALID ? "valid"
+           : padding == TG_PADDING_SAME ? "same"
+                                        : "explicit";
+}
+
+tg_status tg_nn_check_padding(const char *fn, tg_padding padding, const int pad[4])
+{
+    if (padding != TG_PADDING_VALID && padding != TG_PADDING_SAME &&
+        padding != TG_PADDING_EXPLICIT)
+        return tg_error(TG_ERR_ARG, "%s: padding %d is not a tg_padding", fn, (int)padding);
+    if (padding == TG_PADDING_EXPLICIT)
+        for (int i = 0; i < 4; i++)
+            if (pad[i] < 0)
+                return tg_error(TG_ERR_ARG, "%s: pad[%d] = %d is negative", fn, i, pad[i]);
+    return TG_OK;
+}
+
+bool tg_nn_resolve_window(tg_padding padding, const int pad[4], const int64_t in[2],
+                          const int k[2], const int s[2], const int dil[2], int pads[4],
+                          int64_t out[2])
+{
+    for (int a = 0; a < 2; a++) {
+        int64_t p0 = 0, p1 = 0;
+        if (padding == TG_PADDING_SAME) {
+            int64_t keff = (int64_t)(k[a] - 1) * dil[a] + 1;
+            int64_t want = (in[a] + s[a] - 1) / s[a];
+            int64_t total = (want - 1) * s[a] + keff - in[a];
+            if (total < 0)
+                total = 0;
+            /* TensorFlow puts the odd pixel at the bottom/right. */
+            p0 = total / 2;
+            p1 = total - total / 2;
+        } else if (padding == TG_PADDING_EXPLICIT) {
+            p0 = pad[2 * a];
+            p1 = pad[2 * a + 1];
+        }
+        if (p1 > INT_MAX)
+            return false;
+        pads[2 * a] = (int)p0;
+        pads[2 * a + 1] = (int)p1;
+        out[a] = window_out(in[a], k[a], s[a], dil[a], p0, p1);
+        if (out[a] < 1)
+            return false;
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- construction */

@@ -98,7 +98,7 @@ typedef struct tg_conv2d_layer_opts {
 typedef struct tg_pool2d_layer_opts {
     int stride[2];             /* h, w; 0 means the pool size (Keras's default) */
     tg_padding padding;
-    int pad[4];                /* TG_PADDING_EXPLICIT only */
+    int pad[4];                /* TG_PADDING_EXPLICIT only; each smaller than the pool */
     const char *name;
 } tg_pool2d_layer_opts;
 #define TG_POOL2D_LAYER_OPTS_INIT { {0, 0}, TG_PADDING_VALID, {0, 0, 0, 0}, NULL }
@@ -305,7 +305,9 @@ typedef struct tg_adam_opts {
 
 /* RMSprop as Keras 2.x:  v = rho v + (1 - rho) g^2;
  *   momentum 0:  p -= lr g / (sqrt(v) + epsilon)
- *   momentum mu: mom = mu mom + lr g / (sqrt(v) + epsilon); p -= mom */
+ *   momentum mu: mom = mu mom + lr g / sqrt(v + epsilon); p -= mom
+ * (Keras's momentum branch is TensorFlow's ApplyRMSProp, which puts epsilon
+ * under the root.) */
 typedef struct tg_rmsprop_opts {
     double lr;
     double rho;

@@ -96,10 +96,20 @@ bool tg_layer_ends_in_softmax(const tg_layer *l);
 /* Appends {"class_name": ..., "name": ..., "trainable": ..., "config": {...}}. */
 void tg_layer_describe(const tg_layer *l, tg_nn_buf *b);
 
-/* Output extent of a window of (dilated) size k over n with stride s and
- * explicit pads; -1 when the window does not fit. */
-int64_t tg_nn_window_out(int64_t n, int k, int s, int dil, int pad0, int pad1);
-/* Keras "same" pads for one axis: out = ceil(n / s). */
-void tg_nn_same_pads(int64_t n, int k, int s, int dil, int *pad0, int *pad1);
+/* ---- what the windowed layers (Conv2D, pooling) share ---- */
+
+/* "valid", "same", "explicit". */
+const char *tg_nn_padding_name(tg_padding padding);
+/* Checks a constructor's padding option and, when explicit, its four pads (>= 0);
+ * errors name fn. */
+tg_status tg_nn_check_padding(const char *fn, tg_padding padding, const int pad[4]);
+/* Resolves padding for a window of kernel k[2] (dilation dil[2], stride s[2]) over
+ * an input of extents in[2] (H, W): pads[4] (top, bottom, left, right; explicit
+ * ones copied from pad, Keras "same" ones computed so that out = ceil(in / s),
+ * the odd pixel at the bottom/right) and the output extents out[2]. False when a
+ * window does not fit (or "same" would need more than INT_MAX pads). */
+bool tg_nn_resolve_window(tg_padding padding, const int pad[4], const int64_t in[2],
+                          const int k[2], const int s[2], const int dil[2], int pads[4],
+                          int64_t out[2]);
 
 #endif

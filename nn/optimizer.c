@@ -124,10 +124,12 @@ static void adam_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tenso
             T gk = g[k];                                                             \
             T s = rho * ms[k] + (1 - rho) * gk * gk;                                 \
             ms[k] = s;                                                               \
-            T upd = lr * gk / (SQRT(s) + eps);                                       \
+            T upd;                                                                   \
             if (mom) {                                                               \
-                upd += mu * mom[k];                                                  \
+                upd = mu * mom[k] + lr * gk / SQRT(s + eps);                         \
                 mom[k] = upd;                                                        \
+            } else {                                                                 \
+                upd = lr * gk / (SQRT(s) + eps);                                     \
             }                                                                        \
             p[k] -= upd;                                                             \
         }                                                                            \

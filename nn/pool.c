@@ -21,20 +21,18 @@ static tg_status pool_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
         return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s needs (None, C, H, W) "
                         "input, got %s", who, in);
     int64_t out[2];
-    for (int a = 0; a < 2; a++) {
-        int *p0 = &p->pad[2 * a], *p1 = &p->pad[2 * a + 1];
-        if (p->o.padding == TG_PADDING_SAME)
-            tg_nn_same_pads(in_shape[1 + a], p->pool[a], p->o.stride[a], 1, p0, p1);
-        else if (p->o.padding == TG_PADDING_EXPLICIT) {
-            *p0 = p->o.pad[2 * a];
-            *p1 = p->o.pad[2 * a + 1];
-        } else
-            *p0 = *p1 = 0;
-        out[a] = tg_nn_window_out(in_shape[1 + a], p->pool[a], p->o.stride[a], 1, *p0, *p1);
-        if (out[a] < 1)
-            return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: a %dx%d pool does "
-                            "not fit input %s", who, p->pool[0], p->pool[1], in);
-    }
+    if (!tg_nn_resolve_window(p->o.padding, p->o.pad, in_shape + 1, p->pool, p->o.stride,
+                              (const int[]){1, 1}, p->pad, out))
+        return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: a %dx%d pool does "
+                        "not fit input %s with %s padding", who, p->pool[0], p->pool[1], in,
+                        tg_nn_padding_name(p->o.padding));
+    /* A window lying wholly in the padding would pool nothing (the op refuses it). */
+    for (int i = 0; i < 4; i++)
+        if (p->pad[i] >= p->pool[i / 2])
+            return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: padding (top %d, "
+                            "bottom %d, left %d, right %d) must be smaller than the %dx%d pool",
+                            who, p->pad[0], p->pad[1], p->pad[2], p->pad[3], p->pool[0],
+                            p->pool[1]);
     l->out_ndim = 3;
     l->out_shape[0] = in_shape[0];
     l->out_shape[1] = out[0];
@@ -69,9 +67,7 @@ static tg_tensor *avg_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
 static void pool_config(const tg_layer *l, tg_nn_buf *b)
 {
     const pool_layer *p = (const pool_layer *)l;
-    const char *pad = p->o.padding == TG_PADDING_VALID  ? "valid"
-                      : p->o.padding == TG_PADDING_SAME ? "same"
-                                                        : "explicit";
+    const char *pad = tg_nn_padding_name(p->o.padding);
     tg_nn_buf_printf(b, "\"pool_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"%s\"",
                      p->pool[0], p->pool[1], p->o.stride[0], p->o.stride[1], pad);
     if (p->o.padding == TG_PADDING_EXPLICIT)
@@ -100,15 +96,8 @@ static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
     if (o.stride[0] < 0 || o.stride[1] < 0)
         return tg_error(TG_ERR_ARG, "%s: stride %dx%d must be >= 1 (0: the pool size)", fn,
                         o.stride[0], o.stride[1]), NULL;
-    if (o.padding != TG_PADDING_VALID && o.padding != TG_PADDING_SAME &&
-        o.padding != TG_PADDING_EXPLICIT)
-        return tg_error(TG_ERR_ARG, "%s: padding %d is not a tg_padding", fn,
-                        (int)o.padding), NULL;
-    if (o.padding == TG_PADDING_EXPLICIT)
-        for (int i = 0; i < 4; i++)
-            if (o.pad[i] < 0)
-                return tg_error(TG_ERR_ARG, "%s: pad[%d] = %d is negative", fn, i,
-                                o.pad[i]), NULL;
+    if (tg_nn_check_padding(fn, o.padding, o.pad) != TG_OK)
+        return NULL;
     pool_layer *p = (pool_layer *)tg_layer_alloc(sizeof(pool_layer), vt, TG_ACT_NONE, o.name,
                                                  fn);
     if (!p)

@@ -295,6 +295,17 @@ START_TEST(test_shape_errors)
     ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
     TG_ASSERT_ERROR_HAS("max_pooling2d (MaxPooling2D)");
     tg_sequential_free(m);
+    /* Explicit pads as large as the pool: a window of padding only. */
+    tg_pool2d_layer_opts ppad = TG_POOL2D_LAYER_OPTS_INIT;
+    ppad.padding = TG_PADDING_EXPLICIT;
+    ppad.pad[3] = 2;
+    m = tg_sequential_new(TG_SHAPE(3, 4, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_avg_pool2d(2, 2, &ppad)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("average_pooling2d (AveragePooling2D): padding (top 0, bottom 0, "
+                        "left 0, right 2) must be smaller than the 2x2 pool");
+    ck_assert(!tg_sequential_is_built(m));
+    tg_sequential_free(m);
     m = tg_sequential_new(TG_SHAPE(10));
     TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(2, 1, 1, TG_ACT_NONE, NULL)));
     ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
@@ -719,9 +730,12 @@ START_TEST(test_rmsprop_matches_formula)
             TG_OK_(tg_optimizer_step(opt));
             for (int i = 0; i < 2; i++) {
                 ms[i] = 0.9 * ms[i] + 0.1 * g[t][i] * g[t][i];
-                double upd = 0.01 * g[t][i] / (sqrt(ms[i]) + 1e-7);
-                mom[i] = o.momentum * mom[i] + upd;
-                want[i] -= mom[i];
+                if (o.momentum == 0) { /* Keras's own update */
+                    want[i] -= o.lr * g[t][i] / (sqrt(ms[i]) + o.epsilon);
+                } else {               /* TensorFlow's ApplyRMSProp: epsilon under the root */
+                    mom[i] = o.momentum * mom[i] + o.lr * g[t][i] / sqrt(ms[i] + o.epsilon);
+                    want[i] -= mom[i];
+                }
                 TG_ASSERT_CLOSE(at(p, i), want[i], 1e-15, 1e-13);
             }
         }
@@ -794,6 +808,46 @@ static void run_steps(tg_sequential *m, tg_optimizer *opt, tg_tensor *x, tg_tens
         tg_scope_pop(s);
     }
 }
+
+/* The tutorial network (dropout included) trained by Adam: after the first step a
+ * step creates no oneDNN primitive, misses no cache entry and takes no fresh
+ * memory from the system (DESIGN.md, "oneDNN" and "Memory"). */
+START_TEST(test_tutorial_steady_state)
+{
+    tg_manual_seed(12);
+    tg_sequential *m = tutorial_model();
+    size_t n;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, NULL);
+    TG_CHECK(opt);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(16, 1, 28, 28), 0, 1, NULL);
+    int64_t ys[16];
+    for (int i = 0; i < 16; i++)
+        ys[i] = i % 10;
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(16), ys);
+    tg_backend_stats b0, b1;
+    tg_memory_stats m0, m1;
+    run_steps(m, opt, x, y, 1, NULL, NULL);
+    tg_backend_stats_get(&b0);
+    tg_memory_stats_get(&m0);
+    uint64_t v0 = tg_tensor_version(ps[0]);
+    run_steps(m, opt, x, y, 3, NULL, NULL);
+    tg_backend_stats_get(&b1);
+    tg_memory_stats_get(&m1);
+    ck_assert_msg(tg_tensor_version(ps[0]) != v0, "the steps did not update the kernel");
+    ck_assert_msg(b1.primitives_created == b0.primitives_created,
+                  "steps 2-4 created %llu oneDNN primitive(s)",
+                  (unsigned long long)(b1.primitives_created - b0.primitives_created));
+    ck_assert_msg(b1.cache_misses == b0.cache_misses, "steps 2-4 missed the primitive cache");
+    ck_assert(b1.cache_hits > b0.cache_hits);
+    ck_assert_msg(m1.allocs == m0.allocs, "steps 2-4 made %llu fresh allocations",
+                  (unsigned long long)(m1.allocs - m0.allocs));
+    tg_scope_pop(s);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+}
+END_TEST
 
 START_TEST(test_optimizer_state_roundtrip)
 {
@@ -1164,6 +1218,7 @@ Suite *tg_suite(void)
         { "sgd", test_sgd_matches_formula },
         { "rmsprop", test_rmsprop_matches_formula },
         { "optimizer_misc", test_optimizer_skips_and_no_alloc },
+        { "steady_state", test_tutorial_steady_state },
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },
         { "model_state", test_model_state_dict },
