@@ -15,9 +15,10 @@ typedef struct tg_node tg_node;
 enum {
     TG_GC_POSITIVE = 1u << 0,       /* inputs must be > 0 (log, sqrt, pow base) */
     TG_GC_AWAY_FROM_KINK = 1u << 1, /* keep |x| away from 0 (abs, relu) */
-    TG_GC_DISTINCT = 1u << 2,       /* no ties (max, max_pool) */
-    TG_GC_NOT_DIFFERENTIABLE = 1u << 3 /* argmax: checked to record nothing */
+    TG_GC_DISTINCT = 1u << 2        /* no ties (max, max_pool) */
 };
+/* (argmax is not differentiable, so it has no row in the op table; tests/test_ops.c
+ * checks that it records nothing.) */
 
 typedef struct tg_op_vtable {
     const char *name; /* table name: "add", "conv2d" */

@@ -124,7 +124,9 @@ double tg_get(const tg_tensor *t, const int64_t *index);
 tg_status tg_set(tg_tensor *t, const int64_t *index, double value);
 /* Sets every element (in place; bumps the version). */
 tg_status tg_tensor_fill(tg_tensor *t, double value);
-/* Copies src into dst element by element, converting dtype; shapes must be equal. */
+/* Copies src into dst element by element, converting dtype; shapes must be equal.
+ * src may overlap dst (views of one storage): dst gets src's values from before
+ * the call. */
 tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src);
 
 /* ---- views: scoped references sharing t's storage; not recorded for autodiff ---- */

@@ -308,8 +308,20 @@ static void copy_row(char *dst, int64_t ds, const char *src, int64_t ss, int64_t
     }
 }
 
-/* dst and src have equal shapes; overlapping storage other than dst == src is
- * not supported (as in numpy's unbuffered copies). */
+/* Whether a and b (equal shapes, one storage) address the same elements in the
+ * same order. */
+static bool same_view(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->offset != b->offset)
+        return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] > 1 && a->strides[d] != b->strides[d])
+            return false;
+    return true;
+}
+
+/* dst and src have equal shapes and do not overlap unless they are the same view
+ * (tg_tensor_copy_into sees to it). */
 static void copy_strided(tg_tensor *dst, const tg_tensor *src)
 {
     int64_t n = tg_shape_numel(dst->ndim, dst->shape);
@@ -355,7 +367,19 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
                         "shape %s", tg_shape_str(a, sizeof a, dst->ndim, dst->shape),
                         tg_shape_str(b, sizeof b, src->ndim, src->shape));
     }
-    copy_strided(dst, src);
+    if (dst->storage == src->storage && !same_view(dst, src)) {
+        /* src and dst may overlap (a[1:] = a[:-1]): read src from a copy, as
+         * numpy does, so the result is the old values of src, not a smear */
+        tg_tensor *tmp = tg_tensor_new_owned("tg_tensor_copy_into", src->dtype, src->ndim,
+                                             src->shape);
+        if (!tmp)
+            return tg_last_status();
+        copy_strided(tmp, src);
+        copy_strided(dst, tmp);
+        tg_release(tmp);
+    } else {
+        copy_strided(dst, src);
+    }
     dst->storage->version = tg_version_next();
     return TG_OK;
 }

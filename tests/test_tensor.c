@@ -704,6 +704,16 @@ START_TEST(test_copy_into)
     tg_tensor *Lt = tg_tensor_contiguous(tg_tensor_transpose(L, 0, 1));
     ck_assert(tg_get(Lt, (const int64_t[]){299, 255}) == 255 * 300 + 299);
     ck_assert(tg_get(Lt, (const int64_t[]){7, 3}) == 3 * 300 + 7);
+    /* overlapping views of one storage: dst gets src's values from before the call */
+    tg_tensor *sq = tg_tensor_reshape(tg_arange(TG_F32, 0, 9, 1), TG_SHAPE(3, 3));
+    TG_OK_(tg_tensor_copy_into(sq, tg_tensor_transpose(sq, 0, 1)));
+    for (int64_t k = 0; k < 9; k++)
+        ck_assert(at(sq, k) == (double)(k % 3 * 3 + k / 3));
+    tg_tensor *row = tg_tensor_narrow(tg_tensor_transpose(sq, 0, 1), 0, 0, 1);
+    TG_OK_(tg_tensor_copy_into(tg_tensor_narrow(tg_tensor_transpose(sq, 0, 1), 0, 1, 2), row));
+    ck_assert(at(sq, 1) == 0 && at(sq, 4) == 1 && at(sq, 7) == 2); /* column 1 = column 0 */
+    TG_OK_(tg_tensor_copy_into(sq, sq)); /* the same view: nothing moves */
+    ck_assert(at(sq, 3) == 1 && at(sq, 8) == 8);
     TG_OK_(tg_scope_pop(s));
 }
 END_TEST
