@@ -34,7 +34,8 @@ tg_status tg_last_status(void);
 /* Forget the last error on this thread. */
 void tg_clear_error(void);
 
-/* A short constant name for a status ("shape error", ...). Never NULL. */
+/* A short constant name for a status ("shape error", ...): a static string, never
+ * NULL. */
 const char *tg_status_str(tg_status status);
 
 #ifdef __cplusplus

@@ -38,7 +38,7 @@ void tg_memory_stats_get(tg_memory_stats *out);
  * gives every cached block back to the system. */
 void tg_memory_cache_clear(void);
 
-/* "0.1.0" */
+/* "0.1.0" (a static string: borrowed, valid for the whole run) */
 const char *tg_version(void);
 
 #ifdef __cplusplus

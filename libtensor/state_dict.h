@@ -23,7 +23,8 @@ typedef enum tg_attr_type { TG_ATTR_I64, TG_ATTR_F64, TG_ATTR_STR } tg_attr_type
 tg_state_dict *tg_state_dict_new(void);
 void tg_state_dict_free(tg_state_dict *sd);
 
-/* Stores t under name (retains t; replaces and releases an existing entry). */
+/* Stores t under name (retains t, copies name; replaces and releases an existing
+ * entry). */
 tg_status tg_state_dict_set(tg_state_dict *sd, const char *name, tg_tensor *t);
 /* Borrowed; NULL (and TG_ERR_ARG "no entry 'x'") when absent. */
 tg_tensor *tg_state_dict_get(const tg_state_dict *sd, const char *name);
@@ -33,7 +34,8 @@ size_t tg_state_dict_size(const tg_state_dict *sd);
 const char *tg_state_dict_name_at(const tg_state_dict *sd, size_t i);
 tg_tensor *tg_state_dict_tensor_at(const tg_state_dict *sd, size_t i);
 
-/* Scalar attributes (hyper-parameters, counters, metadata). Set replaces. */
+/* Scalar attributes (hyper-parameters, counters, metadata). Set replaces. Names
+ * and string values are copied (the caller keeps its own). */
 tg_status tg_state_dict_set_i64(tg_state_dict *sd, const char *name, int64_t v);
 tg_status tg_state_dict_set_f64(tg_state_dict *sd, const char *name, double v);
 tg_status tg_state_dict_set_str(tg_state_dict *sd, const char *name, const char *v);
@@ -43,6 +45,8 @@ tg_status tg_state_dict_get_f64(double *out, const tg_state_dict *sd, const char
 /* *out is borrowed from the dict. */
 tg_status tg_state_dict_get_str(const char **out, const tg_state_dict *sd, const char *name);
 size_t tg_state_dict_attr_count(const tg_state_dict *sd);
+/* The i-th attribute in insertion order: its name (borrowed; NULL when out of
+ * range) and its type. */
 const char *tg_state_dict_attr_name_at(const tg_state_dict *sd, size_t i);
 tg_attr_type tg_state_dict_attr_type_at(const tg_state_dict *sd, size_t i);
 
