@@ -29,6 +29,12 @@ tg_status tg_dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
 /* gx = f'(x) * gy, given the forward input x. */
 tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
                                    const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx);
+/* What the unary and scalar ops call (defined in ops/unary.c): the forward
+ * (gy NULL: out = f(x)) or backward (out = f'(x) gy) above for an x and gy of
+ * any strides and a contiguous out of their shape, run on flat views of
+ * contiguous copies, so one primitive serves every shape of a given size. */
+tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor *x,
+                          tg_tensor *gy, tg_tensor *out);
 
 typedef enum tg_binary_alg { TG_BIN_ADD, TG_BIN_SUB, TG_BIN_MUL, TG_BIN_DIV } tg_binary_alg;
 /* c = a (op) b with broadcasting already resolved: a, b, c have the same ndim and

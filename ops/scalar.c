@@ -55,44 +55,17 @@ static void scalar_ref(scalar_kind k, double s, const tg_tensor *x, tg_tensor *y
         SC_REF_LOOP(double);
 }
 
-static void dnnl_params(scalar_kind k, double s, tg_eltwise_alg *alg, float *alpha,
-                        float *beta)
-{
-    switch (k) {
-    case SC_ADD: *alg = TG_ELT_LINEAR; *alpha = 1.0f; *beta = (float)s; break;
-    case SC_MUL: *alg = TG_ELT_LINEAR; *alpha = (float)s; *beta = 0.0f; break;
-    case SC_POW: *alg = TG_ELT_POW; *alpha = 1.0f; *beta = (float)s; break;
-    }
-}
-
-/* Runs oneDNN's eltwise forward (gy == NULL) or backward on flat views. */
+/* oneDNN's eltwise forward (gy == NULL) or backward for kind k with scalar s:
+ * linear is alpha x + beta, pow is alpha x^beta. */
 static tg_status scalar_dnnl(scalar_kind k, double s, tg_tensor *x, tg_tensor *gy,
                              tg_tensor *out)
 {
-    if (tg_tensor_numel(x) == 0)
-        return TG_OK;
-    tg_eltwise_alg alg;
-    float alpha, beta;
-    dnnl_params(k, s, &alg, &alpha, &beta);
-    tg_status st = TG_ERR_NOMEM;
-    tg_tensor *xc = tg_contiguous_owned(x), *gc = gy ? tg_contiguous_owned(gy) : NULL;
-    tg_tensor *xf = NULL, *gf = NULL, *of = NULL;
-    if (!xc || (gy && !gc))
-        goto done;
-    xf = tg_flat_view_owned(xc);
-    gf = gy ? tg_flat_view_owned(gc) : NULL;
-    of = tg_flat_view_owned(out);
-    if (!xf || (gy && !gf) || !of)
-        goto done;
-    st = gy ? tg_dnnl_eltwise_backward(alg, alpha, beta, xf, gf, of)
-            : tg_dnnl_eltwise_forward(alg, alpha, beta, xf, of);
-done:
-    tg_release(xf);
-    tg_release(gf);
-    tg_release(of);
-    tg_release(xc);
-    tg_release(gc);
-    return st;
+    switch (k) {
+    case SC_ADD: return tg_eltwise_dnnl(TG_ELT_LINEAR, 1.0f, (float)s, x, gy, out);
+    case SC_MUL: return tg_eltwise_dnnl(TG_ELT_LINEAR, (float)s, 0.0f, x, gy, out);
+    case SC_POW: return tg_eltwise_dnnl(TG_ELT_POW, 1.0f, (float)s, x, gy, out);
+    }
+    return tg_error(TG_ERR_ARG, "scalar op: unknown kind %d", (int)k);
 }
 
 static const tg_op_vtable *sc_vtable(scalar_kind k);

@@ -92,10 +92,8 @@ static const unary_def def_sigmoid = {"tg_sigmoid", TG_ELT_SIGMOID, 0.0f, 0.0f, 
 static const unary_def def_relu = {"tg_relu", TG_ELT_RELU, 0.0f, 0.0f, f_relu, d_relu,
                                    false, &tg_op_relu_vtable};
 
-/* oneDNN eltwise forward (g == NULL: out = f(x)) or backward (out = f'(x) g) on
- * flat views of contiguous copies. */
-static tg_status unary_dnnl(const unary_def *def, tg_tensor *x, tg_tensor *g,
-                            tg_tensor *out)
+tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor *x,
+                          tg_tensor *g, tg_tensor *out)
 {
     if (tg_tensor_numel(x) == 0)
         return TG_OK;
@@ -109,8 +107,8 @@ static tg_status unary_dnnl(const unary_def *def, tg_tensor *x, tg_tensor *g,
     of = tg_flat_view_owned(out);
     if (!xf || (g && !gf) || !of)
         goto done;
-    st = g ? tg_dnnl_eltwise_backward(def->alg, def->alpha, def->beta, xf, gf, of)
-           : tg_dnnl_eltwise_forward(def->alg, def->alpha, def->beta, xf, of);
+    st = g ? tg_dnnl_eltwise_backward(alg, alpha, beta, xf, gf, of)
+           : tg_dnnl_eltwise_forward(alg, alpha, beta, xf, of);
 done:
     tg_release(xf);
     tg_release(gf);
@@ -138,7 +136,7 @@ static tg_tensor *unary(const unary_def *def, tg_tensor *x)
     if (!y)
         return NULL;
     if (tg_use_dnnl(x)) {
-        if (unary_dnnl(def, x, NULL, y) != TG_OK) {
+        if (tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, NULL, y) != TG_OK) {
             tg_release(y);
             return NULL;
         }
@@ -203,7 +201,7 @@ static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
         return tg_last_status();
     tg_status st = TG_OK;
     if (tg_use_dnnl(x)) {
-        st = unary_dnnl(def, x, g, gx);
+        st = tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, g, gx);
     } else {
         tg_tensor *xc = tg_contiguous_owned(x), *gc = tg_contiguous_owned(g);
         tg_tensor *yc = sv->y ? tg_contiguous_owned(sv->y) : NULL;
