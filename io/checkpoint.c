@@ -149,26 +149,26 @@ static tg_status check_name(const char *path, const char *name)
     return TG_OK;
 }
 
-static herr_t write_attr_i64(hid_t loc, const char *name, int64_t v)
+/* A scalar attribute of file type ftype holding *v (laid out as mtype). */
+static herr_t write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+    hid_t a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, mtype, v);
     if (a >= 0)
         H5Aclose(a);
     H5Sclose(sp);
     return r;
 }
 
+static herr_t write_attr_i64(hid_t loc, const char *name, int64_t v)
+{
+    return write_attr(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+
 static herr_t write_attr_f64(hid_t loc, const char *name, double v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return r;
+    return write_attr(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
 /* Variable-length UTF-8: h5py reads it as str, h5dump prints it plainly. */
@@ -177,12 +177,7 @@ static herr_t write_attr_str(hid_t loc, const char *name, const char *v)
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, t, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
+    herr_t r = write_attr(loc, name, t, t, &v);
     H5Tclose(t);
     return r;
 }
@@ -474,6 +469,7 @@ done:
 
 /* ---------------------------------------------------------------- reading the file */
 
+/* entry and attr start with their name: add_named fills it. */
 typedef struct entry {
     char *name;
     bool readable;
@@ -513,39 +509,42 @@ static void contents_free(contents *c)
     free(c->a);
 }
 
+/* Appends to the growing array *items (*n used, *cap allocated) a zeroed element
+ * of `size` bytes whose first member, a char *, gets a copy of name. NULL when
+ * out of memory (nothing appended). */
+static void *add_named(void **items, size_t *n, size_t *cap, size_t size, const char *name)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        void *p = realloc(*items, c * size);
+        if (!p)
+            return NULL;
+        *items = p;
+        *cap = c;
+    }
+    void *it = (char *)*items + *n * size;
+    memset(it, 0, size);
+    char *copy = strdup(name);
+    if (!copy)
+        return NULL;
+    memcpy(it, &copy, sizeof copy);
+    (*n)++;
+    return it;
+}
+
 static entry *add_entry(contents *c, const char *name)
 {
-    if (c->ne == c->cape) {
-        size_t n = c->cape ? 2 * c->cape : 16;
-        entry *e = realloc(c->e, n * sizeof *e);
-        if (!e)
-            return NULL;
-        c->e = e;
-        c->cape = n;
-    }
-    entry *e = &c->e[c->ne];
-    memset(e, 0, sizeof *e);
-    if (!(e->name = strdup(name)))
-        return NULL;
-    c->ne++;
+    void *items = c->e;
+    entry *e = add_named(&items, &c->ne, &c->cape, sizeof *e, name);
+    c->e = items;
     return e;
 }
 
 static attr *add_attr(contents *c, const char *name)
 {
-    if (c->na == c->capa) {
-        size_t n = c->capa ? 2 * c->capa : 16;
-        attr *a = realloc(c->a, n * sizeof *a);
-        if (!a)
-            return NULL;
-        c->a = a;
-        c->capa = n;
-    }
-    attr *a = &c->a[c->na];
-    memset(a, 0, sizeof *a);
-    if (!(a->name = strdup(name)))
-        return NULL;
-    c->na++;
+    void *items = c->a;
+    attr *a = add_named(&items, &c->na, &c->capa, sizeof *a, name);
+    c->a = items;
     return a;
 }
 
@@ -872,6 +871,38 @@ static tg_status copy_attrs(tg_state_dict *sd, const contents *c)
     return TG_OK;
 }
 
+/* The dataset called name, or NULL. */
+static const entry *find_entry(const contents *c, const char *name)
+{
+    for (size_t k = 0; k < c->ne; k++)
+        if (strcmp(c->e[k].name, name) == 0)
+            return &c->e[k];
+    return NULL;
+}
+
+/* An open checkpoint being read: HDF5's error printing off, the file checked and
+ * its contents listed (open_and_scan). reader_close undoes all of it, also after
+ * a failed reader_open. */
+typedef struct reader {
+    quiet q;
+    hid_t file;
+    contents c;
+} reader;
+
+static tg_status reader_open(reader *r, const char *path, const char *fn)
+{
+    quiet_begin(&r->q);
+    return open_and_scan(&r->file, &r->c, path, fn);
+}
+
+static void reader_close(reader *r)
+{
+    if (r->file >= 0)
+        H5Fclose(r->file);
+    contents_free(&r->c);
+    quiet_end(&r->q);
+}
+
 tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
 {
     static const char fn[] = "tg_checkpoint_load";
@@ -880,25 +911,22 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
     *out = NULL;
     if (!path)
         return tg_null_arg(fn, "path");
-    quiet q;
-    quiet_begin(&q);
-    hid_t file;
-    contents c;
+    reader r;
     tg_state_dict *sd = NULL;
-    tg_status s = open_and_scan(&file, &c, path, fn);
+    tg_status s = reader_open(&r, path, fn);
     if (s != TG_OK)
         goto done;
     if (!(sd = tg_state_dict_new())) {
         s = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
         goto done;
     }
-    for (size_t i = 0; i < c.ne; i++) {
-        const entry *e = &c.e[i];
+    for (size_t i = 0; i < r.c.ne; i++) {
+        const entry *e = &r.c.e[i];
         if (!e->readable) {
             s = tg_error(TG_ERR_FORMAT, "%s: %s: dataset '%s' is %s", fn, path, e->name, e->why);
             goto done;
         }
-        tg_tensor *t = read_dataset(file, e, path, fn);
+        tg_tensor *t = read_dataset(r.file, e, path, fn);
         if (!t) {
             s = tg_last_status();
             goto done;
@@ -908,13 +936,10 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
         if (s != TG_OK)
             goto done;
     }
-    s = copy_attrs(sd, &c);
+    s = copy_attrs(sd, &r.c);
 
 done:
-    if (file >= 0)
-        H5Fclose(file);
-    contents_free(&c);
-    quiet_end(&q);
+    reader_close(&r);
     if (s != TG_OK) {
         tg_state_dict_free(sd);
         return s ? s : TG_ERR_FORMAT;
@@ -958,13 +983,10 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
         return tg_null_arg(fn, "path");
     if (!expected)
         return tg_null_arg(fn, "expected");
-    quiet q;
-    quiet_begin(&q);
-    hid_t file;
-    contents c;
+    reader r;
     size_t n = tg_state_dict_size(expected);
     tg_tensor **loaded = NULL;
-    tg_status s = open_and_scan(&file, &c, path, fn);
+    tg_status s = reader_open(&r, path, fn);
     if (s != TG_OK)
         goto done;
 
@@ -973,10 +995,7 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
     for (size_t i = 0; i < n; i++) {
         const char *name = tg_state_dict_name_at(expected, i);
         const tg_tensor *t = tg_state_dict_tensor_at(expected, i);
-        const entry *e = NULL;
-        for (size_t k = 0; k < c.ne && !e; k++)
-            if (strcmp(c.e[k].name, name) == 0)
-                e = &c.e[k];
+        const entry *e = find_entry(&r.c, name);
         char a[96], b[96];
         if (!e)
             mismatch(&m, &m.other, "missing dataset '%s'", name);
@@ -995,9 +1014,9 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
         const char *name = tg_state_dict_attr_name_at(expected, i);
         tg_attr_type want = tg_state_dict_attr_type_at(expected, i);
         const attr *at = NULL;
-        for (size_t k = 0; k < c.na && !at; k++)
-            if (strcmp(c.a[k].name, name) == 0)
-                at = &c.a[k];
+        for (size_t k = 0; k < r.c.na && !at; k++)
+            if (strcmp(r.c.a[k].name, name) == 0)
+                at = &r.c.a[k];
         if (!at)
             mismatch(&m, &m.other, "missing attribute '%s'", name);
         else if (at->type != want)
@@ -1023,12 +1042,8 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        const char *name = tg_state_dict_name_at(expected, i);
-        for (size_t k = 0; k < c.ne; k++)
-            if (strcmp(c.e[k].name, name) == 0) {
-                loaded[i] = read_dataset(file, &c.e[k], path, fn);
-                break;
-            }
+        loaded[i] = read_dataset(r.file, find_entry(&r.c, tg_state_dict_name_at(expected, i)),
+                                 path, fn);
         if (!loaded[i]) {
             s = tg_last_status() ? tg_last_status() : TG_ERR_FORMAT;
             goto done;
@@ -1040,17 +1055,14 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
             goto done;
         tg_tensor_bump_version(t);
     }
-    s = copy_attrs(expected, &c);
+    s = copy_attrs(expected, &r.c);
 
 done:
     if (loaded)
         for (size_t i = 0; i < n; i++)
             tg_release(loaded[i]);
     free(loaded);
-    if (file >= 0)
-        H5Fclose(file);
-    contents_free(&c);
-    quiet_end(&q);
+    reader_close(&r);
     return s;
 }
 
@@ -1062,20 +1074,14 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
     memset(out, 0, sizeof *out);
     if (!path)
         return tg_null_arg(fn, "path");
-    quiet q;
-    quiet_begin(&q);
-    hid_t file;
-    contents c;
-    tg_status s = open_and_scan(&file, &c, path, fn);
+    reader r;
+    tg_status s = reader_open(&r, path, fn);
     if (s == TG_OK) {
-        out->format_version = c.format_version;
-        snprintf(out->library_version, sizeof out->library_version, "%s", c.library_version);
-        out->num_tensors = (int64_t)c.ne;
-        out->num_attrs = (int64_t)c.na;
+        out->format_version = r.c.format_version;
+        snprintf(out->library_version, sizeof out->library_version, "%s", r.c.library_version);
+        out->num_tensors = (int64_t)r.c.ne;
+        out->num_attrs = (int64_t)r.c.na;
     }
-    if (file >= 0)
-        H5Fclose(file);
-    contents_free(&c);
-    quiet_end(&q);
+    reader_close(&r);
     return s;
 }

@@ -20,8 +20,10 @@ extern "C" {
 
 /* Writes sd (borrowed) to path atomically: the file is written as
  * "<path>.tmp-<pid>" in the same folder, flushed and fsync'ed, then renamed
- * over path, and the folder is fsync'ed. On any failure the temporary file is
- * removed and an existing file at path is left untouched. Tensor names must be
+ * over path, and the folder is fsync'ed. On any failure before the rename the
+ * temporary file is removed and an existing file at path is left untouched (a
+ * failed fsync of the folder, after the rename, is reported too: path then holds
+ * the new checkpoint). Tensor names must be
  * non-empty '/'-separated paths without empty, "." or ".." components, and no
  * name may be both a tensor and a group of another name. The attribute names
  * "format", "format_version" and "library_version" are reserved for the

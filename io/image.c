@@ -187,26 +187,38 @@ static void png_from_memory(png_structp png, png_bytep out, png_size_t n)
     c->pos += n;
 }
 
-tg_status tg_png_write(const char *path, const tg_tensor *image, double lo, double hi)
+/* What both writers start with: the image as 8-bit gray (*pix, malloc'd; h x w)
+ * and path created for writing (*f). Nothing to free on failure. */
+static tg_status begin_write(const char *fn, const char *path, const tg_tensor *image,
+                             double lo, double hi, uint8_t **pix, int64_t *h, int64_t *w,
+                             FILE **f)
 {
     if (!path)
-        return tg_null_arg("tg_png_write", "path");
-    int64_t h, w;
-    uint8_t *pix = to_gray8("tg_png_write", path, image, lo, hi, &h, &w);
-    if (!pix)
+        return tg_null_arg(fn, "path");
+    *pix = to_gray8(fn, path, image, lo, hi, h, w);
+    if (!*pix)
         return tg_last_status();
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(pix);
-        return tg_error(TG_ERR_IO, "tg_png_write: %s: cannot create: %s", path,
-                        strerror(errno));
+    *f = fopen(path, "wb");
+    if (!*f) {
+        free(*pix);
+        return tg_error(TG_ERR_IO, "%s: %s: cannot create: %s", fn, path, strerror(errno));
     }
+    return TG_OK;
+}
+
+tg_status tg_png_write(const char *path, const tg_tensor *image, double lo, double hi)
+{
+    int64_t h, w;
+    uint8_t *pix;
+    FILE *f;
+    tg_status s = begin_write("tg_png_write", path, image, lo, hi, &pix, &h, &w, &f);
+    if (s != TG_OK)
+        return s;
     png_ctx ctx;
     ctx.msg[0] = '\0';
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error,
                                               png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
-    tg_status s = TG_OK;
     if (!png || !info) {
         s = tg_error(TG_ERR_NOMEM, "tg_png_write: %s: out of memory", path);
     } else if (setjmp(png_jmpbuf(png))) {
@@ -306,18 +318,12 @@ done:
 
 tg_status tg_pgm_write(const char *path, const tg_tensor *image, double lo, double hi)
 {
-    if (!path)
-        return tg_null_arg("tg_pgm_write", "path");
     int64_t h, w;
-    uint8_t *pix = to_gray8("tg_pgm_write", path, image, lo, hi, &h, &w);
-    if (!pix)
-        return tg_last_status();
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(pix);
-        return tg_error(TG_ERR_IO, "tg_pgm_write: %s: cannot create: %s", path,
-                        strerror(errno));
-    }
+    uint8_t *pix;
+    FILE *f;
+    tg_status st = begin_write("tg_pgm_write", path, image, lo, hi, &pix, &h, &w, &f);
+    if (st != TG_OK)
+        return st;
     bool ok = fprintf(f, "P5\n%" PRId64 " %" PRId64 "\n255\n", w, h) > 0 &&
               fwrite(pix, 1, (size_t)(w * h), f) == (size_t)(w * h);
     free(pix);

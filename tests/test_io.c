@@ -1340,6 +1340,78 @@ START_TEST(ckpt_save_arguments)
 }
 END_TEST
 
+/* A small CNN for inputs 1x6x6: conv (filters 3x3) relu, flatten, dense 3. */
+static tg_sequential *ckpt_model(int filters, tg_dtype dt)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_CHECK(m != NULL);
+    TG_OK_(tg_sequential_set_dtype(m, dt));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(filters, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, NULL)));
+    TG_OK_(tg_sequential_build(m));
+    return m;
+}
+
+/* A model's checkpoint loaded into a model with other layer shapes, or with
+ * another dtype, fails naming each parameter and changes no parameter; into the
+ * same architecture it loads. */
+START_TEST(ckpt_wrong_model)
+{
+    tg_scope *s = tg_scope_push();
+    tg_manual_seed(1);
+    tg_sequential *a = ckpt_model(4, TG_F32);
+    tg_state_dict *sa = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(a, sa, "model/"));
+    const char *p = tp("model-a.h5");
+    TG_OK_(tg_checkpoint_save(p, sa));
+
+    struct {
+        int filters;
+        tg_dtype dt;
+        tg_status status;
+        const char *says[2];
+    } cases[] = {
+        {8, TG_F32, TG_ERR_SHAPE,
+         {"'model/conv2d/kernel' has shape [4, 1, 3, 3] in the file, expected [8, 1, 3, 3]",
+          "'model/dense/kernel' has shape [3, 64] in the file, expected [3, 128]"}},
+        {4, TG_F64, TG_ERR_DTYPE,
+         {"'model/conv2d/kernel' is f32 in the file, expected f64",
+          "(4 mismatches, nothing loaded)"}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        tg_sequential *b = ckpt_model(cases[k].filters, cases[k].dt);
+        tg_state_dict *sb = tg_state_dict_new();
+        TG_OK_(tg_sequential_state_dict(b, sb, "model/"));
+        tg_tensor **snap = snapshot(sb);
+        ck_assert_int_eq(tg_checkpoint_load_into(p, sb), cases[k].status);
+        TG_ASSERT_ERROR_HAS(p);
+        TG_ASSERT_ERROR_HAS(cases[k].says[0]);
+        TG_ASSERT_ERROR_HAS(cases[k].says[1]);
+        assert_unchanged(sb, snap);
+        free(snap);
+        tg_state_dict_free(sb);
+        tg_sequential_free(b);
+    }
+
+    tg_sequential *c = ckpt_model(4, TG_F32);
+    tg_state_dict *sc = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(c, sc, "model/"));
+    TG_OK_(tg_checkpoint_load_into(p, sc));
+    size_t na, nc;
+    tg_tensor *const *pa = tg_sequential_params(a, &na);
+    tg_tensor *const *pc = tg_sequential_params(c, &nc);
+    ck_assert_int_eq(na, nc);
+    for (size_t i = 0; i < na; i++)
+        assert_same_bits(pc[i], pa[i], tg_tensor_name(pa[i]));
+    tg_state_dict_free(sc);
+    tg_sequential_free(c);
+    tg_state_dict_free(sa);
+    tg_sequential_free(a);
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- images */
 
 START_TEST(image_png_pgm_round_trip)
@@ -1633,6 +1705,7 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, ckpt_load_into_mismatch, 0,
                         (int)(sizeof mismatch_cases / sizeof mismatch_cases[0]));
     tcase_add_test(tc, ckpt_bad_files);
+    tcase_add_test(tc, ckpt_wrong_model);
     tcase_add_test(tc, ckpt_atomic_save);
     tcase_add_test(tc, ckpt_save_arguments);
     suite_add_tcase(s, tc);
