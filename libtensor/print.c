@@ -174,7 +174,8 @@ char *tg_tensor_to_string(const tg_tensor *t)
     if (!f)
         return tg_error(TG_ERR_NOMEM, "tg_tensor_to_string: out of memory"), NULL;
     tg_status st = tg_tensor_print(t, f);
-    if (fclose(f) != 0 && st == TG_OK)
+    /* glibc's fclose reports success when its last realloc fails, leaving buf NULL */
+    if ((fclose(f) != 0 || !buf) && st == TG_OK)
         st = tg_error(TG_ERR_NOMEM, "tg_tensor_to_string: out of memory");
     if (st != TG_OK) {
         free(buf);
