@@ -1,7 +1,9 @@
 /* tests/test_cnn.c -- the CNN ops (conv2d, max/avg pooling, dense, dropout) and the
  * oneDNN glue under them: oneDNN against the reference kernels over a table of
- * shapes, gradient checks, error messages, dropout statistics, and the primitive
- * cache (a second training step creates no primitive).
+ * shapes, gradient checks, error messages, dropout statistics, the primitive
+ * cache (a second training step creates no primitive), the scratchpad and weight
+ * reorders, and hostile inputs (empty batches, views, wrong dtypes, INT_MAX
+ * options).
  *
  * Tolerances (|a - b| <= atol + rtol * |b|):
  *   f32 oneDNN vs f32 reference       atol 1e-4, rtol 1e-4 (oneDNN sums in f32 in
