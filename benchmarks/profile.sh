@@ -26,7 +26,8 @@ if [ ! -x "$bdir/benchmarks/train_libtensor" ] || [ ! -x "$bdir/benchmarks/direc
     exit 0
 fi
 out=$(mktemp "${TMPDIR:-/tmp}/profile.XXXXXX") || exit 1
-trap 'rm -f "$out"' EXIT INT TERM
+trap 'rm -f "$out"' EXIT
+trap 'exit 130' INT TERM
 
 echo "profile: batch $batch, $threads thread(s), $steps timed steps after $warmup warm-up steps;"
 echo "ms per training step (sum of that primitive's executions in a step, median over steps"

@@ -20,6 +20,9 @@
 #                  last thread count) and report resident memory per epoch (flat?)
 #   BENCH_BUILDDIR where benchmarks/direct_dnnl and train_libtensor are built
 #   BENCH_RESULTS  the Markdown file (default benchmarks/results.md in the source tree)
+#   BENCH_IDLE_WAIT  seconds a run may wait for the other processes to calm down
+#                  (default 120; 0 = never wait): before each run the CPUs are sampled
+#                  for a second and the run starts once others use < 15% of them
 #   PYTHON         the interpreter with torch (default: python3, then /usr/bin/python3)
 #   TG_FASHION_MNIST_DIR  the IDX files (default /usr/share/datasets/fashion-mnist)
 set -u
@@ -40,6 +43,32 @@ if [ -z "$bdir" ]; then
 fi
 
 say() { printf '%s\n' "$*"; }
+
+# Fraction of all CPUs busy over one second (from /proc/stat), e.g. 0.03.
+busy_fraction() {
+    a=$(sed -n 's/^cpu  *//p' /proc/stat 2>/dev/null)
+    sleep 1
+    b=$(sed -n 's/^cpu  *//p' /proc/stat 2>/dev/null)
+    [ -n "$a" ] && [ -n "$b" ] || { echo 0; return; }
+    printf '%s\n%s\n' "$a" "$b" | awk '
+        { idle[NR] = $4 + $5; tot[NR] = 0; for (i = 1; i <= NF; i++) tot[NR] += $i }
+        END { d = tot[2] - tot[1]; printf "%.2f\n", (d > 0 ? 1 - (idle[2] - idle[1]) / d : 0) }'
+}
+
+# Waits up to BENCH_IDLE_WAIT seconds for a quiet machine; prints the busy fraction
+# seen last.
+wait_idle() {
+    waited=0
+    while :; do
+        f=$(busy_fraction)
+        if awk -v f="$f" 'BEGIN { exit !(f < 0.15) }' || [ "$waited" -ge "${BENCH_IDLE_WAIT:-120}" ]; then
+            echo "$f"
+            return
+        fi
+        sleep 4
+        waited=$((waited + 5))
+    done
+}
 
 if [ ! -x "$bdir/benchmarks/train_libtensor" ] || [ ! -x "$bdir/benchmarks/direct_dnnl" ]; then
     say "bench: benchmarks/train_libtensor and direct_dnnl are not built (make bench builds them); nothing measured"
@@ -87,7 +116,8 @@ mode="$steps timed steps after $warmup warm-up steps"
 
 raw=$(mktemp "${TMPDIR:-/tmp}/bench.XXXXXX") || exit 0
 log=$(mktemp "${TMPDIR:-/tmp}/bench-log.XXXXXX") || exit 0
-trap 'rm -f "$raw" "$log"' EXIT INT TERM
+trap 'rm -f "$raw" "$log"' EXIT
+trap 'exit 130' INT TERM
 
 say "bench: $cpu, $ncpu CPUs ($isa); load average $load0"
 say "bench: $mode, $reps runs per configuration (medians), batches: $batches, threads: $threads_list"
@@ -110,6 +140,8 @@ while [ "$r" -le "$reps" ]; do
                 torch) set -- "$python" "$here/torch_cnn.py" ;;
                 torch_ftz) set -- "$python" "$here/torch_cnn.py" --ftz ;;
                 esac
+                busy=0
+                [ "${BENCH_IDLE_WAIT:-120}" -gt 0 ] 2>/dev/null && busy=$(wait_idle)
                 # shellcheck disable=SC2086 # args are words
                 OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$@" $args >"$log" 2>&1
                 st=$?
@@ -121,10 +153,10 @@ while [ "$r" -le "$reps" ]; do
                 fi
                 [ "$impl" = torch ] && [ -z "${torch_blas:-}" ] &&
                     torch_blas=$(sed -n 's/^torch [^;]*; //p' "$log" | head -n 1)
-                printf 'RESULT run=%s %s\n' "$r" "${line#RESULT }" >>"$raw"
+                printf 'RESULT run=%s others_busy=%s %s\n' "$r" "$busy" "${line#RESULT }" >>"$raw"
                 say "  run $r: $(say "$line" | awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                    printf "%-12s batch %4s threads %s: %8.3f ms/step %9.0f img/s, inference %8.0f img/s, acc %.3f, peak RSS %6.1f MB",
-                        v["impl"], v["batch"], v["threads"], v["ms_step"], v["img_s"], v["infer_img_s"], v["test_acc"], v["rss_mb"] }')"
+                    printf "%-13s batch %4s threads %s: %8.3f ms/step %9.0f img/s, inference %8.0f img/s, acc %.3f, peak RSS %6.1f MB",
+                        v["impl"], v["batch"], v["threads"], v["ms_step"], v["img_s"], v["infer_img_s"], v["test_acc"], v["rss_mb"] }')${busy:+ (others busy: $busy)}"
             done
         done
     done
@@ -245,6 +277,14 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say "Page faults per step count every newly touched page (any allocator, oneDNN's"
     say "included); weight reorders per step are expected while training (Adam changes the"
     say "weights every step) and should be 0 in inference after the first batch."
+    say ""
+    say "<details><summary>Every run (the programs' RESULT lines; others_busy: the share of"
+    say "the CPUs other processes used in the second before the run)</summary>"
+    say ""
+    say '```'
+    cat "$raw"
+    say '```'
+    say "</details>"
 } >"$results.tmp" && mv "$results.tmp" "$results"
 
 say ""
