@@ -184,6 +184,9 @@ tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, struct t
     double fan_in, fan_out;
     if (fans("tg_he_normal", ndim, shape, &fan_in, &fan_out) != TG_OK)
         return NULL;
-    double p[2] = {0.0, fan_in > 0 ? sqrt(2.0 / fan_in) : 0.0};
+    /* Keras (VarianceScaling, truncated_normal) divides by the standard deviation
+     * of a unit normal truncated at +-2, 0.8796..., so the samples' own standard
+     * deviation is sqrt(2 / fan_in). */
+    double p[2] = {0.0, fan_in > 0 ? sqrt(2.0 / fan_in) / 0.87962566103423978 : 0.0};
     return random_tensor("tg_he_normal", dtype, ndim, shape, rng, sample_truncated, p);
 }

@@ -74,7 +74,8 @@ tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double
  * multiplied by the receptive field size prod(k...). */
 tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape,
                              struct tg_rng *rng);
-/* Keras's he_normal: truncated normal (|z| < 2 sigma), sigma = sqrt(2 / fan_in). */
+/* Keras's he_normal: a normal truncated at 2 sigma, sigma = sqrt(2 / fan_in) / 0.8796
+ * so that the samples' standard deviation is sqrt(2 / fan_in). */
 tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, struct tg_rng *rng);
 
 /* ---- reference counting ---- */

@@ -1158,9 +1158,10 @@ START_TEST(test_random_tensors)
     for (int64_t i = 0; i < 10000; i++)
         gmax = fmax(gmax, fabs(at(g2, i)));
     ck_assert(gmax <= sqrt(6.0 / 1010) && gmax > 0.99 * sqrt(6.0 / 1010));
-    /* he_normal: sigma = sqrt(2 / fan_in), truncated at 2 sigma */
+    /* he_normal as Keras: truncated at 2 sigma, sigma = sqrt(2 / fan_in) / 0.8796,
+     * so the samples' standard deviation is sqrt(2 / fan_in) */
     tg_tensor *h = tg_he_normal(TG_F64, TG_SHAPE(100, 50, 2), &r);
-    double sigma = sqrt(2.0 / 100), hmax = 0, hsq = 0;
+    double sigma = sqrt(2.0 / 100) / 0.87962566103423978, hmax = 0, hsq = 0;
     for (int64_t i = 0; i < 10000; i++) {
         double v = at(h, i);
         hmax = fmax(hmax, fabs(v));
