@@ -204,7 +204,7 @@ size_t tg_dnnl_scratchpad_capacity(void);
 
 /* Whether convolutions may choose blocked layouts (format_tag any, reordered at
  * the edges) instead of plain NCHW / OIHW. On unless the environment says
- * TG_DNNL_LAYOUT=plain (read once; apps/bench compares both). Inner products
+ * TG_DNNL_LAYOUT=plain (read once; benchmarks/op_overhead compares both). Inner products
  * always run plain (ops/dense.c says why). */
 bool tg_dnnl_blocked_layouts(void);
 /* Overrides that choice (tests run both); returns the previous one. Primitives of

@@ -1,4 +1,4 @@
-/* apps/bench.c -- what the framework costs on top of oneDNN.
+/* benchmarks/op_overhead.c -- what the framework costs on top of oneDNN.
  *
  * For the tutorial network's shapes at batch 32 and 128 it times every op's
  * forward and backward twice: through libtensor (allocation, scopes, the tape,
@@ -7,8 +7,8 @@
  * medians and their ratio, the layout policy comparison (plain vs blocked), and a
  * whole training step. It only measures: it never fails.
  *
- *   apps/bench [--reps N] [--batch N]...      (make bench builds and runs it)
- *   TG_DNNL_LAYOUT=plain apps/bench           the framework with plain layouts
+ *   benchmarks/op_overhead [--reps N] [--batch N]...      (make bench builds and runs it)
+ *   TG_DNNL_LAYOUT=plain benchmarks/op_overhead           the framework with plain layouts
  *
  * It includes oneDNN for the direct baseline; the framework side uses libtensor.h. */
 #include <oneapi/dnnl/dnnl.h>
