@@ -281,7 +281,7 @@ typedef struct net {
     prim conv_bw, relu1_b, pool_b, ip1_bd, ip1_bw, relu2_b, ip2_bd, ip2_bw;
     buf x, c1, p1, ws, h1, logits;                      /* activations (relus in place) */
     buf dlogits, dh1, dp1, dc1;                         /* gradients */
-    float *mask;                                        /* dropout multipliers */
+    uint64_t dropout_key;                               /* this step's mask (see dropout) */
     int32_t *y;
     /* weights in another layout than the parameters' (inference only, if oneDNN
      * insists): a reordered copy made once per pass */
@@ -463,7 +463,6 @@ static void params_make(params *pp, const net *nt, uint64_t seed)
  * the forward activation. */
 static void net_backward_make(net *nt, const params *pp)
 {
-    int64_t n = nt->n;
     dnnl_memory_desc_t b_md;
     dnnl_dims_t s1 = {1, 1}, p0 = {0, 0}, s2 = {2, 2}, k2 = {2, 2}, dil = {0, 0};
 
@@ -521,7 +520,6 @@ static void net_backward_make(net *nt, const params *pp)
     buf_new(&nt->dh1, &nt->h1_md);
     buf_new(&nt->dp1, &nt->p1_md);
     buf_new(&nt->dc1, &nt->c1_md);
-    nt->mask = xalloc((size_t)n * FEAT * sizeof(float));
 }
 
 /* An inference net whose weights layout differs from the parameters' gets a
@@ -545,6 +543,38 @@ static const buf *weights_of(const net *nt, const params *pp, int i)
 
 /* ================================================================ one step */
 
+/* Inverted dropout 0.25 in place on n values (a multiple of 32), in whatever
+ * layout they are: an elementwise mask does not care. The mask is a counter-based
+ * hash of (key, block): 64 bits for 32 values, 2 bits each, dropped when both are
+ * 0 (probability 1/4). Each byte of the hash picks a row of 4 multipliers (0 or
+ * 1/0.75) from a table, so the loop is 8 short vector multiplies per hash; it runs
+ * in parallel, and the backward pass regenerates the same mask instead of storing
+ * and reading one. */
+_Static_assert(FEAT % 32 == 0, "dropout works on blocks of 32 values");
+static float drop_table[256][4];
+
+static void dropout_table_init(void)
+{
+    for (int b = 0; b < 256; b++)
+        for (int j = 0; j < 4; j++)
+            drop_table[b][j] = ((b >> (2 * j)) & 3) ? 1.0f / 0.75f : 0.0f;
+}
+
+static void dropout(float *p, int64_t n, uint64_t key)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < n / 32; blk++) {
+        uint64_t c = key + (uint64_t)blk;
+        uint64_t h = splitmix(&c);
+        float *q = p + 32 * blk;
+        for (int b = 0; b < 8; b++) {
+            const float *t = drop_table[(h >> (8 * b)) & 0xff];
+            for (int j = 0; j < 4; j++)
+                q[4 * b + j] *= t[j];
+        }
+    }
+}
+
 static void forward(net *nt, const params *pp)
 {
     exec(&nt->conv, 4, (arg[]){{DNNL_ARG_SRC, &nt->x}, {DNNL_ARG_WEIGHTS, weights_of(nt, pp, W0)},
@@ -557,26 +587,10 @@ static void forward(net *nt, const params *pp)
     else
         exec(&nt->pool, 2, (arg[]){{DNNL_ARG_SRC, &nt->c1}, {DNNL_ARG_DST, &nt->p1}});
     if (nt->train) {
-        /* inverted dropout 0.25 in place, in whatever layout the pool wrote: an
-         * elementwise mask does not care. A counter-based hash gives each 4
-         * elements 64 random bits, so the loop runs in parallel and reproducibly. */
-        CK(dnnl_stream_wait(strm));
         static uint64_t dropout_calls;
-        uint64_t key = 0x5eed0000ull + dropout_calls++ * 0x100000000ull;
-        int64_t quads = nt->n * FEAT / 4;
-        float *p = nt->p1.p, *mk = nt->mask;
-        const float keep = 1.0f / 0.75f;
-        #pragma omp parallel for schedule(static)
-        for (int64_t q = 0; q < quads; q++) {
-            uint64_t c = key + (uint64_t)q;
-            uint64_t h = splitmix(&c);
-            for (int j = 0; j < 4; j++) {
-                /* 16 bits per element: keep when u >= 0.25 */
-                float m = ((h >> (16 * j)) & 0xffff) >= 16384 ? keep : 0.0f;
-                mk[4 * q + j] = m;
-                p[4 * q + j] *= m;
-            }
-        }
+        CK(dnnl_stream_wait(strm));
+        nt->dropout_key = 0x5eed0000ull + dropout_calls++ * 0x100000000ull;
+        dropout(nt->p1.p, nt->n * FEAT, nt->dropout_key);
     }
     exec(&nt->ip1, 4, (arg[]){{DNNL_ARG_SRC, &nt->p1}, {DNNL_ARG_WEIGHTS, weights_of(nt, pp, W1)},
                               {DNNL_ARG_BIAS, &pp->w[B1]}, {DNNL_ARG_DST, &nt->h1}});
@@ -626,12 +640,7 @@ static void backward(net *nt, params *pp)
     exec(&nt->ip1_bd, 3, (arg[]){{DNNL_ARG_DIFF_DST, &nt->dh1}, {DNNL_ARG_WEIGHTS, &pp->w[W1]},
                                  {DNNL_ARG_DIFF_SRC, &nt->dp1}});
     CK(dnnl_stream_wait(strm));
-    int64_t total = nt->n * FEAT;
-    float *d = nt->dp1.p;
-    const float *mk = nt->mask;
-    #pragma omp parallel for simd schedule(static)
-    for (int64_t k = 0; k < total; k++)
-        d[k] *= mk[k];
+    dropout(nt->dp1.p, nt->n * FEAT, nt->dropout_key); /* the same mask again */
     exec(&nt->pool_b, 3, (arg[]){{DNNL_ARG_DIFF_DST, &nt->dp1}, {DNNL_ARG_DIFF_SRC, &nt->dc1},
                                  {DNNL_ARG_WORKSPACE, &nt->ws}});
     exec(&nt->relu1_b, 3, (arg[]){{DNNL_ARG_DST, &nt->c1}, {DNNL_ARG_DIFF_DST, &nt->dc1},
@@ -781,6 +790,7 @@ int main(int argc, char **argv)
     if (epoch_mode)
         steps = per_epoch;
 
+    dropout_table_init();
     CK(dnnl_engine_create(&eng, dnnl_cpu, 0));
     CK(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags));
     CK(dnnl_primitive_attr_create(&attr));
