@@ -49,7 +49,10 @@ busy_fraction() {
     a=$(sed -n 's/^cpu  *//p' /proc/stat 2>/dev/null)
     sleep 1
     b=$(sed -n 's/^cpu  *//p' /proc/stat 2>/dev/null)
-    [ -n "$a" ] && [ -n "$b" ] || { echo 0; return; }
+    if [ -z "$a" ] || [ -z "$b" ]; then
+        echo 0
+        return
+    fi
     printf '%s\n%s\n' "$a" "$b" | awk '
         { idle[NR] = $4 + $5; tot[NR] = 0; for (i = 1; i <= NF; i++) tot[NR] += $i }
         END { d = tot[2] - tot[1]; printf "%.2f\n", (d > 0 ? 1 - (idle[2] - idle[1]) / d : 0) }'
