@@ -15,7 +15,8 @@
 #   BENCH_BATCHES  default "32 128";  BENCH_THREADS  default "1 2"
 #   BENCH_EXTRA    more variants to time beside the three (not used in the ratios):
 #                  direct_fused (ReLU as conv/dense post-ops), direct_noftz (the
-#                  floor without flush-to-zero), libtensor_ftz, torch_ftz (with it)
+#                  floor without flush-to-zero), libtensor_noftz (the library with
+#                  tg_set_flush_denormals(false)), torch_ftz (PyTorch with it)
 #   BENCH_MEMCHECK_EPOCHS=N  also train libtensor N whole epochs (batch 128, the
 #                  last thread count) and report resident memory per epoch (flat?)
 #   BENCH_BUILDDIR where benchmarks/direct_dnnl and train_libtensor are built
@@ -94,7 +95,7 @@ impls="direct libtensor"
 extra=
 for x in ${BENCH_EXTRA:-}; do
     case $x in
-    direct_fused|direct_noftz|libtensor_ftz) extra="$extra $x" ;;
+    direct_fused|direct_noftz|libtensor_noftz) extra="$extra $x" ;;
     torch_ftz) [ -n "$python" ] && extra="$extra $x" ;;
     *) say "bench: unknown BENCH_EXTRA variant $x (ignored)" ;;
     esac
@@ -139,7 +140,7 @@ while [ "$r" -le "$reps" ]; do
                 direct_fused) set -- "$bdir/benchmarks/direct_dnnl" --fuse ;;
                 direct_noftz) set -- "$bdir/benchmarks/direct_dnnl" --no-ftz ;;
                 libtensor) set -- "$bdir/benchmarks/train_libtensor" ;;
-                libtensor_ftz) set -- "$bdir/benchmarks/train_libtensor" --ftz ;;
+                libtensor_noftz) set -- "$bdir/benchmarks/train_libtensor" --no-ftz ;;
                 torch) set -- "$python" "$here/torch_cnn.py" ;;
                 torch_ftz) set -- "$python" "$here/torch_cnn.py" --ftz ;;
                 esac
@@ -273,8 +274,8 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say "$report"
     say ""
     [ -n "$memcheck" ] && say "Memory over whole epochs (libtensor): $memcheck" && say ""
-    say "The floor (direct) runs with flush-to-zero; libtensor and PyTorch run as they come"
-    say "(*_ftz variants set it). It matters only after several hundred steps, when Adam's"
+    say "The floor (direct) and libtensor (by default, tg_set_flush_denormals) flush denormals"
+    say "to zero; PyTorch runs as it comes (torch_ftz sets it). It matters only after several hundred steps, when Adam's"
     say "moments start to underflow: BENCH_WARMUP=1000 measures that steady state."
     say ""
     say "Page faults per step count every newly touched page (any allocator, oneDNN's"

@@ -7,12 +7,12 @@
  * reorders, page faults).
  *
  *   train_libtensor [--batch N] [--steps N|0] [--warmup N] [--threads N]
- *                   [--data DIR] [--seed S] [--no-infer] [--epochs N] [--ftz]
+ *                   [--data DIR] [--seed S] [--no-infer] [--epochs N] [--no-ftz]
  *
  * --steps 0 trains one epoch of full batches. --epochs N trains N whole epochs
- * instead and prints the resident memory after each (is memory flat?). --ftz sets
- * flush-to-zero in this program's threads, which the library does not do (yet):
- * it shows what denormals in Adam's moments cost once training has run a while. */
+ * instead and prints the resident memory after each (is memory flat?). --no-ftz
+ * turns the library's denormal flushing off (tg_set_flush_denormals): it shows
+ * what denormals in Adam's moments cost once training has run a while. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +21,6 @@
 #include <unistd.h>
 
 #include "libtensor.h"
-
-#if defined(__x86_64__)
-#include <pmmintrin.h>
-#define HAVE_FTZ 1
-#endif
 
 static double now_s(void)
 {
@@ -68,21 +63,6 @@ static double rss_now_mb(void)
         fclose(f);
     }
     return pages_res < 0 ? -1 : (double)pages_res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
-/* Flush-to-zero and denormals-are-zero on this thread and every OpenMP thread
- * (the library's threads are OpenMP's). */
-static void set_ftz(void)
-{
-#ifdef HAVE_FTZ
-    #pragma omp parallel
-    {
-        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
-    }
-    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
-#endif
 }
 
 static int fail(const char *what)
@@ -130,7 +110,7 @@ int main(int argc, char **argv)
     int64_t batch = 32, steps = 300, warmup = 5, epochs = 0;
     int threads = 0;
     uint64_t seed = 42;
-    bool infer = true, ftz = false;
+    bool infer = true, ftz = true;
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -150,11 +130,11 @@ int main(int argc, char **argv)
             epochs = atoll(argv[++i]);
         else if (strcmp(a, "--no-infer") == 0)
             infer = false;
-        else if (strcmp(a, "--ftz") == 0)
-            ftz = true;
+        else if (strcmp(a, "--no-ftz") == 0)
+            ftz = false;
         else {
             fprintf(stderr, "usage: %s [--batch N] [--steps N|0] [--warmup N] [--threads N] "
-                    "[--data DIR] [--seed S] [--no-infer] [--epochs N] [--ftz]\n", argv[0]);
+                    "[--data DIR] [--seed S] [--no-infer] [--epochs N] [--no-ftz]\n", argv[0]);
             return 2;
         }
     }
@@ -165,8 +145,8 @@ int main(int argc, char **argv)
     if (threads > 0 && tg_set_num_threads(threads) != TG_OK)
         return fail("threads");
     threads = tg_get_num_threads();
-    if (ftz)
-        set_ftz();
+    if (!ftz && tg_set_flush_denormals(false) != TG_OK)
+        return fail("tg_set_flush_denormals");
 
     tg_dataset train = {0}, test = {0};
     if (tg_fashion_mnist_load(&train, dir, TG_SPLIT_TRAIN, NULL) != TG_OK)
@@ -324,7 +304,7 @@ int main(int argc, char **argv)
            "allocs_per_step=%.3f faults_after_first_per_step=%.2f weight_reorders_per_step=%.3f "
            "cache_misses_after_first=%llu storage_peak_mb=%.1f "
            "infer_prims=%llu infer_weight_reorders=%llu infer_allocs=%llu\n",
-           ftz ? "libtensor_ftz" : "libtensor", (long long)batch, threads, (long long)steps,
+           ftz ? "libtensor" : "libtensor_noftz", (long long)batch, threads, (long long)steps,
            epoch_mode, t_train, ms_step,
            med_step * 1e3, steps ? (double)(steps * batch) / t_train : 0,
            ms_step * 1e-3 * 60000.0 / (double)batch, steps ? loss_sum / (double)steps : 0, t_inf,

@@ -1,17 +1,99 @@
-/* libtensor/runtime.c -- the thread-count knob and the library version.
+/* libtensor/runtime.c -- the thread-count knob, denormal flushing and the
+ * library version.
  *
  * oneDNN and the framework's own loops share one OpenMP runtime, so setting its
- * thread count here governs both. */
+ * thread count here governs both. The floating-point mode is per thread, so it
+ * is set inside a parallel region that reaches every thread of the team. */
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#define HAVE_MXCSR 1
+#endif
 
 #include "config.h"
 #include "libtensor/tensor_impl.h"
+
+#ifdef HAVE_MXCSR
+#define MXCSR_DAZ 0x0040u /* denormal inputs read as zero */
+#define MXCSR_FTZ 0x8000u /* denormal results written as zero */
+#endif
+
+/* What the user (or the default) asked for; applied to each team thread. */
+static atomic_bool want_flush;
+static atomic_bool default_applied;
+
+static void set_this_thread(bool on)
+{
+#ifdef HAVE_MXCSR
+    unsigned csr = _mm_getcsr();
+    csr = on ? (csr | MXCSR_DAZ | MXCSR_FTZ) : (csr & ~(MXCSR_DAZ | MXCSR_FTZ));
+    _mm_setcsr(csr);
+#else
+    (void)on;
+#endif
+}
+
+/* The calling thread, then every thread of a team as large as the next
+ * parallel region will use (one region; idle threads of a smaller team keep
+ * their old mode but will not compute until a larger team is asked for, and
+ * then tg_set_num_threads re-applies). */
+static void apply_everywhere(bool on)
+{
+    set_this_thread(on);
+    if (omp_in_parallel())
+        return; /* a nested call would only reach a one-thread team */
+    #pragma omp parallel
+    set_this_thread(on);
+}
+
+tg_status tg_set_flush_denormals(bool on)
+{
+#ifndef HAVE_MXCSR
+    if (on)
+        return tg_error(TG_ERR_UNSUPPORTED,
+                        "tg_set_flush_denormals: this CPU has no flush-to-zero control "
+                        "that libtensor knows (only x86 SSE2 is supported)");
+#endif
+    atomic_store(&want_flush, on);
+    atomic_store(&default_applied, true); /* an explicit choice replaces the default */
+    apply_everywhere(on);
+    return TG_OK;
+}
+
+bool tg_get_flush_denormals(void)
+{
+#ifdef HAVE_MXCSR
+    return (_mm_getcsr() & (MXCSR_DAZ | MXCSR_FTZ)) == (MXCSR_DAZ | MXCSR_FTZ);
+#else
+    return false;
+#endif
+}
+
+void tg_runtime_first_compute(void)
+{
+    if (atomic_load(&default_applied) || atomic_exchange(&default_applied, true))
+        return;
+    const char *env = getenv("TG_FLUSH_DENORMALS");
+    bool on = !(env && strcmp(env, "0") == 0);
+#ifndef HAVE_MXCSR
+    on = false;
+#endif
+    atomic_store(&want_flush, on);
+    if (on)
+        apply_everywhere(true);
+}
 
 tg_status tg_set_num_threads(int n)
 {
     if (n < 1)
         return tg_error(TG_ERR_ARG, "tg_set_num_threads: n must be >= 1, got %d", n);
     omp_set_num_threads(n);
+    /* A larger team may start threads that predate the mode; set it on all. */
+    if (atomic_load(&default_applied))
+        apply_everywhere(atomic_load(&want_flush));
     return TG_OK;
 }
 

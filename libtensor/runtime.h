@@ -5,6 +5,7 @@
 #ifndef TG_RUNTIME_H
 #define TG_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,29 @@ extern "C" {
 /* n >= 1; returns TG_ERR_ARG otherwise. The default honours OMP_NUM_THREADS. */
 tg_status tg_set_num_threads(int n);
 int tg_get_num_threads(void);
+
+/* Flush-to-zero and denormals-are-zero (x86 MXCSR FTZ and DAZ bits).
+ *
+ * Numbers below 1.2e-38 (f32) make x86 arithmetic take a microcode assist of
+ * about a hundred cycles per operation. Training produces them: Adam's moments
+ * of parameters that get no gradient for a while decay into that range, and
+ * then every optimizer step and every kernel that touches them runs 2-3x slower
+ * (docs/performance.md, *Denormals*). With flushing on, such results and inputs
+ * count as zero, which changes no result a network can notice.
+ *
+ * On by default (as TensorFlow does; PyTorch's torch.set_flush_denormal is the
+ * same switch, off by default there): the library turns it on the first time it
+ * computes (the oneDNN engine is created, or an optimizer steps), unless the
+ * environment variable TG_FLUSH_DENORMALS is "0". The setting is per thread;
+ * the library applies it to the calling thread and to every thread of the
+ * OpenMP team (threads created later inherit it from the thread that creates
+ * them), so call it from the thread that runs the model. Turning it off
+ * restores IEEE gradual underflow the same way. Returns TG_ERR_UNSUPPORTED,
+ * changing nothing, when asked to turn it on on a CPU without these bits (non-x86
+ * builds); turning it off always succeeds. */
+tg_status tg_set_flush_denormals(bool on);
+/* Whether the calling thread flushes denormals now. */
+bool tg_get_flush_denormals(void);
 
 /* Objects alive now: tensors, storages and autodiff nodes. Tests assert it
  * returns to its starting value. */

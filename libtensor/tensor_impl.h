@@ -66,6 +66,12 @@ tg_status tg_null_arg(const char *fn, const char *arg);
  * when a new storage reuses a freed one's address. */
 uint64_t tg_version_next(void);
 
+/* Called where the library starts computing (oneDNN engine creation, an
+ * optimizer's creation): applies the default floating-point mode (denormal
+ * flushing, libtensor/runtime.h) once per process. Cheap after the first call;
+ * not to be called inside a parallel region. */
+void tg_runtime_first_compute(void);
+
 /* ---- allocation: aligned, counted ---- */
 #define TG_ALIGN 64
 void *tg_alloc_aligned(size_t nbytes); /* NULL (and TG_ERR_NOMEM set) on failure */

@@ -243,6 +243,7 @@ static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *cons
         return tg_null_arg(fn, "params"), NULL;
     if (check_hp(fn, ty, hp) != TG_OK)
         return NULL;
+    tg_runtime_first_compute(); /* denormal flushing before the first step */
     for (size_t i = 0; i < n; i++) {
         tg_tensor *p = params[i];
         if (!p)

@@ -61,6 +61,7 @@ static void init_glue(void)
     const char *layout = getenv("TG_DNNL_LAYOUT");
     blocked_layouts = !(layout && strcmp(layout, "plain") == 0);
 
+    tg_runtime_first_compute();
     init_step = "dnnl_engine_create";
     init_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
     if (init_status != dnnl_success)

@@ -185,6 +185,47 @@ END_TEST
 
 /* ---------------------------------------------------------------- scalar and unary */
 
+/* Denormal flushing reaches every thread that computes: a tensor of denormals
+ * times 1 reads as zeros (DAZ) with flushing on and is unchanged with it off,
+ * over enough elements that both threads of a 2-thread team take a share. */
+START_TEST(flush_denormals)
+{
+    tg_scope *s = tg_scope_push();
+    int threads = tg_get_num_threads();
+    bool was = tg_get_flush_denormals();
+    ck_assert_int_eq(tg_set_num_threads(2), TG_OK);
+    enum { N = 1 << 16 };
+    tg_tensor *x = tg_empty(TG_F32, TG_SHAPE(N));
+    float *xd = tg_tensor_data(x);
+    for (int i = 0; i < N; i++)
+        xd[i] = 1e-39f * (float)(1 + i % 7); /* below FLT_MIN: denormal */
+    ck_assert(xd[5] != 0.0f);
+
+    ck_assert_int_eq(tg_set_flush_denormals(true), TG_OK);
+    ck_assert(tg_get_flush_denormals());
+    tg_tensor *y = tg_mul_scalar(x, 1.0);
+    tg_tensor *z = tg_mul(x, tg_ones(TG_F32, TG_SHAPE(N)));
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(at(y, i) == 0.0, "mul_scalar: element %d = %g kept its denormal", i, at(y, i));
+        ck_assert_msg(at(z, i) == 0.0, "mul: element %d = %g kept its denormal", i, at(z, i));
+    }
+
+    ck_assert_int_eq(tg_set_flush_denormals(false), TG_OK);
+    ck_assert(!tg_get_flush_denormals());
+    y = tg_mul_scalar(x, 1.0);
+    z = tg_mul(x, tg_ones(TG_F32, TG_SHAPE(N)));
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(at(y, i) == xd[i], "mul_scalar: element %d = %g, expected %g", i, at(y, i),
+                      (double)xd[i]);
+        ck_assert_msg(at(z, i) == xd[i], "mul: element %d = %g, expected %g", i, at(z, i),
+                      (double)xd[i]);
+    }
+    ck_assert_int_eq(tg_set_flush_denormals(was), TG_OK);
+    ck_assert_int_eq(tg_set_num_threads(threads), TG_OK);
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(scalar_ops)
 {
     tg_dtype dt = float_dtypes[_i];
@@ -1229,6 +1270,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, recording_rules);
     tcase_add_test(tc, unscoped_results_and_saved_views);
     tcase_add_test(tc, null_inputs);
+    tcase_add_test(tc, flush_denormals);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("edge shapes");
