@@ -29,7 +29,7 @@ static bool is_float(const tg_tensor *t)
 
 static double elem_at(const tg_tensor *t, int64_t off)
 {
-    const char *p = (const char *)t->storage->data + off * (int64_t)tg_dtype_size(t->dtype);
+    const char *p = (const char *)tg_storage_data(t->storage) + off * (int64_t)tg_dtype_size(t->dtype);
     double v = 0;
     tg_convert(&v, TG_F64, p, t->dtype, 1);
     return v;
@@ -39,7 +39,7 @@ static int format_value(const printer *pr, char *buf, size_t n, int64_t off)
 {
     const tg_tensor *t = pr->t;
     if (t->dtype == TG_I64) {
-        const int64_t *p = (const int64_t *)t->storage->data + off;
+        const int64_t *p = (const int64_t *)tg_storage_data(t->storage) + off;
         return snprintf(buf, n, "%lld", (long long)*p);
     }
     double v = elem_at(t, off);

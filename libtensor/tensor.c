@@ -124,6 +124,7 @@ static tg_storage *storage_new(size_t nbytes)
     s->nbytes = nbytes;
     s->owns_data = true;
     s->version = tg_version_next();
+    s->alt = NULL;
     tg_live_objects_add(1);
     return s;
 }
@@ -132,6 +133,8 @@ static void storage_release(tg_storage *s)
 {
     if (!s || --s->refcount > 0)
         return;
+    if (s->alt)
+        s->alt->free(s->alt);
     if (s->owns_data)
         tg_free_aligned(s->data, s->nbytes);
     free(s);
@@ -227,6 +230,7 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
     s->nbytes = (size_t)numel * dtype_sizes[dtype];
     s->owns_data = false;
     s->version = tg_version_next();
+    s->alt = NULL;
     tg_live_objects_add(1);
     t->storage = s;
     return tg_scoped(t);
@@ -357,9 +361,10 @@ void *tg_tensor_data(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_data", "t"), NULL;
-    if (!t->storage->data) /* an empty tg_wrap of NULL: no arithmetic on NULL */
+    void *data = tg_storage_data(t->storage);
+    if (!data) /* an empty tg_wrap of NULL: no arithmetic on NULL */
         return NULL;
-    return (char *)t->storage->data + t->offset * (int64_t)dtype_sizes[t->dtype];
+    return (char *)data + t->offset * (int64_t)dtype_sizes[t->dtype];
 }
 
 static _Atomic uint64_t version_clock = 1;
@@ -480,13 +485,13 @@ static int64_t flat_offset(const tg_tensor *t, int64_t i)
 
 double tg_get_flat(const tg_tensor *t, int64_t i)
 {
-    const char *base = t->storage->data;
+    const char *base = tg_storage_data(t->storage);
     return load_elem(base + flat_offset(t, i) * (int64_t)dtype_sizes[t->dtype], t->dtype);
 }
 
 void tg_set_flat(tg_tensor *t, int64_t i, double v)
 {
-    char *base = t->storage->data;
+    char *base = tg_storage_data(t->storage);
     store_elem(base + flat_offset(t, i) * (int64_t)dtype_sizes[t->dtype], t->dtype, v);
 }
 
@@ -584,7 +589,7 @@ double tg_get(const tg_tensor *t, const int64_t *index)
     int64_t off = index_offset("tg_get", t, index);
     if (off < 0)
         return NAN;
-    return load_elem((const char *)t->storage->data + off * (int64_t)dtype_sizes[t->dtype],
+    return load_elem((const char *)tg_storage_data(t->storage) + off * (int64_t)dtype_sizes[t->dtype],
                      t->dtype);
 }
 
@@ -597,7 +602,7 @@ tg_status tg_set(tg_tensor *t, const int64_t *index, double value)
     int64_t off = index_offset("tg_set", t, index);
     if (off < 0)
         return tg_last_status();
-    store_elem((char *)t->storage->data + off * (int64_t)dtype_sizes[t->dtype], t->dtype, value);
+    store_elem((char *)tg_storage_data(t->storage) + off * (int64_t)dtype_sizes[t->dtype], t->dtype, value);
     t->storage->version = tg_version_next();
     return TG_OK;
 }

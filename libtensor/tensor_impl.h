@@ -27,13 +27,39 @@ static inline void tg_refobj_release(tg_refobj *o)
         o->destroy(o);
 }
 
+struct tg_storage;
+
+/* A storage's contents held in a backend's own memory layout instead of the
+ * plain strided one (ops/dnnl.c: a oneDNN blocked format such as nChw16c, kept
+ * between conv, ReLU and pooling so no reorder runs between them). libtensor
+ * knows nothing of the layout: whoever reads the plain data (tg_storage_data,
+ * so tg_tensor_data and every element accessor) first calls settle, which
+ * writes the plain buffer from buf and then frees this record. So a pending
+ * layout is never visible: the first plain access, read or write, ends it. */
+typedef struct tg_alt_layout {
+    void *buf;                                 /* the data in the backend's layout */
+    /* Writes s->data from s->alt, frees s->alt and sets it to NULL; on failure
+     * sets the last error (and still drops the record). */
+    tg_status (*settle)(struct tg_storage *s);
+    void (*free)(struct tg_alt_layout *a);     /* without settling: the storage dies */
+} tg_alt_layout;
+
 typedef struct tg_storage {
     int64_t refcount;
-    void *data;        /* 64-byte aligned unless wrapped */
+    void *data;        /* 64-byte aligned unless wrapped; stale while alt is set */
     size_t nbytes;
     bool owns_data;    /* false for tg_wrap'ed caller buffers */
     uint64_t version;  /* a fresh tg_version_next() on creation and every write */
+    tg_alt_layout *alt; /* NULL, or the authoritative copy in a backend layout */
 } tg_storage;
+
+/* The plain data of s (settling a pending backend layout first). */
+static inline void *tg_storage_data(tg_storage *s)
+{
+    if (s->alt)
+        s->alt->settle(s);
+    return s->data;
+}
 
 struct tg_tensor {
     int64_t refcount;

@@ -265,7 +265,7 @@ tg_tensor *tg_tensor_unsqueeze(tg_tensor *t, int dim)
 
 static char *elem_ptr(const tg_tensor *t)
 {
-    return (char *)t->storage->data + t->offset * (int64_t)tg_dtype_size(t->dtype);
+    return (char *)tg_storage_data(t->storage) + t->offset * (int64_t)tg_dtype_size(t->dtype);
 }
 
 /* Element offsets of the start of row r (all dims but the last) of t. */

@@ -35,7 +35,7 @@ static inline double apply(bin_kind k, double a, double b)
  * strides, so any view works without a copy. */
 #define BIN_REF_LOOP(T)                                                              \
     do {                                                                             \
-        const T *pa = a->storage->data, *pb = b->storage->data;                      \
+        const T *pa = tg_storage_data(a->storage), *pb = tg_storage_data(b->storage);                      \
         T *py = tg_tensor_data(y);                                                   \
         int64_t i = 0;                                                               \
         do py[i++] = (T)apply(k, pa[off[0]], pb[off[1]]);                            \

@@ -144,11 +144,11 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
         memcpy(st[0], g->strides, sizeof st[0]);
         tg_broadcast_strides(out, g->ndim, g->shape, st[1]);
         if (g->dtype == TG_F32) {
-            const float *src = g->storage->data;
+            const float *src = tg_storage_data(g->storage);
             do acc[off[1]] += src[off[0]];
             while (tg_index_next(g->ndim, g->shape, idx, 2, off, st));
         } else {
-            const double *src = g->storage->data;
+            const double *src = tg_storage_data(g->storage);
             do acc[off[1]] += src[off[0]];
             while (tg_index_next(g->ndim, g->shape, idx, 2, off, st));
         }

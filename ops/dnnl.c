@@ -290,7 +290,7 @@ bool tg_dnnl_md_padded(const dnnl_memory_desc_t *md)
 }
 
 /* Everything that distinguishes one layout from another. */
-static void key_add_md(tg_dnnl_key *k, const dnnl_memory_desc_t *md)
+void tg_dnnl_key_add_md(tg_dnnl_key *k, const dnnl_memory_desc_t *md)
 {
     tg_dnnl_key_add(k, md->data_type);
     tg_dnnl_key_add(k, md->format_kind);
@@ -484,8 +484,8 @@ tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
 {
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_REORDER);
-    key_add_md(&k, src_md);
-    key_add_md(&k, dst_md);
+    tg_dnnl_key_add_md(&k, src_md);
+    tg_dnnl_key_add_md(&k, dst_md);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (!e) {
         if (!tg_dnnl_engine(who))
@@ -590,6 +590,99 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
     return slot->buf;
 }
 
+/* ---------------------------------------------------------------- pending layouts */
+
+/* A storage's data in a oneDNN layout (libtensor's tg_alt_layout, extended). */
+typedef struct dnnl_alt {
+    tg_alt_layout base;
+    dnnl_memory_desc_t md;
+    size_t nbytes;
+} dnnl_alt;
+
+static void alt_free(tg_alt_layout *a)
+{
+    dnnl_alt *d = (dnnl_alt *)a;
+    tg_free_aligned(d->base.buf, d->nbytes);
+    free(d);
+}
+
+/* Reorders the pending layout into the plain buffer, then drops it. */
+static tg_status alt_settle(tg_storage *s)
+{
+    tg_dnnl_lock();
+    dnnl_alt *d = (dnnl_alt *)s->alt;
+    tg_status rc = TG_OK;
+    if (d) {
+        dnnl_memory_desc_t plain;
+        tg_dnnl_md_plain(&plain, d->md.ndims, d->md.dims);
+        rc = tg_dnnl_reorder(&d->md, d->base.buf, &plain, s->data, "reading a tensor");
+        s->alt = NULL;
+        alt_free(&d->base);
+        stats.layout_settles++;
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* t reads and writes exactly its storage, from its start, in plain order. */
+static bool whole(const tg_tensor *t)
+{
+    return t->offset == 0 && tg_tensor_is_contiguous(t) &&
+           (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
+}
+
+const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t)
+{
+    tg_alt_layout *a = t ? t->storage->alt : NULL;
+    if (!a || a->settle != alt_settle || !whole(t))
+        return NULL;
+    return &((dnnl_alt *)a)->md;
+}
+
+void *tg_dnnl_alt_buf(const tg_tensor *t)
+{
+    return tg_dnnl_alt_md(t) ? t->storage->alt->buf : NULL;
+}
+
+void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who)
+{
+    if (t->storage->alt || !whole(t) || t->dtype != TG_F32) {
+        tg_error(TG_ERR_STATE, "%s: an output cannot hold a backend layout", who);
+        return NULL;
+    }
+    dnnl_alt *d = malloc(sizeof *d);
+    size_t nbytes = dnnl_memory_desc_get_size(md);
+    void *buf = d ? tg_alloc_aligned(nbytes) : NULL;
+    if (!buf) {
+        free(d);
+        tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte activation", who, nbytes);
+        return NULL;
+    }
+    d->base.buf = buf;
+    d->base.settle = alt_settle;
+    d->base.free = alt_free;
+    d->md = *md;
+    d->nbytes = nbytes;
+    t->storage->alt = &d->base;
+    stats.layouts_kept++;
+    return buf;
+}
+
+bool tg_dnnl_md_dense(const dnnl_memory_desc_t *md, int64_t numel)
+{
+    return md->format_kind == dnnl_blocked && md->offset0 == 0 &&
+           dnnl_memory_desc_get_size(md) == (size_t)numel * sizeof(float);
+}
+
+/* Whether an output is better left in the primitive's layout than reordered
+ * back: an activation-sized blocked layout (not the odd small weights gradient
+ * that the engine reads at once anyway) with nothing pending yet. */
+static bool keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
+{
+    return blocked_layouts && want->format_kind == dnnl_blocked && t->dtype == TG_F32 &&
+           !t->storage->alt && whole(t);
+}
+
 /* ---------------------------------------------------------------- running ops */
 
 tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who)
@@ -606,14 +699,21 @@ tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char 
         if (!io[i].t)
             continue;
         want[i] = dnnl_primitive_desc_query_md(e->pd, io[i].what, io[i].index);
-        void *data = tg_tensor_data(io[i].t);
-        if (io[i].role == TG_DNNL_IN)
-            buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain, data,
-                                                         io[i].slot, who);
+        const dnnl_memory_desc_t *alt = tg_dnnl_alt_md(io[i].t);
+        tg_tensor *t = (tg_tensor *)(uintptr_t)io[i].t; /* OUT tensors are the op's own */
+        if (io[i].role == TG_DNNL_IN && alt && dnnl_memory_desc_equal(want[i], alt))
+            buf[i] = tg_dnnl_alt_buf(io[i].t); /* already in the wanted layout */
+        else if (io[i].role == TG_DNNL_IN)
+            buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain,
+                                                         tg_tensor_data(io[i].t), io[i].slot,
+                                                         who);
         else if (io[i].role == TG_DNNL_WEIGHTS)
             buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i], who);
+        else if (!dnnl_memory_desc_equal(want[i], io[i].plain) && keep_layout(want[i], t))
+            buf[i] = tg_dnnl_alt_attach(t, want[i], who); /* written, never reordered */
         else
-            buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, data, io[i].slot, who);
+            buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_data(io[i].t),
+                                        io[i].slot, who);
         if (!buf[i]) {
             args_destroy(&args);
             return tg_last_status();
@@ -622,7 +722,7 @@ tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char 
     }
     tg_status rc = tg_dnnl_exec(e, &args, who);
     for (int i = 0; rc == TG_OK && i < n; i++)
-        if (io[i].t && io[i].role == TG_DNNL_OUT)
+        if (io[i].t && io[i].role == TG_DNNL_OUT && buf[i] != tg_dnnl_alt_buf(io[i].t))
             rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain, tg_tensor_data(io[i].t),
                                        who);
     return rc;
@@ -856,11 +956,27 @@ tg_status tg_dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
     tg_status rc = TG_ERR_BACKEND;
     tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
     if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, tg_tensor_data(x));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &md, tg_tensor_data(y));
-        rc = tg_dnnl_exec(e, &args, who);
+        /* x in a dense blocked layout (a conv's output): the elements are the
+         * same, only their order differs, so run on that buffer and leave y in
+         * the same layout for the next primitive. */
+        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x);
+        const void *src;
+        void *dst;
+        if (xa && tg_dnnl_md_dense(xa, n) && keep_layout(xa, y)) {
+            src = tg_dnnl_alt_buf(x);
+            dst = tg_dnnl_alt_attach(y, xa, who);
+        } else {
+            src = tg_tensor_data(x);
+            dst = tg_tensor_data(y);
+        }
+        rc = TG_ERR_NOMEM;
+        if (dst) {
+            tg_dnnl_args args;
+            tg_dnnl_args_init(&args);
+            tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
+            tg_dnnl_arg(&args, DNNL_ARG_DST, &md, dst);
+            rc = tg_dnnl_exec(e, &args, who);
+        }
     }
     tg_dnnl_unlock();
     return rc;
@@ -907,12 +1023,29 @@ tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
         }
     }
     if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, tg_tensor_data(x));
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &md, tg_tensor_data(gy));
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &md, tg_tensor_data(gx));
-        rc = tg_dnnl_exec(e, &args, who);
+        /* x and gy in the same dense blocked layout: gx in it too (see forward) */
+        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x), *ga = tg_dnnl_alt_md(gy);
+        const void *src, *diff_dst;
+        void *diff_src;
+        if (xa && ga && dnnl_memory_desc_equal(xa, ga) && tg_dnnl_md_dense(xa, n) &&
+            keep_layout(xa, gx)) {
+            src = tg_dnnl_alt_buf(x);
+            diff_dst = tg_dnnl_alt_buf(gy);
+            diff_src = tg_dnnl_alt_attach(gx, xa, who);
+        } else {
+            src = tg_tensor_data(x);
+            diff_dst = tg_tensor_data(gy);
+            diff_src = tg_tensor_data(gx);
+        }
+        rc = TG_ERR_NOMEM;
+        if (diff_src) {
+            tg_dnnl_args args;
+            tg_dnnl_args_init(&args);
+            tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
+            tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &md, diff_dst);
+            tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &md, diff_src);
+            rc = tg_dnnl_exec(e, &args, who);
+        }
     }
     tg_dnnl_unlock();
     return rc;

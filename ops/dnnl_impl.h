@@ -167,6 +167,23 @@ tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who);
 
+/* ---- pending oneDNN layouts on storages (tg_alt_layout) ----
+ * The layout t's data is held in, when t covers its whole storage (offset 0,
+ * contiguous) and that storage holds a pending oneDNN layout; else NULL.
+ * Borrowed: valid while the layout is pending. */
+const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t);
+/* The buffer of that pending layout (with tg_dnnl_alt_md non-NULL). */
+void *tg_dnnl_alt_buf(const tg_tensor *t);
+/* Gives t (a fresh op output covering its whole storage, nothing pending) a
+ * pending layout md and returns its buffer for the primitive to write; NULL,
+ * with the error set, when t does not qualify or memory runs out. */
+void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who);
+/* Whether elementwise work may run straight on md's buffer: blocked, with no
+ * padding, so its elements are exactly the tensor's, in another order. */
+bool tg_dnnl_md_dense(const dnnl_memory_desc_t *md, int64_t numel);
+/* Appends md's layout to a key. */
+void tg_dnnl_key_add_md(tg_dnnl_key *k, const dnnl_memory_desc_t *md);
+
 /* ---- running a primitive on the op's plain tensors ----
  * One argument of tg_dnnl_run: a tensor in the caller's plain layout; the layout
  * the primitive wants for it is asked of the entry (query `what`, index `index`:
@@ -184,7 +201,13 @@ typedef struct tg_dnnl_io {
     int slot;                         /* tmp slot for IN and OUT */
 } tg_dnnl_io;
 /* Runs e on the n arguments io (at most TG_DNNL_MAX_ARGS - 1: the scratchpad is
- * added here). Lock held. */
+ * added here). Lock held.
+ * Layouts kept between primitives: an IN tensor whose storage holds a pending
+ * oneDNN layout (tg_dnnl_alt_md) equal to the wanted one is read from it as it
+ * is; an OUT tensor the primitive wants in another layout than the plain one is
+ * left in that layout (tg_dnnl_alt_attach) instead of being reordered back, so
+ * the next primitive that wants the same layout reads it without a reorder, and
+ * any plain reader settles it first (libtensor/tensor_impl.h, tg_alt_layout). */
 tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who);
 /* Sets the error for an op descriptor oneDNN refused: "<who>: oneDNN cannot run
  * this <what> (<oneDNN's status>): <the op's shapes and options, from fmt>".

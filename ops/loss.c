@@ -93,8 +93,8 @@ static tg_tensor *scalar_out(const char *who, tg_dtype dtype, double v)
 static inline double at2(const tg_tensor *x, int64_t r, int64_t c)
 {
     int64_t o = x->offset + r * x->strides[0] + c * x->strides[1];
-    return x->dtype == TG_F32 ? ((const float *)x->storage->data)[o]
-                              : ((const double *)x->storage->data)[o];
+    return x->dtype == TG_F32 ? ((const float *)tg_storage_data(x->storage))[o]
+                              : ((const double *)tg_storage_data(x->storage))[o];
 }
 
 static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)

@@ -93,7 +93,7 @@ static tg_status matmul_dnnl(tg_tensor *a, tg_tensor *b, tg_tensor *y)
 
 #define MM_LOOP(T)                                                                   \
     do {                                                                             \
-        const T *pa = a->storage->data, *pb = b->storage->data;                      \
+        const T *pa = tg_storage_data(a->storage), *pb = tg_storage_data(b->storage);                      \
         T *py = tg_tensor_data(y);                                                   \
         int64_t yi = 0;                                                              \
         for (int64_t bi = 0; bi < nbatch; bi++) {                                    \

@@ -40,6 +40,11 @@ typedef struct tg_backend_stats {
     uint64_t cache_misses;
     uint64_t primitives_created;
     uint64_t weight_reorders;   /* reorders of weights into a blocked layout */
+    /* Activations left in a primitive's blocked layout for the next primitive
+     * (conv -> ReLU -> pooling), and how many of those a plain reader had to
+     * reorder back (the rest were consumed, or freed, as they were). */
+    uint64_t layouts_kept;
+    uint64_t layout_settles;
 } tg_backend_stats;
 void tg_backend_stats_get(tg_backend_stats *out);
 /* Drops every cached primitive and reordered weight (frees their memory). */

@@ -21,6 +21,10 @@ typedef struct pool_params {
     tg_pool2d_opts o;   /* stride already resolved (never 0) */
     bool dnnl;          /* forward ran on oneDNN: backward does too */
     tg_tensor *ws;      /* owned: oneDNN's max-pooling workspace (u8 bytes), or NULL */
+    /* The oneDNN layout the forward read x in (a conv's blocked output kept as
+     * it was), which the backward primitive must match; format_kind undef when
+     * x was plain. */
+    dnnl_memory_desc_t src_md;
 } pool_params;
 
 typedef struct pool_geom {
@@ -93,6 +97,7 @@ typedef struct pool_prim {
     const pool_geom *g;
     dnnl_alg_kind_t alg;
     bool training;  /* forward_training (keeps max pooling's workspace) */
+    const dnnl_memory_desc_t *src; /* x's layout when not plain (kept from a conv), or NULL */
 } pool_prim;
 
 static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_desc_t *ym)
@@ -114,22 +119,32 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char
     int64_t v[] = {pp->alg, pp->training, g->n, g->c, g->h, g->w, g->kh, g->kw,
                    g->sh, g->sw, g->pt, g->pb, g->pl, g->pr};
     tg_dnnl_key_add_n(&k, (int)(sizeof v / sizeof v[0]), v);
+    tg_dnnl_key_add(&k, pp->src != NULL);
+    if (pp->src)
+        tg_dnnl_key_add_md(&k, pp->src);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (e)
         return e;
     dnnl_memory_desc_t xm, ym;
     pool_mds(g, &xm, &ym);
+    if (pp->src) { /* x's own layout, and the output in whatever suits it */
+        dnnl_dims_t yd = {g->n, g->c, g->oh, g->ow};
+        xm = *pp->src;
+        dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, dnnl_format_tag_any);
+    }
     dnnl_dims_t strides = {g->sh, g->sw}, kernel = {g->kh, g->kw}, dil = {0, 0};
     dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
     dnnl_pooling_v2_desc_t d;
     dnnl_status_t st;
     const_dnnl_primitive_desc_t hint = NULL;
     if (backward) {
-        const pool_prim fwd = {g, pp->alg, true};
+        const pool_prim fwd = {g, pp->alg, true, pp->src};
         tg_dnnl_entry *f = pool_entry(TG_DNNL_POOL_FWD, &fwd, who);
         if (!f)
             return NULL;
         hint = f->pd;
+        if (pp->src)
+            ym = *tg_dnnl_md(f, dnnl_query_dst_md);
         st = dnnl_pooling_v2_backward_desc_init(&d, pp->alg, &xm, &ym, strides, kernel, dil,
                                                 pad_l, pad_r);
     } else {
@@ -151,19 +166,26 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char
 /* The forward (out = pooled in) or the backward (out = dL/dx from in = dL/dy) on
  * oneDNN. A forward_training max pooling sets *ws_out to its workspace (new
  * reference, kept in the primitive's own layout for the backward); the backward
- * takes it back as ws. */
+ * takes it back as ws. The forward runs on x's layout when x holds a kept oneDNN
+ * layout (writing that to *src_md, format_kind undef otherwise); the backward
+ * takes it back as src_md, so its gradient comes out in that layout too. */
 static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_geom *g,
                            const tg_tensor *in, tg_tensor *out, const tg_tensor *ws,
-                           tg_tensor **ws_out, const char *who)
+                           tg_tensor **ws_out, dnnl_memory_desc_t *src_md, const char *who)
 {
     if (!tg_dnnl_engine(who))
         return tg_last_status();
-    const pool_prim pp = {g, max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding,
-                          training || backward};
-    dnnl_memory_desc_t xm, ym;
-    pool_mds(g, &xm, &ym);
     tg_status rc;
     tg_dnnl_lock();
+    const dnnl_memory_desc_t *src = NULL;
+    if (backward)
+        src = src_md && src_md->format_kind != dnnl_format_kind_undef ? src_md : NULL;
+    else if ((src = tg_dnnl_alt_md(in)) && src_md)
+        *src_md = *src;
+    const pool_prim pp = {g, max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding,
+                          training || backward, src};
+    dnnl_memory_desc_t xm, ym;
+    pool_mds(g, &xm, &ym);
     tg_dnnl_entry *e = pool_entry(backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD, &pp, who);
     if (!e) {
         rc = tg_last_status();
@@ -337,7 +359,8 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
         if (!xc)
             st = tg_last_status();
         else if (dnnl)
-            st = pool_dnnl(false, max, record, &g, xc, y, NULL, p ? &p->ws : NULL, who);
+            st = pool_dnnl(false, max, record, &g, xc, y, NULL, p ? &p->ws : NULL,
+                           p ? &p->src_md : NULL, who);
         else
             pool_fwd_ref(max, &g, xc, y);
         tg_release(xc);
@@ -382,7 +405,7 @@ static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
     } else if (tg_tensor_numel(gy) == 0) {
         st = tg_tensor_fill(gx, 0.0);
     } else if (p->dnnl) {
-        st = pool_dnnl(true, max, true, &g, gy, gx, p->ws, NULL, who);
+        st = pool_dnnl(true, max, true, &g, gy, gx, p->ws, NULL, &p->src_md, who);
     } else {
         pool_bwd_ref(max, &g, xc, gy, gx);
     }

@@ -117,8 +117,8 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
         for (int64_t o = 0; o < nout; o++)
             acc[o] = -INFINITY, sv->argmax[o] = -1;
     if (tg_tensor_numel(x) > 0) {
-        const float *pf = x->storage->data;
-        const double *pd = x->storage->data;
+        const float *pf = tg_storage_data(x->storage);
+        const double *pd = tg_storage_data(x->storage);
         int64_t i = 0; /* the input's row-major flat index */
         do {
             double v = x->dtype == TG_F32 ? pf[off[0]] : pd[off[0]];
@@ -199,12 +199,12 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
         }
         int64_t i = 0;
         if (x->dtype == TG_F32) {
-            const float *pg = g->storage->data;
+            const float *pg = tg_storage_data(g->storage);
             float *po = tg_tensor_data(gx);
             do po[i++] = (float)(pg[off[0]] * scale);
             while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));
         } else {
-            const double *pg = g->storage->data;
+            const double *pg = tg_storage_data(g->storage);
             double *po = tg_tensor_data(gx);
             do po[i++] = pg[off[0]] * scale;
             while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));

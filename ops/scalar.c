@@ -35,7 +35,7 @@ static inline double sc_apply(scalar_kind k, double x, double s)
 /* y (contiguous) = f(x) for any strided x. */
 #define SC_REF_LOOP(T)                                                               \
     do {                                                                             \
-        const T *px = x->storage->data;                                              \
+        const T *px = tg_storage_data(x->storage);                                              \
         T *py = tg_tensor_data(y);                                                   \
         int64_t i = 0;                                                               \
         do py[i++] = (T)sc_apply(k, px[off[0]], s);                                  \

@@ -461,6 +461,87 @@ END_TEST
 
 /* ---------------------------------------------------------------- errors */
 
+/* ---------------------------------------------------------------- kept layouts */
+
+/* conv -> ReLU -> max pool -> tanh: with 32 output channels oneDNN picks a
+ * blocked layout for the conv's output, which then flows through ReLU, pooling
+ * and tanh without a reorder (tg_backend_stats.layouts_kept). Forward and every
+ * gradient must still match the reference backend. */
+static tg_tensor *chain_fn(tg_tensor *const *in, const void *ctx)
+{
+    (void)ctx;
+    return tg_tanh(tg_max_pool2d(tg_relu(tg_conv2d(in[0], in[1], in[2], NULL)), NULL));
+}
+
+START_TEST(kept_layout_chain_matches_reference)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[MAX_IN] = {rnd(TG_F64, TG_SHAPE(3, 2, 12, 12), 1),
+                             rnd(TG_F64, TG_SHAPE(32, 2, 3, 3), 2),
+                             rnd(TG_F64, TG_SHAPE(32), 3)};
+    tg_backend_stats a, b;
+    tg_backend_stats_get(&a);
+    compare_backends(chain_fn, NULL, in, "conv-relu-pool-tanh");
+    tg_backend_stats_get(&b);
+    /* forward: conv, relu, pool, tanh outputs; backward: tanh, pool, relu grads */
+    ck_assert_msg(b.layouts_kept - a.layouts_kept >= 6,
+                  "only %llu activations stayed in oneDNN's layout",
+                  (unsigned long long)(b.layouts_kept - a.layouts_kept));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Reading, viewing and writing a tensor whose data is held in a oneDNN layout
+ * sees the plain values: the first plain access reorders it back (a settle),
+ * and a write through the plain pointer reaches the next op. */
+START_TEST(kept_layout_plain_access)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 1, 9, 9), 4);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 1, 3, 3), 5);
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *want = tg_relu(tg_conv2d(x, w, NULL, NULL));
+    tg_set_backend(prev);
+
+    tg_backend_stats a, b;
+    tg_backend_stats_get(&a);
+    tg_tensor *y = tg_relu(tg_conv2d(x, w, NULL, NULL));
+    tg_backend_stats_get(&b);
+    ck_assert_msg(b.layouts_kept - a.layouts_kept == 2, "kept %llu layouts, expected 2",
+                  (unsigned long long)(b.layouts_kept - a.layouts_kept));
+    ck_assert_int_eq(b.layout_settles, a.layout_settles);
+    int64_t where;
+    double e = tg_test_max_scaled_err(y, want, F32_ATOL, F32_RTOL, &where);
+    ck_assert_msg(e <= 1.0, "kept layout read back: element %lld off by %.3g x tol",
+                  (long long)where, e);
+    tg_backend_stats_get(&a);
+    ck_assert_int_eq(a.layout_settles, b.layout_settles + 1);
+
+    /* a view of a kept tensor (narrow along the batch) */
+    tg_tensor *c = tg_conv2d(x, w, NULL, NULL);
+    tg_tensor *v = tg_tensor_narrow(c, 0, 1, 2);
+    tg_backend_stats_get(&b);
+    tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *cref = tg_conv2d(x, w, NULL, NULL);
+    tg_set_backend(prev);
+    e = tg_test_max_scaled_err(v, tg_tensor_narrow(cref, 0, 1, 2), F32_ATOL, F32_RTOL, &where);
+    ck_assert_msg(e <= 1.0, "view of a kept layout: element %lld off by %.3g x tol",
+                  (long long)where, e);
+
+    /* a write through the plain pointer is what the next op reads */
+    tg_tensor *c2 = tg_conv2d(x, w, NULL, NULL);
+    float *p = tg_tensor_data(c2);
+    p[0] = 1000.0f;
+    p[9 * 0 + 1] = -5.0f;
+    tg_tensor *r = tg_relu(c2);
+    ck_assert_msg(tg_get_flat(r, 0) == 1000.0, "relu read %g, not the written 1000",
+                  tg_get_flat(r, 0));
+    ck_assert_msg(tg_get_flat(r, 1) == 0.0, "relu read %g, not relu(-5) = 0",
+                  tg_get_flat(r, 1));
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(conv_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -1259,6 +1340,8 @@ Suite *tg_suite(void)
     tcase_add_test(tc, glue_two_threads);
     tcase_add_test(tc, scratchpad_user_managed);
     tcase_add_test(tc, weight_reorders_per_version);
+    tcase_add_test(tc, kept_layout_chain_matches_reference);
+    tcase_add_test(tc, kept_layout_plain_access);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("hostile inputs");
