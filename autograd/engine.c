@@ -9,6 +9,16 @@
 
 #include "autograd/node_impl.h"
 
+/* Below this many elements a loop is not worth waking the OpenMP team for. */
+#define PARALLEL_MIN 32768
+
+/* t reads exactly its own storage, from the start, in plain order. */
+static bool whole(const tg_tensor *t)
+{
+    return t->offset == 0 && tg_tensor_is_contiguous(t) &&
+           (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
+}
+
 /* ---------------------------------------------------------------- grad mode */
 
 /* Stored inverted so that the zero-initialised thread-local means "enabled". */
@@ -77,10 +87,13 @@ tg_status tg_zero_grad(tg_tensor *t)
         return tg_null_arg("tg_zero_grad", "t");
     if (!t->grad)
         return TG_OK;
-    /* The engine creates leaf grads contiguous, so one memset covers them. */
-    if (!tg_tensor_is_contiguous(t->grad))
+    /* The engine creates leaf grads covering their own storage. Marking it zero
+     * instead of writing the zeros lets the next backward write the first
+     * contribution straight in (a copy, not memset + add); any other reader
+     * sees the zeros, written at its first access. */
+    if (!whole(t->grad) || !t->grad->storage->owns_data)
         return tg_tensor_fill(t->grad, 0.0);
-    memset(tg_tensor_data(t->grad), 0, tg_tensor_nbytes(t->grad));
+    tg_storage_set_pending_zero(t->grad->storage);
     tg_tensor_bump_version(t->grad);
     return TG_OK;
 }
@@ -286,7 +299,8 @@ static const char *shape_dt(char *buf, size_t n, const tg_tensor *t)
 }
 
 /* dst += src elementwise. dst is contiguous and owned by the engine; src has the
- * same shape and floating dtype (any strides). */
+ * same shape and floating dtype (any strides). Parameter gradients are large
+ * (693k floats in the tutorial CNN), so big sums use every thread. */
 static tg_status add_into(tg_tensor *dst, tg_tensor *src)
 {
     tg_tensor *c = tg_tensor_contiguous(src); /* scoped; src itself when contiguous */
@@ -296,11 +310,13 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
     if (dst->dtype == TG_F32) {
         float *d = tg_tensor_data(dst);
         const float *s = tg_tensor_data(c);
+        #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     } else if (dst->dtype == TG_F64) {
         double *d = tg_tensor_data(dst);
         const double *s = tg_tensor_data(c);
+        #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     } else {
@@ -324,12 +340,20 @@ static tg_tensor *owned_copy(tg_tensor *src)
     return d;
 }
 
-/* Adds g into the leaf's .grad, creating it on the first contribution. */
+/* Adds g into the leaf's .grad, creating it on the first contribution; a grad
+ * marked zero by tg_zero_grad takes a copy of g instead. */
 static tg_status accumulate_leaf(tg_tensor *leaf, tg_tensor *g)
 {
     if (!leaf->grad) {
         leaf->grad = owned_copy(g);
         return leaf->grad ? TG_OK : tg_last_status();
+    }
+    if (tg_storage_pending_zero(leaf->grad->storage)) {
+        tg_storage_discard_alt(leaf->grad->storage);
+        tg_status st = tg_tensor_copy_into(leaf->grad, g);
+        if (st != TG_OK) /* keep the promised zeros rather than stale values */
+            memset(tg_tensor_data(leaf->grad), 0, tg_tensor_nbytes(leaf->grad));
+        return st;
     }
     return add_into(leaf->grad, g);
 }

@@ -141,6 +141,43 @@ static void storage_release(tg_storage *s)
     tg_live_objects_add(-1);
 }
 
+/* ---------------------------------------------------------------- pending layouts */
+
+void tg_storage_discard_alt(tg_storage *s)
+{
+    tg_alt_layout *a = s->alt;
+    s->alt = NULL;
+    if (a)
+        a->free(a);
+}
+
+/* "All zeros" as a pending layout: one shared record, no buffer. */
+static tg_status zero_settle(tg_storage *s)
+{
+    s->alt = NULL;
+    memset(s->data, 0, s->nbytes);
+    return TG_OK;
+}
+
+static void zero_free(tg_alt_layout *a)
+{
+    (void)a; /* the shared record is static */
+}
+
+static tg_alt_layout zero_alt = {NULL, zero_settle, zero_free};
+
+void tg_storage_set_pending_zero(tg_storage *s)
+{
+    tg_storage_discard_alt(s);
+    if (s->data)
+        s->alt = &zero_alt;
+}
+
+bool tg_storage_pending_zero(const tg_storage *s)
+{
+    return s->alt == &zero_alt;
+}
+
 /* ---------------------------------------------------------------- tensors */
 
 static tg_tensor *header_new(tg_dtype dtype, int ndim, const int64_t *shape)

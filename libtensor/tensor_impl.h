@@ -53,6 +53,16 @@ typedef struct tg_storage {
     tg_alt_layout *alt; /* NULL, or the authoritative copy in a backend layout */
 } tg_storage;
 
+/* Drops s's pending layout without settling it: for a caller about to
+ * overwrite every byte of s->data. */
+void tg_storage_discard_alt(tg_storage *s);
+/* Marks all of s as zero without writing it (tg_zero_grad): the first plain
+ * access writes the zeros, unless the engine overwrites the whole buffer first
+ * (tg_storage_pending_zero, then tg_storage_discard_alt). Drops any other
+ * pending layout. */
+void tg_storage_set_pending_zero(tg_storage *s);
+bool tg_storage_pending_zero(const tg_storage *s);
+
 /* The plain data of s (settling a pending backend layout first). */
 static inline void *tg_storage_data(tg_storage *s)
 {

@@ -217,6 +217,17 @@ START_TEST(test_accumulate_then_zero_grad)
     double e2[3] = {2 * X3[0], 2 * X3[1], 2 * X3[2]};
     assert_grad(x, e2, 1e-12);
     ck_assert_ptr_eq(tg_tensor_data(tg_grad(x)), buf);
+
+    /* zeroed and not read before the next backward (the engine then copies the
+     * first contribution in): one backward gives it, a second adds to it */
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    assert_grad(x, e2, 1e-12);
+    TG_OK_(tg_zero_grad(x));
+    for (int k = 0; k < 2; k++)
+        TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    assert_grad(x, e, 1e-12);
+    ck_assert_ptr_eq(tg_tensor_data(tg_grad(x)), buf);
     tg_scope_pop(s);
 }
 END_TEST
