@@ -260,9 +260,10 @@ tg_status fc_load_weights(tg_sequential *model, const char *path)
 }
 
 bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split split,
-                   int64_t limit)
+                   int64_t limit, tg_dtype image_dtype)
 {
     tg_fashion_mnist_opts o = TG_FASHION_MNIST_OPTS_INIT;
+    o.image_dtype = image_dtype;
     o.limit = limit;
     if (tg_fashion_mnist_load(out, dir, split, &o) != TG_OK) {
         app_fail(cmd, "cannot load the %s set: %s", split == TG_SPLIT_TRAIN ? "training" : "test",

@@ -78,10 +78,12 @@ tg_sequential *fc_model_new(int n_classes, tg_rng *rng);
  * file with "model/..." entries of the right shapes) into model. */
 tg_status fc_load_weights(tg_sequential *model, const char *path);
 
-/* Loads a split (limit 0: all). Runtime errors are already reported to stderr
- * under the command's name when this returns false. */
+/* Loads a split (limit 0: all) with images of image_dtype: TG_F32 (pixel / 255)
+ * for fc_evaluate, or TG_U8 (a quarter of the memory) for a batch iterator that
+ * converts each batch (tg_batch_opts.input_scale). Runtime errors are already
+ * reported to stderr under the command's name when this returns false. */
 bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split split,
-                   int64_t limit);
+                   int64_t limit, tg_dtype image_dtype);
 
 /* Mean cross-entropy and accuracy of model (put in evaluation mode for the call)
  * over the first n examples; confusion (FC_CLASSES x FC_CLASSES counts, rows the

@@ -82,7 +82,7 @@ int fc_cmd_evaluate(int argc, char **argv)
     if (!m)
         return EXIT_RUNTIME;
     tg_dataset test = { 0 };
-    if (!fc_load_split(&test, "evaluate", data, TG_SPLIT_TEST, limit)) {
+    if (!fc_load_split(&test, "evaluate", data, TG_SPLIT_TEST, limit, TG_F32)) {
         tg_sequential_free(m);
         return EXIT_RUNTIME;
     }
@@ -172,7 +172,7 @@ static tg_tensor *load_image(const char *cmd, const image_src *src, int64_t *lab
         return x;
     }
     tg_dataset test = { 0 };
-    if (!fc_load_split(&test, cmd, src->data, TG_SPLIT_TEST, src->index + 1))
+    if (!fc_load_split(&test, cmd, src->data, TG_SPLIT_TEST, src->index + 1, TG_F32))
         return NULL;
     if (src->index >= test.count) {
         app_fail(cmd, "--index %lld is out of range: the test set has %lld images (0 to %lld)",

@@ -88,6 +88,8 @@ static bool setup(contender *c, const char *name, const tg_dataset *train, uint6
     c->opt = params ? tg_optimizer_new_adam(params, n, &ao) : NULL;
     tg_batch_opts bo = TG_BATCH_OPTS_INIT;
     bo.batch_size = batch_size;
+    bo.input_dtype = TG_F32; /* u8 pixel -> pixel / 255, as a TG_F32 load gives */
+    bo.input_scale = 1.0 / 255;
     c->it = c->opt ? tg_batch_iter_new(train->images, train->labels, &bo, &c->rng) : NULL;
     return c->it != NULL;
 }
@@ -167,8 +169,8 @@ int fc_cmd_transfer(int argc, char **argv)
     tg_dataset train10 = { 0 }, test10 = { 0 }, train = { 0 }, test = { 0 };
     contender cs[2];
     memset(cs, 0, sizeof cs);
-    if (!fc_load_split(&train10, "transfer", data, TG_SPLIT_TRAIN, limit) ||
-        !fc_load_split(&test10, "transfer", data, TG_SPLIT_TEST, 0)) {
+    if (!fc_load_split(&train10, "transfer", data, TG_SPLIT_TRAIN, limit, TG_U8) ||
+        !fc_load_split(&test10, "transfer", data, TG_SPLIT_TEST, 0, TG_F32)) {
         rc = EXIT_RUNTIME;
         goto done;
     }

@@ -880,6 +880,220 @@ START_TEST(batches_options)
 }
 END_TEST
 
+/* Converting batches (tg_batch_opts.input_scale): u8 images held compactly give
+ * the f32 batches a TG_F32 load would, bit for bit and in the same order. */
+START_TEST(batches_convert_u8_like_f32_load)
+{
+    /* 37 synthetic images whose bytes cover every value 0..255 */
+    write_fmnist(tmpdir, "train", 37, 37, 28, false, 0);
+    tg_dataset f, u, d;
+    TG_OK_(tg_fashion_mnist_load(&f, tmpdir, TG_SPLIT_TRAIN, NULL));
+    tg_fashion_mnist_opts lo = TG_FASHION_MNIST_OPTS_INIT;
+    lo.image_dtype = TG_U8;
+    TG_OK_(tg_fashion_mnist_load(&u, tmpdir, TG_SPLIT_TRAIN, &lo));
+    lo.image_dtype = TG_F64;
+    TG_OK_(tg_fashion_mnist_load(&d, tmpdir, TG_SPLIT_TRAIN, &lo));
+
+    tg_batch_opts o = TG_BATCH_OPTS_INIT;
+    o.batch_size = 8; /* 4 full batches and one of 5 */
+    tg_batch_opts oc = o;
+    oc.input_dtype = TG_F32;
+    oc.input_scale = 1.0 / 255;
+    tg_batch_opts od = oc;
+    od.input_dtype = TG_F64;
+    tg_rng r1, r2, r3;
+    tg_rng_seed(&r1, 11);
+    tg_rng_seed(&r2, 11);
+    tg_rng_seed(&r3, 11);
+    tg_batch_iter *a = tg_batch_iter_new(f.images, f.labels, &o, &r1);
+    tg_batch_iter *b = tg_batch_iter_new(u.images, u.labels, &oc, &r2);
+    tg_batch_iter *c = tg_batch_iter_new(u.images, u.labels, &od, &r3);
+    TG_CHECK(a && b && c);
+    ck_assert_int_eq(tg_batch_iter_num_batches(b), 5);
+    for (int e = 0; e < 2; e++) {
+        tg_tensor *ax, *ay, *bx, *by, *cx, *cy;
+        int nb = 0;
+        while (tg_batch_iter_next(a, &ax, &ay)) {
+            ck_assert(tg_batch_iter_next(b, &bx, &by));
+            ck_assert(tg_batch_iter_next(c, &cx, &cy));
+            int64_t m = tg_tensor_dim(ax, 0);
+            ck_assert_int_eq(m, nb < 4 ? 8 : 5);
+            ck_assert_int_eq(tg_tensor_dtype(bx), TG_F32);
+            ck_assert_int_eq(tg_tensor_dtype(cx), TG_F64);
+            ck_assert(tg_tensor_is_contiguous(bx));
+            for (int k = 0; k < 4; k++) {
+                ck_assert_int_eq(tg_tensor_dim(bx, k), tg_tensor_dim(ax, k));
+                ck_assert_int_eq(tg_tensor_dim(cx, k), tg_tensor_dim(ax, k));
+            }
+            ck_assert(memcmp(tg_tensor_data(bx), tg_tensor_data(ax), (size_t)m * 784 * 4) == 0);
+            ck_assert(memcmp(tg_tensor_data(by), tg_tensor_data(ay), (size_t)m * 8) == 0);
+            /* f64: pixel * (1.0 / 255) in double, within an ulp of the loader's /255.0 */
+            const double *cv = tg_tensor_data(cx);
+            const int64_t *ord = tg_batch_iter_order(c) + (size_t)nb * 8;
+            for (int64_t r = 0; r < m; r++) {
+                const uint8_t *px = TG_DATA(u.images, uint8_t) + ord[r] * 784;
+                const double *ref = TG_DATA(d.images, double) + ord[r] * 784;
+                for (int k = 0; k < 784; k++) {
+                    ck_assert(cv[r * 784 + k] == px[k] * (1.0 / 255));
+                    ck_assert(fabs(cv[r * 784 + k] - ref[k]) <= 1.2e-16);
+                }
+            }
+            nb++;
+        }
+        ck_assert_int_eq(nb, 5);
+        ck_assert(!tg_batch_iter_next(b, &bx, &by) && bx == NULL);
+        ck_assert(!tg_batch_iter_next(c, &cx, &cy));
+    }
+    tg_batch_iter_free(a);
+    tg_batch_iter_free(b);
+    tg_batch_iter_free(c);
+    tg_dataset_clear(&f);
+    tg_dataset_clear(&u);
+    tg_dataset_clear(&d);
+}
+END_TEST
+
+/* Other dtypes convert too (value * scale rounded once), non-contiguous inputs
+ * are copied once, and a zero-initialised struct converts nothing. */
+START_TEST(batches_convert_other_dtypes)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *y = tg_arange(TG_I64, 0, 6, 1);
+    tg_tensor *xi = tg_arange(TG_I32, -7, 5, 1);                       /* 12 values */
+    tg_tensor *x2 = tg_tensor_reshape(xi, TG_SHAPE(6, 2));
+    tg_batch_opts o = {0};
+    o.batch_size = 4;
+    o.input_dtype = TG_F64;
+    o.input_scale = 0.1;
+    tg_batch_iter *it = tg_batch_iter_new(x2, y, &o, NULL); /* o.shuffle false */
+    TG_CHECK(it != NULL);
+    tg_tensor *bx, *by;
+    ck_assert(tg_batch_iter_next(it, &bx, &by));
+    ck_assert_int_eq(tg_tensor_dtype(bx), TG_F64);
+    for (int k = 0; k < 8; k++)
+        ck_assert(TG_DATA(bx, double)[k] == (k - 7) * 0.1);
+    ck_assert(tg_batch_iter_next(it, &bx, &by)); /* the last 2 rows */
+    ck_assert_int_eq(tg_tensor_dim(bx, 0), 2);
+    ck_assert(TG_DATA(bx, double)[3] == 4 * 0.1);
+    tg_batch_iter_free(it);
+
+    /* f32 inputs, transposed (a copy), scaled into f32: (float)(v * scale) */
+    tg_tensor *xf = tg_rand_uniform(TG_F32, TG_SHAPE(6, 3, 2), -1, 1, NULL);
+    tg_tensor *xt = tg_tensor_transpose(xf, 1, 2); /* (6, 2, 3) */
+    tg_tensor *xc = tg_tensor_contiguous(xt);
+    o.input_dtype = TG_F32;
+    o.input_scale = -3.3;
+    o.batch_size = 6;
+    it = tg_batch_iter_new(xt, y, &o, NULL);
+    TG_CHECK(it != NULL);
+    ck_assert(tg_batch_iter_next(it, &bx, &by));
+    ck_assert_int_eq(tg_tensor_dim(bx, 1), 2);
+    for (int k = 0; k < 36; k++)
+        ck_assert(TG_DATA(bx, float)[k] == (float)(TG_DATA(xc, float)[k] * -3.3));
+    tg_batch_iter_free(it);
+
+    /* zero-initialised options (batch size aside): the inputs as they are */
+    tg_batch_opts z = {0};
+    z.batch_size = 5;
+    it = tg_batch_iter_new(x2, y, &z, NULL);
+    TG_CHECK(it != NULL);
+    ck_assert(tg_batch_iter_next(it, &bx, &by));
+    ck_assert_int_eq(tg_tensor_dtype(bx), TG_I32);
+    ck_assert_int_eq(TG_DATA(bx, int32_t)[9], 2);
+    tg_batch_iter_free(it);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* A converted batch large enough to take the parallel path, then a smaller last
+ * one: right values, and iterating allocates nothing. */
+START_TEST(batches_convert_allocates_nothing)
+{
+    int64_t n = 100;
+    tg_tensor *x = tg_empty(TG_U8, TG_SHAPE(n, 1, 28, 28));
+    tg_tensor *y = tg_empty(TG_I64, TG_SHAPE(n));
+    for (int64_t i = 0; i < n; i++) {
+        for (int k = 0; k < 784; k++)
+            TG_DATA(x, uint8_t)[i * 784 + k] = (uint8_t)((i * 7 + k * 3) % 256);
+        TG_DATA(y, int64_t)[i] = i;
+    }
+    tg_batch_opts o = TG_BATCH_OPTS_INIT;
+    o.batch_size = 64; /* 64 x 784 elements, then 36 x 784 */
+    o.input_dtype = TG_F32;
+    o.input_scale = 1.0 / 255;
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_batch_iter *it = tg_batch_iter_new(x, y, &o, &rng);
+    TG_CHECK(it != NULL);
+    tg_tensor *bx, *by;
+    ck_assert(tg_batch_iter_next(it, &bx, &by)); /* the first batch */
+    tg_memory_stats before, after;
+    tg_memory_stats_get(&before);
+    int64_t live = tg_live_objects();
+    int64_t nb = 0, rows = 0;
+    for (int e = 0; e < 3; e++) {
+        while (tg_batch_iter_next(it, &bx, &by)) {
+            int64_t m = tg_tensor_dim(bx, 0);
+            for (int64_t r = 0; r < m; r++) {
+                int64_t i = TG_DATA(by, int64_t)[r];
+                for (int k = 0; k < 784; k += 13)
+                    ck_assert(TG_DATA(bx, float)[r * 784 + k] ==
+                              (float)((i * 7 + k * 3) % 256) / 255.0f);
+            }
+            rows += m;
+            nb++;
+        }
+    }
+    tg_memory_stats_get(&after);
+    ck_assert_int_eq(nb, 1 + 2 * 2);
+    ck_assert_int_eq(rows, 36 + 2 * 100);
+    ck_assert_int_eq(after.allocs, before.allocs);
+    ck_assert_int_eq(after.bytes_live, before.bytes_live);
+    ck_assert_int_eq(tg_live_objects(), live);
+    tg_batch_iter_free(it);
+    tg_release(x);
+    tg_release(y);
+}
+END_TEST
+
+START_TEST(batches_convert_errors)
+{
+    tg_tensor *x, *y;
+    make_xy(10, &x, &y);
+    tg_batch_opts o = TG_BATCH_OPTS_INIT;
+    o.input_dtype = TG_F32;
+    o.input_scale = NAN;
+    ck_assert(tg_batch_iter_new(x, y, &o, NULL) == NULL);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("tg_batch_iter_new");
+    TG_ASSERT_ERROR_HAS("finite");
+    o.input_scale = -INFINITY;
+    ck_assert(tg_batch_iter_new(x, y, &o, NULL) == NULL);
+    TG_ASSERT_ERROR_HAS("finite");
+
+    /* converting into an integer (or invalid) dtype */
+    o.input_scale = 1;
+    o.input_dtype = TG_I32;
+    ck_assert(tg_batch_iter_new(x, y, &o, NULL) == NULL);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    TG_ASSERT_ERROR_HAS("f32 or f64");
+    TG_ASSERT_ERROR_HAS("i32");
+    o.input_dtype = TG_DTYPE_COUNT;
+    ck_assert(tg_batch_iter_new(x, y, &o, NULL) == NULL);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+
+    /* a dtype without a scale: most likely a forgotten scale */
+    o.input_dtype = TG_F64;
+    o.input_scale = 0;
+    ck_assert(tg_batch_iter_new(x, y, &o, NULL) == NULL);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("input_scale 0");
+    TG_ASSERT_ERROR_HAS("f64");
+    tg_release(x);
+    tg_release(y);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- checkpoints */
 
 /* A dict with a tensor of every dtype, special values, a scalar, an empty
@@ -1697,6 +1911,10 @@ Suite *tg_suite(void)
     tcase_add_test(tc, batches_seeded_and_resumable);
     tcase_add_test(tc, batches_allocate_nothing);
     tcase_add_test(tc, batches_options);
+    tcase_add_test(tc, batches_convert_u8_like_f32_load);
+    tcase_add_test(tc, batches_convert_other_dtypes);
+    tcase_add_test(tc, batches_convert_allocates_nothing);
+    tcase_add_test(tc, batches_convert_errors);
     suite_add_tcase(s, tc);
 
     tc = io_tcase("checkpoint");
