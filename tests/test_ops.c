@@ -1219,6 +1219,179 @@ START_TEST(non_dnnl_ops_agree_exactly)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- dropout */
+
+/* ops/dropout.c draws its mask from a hash of (key, index); these check what that
+ * construction promises beyond tests/test_cnn.c's dropout cases: the keep rate over
+ * many elements, independence of the two elements sharing a hash, the same mask
+ * for any thread count, one generator word per call, and backward regenerating the
+ * forward's mask. */
+
+static const double drop_rates[] = {0.25, 0.5};
+
+START_TEST(dropout_keep_fraction)
+{
+    tg_scope *s = tg_scope_push();
+    const double rate = drop_rates[_i];
+    enum { N = 1 << 20 };
+    tg_rng r;
+    tg_rng_seed(&r, 31 + (uint64_t)_i);
+    tg_tensor *y = tg_dropout(tg_ones(TG_F32, TG_SHAPE(N)), rate, true, &r);
+    TG_CHECK(y != NULL);
+    const float *yd = tg_tensor_data(y);
+    const float kept_value = (float)(1.0 / (1.0 - rate));
+    int64_t kept[2] = {0, 0}, both = 0; /* even / odd indices; pairs (2j, 2j+1) */
+    for (int64_t k = 0; k < N; k++) {
+        ck_assert_msg(yd[k] == 0.0f || yd[k] == kept_value, "element %lld = %g", (long long)k,
+                      (double)yd[k]);
+        kept[k & 1] += yd[k] != 0.0f;
+        if (k & 1)
+            both += yd[k] != 0.0f && yd[k - 1] != 0.0f;
+    }
+    /* binomial counts: allow 5 standard deviations */
+    const double p = 1.0 - rate, half = N / 2;
+    double frac = (double)(kept[0] + kept[1]) / N;
+    ck_assert_msg(fabs(frac - p) < 5 * sqrt(p * (1 - p) / N), "kept %.6f, want %g", frac, p);
+    for (int h = 0; h < 2; h++) { /* each half of the 64-bit hash on its own */
+        double f = (double)kept[h] / half;
+        ck_assert_msg(fabs(f - p) < 5 * sqrt(p * (1 - p) / half), "%s indices kept %.6f, want %g",
+                      h ? "odd" : "even", f, p);
+    }
+    double q = p * p, fb = (double)both / half; /* the two halves are independent */
+    ck_assert_msg(fabs(fb - q) < 5 * sqrt(q * (1 - q) / half), "pairs kept together %.6f, want %g",
+                  fb, q);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Same seed, 1 and 2 threads: the same output and gradient, bit for bit, on an odd
+ * size (the unpaired last element) large enough for the loop to go parallel. */
+START_TEST(dropout_thread_count_independent)
+{
+    tg_scope *s = tg_scope_push();
+    int threads = tg_get_num_threads();
+    tg_dtype dt = float_dtypes[_i];
+    tg_tensor *x = tg_rand_uniform(dt, TG_SHAPE(3, 33335), -2, 2, NULL);
+    TG_OK_(tg_set_requires_grad(x, true));
+    /* give x a .grad first, so that both passes accumulate into a zeroed one (a
+     * first backward assigns instead, which can differ in the sign of a zero) */
+    TG_OK_(tg_backward(tg_sum(x, NULL, 0, false)));
+    tg_tensor *y[2], *g[2];
+    for (int t = 0; t < 2; t++) {
+        TG_OK_(tg_set_num_threads(t + 1));
+        tg_rng r;
+        tg_rng_seed(&r, 404);
+        y[t] = tg_dropout(x, 0.3, true, &r);
+        TG_CHECK(y[t] != NULL);
+        TG_OK_(tg_zero_grad(x));
+        TG_OK_(tg_backward(tg_sum(tg_mul(y[t], x), NULL, 0, false)));
+        g[t] = tg_tensor_copy(tg_grad(x));
+        TG_CHECK(g[t] != NULL);
+    }
+    TG_OK_(tg_set_num_threads(threads));
+    size_t bytes = (size_t)tg_tensor_numel(x) * (dt == TG_F64 ? 8 : 4);
+    ck_assert(memcmp(tg_tensor_data(y[0]), tg_tensor_data(y[1]), bytes) == 0);
+    ck_assert(memcmp(tg_tensor_data(g[0]), tg_tensor_data(g[1]), bytes) == 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* True when the generators' states are equal. */
+static bool same_rng(const tg_rng *a, const tg_rng *b)
+{
+    return memcmp(a->s, b->s, sizeof a->s) == 0;
+}
+
+/* A seed fixes the mask (the same in f32 and f64), each training call takes one
+ * generator word (rate 1 included; evaluation and rate 0 take none), and the
+ * gradient of sum(dropout(x)) is s exactly where the forward kept x. */
+START_TEST(dropout_mask_from_seed)
+{
+    tg_scope *s = tg_scope_push();
+    const double rate = 0.4;
+    const float sf = (float)(1.0 / (1.0 - rate));
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(7, 11, 13), 0.5, 1.5, NULL); /* no zeros */
+    tg_tensor *x64 = tg_tensor_to_dtype(x, TG_F64);
+    TG_OK_(tg_set_requires_grad(x, true));
+    int64_t n = tg_tensor_numel(x);
+    tg_rng r1, r2, r3, ref;
+    tg_rng_seed(&r1, 8);
+    tg_rng_seed(&r2, 8);
+    tg_rng_seed(&r3, 9);
+    tg_rng_seed(&ref, 8);
+    tg_tensor *a = tg_dropout(x, rate, true, &r1);
+    tg_tensor *b = tg_dropout(x64, rate, true, &r2);
+    tg_tensor *c = tg_dropout(x, rate, true, &r3);
+    TG_CHECK(a && b && c);
+    (void)tg_rng_next_u64(&ref);
+    ck_assert_msg(same_rng(&r1, &ref), "a dropout call did not take exactly one word");
+
+    const float *xd = tg_tensor_data(x), *ad = tg_tensor_data(a), *cd = tg_tensor_data(c);
+    const double *bd = tg_tensor_data(b);
+    int64_t differ = 0, kept = 0;
+    for (int64_t k = 0; k < n; k++) {
+        bool keep = ad[k] != 0.0f;
+        kept += keep;
+        ck_assert_msg(ad[k] == (keep ? xd[k] * sf : 0.0f), "element %lld = %g, x = %g",
+                      (long long)k, (double)ad[k], (double)xd[k]);
+        ck_assert_msg((bd[k] != 0.0) == keep, "f64 mask differs at %lld", (long long)k);
+        differ += (cd[k] != 0.0f) != keep;
+    }
+    ck_assert(kept > 0 && kept < n);
+    ck_assert_msg(differ > n / 10, "seeds 8 and 9 gave nearly the same mask (%lld differ)",
+                  (long long)differ);
+
+    /* backward regenerates the mask: dL/dx = s where kept, 0 elsewhere */
+    TG_OK_(tg_backward(tg_sum(a, NULL, 0, false)));
+    const float *gd = tg_tensor_data(tg_grad(x));
+    for (int64_t k = 0; k < n; k++)
+        ck_assert_msg(gd[k] == (ad[k] != 0.0f ? sf : 0.0f), "grad %lld = %g, y = %g",
+                      (long long)k, (double)gd[k], (double)ad[k]);
+
+    /* the generator's advance does not depend on the rate; identity calls take nothing */
+    TG_CHECK(tg_dropout(x, 1.0, true, &r1) != NULL);
+    TG_CHECK(tg_dropout(x, 0.9, true, &r1) != NULL);
+    TG_CHECK(tg_dropout(x, 0.0, true, &r1) == x);
+    TG_CHECK(tg_dropout(x, 0.5, false, &r1) == x);
+    (void)tg_rng_next_u64(&ref);
+    (void)tg_rng_next_u64(&ref);
+    ck_assert(same_rng(&r1, &ref));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* A dropped element is +0 whatever x holds (inf, NaN, -0); a kept one is x * s. */
+START_TEST(dropout_dropped_is_zero)
+{
+    tg_scope *s = tg_scope_push();
+    tg_dtype dt = float_dtypes[_i];
+    enum { N = 4001 };
+    const double special[] = {INFINITY, -INFINITY, NAN, -0.0, -3.0};
+    tg_tensor *x = tg_empty(dt, TG_SHAPE(N));
+    for (int64_t k = 0; k < N; k++)
+        tg_set_flat(x, k, special[k % 5]);
+    tg_rng r;
+    tg_rng_seed(&r, 3);
+    tg_tensor *y = tg_dropout(x, 0.5, true, &r);
+    TG_CHECK(y != NULL);
+    int64_t dropped = 0;
+    for (int64_t k = 0; k < N; k++) {
+        double v = at(y, k), xv = special[k % 5];
+        if (v == 0.0 && !signbit(v)) {
+            dropped++;
+            continue;
+        }
+        if (isnan(xv))
+            ck_assert_msg(isnan(v), "element %lld = %g, expected NaN", (long long)k, v);
+        else
+            ck_assert_msg(v == xv * 2.0, "element %lld = %g, expected %g", (long long)k, v,
+                          xv * 2.0);
+    }
+    ck_assert(dropped > N / 3 && dropped < 2 * N / 3);
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -1281,6 +1454,13 @@ Suite *tg_suite(void)
     tc = tg_tcase("oneDNN vs reference");
     tcase_add_loop_test(tc, dnnl_matches_reference, 0, N_CMP);
     tcase_add_test(tc, non_dnnl_ops_agree_exactly);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("dropout");
+    tcase_add_loop_test(tc, dropout_keep_fraction, 0, 2);
+    tcase_add_loop_test(tc, dropout_thread_count_independent, 0, 2);
+    tcase_add_test(tc, dropout_mask_from_seed);
+    tcase_add_loop_test(tc, dropout_dropped_is_zero, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
