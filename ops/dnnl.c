@@ -1023,15 +1023,17 @@ tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
         }
     }
     if (e) {
-        /* x and gy in the same dense blocked layout: gx in it too (see forward) */
+        /* x and gy in the same dense blocked layout: gx in it too (see forward).
+         * gx may be gy itself (same storage: the gradient computed in place). */
         const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x), *ga = tg_dnnl_alt_md(gy);
+        bool same = gx->storage == gy->storage;
         const void *src, *diff_dst;
         void *diff_src;
         if (xa && ga && dnnl_memory_desc_equal(xa, ga) && tg_dnnl_md_dense(xa, n) &&
-            keep_layout(xa, gx)) {
+            (same || keep_layout(xa, gx))) {
             src = tg_dnnl_alt_buf(x);
             diff_dst = tg_dnnl_alt_buf(gy);
-            diff_src = tg_dnnl_alt_attach(gx, xa, who);
+            diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa, who);
         } else {
             src = tg_tensor_data(x);
             diff_dst = tg_tensor_data(gy);

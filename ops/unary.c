@@ -196,7 +196,12 @@ static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     const unary_saved *sv = node->saved;
     const unary_def *def = sv->def;
     tg_tensor *x = node->inputs[0];
-    tg_tensor *gx = tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
+    /* On oneDNN the gradient may overwrite g itself when nobody else sees g:
+     * one pass over memory fewer, and no new buffer. */
+    bool in_place = tg_use_dnnl(x) && tg_grad_out_reusable(g) && g->dtype == x->dtype &&
+                    tg_tensor_is_contiguous(g);
+    tg_tensor *gx = in_place ? tg_retain(g)
+                             : tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
     tg_status st = TG_OK;
