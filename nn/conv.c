@@ -67,6 +67,7 @@ static tg_tensor *conv_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     }
     for (int i = 0; i < 4; i++)
         o.pad[i] = c->pad[i];
+    o.relu = l->act == TG_ACT_RELU; /* one primitive, one pass (vtable: fuses_relu) */
     return tg_conv2d(x, l->params[0].t, c->o.use_bias ? l->params[1].t : NULL, &o);
 }
 
@@ -87,7 +88,7 @@ static void conv_config(const tg_layer *l, tg_nn_buf *b)
 
 static const tg_layer_vtable conv_vtable = {
     .type = "Conv2D", .base_name = "conv2d", .infer = conv_infer, .forward = conv_forward,
-    .config = conv_config,
+    .config = conv_config, .fuses_relu = true,
 };
 
 tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,

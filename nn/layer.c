@@ -357,7 +357,7 @@ tg_tensor *tg_layer_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     if (!l->vt->forward)
         return tg_activation_apply(x, act);
     tg_tensor *y = l->vt->forward(l, x, ctx);
-    if (!y || act == TG_ACT_NONE)
+    if (!y || act == TG_ACT_NONE || (act == TG_ACT_RELU && l->vt->fuses_relu))
         return y;
     return tg_activation_apply(y, act);
 }

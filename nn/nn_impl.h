@@ -51,6 +51,9 @@ typedef struct tg_layer_vtable {
     /* Appends the JSON members of the layer's config ("filters": 32, ...), without
      * braces; NULL when it has none besides activation. */
     void (*config)(const tg_layer *l, tg_nn_buf *b);
+    /* forward applies a ReLU activation itself (fused into its primitive), so
+     * tg_layer_forward must not apply it again */
+    bool fuses_relu;
 } tg_layer_vtable;
 
 typedef struct tg_layer_param {

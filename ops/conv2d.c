@@ -8,6 +8,10 @@
  *                    j*sw - pl + q*dw = v of g[n,o,i,j] * w[o,c,p,q]
  *   dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] * x[n,c, i*sh - pt + p*dh, j*sw - pl + q*dw]
  *   dL/db[o]       = sum_{n,i,j} g[n,o,i,j]
+ * With opts.relu the output is r = max(y, 0), computed by the same primitive
+ * (a oneDNN post-op), and the backward first takes g to dL/dy = g * [r > 0]
+ * (r > 0 exactly where y > 0), from r, which the node keeps (as a view: no
+ * reference to itself), on the gradient's own buffer when nobody else holds it.
  * f32 runs on oneDNN (forward_training; backward_data and backward_weights hinted by
  * the forward descriptor); f64, or f32 on the reference backend, runs the loops
  * below. The plumbing around the kernels is tg_weighted_forward/backward
@@ -22,6 +26,7 @@
 typedef struct conv_params {
     tg_conv2d_opts o;
     bool dnnl;
+    tg_tensor *out;  /* owned view of the output, with opts.relu (NULL otherwise) */
 } conv_params;
 
 /* Every extent and option of one convolution, checked. */
@@ -29,6 +34,7 @@ typedef struct conv_geom {
     int64_t n, c, h, w, o, kh, kw, oh, ow;
     int sh, sw, pt, pb, pl, pr, dh, dw;
     bool bias;
+    bool relu;  /* fused ReLU: forward primitives only (backward ones never fuse) */
 } conv_geom;
 
 /* ---------------------------------------------------------------- shapes */
@@ -97,6 +103,7 @@ static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor
     g->dh = o->dilation[0];
     g->dw = o->dilation[1];
     g->bias = b != NULL;
+    g->relu = o->relu;
     int64_t ekh = (g->kh - 1) * g->dh + 1, ekw = (g->kw - 1) * g->dw + 1;
     int64_t ph = g->h + g->pt + g->pb, pw = g->w + g->pl + g->pr;
     if (ekh > ph || ekw > pw)
@@ -117,8 +124,9 @@ static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor
 static void conv_key(tg_dnnl_key *k, tg_dnnl_kind kind, const conv_geom *g, int variant)
 {
     tg_dnnl_key_init(k, kind);
+    bool relu = kind == TG_DNNL_CONV_FWD && g->relu;
     int64_t v[] = {g->n, g->c, g->h, g->w, g->o, g->kh, g->kw, g->sh, g->sw, g->pt,
-                   g->pb, g->pl, g->pr, g->dh, g->dw, g->bias, variant};
+                   g->pb, g->pl, g->pr, g->dh, g->dw, g->bias, relu, variant};
     tg_dnnl_key_add_n(k, (int)(sizeof v / sizeof v[0]), v);
 }
 
@@ -158,7 +166,7 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
                         g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw);
         return NULL;
     }
-    return tg_dnnl_pd_create(&d, hint, who);
+    return tg_dnnl_pd_create_ex(&d, hint, kind == TG_DNNL_CONV_FWD && g->relu, who);
 }
 
 /* Blocked activation layouts that pad channels (1 -> 16) waste more than the
@@ -186,7 +194,9 @@ static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const void *geom, const char
         return e;
     const_dnnl_primitive_desc_t hint = NULL;
     if (kind != TG_DNNL_CONV_FWD) {
-        tg_dnnl_entry *f = conv_entry(TG_DNNL_CONV_FWD, g, who);
+        conv_geom plain_fwd = *g; /* the hint: the same convolution, unfused */
+        plain_fwd.relu = false;
+        tg_dnnl_entry *f = conv_entry(TG_DNNL_CONV_FWD, &plain_fwd, who);
         if (!f)
             return NULL;
         hint = f->pd;
@@ -246,6 +256,8 @@ static void conv_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *
                                        tg_ref_ld(wp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64);
                             }
                         }
+                    if (g->relu && acc < 0.0)
+                        acc = 0.0;
                     tg_ref_st(yp, ((n * g->o + o) * g->oh + i) * g->ow + j, f64, acc);
                 }
 }
@@ -377,6 +389,13 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
         }
         p->o = o;
         p->dnnl = dnnl;
+        p->out = NULL;
+        if (o.relu && !(p->out = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
+                                                      y->offset))) {
+            free(p);
+            tg_release(y);
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        }
     }
     return tg_op_finish(y, record, &tg_op_conv2d_vtable, in, n_in, p);
 }
@@ -390,7 +409,45 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
     tg_status st = conv_infer(who, node->inputs[0], node->inputs[1], b, &p->o, &g);
     if (st != TG_OK)
         return st;
-    return tg_weighted_backward(&conv_op, &g, p->dnnl, node, grad_out, grad_in);
+    if (!p->o.relu)
+        return tg_weighted_backward(&conv_op, &g, p->dnnl, node, grad_out, grad_in);
+    /* dL/dy = g * [r > 0]: ReLU's backward taken from its output */
+    bool in_place = p->dnnl && tg_grad_out_reusable(grad_out) &&
+                    tg_tensor_is_contiguous(grad_out);
+    tg_tensor *gy = in_place ? tg_retain(grad_out)
+                             : tg_tensor_new_owned(who, p->out->dtype, 4, p->out->shape);
+    if (!gy)
+        return tg_last_status();
+    if (p->dnnl) {
+        st = tg_eltwise_dnnl(TG_ELT_RELU, 0.0f, 0.0f, p->out, grad_out, gy);
+    } else {
+        tg_tensor *rc = tg_contiguous_owned(p->out), *gc = tg_contiguous_owned(grad_out);
+        if (rc && gc) {
+            bool f64 = gy->dtype == TG_F64;
+            const void *rp = tg_tensor_data(rc), *gp = tg_tensor_data(gc);
+            void *yp = tg_tensor_data(gy);
+            int64_t n = tg_tensor_numel(gy);
+            for (int64_t k = 0; k < n; k++)
+                tg_ref_st(yp, k, f64, tg_ref_ld(rp, k, f64) > 0.0 ? tg_ref_ld(gp, k, f64) : 0.0);
+        } else {
+            st = tg_last_status();
+        }
+        tg_release(rc);
+        tg_release(gc);
+    }
+    if (st == TG_OK)
+        st = tg_weighted_backward(&conv_op, &g, p->dnnl, node, gy, grad_in);
+    tg_release(gy);
+    return st;
+}
+
+static void conv_free(void *saved)
+{
+    conv_params *p = saved;
+    if (!p)
+        return;
+    tg_release(p->out);
+    free(p);
 }
 
 /* "3x3 s1 p0", with dilation and uneven padding spelled out when present. */
@@ -414,13 +471,13 @@ static void conv_describe(const tg_node *node, char *buf, size_t n)
     d[0] = '\0';
     if (o->dilation[0] != 1 || o->dilation[1] != 1)
         snprintf(d, sizeof d, " d%d,%d", o->dilation[0], o->dilation[1]);
-    snprintf(buf + len, n - (size_t)len, "%s%s%s", s, pad, d);
+    snprintf(buf + len, n - (size_t)len, "%s%s%s%s", s, pad, d, o->relu ? " +relu" : "");
 }
 
 const tg_op_vtable tg_op_conv2d_vtable = {
     .name = "conv2d",
     .backward = conv_backward,
-    .free_saved = NULL,
+    .free_saved = conv_free,
     .describe = conv_describe,
     .gradcheck_hints = 0,
 };

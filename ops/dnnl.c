@@ -23,6 +23,7 @@ static pthread_mutex_t glue_mutex;
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static dnnl_primitive_attr_t attr;   /* user-managed scratchpad */
+static dnnl_primitive_attr_t relu_attr; /* the same plus a ReLU post-op (made on first use) */
 static dnnl_status_t init_status = dnnl_success;
 static const char *init_step = "";
 static bool blocked_layouts = true;
@@ -255,13 +256,49 @@ tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
     return e;
 }
 
+/* The attribute with a ReLU post-op, created once (lock held). */
+static dnnl_primitive_attr_t get_relu_attr(const char *who)
+{
+    if (relu_attr)
+        return relu_attr;
+    dnnl_primitive_attr_t a = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_clone(&a, attr);
+    if (st == dnnl_success)
+        st = dnnl_post_ops_create(&po);
+    if (st == dnnl_success)
+        st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_post_ops(a, po);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (st != dnnl_success) {
+        if (a)
+            dnnl_primitive_attr_destroy(a);
+        backend_error(who, "a ReLU post-op attribute", st);
+        return NULL;
+    }
+    relu_attr = a;
+    return relu_attr;
+}
+
 dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
                                         const_dnnl_primitive_desc_t hint, const char *who)
 {
+    return tg_dnnl_pd_create_ex(op_desc, hint, false, who);
+}
+
+dnnl_primitive_desc_t tg_dnnl_pd_create_ex(const_dnnl_op_desc_t op_desc,
+                                           const_dnnl_primitive_desc_t hint, bool relu,
+                                           const char *who)
+{
     if (!tg_dnnl_engine(who))
         return NULL;
+    const_dnnl_primitive_attr_t at = relu ? get_relu_attr(who) : attr;
+    if (!at)
+        return NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, attr, engine, hint);
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, at, engine, hint);
     if (st != dnnl_success) {
         backend_error(who, "dnnl_primitive_desc_create", st);
         return NULL;

@@ -109,6 +109,11 @@ tg_dnnl_entry *tg_dnnl_find(const tg_dnnl_key *key);
  * TG_ERR_BACKEND naming who on failure. */
 dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
                                         const_dnnl_primitive_desc_t hint, const char *who);
+/* The same, with relu: ReLU applied to the output as a post-op (a forward
+ * convolution or inner product that fuses its activation). */
+dnnl_primitive_desc_t tg_dnnl_pd_create_ex(const_dnnl_op_desc_t op_desc,
+                                           const_dnnl_primitive_desc_t hint, bool relu,
+                                           const char *who);
 /* Creates the primitive of pd and caches both under key. Steals pd (destroyed on
  * failure). Lock held. Borrowed result, NULL on failure. */
 tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,

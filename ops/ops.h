@@ -121,8 +121,13 @@ typedef struct tg_conv2d_opts {
     int stride[2];   /* h, w; >= 1 */
     int pad[4];      /* top, bottom, left, right; >= 0 (asymmetric allowed) */
     int dilation[2]; /* h, w; 1 = none */
+    /* Apply ReLU to the output inside the convolution (a oneDNN post-op): the
+     * same values and gradients as tg_relu(tg_conv2d(...)) with one pass over
+     * the output fewer and one node in the graph (labelled "+relu"). What a
+     * Keras Conv2D(..., activation="relu") layer uses. */
+    bool relu;
 } tg_conv2d_opts;
-#define TG_CONV2D_OPTS_INIT { {1, 1}, {0, 0, 0, 0}, {1, 1} }
+#define TG_CONV2D_OPTS_INIT { {1, 1}, {0, 0, 0, 0}, {1, 1}, false }
 
 /* x (N, C, H, W), w (O, C, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts);

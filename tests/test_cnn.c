@@ -167,18 +167,22 @@ static const conv_case conv_cases[] = {
     {"seed conv 1x28x28 -> 32x26x26", 4, 1, 28, 28, 32, 3, 3, TG_CONV2D_OPTS_INIT, true},
     {"batch 1, one channel", 1, 1, 5, 5, 1, 3, 3, TG_CONV2D_OPTS_INIT, true},
     {"odd batch, several channels", 3, 3, 7, 6, 5, 3, 3, TG_CONV2D_OPTS_INIT, true},
-    {"stride 2", 3, 4, 9, 9, 8, 3, 3, {{2, 2}, {0, 0, 0, 0}, {1, 1}}, true},
-    {"padding 1 (same)", 2, 3, 6, 6, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}}, true},
-    {"asymmetric padding", 3, 2, 7, 5, 3, 3, 2, {{1, 2}, {0, 2, 1, 0}, {1, 1}}, true},
-    {"dilation 2", 2, 3, 9, 8, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {2, 2}}, true},
+    {"stride 2", 3, 4, 9, 9, 8, 3, 3, {{2, 2}, {0, 0, 0, 0}, {1, 1}, false}, true},
+    {"padding 1 (same)", 2, 3, 6, 6, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, false}, true},
+    {"asymmetric padding", 3, 2, 7, 5, 3, 3, 2, {{1, 2}, {0, 2, 1, 0}, {1, 1}, false}, true},
+    {"dilation 2", 2, 3, 9, 8, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {2, 2}, false}, true},
     {"non-square kernel and input, no bias", 5, 2, 6, 11, 3, 2, 4,
-     {{2, 1}, {0, 1, 2, 1}, {1, 3}}, false},
-    {"kernel as large as the padded input", 2, 2, 3, 4, 3, 5, 4, {{1, 1}, {1, 1, 0, 0}, {1, 1}},
-     true},
+     {{2, 1}, {0, 1, 2, 1}, {1, 3}, false}, false},
+    {"kernel as large as the padded input", 2, 2, 3, 4, 3, 5, 4,
+     {{1, 1}, {1, 1, 0, 0}, {1, 1}, false}, true},
     {"32 -> 32 channels (blocked layouts)", 2, 32, 10, 9, 32, 3, 3,
-     {{1, 1}, {1, 1, 1, 1}, {1, 1}}, true},
+     {{1, 1}, {1, 1, 1, 1}, {1, 1}, false}, true},
     {"16 -> 48 channels, stride 2, padding", 3, 16, 11, 11, 48, 3, 3,
-     {{2, 2}, {1, 0, 1, 0}, {1, 1}}, true},
+     {{2, 2}, {1, 0, 1, 0}, {1, 1}, false}, true},
+    {"seed conv with fused ReLU", 4, 1, 28, 28, 32, 3, 3, {{1, 1}, {0, 0, 0, 0}, {1, 1}, true},
+     true},
+    {"fused ReLU, padding, no bias", 3, 3, 7, 6, 5, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+     false},
 };
 #define N_CONV (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -367,8 +371,9 @@ typedef struct gc_case {
     bool distinct; /* inputs spread apart so max pooling has no near-ties */
 } gc_case;
 
-static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}};
-static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}};
+static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}, false};
+static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}, false};
+static const tg_conv2d_opts gc_conv_relu = {{1, 1}, {1, 0, 1, 0}, {1, 1}, true};
 static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}}};
 static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}}};
 static const dropout_ctx gc_drop = {0.4, 77};
@@ -382,6 +387,8 @@ static const gc_case gc_cases[] = {
     {"avg_pool2d", pool_fn, &gc_avg, 1, {4}, {{2, 2, 5, 4}}, false},
     {"conv2d no bias, stride 2", conv_fn, &gc_conv_nobias, 2, {4, 4}, {{2, 3, 5, 5}, {2, 3, 2, 2}},
      false},
+    {"conv2d with fused ReLU", conv_fn, &gc_conv_relu, 3, {4, 4, 1},
+     {{2, 2, 4, 5}, {3, 2, 3, 2}, {3}}, false},
     {"dense rank 3", dense_fn, NULL, 3, {3, 2, 1}, {{3, 2, 4}, {5, 8}, {5}}, false},
     {"dense no bias", dense_fn, NULL, 2, {2, 2}, {{3, 7}, {4, 7}}, false},
     {"dropout 0.4", dropout_fn, &gc_drop, 1, {3}, {{2, 3, 5}}, false},
@@ -538,6 +545,52 @@ START_TEST(kept_layout_plain_access)
                   tg_get_flat(r, 0));
     ck_assert_msg(tg_get_flat(r, 1) == 0.0, "relu read %g, not relu(-5) = 0",
                   tg_get_flat(r, 1));
+    tg_scope_pop(s);
+}
+END_TEST
+
+static const char *op_detail(tg_tensor *y);
+
+/* opts.relu gives exactly tg_relu(tg_conv2d(...)): values and gradients, on
+ * oneDNN (post-op, blocked output) and on the reference backend, in one node. */
+START_TEST(conv_fused_relu_equals_composition)
+{
+    tg_scope *s = tg_scope_push();
+    tg_backend backends[] = {TG_BACKEND_AUTO, TG_BACKEND_REFERENCE};
+    for (int k = 0; k < 2; k++) {
+        tg_backend prev = tg_set_backend(backends[k]);
+        tg_tensor *x = rnd(TG_F32, TG_SHAPE(3, 1, 12, 12), 11);
+        tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 1, 3, 3), 12);
+        tg_tensor *b = rnd(TG_F32, TG_SHAPE(32), 13);
+        tg_tensor *gy = rnd(TG_F32, TG_SHAPE(3, 32, 10, 10), 14);
+        TG_OK_(tg_set_requires_grad(w, true));
+        TG_OK_(tg_set_requires_grad(b, true));
+        tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+        o.relu = true;
+        tg_tensor *yf = tg_conv2d(x, w, b, &o);
+        TG_CHECK(yf != NULL);
+        ck_assert_str_eq(tg_tensor_grad_fn(yf)->op->name, "conv2d");
+        ck_assert_str_eq(op_detail(yf), "3x3 s1 p0 +relu");
+        tg_tensor *yc = tg_relu(tg_conv2d(x, w, b, NULL));
+        int64_t where;
+        double e = tg_test_max_scaled_err(yf, yc, 1e-6, 1e-6, &where);
+        ck_assert_msg(e <= 1.0, "backend %d: fused forward element %lld off by %.3g x tol", k,
+                      (long long)where, e);
+        tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+        bo.grad_output = gy;
+        TG_OK_(tg_backward_ex(yf, &bo));
+        tg_tensor *gw = tg_tensor_copy(tg_grad(w)), *gb = tg_tensor_copy(tg_grad(b));
+        TG_OK_(tg_zero_grad(w));
+        TG_OK_(tg_zero_grad(b));
+        TG_OK_(tg_backward_ex(yc, &bo));
+        e = tg_test_max_scaled_err(gw, tg_grad(w), 1e-5, 1e-5, &where);
+        ck_assert_msg(e <= 1.0, "backend %d: fused weight gradient element %lld off by %.3g x tol",
+                      k, (long long)where, e);
+        e = tg_test_max_scaled_err(gb, tg_grad(b), 1e-5, 1e-5, &where);
+        ck_assert_msg(e <= 1.0, "backend %d: fused bias gradient element %lld off by %.3g x tol",
+                      k, (long long)where, e);
+        tg_set_backend(prev);
+    }
     tg_scope_pop(s);
 }
 END_TEST
@@ -778,7 +831,7 @@ START_TEST(describe_labels)
     TG_OK_(tg_set_requires_grad(x, true));
     tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
     ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s1 p0");
-    o = (tg_conv2d_opts){{2, 2}, {0, 1, 0, 1}, {2, 2}};
+    o = (tg_conv2d_opts){{2, 2}, {0, 1, 0, 1}, {2, 2}, false};
     ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s2 p0,1,0,1 d2,2");
     ck_assert_str_eq(op_detail(tg_max_pool2d(x, NULL)), "2x2 s2");
     tg_tensor *wd = rnd(TG_F32, TG_SHAPE(4, 128), 3);
@@ -1040,7 +1093,7 @@ START_TEST(empty_rows_or_columns)
         tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
         tg_tensor *xh = tg_zeros(TG_F32, TG_SHAPE(1, 2, 0, 5));
         tg_tensor *xw = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5, 0));
-        tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}};
+        tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}, false};
         tg_pool2d_opts po = {{2, 2}, {1, 1}, {1, 1, 1, 1}};
         ck_assert_ptr_null(tg_conv2d(xh, tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3)), NULL, &o));
         ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
@@ -1108,7 +1161,7 @@ START_TEST(views_match_copies)
     tg_tensor *x = tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 1), 2, 3);
     tg_tensor *w = tg_tensor_narrow(rnd(dt, TG_SHAPE(6, 3, 3, 2), 2), 0, 2, 6);
     tg_tensor *b = tg_tensor_narrow(rnd(dt, TG_SHAPE(7), 3), 0, 3, 7);
-    tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}};
+    tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}, false};
     view_vs_copy("conv2d", conv_fn, &o, x, w, b);
     view_vs_copy("max_pool2d", pool_fn, &view_max,
                  tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 4), 2, 3), NULL, NULL);
@@ -1200,15 +1253,15 @@ START_TEST(extreme_options)
     }
 
     tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 2, 3, 3), 2);
-    tg_conv2d_opts o = {{INT_MAX, INT_MAX}, {0, 0, 0, 0}, {1, 1}};
+    tg_conv2d_opts o = {{INT_MAX, INT_MAX}, {0, 0, 0, 0}, {1, 1}, false};
     tg_tensor *y = tg_conv2d(x, w, NULL, &o);
     TG_CHECK(y != NULL);
     ck_assert_int_eq(tg_tensor_dim(y, 2), 1);
-    o = (tg_conv2d_opts){{1, 1}, {0, 0, 0, 0}, {INT_MAX, 1}};
+    o = (tg_conv2d_opts){{1, 1}, {0, 0, 0, 0}, {INT_MAX, 1}, false};
     ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o));
     ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
     TG_ASSERT_ERROR_HAS("dilation 2147483647x1, extent 4294967295x3");
-    o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}};
+    o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}, false};
     ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o)); /* about 2^66 outputs */
     TG_ASSERT_ERROR_HAS("tg_conv2d");
     tg_pool2d_opts pk = {{INT_MAX, 2}, {0, 0}, {0, 0, 0, 0}};
@@ -1342,6 +1395,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, weight_reorders_per_version);
     tcase_add_test(tc, kept_layout_chain_matches_reference);
     tcase_add_test(tc, kept_layout_plain_access);
+    tcase_add_test(tc, conv_fused_relu_equals_composition);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("hostile inputs");
