@@ -63,7 +63,12 @@ void tg_storage_discard_alt(tg_storage *s);
 void tg_storage_set_pending_zero(tg_storage *s);
 bool tg_storage_pending_zero(const tg_storage *s);
 
-/* The plain data of s (settling a pending backend layout first). */
+/* The plain data of s (settling a pending backend layout first). Call it on the
+ * thread that runs the op, before any parallel loop over the data: like the
+ * rest of a tensor, a pending layout is not meant to be settled by several
+ * threads at once. If the settle fails (the error is set) the layout stays
+ * pending and the plain buffer is stale; the library makes the way back when
+ * the layout is attached, so this is not expected to happen. */
 static inline void *tg_storage_data(tg_storage *s)
 {
     if (s->alt)

@@ -516,26 +516,35 @@ done:
 
 /* ---------------------------------------------------------------- reorders */
 
-tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
-                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who)
+/* The cached reorder from src_md to dst_md, created on a miss. Lock held. */
+static tg_dnnl_entry *reorder_entry(const dnnl_memory_desc_t *src_md,
+                                    const dnnl_memory_desc_t *dst_md, const char *who)
 {
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_REORDER);
     tg_dnnl_key_add_md(&k, src_md);
     tg_dnnl_key_add_md(&k, dst_md);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        if (!tg_dnnl_engine(who))
-            return tg_last_status();
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, src_md, engine, dst_md,
-                                                              engine, attr);
-        if (st != dnnl_success)
-            return backend_error(who, "dnnl_reorder_primitive_desc_create", st);
-        e = tg_dnnl_insert(&k, pd, who);
-        if (!e)
-            return tg_last_status();
+    if (e)
+        return e;
+    if (!tg_dnnl_engine(who))
+        return NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, src_md, engine, dst_md, engine,
+                                                          attr);
+    if (st != dnnl_success) {
+        backend_error(who, "dnnl_reorder_primitive_desc_create", st);
+        return NULL;
     }
+    return tg_dnnl_insert(&k, pd, who);
+}
+
+tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
+                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who)
+{
+    tg_dnnl_entry *e = reorder_entry(src_md, dst_md, who);
+    if (!e)
+        return tg_last_status();
     tg_dnnl_args args;
     tg_dnnl_args_init(&args);
     tg_dnnl_arg(&args, DNNL_ARG_FROM, src_md, src);
@@ -643,7 +652,10 @@ static void alt_free(tg_alt_layout *a)
     free(d);
 }
 
-/* Reorders the pending layout into the plain buffer, then drops it. */
+/* Reorders the pending layout into the plain buffer, then drops it. The reorder
+ * primitive was made when the layout was attached, so this only executes it; if
+ * even that fails the record stays (the data is not lost: a later access tries
+ * again) and the error is set. */
 static tg_status alt_settle(tg_storage *s)
 {
     tg_dnnl_lock();
@@ -653,9 +665,11 @@ static tg_status alt_settle(tg_storage *s)
         dnnl_memory_desc_t plain;
         tg_dnnl_md_plain(&plain, d->md.ndims, d->md.dims);
         rc = tg_dnnl_reorder(&d->md, d->base.buf, &plain, s->data, "reading a tensor");
-        s->alt = NULL;
-        alt_free(&d->base);
-        stats.layout_settles++;
+        if (rc == TG_OK) {
+            s->alt = NULL;
+            alt_free(&d->base);
+            stats.layout_settles++;
+        }
     }
     tg_dnnl_unlock();
     return rc;
@@ -687,6 +701,12 @@ void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char 
         tg_error(TG_ERR_STATE, "%s: an output cannot hold a backend layout", who);
         return NULL;
     }
+    /* The way back to plain must exist before the data goes into md: a later
+     * settle then only runs a cached primitive. */
+    dnnl_memory_desc_t plain;
+    tg_dnnl_md_plain(&plain, md->ndims, md->dims);
+    if (!reorder_entry(md, &plain, who))
+        return NULL;
     dnnl_alt *d = malloc(sizeof *d);
     size_t nbytes = dnnl_memory_desc_get_size(md);
     void *buf = d ? tg_alloc_aligned(nbytes) : NULL;
