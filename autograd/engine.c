@@ -12,13 +12,6 @@
 /* Below this many elements a loop is not worth waking the OpenMP team for. */
 #define PARALLEL_MIN 32768
 
-/* t reads exactly its own storage, from the start, in plain order. */
-static bool whole(const tg_tensor *t)
-{
-    return t->offset == 0 && tg_tensor_is_contiguous(t) &&
-           (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
-}
-
 /* ---------------------------------------------------------------- grad mode */
 
 /* Stored inverted so that the zero-initialised thread-local means "enabled". */
@@ -91,7 +84,7 @@ tg_status tg_zero_grad(tg_tensor *t)
      * instead of writing the zeros lets the next backward write the first
      * contribution straight in (a copy, not memset + add); any other reader
      * sees the zeros, written at its first access. */
-    if (!whole(t->grad) || !t->grad->storage->owns_data)
+    if (!tg_tensor_covers_storage(t->grad) || !t->grad->storage->owns_data)
         return tg_tensor_fill(t->grad, 0.0);
     tg_storage_set_pending_zero(t->grad->storage);
     tg_tensor_bump_version(t->grad);

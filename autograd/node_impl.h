@@ -70,12 +70,12 @@ bool tg_node_needs_grad(const tg_node *node, int i);
 /* Whether a backward may overwrite its grad_out in place and hand it back as an
  * input's gradient: the engine's reference is the only one to the tensor and
  * to its storage (not the caller's seed, not shared with another node, not a
- * view), and the engine drops it after this backward, so nobody can see the
- * old values. An elementwise backward then saves a buffer and a memory pass. */
+ * view), it is contiguous, and the engine drops it after this backward, so
+ * nobody can see the old values. An elementwise backward then saves a buffer and a memory pass. */
 static inline bool tg_grad_out_reusable(const tg_tensor *g)
 {
     return g && g->refcount == 1 && g->storage->refcount == 1 && g->storage->owns_data &&
-           g->offset == 0 && !g->grad_fn;
+           !g->grad_fn && tg_tensor_covers_storage(g);
 }
 
 /* The node that produced t (borrowed) or NULL for leaves. */

@@ -93,6 +93,14 @@ struct tg_tensor {
     tg_refobj *grad_fn;    /* owned; the node that produced this tensor, or NULL */
 };
 
+/* t reads exactly its whole storage, from the start, in plain order: what a
+ * storage-level mark (a pending layout, "all zero") may stand for. */
+static inline bool tg_tensor_covers_storage(const tg_tensor *t)
+{
+    return t->offset == 0 && tg_tensor_is_contiguous(t) &&
+           (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
+}
+
 /* ---- errors: set the thread's last error and return the status ---- */
 tg_status tg_error(tg_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -412,8 +412,7 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
     if (!p->o.relu)
         return tg_weighted_backward(&conv_op, &g, p->dnnl, node, grad_out, grad_in);
     /* dL/dy = g * [r > 0]: ReLU's backward taken from its output */
-    bool in_place = p->dnnl && tg_grad_out_reusable(grad_out) &&
-                    tg_tensor_is_contiguous(grad_out);
+    bool in_place = p->dnnl && tg_grad_out_reusable(grad_out);
     tg_tensor *gy = in_place ? tg_retain(grad_out)
                              : tg_tensor_new_owned(who, p->out->dtype, 4, p->out->shape);
     if (!gy)

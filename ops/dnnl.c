@@ -675,17 +675,10 @@ static tg_status alt_settle(tg_storage *s)
     return rc;
 }
 
-/* t reads and writes exactly its storage, from its start, in plain order. */
-static bool whole(const tg_tensor *t)
-{
-    return t->offset == 0 && tg_tensor_is_contiguous(t) &&
-           (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
-}
-
 const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t)
 {
     tg_alt_layout *a = t ? t->storage->alt : NULL;
-    if (!a || a->settle != alt_settle || !whole(t))
+    if (!a || a->settle != alt_settle || !tg_tensor_covers_storage(t))
         return NULL;
     return &((dnnl_alt *)a)->md;
 }
@@ -697,7 +690,7 @@ void *tg_dnnl_alt_buf(const tg_tensor *t)
 
 void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who)
 {
-    if (t->storage->alt || !whole(t) || t->dtype != TG_F32) {
+    if (t->storage->alt || !tg_tensor_covers_storage(t) || t->dtype != TG_F32) {
         tg_error(TG_ERR_STATE, "%s: an output cannot hold a backend layout", who);
         return NULL;
     }
@@ -737,7 +730,7 @@ bool tg_dnnl_md_dense(const dnnl_memory_desc_t *md, int64_t numel)
 static bool keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
 {
     return blocked_layouts && want->format_kind == dnnl_blocked && t->dtype == TG_F32 &&
-           !t->storage->alt && whole(t);
+           !t->storage->alt && tg_tensor_covers_storage(t);
 }
 
 /* ---------------------------------------------------------------- running ops */

@@ -198,8 +198,7 @@ static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     tg_tensor *x = node->inputs[0];
     /* On oneDNN the gradient may overwrite g itself when nobody else sees g:
      * one pass over memory fewer, and no new buffer. */
-    bool in_place = tg_use_dnnl(x) && tg_grad_out_reusable(g) && g->dtype == x->dtype &&
-                    tg_tensor_is_contiguous(g);
+    bool in_place = tg_use_dnnl(x) && tg_grad_out_reusable(g) && g->dtype == x->dtype;
     tg_tensor *gx = in_place ? tg_retain(g)
                              : tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
     if (!gx)
