@@ -58,7 +58,7 @@ enum { RMS_LR, RMS_RHO, RMS_MOMENTUM, RMS_EPS };
         const T lr = (T)o->hp[SGD_LR], mu = (T)o->hp[SGD_MOMENTUM];                  \
         const T wd = (T)o->hp[SGD_WD];                                               \
         const bool nesterov = o->hp[SGD_NESTEROV] != 0;                              \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
+        _Pragma("omp parallel for simd if (n > 32768) schedule(static)")                \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k] + wd * p[k];                                                 \
             if (!v) {                                                                \
@@ -88,7 +88,7 @@ static void sgd_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor
         T *v = tg_tensor_data(o->slots[1][i]);                                       \
         const T b1 = (T)o->hp[ADAM_B1], b2 = (T)o->hp[ADAM_B2];                      \
         const T eps = (T)o->hp[ADAM_EPS], lr_t = (T)lr_t_d;                          \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
+        _Pragma("omp parallel for simd if (n > 32768) schedule(static)")                \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k];                                                             \
             T mk = b1 * m[k] + (1 - b1) * gk;                                        \
@@ -119,7 +119,7 @@ static void adam_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tenso
         T *mom = o->n_slots > 1 ? (T *)tg_tensor_data(o->slots[1][i]) : NULL;        \
         const T lr = (T)o->hp[RMS_LR], rho = (T)o->hp[RMS_RHO];                      \
         const T mu = (T)o->hp[RMS_MOMENTUM], eps = (T)o->hp[RMS_EPS];                \
-        _Pragma("omp parallel for if (n > 32768) schedule(static)")                  \
+        _Pragma("omp parallel for simd if (n > 32768) schedule(static)")                \
         for (int64_t k = 0; k < n; k++) {                                            \
             T gk = g[k];                                                             \
             T s = rho * ms[k] + (1 - rho) * gk * gk;                                 \
