@@ -260,6 +260,29 @@ bool tg_node_needs_grad(const tg_node *node, int i)
     return node && i >= 0 && i < node->n_inputs && input_requires_grad(node->inputs[i]);
 }
 
+static bool shape_eq(int na, const int64_t *a, int nb, const int64_t *b);
+
+tg_tensor *tg_node_claim_leaf_grad(tg_node *node, int i)
+{
+    if (!tg_node_needs_grad(node, i))
+        return NULL;
+    tg_tensor *x = node->inputs[i], *g = x->grad;
+    if (x->grad_fn || !g || !tg_storage_pending_zero(g->storage) || g->dtype != x->dtype ||
+        !shape_eq(g->ndim, g->shape, x->ndim, x->shape) || !tg_tensor_covers_storage(g))
+        return NULL;
+    tg_storage_discard_alt(g->storage);
+    tg_tensor_bump_version(g);
+    return g;
+}
+
+void tg_node_unclaim_leaf_grad(tg_tensor *g)
+{
+    if (g) {
+        tg_storage_set_pending_zero(g->storage);
+        tg_tensor_bump_version(g);
+    }
+}
+
 tg_node *tg_tensor_grad_fn(const tg_tensor *t)
 {
     return t ? (tg_node *)t->grad_fn : NULL;
@@ -337,6 +360,8 @@ static tg_tensor *owned_copy(tg_tensor *src)
  * marked zero by tg_zero_grad takes a copy of g instead. */
 static tg_status accumulate_leaf(tg_tensor *leaf, tg_tensor *g)
 {
+    if (g == leaf->grad) /* written in place (tg_node_claim_leaf_grad) */
+        return TG_OK;
     if (!leaf->grad) {
         leaf->grad = owned_copy(g);
         return leaf->grad ? TG_OK : tg_last_status();

@@ -889,8 +889,14 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
     tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
     tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
     tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
-    tg_tensor *gw = need_wb ? tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape) : NULL;
-    tg_tensor *gb = need_wb && b ? tg_tensor_new_owned(who, b->dtype, 1, b->shape) : NULL;
+    /* Weight and bias gradients go straight into the leaves' zeroed .grad when
+     * the engine allows it (no copy afterwards), else into new tensors. */
+    tg_tensor *cw = need_wb ? tg_node_claim_leaf_grad(node, 1) : NULL;
+    tg_tensor *cb = need_wb && b ? tg_node_claim_leaf_grad(node, 2) : NULL;
+    tg_tensor *gw = !need_wb ? NULL
+                    : cw ? tg_retain(cw) : tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape);
+    tg_tensor *gb = !need_wb || !b ? NULL
+                    : cb ? tg_retain(cb) : tg_tensor_new_owned(who, b->dtype, 1, b->shape);
     if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
         st = tg_last_status();
         goto out;
@@ -925,6 +931,10 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
             grad_in[2] = tg_scoped(tg_retain(gb));
     }
 out:
+    if (st != TG_OK) { /* claimed gradients may be half written: zero again */
+        tg_node_unclaim_leaf_grad(cw);
+        tg_node_unclaim_leaf_grad(cb);
+    }
     tg_release(gy);
     tg_release(xc);
     tg_release(wc);

@@ -595,6 +595,49 @@ START_TEST(conv_fused_relu_equals_composition)
 }
 END_TEST
 
+/* After tg_zero_grad the weight and bias gradients are written straight into
+ * .grad (tg_node_claim_leaf_grad): the same values as the first backward, and a
+ * second backward still adds; on both backends, dense and conv. */
+START_TEST(weight_grads_written_in_place)
+{
+    tg_scope *s = tg_scope_push();
+    tg_backend backends[] = {TG_BACKEND_AUTO, TG_BACKEND_REFERENCE};
+    for (int k = 0; k < 2; k++) {
+        tg_backend prev = tg_set_backend(backends[k]);
+        tg_tensor *x = rnd(TG_F32, TG_SHAPE(4, 2, 7, 7), 21);
+        tg_tensor *w = rnd(TG_F32, TG_SHAPE(16, 2, 3, 3), 22), *b = rnd(TG_F32, TG_SHAPE(16), 23);
+        tg_tensor *w2 = rnd(TG_F32, TG_SHAPE(5, 400), 24), *b2 = rnd(TG_F32, TG_SHAPE(5), 25);
+        tg_tensor *params[] = {w, b, w2, b2};
+        for (int i = 0; i < 4; i++)
+            TG_OK_(tg_set_requires_grad(params[i], true));
+        tg_tensor *first[4];
+        for (int round = 0; round < 3; round++) {
+            for (int rep = 0; rep < (round == 2 ? 2 : 1); rep++) {
+                tg_tensor *h = tg_conv2d(x, w, b, NULL);
+                tg_tensor *y = tg_dense(tg_reshape(h, 2, (int64_t[]){4, 400}), w2, b2);
+                TG_OK_(tg_backward(tg_sum(tg_mul(y, y), NULL, 0, false)));
+            }
+            for (int i = 0; i < 4; i++) {
+                tg_tensor *g = tg_grad(params[i]);
+                TG_CHECK(g != NULL);
+                if (round == 0) {
+                    first[i] = tg_tensor_copy(g);
+                } else {
+                    tg_tensor *want = round == 1 ? first[i] : tg_mul_scalar(first[i], 2.0);
+                    int64_t where;
+                    double e = tg_test_max_scaled_err(g, want, 1e-5, 1e-5, &where);
+                    ck_assert_msg(e <= 1.0, "backend %d, round %d, parameter %d: element %lld "
+                                  "off by %.3g x tol", k, round, i, (long long)where, e);
+                }
+                TG_OK_(tg_zero_grad(params[i]));
+            }
+        }
+        tg_set_backend(prev);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(conv_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -1396,6 +1439,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, kept_layout_chain_matches_reference);
     tcase_add_test(tc, kept_layout_plain_access);
     tcase_add_test(tc, conv_fused_relu_equals_composition);
+    tcase_add_test(tc, weight_grads_written_in_place);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("hostile inputs");
