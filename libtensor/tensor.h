@@ -137,7 +137,8 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src);
 tg_tensor *tg_tensor_reshape(tg_tensor *t, int ndim, const int64_t *shape);
 /* Merges dims start..end (inclusive; negative counts from the end) into one. */
 tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim);
-/* perm is a permutation of 0..ndim-1. */
+/* perm is a permutation of 0..ndim-1; a negative entry counts from the end (-1 is
+ * the last dim), as in tg_permute. */
 tg_tensor *tg_tensor_permute(tg_tensor *t, const int *perm);
 tg_tensor *tg_tensor_transpose(tg_tensor *t, int dim0, int dim1);
 /* Elements start..end-1 along dim (negative start/end count from the end). */

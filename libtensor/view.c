@@ -159,10 +159,11 @@ tg_tensor *tg_tensor_permute(tg_tensor *t, const int *perm)
     bool seen[TG_MAX_DIMS] = {false};
     int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) {
-        int p = perm[i];
-        if (p < 0 || p >= t->ndim || seen[p])
+        int p = norm_dim(perm[i], t->ndim); /* -1 is the last dim, as in tg_permute */
+        if (p < 0 || seen[p])
             return tg_error(TG_ERR_ARG, "tg_tensor_permute: entry %d (= %d) makes perm not a "
-                            "permutation of 0..%d", i, p, t->ndim - 1), NULL;
+                            "permutation of 0..%d (negative entries count from the end)", i,
+                            perm[i], t->ndim - 1), NULL;
         seen[p] = true;
         shape[i] = t->shape[p];
         strides[i] = t->strides[p];

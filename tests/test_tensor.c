@@ -387,7 +387,12 @@ START_TEST(test_permute_transpose_strides)
     ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
     TG_ASSERT_ERROR_HAS("tg_tensor_permute");
     ck_assert_ptr_null(tg_tensor_permute(base, (const int[]){0, 1, 3}));
-    ck_assert_ptr_null(tg_tensor_permute(base, (const int[]){-1, 0, 1}));
+    ck_assert_ptr_null(tg_tensor_permute(base, (const int[]){-4, 0, 1}));
+    ck_assert_ptr_null(tg_tensor_permute(base, (const int[]){-1, 0, 2})); /* -1 is 2 */
+    /* negative entries count from the end, as in tg_permute */
+    tg_tensor *pn = tg_tensor_permute(base, (const int[]){-1, 0, -2});
+    ASSERT_SHAPE(pn, 4, 2, 3);
+    ASSERT_STRIDES(pn, 1, 12, 4);
     ck_assert_ptr_null(tg_tensor_permute(base, NULL));
     ck_assert_ptr_null(tg_tensor_transpose(base, 0, 3));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
