@@ -61,8 +61,10 @@ double tg_rng_normal(tg_rng *rng)
 
 uint64_t tg_rng_below(tg_rng *rng, uint64_t n)
 {
-    if (n == 0)
+    if (n == 0) { /* [0, 0) is empty: a caller's bug, reported, the generator untouched */
+        tg_error(TG_ERR_ARG, "tg_rng_below: n must be > 0 (no integer lies in [0, 0))");
         return 0;
+    }
     /* Lemire: the high word of x*n is uniform in [0, n) once the low words that
      * would over-represent some results (fewer than 2^64 mod n of them) are
      * rejected. */

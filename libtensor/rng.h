@@ -27,7 +27,8 @@ uint64_t tg_rng_next_u64(tg_rng *rng);
 double tg_rng_uniform(tg_rng *rng);
 /* Standard normal (Box-Muller; consumes two uniforms, keeps no cache). */
 double tg_rng_normal(tg_rng *rng);
-/* Uniform integer in [0, n); n > 0. Unbiased. */
+/* Uniform integer in [0, n); n > 0. Unbiased. n == 0 returns 0 with TG_ERR_ARG set
+ * and leaves the generator as it was. */
 uint64_t tg_rng_below(tg_rng *rng, uint64_t n);
 
 /* The global generator (borrowed). Seeded with 0 until tg_manual_seed(). */

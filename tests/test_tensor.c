@@ -1118,6 +1118,12 @@ START_TEST(test_rng_distributions)
     for (int k = 0; k < 7; k++)
         ck_assert_msg(abs(counts[k] - 10000) < 500, "value %d drawn %d times", k, counts[k]);
     ck_assert_uint_eq(tg_rng_below(&r, 1), 0);
+    tg_rng before = r;
+    tg_clear_error();
+    ck_assert_uint_eq(tg_rng_below(&r, 0), 0); /* an empty range is an error */
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("tg_rng_below");
+    ck_assert(memcmp(&before, &r, sizeof r) == 0);
     uint64_t big = (UINT64_C(1) << 63) + 1; /* most draws of a naive modulo would be biased */
     int upper = 0;
     for (int i = 0; i < 2000; i++)
