@@ -10,20 +10,18 @@
  * The mask is a pure function of one 64-bit key and the element's flat index k.
  * Each training call draws exactly one key from the caller's tg_rng (so one seed
  * reproduces every mask and the generator advances by one word per call), then
- *   u_k  = H((k mod 2^32) + a) ^ b   a, b = the key's low and high 32 bits, H the
- *                                    "lowbias32" integer hash (a bijection of
- *                                    32-bit words: xor-shifts and two multiplies)
- *   m[k] = u_k >= T                  T = round(rate * 2^32), in [0, 2^32]
+ *   h_j  = fmix(key + j * G)   j = k / 2, G = 2^64 / golden ratio (odd), fmix the
+ *                              splitmix64 finalizer (a bijection of 64-bit words)
+ *   u_k  = low 32 bits of h_j for even k, high 32 bits for odd k
+ *   m[k] = u_k >= T            T = round(rate * 2^32), in [0, 2^32]
+ * i.e. splitmix64's output sequence from state key - G, two elements per output.
  * With u_k uniform on 32 bits, P(keep) = 1 - T / 2^32, within 2^-33 of 1 - rate;
- * T = 2^32 (rate within 2^-33 of 1) drops everything. Why counter-based rather
- * than one draw per element: the loop has no serial dependency, so it runs in
- * parallel and gives the same mask for any thread count; backward regenerates the
- * mask from the saved key instead of keeping a mask tensor alive between the
- * passes; and the keep test becomes a bit mask on the scaled value (no
- * data-dependent branch to mispredict). Why a 32-bit hash: it vectorizes with
- * the baseline x86-64 ISA's 32-bit multiplies, so one build runs at full speed on
- * every CPU (a 64-bit hash needs AVX-512's 64-bit multiply, and CPU-specific
- * builds, for the same speed). A dropped element is exactly +0 even where x
+ * T = 2^32 (rate within 2^-33 of 1) drops everything. Why counter-based rather than one
+ * draw per element: the loop has no serial dependency, so it runs in parallel and
+ * gives the same mask for any thread count; backward regenerates the mask from the
+ * saved key instead of keeping a mask tensor alive between the passes; and the
+ * keep test becomes a bit mask on the scaled value (no data-dependent branch to
+ * mispredict), which gcc vectorizes. A dropped element is exactly +0 even where x
  * or the gradient is inf or NaN, as with the earlier branchy loop. */
 #include <math.h>
 #include <stdio.h>
@@ -39,18 +37,27 @@ typedef struct dropout_params {
     double scale;  /* 1 / (1 - rate), or 0 when rate is 1 */
 } dropout_params;
 
+#define GOLDEN 0x9e3779b97f4a7c15ull
 /* Below this many elements an OpenMP team costs more than the loop. */
 #define PARALLEL_MIN_ELEMS (1 << 15)
 
-/* Wellons's "lowbias32": a 32-bit integer hash with low bias, a bijection. */
-static inline uint32_t hash32(uint32_t x)
+/* gcc builds the two mask loops for the baseline ISA; on x86-64 it also builds
+ * AVX2 and AVX-512 copies and picks one at load time, since AVX-512's 64-bit
+ * multiply makes the hash about 3x cheaper than SSE2's emulated one. All copies
+ * compute the same integers and one IEEE multiply, so results are bit-identical. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && \
+    defined(__ELF__)
+#define ISA_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define ISA_CLONES
+#endif
+
+/* splitmix64's output function. */
+static inline uint64_t fmix(uint64_t z)
 {
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
 
 /* v when keep is 1, +0 when keep is 0: an AND of the bits, so that it vectorizes
@@ -73,25 +80,37 @@ static inline double keep_f64(double v, uint64_t keep)
     return v;
 }
 
-/* out[k] = in[k] * m[k] * s over n contiguous elements; in and out do not overlap. */
-#define MASK_LOOP(KEEP)                                                              \
-    do {                                                                             \
-        uint32_t a = (uint32_t)key, b = (uint32_t)(key >> 32);                       \
-        _Pragma("omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)") \
-        for (int64_t k = 0; k < n; k++)                                              \
-            out[k] = KEEP(in[k] * s, (hash32((uint32_t)k + a) ^ b) >= t);            \
-    } while (0)
-
+/* out[k] = in[k] * m[k] * s over n contiguous elements; in and out do not overlap.
+ * The loop runs over pairs (one hash each); an odd last element takes the low half
+ * of the next hash, as the formula says. */
+ISA_CLONES
 static void mask_f32(const float *restrict in, float *restrict out, int64_t n, uint64_t key,
                      uint32_t t, float s)
 {
-    MASK_LOOP(keep_f32);
+    int64_t pairs = n / 2;
+    #pragma omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)
+    for (int64_t j = 0; j < pairs; j++) {
+        uint64_t h = fmix(key + (uint64_t)j * GOLDEN);
+        out[2 * j] = keep_f32(in[2 * j] * s, (uint32_t)h >= t);
+        out[2 * j + 1] = keep_f32(in[2 * j + 1] * s, (uint32_t)(h >> 32) >= t);
+    }
+    if (n & 1)
+        out[n - 1] = keep_f32(in[n - 1] * s, (uint32_t)fmix(key + (uint64_t)pairs * GOLDEN) >= t);
 }
 
+ISA_CLONES
 static void mask_f64(const double *restrict in, double *restrict out, int64_t n, uint64_t key,
                      uint32_t t, double s)
 {
-    MASK_LOOP(keep_f64);
+    int64_t pairs = n / 2;
+    #pragma omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)
+    for (int64_t j = 0; j < pairs; j++) {
+        uint64_t h = fmix(key + (uint64_t)j * GOLDEN);
+        out[2 * j] = keep_f64(in[2 * j] * s, (uint32_t)h >= t);
+        out[2 * j + 1] = keep_f64(in[2 * j + 1] * s, (uint32_t)(h >> 32) >= t);
+    }
+    if (n & 1)
+        out[n - 1] = keep_f64(in[n - 1] * s, (uint32_t)fmix(key + (uint64_t)pairs * GOLDEN) >= t);
 }
 
 /* out = in * m * scale for the mask of (key, rate), 0 < rate <= 1. */

@@ -167,7 +167,7 @@ static const gc_case cases[] = {
     {TG_OP_DENSE, "dense flattening, no bias", 2, {S(2, 2, 3), S(2, 6)}, {0}, 0},
     {TG_OP_DENSE, "dense batch 1", 3, {S(1, 3), S(1, 3), S(1)}, {0}, 0},
     {TG_OP_DROPOUT, "dropout 0.5 training", 1, {S(3, 4)}, {0}, 0.5},
-    {TG_OP_DROPOUT, "dropout 0.3, odd size", 1, {S(3, 5)}, {0}, 0.3},
+    {TG_OP_DROPOUT, "dropout 0.3, odd size (unpaired last element)", 1, {S(3, 5)}, {0}, 0.3},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 

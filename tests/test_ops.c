@@ -1223,7 +1223,7 @@ END_TEST
 
 /* ops/dropout.c draws its mask from a hash of (key, index); these check what that
  * construction promises beyond tests/test_cnn.c's dropout cases: the keep rate over
- * many elements, on even and odd indices, independence of neighbouring elements, the same mask
+ * many elements, independence of the two elements sharing a hash, the same mask
  * for any thread count, one generator word per call, and backward regenerating the
  * forward's mask. */
 
@@ -1240,7 +1240,7 @@ START_TEST(dropout_keep_fraction)
     TG_CHECK(y != NULL);
     const float *yd = tg_tensor_data(y);
     const float kept_value = (float)(1.0 / (1.0 - rate));
-    int64_t kept[2] = {0, 0}, both = 0; /* even / odd indices; neighbours (2j, 2j+1) */
+    int64_t kept[2] = {0, 0}, both = 0; /* even / odd indices; pairs (2j, 2j+1) */
     for (int64_t k = 0; k < N; k++) {
         ck_assert_msg(yd[k] == 0.0f || yd[k] == kept_value, "element %lld = %g", (long long)k,
                       (double)yd[k]);
@@ -1252,12 +1252,12 @@ START_TEST(dropout_keep_fraction)
     const double p = 1.0 - rate, half = N / 2;
     double frac = (double)(kept[0] + kept[1]) / N;
     ck_assert_msg(fabs(frac - p) < 5 * sqrt(p * (1 - p) / N), "kept %.6f, want %g", frac, p);
-    for (int h = 0; h < 2; h++) { /* even and odd indices on their own */
+    for (int h = 0; h < 2; h++) { /* each half of the 64-bit hash on its own */
         double f = (double)kept[h] / half;
         ck_assert_msg(fabs(f - p) < 5 * sqrt(p * (1 - p) / half), "%s indices kept %.6f, want %g",
                       h ? "odd" : "even", f, p);
     }
-    double q = p * p, fb = (double)both / half; /* neighbours are independent */
+    double q = p * p, fb = (double)both / half; /* the two halves are independent */
     ck_assert_msg(fabs(fb - q) < 5 * sqrt(q * (1 - q) / half), "pairs kept together %.6f, want %g",
                   fb, q);
     tg_scope_pop(s);
@@ -1265,7 +1265,7 @@ START_TEST(dropout_keep_fraction)
 END_TEST
 
 /* Same seed, 1 and 2 threads: the same output and gradient, bit for bit, on an odd
- * size large enough for the loop to go parallel. */
+ * size (the unpaired last element) large enough for the loop to go parallel. */
 START_TEST(dropout_thread_count_independent)
 {
     tg_scope *s = tg_scope_push();
