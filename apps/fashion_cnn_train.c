@@ -33,15 +33,7 @@ static volatile sig_atomic_t interrupted = 0;
 
 static void on_signal(int sig)
 {
-    if (interrupted) {
-        /* A second Ctrl-C quits at once: the last checkpoint is intact (atomic). */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(sig, &dfl, NULL);
-        raise(sig);
-        return;
-    }
+    (void)sig;
     interrupted = 1;
 }
 
@@ -70,8 +62,8 @@ static void install_handlers(void)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 }
 
-/* Lets a pending SIGINT or SIGTERM run its handler now (it sets `interrupted`,
- * or on the second one ends the process), then holds them again. */
+/* Lets a pending SIGINT or SIGTERM run its handler now (it sets `interrupted`),
+ * then holds them again. */
 static void take_signals(void)
 {
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
