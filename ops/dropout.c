@@ -82,36 +82,25 @@ static inline double keep_f64(double v, uint64_t keep)
 
 /* out[k] = in[k] * m[k] * s over n contiguous elements; in and out do not overlap.
  * The loop runs over pairs (one hash each); an odd last element takes the low half
- * of the next hash, as the formula says. */
-ISA_CLONES
-static void mask_f32(const float *restrict in, float *restrict out, int64_t n, uint64_t key,
-                     uint32_t t, float s)
-{
-    int64_t pairs = n / 2;
-    #pragma omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)
-    for (int64_t j = 0; j < pairs; j++) {
-        uint64_t h = fmix(key + (uint64_t)j * GOLDEN);
-        out[2 * j] = keep_f32(in[2 * j] * s, (uint32_t)h >= t);
-        out[2 * j + 1] = keep_f32(in[2 * j + 1] * s, (uint32_t)(h >> 32) >= t);
+ * of the next hash, as the formula says. One body for f32 and f64. */
+#define DEFINE_MASK(NAME, T, KEEP)                                                   \
+    ISA_CLONES static void NAME(const T *restrict in, T *restrict out, int64_t n,    \
+                                uint64_t key, uint32_t t, T s)                       \
+    {                                                                                \
+        int64_t pairs = n / 2;                                                       \
+        _Pragma("omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)") \
+        for (int64_t j = 0; j < pairs; j++) {                                        \
+            uint64_t h = fmix(key + (uint64_t)j * GOLDEN);                           \
+            out[2 * j] = KEEP(in[2 * j] * s, (uint32_t)h >= t);                      \
+            out[2 * j + 1] = KEEP(in[2 * j + 1] * s, (uint32_t)(h >> 32) >= t);      \
+        }                                                                            \
+        if (n & 1)                                                                   \
+            out[n - 1] = KEEP(in[n - 1] * s,                                         \
+                              (uint32_t)fmix(key + (uint64_t)pairs * GOLDEN) >= t);  \
     }
-    if (n & 1)
-        out[n - 1] = keep_f32(in[n - 1] * s, (uint32_t)fmix(key + (uint64_t)pairs * GOLDEN) >= t);
-}
 
-ISA_CLONES
-static void mask_f64(const double *restrict in, double *restrict out, int64_t n, uint64_t key,
-                     uint32_t t, double s)
-{
-    int64_t pairs = n / 2;
-    #pragma omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN_ELEMS)
-    for (int64_t j = 0; j < pairs; j++) {
-        uint64_t h = fmix(key + (uint64_t)j * GOLDEN);
-        out[2 * j] = keep_f64(in[2 * j] * s, (uint32_t)h >= t);
-        out[2 * j + 1] = keep_f64(in[2 * j + 1] * s, (uint32_t)(h >> 32) >= t);
-    }
-    if (n & 1)
-        out[n - 1] = keep_f64(in[n - 1] * s, (uint32_t)fmix(key + (uint64_t)pairs * GOLDEN) >= t);
-}
+DEFINE_MASK(mask_f32, float, keep_f32)
+DEFINE_MASK(mask_f64, double, keep_f64)
 
 /* out = in * m * scale for the mask of (key, rate), 0 < rate <= 1. */
 static void apply_mask(bool f64, const void *in, void *out, int64_t n, uint64_t key,
