@@ -9,7 +9,9 @@
 #include <stdint.h>
 
 #include "libtensor/error.h"
+#include "libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,4 +41,5 @@ void tg_manual_seed(uint64_t seed);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -7,7 +7,9 @@
 #define TG_SCOPE_H
 
 #include "libtensor/tensor.h"
+#include "libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,4 +36,5 @@ int tg_scope_depth(void);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

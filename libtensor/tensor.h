@@ -22,7 +22,9 @@
 #include <stdio.h>
 
 #include "libtensor/error.h"
+#include "libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -154,4 +156,5 @@ char *tg_tensor_to_string(const tg_tensor *t);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -19,7 +19,9 @@
 
 #include "libtensor/tensor.h"
 #include "libtensor/rng.h"
+#include "libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -160,4 +162,5 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif
