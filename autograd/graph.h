@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/export.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "libtensor/state_dict.h"
-#include "libtensor/export.h"
+#include "../libtensor/state_dict.h"
+#include "../libtensor/export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -9,9 +9,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/rng.h"
-#include "libtensor/tensor.h"
-#include "libtensor/export.h"
+#include "../libtensor/rng.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/export.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -5,7 +5,7 @@
 #ifndef TG_ERROR_H
 #define TG_ERROR_H
 
-#include "libtensor/export.h"
+#include "export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

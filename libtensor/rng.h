@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "libtensor/error.h"
-#include "libtensor/export.h"
+#include "error.h"
+#include "export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -6,8 +6,8 @@
 #ifndef TG_SCOPE_H
 #define TG_SCOPE_H
 
-#include "libtensor/tensor.h"
-#include "libtensor/export.h"
+#include "tensor.h"
+#include "export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

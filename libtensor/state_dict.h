@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/export.h"
+#include "tensor.h"
+#include "export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -25,10 +25,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/rng.h"
-#include "libtensor/state_dict.h"
-#include "libtensor/export.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/rng.h"
+#include "../libtensor/state_dict.h"
+#include "../libtensor/export.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus
