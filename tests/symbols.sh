@@ -6,7 +6,10 @@
 # occurs in the text of an installed header ($TG_PUBLIC_HEADERS, from Makefile.am)
 # once the preprocessor has removed the comments: the umbrella header is run
 # through $CC -E and only the lines that come from those headers are kept (its
-# line markers say which file each line is from). Reports the counts. Skipped
+# line markers say which file each line is from). The other way round, it fails
+# on a function those headers declare (other than a static inline one) that the
+# library does not export: a header without TG_API_BEGIN/TG_API_END, or a
+# declaration nobody defines. Reports the counts. Skipped
 # (77) when the library is not built shared (the sanitizer build) or nm is missing.
 set -u
 srcdir=${top_srcdir:-.}
@@ -67,7 +70,13 @@ awk -v srcdir="$srcdir" -v list="$tmp/headers" '
     BEGIN { while ((getline h < list) > 0) public[norm(srcdir "/" h)] = 1 }
     /^# [0-9]+ "/ { f = $3; gsub(/"/, "", f); keep = (norm(f) in public); next }
     keep { print }
-' "$tmp/all.i" | grep -o '[A-Za-z_][A-Za-z0-9_]*' | sort -u >"$tmp/declared"
+' "$tmp/all.i" >"$tmp/public.i"
+grep -o '[A-Za-z_][A-Za-z0-9_]*' "$tmp/public.i" | sort -u >"$tmp/declared"
+# the functions they declare (a name before "("), less static inline ones
+tr '\n' ' ' <"$tmp/public.i" >"$tmp/public.line"
+grep -o 'tg_[a-z0-9_]* *(' "$tmp/public.line" | tr -d ' (' | sort -u >"$tmp/functions"
+grep -o 'static[^;{}]*[^a-z0-9_]tg_[a-z0-9_]* *(' "$tmp/public.line" |
+    grep -o 'tg_[a-z0-9_]* *($' | tr -d ' (' | sort -u >"$tmp/inline"
 
 if ! test -s "$tmp/declared"; then
     echo "symbols: found no declarations in the public headers (line markers not understood?)"
@@ -75,12 +84,22 @@ if ! test -s "$tmp/declared"; then
 fi
 
 comm -23 "$tmp/exported" "$tmp/declared" >"$tmp/extra"
+comm -23 "$tmp/functions" "$tmp/inline" | comm -23 - "$tmp/exported" >"$tmp/missing"
 n_exp=$(wc -l <"$tmp/exported" | tr -d ' ')
 n_extra=$(wc -l <"$tmp/extra" | tr -d ' ')
+n_fn=$(wc -l <"$tmp/functions" | tr -d ' ')
+n_missing=$(wc -l <"$tmp/missing" | tr -d ' ')
 echo "symbols: libtensor.so exports $n_exp symbols; $n_extra of them in no public header"
+echo "symbols: the public headers declare $n_fn functions; $n_missing of them not exported"
+status=0
 if test "$n_extra" -ne 0; then
     sed 's/^/  not in a public header: /' "$tmp/extra"
     echo "symbols: FAIL: declare them in a public header, or keep them internal"
-    exit 1
+    status=1
 fi
-exit 0
+if test "$n_missing" -ne 0; then
+    sed 's/^/  declared but not exported: /' "$tmp/missing"
+    echo "symbols: FAIL: a public header without TG_API_BEGIN/TG_API_END, or no definition"
+    status=1
+fi
+exit $status
