@@ -28,15 +28,20 @@ struct tg_optimizer {
     double hp[MAX_HP];            /* hyper-parameters, named by the type */
 };
 
+/* One row per optimizer kind: everything the shared code needs to construct,
+ * check, export and import it. */
 struct opt_type {
-    const char *name;
+    const char *name;              /* tg_optimizer_type(), the state dict's "type" */
     int n_hp;
-    const char *hp_names[MAX_HP];
-    bool hp_is_flag[MAX_HP];      /* exported as i64 0/1 */
-    /* Slot names; the second is present only when hp[cond_hp] != 0 (-1: always). */
+    const char *hp_names[MAX_HP];  /* state dict attribute names, in hp[] order */
+    bool hp_is_flag[MAX_HP];       /* exported as i64 0/1 */
+    /* Slots kept always, then (when optional_slot_hp >= 0 and that
+     * hyper-parameter is non-zero) one more: slot_names[n_slots]. */
     const char *slot_names[MAX_SLOTS];
     int n_slots;
-    int second_slot_cond_hp;
+    int optional_slot_hp;
+    /* The domains of hp[] beyond "finite" and "lr > 0"; errors name fn. */
+    tg_status (*check)(const char *fn, const double *hp);
     /* Updates parameter i whose gradient is g (same shape/dtype, contiguous). */
     void (*update)(tg_optimizer *o, size_t i, tg_tensor *p, const tg_tensor *g);
 };
@@ -144,26 +149,57 @@ static void rmsprop_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_te
         RMS_LOOP(double, sqrt);
 }
 
+static tg_status sgd_check(const char *fn, const double *hp)
+{
+    if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn, hp[SGD_MOMENTUM]);
+    if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
+        return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
+    if (hp[SGD_WD] < 0)
+        return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
+    return TG_OK;
+}
+
+static tg_status adam_check(const char *fn, const double *hp)
+{
+    if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
+                        hp[ADAM_B1], hp[ADAM_B2]);
+    if (!(hp[ADAM_EPS] > 0))
+        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
+    return TG_OK;
+}
+
+static tg_status rmsprop_check(const char *fn, const double *hp)
+{
+    if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 || hp[RMS_MOMENTUM] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
+                        hp[RMS_RHO], hp[RMS_MOMENTUM]);
+    if (!(hp[RMS_EPS] > 0))
+        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
+    return TG_OK;
+}
+
 static const opt_type sgd_type = {
     .name = "sgd", .n_hp = 4,
     .hp_names = { "lr", "momentum", "nesterov", "weight_decay" },
     .hp_is_flag = { false, false, true, false },
-    .slot_names = { "velocity", NULL }, .n_slots = 0, .second_slot_cond_hp = -1,
-    .update = sgd_update,
+    .slot_names = { "velocity" }, .n_slots = 0, .optional_slot_hp = SGD_MOMENTUM,
+    .check = sgd_check, .update = sgd_update,
 };
 
 static const opt_type adam_type = {
     .name = "adam", .n_hp = 4,
     .hp_names = { "lr", "beta1", "beta2", "epsilon" },
-    .slot_names = { "m", "v" }, .n_slots = 2, .second_slot_cond_hp = -1,
-    .update = adam_update,
+    .slot_names = { "m", "v" }, .n_slots = 2, .optional_slot_hp = -1,
+    .check = adam_check, .update = adam_update,
 };
 
 static const opt_type rmsprop_type = {
     .name = "rmsprop", .n_hp = 4,
     .hp_names = { "lr", "rho", "momentum", "epsilon" },
-    .slot_names = { "rms", "momentum" }, .n_slots = 1, .second_slot_cond_hp = RMS_MOMENTUM,
-    .update = rmsprop_update,
+    .slot_names = { "rms", "momentum" }, .n_slots = 1, .optional_slot_hp = RMS_MOMENTUM,
+    .check = rmsprop_check, .update = rmsprop_update,
 };
 
 /* ---------------------------------------------------------------- construction */
@@ -201,39 +237,14 @@ static tg_status check_hp(const char *fn, const opt_type *ty, const double *hp)
             return tg_error(TG_ERR_ARG, "%s: %s = %g is not finite", fn, ty->hp_names[k], hp[k]);
     if (!(hp[0] > 0))
         return tg_error(TG_ERR_ARG, "%s: lr = %g must be > 0", fn, hp[0]);
-    if (ty == &sgd_type) {
-        if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn,
-                            hp[SGD_MOMENTUM]);
-        if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
-            return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
-        if (hp[SGD_WD] < 0)
-            return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
-    } else if (ty == &adam_type) {
-        if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
-                            hp[ADAM_B1], hp[ADAM_B2]);
-        if (!(hp[ADAM_EPS] > 0))
-            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
-    } else {
-        if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 ||
-            hp[RMS_MOMENTUM] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
-                            hp[RMS_RHO], hp[RMS_MOMENTUM]);
-        if (!(hp[RMS_EPS] > 0))
-            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
-    }
-    return TG_OK;
+    return ty->check(fn, hp);
 }
 
 /* Which slots an optimizer of this type with these hyper-parameters keeps. */
 static int slot_count(const opt_type *ty, const double *hp)
 {
-    if (ty == &sgd_type)
-        return hp[SGD_MOMENTUM] != 0 ? 1 : 0;
-    if (ty->second_slot_cond_hp >= 0)
-        return hp[ty->second_slot_cond_hp] != 0 ? 2 : 1;
-    return ty->n_slots;
+    int opt = ty->optional_slot_hp;
+    return ty->n_slots + (opt >= 0 && hp[opt] != 0 ? 1 : 0);
 }
 
 static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *const *params,
@@ -532,11 +543,12 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
             char msg[512];
             snprintf(msg, sizeof msg, "%s", tg_last_error());
             PROBLEM("bad hyper-parameter: %s", msg);
-        } else if (slot_count(ty, hp) != opt->n_slots)
-            PROBLEM("momentum %g in the state dict, %g in this optimizer: one keeps a momentum "
-                    "slot and the other does not",
-                    hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM],
-                    opt->hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM]);
+        } else if (slot_count(ty, hp) != opt->n_slots) {
+            int o = ty->optional_slot_hp;
+            PROBLEM("%s %g in the state dict, %g in this optimizer: one keeps a %s slot and "
+                    "the other does not", ty->hp_names[o], hp[o], opt->hp[o],
+                    ty->slot_names[ty->n_slots]);
+        }
     }
     for (size_t i = 0; i < opt->n; i++)
         for (int s = 0; s < opt->n_slots; s++) {
