@@ -59,6 +59,14 @@ typedef enum tg_initializer {
     TG_INIT_COUNT
 } tg_initializer;
 
+/* Keras's glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)). For a 2-D
+ * (out, in) kernel fan_in = in, fan_out = out; for (O, I, k...) kernels both are
+ * multiplied by the receptive field size prod(k...). Floating dtypes; rng NULL
+ * means the global generator. Scoped reference, NULL on error. */
+tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng);
+/* Keras's he_normal: a normal truncated at 2 sigma, sigma = sqrt(2 / fan_in) / 0.8796
+ * so that the samples' standard deviation is sqrt(2 / fan_in). */
+tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng);
 /* "glorot_uniform", "he_normal", "zeros"; "invalid" out of range. */
 const char *tg_initializer_name(tg_initializer init);
 /* Overwrites every element of t (borrowed, floating, contiguous or not) in place
