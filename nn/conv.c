@@ -71,16 +71,16 @@ static tg_tensor *conv_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     return tg_conv2d(x, l->params[0].t, c->o.use_bias ? l->params[1].t : NULL, &o);
 }
 
-static void conv_config(const tg_layer *l, tg_nn_buf *b)
+static void conv_config(const tg_layer *l, tg_strbuf *b)
 {
     const conv_layer *c = (const conv_layer *)l;
-    tg_nn_buf_printf(b, "\"filters\": %d, \"kernel_size\": [%d, %d], \"strides\": [%d, %d], "
+    tg_strbuf_printf(b, "\"filters\": %d, \"kernel_size\": [%d, %d], \"strides\": [%d, %d], "
                      "\"padding\": \"%s\", ", c->filters, c->kernel[0], c->kernel[1],
                      c->o.stride[0], c->o.stride[1], tg_nn_padding_name(c->o.padding));
     if (c->o.padding == TG_PADDING_EXPLICIT)
-        tg_nn_buf_printf(b, "\"pads\": [%d, %d, %d, %d], ", c->o.pad[0], c->o.pad[1],
+        tg_strbuf_printf(b, "\"pads\": [%d, %d, %d, %d], ", c->o.pad[0], c->o.pad[1],
                          c->o.pad[2], c->o.pad[3]);
-    tg_nn_buf_printf(b, "\"dilation_rate\": [%d, %d], \"use_bias\": %s, "
+    tg_strbuf_printf(b, "\"dilation_rate\": [%d, %d], \"use_bias\": %s, "
                      "\"kernel_initializer\": \"%s\", \"bias_initializer\": \"%s\"",
                      c->o.dilation[0], c->o.dilation[1], c->o.use_bias ? "true" : "false",
                      tg_initializer_name(c->o.kernel_init), tg_initializer_name(c->o.bias_init));

@@ -48,10 +48,10 @@ static tg_tensor *dense_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx
     return tg_dense(x, l->params[0].t, d->o.use_bias ? l->params[1].t : NULL);
 }
 
-static void dense_config(const tg_layer *l, tg_nn_buf *b)
+static void dense_config(const tg_layer *l, tg_strbuf *b)
 {
     const dense_layer *d = (const dense_layer *)l;
-    tg_nn_buf_printf(b, "\"units\": %d, \"use_bias\": %s, \"kernel_initializer\": \"%s\", "
+    tg_strbuf_printf(b, "\"units\": %d, \"use_bias\": %s, \"kernel_initializer\": \"%s\", "
                      "\"bias_initializer\": \"%s\"", d->units, d->o.use_bias ? "true" : "false",
                      tg_initializer_name(d->o.kernel_init), tg_initializer_name(d->o.bias_init));
 }

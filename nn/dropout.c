@@ -21,9 +21,9 @@ static tg_tensor *dropout_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *c
     return tg_dropout(x, ((dropout_layer *)l)->rate, ctx->training, ctx->rng);
 }
 
-static void dropout_config(const tg_layer *l, tg_nn_buf *b)
+static void dropout_config(const tg_layer *l, tg_strbuf *b)
 {
-    tg_nn_buf_printf(b, "\"rate\": %.17g", ((const dropout_layer *)l)->rate);
+    tg_strbuf_printf(b, "\"rate\": %.17g", ((const dropout_layer *)l)->rate);
 }
 
 static const tg_layer_vtable dropout_vtable = {

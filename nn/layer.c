@@ -1,6 +1,6 @@
 /* nn/layer.c -- what every layer type shares: names, parameter creation and
  * initialisation, the trainable flag, the activation after forward, transfer of
- * parameters between layers, and small helpers (string buffer, window sizes).
+ * parameters between layers, and small helpers (shape strings, window sizes).
  * Layer types (conv.c, pool.c, dense.c, ...) only infer shapes and compute. */
 #include <limits.h>
 #include <stdlib.h>
@@ -8,59 +8,7 @@
 
 #include "nn/nn_impl.h"
 
-/* ---------------------------------------------------------------- string buffer */
-
-void tg_nn_buf_printf(tg_nn_buf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->s && (size_t)k < room) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)k + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-void tg_nn_buf_json_str(tg_nn_buf *b, const char *s)
-{
-    tg_nn_buf_printf(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            tg_nn_buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20)
-            tg_nn_buf_printf(b, "\\u%04x", *p);
-        else
-            tg_nn_buf_printf(b, "%c", *p);
-    }
-    tg_nn_buf_printf(b, "\"");
-}
-
-void tg_nn_buf_free(tg_nn_buf *b)
-{
-    free(b->s);
-    b->s = NULL;
-    b->len = b->cap = 0;
-}
+/* ---------------------------------------------------------------- shapes */
 
 char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 {
@@ -362,18 +310,18 @@ tg_tensor *tg_layer_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     return tg_activation_apply(y, act);
 }
 
-void tg_layer_describe(const tg_layer *l, tg_nn_buf *b)
+void tg_layer_describe(const tg_layer *l, tg_strbuf *b)
 {
-    tg_nn_buf_printf(b, "{\"class_name\": ");
-    tg_nn_buf_json_str(b, l->vt->type);
-    tg_nn_buf_printf(b, ", \"name\": ");
-    tg_nn_buf_json_str(b, l->name);
-    tg_nn_buf_printf(b, ", \"trainable\": %s, \"config\": {", l->trainable ? "true" : "false");
+    tg_strbuf_printf(b, "{\"class_name\": ");
+    tg_strbuf_json_str(b, l->vt->type);
+    tg_strbuf_printf(b, ", \"name\": ");
+    tg_strbuf_json_str(b, l->name);
+    tg_strbuf_printf(b, ", \"trainable\": %s, \"config\": {", l->trainable ? "true" : "false");
     if (l->vt->config) {
         l->vt->config(l, b);
-        tg_nn_buf_printf(b, ", ");
+        tg_strbuf_printf(b, ", ");
     }
-    tg_nn_buf_printf(b, "\"activation\": \"%s\"}}", tg_activation_name(l->act));
+    tg_strbuf_printf(b, "\"activation\": \"%s\"}}", tg_activation_name(l->act));
 }
 
 /* ---------------------------------------------------------------- transfer */

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 
 #include "libtensor/tensor_impl.h"
+#include "libtensor/strbuf_impl.h"
 #include "autograd/autograd.h"
 #include "ops/ops.h"
 #include "nn/nn.h"
@@ -22,18 +23,6 @@ typedef struct tg_fwd_ctx {
     bool skip_softmax; /* set only for the model's last layer by forward_logits */
     tg_rng *rng;       /* NULL: the global generator */
 } tg_fwd_ctx;
-
-/* A growable string, for JSON and error lists. On allocation failure it sets
- * `failed` and stops growing; the owner reports TG_ERR_NOMEM. */
-typedef struct tg_nn_buf {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} tg_nn_buf;
-void tg_nn_buf_printf(tg_nn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a JSON string literal (quotes and escapes included). */
-void tg_nn_buf_json_str(tg_nn_buf *b, const char *s);
-void tg_nn_buf_free(tg_nn_buf *b);
 
 /* "(None, 32, 26, 26)" for a batch-less shape. */
 char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
@@ -50,7 +39,7 @@ typedef struct tg_layer_vtable {
     tg_tensor *(*forward)(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx);
     /* Appends the JSON members of the layer's config ("filters": 32, ...), without
      * braces; NULL when it has none besides activation. */
-    void (*config)(const tg_layer *l, tg_nn_buf *b);
+    void (*config)(const tg_layer *l, tg_strbuf *b);
     /* forward applies a ReLU activation itself (fused into its primitive), so
      * tg_layer_forward must not apply it again */
     bool fuses_relu;
@@ -97,7 +86,7 @@ tg_tensor *tg_layer_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx);
  * may skip. */
 bool tg_layer_ends_in_softmax(const tg_layer *l);
 /* Appends {"class_name": ..., "name": ..., "trainable": ..., "config": {...}}. */
-void tg_layer_describe(const tg_layer *l, tg_nn_buf *b);
+void tg_layer_describe(const tg_layer *l, tg_strbuf *b);
 
 /* ---- what the windowed layers (Conv2D, pooling) share ---- */
 

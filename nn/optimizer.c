@@ -496,12 +496,12 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     if (!opt || !sd)
         return tg_null_arg(fn, opt ? "sd" : "opt");
     const opt_type *ty = opt->type;
-    tg_nn_buf errs = { 0 };
+    tg_strbuf errs = { 0 };
     int n_errs = 0;
     char k[1024];
     tg_status st;
-#define PROBLEM(...) do { tg_nn_buf_printf(&errs, "%s", n_errs++ ? "; " : "");       \
-        tg_nn_buf_printf(&errs, __VA_ARGS__); } while (0)
+#define PROBLEM(...) do { tg_strbuf_printf(&errs, "%s", n_errs++ ? "; " : "");       \
+        tg_strbuf_printf(&errs, __VA_ARGS__); } while (0)
 
     const char *tname = NULL;
     if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
@@ -553,7 +553,7 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     for (size_t i = 0; i < opt->n; i++)
         for (int s = 0; s < opt->n_slots; s++) {
             if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK) {
-                tg_nn_buf_free(&errs);
+                tg_strbuf_free(&errs);
                 return st;
             }
             tg_tensor *t = tg_state_dict_has(sd, k) ? tg_state_dict_get(sd, k) : NULL;
@@ -581,10 +581,10 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
         st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit this %s optimizer (nothing "
                       "loaded): %s", fn, ty->name,
                       errs.failed ? "(out of memory listing the problems)" : errs.s);
-        tg_nn_buf_free(&errs);
+        tg_strbuf_free(&errs);
         return st;
     }
-    tg_nn_buf_free(&errs);
+    tg_strbuf_free(&errs);
 
     for (size_t i = 0; i < opt->n; i++)
         for (int s = 0; s < opt->n_slots; s++) {

@@ -64,14 +64,14 @@ static tg_tensor *avg_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     return tg_avg_pool2d(x, &o);
 }
 
-static void pool_config(const tg_layer *l, tg_nn_buf *b)
+static void pool_config(const tg_layer *l, tg_strbuf *b)
 {
     const pool_layer *p = (const pool_layer *)l;
     const char *pad = tg_nn_padding_name(p->o.padding);
-    tg_nn_buf_printf(b, "\"pool_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"%s\"",
+    tg_strbuf_printf(b, "\"pool_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"%s\"",
                      p->pool[0], p->pool[1], p->o.stride[0], p->o.stride[1], pad);
     if (p->o.padding == TG_PADDING_EXPLICIT)
-        tg_nn_buf_printf(b, ", \"pads\": [%d, %d, %d, %d]", p->o.pad[0], p->o.pad[1],
+        tg_strbuf_printf(b, ", \"pads\": [%d, %d, %d, %d]", p->o.pad[0], p->o.pad[1],
                          p->o.pad[2], p->o.pad[3]);
 }
 

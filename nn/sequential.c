@@ -444,22 +444,22 @@ char *tg_sequential_architecture(tg_sequential *model)
         return tg_null_arg("tg_sequential_architecture", "model"), NULL;
     if (tg_sequential_build(model) != TG_OK)
         return NULL;
-    tg_nn_buf b = { 0 };
-    tg_nn_buf_printf(&b, "{\"class_name\": \"Sequential\", \"name\": ");
-    tg_nn_buf_json_str(&b, model->name);
-    tg_nn_buf_printf(&b, ", \"layout\": \"channels_first\", \"dtype\": \"%s\", "
+    tg_strbuf b = { 0 };
+    tg_strbuf_printf(&b, "{\"class_name\": \"Sequential\", \"name\": ");
+    tg_strbuf_json_str(&b, model->name);
+    tg_strbuf_printf(&b, ", \"layout\": \"channels_first\", \"dtype\": \"%s\", "
                      "\"input_shape\": [", tg_dtype_name(model->dtype));
     for (int i = 0; i < model->in_ndim; i++)
-        tg_nn_buf_printf(&b, "%s%" PRId64, i ? ", " : "", model->in_shape[i]);
-    tg_nn_buf_printf(&b, "], \"layers\": [");
+        tg_strbuf_printf(&b, "%s%" PRId64, i ? ", " : "", model->in_shape[i]);
+    tg_strbuf_printf(&b, "], \"layers\": [");
     for (int i = 0; i < model->n_layers; i++) {
         if (i)
-            tg_nn_buf_printf(&b, ", ");
+            tg_strbuf_printf(&b, ", ");
         tg_layer_describe(model->layers[i], &b);
     }
-    tg_nn_buf_printf(&b, "]}");
+    tg_strbuf_printf(&b, "]}");
     if (b.failed) {
-        tg_nn_buf_free(&b);
+        tg_strbuf_free(&b);
         return tg_error(TG_ERR_NOMEM, "tg_sequential_architecture: out of memory"), NULL;
     }
     return b.s;
@@ -519,7 +519,7 @@ tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dic
         return st;
     const char *pre = prefix ? prefix : "";
     size_t plen = strlen(pre);
-    tg_nn_buf errs = { 0 };
+    tg_strbuf errs = { 0 };
     int n_errs = 0;
     char key[1024];
 
@@ -527,20 +527,20 @@ tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dic
         tg_tensor *p = model->params[i];
         const char *pname = tg_tensor_name(p);
         if ((st = join(key, sizeof key, fn, prefix, pname)) != TG_OK) {
-            tg_nn_buf_free(&errs);
+            tg_strbuf_free(&errs);
             return st;
         }
         tg_tensor *t = tg_state_dict_has(sd, key) ? tg_state_dict_get(sd, key) : NULL;
         const char *sep = n_errs++ ? "; " : "";
         if (!t) {
-            tg_nn_buf_printf(&errs, "%smissing \"%s\"", sep, key);
+            tg_strbuf_printf(&errs, "%smissing \"%s\"", sep, key);
         } else if (!tg_tensor_same_shape(t, p)) {
             char a[128], b[128];
-            tg_nn_buf_printf(&errs, "%s\"%s\" has shape %s, model has %s", sep, key,
+            tg_strbuf_printf(&errs, "%s\"%s\" has shape %s, model has %s", sep, key,
                              tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
                              tg_shape_str(b, sizeof b, tg_tensor_ndim(p), tg_tensor_shape(p)));
         } else if (tg_tensor_dtype(t) != tg_tensor_dtype(p)) {
-            tg_nn_buf_printf(&errs, "%s\"%s\" is %s, model has %s", sep, key,
+            tg_strbuf_printf(&errs, "%s\"%s\" is %s, model has %s", sep, key,
                              tg_dtype_name(tg_tensor_dtype(t)),
                              tg_dtype_name(tg_tensor_dtype(p)));
         } else
@@ -550,16 +550,16 @@ tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dic
         const char *name = tg_state_dict_name_at(sd, i);
         if (strncmp(name, pre, plen) != 0 || is_param_name(model, name + plen))
             continue;
-        tg_nn_buf_printf(&errs, "%sunexpected entry \"%s\"", n_errs++ ? "; " : "", name);
+        tg_strbuf_printf(&errs, "%sunexpected entry \"%s\"", n_errs++ ? "; " : "", name);
     }
     if (n_errs > 0) {
         st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit model \"%s\" (nothing "
                       "loaded): %s", fn, model->name,
                       errs.failed ? "(out of memory listing the problems)" : errs.s);
-        tg_nn_buf_free(&errs);
+        tg_strbuf_free(&errs);
         return st;
     }
-    tg_nn_buf_free(&errs);
+    tg_strbuf_free(&errs);
     for (size_t i = 0; i < model->n_params; i++) {
         tg_tensor *p = model->params[i];
         join(key, sizeof key, fn, prefix, tg_tensor_name(p));
