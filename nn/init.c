@@ -1,4 +1,5 @@
-/* nn/init.c -- Keras's parameter initializers: glorot_uniform, he_normal, zeros.
+/* nn/init.c -- Keras's parameter initializers: glorot_uniform, he_normal, zeros,
+ * ones.
  *
  * The fan rules and the truncation live here, beside the enum that names them;
  * libtensor/ only provides the generator and plain uniform/normal tensors. Draws
@@ -13,6 +14,7 @@ const char *tg_initializer_name(tg_initializer init)
     case TG_INIT_GLOROT_UNIFORM: return "glorot_uniform";
     case TG_INIT_HE_NORMAL: return "he_normal";
     case TG_INIT_ZEROS: return "zeros";
+    case TG_INIT_ONES: return "ones";
     default: return "invalid";
     }
 }
@@ -122,8 +124,8 @@ tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng)
     if (!tg_dtype_is_float(tg_tensor_dtype(t)))
         return tg_error(TG_ERR_DTYPE, "tg_init_fill: tensor is %s; initializers need a "
                         "floating dtype", tg_dtype_name(tg_tensor_dtype(t)));
-    if (init == TG_INIT_ZEROS)
-        return tg_tensor_fill(t, 0.0);
+    if (init == TG_INIT_ZEROS || init == TG_INIT_ONES)
+        return tg_tensor_fill(t, init == TG_INIT_ONES ? 1.0 : 0.0);
     if (init != TG_INIT_GLOROT_UNIFORM && init != TG_INIT_HE_NORMAL)
         return tg_error(TG_ERR_ARG, "tg_init_fill: initializer %d is not a tg_initializer",
                         (int)init);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libtensor/state_dict_impl.h"
 #include "nn/nn_impl.h"
 
 #define MAX_HP 4
@@ -476,17 +477,99 @@ tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, co
     return TG_OK;
 }
 
-static bool is_slot_key(const tg_optimizer *o, const char *rest)
+/* The check of a load: type, step, hyper-parameters and every slot, nothing
+ * unexpected under prefix. On success *hp and *step hold what to restore and
+ * *targets (the caller frees it) maps "<param>/<slot>" to the live slots. */
+static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
+                            const tg_optimizer *opt, const tg_state_dict *sd, const char *prefix,
+                            const char *fn)
 {
-    for (size_t i = 0; i < o->n; i++) {
-        size_t len = strlen(o->names[i]);
-        if (strncmp(rest, o->names[i], len) != 0 || rest[len] != '/')
-            continue;
-        for (int s = 0; s < o->n_slots; s++)
-            if (strcmp(rest + len + 1, o->slot_names[s]) == 0)
-                return true;
+    *targets = NULL;
+    const opt_type *ty = opt->type;
+    char k[1024];
+    tg_status st;
+    tg_sd_check c;
+    tg_sd_check_init(&c, " in the state dict");
+    tg_attr_type have;
+
+    const char *tname = NULL;
+    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
+        return st;
+    if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
+        tg_sd_check_attr(&c, k, TG_ATTR_STR, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+    else if (strcmp(tname, ty->name) != 0)
+        /* Nothing else can match: report this alone. */
+        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
+                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
+                        ty->name);
+    *step = 0;
+    key(k, sizeof k, fn, prefix, "step", NULL);
+    if (tg_state_dict_get_i64(step, sd, k) != TG_OK)
+        tg_sd_check_attr(&c, k, TG_ATTR_I64, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+    else if (*step < 0)
+        tg_sd_check_problem(&c, "'%s' = %lld is negative", k, (long long)*step);
+
+    memcpy(hp, opt->hp, sizeof opt->hp);
+    bool hp_ok = true;
+    for (int h = 0; h < ty->n_hp; h++) {
+        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
+        int64_t v;
+        bool got = ty->hp_is_flag[h] ? tg_state_dict_get_i64(&v, sd, k) == TG_OK
+                                     : tg_state_dict_get_f64(&hp[h], sd, k) == TG_OK;
+        if (!got) {
+            tg_sd_check_attr(&c, k, ty->hp_is_flag[h] ? TG_ATTR_I64 : TG_ATTR_F64,
+                             tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+            hp_ok = false;
+        } else if (ty->hp_is_flag[h])
+            hp[h] = v != 0;
     }
-    return false;
+    if (hp_ok) {
+        int o = ty->optional_slot_hp;
+        if (check_hp(fn, ty, hp) != TG_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", tg_last_error());
+            tg_sd_check_problem(&c, "bad hyper-parameter: %s", msg);
+        } else if (slot_count(ty, hp) != opt->n_slots)
+            tg_sd_check_problem(&c, "%s %g in the state dict, %g in this optimizer: one keeps a "
+                                "%s slot and the other does not", ty->hp_names[o], hp[o],
+                                opt->hp[o], ty->slot_names[ty->n_slots]);
+    }
+
+    tg_state_dict *t = tg_state_dict_new();
+    if (!t) {
+        tg_strbuf_free(&c.list);
+        return tg_last_status();
+    }
+    for (size_t i = 0; i < opt->n; i++)
+        for (int s = 0; s < opt->n_slots; s++)
+            if ((st = key(k, sizeof k, fn, NULL, opt->names[i], opt->slot_names[s])) != TG_OK ||
+                (st = tg_state_dict_set(t, k, opt->slots[s][i])) != TG_OK) {
+                tg_strbuf_free(&c.list);
+                tg_state_dict_free(t);
+                return st;
+            }
+    tg_sd_check_entries(&c, t, sd, prefix, true);
+    st = tg_sd_check_done(&c, TG_ERR_FORMAT, fn, "the state dict does not match this %s "
+                          "optimizer", ty->name);
+    if (st != TG_OK)
+        tg_state_dict_free(t);
+    else
+        *targets = t;
+    return st;
+}
+
+tg_status tg_optimizer_check_state_dict(const tg_optimizer *opt, const tg_state_dict *sd,
+                                        const char *prefix)
+{
+    static const char *fn = "tg_optimizer_check_state_dict";
+    if (!opt || !sd)
+        return tg_null_arg(fn, opt ? "sd" : "opt");
+    tg_state_dict *t;
+    double hp[MAX_HP];
+    int64_t step;
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    tg_state_dict_free(t);
+    return st;
 }
 
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
@@ -495,106 +578,15 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     static const char *fn = "tg_optimizer_load_state_dict";
     if (!opt || !sd)
         return tg_null_arg(fn, opt ? "sd" : "opt");
-    const opt_type *ty = opt->type;
-    tg_strbuf errs = { 0 };
-    int n_errs = 0;
-    char k[1024];
-    tg_status st;
-#define PROBLEM(...) do { tg_strbuf_printf(&errs, "%s", n_errs++ ? "; " : "");       \
-        tg_strbuf_printf(&errs, __VA_ARGS__); } while (0)
-
-    const char *tname = NULL;
-    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
-        return st;
-    if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
-        PROBLEM("missing string attribute \"%s\"", k);
-    else if (strcmp(tname, ty->name) != 0) {
-        /* Nothing else can match: report this alone. */
-        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
-                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
-                        ty->name);
-    }
-    int64_t step = 0;
-    key(k, sizeof k, fn, prefix, "step", NULL);
-    if (tg_state_dict_get_i64(&step, sd, k) != TG_OK)
-        PROBLEM("missing i64 attribute \"%s\"", k);
-    else if (step < 0)
-        PROBLEM("\"%s\" = %lld is negative", k, (long long)step);
-
+    tg_state_dict *t;
     double hp[MAX_HP];
-    memcpy(hp, opt->hp, sizeof hp);
-    bool hp_ok = true;
-    for (int h = 0; h < ty->n_hp; h++) {
-        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
-        if (ty->hp_is_flag[h]) {
-            int64_t v;
-            if (tg_state_dict_get_i64(&v, sd, k) != TG_OK) {
-                PROBLEM("missing i64 attribute \"%s\"", k);
-                hp_ok = false;
-            } else
-                hp[h] = v != 0;
-        } else if (tg_state_dict_get_f64(&hp[h], sd, k) != TG_OK) {
-            PROBLEM("missing f64 attribute \"%s\"", k);
-            hp_ok = false;
-        }
-    }
-    if (hp_ok) {
-        if (check_hp(fn, ty, hp) != TG_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", tg_last_error());
-            PROBLEM("bad hyper-parameter: %s", msg);
-        } else if (slot_count(ty, hp) != opt->n_slots) {
-            int o = ty->optional_slot_hp;
-            PROBLEM("%s %g in the state dict, %g in this optimizer: one keeps a %s slot and "
-                    "the other does not", ty->hp_names[o], hp[o], opt->hp[o],
-                    ty->slot_names[ty->n_slots]);
-        }
-    }
-    for (size_t i = 0; i < opt->n; i++)
-        for (int s = 0; s < opt->n_slots; s++) {
-            if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK) {
-                tg_strbuf_free(&errs);
-                return st;
-            }
-            tg_tensor *t = tg_state_dict_has(sd, k) ? tg_state_dict_get(sd, k) : NULL;
-            tg_tensor *mine = opt->slots[s][i];
-            char a[128], b[128];
-            if (!t)
-                PROBLEM("missing \"%s\"", k);
-            else if (!tg_tensor_same_shape(t, mine))
-                PROBLEM("\"%s\" has shape %s, the parameter has %s", k,
-                        tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
-                        tg_shape_str(b, sizeof b, tg_tensor_ndim(mine), tg_tensor_shape(mine)));
-            else if (tg_tensor_dtype(t) != tg_tensor_dtype(mine))
-                PROBLEM("\"%s\" is %s, the parameter is %s", k, tg_dtype_name(tg_tensor_dtype(t)),
-                        tg_dtype_name(tg_tensor_dtype(mine)));
-        }
-    const char *pre = prefix ? prefix : "";
-    size_t plen = strlen(pre);
-    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
-        const char *name = tg_state_dict_name_at(sd, i);
-        if (strncmp(name, pre, plen) == 0 && !is_slot_key(opt, name + plen))
-            PROBLEM("unexpected entry \"%s\"", name);
-    }
-#undef PROBLEM
-    if (n_errs > 0) {
-        st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit this %s optimizer (nothing "
-                      "loaded): %s", fn, ty->name,
-                      errs.failed ? "(out of memory listing the problems)" : errs.s);
-        tg_strbuf_free(&errs);
+    int64_t step;
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    if (st == TG_OK)
+        st = tg_sd_apply(t, sd, prefix);
+    tg_state_dict_free(t);
+    if (st != TG_OK)
         return st;
-    }
-    tg_strbuf_free(&errs);
-
-    for (size_t i = 0; i < opt->n; i++)
-        for (int s = 0; s < opt->n_slots; s++) {
-            key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s]);
-            tg_tensor *t = tg_state_dict_get(sd, k);
-            if (t == opt->slots[s][i])
-                continue;
-            if ((st = tg_tensor_copy_into(opt->slots[s][i], t)) != TG_OK)
-                return st;
-        }
     memcpy(opt->hp, hp, sizeof hp);
     opt->step = step;
     return TG_OK;
