@@ -54,8 +54,9 @@ void tg_layer_config_bool(tg_layer_config *cfg, const char *key, bool v);
 void tg_layer_config_str(tg_layer_config *cfg, const char *key, const char *v);
 void tg_layer_config_ints(tg_layer_config *cfg, const char *key, int n, const int *v);
 
-/* The layer type's table. Define one static const instance per layer type; it must
- * outlive every layer of the type. class_name and base_name are required. */
+/* The layer type's table. Define one static const instance per layer type, with
+ * designated initializers (fields added later default to zero); it must outlive
+ * every layer of the type. class_name and base_name are required. */
 typedef struct tg_layer_vtable {
     const char *class_name; /* Keras class name, in summaries and JSON: "Conv2D" */
     const char *base_name;  /* automatic name stem: "conv2d", "conv2d_1", ... */

@@ -225,7 +225,8 @@ int tg_sequential_layer_count(const tg_sequential *model);
 tg_layer *tg_sequential_layer(const tg_sequential *model, int index);
 tg_layer *tg_sequential_layer_by_name(const tg_sequential *model, const char *name);
 
-/* All parameters in layer order (kernel, then bias), frozen ones included;
+/* All parameters in layer order (kernel, then bias), frozen ones included,
+ * buffers not (they are for the state dict, not for optimizers);
  * builds the model if needed. Returns a borrowed array of *n borrowed tensors,
  * valid until the model is freed; NULL (and *n 0) on a build error. Each
  * tensor's name (tg_tensor_name) is "<layer>/<param>". */
