@@ -471,8 +471,9 @@ tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, t
     if (!l->name && !(l->name = strdup(l->vt->base_name)))
         return tg_error(TG_ERR_NOMEM, "%s: out of memory", who);
     int out_ndim = in_ndim;
-    int64_t out_shape[TG_MAX_DIMS];
-    memcpy(out_shape, in_shape, sizeof(int64_t) * (size_t)in_ndim);
+    int64_t out_shape[TG_MAX_DIMS] = { 0 };
+    for (int i = 0; i < in_ndim; i++)
+        out_shape[i] = in_shape[i];
     l->building = true;
     l->build_status = TG_OK;
     l->build_dtype = dtype;
@@ -493,9 +494,10 @@ tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, t
         return st;
     }
     l->in_ndim = in_ndim;
-    memcpy(l->in_shape, in_shape, sizeof(int64_t) * (size_t)in_ndim);
+    for (int i = 0; i < in_ndim; i++)
+        l->in_shape[i] = in_shape[i];
     l->out_ndim = out_ndim;
-    memcpy(l->out_shape, out_shape, sizeof(int64_t) * (size_t)out_ndim);
+    memcpy(l->out_shape, out_shape, sizeof out_shape);
     l->built = true;
     return TG_OK;
 }
