@@ -1389,6 +1389,35 @@ START_TEST(test_layer_type_errors)
 }
 END_TEST
 
+/* Ten problems: the message lists eight, counts all, and nothing is loaded. */
+START_TEST(test_load_lists_first_eight)
+{
+    tg_scope *s = tg_scope_push();
+    tg_sequential *m = mlp(4, 3, 2, TG_F64);
+    TG_OK_(tg_sequential_build(m));
+    tg_tensor *k = tg_tensor_copy(tg_sequential_params(m, &(size_t){ 0 })[0]);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, ""));
+    TG_OK_(tg_state_dict_set(sd, "dense/kernel", tg_zeros(TG_F64, TG_SHAPE(3, 5))));
+    char name[32];
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof name, "extra_%d/w", i);
+        TG_OK_(tg_state_dict_set(sd, name, tg_zeros(TG_F64, TG_SHAPE(1))));
+    }
+    ck_assert_int_eq(tg_sequential_load_state_dict(m, sd, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("(10 mismatches, nothing loaded): 'dense/kernel' has shape [3, 5]");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'extra_6/w'; and 2 more");
+    ck_assert_msg(strstr(tg_last_error(), "extra_7") == NULL, "%s", tg_last_error());
+    ASSERT_TENSOR_EQ(tg_sequential_params(m, &(size_t){ 0 })[0], k);
+    /* The check alone says the same and changes nothing either. */
+    ck_assert_int_eq(tg_sequential_check_state_dict(m, sd, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("tg_sequential_check_state_dict: the state dict does not match model");
+    tg_state_dict_free(sd);
+    tg_sequential_free(m);
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(test_layer_copy_params)
 {
     tg_manual_seed(4);
@@ -1554,6 +1583,7 @@ Suite *tg_suite(void)
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },
         { "model_state", test_model_state_dict },
+        { "load_list", test_load_lists_first_eight },
         { "copy_params", test_layer_copy_params },
         { "custom_layer", test_custom_layer_type },
         { "layer_forward", test_layer_forward_standalone },
