@@ -127,7 +127,10 @@ tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training);
  * status: how a type's callbacks report a bad input, as in
  *   return tg_layer_error(l, TG_ERR_SHAPE, "needs 1-D features, got %d dims", nd); */
 tg_status tg_layer_error(const tg_layer *l, tg_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* Buffers exist once built: count, the i-th (borrowed, named "<layer>/<buffer>"),
  * by short name; NULL with the error set when absent. */
