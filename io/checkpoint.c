@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "libtensor/state_dict_impl.h"
 #include "libtensor/tensor_impl.h"
 
 static const char *const reserved_attrs[] = {"format", "format_version", "library_version"};
@@ -948,34 +949,6 @@ done:
     return TG_OK;
 }
 
-/* A growing "; "-separated list of mismatches, capped so the message stays readable. */
-typedef struct mismatches {
-    char buf[1536];
-    size_t len;
-    int count, shape, dtype, other;
-} mismatches;
-
-static void __attribute__((format(printf, 3, 4)))
-mismatch(mismatches *m, int *kind, const char *fmt, ...)
-{
-    (*kind)++;
-    if (m->count++ >= 8)
-        return;
-    if (m->len && m->len < sizeof m->buf)
-        m->len += (size_t)snprintf(m->buf + m->len, sizeof m->buf - m->len, "; ");
-    if (m->len < sizeof m->buf) {
-        va_list ap;
-        va_start(ap, fmt);
-        m->len += (size_t)vsnprintf(m->buf + m->len, sizeof m->buf - m->len, fmt, ap);
-        va_end(ap);
-    }
-}
-
-static const char *attr_type_name(tg_attr_type t)
-{
-    return t == TG_ATTR_I64 ? "an integer" : t == TG_ATTR_F64 ? "a float" : "a string";
-}
-
 tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
 {
     static const char fn[] = "tg_checkpoint_load_into";
@@ -985,83 +958,60 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
         return tg_null_arg(fn, "expected");
     reader r;
     size_t n = tg_state_dict_size(expected);
-    tg_tensor **loaded = NULL;
+    tg_state_dict *loaded = NULL;
     tg_status s = reader_open(&r, path, fn);
     if (s != TG_OK)
         goto done;
 
-    mismatches m;
-    memset(&m, 0, sizeof m);
+    /* The check: the file's datasets and attributes as scanned, before reading. */
+    tg_sd_check c;
+    tg_sd_check_init(&c, " in the file");
     for (size_t i = 0; i < n; i++) {
         const char *name = tg_state_dict_name_at(expected, i);
-        const tg_tensor *t = tg_state_dict_tensor_at(expected, i);
         const entry *e = find_entry(&r.c, name);
-        char a[96], b[96];
         if (!e)
-            mismatch(&m, &m.other, "missing dataset '%s'", name);
+            tg_sd_check_missing(&c, "dataset", name);
         else if (!e->readable)
-            mismatch(&m, &m.other, "dataset '%s' is %s", name, e->why);
-        else if (e->dtype != tg_tensor_dtype(t))
-            mismatch(&m, &m.dtype, "'%s' is %s in the file, expected %s", name,
-                     tg_dtype_name(e->dtype), tg_dtype_name(tg_tensor_dtype(t)));
-        else if (e->ndim != tg_tensor_ndim(t) ||
-                 memcmp(e->shape, tg_tensor_shape(t), (size_t)e->ndim * sizeof(int64_t)) != 0)
-            mismatch(&m, &m.shape, "'%s' has shape %s in the file, expected %s", name,
-                     tg_shape_str(a, sizeof a, e->ndim, e->shape),
-                     tg_shape_str(b, sizeof b, tg_tensor_ndim(t), tg_tensor_shape(t)));
+            tg_sd_check_problem(&c, "dataset '%s' is %s", name, e->why);
+        else
+            tg_sd_check_meta(&c, name, tg_state_dict_tensor_at(expected, i), e->dtype, e->ndim,
+                             e->shape);
     }
     for (size_t i = 0; i < tg_state_dict_attr_count(expected); i++) {
         const char *name = tg_state_dict_attr_name_at(expected, i);
-        tg_attr_type want = tg_state_dict_attr_type_at(expected, i);
         const attr *at = NULL;
         for (size_t k = 0; k < r.c.na && !at; k++)
             if (strcmp(r.c.a[k].name, name) == 0)
                 at = &r.c.a[k];
-        if (!at)
-            mismatch(&m, &m.other, "missing attribute '%s'", name);
-        else if (at->type != want)
-            mismatch(&m, &m.dtype, "attribute '%s' is %s in the file, expected %s", name,
-                     attr_type_name(at->type), attr_type_name(want));
+        tg_sd_check_attr(&c, name, tg_state_dict_attr_type_at(expected, i),
+                         at ? &at->type : NULL);
     }
-    if (m.count) {
-        tg_status kind = m.shape == m.count ? TG_ERR_SHAPE
-                         : m.dtype == m.count ? TG_ERR_DTYPE : TG_ERR_FORMAT;
-        char more[48] = "";
-        if (m.count > 8)
-            snprintf(more, sizeof more, "; and %d more", m.count - 8);
-        s = tg_error(kind, "%s: %s does not match the expected state (%d mismatch%s, nothing "
-                     "loaded): %s%s",
-                     fn, path, m.count, m.count == 1 ? "" : "es", m.buf, more);
+    if ((s = tg_sd_check_done(&c, 0, fn, "%s does not match the expected state", path)) != TG_OK)
         goto done;
-    }
 
-    /* Read everything before touching the caller's tensors. */
-    loaded = calloc(n ? n : 1, sizeof *loaded);
-    if (!loaded) {
-        s = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+    /* Read everything before touching the caller's tensors; then the apply. */
+    if (!(loaded = tg_state_dict_new())) {
+        s = tg_last_status();
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        loaded[i] = read_dataset(r.file, find_entry(&r.c, tg_state_dict_name_at(expected, i)),
-                                 path, fn);
-        if (!loaded[i]) {
+        const char *name = tg_state_dict_name_at(expected, i);
+        tg_tensor *t = read_dataset(r.file, find_entry(&r.c, name), path, fn);
+        if (!t) {
             s = tg_last_status() ? tg_last_status() : TG_ERR_FORMAT;
             goto done;
         }
-    }
-    for (size_t i = 0; i < n; i++) {
-        tg_tensor *t = tg_state_dict_tensor_at(expected, i);
-        if ((s = tg_tensor_copy_into(t, loaded[i])) != TG_OK)
+        s = tg_state_dict_set(loaded, name, t);
+        tg_release(t);
+        if (s != TG_OK)
             goto done;
-        tg_tensor_bump_version(t);
     }
+    if ((s = tg_sd_apply(expected, loaded, NULL)) != TG_OK)
+        goto done;
     s = copy_attrs(expected, &r.c);
 
 done:
-    if (loaded)
-        for (size_t i = 0; i < n; i++)
-            tg_release(loaded[i]);
-    free(loaded);
+    tg_state_dict_free(loaded);
     reader_close(&r);
     return s;
 }

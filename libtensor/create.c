@@ -1,5 +1,6 @@
 /* libtensor/create.c -- the creation functions of tensor.h: constant fills,
- * arange, copies of caller data and the random initialisers.
+ * arange, copies of caller data and random tensors (uniform, normal; the Keras
+ * initializers are nn/init.c's).
  *
  * Every function returns a scoped reference (tg_scoped of a new tensor). The
  * random ones draw in row-major order, so one seed gives one tensor. */
@@ -95,16 +96,6 @@ static double sample_normal(tg_rng *rng, const double *p)
     return p[0] + p[1] * tg_rng_normal(rng);
 }
 
-/* Truncated at two standard deviations by resampling, as Keras does. */
-static double sample_truncated(tg_rng *rng, const double *p)
-{
-    double z;
-    do
-        z = tg_rng_normal(rng);
-    while (fabs(z) > 2.0);
-    return p[0] + p[1] * z;
-}
-
 static tg_tensor *random_tensor(const char *who, tg_dtype dtype, int ndim,
                                 const int64_t *shape, tg_rng *rng, sampler draw,
                                 const double *params)
@@ -148,45 +139,4 @@ tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double
                         "got mean %g, stddev %g", mean, stddev), NULL;
     double p[2] = {mean, stddev};
     return random_tensor("tg_rand_normal", dtype, ndim, shape, rng, sample_normal, p);
-}
-
-/* Keras's fan rules for (out, in, k...) kernels. */
-static tg_status fans(const char *who, int ndim, const int64_t *shape, double *fan_in,
-                      double *fan_out)
-{
-    if (tg_check_shape(who, ndim, shape) != TG_OK)
-        return tg_last_status();
-    if (ndim < 2)
-        return tg_error(TG_ERR_SHAPE, "%s: a kernel needs at least 2 dims (out, in, ...), "
-                        "got %d", who, ndim);
-    double field = 1;
-    for (int i = 2; i < ndim; i++)
-        field *= (double)shape[i];
-    *fan_in = (double)shape[1] * field;
-    *fan_out = (double)shape[0] * field;
-    return TG_OK;
-}
-
-tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape,
-                             struct tg_rng *rng)
-{
-    double fan_in, fan_out;
-    if (fans("tg_glorot_uniform", ndim, shape, &fan_in, &fan_out) != TG_OK)
-        return NULL;
-    /* an empty kernel has no element to draw; avoid dividing by zero */
-    double limit = fan_in + fan_out > 0 ? sqrt(6.0 / (fan_in + fan_out)) : 0.0;
-    double p[2] = {-limit, limit};
-    return random_tensor("tg_glorot_uniform", dtype, ndim, shape, rng, sample_uniform, p);
-}
-
-tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, struct tg_rng *rng)
-{
-    double fan_in, fan_out;
-    if (fans("tg_he_normal", ndim, shape, &fan_in, &fan_out) != TG_OK)
-        return NULL;
-    /* Keras (VarianceScaling, truncated_normal) divides by the standard deviation
-     * of a unit normal truncated at +-2, 0.8796..., so the samples' own standard
-     * deviation is sqrt(2 / fan_in). */
-    double p[2] = {0.0, fan_in > 0 ? sqrt(2.0 / fan_in) / 0.87962566103423978 : 0.0};
-    return random_tensor("tg_he_normal", dtype, ndim, shape, rng, sample_truncated, p);
 }

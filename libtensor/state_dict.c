@@ -1,12 +1,15 @@
 /* libtensor/state_dict.c -- ordered name -> tensor map plus typed scalar
- * attributes: what nn/ exports and io/ writes to checkpoints.
+ * attributes: what nn/ exports and io/ writes to checkpoints; and the one
+ * check-then-copy loader every import uses (state_dict_impl.h).
  *
  * Plain arrays with linear lookup: a model has tens of entries, and insertion
  * order must be kept for stable checkpoint layouts. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "libtensor/state_dict.h"
+#include "libtensor/state_dict_impl.h"
 #include "libtensor/tensor_impl.h"
 
 typedef struct entry {
@@ -315,4 +318,168 @@ tg_attr_type tg_state_dict_attr_type_at(const tg_state_dict *sd, size_t i)
         return tg_error(TG_ERR_RANGE, "tg_state_dict_attr_type_at: index %zu is out of range "
                         "(%zu attributes)", i, sd->n_attrs), TG_ATTR_I64;
     return sd->attrs[i].type;
+}
+
+/* ---------------------------------------------------------------- check, then apply */
+
+void tg_sd_check_init(tg_sd_check *c, const char *place)
+{
+    memset(c, 0, sizeof *c);
+    c->place = place ? place : "";
+}
+
+static void vadd(tg_sd_check *c, int *kind, const char *fmt, va_list ap)
+{
+    (*kind)++;
+    if (c->count++ >= TG_SD_CHECK_LISTED)
+        return;
+    if (c->list.len)
+        tg_strbuf_printf(&c->list, "; ");
+    va_list aq;
+    va_copy(aq, ap);
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, aq);
+    va_end(aq);
+    tg_strbuf_printf(&c->list, "%s", msg);
+}
+
+static void __attribute__((format(printf, 3, 4))) add(tg_sd_check *c, int *kind,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(c, kind, fmt, ap);
+    va_end(ap);
+}
+
+void tg_sd_check_problem(tg_sd_check *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(c, &c->other, fmt, ap);
+    va_end(ap);
+}
+
+void tg_sd_check_missing(tg_sd_check *c, const char *noun, const char *name)
+{
+    add(c, &c->other, "missing %s '%s'", noun, name);
+}
+
+void tg_sd_check_meta(tg_sd_check *c, const char *name, const tg_tensor *want, tg_dtype dtype,
+                      int ndim, const int64_t *shape)
+{
+    char a[128], b[128];
+    if (dtype != tg_tensor_dtype(want))
+        add(c, &c->dtype, "'%s' is %s%s, expected %s", name, tg_dtype_name(dtype), c->place,
+            tg_dtype_name(tg_tensor_dtype(want)));
+    else if (ndim != tg_tensor_ndim(want) ||
+             (ndim > 0 && memcmp(shape, tg_tensor_shape(want), (size_t)ndim * sizeof *shape)))
+        add(c, &c->shape, "'%s' has shape %s%s, expected %s", name,
+            tg_shape_str(a, sizeof a, ndim, shape), c->place,
+            tg_shape_str(b, sizeof b, tg_tensor_ndim(want), tg_tensor_shape(want)));
+}
+
+static const char *attr_kind(tg_attr_type t)
+{
+    return t == TG_ATTR_I64 ? "an integer" : t == TG_ATTR_F64 ? "a float" : "a string";
+}
+
+void tg_sd_check_attr(tg_sd_check *c, const char *name, tg_attr_type want,
+                      const tg_attr_type *have)
+{
+    if (!have)
+        add(c, &c->other, "missing attribute '%s'", name);
+    else if (*have != want)
+        add(c, &c->dtype, "attribute '%s' is %s%s, expected %s", name, attr_kind(*have),
+            c->place, attr_kind(want));
+}
+
+/* "<prefix><name>" into buf; false (with a problem recorded) when too long. */
+static bool join(char *buf, size_t n, tg_sd_check *c, const char *prefix, const char *name)
+{
+    if ((size_t)snprintf(buf, n, "%s%s", prefix, name) < n)
+        return true;
+    tg_sd_check_problem(c, "name '%s%s' is too long", prefix, name);
+    return false;
+}
+
+void tg_sd_check_entries(tg_sd_check *c, const tg_state_dict *target, const tg_state_dict *src,
+                         const char *prefix, bool strict)
+{
+    const char *pre = prefix ? prefix : "";
+    size_t plen = strlen(pre);
+    char key[1024];
+    for (size_t i = 0; i < target->n; i++) {
+        const entry *want = &target->entries[i];
+        if (!join(key, sizeof key, c, pre, want->name))
+            continue;
+        const entry *e = find_entry(src, key);
+        if (!e)
+            tg_sd_check_missing(c, "entry", key);
+        else
+            tg_sd_check_meta(c, key, want->tensor, tg_tensor_dtype(e->tensor),
+                             tg_tensor_ndim(e->tensor), tg_tensor_shape(e->tensor));
+    }
+    for (size_t i = 0; strict && i < src->n; i++) {
+        const char *name = src->entries[i].name;
+        if (strncmp(name, pre, plen) == 0 && !find_entry(target, name + plen))
+            add(c, &c->other, "unexpected entry '%s'", name);
+    }
+}
+
+tg_status tg_sd_check_done(tg_sd_check *c, tg_status status, const char *fn, const char *what,
+                           ...)
+{
+    if (c->count == 0) {
+        tg_strbuf_free(&c->list);
+        return TG_OK;
+    }
+    if (!status)
+        status = c->shape == c->count   ? TG_ERR_SHAPE
+                 : c->dtype == c->count ? TG_ERR_DTYPE
+                                        : TG_ERR_FORMAT;
+    char head[1024];
+    va_list ap;
+    va_start(ap, what);
+    vsnprintf(head, sizeof head, what, ap);
+    va_end(ap);
+    char more[48] = "";
+    if (c->count > TG_SD_CHECK_LISTED)
+        snprintf(more, sizeof more, "; and %d more", c->count - TG_SD_CHECK_LISTED);
+    tg_status st = tg_error(status, "%s: %s (%d mismatch%s, nothing loaded): %s%s", fn, head,
+                            c->count, c->count == 1 ? "" : "es",
+                            c->list.failed || !c->list.s ? "(out of memory listing them)"
+                                                         : c->list.s,
+                            more);
+    tg_strbuf_free(&c->list);
+    return st;
+}
+
+bool tg_sd_attr_type(const tg_state_dict *sd, const char *name, tg_attr_type *type)
+{
+    const attr *a = find_attr(sd, name);
+    if (a)
+        *type = a->type;
+    return a != NULL;
+}
+
+tg_status tg_sd_apply(const tg_state_dict *target, const tg_state_dict *src, const char *prefix)
+{
+    const char *pre = prefix ? prefix : "";
+    char key[1024];
+    for (size_t i = 0; i < target->n; i++) {
+        tg_tensor *dst = target->entries[i].tensor;
+        snprintf(key, sizeof key, "%s%s", pre, target->entries[i].name);
+        const entry *e = find_entry(src, key);
+        if (!e)
+            return tg_error(TG_ERR_STATE, "tg_sd_apply: no entry '%s' (apply without a check)",
+                            key);
+        if (e->tensor == dst)
+            continue;
+        tg_status st = tg_tensor_copy_into(dst, e->tensor);
+        if (st != TG_OK)
+            return st;
+        tg_tensor_bump_version(dst);
+    }
+    return TG_OK;
 }

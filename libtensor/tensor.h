@@ -71,14 +71,6 @@ tg_tensor *tg_rand_uniform(tg_dtype dtype, int ndim, const int64_t *shape, doubl
                            double high, struct tg_rng *rng);
 tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double mean,
                           double stddev, struct tg_rng *rng);
-/* Keras's glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)). For a 2-D
- * (out, in) kernel fan_in = in, fan_out = out; for (O, I, k...) kernels both are
- * multiplied by the receptive field size prod(k...). */
-tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape,
-                             struct tg_rng *rng);
-/* Keras's he_normal: a normal truncated at 2 sigma, sigma = sqrt(2 / fan_in) / 0.8796
- * so that the samples' standard deviation is sqrt(2 / fan_in). */
-tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, struct tg_rng *rng);
 
 /* ---- reference counting ---- */
 

@@ -36,36 +36,32 @@ tg_tensor *tg_activation_apply(tg_tensor *x, tg_activation act)
     }
 }
 
-static tg_status identity_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_status identity_build(tg_layer *l, int in_ndim, const int64_t *in_shape,
+                                int *out_ndim, int64_t *out_shape)
 {
-    if (l->act == TG_ACT_SOFTMAX && in_ndim < 1) {
+    if (tg_layer_activation(l) == TG_ACT_SOFTMAX && in_ndim < 1) {
         char who[256];
         return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s: softmax needs at least "
                         "one feature axis after the batch",
                         tg_layer_who(l, who, sizeof who));
     }
-    l->out_ndim = in_ndim;
-    for (int i = 0; i < in_ndim; i++)
-        l->out_shape[i] = in_shape[i];
-    return TG_OK;
+    return TG_OK; /* the output shape starts as the input's */
 }
 
 static const tg_layer_vtable activation_vtable = {
-    .type = "Activation", .base_name = "activation", .infer = identity_infer,
+    .class_name = "Activation", .base_name = "activation", .build = identity_build,
 };
 
 static const tg_layer_vtable softmax_vtable = {
-    .type = "Softmax", .base_name = "softmax", .infer = identity_infer,
+    .class_name = "Softmax", .base_name = "softmax", .build = identity_build,
 };
 
 tg_layer *tg_layer_new_activation(tg_activation act)
 {
-    return tg_layer_alloc(sizeof(tg_layer), &activation_vtable, act, NULL,
-                          "tg_layer_new_activation");
+    return tg_layer_alloc(&activation_vtable, act, NULL, "tg_layer_new_activation");
 }
 
 tg_layer *tg_layer_new_softmax(void)
 {
-    return tg_layer_alloc(sizeof(tg_layer), &softmax_vtable, TG_ACT_SOFTMAX, NULL,
-                          "tg_layer_new_softmax");
+    return tg_layer_alloc(&softmax_vtable, TG_ACT_SOFTMAX, NULL, "tg_layer_new_softmax");
 }

@@ -8,16 +8,16 @@
 #include "nn/nn_impl.h"
 
 typedef struct conv_layer {
-    tg_layer base;
     int filters;
     int kernel[2];
     tg_conv2d_layer_opts o;
     int pad[4]; /* resolved at build */
 } conv_layer;
 
-static tg_status conv_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_status conv_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                            int64_t *out_shape)
 {
-    conv_layer *c = (conv_layer *)l;
+    conv_layer *c = tg_layer_data(l);
     char who[256];
     tg_layer_who(l, who, sizeof who);
     char in[128];
@@ -32,34 +32,22 @@ static tg_status conv_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
                         "(dilation %dx%d) does not fit input %s with %s padding", who,
                         c->kernel[0], c->kernel[1], c->o.dilation[0], c->o.dilation[1], in,
                         tg_nn_padding_name(c->o.padding));
-    l->out_ndim = 3;
-    l->out_shape[0] = c->filters;
-    l->out_shape[1] = out[0];
-    l->out_shape[2] = out[1];
-
-    tg_param_slot *k = &l->params[0];
-    k->short_name = "kernel";
-    k->ndim = 4;
-    k->shape[0] = c->filters;
-    k->shape[1] = in_shape[0];
-    k->shape[2] = c->kernel[0];
-    k->shape[3] = c->kernel[1];
-    k->init = c->o.kernel_init;
-    l->n_params = 1;
-    if (c->o.use_bias) {
-        tg_param_slot *b = &l->params[1];
-        b->short_name = "bias";
-        b->ndim = 1;
-        b->shape[0] = c->filters;
-        b->init = c->o.bias_init;
-        l->n_params = 2;
-    }
+    *out_ndim = 3;
+    out_shape[0] = c->filters;
+    out_shape[1] = out[0];
+    out_shape[2] = out[1];
+    if (!tg_layer_add_param(l, "kernel", TG_SHAPE(c->filters, in_shape[0], c->kernel[0],
+                                                         c->kernel[1]), c->o.kernel_init))
+        return tg_last_status();
+    if (c->o.use_bias && !tg_layer_add_param(l, "bias", TG_SHAPE(c->filters),
+                                             c->o.bias_init))
+        return tg_last_status();
     return TG_OK;
 }
 
-static tg_tensor *conv_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static tg_tensor *conv_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
-    conv_layer *c = (conv_layer *)l;
+    conv_layer *c = tg_layer_data(l);
     tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
     for (int a = 0; a < 2; a++) {
         o.stride[a] = c->o.stride[a];
@@ -67,28 +55,29 @@ static tg_tensor *conv_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     }
     for (int i = 0; i < 4; i++)
         o.pad[i] = c->pad[i];
-    o.relu = l->act == TG_ACT_RELU; /* one primitive, one pass (vtable: fuses_relu) */
-    return tg_conv2d(x, l->params[0].t, c->o.use_bias ? l->params[1].t : NULL, &o);
+    o.relu = tg_layer_activation(l) == TG_ACT_RELU; /* fused: one primitive, one pass */
+    return tg_conv2d(x, tg_layer_param_at(l, 0), c->o.use_bias ? tg_layer_param_at(l, 1) : NULL,
+                     &o);
 }
 
-static void conv_config(const tg_layer *l, tg_nn_buf *b)
+static void conv_config(const tg_layer *l, tg_layer_config *cfg)
 {
-    const conv_layer *c = (const conv_layer *)l;
-    tg_nn_buf_printf(b, "\"filters\": %d, \"kernel_size\": [%d, %d], \"strides\": [%d, %d], "
-                     "\"padding\": \"%s\", ", c->filters, c->kernel[0], c->kernel[1],
-                     c->o.stride[0], c->o.stride[1], tg_nn_padding_name(c->o.padding));
+    const conv_layer *c = tg_layer_data(l);
+    tg_layer_config_int(cfg, "filters", c->filters);
+    tg_layer_config_ints(cfg, "kernel_size", 2, c->kernel);
+    tg_layer_config_ints(cfg, "strides", 2, c->o.stride);
+    tg_layer_config_str(cfg, "padding", tg_nn_padding_name(c->o.padding));
     if (c->o.padding == TG_PADDING_EXPLICIT)
-        tg_nn_buf_printf(b, "\"pads\": [%d, %d, %d, %d], ", c->o.pad[0], c->o.pad[1],
-                         c->o.pad[2], c->o.pad[3]);
-    tg_nn_buf_printf(b, "\"dilation_rate\": [%d, %d], \"use_bias\": %s, "
-                     "\"kernel_initializer\": \"%s\", \"bias_initializer\": \"%s\"",
-                     c->o.dilation[0], c->o.dilation[1], c->o.use_bias ? "true" : "false",
-                     tg_initializer_name(c->o.kernel_init), tg_initializer_name(c->o.bias_init));
+        tg_layer_config_ints(cfg, "pads", 4, c->o.pad);
+    tg_layer_config_ints(cfg, "dilation_rate", 2, c->o.dilation);
+    tg_layer_config_bool(cfg, "use_bias", c->o.use_bias);
+    tg_layer_config_str(cfg, "kernel_initializer", tg_initializer_name(c->o.kernel_init));
+    tg_layer_config_str(cfg, "bias_initializer", tg_initializer_name(c->o.bias_init));
 }
 
 static const tg_layer_vtable conv_vtable = {
-    .type = "Conv2D", .base_name = "conv2d", .infer = conv_infer, .forward = conv_forward,
-    .config = conv_config, .fuses_relu = true,
+    .class_name = "Conv2D", .base_name = "conv2d", .data_size = sizeof(conv_layer),
+    .build = conv_build, .forward = conv_forward, .config = conv_config, .fuses_relu = true,
 };
 
 tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
@@ -109,14 +98,14 @@ tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
     if ((int)o.kernel_init < 0 || o.kernel_init >= TG_INIT_COUNT ||
         (int)o.bias_init < 0 || o.bias_init >= TG_INIT_COUNT)
         return tg_error(TG_ERR_ARG, "%s: unknown initializer", fn), NULL;
-    conv_layer *c = (conv_layer *)tg_layer_alloc(sizeof(conv_layer), &conv_vtable, act,
-                                                 o.name, fn);
-    if (!c)
+    tg_layer *l = tg_layer_alloc(&conv_vtable, act, o.name, fn);
+    if (!l)
         return NULL;
+    conv_layer *c = tg_layer_data(l);
     c->filters = filters;
     c->kernel[0] = kh;
     c->kernel[1] = kw;
     o.name = NULL; /* copied into base.name; the caller's string may go away */
     c->o = o;
-    return &c->base;
+    return l;
 }

@@ -6,14 +6,14 @@
 #include "nn/nn_impl.h"
 
 typedef struct dense_layer {
-    tg_layer base;
     int units;
     tg_dense_layer_opts o;
 } dense_layer;
 
-static tg_status dense_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_status dense_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                             int64_t *out_shape)
 {
-    dense_layer *d = (dense_layer *)l;
+    dense_layer *d = tg_layer_data(l);
     if (in_ndim != 1) {
         char who[256], in[128];
         return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s needs (None, features) "
@@ -22,43 +22,35 @@ static tg_status dense_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
                         tg_layer_who(l, who, sizeof who),
                         tg_nn_batch_shape_str(in, sizeof in, in_ndim, in_shape));
     }
-    l->out_ndim = 1;
-    l->out_shape[0] = d->units;
-    tg_param_slot *k = &l->params[0];
-    k->short_name = "kernel";
-    k->ndim = 2;
-    k->shape[0] = d->units;
-    k->shape[1] = in_shape[0];
-    k->init = d->o.kernel_init;
-    l->n_params = 1;
-    if (d->o.use_bias) {
-        tg_param_slot *b = &l->params[1];
-        b->short_name = "bias";
-        b->ndim = 1;
-        b->shape[0] = d->units;
-        b->init = d->o.bias_init;
-        l->n_params = 2;
-    }
+    *out_ndim = 1;
+    out_shape[0] = d->units;
+    if (!tg_layer_add_param(l, "kernel", TG_SHAPE(d->units, in_shape[0]),
+                            d->o.kernel_init))
+        return tg_last_status();
+    if (d->o.use_bias && !tg_layer_add_param(l, "bias", TG_SHAPE(d->units),
+                                             d->o.bias_init))
+        return tg_last_status();
     return TG_OK;
 }
 
-static tg_tensor *dense_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static tg_tensor *dense_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
-    dense_layer *d = (dense_layer *)l;
-    return tg_dense(x, l->params[0].t, d->o.use_bias ? l->params[1].t : NULL);
+    const dense_layer *d = tg_layer_data(l);
+    return tg_dense(x, tg_layer_param_at(l, 0), d->o.use_bias ? tg_layer_param_at(l, 1) : NULL);
 }
 
-static void dense_config(const tg_layer *l, tg_nn_buf *b)
+static void dense_config(const tg_layer *l, tg_layer_config *cfg)
 {
-    const dense_layer *d = (const dense_layer *)l;
-    tg_nn_buf_printf(b, "\"units\": %d, \"use_bias\": %s, \"kernel_initializer\": \"%s\", "
-                     "\"bias_initializer\": \"%s\"", d->units, d->o.use_bias ? "true" : "false",
-                     tg_initializer_name(d->o.kernel_init), tg_initializer_name(d->o.bias_init));
+    const dense_layer *d = tg_layer_data(l);
+    tg_layer_config_int(cfg, "units", d->units);
+    tg_layer_config_bool(cfg, "use_bias", d->o.use_bias);
+    tg_layer_config_str(cfg, "kernel_initializer", tg_initializer_name(d->o.kernel_init));
+    tg_layer_config_str(cfg, "bias_initializer", tg_initializer_name(d->o.bias_init));
 }
 
 static const tg_layer_vtable dense_vtable = {
-    .type = "Dense", .base_name = "dense", .infer = dense_infer, .forward = dense_forward,
-    .config = dense_config,
+    .class_name = "Dense", .base_name = "dense", .data_size = sizeof(dense_layer),
+    .build = dense_build, .forward = dense_forward, .config = dense_config,
 };
 
 tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_opts *opts)
@@ -72,12 +64,12 @@ tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_
     if ((int)o.kernel_init < 0 || o.kernel_init >= TG_INIT_COUNT ||
         (int)o.bias_init < 0 || o.bias_init >= TG_INIT_COUNT)
         return tg_error(TG_ERR_ARG, "%s: unknown initializer", fn), NULL;
-    dense_layer *d = (dense_layer *)tg_layer_alloc(sizeof(dense_layer), &dense_vtable, act,
-                                                   o.name, fn);
-    if (!d)
+    tg_layer *l = tg_layer_alloc(&dense_vtable, act, o.name, fn);
+    if (!l)
         return NULL;
+    dense_layer *d = tg_layer_data(l);
     d->units = units;
     o.name = NULL;
     d->o = o;
-    return &d->base;
+    return l;
 }

@@ -4,30 +4,23 @@
 #include "nn/nn_impl.h"
 
 typedef struct dropout_layer {
-    tg_layer base;
     double rate;
 } dropout_layer;
 
-static tg_status dropout_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_tensor *dropout_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
-    l->out_ndim = in_ndim;
-    for (int i = 0; i < in_ndim; i++)
-        l->out_shape[i] = in_shape[i];
-    return TG_OK;
+    const dropout_layer *d = tg_layer_data(l);
+    return tg_dropout(x, d->rate, ctx->training, ctx->rng);
 }
 
-static tg_tensor *dropout_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static void dropout_config(const tg_layer *l, tg_layer_config *cfg)
 {
-    return tg_dropout(x, ((dropout_layer *)l)->rate, ctx->training, ctx->rng);
-}
-
-static void dropout_config(const tg_layer *l, tg_nn_buf *b)
-{
-    tg_nn_buf_printf(b, "\"rate\": %.17g", ((const dropout_layer *)l)->rate);
+    const dropout_layer *d = tg_layer_data(l);
+    tg_layer_config_double(cfg, "rate", d->rate);
 }
 
 static const tg_layer_vtable dropout_vtable = {
-    .type = "Dropout", .base_name = "dropout", .infer = dropout_infer,
+    .class_name = "Dropout", .base_name = "dropout", .data_size = sizeof(dropout_layer),
     .forward = dropout_forward, .config = dropout_config,
 };
 
@@ -36,10 +29,8 @@ tg_layer *tg_layer_new_dropout(double rate)
     if (!(rate >= 0.0 && rate < 1.0))
         return tg_error(TG_ERR_ARG, "tg_layer_new_dropout: rate %g is not in [0, 1)", rate),
                NULL;
-    dropout_layer *d = (dropout_layer *)tg_layer_alloc(sizeof(dropout_layer), &dropout_vtable,
-                                                       TG_ACT_NONE, NULL,
-                                                       "tg_layer_new_dropout");
-    if (d)
-        d->rate = rate;
-    return d ? &d->base : NULL;
+    tg_layer *l = tg_layer_alloc(&dropout_vtable, TG_ACT_NONE, NULL, "tg_layer_new_dropout");
+    if (l)
+        ((dropout_layer *)tg_layer_data(l))->rate = rate;
+    return l;
 }

@@ -3,25 +3,25 @@
  * input are ordered c, h, w (Keras, channels last, orders h, w, c). */
 #include "nn/nn_impl.h"
 
-static tg_status flatten_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_status flatten_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                               int64_t *out_shape)
 {
-    l->out_ndim = 1;
-    l->out_shape[0] = tg_shape_numel(in_ndim, in_shape);
+    *out_ndim = 1;
+    out_shape[0] = tg_shape_numel(in_ndim, in_shape);
     return TG_OK;
 }
 
-static tg_tensor *flatten_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static tg_tensor *flatten_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
     return tg_flatten(x, 1, -1);
 }
 
 static const tg_layer_vtable flatten_vtable = {
-    .type = "Flatten", .base_name = "flatten", .infer = flatten_infer,
+    .class_name = "Flatten", .base_name = "flatten", .build = flatten_build,
     .forward = flatten_forward,
 };
 
 tg_layer *tg_layer_new_flatten(void)
 {
-    return tg_layer_alloc(sizeof(tg_layer), &flatten_vtable, TG_ACT_NONE, NULL,
-                          "tg_layer_new_flatten");
+    return tg_layer_alloc(&flatten_vtable, TG_ACT_NONE, NULL, "tg_layer_new_flatten");
 }

@@ -1,66 +1,17 @@
-/* nn/layer.c -- what every layer type shares: names, parameter creation and
- * initialisation, the trainable flag, the activation after forward, transfer of
- * parameters between layers, and small helpers (string buffer, window sizes).
- * Layer types (conv.c, pool.c, dense.c, ...) only infer shapes and compute. */
+/* nn/layer.c -- the layer object behind nn/layer.h: construction from a
+ * tg_layer_vtable, names, parameters and buffers declared at build, the
+ * trainable flag, forward with the activation, the config writer, transfer of
+ * values between layers, and the window arithmetic Conv2D and pooling share.
+ * Layer types (conv.c, pool.c, dense.c, ... or a user's) only build and compute. */
 #include <limits.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn_impl.h"
 
-/* ---------------------------------------------------------------- string buffer */
-
-void tg_nn_buf_printf(tg_nn_buf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->s && (size_t)k < room) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)k + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-void tg_nn_buf_json_str(tg_nn_buf *b, const char *s)
-{
-    tg_nn_buf_printf(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            tg_nn_buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20)
-            tg_nn_buf_printf(b, "\\u%04x", *p);
-        else
-            tg_nn_buf_printf(b, "%c", *p);
-    }
-    tg_nn_buf_printf(b, "\"");
-}
-
-void tg_nn_buf_free(tg_nn_buf *b)
-{
-    free(b->s);
-    b->s = NULL;
-    b->len = b->cap = 0;
-}
+/* ---------------------------------------------------------------- shapes */
 
 char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 {
@@ -148,20 +99,39 @@ tg_status tg_layer_check_name(const char *who, const char *name)
     return TG_OK;
 }
 
-tg_layer *tg_layer_alloc(size_t size, const tg_layer_vtable *vt, tg_activation act,
-                         const char *name, const char *who)
+/* The data block starts after the struct, aligned for any type. */
+static size_t data_offset(void)
 {
+    size_t a = alignof(max_align_t);
+    return (sizeof(struct tg_layer) + a - 1) / a * a;
+}
+
+tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name,
+                         const char *who)
+{
+    if (!vt)
+        return tg_null_arg(who, "vt"), NULL;
+    if (!vt->class_name || !*vt->class_name)
+        return tg_error(TG_ERR_ARG, "%s: the layer type has no class_name", who), NULL;
+    if (!vt->base_name || tg_layer_check_name(who, vt->base_name) != TG_OK)
+        return tg_error(TG_ERR_ARG, "%s: layer type %s: base_name must be a valid layer name",
+                        who, vt->class_name), NULL;
     if ((int)act < 0 || act >= TG_ACT_COUNT)
         return tg_error(TG_ERR_ARG, "%s: activation %d is not a tg_activation", who, (int)act),
                NULL;
     if (name && tg_layer_check_name(who, name) != TG_OK)
         return NULL;
-    tg_layer *l = calloc(1, size);
+    if (vt->data_size > SIZE_MAX / 2)
+        return tg_error(TG_ERR_ARG, "%s: layer type %s: data_size %zu is too large", who,
+                        vt->class_name, vt->data_size), NULL;
+    size_t off = data_offset();
+    tg_layer *l = calloc(1, off + vt->data_size);
     if (!l)
         return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
     l->vt = vt;
     l->act = act;
     l->trainable = true;
+    l->data = vt->data_size ? (char *)l + off : NULL;
     if (name) {
         l->name = strdup(name);
         if (!l->name) {
@@ -172,18 +142,60 @@ tg_layer *tg_layer_alloc(size_t size, const tg_layer_vtable *vt, tg_activation a
     return l;
 }
 
+tg_layer *tg_layer_new(const tg_layer_vtable *vt, tg_activation act, const char *name)
+{
+    return tg_layer_alloc(vt, act, name, "tg_layer_new");
+}
+
+void *tg_layer_data(const tg_layer *layer)
+{
+    return layer ? layer->data : NULL;
+}
+
+const tg_layer_vtable *tg_layer_get_vtable(const tg_layer *layer)
+{
+    return layer ? layer->vt : NULL;
+}
+
+tg_activation tg_layer_activation(const tg_layer *layer)
+{
+    return layer ? layer->act : TG_ACT_NONE;
+}
+
 const char *tg_layer_who(const tg_layer *l, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s (%s)", l->name ? l->name : "<unnamed>", l->vt->type);
+    snprintf(buf, n, "%s (%s)", l->name ? l->name : "<unnamed>", l->vt->class_name);
     return buf;
 }
 
-static void release_params(tg_layer *l)
+tg_status tg_layer_error(const tg_layer *l, tg_status status, const char *fmt, ...)
 {
-    for (int i = 0; i < l->n_params; i++) {
-        tg_release(l->params[i].t);
-        l->params[i].t = NULL;
+    char msg[768], who[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (status == TG_OK)
+        status = TG_ERR_ARG;
+    return tg_error(status, "%s: %s", l ? tg_layer_who(l, who, sizeof who) : "layer", msg);
+}
+
+static void slots_clear(tg_layer_slots *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        tg_release(s->v[i].t);
+        free(s->v[i].short_name);
     }
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+void tg_layer_unbuild(tg_layer *l)
+{
+    slots_clear(&l->params);
+    slots_clear(&l->buffers);
+    l->built = false;
 }
 
 void tg_layer_free(tg_layer *layer)
@@ -195,12 +207,19 @@ void tg_layer_free(tg_layer *layer)
                  layer->name);
         return;
     }
-    release_params(layer);
+    tg_layer_unbuild(layer);
+    if (layer->vt->destroy)
+        layer->vt->destroy(layer);
     free(layer->name);
     free(layer);
 }
 
 /* ---------------------------------------------------------------- accessors */
+
+static const char *display_name(const tg_layer *l)
+{
+    return l->name ? l->name : l->vt->class_name;
+}
 
 const char *tg_layer_name(const tg_layer *layer)
 {
@@ -213,7 +232,7 @@ const char *tg_layer_type(const tg_layer *layer)
 {
     if (!layer)
         return tg_null_arg("tg_layer_type", "layer"), NULL;
-    return layer->vt->type;
+    return layer->vt->class_name;
 }
 
 tg_status tg_layer_set_name(tg_layer *layer, const char *name)
@@ -223,6 +242,9 @@ tg_status tg_layer_set_name(tg_layer *layer, const char *name)
     if (layer->in_model)
         return tg_error(TG_ERR_STATE, "tg_layer_set_name: layer %s already belongs to a "
                         "model; name it before tg_sequential_add", layer->name);
+    if (layer->built)
+        return tg_error(TG_ERR_STATE, "tg_layer_set_name: layer %s is already built (its "
+                        "parameters carry its name)", layer->name);
     tg_status st = tg_layer_check_name("tg_layer_set_name", name);
     if (st != TG_OK)
         return st;
@@ -238,10 +260,8 @@ tg_status tg_layer_set_trainable(tg_layer *layer, bool trainable)
 {
     if (!layer)
         return tg_null_arg("tg_layer_set_trainable", "layer");
-    for (int i = 0; i < layer->n_params; i++) {
-        if (!layer->params[i].t)
-            continue;
-        tg_status st = tg_set_requires_grad(layer->params[i].t, trainable);
+    for (int i = 0; i < layer->params.n; i++) {
+        tg_status st = tg_set_requires_grad(layer->params.v[i].t, trainable);
         if (st != TG_OK)
             return st;
     }
@@ -258,41 +278,92 @@ int tg_layer_param_count(const tg_layer *layer)
 {
     if (!layer)
         return tg_null_arg("tg_layer_param_count", "layer"), 0;
-    return layer->built ? layer->n_params : 0;
+    return layer->built ? layer->params.n : 0;
+}
+
+int tg_layer_buffer_count(const tg_layer *layer)
+{
+    if (!layer)
+        return tg_null_arg("tg_layer_buffer_count", "layer"), 0;
+    return layer->built ? layer->buffers.n : 0;
+}
+
+static tg_tensor *slot_at(const char *fn, const char *what, const tg_layer *layer,
+                          const tg_layer_slots *s, int i)
+{
+    if (!layer->built)
+        return tg_error(TG_ERR_STATE, "%s: layer %s is not built yet", fn,
+                        display_name(layer)), NULL;
+    if (i < 0 || i >= s->n)
+        return tg_error(TG_ERR_RANGE, "%s: index %d out of range (layer %s has %d %s)", fn, i,
+                        display_name(layer), s->n, what), NULL;
+    return s->v[i].t;
 }
 
 tg_tensor *tg_layer_param(const tg_layer *layer, int i)
 {
     if (!layer)
         return tg_null_arg("tg_layer_param", "layer"), NULL;
-    if (!layer->built)
-        return tg_error(TG_ERR_STATE, "tg_layer_param: layer %s is not built yet",
-                        layer->name ? layer->name : layer->vt->type), NULL;
-    if (i < 0 || i >= layer->n_params)
-        return tg_error(TG_ERR_RANGE, "tg_layer_param: index %d out of range (layer %s "
-                        "has %d parameters)", i, layer->name, layer->n_params), NULL;
-    return layer->params[i].t;
+    return slot_at("tg_layer_param", "parameters", layer, &layer->params, i);
+}
+
+tg_tensor *tg_layer_buffer(const tg_layer *layer, int i)
+{
+    if (!layer)
+        return tg_null_arg("tg_layer_buffer", "layer"), NULL;
+    return slot_at("tg_layer_buffer", "buffers", layer, &layer->buffers, i);
+}
+
+static tg_tensor *find_slot(const tg_layer_slots *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].short_name, name) == 0)
+            return s->v[i].t;
+    return NULL;
+}
+
+static tg_tensor *slot_by_name(const char *fn, const char *what, const tg_layer *layer,
+                               const tg_layer_slots *s, const char *name)
+{
+    if (!layer || !name)
+        return tg_null_arg(fn, layer ? "name" : "layer"), NULL;
+    tg_tensor *t = layer->built ? find_slot(s, name) : NULL;
+    if (t)
+        return t;
+    return tg_error(TG_ERR_ARG, "%s: layer %s has no %s \"%s\"%s", fn, display_name(layer),
+                    what, name, layer->built ? "" : " (not built yet)"), NULL;
 }
 
 tg_tensor *tg_layer_param_by_name(const tg_layer *layer, const char *name)
 {
-    if (!layer || !name)
-        return tg_null_arg("tg_layer_param_by_name", layer ? "name" : "layer"), NULL;
-    if (layer->built)
-        for (int i = 0; i < layer->n_params; i++)
-            if (strcmp(layer->params[i].short_name, name) == 0)
-                return layer->params[i].t;
-    return tg_error(TG_ERR_ARG, "tg_layer_param_by_name: layer %s has no parameter \"%s\"%s",
-                    layer->name ? layer->name : layer->vt->type, name,
-                    layer->built ? "" : " (not built yet)"), NULL;
+    return slot_by_name("tg_layer_param_by_name", "parameter", layer,
+                        layer ? &layer->params : NULL, name);
+}
+
+tg_tensor *tg_layer_buffer_by_name(const tg_layer *layer, const char *name)
+{
+    return slot_by_name("tg_layer_buffer_by_name", "buffer", layer,
+                        layer ? &layer->buffers : NULL, name);
 }
 
 int64_t tg_layer_count_params(const tg_layer *layer)
 {
     int64_t n = 0;
+    if (layer && layer->built) {
+        for (int i = 0; i < layer->params.n; i++)
+            n += tg_tensor_numel(layer->params.v[i].t);
+        for (int i = 0; i < layer->buffers.n; i++)
+            n += tg_tensor_numel(layer->buffers.v[i].t);
+    }
+    return n;
+}
+
+int64_t tg_layer_count_buffers(const tg_layer *layer)
+{
+    int64_t n = 0;
     if (layer && layer->built)
-        for (int i = 0; i < layer->n_params; i++)
-            n += tg_shape_numel(layer->params[i].ndim, layer->params[i].shape);
+        for (int i = 0; i < layer->buffers.n; i++)
+            n += tg_tensor_numel(layer->buffers.v[i].t);
     return n;
 }
 
@@ -304,79 +375,293 @@ const int64_t *tg_layer_output_shape(const tg_layer *layer, int *ndim)
         return tg_null_arg("tg_layer_output_shape", "layer"), NULL;
     if (!layer->built)
         return tg_error(TG_ERR_STATE, "tg_layer_output_shape: layer %s is not built yet",
-                        layer->name ? layer->name : layer->vt->type), NULL;
+                        display_name(layer)), NULL;
     if (ndim)
         *ndim = layer->out_ndim;
     return layer->out_shape;
 }
 
+/* ---------------------------------------------------------------- parameters, buffers */
+
+static tg_tensor *add_slot(const char *fn, tg_layer *l, bool param, const char *short_name,
+                           int ndim, const int64_t *shape, tg_initializer init, double value)
+{
+    if (!l)
+        return tg_null_arg(fn, "l"), NULL;
+    tg_status st = TG_OK;
+    char who[256], pname[512];
+    tg_layer_who(l, who, sizeof who);
+    if (!l->building)
+        st = tg_error(TG_ERR_STATE, "%s: layer %s: parameters and buffers are declared in "
+                      "the type's build callback only", fn, who);
+    else if (!short_name || !*short_name || strchr(short_name, '/'))
+        st = tg_error(TG_ERR_ARG, "%s: layer %s: a parameter or buffer name must be "
+                      "non-empty and without '/'", fn, who);
+    else if (find_slot(&l->params, short_name) || find_slot(&l->buffers, short_name))
+        st = tg_error(TG_ERR_ARG, "%s: layer %s already has a parameter or buffer \"%s\"", fn,
+                      who, short_name);
+    else if (param && ((int)init < 0 || init >= TG_INIT_COUNT))
+        st = tg_error(TG_ERR_ARG, "%s: layer %s: initializer %d is not a tg_initializer", fn,
+                      who, (int)init);
+    else if ((size_t)snprintf(pname, sizeof pname, "%s/%s", l->name, short_name) >= sizeof pname)
+        st = tg_error(TG_ERR_ARG, "%s: layer %s: name \"%s\" is too long", fn, who, short_name);
+    tg_layer_slots *s = param ? &l->params : &l->buffers;
+    if (st == TG_OK && s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 4;
+        tg_layer_slot *v = realloc(s->v, sizeof *v * (size_t)cap);
+        if (!v)
+            st = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+        else {
+            s->v = v;
+            s->cap = cap;
+        }
+    }
+    tg_tensor *t = NULL;
+    char *copy = NULL;
+    if (st == TG_OK) {
+        char ctx[300];
+        snprintf(ctx, sizeof ctx, "tg_sequential_build: layer %s", l->name);
+        t = tg_tensor_new_owned(ctx, l->build_dtype, ndim, shape);
+        if (!t || !(copy = strdup(short_name)))
+            st = t ? tg_error(TG_ERR_NOMEM, "%s: out of memory", fn) : tg_last_status();
+        else if ((st = param ? tg_init_fill(t, init, l->build_rng)
+                             : tg_tensor_fill(t, value)) == TG_OK &&
+                 (st = tg_tensor_set_name(t, pname)) == TG_OK && param)
+            st = tg_set_requires_grad(t, l->trainable);
+    }
+    if (st != TG_OK) {
+        tg_release(t);
+        free(copy);
+        if (l && l->build_status == TG_OK)
+            l->build_status = st != TG_OK ? st : TG_ERR_NOMEM;
+        return NULL;
+    }
+    s->v[s->n].short_name = copy;
+    s->v[s->n].t = t;
+    s->n++;
+    return t;
+}
+
+tg_tensor *tg_layer_add_param(tg_layer *l, const char *short_name, int ndim,
+                              const int64_t *shape, tg_initializer init)
+{
+    return add_slot("tg_layer_add_param", l, true, short_name, ndim, shape, init, 0.0);
+}
+
+tg_tensor *tg_layer_add_buffer(tg_layer *l, const char *short_name, int ndim,
+                               const int64_t *shape, double value)
+{
+    return add_slot("tg_layer_add_buffer", l, false, short_name, ndim, shape, TG_INIT_ZEROS,
+                    value);
+}
+
 /* ---------------------------------------------------------------- build, forward */
 
-tg_status tg_layer_build(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
-                         tg_rng *rng)
+tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
+                            tg_rng *rng, const char *who)
 {
     if (l->built)
         return TG_OK;
-    l->n_params = 0;
-    tg_status st = l->vt->infer(l, in_ndim, in_shape);
-    if (st != TG_OK)
-        return st;
-    l->in_ndim = in_ndim;
-    memcpy(l->in_shape, in_shape, sizeof(int64_t) * (size_t)in_ndim);
-
-    char who[256];
-    for (int i = 0; i < l->n_params; i++) {
-        tg_param_slot *p = &l->params[i];
-        snprintf(who, sizeof who, "tg_sequential_build: layer %s", l->name);
-        p->t = tg_tensor_new_owned(who, dtype, p->ndim, p->shape);
-        char pname[512];
-        snprintf(pname, sizeof pname, "%s/%s", l->name, p->short_name);
-        if (!p->t || (st = tg_init_fill(p->t, p->init, rng)) != TG_OK ||
-            (st = tg_tensor_set_name(p->t, pname)) != TG_OK ||
-            (st = tg_set_requires_grad(p->t, l->trainable)) != TG_OK) {
-            if (!p->t)
-                st = tg_last_status();
-            release_params(l);
-            return st != TG_OK ? st : TG_ERR_NOMEM;
-        }
+    if (in_ndim < 0 || in_ndim > TG_MAX_DIMS - 1 || (in_ndim > 0 && !in_shape))
+        return tg_error(TG_ERR_ARG, "%s: an input shape needs 0..%d dims without the batch",
+                        who, TG_MAX_DIMS - 1);
+    if (dtype != TG_F32 && dtype != TG_F64)
+        return tg_error(TG_ERR_DTYPE, "%s: parameters must be f32 or f64, not %s", who,
+                        tg_dtype_name(dtype));
+    if (!l->name && !(l->name = strdup(l->vt->base_name)))
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who);
+    int out_ndim = in_ndim;
+    int64_t out_shape[TG_MAX_DIMS] = { 0 };
+    for (int i = 0; i < in_ndim; i++)
+        out_shape[i] = in_shape[i];
+    l->building = true;
+    l->build_status = TG_OK;
+    l->build_dtype = dtype;
+    l->build_rng = rng;
+    tg_status st = l->vt->build ? l->vt->build(l, in_ndim, in_shape, &out_ndim, out_shape)
+                                : TG_OK;
+    l->building = false;
+    if (st == TG_OK && l->build_status != TG_OK)
+        st = l->build_status; /* a declaration failed and build went on regardless */
+    if (st == TG_OK && (out_ndim < 0 || out_ndim > TG_MAX_DIMS - 1)) {
+        char w[256];
+        st = tg_error(TG_ERR_SHAPE, "%s: layer %s: its build gave an output of %d dims "
+                      "(0..%d without the batch)", who, tg_layer_who(l, w, sizeof w), out_ndim,
+                      TG_MAX_DIMS - 1);
     }
+    if (st != TG_OK) {
+        tg_layer_unbuild(l);
+        return st;
+    }
+    l->in_ndim = in_ndim;
+    for (int i = 0; i < in_ndim; i++)
+        l->in_shape[i] = in_shape[i];
+    l->out_ndim = out_ndim;
+    memcpy(l->out_shape, out_shape, sizeof out_shape);
     l->built = true;
     return TG_OK;
 }
 
-bool tg_layer_ends_in_softmax(const tg_layer *l)
+tg_status tg_layer_build(tg_layer *layer, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
+                         tg_rng *rng)
 {
-    return l->act == TG_ACT_SOFTMAX;
+    static const char *fn = "tg_layer_build";
+    if (!layer)
+        return tg_null_arg(fn, "layer");
+    if (layer->in_model && !layer->built)
+        return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model; build the model", fn,
+                        layer->name);
+    return tg_layer_build_in(layer, in_ndim, in_shape, dtype, rng, fn);
 }
 
-tg_tensor *tg_layer_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+tg_tensor *tg_layer_run(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
 {
     tg_activation act = l->act;
     if (ctx->skip_softmax && act == TG_ACT_SOFTMAX)
         act = TG_ACT_NONE;
     if (!l->vt->forward)
         return tg_activation_apply(x, act);
-    tg_tensor *y = l->vt->forward(l, x, ctx);
+    tg_tensor *y = l->vt->forward(l, x, &ctx->pub);
     if (!y || act == TG_ACT_NONE || (act == TG_ACT_RELU && l->vt->fuses_relu))
         return y;
     return tg_activation_apply(y, act);
 }
 
-void tg_layer_describe(const tg_layer *l, tg_nn_buf *b)
+tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training)
 {
-    tg_nn_buf_printf(b, "{\"class_name\": ");
-    tg_nn_buf_json_str(b, l->vt->type);
-    tg_nn_buf_printf(b, ", \"name\": ");
-    tg_nn_buf_json_str(b, l->name);
-    tg_nn_buf_printf(b, ", \"trainable\": %s, \"config\": {", l->trainable ? "true" : "false");
-    if (l->vt->config) {
-        l->vt->config(l, b);
-        tg_nn_buf_printf(b, ", ");
+    static const char *fn = "tg_layer_forward";
+    if (!layer || !x)
+        return tg_null_arg(fn, layer ? "x" : "layer"), NULL;
+    int nd = tg_tensor_ndim(x);
+    const int64_t *xs = tg_tensor_shape(x);
+    if (nd < 1)
+        return tg_error(TG_ERR_SHAPE, "%s: x needs a batch axis, got a 0-D tensor", fn), NULL;
+    if (!layer->built) {
+        if (layer->in_model)
+            return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model that is not built "
+                            "yet; build the model", fn, layer->name), NULL;
+        if (tg_layer_build_in(layer, nd - 1, xs + 1, tg_tensor_dtype(x), NULL, fn) != TG_OK)
+            return NULL;
     }
-    tg_nn_buf_printf(b, "\"activation\": \"%s\"}}", tg_activation_name(l->act));
+    bool ok = nd == layer->in_ndim + 1;
+    for (int i = 0; ok && i < layer->in_ndim; i++)
+        ok = xs[i + 1] == layer->in_shape[i];
+    if (!ok) {
+        char want[128], got[128], w[256];
+        return tg_error(TG_ERR_SHAPE, "%s: layer %s was built for input %s, got %s", fn,
+                        tg_layer_who(layer, w, sizeof w),
+                        tg_nn_batch_shape_str(want, sizeof want, layer->in_ndim, layer->in_shape),
+                        tg_shape_str(got, sizeof got, nd, xs)), NULL;
+    }
+    tg_fwd_ctx ctx = { .pub = { .training = training, .rng = NULL }, .skip_softmax = false };
+    return tg_layer_run(layer, x, &ctx);
+}
+
+/* ---------------------------------------------------------------- config */
+
+struct tg_layer_config {
+    tg_strbuf *b;
+    int n; /* members written */
+};
+
+static bool config_key(tg_layer_config *cfg, const char *key)
+{
+    if (!cfg)
+        return false;
+    tg_strbuf_printf(cfg->b, "%s", cfg->n++ ? ", " : "");
+    tg_strbuf_json_str(cfg->b, key);
+    tg_strbuf_printf(cfg->b, ": ");
+    return true;
+}
+
+void tg_layer_config_int(tg_layer_config *cfg, const char *key, int64_t v)
+{
+    if (config_key(cfg, key))
+        tg_strbuf_printf(cfg->b, "%lld", (long long)v);
+}
+
+void tg_layer_config_double(tg_layer_config *cfg, const char *key, double v)
+{
+    if (config_key(cfg, key))
+        tg_strbuf_printf(cfg->b, "%.17g", v);
+}
+
+void tg_layer_config_bool(tg_layer_config *cfg, const char *key, bool v)
+{
+    if (config_key(cfg, key))
+        tg_strbuf_printf(cfg->b, "%s", v ? "true" : "false");
+}
+
+void tg_layer_config_str(tg_layer_config *cfg, const char *key, const char *v)
+{
+    if (config_key(cfg, key))
+        tg_strbuf_json_str(cfg->b, v);
+}
+
+void tg_layer_config_ints(tg_layer_config *cfg, const char *key, int n, const int *v)
+{
+    if (!config_key(cfg, key))
+        return;
+    tg_strbuf_printf(cfg->b, "[");
+    for (int i = 0; i < n; i++)
+        tg_strbuf_printf(cfg->b, "%s%d", i ? ", " : "", v[i]);
+    tg_strbuf_printf(cfg->b, "]");
+}
+
+void tg_layer_describe(const tg_layer *l, tg_strbuf *b)
+{
+    tg_strbuf_printf(b, "{\"class_name\": ");
+    tg_strbuf_json_str(b, l->vt->class_name);
+    tg_strbuf_printf(b, ", \"name\": ");
+    tg_strbuf_json_str(b, l->name);
+    tg_strbuf_printf(b, ", \"trainable\": %s, \"config\": {", l->trainable ? "true" : "false");
+    tg_layer_config cfg = { b, 0 };
+    if (l->vt->config)
+        l->vt->config(l, &cfg);
+    tg_layer_config_str(&cfg, "activation", tg_activation_name(l->act));
+    tg_strbuf_printf(b, "}}");
 }
 
 /* ---------------------------------------------------------------- transfer */
+
+/* Checks that dst's and src's slots match by name, shape and dtype. */
+static tg_status check_slots(const char *fn, const char *what, const tg_layer_slots *d,
+                             const char *dw, const tg_layer_slots *s, const char *sw)
+{
+    if (d->n != s->n)
+        return tg_error(TG_ERR_SHAPE, "%s: %s has %d %ss, %s has %d", fn, dw, d->n, what, sw,
+                        s->n);
+    for (int i = 0; i < d->n; i++) {
+        const tg_tensor *dt = d->v[i].t, *st = s->v[i].t;
+        const char *name = d->v[i].short_name;
+        if (strcmp(name, s->v[i].short_name) != 0)
+            return tg_error(TG_ERR_ARG, "%s: %s %d is \"%s\" in %s but \"%s\" in %s", fn, what,
+                            i, name, dw, s->v[i].short_name, sw);
+        if (!tg_tensor_same_shape(dt, st)) {
+            char a[128], c[128];
+            tg_shape_str(a, sizeof a, tg_tensor_ndim(dt), tg_tensor_shape(dt));
+            tg_shape_str(c, sizeof c, tg_tensor_ndim(st), tg_tensor_shape(st));
+            return tg_error(TG_ERR_SHAPE, "%s: \"%s\" has shape %s in %s but %s in %s", fn,
+                            name, a, dw, c, sw);
+        }
+        if (tg_tensor_dtype(dt) != tg_tensor_dtype(st))
+            return tg_error(TG_ERR_DTYPE, "%s: \"%s\" is %s in %s but %s in %s", fn, name,
+                            tg_dtype_name(tg_tensor_dtype(dt)), dw,
+                            tg_dtype_name(tg_tensor_dtype(st)), sw);
+    }
+    return TG_OK;
+}
+
+static tg_status copy_slots(tg_layer_slots *d, const tg_layer_slots *s)
+{
+    for (int i = 0; i < d->n; i++) {
+        tg_status st = tg_tensor_copy_into(d->v[i].t, s->v[i].t);
+        if (st != TG_OK)
+            return st;
+        tg_tensor_bump_version(d->v[i].t);
+    }
+    return TG_OK;
+}
 
 tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src)
 {
@@ -391,32 +676,11 @@ tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src)
                         fn, dst->built ? sw : dw);
     if (dst->vt != src->vt)
         return tg_error(TG_ERR_ARG, "%s: layer types differ: %s <- %s", fn, dw, sw);
-    if (dst->n_params != src->n_params)
-        return tg_error(TG_ERR_SHAPE, "%s: %s has %d parameters, %s has %d", fn, dw,
-                        dst->n_params, sw, src->n_params);
-    for (int i = 0; i < dst->n_params; i++) {
-        const tg_tensor *d = dst->params[i].t, *s = src->params[i].t;
-        if (strcmp(dst->params[i].short_name, src->params[i].short_name) != 0)
-            return tg_error(TG_ERR_ARG, "%s: parameter %d is \"%s\" in %s but \"%s\" in %s",
-                            fn, i, dst->params[i].short_name, dw, src->params[i].short_name,
-                            sw);
-        if (!tg_tensor_same_shape(d, s)) {
-            char a[128], c[128];
-            tg_shape_str(a, sizeof a, tg_tensor_ndim(d), tg_tensor_shape(d));
-            tg_shape_str(c, sizeof c, tg_tensor_ndim(s), tg_tensor_shape(s));
-            return tg_error(TG_ERR_SHAPE, "%s: \"%s\" has shape %s in %s but %s in %s", fn,
-                            dst->params[i].short_name, a, dw, c, sw);
-        }
-        if (tg_tensor_dtype(d) != tg_tensor_dtype(s))
-            return tg_error(TG_ERR_DTYPE, "%s: \"%s\" is %s in %s but %s in %s", fn,
-                            dst->params[i].short_name, tg_dtype_name(tg_tensor_dtype(d)), dw,
-                            tg_dtype_name(tg_tensor_dtype(s)), sw);
-    }
-    for (int i = 0; i < dst->n_params; i++) {
-        tg_status st = tg_tensor_copy_into(dst->params[i].t, src->params[i].t);
-        if (st != TG_OK)
-            return st;
-        tg_tensor_bump_version(dst->params[i].t);
-    }
-    return TG_OK;
+    tg_status st;
+    if ((st = check_slots(fn, "parameter", &dst->params, dw, &src->params, sw)) != TG_OK ||
+        (st = check_slots(fn, "buffer", &dst->buffers, dw, &src->buffers, sw)) != TG_OK)
+        return st;
+    if ((st = copy_slots(&dst->params, &src->params)) != TG_OK)
+        return st;
+    return copy_slots(&dst->buffers, &src->buffers);
 }

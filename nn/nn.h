@@ -29,6 +29,7 @@
 #include "../libtensor/rng.h"
 #include "../libtensor/state_dict.h"
 #include "../libtensor/export.h"
+#include "layer.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus
@@ -36,15 +37,6 @@ extern "C" {
 #endif
 
 /* ================================================================ activations */
-
-typedef enum tg_activation {
-    TG_ACT_NONE = 0, /* identity ("linear" in Keras) */
-    TG_ACT_RELU,
-    TG_ACT_TANH,
-    TG_ACT_SIGMOID,
-    TG_ACT_SOFTMAX,  /* over axis 1: the features of (N, F), the channels of (N, C, H, W) */
-    TG_ACT_COUNT
-} tg_activation;
 
 /* "linear", "relu", "tanh", "sigmoid", "softmax"; "invalid" out of range. */
 const char *tg_activation_name(tg_activation act);
@@ -54,14 +46,15 @@ tg_tensor *tg_activation_apply(tg_tensor *x, tg_activation act);
 
 /* ================================================================ initializers */
 
-typedef enum tg_initializer {
-    TG_INIT_GLOROT_UNIFORM = 0, /* Keras's default for kernels */
-    TG_INIT_HE_NORMAL,          /* truncated normal, sigma = sqrt(2 / fan_in) */
-    TG_INIT_ZEROS,              /* Keras's default for biases */
-    TG_INIT_COUNT
-} tg_initializer;
-
-/* "glorot_uniform", "he_normal", "zeros"; "invalid" out of range. */
+/* Keras's glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)). For a 2-D
+ * (out, in) kernel fan_in = in, fan_out = out; for (O, I, k...) kernels both are
+ * multiplied by the receptive field size prod(k...). Floating dtypes; rng NULL
+ * means the global generator. Scoped reference, NULL on error. */
+tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng);
+/* Keras's he_normal: a normal truncated at 2 sigma, sigma = sqrt(2 / fan_in) / 0.8796
+ * so that the samples' standard deviation is sqrt(2 / fan_in). */
+tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng);
+/* "glorot_uniform", "he_normal", "zeros", "ones"; "invalid" out of range. */
 const char *tg_initializer_name(tg_initializer init);
 /* Overwrites every element of t (borrowed, floating, contiguous or not) in place
  * and bumps its version. Fans come from t's shape as tg_glorot_uniform documents:
@@ -69,9 +62,8 @@ const char *tg_initializer_name(tg_initializer init);
  * for autodiff. */
 tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng);
 
-/* ================================================================ layers */
-
-typedef struct tg_layer tg_layer;
+/* ================================================================ layers
+ * (the layer type itself, for defining new layers: nn/layer.h) */
 
 /* How a convolution or pooling window meets the border. */
 typedef enum tg_padding {
@@ -146,7 +138,8 @@ void tg_layer_free(tg_layer *layer);
  * "Dropout", "Flatten", "Dense", "Activation", "Softmax"). */
 const char *tg_layer_name(const tg_layer *layer);
 const char *tg_layer_type(const tg_layer *layer);
-/* Renames a layer before it joins a model (TG_ERR_STATE afterwards). Copied. */
+/* Renames a layer before it joins a model or is built (TG_ERR_STATE afterwards).
+ * Copied. */
 tg_status tg_layer_set_name(tg_layer *layer, const char *name);
 
 /* A frozen layer (trainable false) has parameters that do not require grad: they
@@ -155,20 +148,23 @@ tg_status tg_layer_set_name(tg_layer *layer, const char *name);
 tg_status tg_layer_set_trainable(tg_layer *layer, bool trainable);
 bool tg_layer_trainable(const tg_layer *layer);
 
-/* Parameters exist once the model is built. The i-th parameter (borrowed; named
- * "<layer>/kernel", "<layer>/bias"), NULL when out of range. */
+/* Parameters exist once the layer is built (by its model, by tg_layer_build or
+ * by a first tg_layer_forward). The i-th parameter (borrowed; named
+ * "<layer>/kernel", "<layer>/bias"), NULL when out of range. Buffers:
+ * tg_layer_buffer (nn/layer.h). */
 int tg_layer_param_count(const tg_layer *layer);
 tg_tensor *tg_layer_param(const tg_layer *layer, int i);
 /* The parameter with this short name ("kernel", "bias"), borrowed; NULL if none. */
 tg_tensor *tg_layer_param_by_name(const tg_layer *layer, const char *name);
-/* Number of parameter elements (0 before build). */
+/* Number of parameter and buffer elements (0 before build), as Keras counts
+ * weights: buffers count as non-trainable. */
 int64_t tg_layer_count_params(const tg_layer *layer);
 /* The output shape without the batch dimension, once built: *ndim entries in a
  * borrowed array; NULL (and *ndim 0) before build. */
 const int64_t *tg_layer_output_shape(const tg_layer *layer, int *ndim);
 
-/* Transfer learning: copies src's parameter values into dst's (both built, same
- * type, same parameter names, shapes and dtypes; checked before anything is
+/* Transfer learning: copies src's parameter and buffer values into dst's (both
+ * built, same type, same names, shapes and dtypes; checked before anything is
  * copied). dst keeps its own tensors and trainable flag. */
 tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src);
 
@@ -231,7 +227,8 @@ int tg_sequential_layer_count(const tg_sequential *model);
 tg_layer *tg_sequential_layer(const tg_sequential *model, int index);
 tg_layer *tg_sequential_layer_by_name(const tg_sequential *model, const char *name);
 
-/* All parameters in layer order (kernel, then bias), frozen ones included;
+/* All parameters in layer order (kernel, then bias), frozen ones included,
+ * buffers not (they are for the state dict, not for optimizers);
  * builds the model if needed. Returns a borrowed array of *n borrowed tensors,
  * valid until the model is freed; NULL (and *n 0) on a build error. Each
  * tensor's name (tg_tensor_name) is "<layer>/<param>". */
@@ -250,18 +247,21 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out);
  * class and config). malloc'd: the caller frees it. NULL on error. */
 char *tg_sequential_architecture(tg_sequential *model);
 
-/* Adds an entry "<prefix><layer>/<param>" for every parameter (a retained
- * reference to the live tensor: the dict sees later updates) and the string
+/* Adds an entry "<prefix><layer>/<param>" for every parameter, then
+ * "<prefix><layer>/<buffer>" for every buffer, layer by layer (retained
+ * references to the live tensors: the dict sees later updates), and the string
  * attribute "<prefix>architecture" (tg_sequential_architecture). prefix may be
  * NULL or "" ("model/" is what checkpoints use). */
 tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix);
-/* Copies the values of the entries "<prefix><layer>/<param>" into the
- * parameters. Every name, shape and dtype is checked first, and any entry under
- * prefix that is not a parameter is an error too; on a mismatch the error lists
- * every problem (missing "conv2d/kernel"; "conv2d/kernel" shape [16, 1, 3, 3],
- * model has [32, 1, 3, 3]; unexpected entry "dense_9/bias"), the status is
- * TG_ERR_FORMAT and no parameter changes. An empty prefix claims every entry of
- * the dict. Attributes are ignored. */
+/* Copies the values of the entries "<prefix><layer>/<param or buffer>" into the
+ * model. Every name, shape and dtype is checked first, and any entry under
+ * prefix that is neither is an error too; on a mismatch the error lists the
+ * problems (the first eight: missing entry 'conv2d/kernel'; 'conv2d/kernel' has
+ * shape [16, 1, 3, 3] in the state dict, expected [32, 1, 3, 3]; unexpected
+ * entry 'dense_9/bias'), the status is TG_ERR_FORMAT and nothing changes. An
+ * empty prefix claims every entry of the dict. Attributes are ignored. */
+tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
+                                         const char *prefix); /* the check alone */
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                         const char *prefix);
 
@@ -350,16 +350,17 @@ tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
  *   buffers): slots "m", "v" (adam), "velocity" (sgd with momentum), "rms",
  *   "momentum" (rmsprop; the latter only with momentum).
  * Import checks the type, every attribute, every slot's name, shape and dtype and
- * that no unexpected entry sits under prefix, listing every problem and changing
- * nothing on a mismatch (TG_ERR_FORMAT); then restores the step, the hyper-parameters and the
- * slots, so the next step is exactly the one the exporter would have taken. */
+ * that no unexpected entry sits under prefix, listing the problems and changing
+ * nothing on a mismatch (TG_ERR_FORMAT); then restores the step, the
+ * hyper-parameters and the slots, so the next step is exactly the one the
+ * exporter would have taken. The check alone: tg_optimizer_check_state_dict. */
 tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix);
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
                                        const char *prefix);
+tg_status tg_optimizer_check_state_dict(const tg_optimizer *opt, const tg_state_dict *sd,
+                                        const char *prefix);
 
 /* ================================================================ training state
- * (nn/train_state.c, added for apps/fashion_cnn and its resume test; nothing
- * above this section changed for it.)
  *
  * The whole state of a training run as ONE state dict, so that a run stopped
  * after any step continues bit for bit:

@@ -1,68 +1,31 @@
-/* nn/nn_impl.h -- private: the layer struct, its vtable, and what nn/ files share.
+/* nn/nn_impl.h -- private: the layer struct behind nn/layer.h, and what nn/
+ * files share.
  *
- * A layer type is one file: it embeds struct tg_layer first in its own struct,
- * fills a tg_layer_vtable, and implements shape inference (which also declares
- * the parameters' shapes) and forward. layer.c does the rest for every type:
- * names, parameter creation and initialisation, trainable flags, activation. */
+ * Every layer type, built-in or not, goes through the public tg_layer_vtable;
+ * this header only holds the struct that layer.c manages for all of them and
+ * the helpers sequential.c and the built-in types use. */
 #ifndef TG_NN_IMPL_H
 #define TG_NN_IMPL_H
 
 #include <stdarg.h>
 
 #include "libtensor/tensor_impl.h"
+#include "libtensor/strbuf_impl.h"
 #include "autograd/autograd.h"
 #include "ops/ops.h"
 #include "nn/nn.h"
 
-#define TG_LAYER_MAX_PARAMS 2
+/* A parameter or a buffer of a layer. */
+typedef struct tg_layer_slot {
+    char *short_name; /* "kernel", "moving_mean": malloc'd */
+    tg_tensor *t;     /* owned reference */
+} tg_layer_slot;
 
-/* What forward needs to know beyond the input. */
-typedef struct tg_fwd_ctx {
-    bool training;     /* dropout active */
-    bool skip_softmax; /* set only for the model's last layer by forward_logits */
-    tg_rng *rng;       /* NULL: the global generator */
-} tg_fwd_ctx;
-
-/* A growable string, for JSON and error lists. On allocation failure it sets
- * `failed` and stops growing; the owner reports TG_ERR_NOMEM. */
-typedef struct tg_nn_buf {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} tg_nn_buf;
-void tg_nn_buf_printf(tg_nn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a JSON string literal (quotes and escapes included). */
-void tg_nn_buf_json_str(tg_nn_buf *b, const char *s);
-void tg_nn_buf_free(tg_nn_buf *b);
-
-/* "(None, 32, 26, 26)" for a batch-less shape. */
-char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
-
-typedef struct tg_layer_vtable {
-    const char *type;      /* Keras class name: "Conv2D" */
-    const char *base_name; /* automatic name stem: "conv2d" */
-    /* Checks the input shape (without batch); sets l->out_ndim/out_shape and
-     * declares the parameters (l->n_params, l->params[i] short name, shape, init).
-     * Errors name the layer (tg_layer_who) and the shapes. */
-    tg_status (*infer)(tg_layer *l, int in_ndim, const int64_t *in_shape);
-    /* The layer's own computation before its activation; NULL means identity.
-     * Returns a scoped reference or NULL. */
-    tg_tensor *(*forward)(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx);
-    /* Appends the JSON members of the layer's config ("filters": 32, ...), without
-     * braces; NULL when it has none besides activation. */
-    void (*config)(const tg_layer *l, tg_nn_buf *b);
-    /* forward applies a ReLU activation itself (fused into its primitive), so
-     * tg_layer_forward must not apply it again */
-    bool fuses_relu;
-} tg_layer_vtable;
-
-typedef struct tg_layer_param {
-    const char *short_name; /* "kernel", "bias": static strings */
-    int ndim;
-    int64_t shape[TG_MAX_DIMS];
-    tg_initializer init;
-    tg_tensor *t;           /* owned reference once built */
-} tg_param_slot;
+/* A growable array of slots. */
+typedef struct tg_layer_slots {
+    tg_layer_slot *v;
+    int n, cap;
+} tg_layer_slots;
 
 struct tg_layer {
     const tg_layer_vtable *vt;
@@ -70,34 +33,51 @@ struct tg_layer {
     bool trainable;
     bool in_model;          /* owned by a model: tg_layer_free refuses */
     bool built;
+    bool building;          /* inside vt->build: add_param/add_buffer allowed */
     tg_activation act;      /* applied after vt->forward */
     int in_ndim, out_ndim;
     int64_t in_shape[TG_MAX_DIMS], out_shape[TG_MAX_DIMS];
-    int n_params;
-    tg_param_slot params[TG_LAYER_MAX_PARAMS];
+    tg_layer_slots params, buffers;
+    tg_dtype build_dtype;   /* during build: the parameters' dtype and generator */
+    tg_rng *build_rng;
+    tg_status build_status; /* the first failed declaration during build */
+    void *data;             /* vt->data_size bytes after the struct, or NULL */
 };
 
-/* Allocates a zeroed derived struct of `size` bytes whose first member is a
- * tg_layer, sets vt, act and name (copied; NULL keeps it unnamed). NULL on
- * failure with the error set (naming `who`). */
-tg_layer *tg_layer_alloc(size_t size, const tg_layer_vtable *vt, tg_activation act,
-                         const char *name, const char *who);
+/* What a model's forward passes beyond the public context. */
+typedef struct tg_fwd_ctx {
+    tg_layer_ctx pub;
+    bool skip_softmax; /* set only for the model's last layer by forward_logits */
+} tg_fwd_ctx;
+
+/* The i-th parameter / buffer without checks (i in range, layer built). */
+static inline tg_tensor *tg_layer_param_at(const tg_layer *l, int i)
+{
+    return l->params.v[i].t;
+}
+
+/* tg_layer_new with `who` named in errors (the built-in constructors). */
+tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name,
+                         const char *who);
+/* Number of buffer elements (0 before build): the non-trainable part of
+ * tg_layer_count_params that freezing does not change. */
+int64_t tg_layer_count_buffers(const tg_layer *layer);
 /* Validates a user-given layer name; message names who. */
 tg_status tg_layer_check_name(const char *who, const char *name);
 /* "conv2d (Conv2D)" into buf, for error messages. */
 const char *tg_layer_who(const tg_layer *l, char *buf, size_t n);
-/* Runs infer, creates and initialises the parameters in dtype (from rng), names
- * them "<layer>/<short>" and applies the trainable flag. On failure nothing is
- * left allocated and the layer stays unbuilt. */
-tg_status tg_layer_build(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
-                         tg_rng *rng);
+/* Builds as tg_layer_build does, naming `who` in errors; used by models. */
+tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
+                            tg_rng *rng, const char *who);
+/* Drops the parameters and buffers and marks the layer unbuilt. */
+void tg_layer_unbuild(tg_layer *l);
 /* vt->forward then the activation (the softmax skipped when ctx says so). */
-tg_tensor *tg_layer_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx);
-/* Whether the layer's output passes through a final softmax that forward_logits
- * may skip. */
-bool tg_layer_ends_in_softmax(const tg_layer *l);
+tg_tensor *tg_layer_run(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx);
 /* Appends {"class_name": ..., "name": ..., "trainable": ..., "config": {...}}. */
-void tg_layer_describe(const tg_layer *l, tg_nn_buf *b);
+void tg_layer_describe(const tg_layer *l, tg_strbuf *b);
+
+/* "(None, 32, 26, 26)" for a batch-less shape. */
+char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 
 /* ---- what the windowed layers (Conv2D, pooling) share ---- */
 

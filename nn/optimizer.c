@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libtensor/state_dict_impl.h"
 #include "nn/nn_impl.h"
 
 #define MAX_HP 4
@@ -28,15 +29,20 @@ struct tg_optimizer {
     double hp[MAX_HP];            /* hyper-parameters, named by the type */
 };
 
+/* One row per optimizer kind: everything the shared code needs to construct,
+ * check, export and import it. */
 struct opt_type {
-    const char *name;
+    const char *name;              /* tg_optimizer_type(), the state dict's "type" */
     int n_hp;
-    const char *hp_names[MAX_HP];
-    bool hp_is_flag[MAX_HP];      /* exported as i64 0/1 */
-    /* Slot names; the second is present only when hp[cond_hp] != 0 (-1: always). */
+    const char *hp_names[MAX_HP];  /* state dict attribute names, in hp[] order */
+    bool hp_is_flag[MAX_HP];       /* exported as i64 0/1 */
+    /* Slots kept always, then (when optional_slot_hp >= 0 and that
+     * hyper-parameter is non-zero) one more: slot_names[n_slots]. */
     const char *slot_names[MAX_SLOTS];
     int n_slots;
-    int second_slot_cond_hp;
+    int optional_slot_hp;
+    /* The domains of hp[] beyond "finite" and "lr > 0"; errors name fn. */
+    tg_status (*check)(const char *fn, const double *hp);
     /* Updates parameter i whose gradient is g (same shape/dtype, contiguous). */
     void (*update)(tg_optimizer *o, size_t i, tg_tensor *p, const tg_tensor *g);
 };
@@ -144,26 +150,57 @@ static void rmsprop_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_te
         RMS_LOOP(double, sqrt);
 }
 
+static tg_status sgd_check(const char *fn, const double *hp)
+{
+    if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn, hp[SGD_MOMENTUM]);
+    if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
+        return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
+    if (hp[SGD_WD] < 0)
+        return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
+    return TG_OK;
+}
+
+static tg_status adam_check(const char *fn, const double *hp)
+{
+    if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
+                        hp[ADAM_B1], hp[ADAM_B2]);
+    if (!(hp[ADAM_EPS] > 0))
+        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
+    return TG_OK;
+}
+
+static tg_status rmsprop_check(const char *fn, const double *hp)
+{
+    if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 || hp[RMS_MOMENTUM] >= 1)
+        return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
+                        hp[RMS_RHO], hp[RMS_MOMENTUM]);
+    if (!(hp[RMS_EPS] > 0))
+        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
+    return TG_OK;
+}
+
 static const opt_type sgd_type = {
     .name = "sgd", .n_hp = 4,
     .hp_names = { "lr", "momentum", "nesterov", "weight_decay" },
     .hp_is_flag = { false, false, true, false },
-    .slot_names = { "velocity", NULL }, .n_slots = 0, .second_slot_cond_hp = -1,
-    .update = sgd_update,
+    .slot_names = { "velocity" }, .n_slots = 0, .optional_slot_hp = SGD_MOMENTUM,
+    .check = sgd_check, .update = sgd_update,
 };
 
 static const opt_type adam_type = {
     .name = "adam", .n_hp = 4,
     .hp_names = { "lr", "beta1", "beta2", "epsilon" },
-    .slot_names = { "m", "v" }, .n_slots = 2, .second_slot_cond_hp = -1,
-    .update = adam_update,
+    .slot_names = { "m", "v" }, .n_slots = 2, .optional_slot_hp = -1,
+    .check = adam_check, .update = adam_update,
 };
 
 static const opt_type rmsprop_type = {
     .name = "rmsprop", .n_hp = 4,
     .hp_names = { "lr", "rho", "momentum", "epsilon" },
-    .slot_names = { "rms", "momentum" }, .n_slots = 1, .second_slot_cond_hp = RMS_MOMENTUM,
-    .update = rmsprop_update,
+    .slot_names = { "rms", "momentum" }, .n_slots = 1, .optional_slot_hp = RMS_MOMENTUM,
+    .check = rmsprop_check, .update = rmsprop_update,
 };
 
 /* ---------------------------------------------------------------- construction */
@@ -201,39 +238,14 @@ static tg_status check_hp(const char *fn, const opt_type *ty, const double *hp)
             return tg_error(TG_ERR_ARG, "%s: %s = %g is not finite", fn, ty->hp_names[k], hp[k]);
     if (!(hp[0] > 0))
         return tg_error(TG_ERR_ARG, "%s: lr = %g must be > 0", fn, hp[0]);
-    if (ty == &sgd_type) {
-        if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn,
-                            hp[SGD_MOMENTUM]);
-        if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
-            return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
-        if (hp[SGD_WD] < 0)
-            return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
-    } else if (ty == &adam_type) {
-        if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
-                            hp[ADAM_B1], hp[ADAM_B2]);
-        if (!(hp[ADAM_EPS] > 0))
-            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
-    } else {
-        if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 ||
-            hp[RMS_MOMENTUM] >= 1)
-            return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
-                            hp[RMS_RHO], hp[RMS_MOMENTUM]);
-        if (!(hp[RMS_EPS] > 0))
-            return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
-    }
-    return TG_OK;
+    return ty->check(fn, hp);
 }
 
 /* Which slots an optimizer of this type with these hyper-parameters keeps. */
 static int slot_count(const opt_type *ty, const double *hp)
 {
-    if (ty == &sgd_type)
-        return hp[SGD_MOMENTUM] != 0 ? 1 : 0;
-    if (ty->second_slot_cond_hp >= 0)
-        return hp[ty->second_slot_cond_hp] != 0 ? 2 : 1;
-    return ty->n_slots;
+    int opt = ty->optional_slot_hp;
+    return ty->n_slots + (opt >= 0 && hp[opt] != 0 ? 1 : 0);
 }
 
 static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *const *params,
@@ -465,17 +477,99 @@ tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, co
     return TG_OK;
 }
 
-static bool is_slot_key(const tg_optimizer *o, const char *rest)
+/* The check of a load: type, step, hyper-parameters and every slot, nothing
+ * unexpected under prefix. On success *hp and *step hold what to restore and
+ * *targets (the caller frees it) maps "<param>/<slot>" to the live slots. */
+static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
+                            const tg_optimizer *opt, const tg_state_dict *sd, const char *prefix,
+                            const char *fn)
 {
-    for (size_t i = 0; i < o->n; i++) {
-        size_t len = strlen(o->names[i]);
-        if (strncmp(rest, o->names[i], len) != 0 || rest[len] != '/')
-            continue;
-        for (int s = 0; s < o->n_slots; s++)
-            if (strcmp(rest + len + 1, o->slot_names[s]) == 0)
-                return true;
+    *targets = NULL;
+    const opt_type *ty = opt->type;
+    char k[1024];
+    tg_status st;
+    tg_sd_check c;
+    tg_sd_check_init(&c, " in the state dict");
+    tg_attr_type have;
+
+    const char *tname = NULL;
+    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
+        return st;
+    if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
+        tg_sd_check_attr(&c, k, TG_ATTR_STR, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+    else if (strcmp(tname, ty->name) != 0)
+        /* Nothing else can match: report this alone. */
+        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
+                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
+                        ty->name);
+    *step = 0;
+    key(k, sizeof k, fn, prefix, "step", NULL);
+    if (tg_state_dict_get_i64(step, sd, k) != TG_OK)
+        tg_sd_check_attr(&c, k, TG_ATTR_I64, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+    else if (*step < 0)
+        tg_sd_check_problem(&c, "'%s' = %lld is negative", k, (long long)*step);
+
+    memcpy(hp, opt->hp, sizeof opt->hp);
+    bool hp_ok = true;
+    for (int h = 0; h < ty->n_hp; h++) {
+        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
+        int64_t v;
+        bool got = ty->hp_is_flag[h] ? tg_state_dict_get_i64(&v, sd, k) == TG_OK
+                                     : tg_state_dict_get_f64(&hp[h], sd, k) == TG_OK;
+        if (!got) {
+            tg_sd_check_attr(&c, k, ty->hp_is_flag[h] ? TG_ATTR_I64 : TG_ATTR_F64,
+                             tg_sd_attr_type(sd, k, &have) ? &have : NULL);
+            hp_ok = false;
+        } else if (ty->hp_is_flag[h])
+            hp[h] = v != 0;
     }
-    return false;
+    if (hp_ok) {
+        int o = ty->optional_slot_hp;
+        if (check_hp(fn, ty, hp) != TG_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", tg_last_error());
+            tg_sd_check_problem(&c, "bad hyper-parameter: %s", msg);
+        } else if (slot_count(ty, hp) != opt->n_slots)
+            tg_sd_check_problem(&c, "%s %g in the state dict, %g in this optimizer: one keeps a "
+                                "%s slot and the other does not", ty->hp_names[o], hp[o],
+                                opt->hp[o], ty->slot_names[ty->n_slots]);
+    }
+
+    tg_state_dict *t = tg_state_dict_new();
+    if (!t) {
+        tg_strbuf_free(&c.list);
+        return tg_last_status();
+    }
+    for (size_t i = 0; i < opt->n; i++)
+        for (int s = 0; s < opt->n_slots; s++)
+            if ((st = key(k, sizeof k, fn, NULL, opt->names[i], opt->slot_names[s])) != TG_OK ||
+                (st = tg_state_dict_set(t, k, opt->slots[s][i])) != TG_OK) {
+                tg_strbuf_free(&c.list);
+                tg_state_dict_free(t);
+                return st;
+            }
+    tg_sd_check_entries(&c, t, sd, prefix, true);
+    st = tg_sd_check_done(&c, TG_ERR_FORMAT, fn, "the state dict does not match this %s "
+                          "optimizer", ty->name);
+    if (st != TG_OK)
+        tg_state_dict_free(t);
+    else
+        *targets = t;
+    return st;
+}
+
+tg_status tg_optimizer_check_state_dict(const tg_optimizer *opt, const tg_state_dict *sd,
+                                        const char *prefix)
+{
+    static const char *fn = "tg_optimizer_check_state_dict";
+    if (!opt || !sd)
+        return tg_null_arg(fn, opt ? "sd" : "opt");
+    tg_state_dict *t;
+    double hp[MAX_HP];
+    int64_t step;
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    tg_state_dict_free(t);
+    return st;
 }
 
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
@@ -484,105 +578,15 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     static const char *fn = "tg_optimizer_load_state_dict";
     if (!opt || !sd)
         return tg_null_arg(fn, opt ? "sd" : "opt");
-    const opt_type *ty = opt->type;
-    tg_nn_buf errs = { 0 };
-    int n_errs = 0;
-    char k[1024];
-    tg_status st;
-#define PROBLEM(...) do { tg_nn_buf_printf(&errs, "%s", n_errs++ ? "; " : "");       \
-        tg_nn_buf_printf(&errs, __VA_ARGS__); } while (0)
-
-    const char *tname = NULL;
-    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
-        return st;
-    if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
-        PROBLEM("missing string attribute \"%s\"", k);
-    else if (strcmp(tname, ty->name) != 0) {
-        /* Nothing else can match: report this alone. */
-        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
-                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
-                        ty->name);
-    }
-    int64_t step = 0;
-    key(k, sizeof k, fn, prefix, "step", NULL);
-    if (tg_state_dict_get_i64(&step, sd, k) != TG_OK)
-        PROBLEM("missing i64 attribute \"%s\"", k);
-    else if (step < 0)
-        PROBLEM("\"%s\" = %lld is negative", k, (long long)step);
-
+    tg_state_dict *t;
     double hp[MAX_HP];
-    memcpy(hp, opt->hp, sizeof hp);
-    bool hp_ok = true;
-    for (int h = 0; h < ty->n_hp; h++) {
-        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
-        if (ty->hp_is_flag[h]) {
-            int64_t v;
-            if (tg_state_dict_get_i64(&v, sd, k) != TG_OK) {
-                PROBLEM("missing i64 attribute \"%s\"", k);
-                hp_ok = false;
-            } else
-                hp[h] = v != 0;
-        } else if (tg_state_dict_get_f64(&hp[h], sd, k) != TG_OK) {
-            PROBLEM("missing f64 attribute \"%s\"", k);
-            hp_ok = false;
-        }
-    }
-    if (hp_ok) {
-        if (check_hp(fn, ty, hp) != TG_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", tg_last_error());
-            PROBLEM("bad hyper-parameter: %s", msg);
-        } else if (slot_count(ty, hp) != opt->n_slots)
-            PROBLEM("momentum %g in the state dict, %g in this optimizer: one keeps a momentum "
-                    "slot and the other does not",
-                    hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM],
-                    opt->hp[ty == &sgd_type ? SGD_MOMENTUM : RMS_MOMENTUM]);
-    }
-    for (size_t i = 0; i < opt->n; i++)
-        for (int s = 0; s < opt->n_slots; s++) {
-            if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK) {
-                tg_nn_buf_free(&errs);
-                return st;
-            }
-            tg_tensor *t = tg_state_dict_has(sd, k) ? tg_state_dict_get(sd, k) : NULL;
-            tg_tensor *mine = opt->slots[s][i];
-            char a[128], b[128];
-            if (!t)
-                PROBLEM("missing \"%s\"", k);
-            else if (!tg_tensor_same_shape(t, mine))
-                PROBLEM("\"%s\" has shape %s, the parameter has %s", k,
-                        tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
-                        tg_shape_str(b, sizeof b, tg_tensor_ndim(mine), tg_tensor_shape(mine)));
-            else if (tg_tensor_dtype(t) != tg_tensor_dtype(mine))
-                PROBLEM("\"%s\" is %s, the parameter is %s", k, tg_dtype_name(tg_tensor_dtype(t)),
-                        tg_dtype_name(tg_tensor_dtype(mine)));
-        }
-    const char *pre = prefix ? prefix : "";
-    size_t plen = strlen(pre);
-    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
-        const char *name = tg_state_dict_name_at(sd, i);
-        if (strncmp(name, pre, plen) == 0 && !is_slot_key(opt, name + plen))
-            PROBLEM("unexpected entry \"%s\"", name);
-    }
-#undef PROBLEM
-    if (n_errs > 0) {
-        st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit this %s optimizer (nothing "
-                      "loaded): %s", fn, ty->name,
-                      errs.failed ? "(out of memory listing the problems)" : errs.s);
-        tg_nn_buf_free(&errs);
+    int64_t step;
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    if (st == TG_OK)
+        st = tg_sd_apply(t, sd, prefix);
+    tg_state_dict_free(t);
+    if (st != TG_OK)
         return st;
-    }
-    tg_nn_buf_free(&errs);
-
-    for (size_t i = 0; i < opt->n; i++)
-        for (int s = 0; s < opt->n_slots; s++) {
-            key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s]);
-            tg_tensor *t = tg_state_dict_get(sd, k);
-            if (t == opt->slots[s][i])
-                continue;
-            if ((st = tg_tensor_copy_into(opt->slots[s][i], t)) != TG_OK)
-                return st;
-        }
     memcpy(opt->hp, hp, sizeof hp);
     opt->step = step;
     return TG_OK;

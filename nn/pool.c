@@ -5,15 +5,15 @@
 #include "nn/nn_impl.h"
 
 typedef struct pool_layer {
-    tg_layer base;
     int pool[2];
     tg_pool2d_layer_opts o;
     int pad[4]; /* resolved at build */
 } pool_layer;
 
-static tg_status pool_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
+static tg_status pool_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                            int64_t *out_shape)
 {
-    pool_layer *p = (pool_layer *)l;
+    pool_layer *p = tg_layer_data(l);
     char who[256], in[128];
     tg_layer_who(l, who, sizeof who);
     tg_nn_batch_shape_str(in, sizeof in, in_ndim, in_shape);
@@ -33,10 +33,10 @@ static tg_status pool_infer(tg_layer *l, int in_ndim, const int64_t *in_shape)
                             "bottom %d, left %d, right %d) must be smaller than the %dx%d pool",
                             who, p->pad[0], p->pad[1], p->pad[2], p->pad[3], p->pool[0],
                             p->pool[1]);
-    l->out_ndim = 3;
-    l->out_shape[0] = in_shape[0];
-    l->out_shape[1] = out[0];
-    l->out_shape[2] = out[1];
+    *out_ndim = 3;
+    out_shape[0] = in_shape[0];
+    out_shape[1] = out[0];
+    out_shape[2] = out[1];
     return TG_OK;
 }
 
@@ -52,37 +52,37 @@ static tg_pool2d_opts pool_opts(const pool_layer *p)
     return o;
 }
 
-static tg_tensor *max_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static tg_tensor *max_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
-    tg_pool2d_opts o = pool_opts((pool_layer *)l);
+    tg_pool2d_opts o = pool_opts(tg_layer_data(l));
     return tg_max_pool2d(x, &o);
 }
 
-static tg_tensor *avg_forward(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
+static tg_tensor *avg_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
 {
-    tg_pool2d_opts o = pool_opts((pool_layer *)l);
+    tg_pool2d_opts o = pool_opts(tg_layer_data(l));
     return tg_avg_pool2d(x, &o);
 }
 
-static void pool_config(const tg_layer *l, tg_nn_buf *b)
+static void pool_config(const tg_layer *l, tg_layer_config *cfg)
 {
-    const pool_layer *p = (const pool_layer *)l;
-    const char *pad = tg_nn_padding_name(p->o.padding);
-    tg_nn_buf_printf(b, "\"pool_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"%s\"",
-                     p->pool[0], p->pool[1], p->o.stride[0], p->o.stride[1], pad);
+    const pool_layer *p = tg_layer_data(l);
+    tg_layer_config_ints(cfg, "pool_size", 2, p->pool);
+    tg_layer_config_ints(cfg, "strides", 2, p->o.stride);
+    tg_layer_config_str(cfg, "padding", tg_nn_padding_name(p->o.padding));
     if (p->o.padding == TG_PADDING_EXPLICIT)
-        tg_nn_buf_printf(b, ", \"pads\": [%d, %d, %d, %d]", p->o.pad[0], p->o.pad[1],
-                         p->o.pad[2], p->o.pad[3]);
+        tg_layer_config_ints(cfg, "pads", 4, p->o.pad);
 }
 
 static const tg_layer_vtable max_vtable = {
-    .type = "MaxPooling2D", .base_name = "max_pooling2d", .infer = pool_infer,
-    .forward = max_forward, .config = pool_config,
+    .class_name = "MaxPooling2D", .base_name = "max_pooling2d", .data_size = sizeof(pool_layer),
+    .build = pool_build, .forward = max_forward, .config = pool_config,
 };
 
 static const tg_layer_vtable avg_vtable = {
-    .type = "AveragePooling2D", .base_name = "average_pooling2d", .infer = pool_infer,
-    .forward = avg_forward, .config = pool_config,
+    .class_name = "AveragePooling2D", .base_name = "average_pooling2d",
+    .data_size = sizeof(pool_layer), .build = pool_build, .forward = avg_forward,
+    .config = pool_config,
 };
 
 static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
@@ -98,10 +98,10 @@ static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
                         o.stride[0], o.stride[1]), NULL;
     if (tg_nn_check_padding(fn, o.padding, o.pad) != TG_OK)
         return NULL;
-    pool_layer *p = (pool_layer *)tg_layer_alloc(sizeof(pool_layer), vt, TG_ACT_NONE, o.name,
-                                                 fn);
-    if (!p)
+    tg_layer *l = tg_layer_alloc(vt, TG_ACT_NONE, o.name, fn);
+    if (!l)
         return NULL;
+    pool_layer *p = tg_layer_data(l);
     p->pool[0] = ph;
     p->pool[1] = pw;
     if (o.stride[0] == 0)
@@ -110,7 +110,7 @@ static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
         o.stride[1] = pw;
     o.name = NULL;
     p->o = o;
-    return &p->base;
+    return l;
 }
 
 tg_layer *tg_layer_new_max_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts)

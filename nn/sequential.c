@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libtensor/state_dict_impl.h"
 #include "nn/nn_impl.h"
 
 struct tg_sequential {
@@ -184,31 +185,26 @@ tg_status tg_sequential_build(tg_sequential *model)
     int i;
     for (i = 0; i < model->n_layers; i++) {
         tg_layer *l = model->layers[i];
-        if ((st = tg_layer_build(l, nd, shape, model->dtype, model->rng)) != TG_OK)
+        if ((st = tg_layer_build_in(l, nd, shape, model->dtype, model->rng,
+                                    "tg_sequential_build")) != TG_OK)
             break;
         nd = l->out_ndim;
         shape = l->out_shape;
-        np += (size_t)l->n_params;
+        np += (size_t)l->params.n;
     }
     tg_tensor **params = NULL;
     if (st == TG_OK && np > 0 && !(params = malloc(sizeof *params * np)))
         st = tg_error(TG_ERR_NOMEM, "tg_sequential_build: out of memory");
     if (st != TG_OK) {
         /* Leave the model exactly as unbuilt as before: drop what was created. */
-        for (int j = 0; j < i && j < model->n_layers; j++) {
-            tg_layer *l = model->layers[j];
-            for (int k = 0; k < l->n_params; k++) {
-                tg_release(l->params[k].t);
-                l->params[k].t = NULL;
-            }
-            l->built = false;
-        }
+        for (int j = 0; j < i && j < model->n_layers; j++)
+            tg_layer_unbuild(model->layers[j]);
         return st;
     }
     np = 0;
     for (i = 0; i < model->n_layers; i++)
-        for (int k = 0; k < model->layers[i]->n_params; k++)
-            params[np++] = model->layers[i]->params[k].t;
+        for (int k = 0; k < model->layers[i]->params.n; k++)
+            params[np++] = tg_layer_param_at(model->layers[i], k);
     model->params = params;
     model->n_params = np;
     model->built = true;
@@ -255,11 +251,11 @@ static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits, const cha
                         "(convert it with tg_tensor_to_dtype)", fn, m->name,
                         tg_dtype_name(m->dtype), tg_dtype_name(tg_tensor_dtype(x))), NULL;
 
-    tg_fwd_ctx ctx = { .training = m->training, .skip_softmax = false, .rng = m->rng };
+    tg_fwd_ctx ctx = { .pub = { .training = m->training, .rng = m->rng }, .skip_softmax = false };
     tg_tensor *h = x;
     for (int i = 0; i < m->n_layers && h; i++) {
         ctx.skip_softmax = logits && i == m->n_layers - 1;
-        h = tg_layer_forward(m->layers[i], h, &ctx);
+        h = tg_layer_run(m->layers[i], h, &ctx);
     }
     return h;
 }
@@ -328,10 +324,11 @@ tg_status tg_sequential_count_params(int64_t *total, int64_t *trainable,
         return st;
     int64_t all = 0, tr = 0;
     for (int i = 0; i < model->n_layers; i++) {
-        int64_t c = tg_layer_count_params(model->layers[i]);
+        const tg_layer *l = model->layers[i];
+        int64_t c = tg_layer_count_params(l);
         all += c;
-        if (model->layers[i]->trainable)
-            tr += c;
+        if (l->trainable)
+            tr += c - tg_layer_count_buffers(l); /* buffers are never trained */
     }
     if (total)
         *total = all;
@@ -400,7 +397,7 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
     char shape[160], cell[300], num[32];
     for (int i = 0; i < model->n_layers; i++) {
         tg_layer *l = model->layers[i];
-        int n1 = (int)(strlen(l->name) + strlen(l->vt->type) + 3) + 2;
+        int n1 = (int)(strlen(l->name) + strlen(l->vt->class_name) + 3) + 2;
         tg_nn_batch_shape_str(shape, sizeof shape, l->out_ndim, l->out_shape);
         int n2 = (int)strlen(shape) + 1;
         if (n1 > w1)
@@ -418,7 +415,7 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
     rule(out, '=', width);
     for (int i = 0; i < model->n_layers; i++) {
         tg_layer *l = model->layers[i];
-        snprintf(cell, sizeof cell, "%s (%s)", l->name, l->vt->type);
+        snprintf(cell, sizeof cell, "%s (%s)", l->name, l->vt->class_name);
         tg_nn_batch_shape_str(shape, sizeof shape, l->out_ndim, l->out_shape);
         row(out, cell, shape, thousands(num, sizeof num, tg_layer_count_params(l)), w1, w2);
         if (i + 1 < model->n_layers)
@@ -444,22 +441,22 @@ char *tg_sequential_architecture(tg_sequential *model)
         return tg_null_arg("tg_sequential_architecture", "model"), NULL;
     if (tg_sequential_build(model) != TG_OK)
         return NULL;
-    tg_nn_buf b = { 0 };
-    tg_nn_buf_printf(&b, "{\"class_name\": \"Sequential\", \"name\": ");
-    tg_nn_buf_json_str(&b, model->name);
-    tg_nn_buf_printf(&b, ", \"layout\": \"channels_first\", \"dtype\": \"%s\", "
+    tg_strbuf b = TG_STRBUF_INIT;
+    tg_strbuf_printf(&b, "{\"class_name\": \"Sequential\", \"name\": ");
+    tg_strbuf_json_str(&b, model->name);
+    tg_strbuf_printf(&b, ", \"layout\": \"channels_first\", \"dtype\": \"%s\", "
                      "\"input_shape\": [", tg_dtype_name(model->dtype));
     for (int i = 0; i < model->in_ndim; i++)
-        tg_nn_buf_printf(&b, "%s%" PRId64, i ? ", " : "", model->in_shape[i]);
-    tg_nn_buf_printf(&b, "], \"layers\": [");
+        tg_strbuf_printf(&b, "%s%" PRId64, i ? ", " : "", model->in_shape[i]);
+    tg_strbuf_printf(&b, "], \"layers\": [");
     for (int i = 0; i < model->n_layers; i++) {
         if (i)
-            tg_nn_buf_printf(&b, ", ");
+            tg_strbuf_printf(&b, ", ");
         tg_layer_describe(model->layers[i], &b);
     }
-    tg_nn_buf_printf(&b, "]}");
+    tg_strbuf_printf(&b, "]}");
     if (b.failed) {
-        tg_nn_buf_free(&b);
+        tg_strbuf_free(&b);
         return tg_error(TG_ERR_NOMEM, "tg_sequential_architecture: out of memory"), NULL;
     }
     return b.s;
@@ -476,23 +473,37 @@ static tg_status join(char *buf, size_t n, const char *fn, const char *prefix,
     return TG_OK;
 }
 
+/* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by layer. */
+static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix,
+                             const char *fn)
+{
+    char key[1024];
+    tg_status st;
+    for (int i = 0; i < m->n_layers; i++) {
+        const tg_layer_slots *kinds[2] = { &m->layers[i]->params, &m->layers[i]->buffers };
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < kinds[k]->n; j++) {
+                tg_tensor *t = kinds[k]->v[j].t;
+                if ((st = join(key, sizeof key, fn, prefix, tg_tensor_name(t))) != TG_OK ||
+                    (st = tg_state_dict_set(sd, key, t)) != TG_OK)
+                    return st;
+            }
+    }
+    return TG_OK;
+}
+
 tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix)
 {
     static const char *fn = "tg_sequential_state_dict";
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
     tg_status st = tg_sequential_build(model);
-    if (st != TG_OK)
+    if (st != TG_OK || (st = add_tensors(sd, model, prefix, fn)) != TG_OK)
         return st;
-    char key[1024];
-    for (size_t i = 0; i < model->n_params; i++) {
-        if ((st = join(key, sizeof key, fn, prefix, tg_tensor_name(model->params[i]))) != TG_OK ||
-            (st = tg_state_dict_set(sd, key, model->params[i])) != TG_OK)
-            return st;
-    }
     char *arch = tg_sequential_architecture(model);
     if (!arch)
         return tg_last_status();
+    char key[1024];
     st = join(key, sizeof key, fn, prefix, "architecture");
     if (st == TG_OK)
         st = tg_state_dict_set_str(sd, key, arch);
@@ -500,12 +511,45 @@ tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, cons
     return st;
 }
 
-static bool is_param_name(const tg_sequential *m, const char *name)
+/* The check of a load: every parameter and buffer under prefix, nothing else
+ * there. On success *targets (the caller frees it) maps the short names to the
+ * live tensors, for the apply. */
+static tg_status check_load(tg_state_dict **targets, tg_sequential *model,
+                            const tg_state_dict *sd, const char *prefix, const char *fn)
 {
-    for (size_t i = 0; i < m->n_params; i++)
-        if (strcmp(tg_tensor_name(m->params[i]), name) == 0)
-            return true;
-    return false;
+    *targets = NULL;
+    tg_status st = tg_sequential_build(model);
+    if (st != TG_OK)
+        return st;
+    tg_state_dict *t = tg_state_dict_new();
+    if (!t)
+        return tg_last_status();
+    if ((st = add_tensors(t, model, NULL, fn)) != TG_OK) {
+        tg_state_dict_free(t);
+        return st;
+    }
+    tg_sd_check c;
+    tg_sd_check_init(&c, " in the state dict");
+    tg_sd_check_entries(&c, t, sd, prefix, true);
+    st = tg_sd_check_done(&c, TG_ERR_FORMAT, fn, "the state dict does not match model \"%s\"",
+                          model->name);
+    if (st != TG_OK)
+        tg_state_dict_free(t);
+    else
+        *targets = t;
+    return st;
+}
+
+tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
+                                         const char *prefix)
+{
+    static const char *fn = "tg_sequential_check_state_dict";
+    if (!model || !sd)
+        return tg_null_arg(fn, model ? "sd" : "model");
+    tg_state_dict *t;
+    tg_status st = check_load(&t, model, sd, prefix, fn);
+    tg_state_dict_free(t);
+    return st;
 }
 
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
@@ -514,61 +558,10 @@ tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dic
     static const char *fn = "tg_sequential_load_state_dict";
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
-    tg_status st = tg_sequential_build(model);
-    if (st != TG_OK)
-        return st;
-    const char *pre = prefix ? prefix : "";
-    size_t plen = strlen(pre);
-    tg_nn_buf errs = { 0 };
-    int n_errs = 0;
-    char key[1024];
-
-    for (size_t i = 0; i < model->n_params; i++) {
-        tg_tensor *p = model->params[i];
-        const char *pname = tg_tensor_name(p);
-        if ((st = join(key, sizeof key, fn, prefix, pname)) != TG_OK) {
-            tg_nn_buf_free(&errs);
-            return st;
-        }
-        tg_tensor *t = tg_state_dict_has(sd, key) ? tg_state_dict_get(sd, key) : NULL;
-        const char *sep = n_errs++ ? "; " : "";
-        if (!t) {
-            tg_nn_buf_printf(&errs, "%smissing \"%s\"", sep, key);
-        } else if (!tg_tensor_same_shape(t, p)) {
-            char a[128], b[128];
-            tg_nn_buf_printf(&errs, "%s\"%s\" has shape %s, model has %s", sep, key,
-                             tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
-                             tg_shape_str(b, sizeof b, tg_tensor_ndim(p), tg_tensor_shape(p)));
-        } else if (tg_tensor_dtype(t) != tg_tensor_dtype(p)) {
-            tg_nn_buf_printf(&errs, "%s\"%s\" is %s, model has %s", sep, key,
-                             tg_dtype_name(tg_tensor_dtype(t)),
-                             tg_dtype_name(tg_tensor_dtype(p)));
-        } else
-            n_errs--;
-    }
-    for (size_t i = 0; i < tg_state_dict_size(sd); i++) {
-        const char *name = tg_state_dict_name_at(sd, i);
-        if (strncmp(name, pre, plen) != 0 || is_param_name(model, name + plen))
-            continue;
-        tg_nn_buf_printf(&errs, "%sunexpected entry \"%s\"", n_errs++ ? "; " : "", name);
-    }
-    if (n_errs > 0) {
-        st = tg_error(TG_ERR_FORMAT, "%s: state dict does not fit model \"%s\" (nothing "
-                      "loaded): %s", fn, model->name,
-                      errs.failed ? "(out of memory listing the problems)" : errs.s);
-        tg_nn_buf_free(&errs);
-        return st;
-    }
-    tg_nn_buf_free(&errs);
-    for (size_t i = 0; i < model->n_params; i++) {
-        tg_tensor *p = model->params[i];
-        join(key, sizeof key, fn, prefix, tg_tensor_name(p));
-        tg_tensor *t = tg_state_dict_get(sd, key);
-        if (t == p)
-            continue; /* loading a model's own export */
-        if ((st = tg_tensor_copy_into(p, t)) != TG_OK)
-            return st;
-        tg_tensor_bump_version(p);
-    }
-    return TG_OK;
+    tg_state_dict *t;
+    tg_status st = check_load(&t, model, sd, prefix, fn);
+    if (st == TG_OK)
+        st = tg_sd_apply(t, sd, prefix);
+    tg_state_dict_free(t);
+    return st;
 }

@@ -136,43 +136,30 @@ tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
     return st;
 }
 
-/* The model's own loader checks the same things, but only after the optimizer
- * could have been changed: checking first keeps "nothing changes on error". */
-static tg_status check_model_entries(const tg_state_dict *sd, tg_sequential *model)
+/* The check of "rng/state": i64 [4], not all zero. The words go to *words. */
+static tg_status check_rng(uint64_t words[TG_RNG_STATE_WORDS], const tg_state_dict *sd,
+                           const char *fn)
 {
-    static const char fn[] = "tg_train_state_import";
-    size_t n = 0;
-    tg_tensor *const *params = tg_sequential_params(model, &n);
-    if (!params)
-        return tg_last_status();
-    char key[512], a[96], b[96];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, MODEL_PREFIX "%s", tg_tensor_name(params[i]));
-        if (!tg_state_dict_has(sd, key))
-            return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn, key);
-        const tg_tensor *t = tg_state_dict_get(sd, key);
-        if (!tg_tensor_same_shape(t, params[i]) ||
-            tg_tensor_dtype(t) != tg_tensor_dtype(params[i]))
-            return tg_error(TG_ERR_SHAPE, "%s: \"%s\" is %s %s, the model has %s %s (nothing "
-                            "loaded)", fn, key,
-                            tg_shape_str(a, sizeof a, tg_tensor_ndim(t), tg_tensor_shape(t)),
-                            tg_dtype_name(tg_tensor_dtype(t)),
-                            tg_shape_str(b, sizeof b, tg_tensor_ndim(params[i]),
-                                         tg_tensor_shape(params[i])),
-                            tg_dtype_name(tg_tensor_dtype(params[i])));
+    if (!tg_state_dict_has(sd, TG_TRAIN_STATE_RNG_KEY))
+        return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn,
+                        TG_TRAIN_STATE_RNG_KEY);
+    const tg_tensor *r = tg_state_dict_get(sd, TG_TRAIN_STATE_RNG_KEY);
+    if (tg_tensor_dtype(r) != TG_I64 || tg_tensor_ndim(r) != 1 ||
+        tg_tensor_dim(r, 0) != TG_RNG_STATE_WORDS)
+        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" must be i64 [%d], got %s %s (nothing loaded)",
+                        fn, TG_TRAIN_STATE_RNG_KEY, TG_RNG_STATE_WORDS,
+                        tg_dtype_name(tg_tensor_dtype(r)),
+                        tg_shape_str((char[96]){ 0 }, 96, tg_tensor_ndim(r), tg_tensor_shape(r)));
+    /* Exact bits, element by element (tg_get would go through a double). */
+    bool all_zero = true;
+    const int64_t *data = tg_tensor_data(r);
+    for (int i = 0; i < TG_RNG_STATE_WORDS; i++) {
+        memcpy(&words[i], data + i * tg_tensor_strides(r)[0], sizeof words[i]);
+        all_zero = all_zero && words[i] == 0;
     }
-    size_t plen = strlen(MODEL_PREFIX);
-    for (size_t j = 0; j < tg_state_dict_size(sd); j++) {
-        const char *name = tg_state_dict_name_at(sd, j);
-        if (strncmp(name, MODEL_PREFIX, plen) != 0)
-            continue;
-        bool known = false;
-        for (size_t i = 0; i < n && !known; i++)
-            known = strcmp(name + plen, tg_tensor_name(params[i])) == 0;
-        if (!known)
-            return tg_error(TG_ERR_FORMAT, "%s: unexpected entry \"%s\": the model has no such "
-                            "parameter (nothing loaded)", fn, name);
-    }
+    if (all_zero)
+        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" is all zeros, not a generator state (nothing "
+                        "loaded)", fn, TG_TRAIN_STATE_RNG_KEY);
     return TG_OK;
 }
 
@@ -185,37 +172,17 @@ tg_status tg_train_state_import(tg_train_progress *out, tg_sequential *model, tg
     if (!rng)
         rng = tg_rng_global();
 
-    /* Everything that can fail is checked before anything changes. */
+    /* Every part is checked before any part changes; then each applies, and
+     * none can fail on what was checked. */
     tg_train_progress p;
+    uint64_t words[TG_RNG_STATE_WORDS];
     tg_status st;
     if ((st = tg_train_state_progress(&p, sd)) != TG_OK ||
         (st = tg_train_state_check(sd, model, opt)) != TG_OK ||
-        (st = check_model_entries(sd, model)) != TG_OK)
+        (st = tg_sequential_check_state_dict(model, sd, MODEL_PREFIX)) != TG_OK ||
+        (st = tg_optimizer_check_state_dict(opt, sd, OPT_PREFIX)) != TG_OK ||
+        (st = check_rng(words, sd, fn)) != TG_OK)
         return st;
-    if (!tg_state_dict_has(sd, TG_TRAIN_STATE_RNG_KEY))
-        return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn,
-                        TG_TRAIN_STATE_RNG_KEY);
-    const tg_tensor *r = tg_state_dict_get(sd, TG_TRAIN_STATE_RNG_KEY);
-    if (tg_tensor_dtype(r) != TG_I64 || tg_tensor_ndim(r) != 1 ||
-        tg_tensor_dim(r, 0) != TG_RNG_STATE_WORDS)
-        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" must be i64 [%d], got %s %s (nothing loaded)",
-                        fn, TG_TRAIN_STATE_RNG_KEY, TG_RNG_STATE_WORDS,
-                        tg_dtype_name(tg_tensor_dtype(r)),
-                        tg_shape_str((char[96]){ 0 }, 96, tg_tensor_ndim(r), tg_tensor_shape(r)));
-    /* Exact bits, element by element (tg_get would go through a double). */
-    uint64_t words[TG_RNG_STATE_WORDS];
-    bool all_zero = true;
-    const int64_t *data = tg_tensor_data(r);
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
-        memcpy(&words[i], data + i * tg_tensor_strides(r)[0], sizeof words[i]);
-    for (int i = 0; i < TG_RNG_STATE_WORDS; i++)
-        all_zero = all_zero && words[i] == 0;
-    if (all_zero)
-        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" is all zeros, not a generator state (nothing "
-                        "loaded)", fn, TG_TRAIN_STATE_RNG_KEY);
-
-    /* The optimizer's loader checks its part fully before changing it; after it
-     * succeeds the model's load cannot fail (its entries were checked above). */
     if ((st = tg_optimizer_load_state_dict(opt, sd, OPT_PREFIX)) != TG_OK ||
         (st = tg_sequential_load_state_dict(model, sd, MODEL_PREFIX)) != TG_OK)
         return st;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/examples.sh -- runs the example programs (built by `make check`) and
-# checks that each exits 0: mlp_sgd exits non-zero when its loss did not fall or
-# something leaked. Also checks that README.md shows examples/quickstart.c
+# checks that each exits 0: mlp_sgd and custom_layer exit non-zero when their loss
+# did not fall, a reloaded checkpoint differs or something leaked. Also checks that README.md shows examples/quickstart.c
 # verbatim, so the README's example is always one that compiles and runs.
 set -u
 
@@ -9,7 +9,7 @@ src=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
 status=0
 
-for ex in quickstart mlp_sgd; do
+for ex in quickstart mlp_sgd custom_layer; do
     prog="$build/examples/$ex"
     if [ ! -x "$prog" ]; then
         echo "examples.sh: $prog is missing (make check builds it)"

@@ -1,4 +1,5 @@
-/* tests/test_nn.c -- nn/: layers and their shapes, the Sequential model (summary,
+/* tests/test_nn.c -- nn/: layers and their shapes, user-defined layer types
+ * (parameters, buffers, standalone forward), the Sequential model (summary,
  * parameter names, trainable flags, state dicts), initializers, optimizers
  * (each update checked against the formula computed here), accuracy, and a tiny
  * model that learns. */
@@ -945,8 +946,8 @@ START_TEST(test_optimizer_state_mismatch)
     TG_ASSERT_ERROR_HAS("\"adam\"");
     /* adam_a has no "b": the dict's b slots are unexpected. */
     ck_assert_int_eq(tg_optimizer_load_state_dict(adam_a, sd, "opt/"), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("unexpected entry \"opt/b/m\"");
-    TG_ASSERT_ERROR_HAS("unexpected entry \"opt/b/v\"");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'opt/b/m'");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'opt/b/v'");
 
     /* A wrong shape and a missing slot, reported together; nothing changes. */
     set_grad(a, (const double[]){ 1, 1 });
@@ -959,16 +960,16 @@ START_TEST(test_optimizer_state_mismatch)
     TG_OK_(tg_state_dict_set_i64(bad, "opt/step", 7));
     tg_optimizer *fresh = tg_optimizer_new_adam((tg_tensor *[]){ a, b }, 2, NULL);
     ck_assert_int_eq(tg_optimizer_load_state_dict(fresh, bad, "opt/"), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("\"opt/a/m\" has shape [3], the parameter has [2]");
-    TG_ASSERT_ERROR_HAS("missing \"opt/b/m\"");
-    TG_ASSERT_ERROR_HAS("missing \"opt/b/v\"");
+    TG_ASSERT_ERROR_HAS("'opt/a/m' has shape [3] in the state dict, expected [2]");
+    TG_ASSERT_ERROR_HAS("missing entry 'opt/b/m'");
+    TG_ASSERT_ERROR_HAS("missing entry 'opt/b/v'");
     ck_assert_int_eq(tg_optimizer_steps(fresh), 0);
 
     /* Missing attributes; a bad hyper-parameter; a momentum slot mismatch. */
     tg_state_dict *empty = tg_state_dict_new();
     ck_assert_int_eq(tg_optimizer_load_state_dict(fresh, empty, "opt/"), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("missing string attribute \"opt/type\"");
-    TG_ASSERT_ERROR_HAS("missing f64 attribute \"opt/beta1\"");
+    TG_ASSERT_ERROR_HAS("missing attribute 'opt/type'");
+    TG_ASSERT_ERROR_HAS("missing attribute 'opt/beta1'");
     TG_OK_(tg_state_dict_set_f64(sd, "opt/beta1", 1.5));
     ck_assert_int_eq(tg_optimizer_load_state_dict(adam, sd, "opt/"), TG_ERR_FORMAT);
     TG_ASSERT_ERROR_HAS("beta1");
@@ -1029,8 +1030,9 @@ START_TEST(test_model_state_dict)
     TG_OK_(tg_sequential_add(m16, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
     tg_tensor *k16 = tg_tensor_copy(tg_sequential_params(m16, &n)[0]); /* scoped */
     ck_assert_int_eq(tg_sequential_load_state_dict(m16, snap, ""), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("\"conv2d/kernel\" has shape [4, 1, 3, 3], model has [16, 1, 3, 3]");
-    TG_ASSERT_ERROR_HAS("\"dense/kernel\" has shape [3, 16], model has [3, 64]");
+    TG_ASSERT_ERROR_HAS("'conv2d/kernel' has shape [4, 1, 3, 3] in the state dict, expected "
+                        "[16, 1, 3, 3]");
+    TG_ASSERT_ERROR_HAS("'dense/kernel' has shape [3, 16] in the state dict, expected [3, 64]");
     TG_ASSERT_ERROR_HAS("nothing loaded");
     ASSERT_TENSOR_EQ(tg_sequential_params(m16, &n)[0], k16);
 
@@ -1042,12 +1044,12 @@ START_TEST(test_model_state_dict)
     TG_OK_(tg_state_dict_set(sd, "model/conv2d/bias", tg_zeros(TG_F64, TG_SHAPE(4))));
     tg_sequential *mlp_m = mlp(16, 3, 3, TG_F32);
     ck_assert_int_eq(tg_sequential_load_state_dict(mlp_m, sd, "model/"), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("missing \"model/dense_1/kernel\"");
-    TG_ASSERT_ERROR_HAS("unexpected entry \"model/conv2d/kernel\"");
-    TG_ASSERT_ERROR_HAS("unexpected entry \"model/dense_9/bias\"");
+    TG_ASSERT_ERROR_HAS("missing entry 'model/dense_1/kernel'");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'model/conv2d/kernel'");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'model/dense_9/bias'");
     ck_assert_msg(strstr(tg_last_error(), "other/thing") == NULL, "%s", tg_last_error());
     ck_assert_int_eq(tg_sequential_load_state_dict(m, sd, "model/"), TG_ERR_FORMAT);
-    TG_ASSERT_ERROR_HAS("\"model/conv2d/bias\" is f64, model has f32");
+    TG_ASSERT_ERROR_HAS("'model/conv2d/bias' is f64 in the state dict, expected f32");
     tg_scope_pop(s);
 
     tg_state_dict_free(live);
@@ -1056,6 +1058,363 @@ START_TEST(test_model_state_dict)
     tg_sequential_free(m16);
     tg_sequential_free(mlp_m);
     tg_sequential_free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- user-defined layer types */
+
+/* "Affine3": y = x * w + b + c over features (F), three parameters (more than
+ * the built-in layers have) and two buffers that training mode updates: the
+ * number of batches seen and the running sum of the inputs. */
+typedef struct affine3 {
+    int scale; /* only shown in the config */
+} affine3;
+
+static tg_status affine3_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                               int64_t *out_shape)
+{
+    if (in_ndim != 1)
+        return tg_layer_error(l, TG_ERR_SHAPE, "needs 1-D features, got %d dims", in_ndim);
+    *out_ndim = 1;
+    out_shape[0] = in_shape[0];
+    if (!tg_layer_add_param(l, "w", 1, in_shape, TG_INIT_ONES) ||
+        !tg_layer_add_param(l, "b", 1, in_shape, TG_INIT_ZEROS) ||
+        !tg_layer_add_param(l, "c", 1, in_shape, TG_INIT_ZEROS) ||
+        !tg_layer_add_buffer(l, "count", TG_SHAPE(1), 0.0) ||
+        !tg_layer_add_buffer(l, "sum", 1, in_shape, 0.0))
+        return tg_last_status();
+    return TG_OK;
+}
+
+static tg_tensor *affine3_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
+{
+    if (ctx->training) {
+        bool prev = tg_set_grad_enabled(false);
+        tg_tensor *count = tg_layer_buffer(l, 0), *sum = tg_layer_buffer(l, 1);
+        double *c = tg_tensor_data(count), *sm = tg_tensor_data(sum);
+        c[0] += 1;
+        for (int64_t n = 0; n < tg_tensor_dim(x, 0); n++)
+            for (int64_t f = 0; f < tg_tensor_dim(x, 1); f++)
+                sm[f] += tg_get(x, (const int64_t[]){ n, f });
+        tg_tensor_bump_version(count);
+        tg_tensor_bump_version(sum);
+        tg_set_grad_enabled(prev);
+    }
+    return tg_add(tg_add(tg_mul(x, tg_layer_param(l, 0)), tg_layer_param(l, 1)),
+                  tg_layer_param(l, 2));
+}
+
+static void affine3_config(const tg_layer *l, tg_layer_config *cfg)
+{
+    tg_layer_config_int(cfg, "scale", ((const affine3 *)tg_layer_data(l))->scale);
+    tg_layer_config_ints(cfg, "pair", 2, (const int[]){ 4, 5 });
+}
+
+static int affine3_destroyed;
+static void affine3_destroy(tg_layer *l)
+{
+    affine3_destroyed += ((affine3 *)tg_layer_data(l))->scale;
+}
+
+static const tg_layer_vtable affine3_vtable = {
+    .class_name = "Affine3", .base_name = "affine", .data_size = sizeof(affine3),
+    .build = affine3_build, .forward = affine3_forward, .config = affine3_config,
+    .destroy = affine3_destroy,
+};
+
+static tg_layer *affine3_new(int scale)
+{
+    tg_layer *l = tg_layer_new(&affine3_vtable, TG_ACT_NONE, NULL);
+    TG_CHECK(l);
+    ((affine3 *)tg_layer_data(l))->scale = scale;
+    return l;
+}
+
+/* affine3 (3 features, f64) then Dense(2). */
+static tg_sequential *affine_model(void)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(3));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_set_dtype(m, TG_F64));
+    TG_OK_(tg_sequential_add(m, affine3_new(2)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(2, TG_ACT_NONE, NULL)));
+    return m;
+}
+
+START_TEST(test_custom_layer_type)
+{
+    tg_scope *s = tg_scope_push();
+    tg_manual_seed(11);
+    affine3_destroyed = 0;
+    tg_sequential *m = affine_model();
+    tg_layer *a = tg_sequential_layer(m, 0);
+    ck_assert_ptr_eq(tg_layer_get_vtable(a), &affine3_vtable);
+    ck_assert_str_eq(tg_layer_type(a), "Affine3");
+
+    /* Parameters go to the optimizer; buffers do not, and count as non-trainable. */
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    ck_assert_uint_eq(n, 5);
+    const char *names[] = { "affine/w", "affine/b", "affine/c", "dense/kernel", "dense/bias" };
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(tg_tensor_name(ps[i]), names[i]);
+        ck_assert(tg_requires_grad(ps[i]));
+    }
+    ck_assert_int_eq(tg_layer_param_count(a), 3);
+    ck_assert_int_eq(tg_layer_buffer_count(a), 2);
+    tg_tensor *count = tg_layer_buffer_by_name(a, "count"), *sum = tg_layer_buffer(a, 1);
+    TG_CHECK(count && sum);
+    ck_assert_str_eq(tg_tensor_name(sum), "affine/sum");
+    ck_assert(!tg_requires_grad(count) && !tg_requires_grad(sum));
+    ck_assert_ptr_null(tg_layer_buffer(a, 2));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
+    ck_assert_ptr_null(tg_layer_buffer_by_name(a, "w")); /* a parameter, not a buffer */
+    int64_t total, tr, ntr;
+    TG_OK_(tg_sequential_count_params(&total, &tr, &ntr, m));
+    ck_assert_int_eq(total, 9 + 4 + 8);
+    ck_assert_int_eq(tr, 9 + 8);
+    ck_assert_int_eq(ntr, 4);
+    TG_OK_(tg_layer_set_trainable(a, false));
+    TG_OK_(tg_sequential_count_params(&total, &tr, &ntr, m));
+    ck_assert_int_eq(tr, 8);
+    ck_assert_int_eq(ntr, 13);
+    TG_OK_(tg_layer_set_trainable(a, true));
+    char *sum_text = summary_text(m);
+    ck_assert_msg(strstr(sum_text, " affine (Affine3)") && strstr(sum_text, "Non-trainable params: 4"),
+                  "%s", sum_text);
+    free(sum_text);
+    char *arch = tg_sequential_architecture(m);
+    TG_CHECK(arch);
+    ck_assert_msg(strstr(arch, "{\"class_name\": \"Affine3\", \"name\": \"affine\", \"trainable\": "
+                               "true, \"config\": {\"scale\": 2, \"pair\": [4, 5], "
+                               "\"activation\": \"linear\"}}"), "%s", arch);
+    free(arch);
+
+    /* Training mode updates the buffers; the optimizer leaves them alone. */
+    const double xv[] = { 1, 2, 3, -4, 5, 0.5 };
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2, 3), xv);
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(2), (const int64_t[]){ 0, 1 });
+    tg_optimizer *opt = tg_optimizer_new_sgd(ps, n, &(tg_sgd_opts){ 0.1, 0, false, 0 });
+    TG_CHECK(opt);
+    tg_tensor *w0 = tg_tensor_copy(ps[0]);
+    tg_tensor *loss = tg_cross_entropy(tg_sequential_forward(m, x), y);
+    TG_CHECK(loss);
+    TG_OK_(tg_backward(loss));
+    tg_tensor *count1 = tg_tensor_copy(count), *sum1 = tg_tensor_copy(sum);
+    TG_OK_(tg_optimizer_step(opt));
+    ASSERT_TENSOR_EQ(count, count1);
+    ASSERT_TENSOR_EQ(sum, sum1);
+    ck_assert(tg_get(ps[0], (const int64_t[]){ 0 }) != tg_get(w0, (const int64_t[]){ 0 }));
+    ck_assert_double_eq(tg_get(count, (const int64_t[]){ 0 }), 1);
+    const double want_sum[] = { 1 - 4, 2 + 5, 3 + 0.5 };
+    for (int64_t f = 0; f < 3; f++)
+        ck_assert_double_eq(tg_get(sum, &f), want_sum[f]);
+    /* Evaluation mode does not. */
+    tg_sequential_set_training(m, false);
+    TG_CHECK(tg_sequential_forward(m, x));
+    ck_assert_double_eq(tg_get(count, (const int64_t[]){ 0 }), 1);
+
+    /* State dicts carry the buffers after the layer's parameters. */
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, "model/"));
+    const char *order[] = { "model/affine/w", "model/affine/b", "model/affine/c",
+                            "model/affine/count", "model/affine/sum", "model/dense/kernel",
+                            "model/dense/bias" };
+    ck_assert_uint_eq(tg_state_dict_size(sd), 7);
+    for (size_t i = 0; i < 7; i++)
+        ck_assert_str_eq(tg_state_dict_name_at(sd, i), order[i]);
+    tg_sequential *m2 = affine_model();
+    tg_layer *a2 = tg_sequential_layer(m2, 0);
+    TG_OK_(tg_sequential_load_state_dict(m2, sd, "model/"));
+    ASSERT_TENSOR_EQ(tg_layer_buffer(a2, 1), sum);
+    ASSERT_TENSOR_EQ(tg_layer_buffer(a2, 0), count);
+    ASSERT_TENSOR_EQ(tg_layer_param(a2, 0), ps[0]);
+
+    /* A buffer of the wrong shape is named, and nothing is loaded. */
+    tg_sequential *m3 = affine_model();
+    TG_OK_(tg_sequential_build(m3));
+    tg_tensor *w3 = tg_tensor_copy(tg_layer_param(tg_sequential_layer(m3, 0), 0));
+    TG_OK_(tg_state_dict_set(sd, "model/affine/sum", tg_zeros(TG_F64, TG_SHAPE(4))));
+    ck_assert_int_eq(tg_sequential_load_state_dict(m3, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("'model/affine/sum' has shape [4] in the state dict, expected [3]");
+    TG_ASSERT_ERROR_HAS("(1 mismatch, nothing loaded)");
+    ASSERT_TENSOR_EQ(tg_layer_param(tg_sequential_layer(m3, 0), 0), w3);
+    ck_assert_double_eq(tg_get(tg_layer_buffer(tg_sequential_layer(m3, 0), 0),
+                               (const int64_t[]){ 0 }), 0);
+
+    /* Transfer copies buffers too. */
+    tg_sequential *m4 = affine_model();
+    TG_OK_(tg_sequential_build(m4));
+    TG_OK_(tg_layer_copy_params(tg_sequential_layer(m4, 0), a));
+    ASSERT_TENSOR_EQ(tg_layer_buffer(tg_sequential_layer(m4, 0), 1), sum);
+
+    tg_state_dict_free(sd);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+    tg_sequential_free(m2);
+    tg_sequential_free(m3);
+    tg_sequential_free(m4);
+    ck_assert_int_eq(affine3_destroyed, 4 * 2); /* destroy ran once per layer */
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(test_layer_forward_standalone)
+{
+    tg_scope *s = tg_scope_push();
+    tg_manual_seed(5);
+    /* A Dense layer in the user's own forward: built from x on the first call. */
+    tg_layer *d = tg_layer_new_dense(2, TG_ACT_RELU, NULL);
+    TG_CHECK(d);
+    ck_assert_int_eq(tg_layer_param_count(d), 0);
+    const double xv[] = { 1, -2, 0.5, 3, 0, -1 }; /* (2, 3) */
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2, 3), xv);
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *y = tg_layer_forward(d, x, true);
+    TG_CHECK(y);
+    ck_assert_str_eq(tg_layer_name(d), "dense");
+    ck_assert_int_eq(tg_layer_param_count(d), 2);
+    const double wv[] = { 0.5, -1, 2, 1, 1, 1 }, bv[] = { 0.25, -6 };
+    TG_OK_(tg_tensor_copy_into(tg_layer_param(d, 0), tg_from_data(TG_F64, TG_SHAPE(2, 3), wv)));
+    TG_OK_(tg_tensor_copy_into(tg_layer_param(d, 1), tg_from_data(TG_F64, TG_SHAPE(2), bv)));
+    tg_tensor_bump_version(tg_layer_param(d, 0));
+    y = tg_layer_forward(d, x, false);
+    TG_CHECK(y);
+    for (int64_t i = 0; i < 2; i++)
+        for (int64_t o = 0; o < 2; o++) {
+            double z = bv[o];
+            for (int k = 0; k < 3; k++)
+                z += xv[i * 3 + k] * wv[o * 3 + k];
+            ck_assert_double_eq_tol(tg_get(y, (const int64_t[]){ i, o }), z > 0 ? z : 0, 1e-12);
+        }
+    /* Gradients reach the layer's parameters. */
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    TG_CHECK(tg_grad(tg_layer_param(d, 1)));
+    /* A wrong input shape is refused, naming the layer and both shapes. */
+    ck_assert_ptr_null(tg_layer_forward(d, tg_zeros(TG_F64, TG_SHAPE(2, 4)), false));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("dense (Dense) was built for input (None, 3), got [2, 4]");
+    ck_assert_ptr_null(tg_layer_forward(d, NULL, false));
+    ck_assert_int_eq(tg_layer_set_name(d, "other"), TG_ERR_STATE);
+
+    /* A user type outside a model, built explicitly; training updates its buffers. */
+    tg_layer *a = affine3_new(1);
+    TG_OK_(tg_layer_build(a, TG_SHAPE(3), TG_F64, NULL));
+    TG_CHECK(tg_layer_forward(a, x, true));
+    ck_assert_double_eq(tg_get(tg_layer_buffer(a, 0), (const int64_t[]){ 0 }), 1);
+    ck_assert_double_eq(tg_get(tg_layer_buffer(a, 1), (const int64_t[]){ 2 }), 0.5 - 1);
+    /* A layer inside a model is built by its model. */
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(3));
+    tg_layer *in_model = affine3_new(1);
+    TG_OK_(tg_sequential_add(m, in_model));
+    ck_assert_int_eq(tg_layer_build(in_model, TG_SHAPE(3), TG_F64, NULL), TG_ERR_STATE);
+    ck_assert_ptr_null(tg_layer_forward(in_model, x, false));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    tg_sequential_free(m);
+    tg_layer_free(a);
+    tg_layer_free(d);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Build callbacks that misuse the declarations. */
+static tg_status dup_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                           int64_t *out_shape)
+{
+    if (!tg_layer_add_param(l, "k", TG_SHAPE(2), TG_INIT_ONES) ||
+        !tg_layer_add_buffer(l, "k", TG_SHAPE(2), 0))
+        return tg_last_status();
+    return TG_OK;
+}
+
+static tg_status careless_build(tg_layer *l, int in_ndim, const int64_t *in_shape,
+                                int *out_ndim, int64_t *out_shape)
+{
+    tg_layer_add_param(l, "k", TG_SHAPE(2), TG_INIT_ONES);
+    tg_layer_add_param(l, "bad/name", TG_SHAPE(2), TG_INIT_ONES); /* fails; ignored */
+    return TG_OK;
+}
+
+START_TEST(test_layer_type_errors)
+{
+    tg_scope *s = tg_scope_push();
+    ck_assert_ptr_null(tg_layer_new(NULL, TG_ACT_NONE, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    static const tg_layer_vtable nameless = { .class_name = NULL, .base_name = "x" };
+    ck_assert_ptr_null(tg_layer_new(&nameless, TG_ACT_NONE, NULL));
+    TG_ASSERT_ERROR_HAS("class_name");
+    static const tg_layer_vtable slashed = { .class_name = "S", .base_name = "a/b" };
+    ck_assert_ptr_null(tg_layer_new(&slashed, TG_ACT_NONE, NULL));
+    TG_ASSERT_ERROR_HAS("base_name");
+    static const tg_layer_vtable ident = { .class_name = "Ident", .base_name = "ident" };
+    ck_assert_ptr_null(tg_layer_new(&ident, TG_ACT_COUNT, NULL));
+    ck_assert_ptr_null(tg_layer_new(&ident, TG_ACT_NONE, "a/b"));
+
+    /* No build callback: the identity, no parameters, no data block. */
+    tg_layer *l = tg_layer_new(&ident, TG_ACT_TANH, "mine");
+    TG_CHECK(l);
+    ck_assert_ptr_null(tg_layer_data(l));
+    tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(1, 2), (const float[]){ 0, 1 });
+    tg_tensor *y = tg_layer_forward(l, x, false);
+    TG_CHECK(y);
+    TG_ASSERT_CLOSE(tg_get(y, (const int64_t[]){ 0, 1 }), tanh(1.0), 1e-6, 0);
+    /* Declarations outside build are refused. */
+    ck_assert_ptr_null(tg_layer_add_param(l, "k", TG_SHAPE(2), TG_INIT_ONES));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    ck_assert_ptr_null(tg_layer_add_buffer(l, "k", TG_SHAPE(2), 0));
+    ck_assert_int_eq(tg_layer_error(l, TG_ERR_SHAPE, "bad %d", 7), TG_ERR_SHAPE);
+    ck_assert_str_eq(tg_last_error(), "mine (Ident): bad 7");
+    tg_layer_free(l);
+
+    /* A duplicate name fails the build and leaves nothing behind. */
+    static const tg_layer_vtable dup = { .class_name = "Dup", .base_name = "dup",
+                                         .build = dup_build };
+    l = tg_layer_new(&dup, TG_ACT_NONE, NULL);
+    ck_assert_int_eq(tg_layer_build(l, TG_SHAPE(2), TG_F32, NULL), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("already has a parameter or buffer \"k\"");
+    ck_assert_int_eq(tg_layer_param_count(l), 0);
+    ck_assert_ptr_null(tg_layer_output_shape(l, NULL));
+    tg_layer_free(l);
+    /* A build that ignores a failed declaration still fails. */
+    static const tg_layer_vtable careless = { .class_name = "Careless", .base_name = "careless",
+                                              .build = careless_build };
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(2));
+    TG_OK_(tg_sequential_add(m, tg_layer_new(&careless, TG_ACT_NONE, NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("without '/'");
+    ck_assert(!tg_sequential_is_built(m));
+    ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 0)), 0);
+    tg_sequential_free(m);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Ten problems: the message lists eight, counts all, and nothing is loaded. */
+START_TEST(test_load_lists_first_eight)
+{
+    tg_scope *s = tg_scope_push();
+    tg_sequential *m = mlp(4, 3, 2, TG_F64);
+    TG_OK_(tg_sequential_build(m));
+    tg_tensor *k = tg_tensor_copy(tg_sequential_params(m, &(size_t){ 0 })[0]);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, ""));
+    TG_OK_(tg_state_dict_set(sd, "dense/kernel", tg_zeros(TG_F64, TG_SHAPE(3, 5))));
+    char name[32];
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof name, "extra_%d/w", i);
+        TG_OK_(tg_state_dict_set(sd, name, tg_zeros(TG_F64, TG_SHAPE(1))));
+    }
+    ck_assert_int_eq(tg_sequential_load_state_dict(m, sd, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("(10 mismatches, nothing loaded): 'dense/kernel' has shape [3, 5]");
+    TG_ASSERT_ERROR_HAS("unexpected entry 'extra_6/w'; and 2 more");
+    ck_assert_msg(strstr(tg_last_error(), "extra_7") == NULL, "%s", tg_last_error());
+    ASSERT_TENSOR_EQ(tg_sequential_params(m, &(size_t){ 0 })[0], k);
+    /* The check alone says the same and changes nothing either. */
+    ck_assert_int_eq(tg_sequential_check_state_dict(m, sd, ""), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("tg_sequential_check_state_dict: the state dict does not match model");
+    tg_state_dict_free(sd);
+    tg_sequential_free(m);
+    tg_scope_pop(s);
 }
 END_TEST
 
@@ -1224,7 +1583,11 @@ Suite *tg_suite(void)
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },
         { "model_state", test_model_state_dict },
+        { "load_list", test_load_lists_first_eight },
         { "copy_params", test_layer_copy_params },
+        { "custom_layer", test_custom_layer_type },
+        { "layer_forward", test_layer_forward_standalone },
+        { "layer_errors", test_layer_type_errors },
         { "accuracy", test_accuracy },
         { "mlp_learns", test_tiny_model_learns },
         { "cnn_learns", test_small_cnn_learns },

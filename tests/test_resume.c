@@ -64,8 +64,46 @@ typedef struct arch {
     int filters;
     double dropout;
     bool sgd;
+    bool moving_mean; /* a user-defined layer with a buffer after Flatten */
 } arch;
-static const arch tutorial = { 32, 0.25, false };
+static const arch tutorial = { 32, 0.25, false, false };
+
+/* A user-defined layer: y = x * gain, with a buffer holding a moving mean of
+ * its input that training mode updates (m = (m + mean_batch(x)) / 2), so a
+ * resume is exact only if checkpoints carry the buffer. */
+static tg_status mm_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                          int64_t *out_shape)
+{
+    if (!tg_layer_add_param(l, "gain", in_ndim, in_shape, TG_INIT_ONES) ||
+        !tg_layer_add_buffer(l, "moving_mean", in_ndim, in_shape, 0.0))
+        return tg_last_status();
+    return TG_OK;
+}
+
+static tg_tensor *mm_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
+{
+    if (!tg_tensor_is_contiguous(x))
+        return tg_layer_error(l, TG_ERR_ARG, "wants a contiguous input"), NULL;
+    if (ctx->training) {
+        tg_tensor *mm = tg_layer_buffer(l, 0);
+        float *m = tg_tensor_data(mm);
+        const float *px = tg_tensor_data(x); /* Flatten's output: contiguous (N, F) */
+        int64_t n = tg_tensor_dim(x, 0), f = tg_tensor_dim(x, 1);
+        for (int64_t j = 0; j < f; j++) {
+            double acc = 0;
+            for (int64_t i = 0; i < n; i++)
+                acc += px[i * f + j];
+            m[j] = (float)((m[j] + acc / (double)n) / 2);
+        }
+        tg_tensor_bump_version(mm);
+    }
+    return tg_mul(x, tg_layer_param(l, 0));
+}
+
+static const tg_layer_vtable mm_vtable = {
+    .class_name = "MovingMean", .base_name = "moving_mean", .build = mm_build,
+    .forward = mm_forward,
+};
 
 static void run_new(run *r, uint64_t seed, const arch *a, tg_tensor *x, tg_tensor *y)
 {
@@ -78,6 +116,8 @@ static void run_new(run *r, uint64_t seed, const arch *a, tg_tensor *x, tg_tenso
     TG_OK_(tg_sequential_add(r->model, tg_layer_new_max_pool2d(2, 2, NULL)));
     TG_OK_(tg_sequential_add(r->model, tg_layer_new_dropout(a->dropout)));
     TG_OK_(tg_sequential_add(r->model, tg_layer_new_flatten()));
+    if (a->moving_mean)
+        TG_OK_(tg_sequential_add(r->model, tg_layer_new(&mm_vtable, TG_ACT_NONE, NULL)));
     TG_OK_(tg_sequential_add(r->model, tg_layer_new_dense(128, TG_ACT_RELU, NULL)));
     TG_OK_(tg_sequential_add(r->model, tg_layer_new_dense(CLASSES, TG_ACT_SOFTMAX, NULL)));
     TG_OK_(tg_sequential_build(r->model));
@@ -224,6 +264,68 @@ static void assert_unchanged(run *r, tg_state_dict *before)
 
 /* _i threads for every run of the test (the same in the straight and the resumed
  * run: the reductions' partition depends on it). */
+/* A model with a buffer resumes exactly: the buffer travels in the checkpoint
+ * as "model/moving_mean/moving_mean", and a model without that layer refuses it. */
+START_TEST(resume_with_buffer_is_exact)
+{
+    make_tmpdir();
+    tg_tensor *x, *y;
+    make_data(&x, &y);
+    char path[300];
+    tmp_path(path, sizeof path, "buffer.h5");
+    const arch with_mm = { 8, 0.25, false, true };
+
+    run a;
+    run_new(&a, 77, &with_mm, x, y);
+    train_epoch(&a);
+    train_epoch(&a);
+
+    run b;
+    run_new(&b, 77, &with_mm, x, y);
+    train_epoch(&b);
+    tg_train_progress pr = { 1, 0, tg_optimizer_steps(b.opt), 77 };
+    save_run(&b, &pr, path, false);
+    tg_tensor *saved = tg_tensor_copy(tg_layer_buffer(tg_sequential_layer(b.model, 4), 0));
+    TG_CHECK(saved);
+    ck_assert(tg_get(saved, (const int64_t[]){ 30 }) != 0); /* a bar pixel's mean moved */
+    run_free(&b);
+
+    tg_state_dict *full = NULL;
+    TG_OK_(tg_checkpoint_load(&full, path));
+    TG_CHECK(tg_state_dict_has(full, "model/moving_mean/moving_mean"));
+    ck_assert(!tg_state_dict_has(full, "optimizer/model/moving_mean/moving_mean/m"));
+    ck_assert_mem_eq(tg_tensor_data(tg_state_dict_get(full, "model/moving_mean/moving_mean")),
+                     tg_tensor_data(saved), tg_tensor_nbytes(saved));
+    tg_state_dict_free(full);
+
+    run c;
+    run_new(&c, 5, &with_mm, x, y);
+    tg_train_progress got = TG_TRAIN_PROGRESS_INIT;
+    load_run(&c, &got, path, false);
+    train_epoch(&c);
+    assert_same_state(&a, &c);
+
+    /* Without the layer: the architecture differs, and nothing changes. */
+    run d;
+    run_new(&d, 5, &tutorial, x, y);
+    tg_state_dict *before = snapshot(&d);
+    TG_OK_(tg_checkpoint_load(&full, path));
+    ck_assert_int_eq(tg_train_state_import(&got, d.model, d.opt, &d.rng, full), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("different model architecture");
+    assert_unchanged(&d, before);
+    tg_state_dict_free(full);
+    tg_state_dict_free(before);
+
+    tg_release(saved);
+    run_free(&a);
+    run_free(&c);
+    run_free(&d);
+    tg_release(x);
+    tg_release(y);
+    remove_tmpdir();
+}
+END_TEST
+
 START_TEST(resume_after_epoch_is_exact)
 {
     int prev_threads = tg_get_num_threads();
@@ -410,7 +512,7 @@ START_TEST(other_architecture_changes_nothing)
     tmp_path(path, sizeof path, "small.h5");
 
     /* A checkpoint of a model with 16 filters. */
-    const arch small = { 16, 0.25, false };
+    const arch small = { 16, 0.25, false, false };
     run s;
     run_new(&s, 1, &small, x, y);
     train_epoch(&s);
@@ -454,7 +556,7 @@ START_TEST(other_architecture_changes_nothing)
 
     /* Same shapes, another dropout rate: only the architecture tells. */
     tmp_path(path, sizeof path, "dropout.h5");
-    const arch drop = { 32, 0.5, false };
+    const arch drop = { 32, 0.5, false, false };
     run_new(&s, 1, &drop, x, y);
     save_run(&s, &pr, path, false);
     run_free(&s);
@@ -466,7 +568,7 @@ START_TEST(other_architecture_changes_nothing)
 
     /* Another optimizer. */
     tmp_path(path, sizeof path, "sgd.h5");
-    const arch sgd = { 32, 0.25, true };
+    const arch sgd = { 32, 0.25, true, false };
     run_new(&s, 1, &sgd, x, y);
     save_run(&s, &pr, path, false);
     run_free(&s);
@@ -582,6 +684,7 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, resume_after_epoch_is_exact, 1, 3); /* 1 and 2 threads */
     tcase_add_test(tc, resume_mid_epoch_is_exact);
     tcase_add_test(tc, resume_without_rng_diverges);
+    tcase_add_test(tc, resume_with_buffer_is_exact);
     suite_add_tcase(s, tc);
     tc = tg_tcase("state_dict");
     tcase_add_test(tc, export_layout);
