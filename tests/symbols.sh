@@ -72,9 +72,10 @@ awk -v srcdir="$srcdir" -v list="$tmp/headers" '
     keep { print }
 ' "$tmp/all.i" >"$tmp/public.i"
 grep -o '[A-Za-z_][A-Za-z0-9_]*' "$tmp/public.i" | sort -u >"$tmp/declared"
-# the functions they declare (a name before "("), less static inline ones
+# the functions they declare (a name before "(", not a return type before a
+# function pointer's "(*"), less static inline ones
 tr '\n' ' ' <"$tmp/public.i" >"$tmp/public.line"
-grep -o 'tg_[a-z0-9_]* *(' "$tmp/public.line" | tr -d ' (' | sort -u >"$tmp/functions"
+grep -o 'tg_[a-z0-9_]* *( *[^ *]' "$tmp/public.line" | sed 's/ *( *[^ *]$//' | sort -u >"$tmp/functions"
 grep -o 'static[^;{}]*[^a-z0-9_]tg_[a-z0-9_]* *(' "$tmp/public.line" |
     grep -o 'tg_[a-z0-9_]* *($' | tr -d ' (' | sort -u >"$tmp/inline"
 
