@@ -58,11 +58,6 @@ static inline void *tg_storage_data(tg_storage *s)
     return s->data;
 }
 
-/* TG_OK when t's data may be read plain, settling a pending layout first; else
- * the failed settle's status (error set). For code that reads through
- * tg_storage_data with its own strides, so it can fail before its loop. */
-static inline tg_status tg_tensor_settle(const tg_tensor *t);
-
 struct tg_tensor {
     int64_t refcount;
     tg_dtype dtype;
@@ -81,6 +76,9 @@ struct tg_tensor {
     tg_refobj *grad_fn;    /* owned; the node that produced this tensor, or NULL */
 };
 
+/* TG_OK when t's data may be read plain, settling a pending layout first; else
+ * the failed settle's status (error set). For code that reads through
+ * tg_storage_data with its own strides, so it can fail before its loop. */
 static inline tg_status tg_tensor_settle(const tg_tensor *t)
 {
     return t->storage->layout ? tg_layout_settle(t->storage) : TG_OK;
