@@ -24,9 +24,12 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
 bool tg_requires_grad(const tg_tensor *t);
 /* True for tensors not produced by a recorded op. */
 bool tg_is_leaf(const tg_tensor *t);
-/* The accumulated gradient of a leaf (borrowed), or NULL before any backward. */
+/* The accumulated gradient of a leaf (borrowed), or NULL before any backward.
+ * After tg_zero_grad it reads as zeros (written here, on first asking). */
 tg_tensor *tg_grad(const tg_tensor *t);
-/* Sets the leaf's gradient to zero, keeping its buffer (no allocation per step). */
+/* Sets the leaf's gradient to zero, keeping its buffer (no allocation per step).
+ * Unless another reference holds the gradient, the zeros are only marked
+ * (docs/layouts.md): read the gradient through tg_grad again afterwards. */
 tg_status tg_zero_grad(tg_tensor *t);
 
 typedef struct tg_backward_opts {

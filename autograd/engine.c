@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd/node_impl.h"
+#include "libtensor/layout_impl.h"
 
 /* Below this many elements a loop is not worth waking the OpenMP team for. */
 #define PARALLEL_MIN 32768
@@ -67,10 +68,30 @@ bool tg_is_leaf(const tg_tensor *t)
     return t && !t->grad_fn;
 }
 
+/* ---- the "zero but not yet written" mark on a leaf's gradient ----
+ * tg_zero_grad does not write the zeros: it sets leaf->grad_zero_pending, and
+ * the next backward's first contribution is copied in (or written straight in,
+ * tg_node_claim_leaf_grad) instead of memset + add. The mark is autograd's
+ * alone: libtensor never reads it, so nothing but autograd may see the grad
+ * while it is set. Hence it is set only when the leaf holds the one reference
+ * to the grad and to its storage (else the zeros are written at once), and
+ * tg_grad, the only way out, writes the zeros before handing the grad over.
+ * While it is set the grad's storage holds no pending layout (dropped here). */
+
+/* Writes the zeros the mark stands for, and clears it. */
+static void write_pending_zeros(tg_tensor *leaf)
+{
+    tg_storage *s = leaf->grad->storage;
+    leaf->grad_zero_pending = false;
+    memset(s->data, 0, s->nbytes);
+}
+
 tg_tensor *tg_grad(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_grad", "t"), NULL;
+    if (t->grad_zero_pending) /* autograd's bookkeeping, not the tensor's value */
+        write_pending_zeros((tg_tensor *)(uintptr_t)t);
     return t->grad;
 }
 
@@ -78,16 +99,15 @@ tg_status tg_zero_grad(tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_zero_grad", "t");
-    if (!t->grad)
+    tg_tensor *g = t->grad;
+    if (!g)
         return TG_OK;
-    /* The engine creates leaf grads covering their own storage. Marking it zero
-     * instead of writing the zeros lets the next backward write the first
-     * contribution straight in (a copy, not memset + add); any other reader
-     * sees the zeros, written at its first access. */
-    if (!tg_tensor_covers_storage(t->grad) || !t->grad->storage->owns_data)
-        return tg_tensor_fill(t->grad, 0.0);
-    tg_storage_set_pending_zero(t->grad->storage);
-    tg_tensor_bump_version(t->grad);
+    if (!tg_tensor_covers_storage(g) || !g->storage->owns_data || g->refcount > 1 ||
+        g->storage->refcount > 1) /* someone else can read it: write the zeros now */
+        return tg_tensor_fill(g, 0.0);
+    tg_layout_discard(g->storage); /* the zeros stand for every byte */
+    t->grad_zero_pending = true;
+    tg_tensor_bump_version(g);
     return TG_OK;
 }
 
@@ -267,18 +287,19 @@ tg_tensor *tg_node_claim_leaf_grad(tg_node *node, int i)
     if (!tg_node_needs_grad(node, i))
         return NULL;
     tg_tensor *x = node->inputs[i], *g = x->grad;
-    if (x->grad_fn || !g || !tg_storage_pending_zero(g->storage) || g->dtype != x->dtype ||
+    if (x->grad_fn || !g || !x->grad_zero_pending || g->dtype != x->dtype ||
         !shape_eq(g->ndim, g->shape, x->ndim, x->shape) || !tg_tensor_covers_storage(g))
         return NULL;
-    tg_storage_discard_alt(g->storage);
+    x->grad_zero_pending = false;
     tg_tensor_bump_version(g);
     return g;
 }
 
 void tg_node_unclaim_leaf_grad(tg_tensor *g)
 {
-    if (g) {
-        tg_storage_set_pending_zero(g->storage);
+    if (g) { /* a failure path: write the zeros rather than mark them again */
+        tg_layout_discard(g->storage);
+        memset(g->storage->data, 0, g->storage->nbytes);
         tg_tensor_bump_version(g);
     }
 }
@@ -323,6 +344,9 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
     if (!c)
         return tg_last_status();
     int64_t n = tg_tensor_numel(dst);
+    tg_status st = tg_tensor_settle(dst);
+    if (st != TG_OK || (st = tg_tensor_settle(c)) != TG_OK) /* error set */
+        return st;
     if (dst->dtype == TG_F32) {
         float *d = tg_tensor_data(dst);
         const float *s = tg_tensor_data(c);
@@ -336,7 +360,7 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     } else {
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; i < n; i++) /* settled above: cannot fail */
             tg_set_flat(dst, i, tg_get_flat(dst, i) + tg_get_flat(c, i));
     }
     tg_tensor_bump_version(dst);
@@ -366,11 +390,11 @@ static tg_status accumulate_leaf(tg_tensor *leaf, tg_tensor *g)
         leaf->grad = owned_copy(g);
         return leaf->grad ? TG_OK : tg_last_status();
     }
-    if (tg_storage_pending_zero(leaf->grad->storage)) {
-        tg_storage_discard_alt(leaf->grad->storage);
+    if (leaf->grad_zero_pending) {
+        leaf->grad_zero_pending = false;
         tg_status st = tg_tensor_copy_into(leaf->grad, g);
         if (st != TG_OK) /* keep the promised zeros rather than stale values */
-            memset(tg_tensor_data(leaf->grad), 0, tg_tensor_nbytes(leaf->grad));
+            memset(leaf->grad->storage->data, 0, leaf->grad->storage->nbytes);
         return st;
     }
     return add_into(leaf->grad, g);

@@ -404,6 +404,8 @@ tg_status tg_gradcheck(tg_gradcheck_report *report, tg_gradcheck_fn fn, void *ct
             rc = tg_error(TG_ERR_NOMEM, "tg_gradcheck: out of memory");
             break;
         }
+        if ((rc = tg_tensor_settle(c->t)) != TG_OK) /* its elements are read plain */
+            break;
         for (int64_t k = 0; k < c->numel; k++)
             c->orig[k] = load(c->t, k);
     }

@@ -80,13 +80,15 @@ static inline bool tg_grad_out_reusable(const tg_tensor *g)
 
 /* The gradient buffer of input i when a backward may write that input's
  * gradient straight into it: input i is a leaf that needs a gradient and whose
- * .grad was zeroed (tg_zero_grad) and not touched since, so its first
- * contribution is the whole of it. The mark is cleared; the caller must
+ * .grad was zeroed (tg_zero_grad) and not touched since (its grad_zero_pending
+ * mark, autograd/engine.c), so its first contribution is the whole of it. The
+ * mark is cleared; the caller must
  * overwrite every element and hand the tensor back as grad_in[i] (a new
  * reference), which the engine then takes as already accumulated. This is how
  * a weight gradient lands in .grad without a copy, as a hand-written loop does.
  * If the backward fails before writing it, give it back with
- * tg_node_unclaim_leaf_grad (zero again). NULL otherwise (borrowed when not). */
+ * tg_node_unclaim_leaf_grad (which writes the zeros). NULL otherwise (borrowed
+ * when not). */
 tg_tensor *tg_node_claim_leaf_grad(tg_node *node, int i);
 void tg_node_unclaim_leaf_grad(tg_tensor *g);
 

@@ -313,6 +313,11 @@ static tg_status validate_dict(const char *path, const tg_state_dict *sd)
             return tg_error(TG_ERR_ARG, "tg_checkpoint_save: %s: tensor name '%.40s...' is "
                             "longer than 1023 bytes", path, name);
         tg_tensor *t = tg_state_dict_tensor_at(sd, i);
+        /* a pending backend layout is settled here, before anything is written,
+         * so a failure leaves no file and write_tensor reads plain data */
+        if (tg_tensor_settle(t) != TG_OK)
+            return tg_error(tg_last_status(), "tg_checkpoint_save: %s: tensor '%s': %s", path,
+                            name, tg_last_error());
         if (file_type(tg_tensor_dtype(t)) < 0)
             return tg_error(TG_ERR_DTYPE, "tg_checkpoint_save: %s: tensor '%s' has dtype %s, "
                             "which checkpoints do not store", path, name,

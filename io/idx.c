@@ -367,7 +367,7 @@ tg_status tg_idx_write(const char *path, const tg_tensor *t, bool gzip)
     tg_status st = TG_OK;
     const tg_tensor *src = tg_tensor_is_contiguous(t) ? t : tg_tensor_copy(t);
     gzFile gz = NULL;
-    if (!src) {
+    if (!src || (st = tg_tensor_settle(src)) != TG_OK) { /* before creating the file */
         st = tg_last_status();
         goto done;
     }

@@ -136,6 +136,11 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out)
         return tg_null_arg("tg_tensor_print", "t");
     if (!out)
         return tg_null_arg("tg_tensor_print", "out");
+    /* settle a pending layout once, here, where a failure can be reported:
+     * the element reads below then cannot fail */
+    tg_status st = tg_tensor_settle(t);
+    if (st != TG_OK)
+        return st;
     printer pr = {
         .t = t,
         .out = NULL,

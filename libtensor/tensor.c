@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libtensor/tensor_impl.h"
+#include "libtensor/layout_impl.h"
 
 static _Atomic int64_t live_tensors;
 
@@ -124,7 +124,7 @@ static tg_storage *storage_new(size_t nbytes)
     s->nbytes = nbytes;
     s->owns_data = true;
     s->version = tg_version_next();
-    s->alt = NULL;
+    s->layout = NULL;
     tg_live_objects_add(1);
     return s;
 }
@@ -133,49 +133,11 @@ static void storage_release(tg_storage *s)
 {
     if (!s || --s->refcount > 0)
         return;
-    if (s->alt)
-        s->alt->free(s->alt);
+    tg_layout_discard(s);
     if (s->owns_data)
         tg_free_aligned(s->data, s->nbytes);
     free(s);
     tg_live_objects_add(-1);
-}
-
-/* ---------------------------------------------------------------- pending layouts */
-
-void tg_storage_discard_alt(tg_storage *s)
-{
-    tg_alt_layout *a = s->alt;
-    s->alt = NULL;
-    if (a)
-        a->free(a);
-}
-
-/* "All zeros" as a pending layout: one shared record, no buffer. */
-static tg_status zero_settle(tg_storage *s)
-{
-    s->alt = NULL;
-    memset(s->data, 0, s->nbytes);
-    return TG_OK;
-}
-
-static void zero_free(tg_alt_layout *a)
-{
-    (void)a; /* the shared record is static */
-}
-
-static tg_alt_layout zero_alt = {NULL, zero_settle, zero_free};
-
-void tg_storage_set_pending_zero(tg_storage *s)
-{
-    tg_storage_discard_alt(s);
-    if (s->data)
-        s->alt = &zero_alt;
-}
-
-bool tg_storage_pending_zero(const tg_storage *s)
-{
-    return s->alt == &zero_alt;
 }
 
 /* ---------------------------------------------------------------- tensors */
@@ -267,7 +229,7 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
     s->nbytes = (size_t)numel * dtype_sizes[dtype];
     s->owns_data = false;
     s->version = tg_version_next();
-    s->alt = NULL;
+    s->layout = NULL;
     tg_live_objects_add(1);
     t->storage = s;
     return tg_scoped(t);
@@ -399,7 +361,7 @@ void *tg_tensor_data(const tg_tensor *t)
     if (!t)
         return tg_null_arg("tg_tensor_data", "t"), NULL;
     void *data = tg_storage_data(t->storage);
-    if (!data) /* an empty tg_wrap of NULL: no arithmetic on NULL */
+    if (!data) /* a failed settle (error set), or an empty tg_wrap of NULL */
         return NULL;
     return (char *)data + t->offset * (int64_t)dtype_sizes[t->dtype];
 }
@@ -523,13 +485,18 @@ static int64_t flat_offset(const tg_tensor *t, int64_t i)
 double tg_get_flat(const tg_tensor *t, int64_t i)
 {
     const char *base = tg_storage_data(t->storage);
+    if (!base)
+        return NAN;
     return load_elem(base + flat_offset(t, i) * (int64_t)dtype_sizes[t->dtype], t->dtype);
 }
 
-void tg_set_flat(tg_tensor *t, int64_t i, double v)
+tg_status tg_set_flat(tg_tensor *t, int64_t i, double v)
 {
     char *base = tg_storage_data(t->storage);
+    if (!base)
+        return tg_last_status();
     store_elem(base + flat_offset(t, i) * (int64_t)dtype_sizes[t->dtype], t->dtype, v);
+    return TG_OK;
 }
 
 /* One loop per (dst, src) pair so the compiler can vectorise the common ones. */
@@ -624,10 +591,10 @@ double tg_get(const tg_tensor *t, const int64_t *index)
     if (!index && t->ndim > 0)
         return tg_null_arg("tg_get", "index"), NAN;
     int64_t off = index_offset("tg_get", t, index);
-    if (off < 0)
+    const char *base = off < 0 ? NULL : tg_storage_data(t->storage);
+    if (!base)
         return NAN;
-    return load_elem((const char *)tg_storage_data(t->storage) + off * (int64_t)dtype_sizes[t->dtype],
-                     t->dtype);
+    return load_elem(base + off * (int64_t)dtype_sizes[t->dtype], t->dtype);
 }
 
 tg_status tg_set(tg_tensor *t, const int64_t *index, double value)
@@ -637,9 +604,10 @@ tg_status tg_set(tg_tensor *t, const int64_t *index, double value)
     if (!index && t->ndim > 0)
         return tg_null_arg("tg_set", "index");
     int64_t off = index_offset("tg_set", t, index);
-    if (off < 0)
+    char *base = off < 0 ? NULL : tg_storage_data(t->storage);
+    if (!base)
         return tg_last_status();
-    store_elem((char *)tg_storage_data(t->storage) + off * (int64_t)dtype_sizes[t->dtype], t->dtype, value);
+    store_elem(base + off * (int64_t)dtype_sizes[t->dtype], t->dtype, value);
     t->storage->version = tg_version_next();
     return TG_OK;
 }

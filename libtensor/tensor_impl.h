@@ -27,52 +27,34 @@ static inline void tg_refobj_release(tg_refobj *o)
         o->destroy(o);
 }
 
-struct tg_storage;
-
-/* A storage's contents held in a backend's own memory layout instead of the
- * plain strided one (ops/dnnl.c: a oneDNN blocked format such as nChw16c, kept
- * between conv, ReLU and pooling so no reorder runs between them). libtensor
- * knows nothing of the layout: whoever reads the plain data (tg_storage_data,
- * so tg_tensor_data and every element accessor) first calls settle, which
- * writes the plain buffer from buf and then frees this record. So a pending
- * layout is never visible: the first plain access, read or write, ends it. */
-typedef struct tg_alt_layout {
-    void *buf;                                 /* the data in the backend's layout */
-    /* Writes s->data from s->alt, frees s->alt and sets it to NULL; on failure
-     * sets the last error (and still drops the record). */
-    tg_status (*settle)(struct tg_storage *s);
-    void (*free)(struct tg_alt_layout *a);     /* without settling: the storage dies */
-} tg_alt_layout;
+/* A storage's contents held in a backend's own layout: libtensor/layout_impl.h
+ * and docs/layouts.md. */
+typedef struct tg_layout tg_layout;
 
 typedef struct tg_storage {
     int64_t refcount;
-    void *data;        /* 64-byte aligned unless wrapped; stale while alt is set */
+    void *data;        /* 64-byte aligned unless wrapped; stale while layout is set */
     size_t nbytes;
     bool owns_data;    /* false for tg_wrap'ed caller buffers */
     uint64_t version;  /* a fresh tg_version_next() on creation and every write */
-    tg_alt_layout *alt; /* NULL, or the authoritative copy in a backend layout */
+    tg_layout *layout; /* NULL, or the authoritative copy in a backend's layout */
 } tg_storage;
 
-/* Drops s's pending layout without settling it: for a caller about to
- * overwrite every byte of s->data. */
-void tg_storage_discard_alt(tg_storage *s);
-/* Marks all of s as zero without writing it (tg_zero_grad): the first plain
- * access writes the zeros, unless the engine overwrites the whole buffer first
- * (tg_storage_pending_zero, then tg_storage_discard_alt). Drops any other
- * pending layout. */
-void tg_storage_set_pending_zero(tg_storage *s);
-bool tg_storage_pending_zero(const tg_storage *s);
+/* The slow half of tg_storage_data (libtensor/layout.c): settles s's pending
+ * layout into s->data and drops it; on failure the error is set and the layout
+ * stays pending (nothing is lost). */
+tg_status tg_layout_settle(tg_storage *s);
 
-/* The plain data of s (settling a pending backend layout first). Call it on the
- * thread that runs the op, before any parallel loop over the data: like the
- * rest of a tensor, a pending layout is not meant to be settled by several
- * threads at once. If the settle fails (the error is set) the layout stays
- * pending and the plain buffer is stale; the library makes the way back when
- * the layout is attached, so this is not expected to happen. */
+/* The plain data of s, settling a pending backend layout first; NULL (with the
+ * last error set) when that settle fails, never stale data. (Also NULL, without
+ * an error, for an empty tg_wrap of NULL: tg_tensor_settle tells the two
+ * apart.) Call it on the thread that runs the op, before any parallel loop
+ * over the data: like the rest of a tensor, a pending layout is settled by one
+ * thread at a time. No pending layout costs one branch. */
 static inline void *tg_storage_data(tg_storage *s)
 {
-    if (s->alt)
-        s->alt->settle(s);
+    if (__builtin_expect(s->layout != NULL, 0) && tg_layout_settle(s) != TG_OK)
+        return NULL;
     return s->data;
 }
 
@@ -90,11 +72,20 @@ struct tg_tensor {
     /* autodiff state; libtensor only frees it, autograd/ gives it meaning */
     bool requires_grad;
     tg_tensor *grad;       /* owned; accumulated gradient of a leaf */
+    bool grad_zero_pending; /* grad's contents stand for zeros (tg_zero_grad): autograd's */
     tg_refobj *grad_fn;    /* owned; the node that produced this tensor, or NULL */
 };
 
+/* TG_OK when t's data may be read plain, settling a pending layout first; else
+ * the failed settle's status (error set). For code that reads through
+ * tg_storage_data with its own strides, so it can fail before its loop. */
+static inline tg_status tg_tensor_settle(const tg_tensor *t)
+{
+    return t->storage->layout ? tg_layout_settle(t->storage) : TG_OK;
+}
+
 /* t reads exactly its whole storage, from the start, in plain order: what a
- * storage-level mark (a pending layout, "all zero") may stand for. */
+ * pending layout may stand for, and what a gradient written in place covers. */
 static inline bool tg_tensor_covers_storage(const tg_tensor *t)
 {
     return t->offset == 0 && tg_tensor_is_contiguous(t) &&
@@ -167,13 +158,15 @@ tg_tensor *tg_tensor_contiguous(tg_tensor *t);
 /* Scoped return: hands a new reference to the innermost scope (or the caller). */
 static inline tg_tensor *tg_scoped(tg_tensor *t) { return tg_scope_adopt_steal(t); }
 
-/* Element as double at a flat row-major logical index i (handles strides). */
+/* Element as double at a flat row-major logical index i (handles strides). A
+ * failed settle of a pending layout gives NAN / the status with the error set. */
 double tg_get_flat(const tg_tensor *t, int64_t i);
-void tg_set_flat(tg_tensor *t, int64_t i, double v);
+tg_status tg_set_flat(tg_tensor *t, int64_t i, double v);
 /* Converts n elements between dtypes (contiguous buffers). */
 void tg_convert(void *dst, tg_dtype dt, const void *src, tg_dtype st, int64_t n);
 
-/* Typed pointer to element [0...] */
+/* Typed pointer to element [0...]; NULL when a pending layout failed to settle
+ * (tg_tensor_data). */
 #define TG_DATA(t, type) ((type *)tg_tensor_data(t))
 
 #endif

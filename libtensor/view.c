@@ -266,9 +266,11 @@ tg_tensor *tg_tensor_unsqueeze(tg_tensor *t, int dim)
 
 /* ---------------------------------------------------------------- strided copy */
 
+/* NULL when a pending layout failed to settle (the error is set). */
 static char *elem_ptr(const tg_tensor *t)
 {
-    return (char *)tg_storage_data(t->storage) + t->offset * (int64_t)tg_dtype_size(t->dtype);
+    char *base = tg_storage_data(t->storage);
+    return base ? base + t->offset * (int64_t)tg_dtype_size(t->dtype) : NULL;
 }
 
 /* Element offsets of the start of row r (all dims but the last) of t. */
@@ -325,16 +327,20 @@ static bool same_view(const tg_tensor *a, const tg_tensor *b)
 
 /* dst and src have equal shapes and do not overlap unless they are the same view
  * (tg_tensor_copy_into sees to it). */
-static void copy_strided(tg_tensor *dst, const tg_tensor *src)
+static tg_status copy_strided(tg_tensor *dst, const tg_tensor *src)
 {
     int64_t n = tg_shape_numel(dst->ndim, dst->shape);
     if (n == 0)
-        return;
-    char *db = elem_ptr(dst);
-    const char *sb = elem_ptr(src);
+        return TG_OK;
+    char *db = tg_storage_data(dst->storage);
+    const char *sb = db ? tg_storage_data(src->storage) : NULL;
+    if (!sb) /* a pending layout failed to settle */
+        return tg_last_status();
+    db += dst->offset * (int64_t)tg_dtype_size(dst->dtype);
+    sb += src->offset * (int64_t)tg_dtype_size(src->dtype);
     if (tg_tensor_is_contiguous(dst) && tg_tensor_is_contiguous(src)) {
         tg_convert(db, dst->dtype, sb, src->dtype, n);
-        return;
+        return TG_OK;
     }
     /* not contiguous, so ndim >= 1 */
     int nd = dst->ndim;
@@ -356,6 +362,7 @@ static void copy_strided(tg_tensor *dst, const tg_tensor *src)
                            s + i * ssi * (int64_t)ses, src->dtype, 1);
         }
     }
+    return TG_OK;
 }
 
 tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
@@ -377,11 +384,16 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
                                              src->shape);
         if (!tmp)
             return tg_last_status();
-        copy_strided(tmp, src);
-        copy_strided(dst, tmp);
+        tg_status rc = copy_strided(tmp, src);
+        if (rc == TG_OK)
+            rc = copy_strided(dst, tmp);
         tg_release(tmp);
+        if (rc != TG_OK)
+            return rc;
     } else {
-        copy_strided(dst, src);
+        tg_status rc = copy_strided(dst, src);
+        if (rc != TG_OK)
+            return rc;
     }
     dst->storage->version = tg_version_next();
     return TG_OK;
@@ -399,6 +411,8 @@ tg_status tg_tensor_fill(tg_tensor *t, double value)
     tg_convert(&v, t->dtype, &value, TG_F64, 1);
     size_t es = tg_dtype_size(t->dtype);
     char *base = elem_ptr(t);
+    if (!base) /* a pending layout failed to settle */
+        return tg_last_status();
     int nd = t->ndim;
     int64_t inner = nd > 0 ? t->shape[nd - 1] : 1, rows = n / inner;
     int64_t si = nd > 0 ? t->strides[nd - 1] : 1;
@@ -445,7 +459,10 @@ static tg_tensor *copy_as(const char *who, const tg_tensor *t, tg_dtype dtype)
     tg_tensor *c = tg_tensor_new_owned(who, dtype, t->ndim, t->shape);
     if (!c)
         return NULL;
-    copy_strided(c, t);
+    if (copy_strided(c, t) != TG_OK) { /* a pending layout failed to settle */
+        tg_release(c);
+        return NULL;
+    }
     return tg_scoped(c);
 }
 

@@ -53,6 +53,9 @@ tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_
     int64_t n = tg_tensor_dim(scores, 0), c = tg_tensor_dim(scores, 1);
     if (c < 1)
         return tg_error(TG_ERR_SHAPE, "%s: scores have no classes", fn);
+    tg_status st = tg_tensor_settle(scores); /* read plain below */
+    if (st != TG_OK || (st = tg_tensor_settle(labels)) != TG_OK)
+        return st;
     int64_t hits = 0;
     for (int64_t i = 0; i < n; i++) {
         double y = tg_get_flat(labels, i);

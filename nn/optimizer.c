@@ -377,6 +377,10 @@ tg_status tg_optimizer_step(tg_optimizer *opt)
         if (!tg_tensor_is_contiguous(p))
             return tg_error(TG_ERR_STATE, "%s: parameter %s is no longer contiguous", fn,
                             opt->names[i]);
+        /* settle pending backend layouts now, so the updates read plain data */
+        if (tg_tensor_settle(g) != TG_OK || tg_tensor_settle(p) != TG_OK)
+            return tg_error(tg_last_status(), "%s: parameter %s: %s", fn, opt->names[i],
+                            tg_last_error());
     }
     opt->step++;
     bool prev = tg_set_grad_enabled(false);

@@ -118,6 +118,9 @@ static tg_tensor *binary(bin_kind k, tg_tensor *a, tg_tensor *b)
             tg_release(y);
             return NULL;
         }
+    } else if (tg_tensor_settle(a) != TG_OK || tg_tensor_settle(b) != TG_OK) {
+        tg_release(y); /* binary_ref reads the storages plain */
+        return NULL;
     } else {
         binary_ref(k, a, b, y);
     }

@@ -116,6 +116,8 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
         return NULL;
     if (ndim == g->ndim && memcmp(shape, g->shape, (size_t)ndim * sizeof *shape) == 0)
         return tg_scoped(tg_retain(g));
+    if (tg_tensor_settle(g) != TG_OK) /* the loop below reads g's storage plain */
+        return NULL;
 
     /* shape must broadcast to g's shape, i.e. be g's shape with some extents 1 */
     bool ok = ndim <= g->ndim;
@@ -166,11 +168,14 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
 
 /* ---------------------------------------------------------------- op helpers */
 
-tg_tensor *tg_contiguous_owned(tg_tensor *x)
+/* keep: leave a pending layout for the oneDNN path to read (or settle it). */
+static tg_tensor *contiguous(tg_tensor *x, bool keep)
 {
     if (!x)
         return tg_null_arg("tg_contiguous_owned", "x"), NULL;
     if (tg_tensor_is_contiguous(x)) {
+        if (!keep && tg_tensor_settle(x) != TG_OK)
+            return NULL;
         /* extent-1 dims may carry any stride; oneDNN compares layouts by strides,
          * so hand out the canonical ones */
         int64_t st[TG_MAX_DIMS];
@@ -187,6 +192,16 @@ tg_tensor *tg_contiguous_owned(tg_tensor *x)
         return NULL;
     }
     return c;
+}
+
+tg_tensor *tg_contiguous_owned(tg_tensor *x)
+{
+    return contiguous(x, false);
+}
+
+tg_tensor *tg_contiguous_layout_owned(tg_tensor *x, bool keep)
+{
+    return contiguous(x, keep);
 }
 
 tg_tensor *tg_flat_view_owned(tg_tensor *x)

@@ -595,6 +595,8 @@ tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who)
 {
+    if (tg_tensor_settle(w) != TG_OK)
+        return NULL;
     const void *data = tg_tensor_data(w);
     if (dnnl_memory_desc_equal(want, have))
         return data;
@@ -638,46 +640,42 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
 
 /* ---------------------------------------------------------------- pending layouts */
 
-/* A storage's data in a oneDNN layout (libtensor's tg_alt_layout, extended). */
+/* A storage's data in a oneDNN layout: libtensor's tg_layout (layout_impl.h,
+ * docs/layouts.md), extended with the memory descriptor. */
 typedef struct dnnl_alt {
-    tg_alt_layout base;
+    tg_layout base;
     dnnl_memory_desc_t md;
     size_t nbytes;
 } dnnl_alt;
 
-static void alt_free(tg_alt_layout *a)
+static void alt_free(tg_layout *a)
 {
     dnnl_alt *d = (dnnl_alt *)a;
     tg_free_aligned(d->base.buf, d->nbytes);
     free(d);
 }
 
-/* Reorders the pending layout into the plain buffer, then drops it. The reorder
- * primitive was made when the layout was attached, so this only executes it; if
- * even that fails the record stays (the data is not lost: a later access tries
- * again) and the error is set. */
-static tg_status alt_settle(tg_storage *s)
+/* Reorders the pending layout into the plain buffer (libtensor then drops the
+ * record). The reorder primitive was made when the layout was attached, so this
+ * only executes it; if even that fails the error is set and libtensor keeps the
+ * record: the data is not lost and a later access tries again. */
+static tg_status alt_settle(const tg_layout *a, void *plain, size_t nbytes)
 {
+    const dnnl_alt *d = (const dnnl_alt *)a;
+    (void)nbytes; /* the plain descriptor's size: the storage's, checked at attach */
+    dnnl_memory_desc_t pmd;
+    tg_dnnl_md_plain(&pmd, d->md.ndims, d->md.dims);
     tg_dnnl_lock();
-    dnnl_alt *d = (dnnl_alt *)s->alt;
-    tg_status rc = TG_OK;
-    if (d) {
-        dnnl_memory_desc_t plain;
-        tg_dnnl_md_plain(&plain, d->md.ndims, d->md.dims);
-        rc = tg_dnnl_reorder(&d->md, d->base.buf, &plain, s->data, "reading a tensor");
-        if (rc == TG_OK) {
-            s->alt = NULL;
-            alt_free(&d->base);
-            stats.layout_settles++;
-        }
-    }
+    tg_status rc = tg_dnnl_reorder(&d->md, d->base.buf, &pmd, plain, "reading a tensor");
+    if (rc == TG_OK)
+        stats.layout_settles++;
     tg_dnnl_unlock();
     return rc;
 }
 
 const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t)
 {
-    tg_alt_layout *a = t ? t->storage->alt : NULL;
+    tg_layout *a = t ? tg_layout_pending(t->storage) : NULL;
     if (!a || a->settle != alt_settle || !tg_tensor_covers_storage(t))
         return NULL;
     return &((dnnl_alt *)a)->md;
@@ -685,12 +683,12 @@ const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t)
 
 void *tg_dnnl_alt_buf(const tg_tensor *t)
 {
-    return tg_dnnl_alt_md(t) ? t->storage->alt->buf : NULL;
+    return tg_dnnl_alt_md(t) ? tg_layout_pending(t->storage)->buf : NULL;
 }
 
 void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who)
 {
-    if (t->storage->alt || !tg_tensor_covers_storage(t) || t->dtype != TG_F32) {
+    if (tg_layout_pending(t->storage) || !tg_tensor_covers_storage(t) || t->dtype != TG_F32) {
         tg_error(TG_ERR_STATE, "%s: an output cannot hold a backend layout", who);
         return NULL;
     }
@@ -713,7 +711,10 @@ void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char 
     d->base.free = alt_free;
     d->md = *md;
     d->nbytes = nbytes;
-    t->storage->alt = &d->base;
+    if (tg_layout_attach(t->storage, &d->base) != TG_OK) { /* checked above: not expected */
+        alt_free(&d->base);
+        return NULL;
+    }
     stats.layouts_kept++;
     return buf;
 }
@@ -730,7 +731,7 @@ bool tg_dnnl_md_dense(const dnnl_memory_desc_t *md, int64_t numel)
 static bool keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
 {
     return blocked_layouts && want->format_kind == dnnl_blocked && t->dtype == TG_F32 &&
-           !t->storage->alt && tg_tensor_covers_storage(t);
+           !tg_layout_pending(t->storage) && tg_tensor_covers_storage(t);
 }
 
 /* ---------------------------------------------------------------- running ops */
@@ -753,14 +754,17 @@ tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char 
         tg_tensor *t = (tg_tensor *)(uintptr_t)io[i].t; /* OUT tensors are the op's own */
         if (io[i].role == TG_DNNL_IN && alt && dnnl_memory_desc_equal(want[i], alt))
             buf[i] = tg_dnnl_alt_buf(io[i].t); /* already in the wanted layout */
+        else if (io[i].role == TG_DNNL_OUT && !dnnl_memory_desc_equal(want[i], io[i].plain) &&
+                 keep_layout(want[i], t))
+            buf[i] = tg_dnnl_alt_attach(t, want[i], who); /* written, never reordered */
+        else if (tg_tensor_settle(io[i].t) != TG_OK) /* plain access from here on */
+            buf[i] = NULL;
         else if (io[i].role == TG_DNNL_IN)
             buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain,
                                                          tg_tensor_data(io[i].t), io[i].slot,
                                                          who);
         else if (io[i].role == TG_DNNL_WEIGHTS)
             buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i], who);
-        else if (!dnnl_memory_desc_equal(want[i], io[i].plain) && keep_layout(want[i], t))
-            buf[i] = tg_dnnl_alt_attach(t, want[i], who); /* written, never reordered */
         else
             buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_data(io[i].t),
                                         io[i].slot, who);
@@ -774,7 +778,7 @@ tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char 
     for (int i = 0; rc == TG_OK && i < n; i++)
         if (io[i].t && io[i].role == TG_DNNL_OUT && buf[i] != tg_dnnl_alt_buf(io[i].t))
             rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain, tg_tensor_data(io[i].t),
-                                       who);
+                                       who); /* settled above */
     return rc;
 }
 
@@ -858,7 +862,7 @@ tg_status tg_weighted_forward(const tg_weighted_op *op, const void *geom, bool d
 {
     if (tg_tensor_numel(y) == 0)
         return TG_OK;
-    tg_tensor *xc = tg_contiguous_owned(x), *wc = tg_contiguous_owned(w);
+    tg_tensor *xc = tg_contiguous_layout_owned(x, dnnl), *wc = tg_contiguous_owned(w);
     tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
     tg_status st = TG_OK;
     if (!xc || !wc || (b && !bc))
@@ -885,8 +889,8 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
     bool need_x = tg_node_needs_grad(node, 0);
     bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
     tg_status st = TG_OK;
-    tg_tensor *gy = tg_contiguous_owned(grad_out);
-    tg_tensor *xc = need_wb ? tg_contiguous_owned(x) : NULL;
+    tg_tensor *gy = tg_contiguous_layout_owned(grad_out, dnnl);
+    tg_tensor *xc = need_wb ? tg_contiguous_layout_owned(x, dnnl) : NULL;
     tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
     tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
     /* Weight and bias gradients go straight into the leaves' zeroed .grad when
@@ -1020,17 +1024,17 @@ tg_status tg_dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
          * same, only their order differs, so run on that buffer and leave y in
          * the same layout for the next primitive. */
         const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x);
-        const void *src;
-        void *dst;
+        const void *src = NULL;
+        void *dst = NULL;
         if (xa && tg_dnnl_md_dense(xa, n) && keep_layout(xa, y)) {
             src = tg_dnnl_alt_buf(x);
             dst = tg_dnnl_alt_attach(y, xa, who);
-        } else {
-            src = tg_tensor_data(x);
+            rc = dst ? TG_OK : TG_ERR_NOMEM;
+        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(y)) == TG_OK) {
+            src = tg_tensor_data(x); /* plain: settled */
             dst = tg_tensor_data(y);
         }
-        rc = TG_ERR_NOMEM;
-        if (dst) {
+        if (rc == TG_OK) {
             tg_dnnl_args args;
             tg_dnnl_args_init(&args);
             tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
@@ -1087,20 +1091,21 @@ tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
          * gx may be gy itself (same storage: the gradient computed in place). */
         const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x), *ga = tg_dnnl_alt_md(gy);
         bool same = gx->storage == gy->storage;
-        const void *src, *diff_dst;
-        void *diff_src;
+        const void *src = NULL, *diff_dst = NULL;
+        void *diff_src = NULL;
         if (xa && ga && dnnl_memory_desc_equal(xa, ga) && tg_dnnl_md_dense(xa, n) &&
             (same || keep_layout(xa, gx))) {
             src = tg_dnnl_alt_buf(x);
             diff_dst = tg_dnnl_alt_buf(gy);
             diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa, who);
-        } else {
-            src = tg_tensor_data(x);
+            rc = diff_src ? TG_OK : TG_ERR_NOMEM;
+        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(gy)) == TG_OK &&
+                   (rc = tg_tensor_settle(gx)) == TG_OK) {
+            src = tg_tensor_data(x); /* plain: settled */
             diff_dst = tg_tensor_data(gy);
             diff_src = tg_tensor_data(gx);
         }
-        rc = TG_ERR_NOMEM;
-        if (diff_src) {
+        if (rc == TG_OK) {
             tg_dnnl_args args;
             tg_dnnl_args_init(&args);
             tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
@@ -1162,6 +1167,9 @@ static tg_status run_strided(tg_dnnl_kind kind, dnnl_alg_kind_t alg, const tg_te
         else
             e = tg_dnnl_create(&k, &d, NULL, who);
     }
+    if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
+              (rc = tg_tensor_settle(c)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
         tg_dnnl_args args;
         tg_dnnl_args_init(&args);
@@ -1176,12 +1184,16 @@ static tg_status run_strided(tg_dnnl_kind kind, dnnl_alg_kind_t alg, const tg_te
 
 /* oneDNN's binary broadcasts src1 only; when a itself is broadcast and the op
  * cannot be swapped, a strided loop does it. */
-static void binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+static tg_status binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b,
+                             tg_tensor *c)
 {
     int nd = c->ndim;
     int64_t sa[TG_MAX_DIMS], sb[TG_MAX_DIMS];
     tg_broadcast_strides(a, nd, c->shape, sa);
     tg_broadcast_strides(b, nd, c->shape, sb);
+    tg_status rc = tg_tensor_settle(a);
+    if (rc != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK || (rc = tg_tensor_settle(c)) != TG_OK)
+        return rc;
     const float *pa = tg_tensor_data(a), *pb = tg_tensor_data(b);
     float *pc = tg_tensor_data(c);
     int64_t n = tg_tensor_numel(c);
@@ -1196,6 +1208,7 @@ static void binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *
         }
         pc[i] = apply_binary(alg, pa[oa], pb[ob]);
     }
+    return TG_OK;
 }
 
 tg_status tg_dnnl_binary(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b,
@@ -1233,8 +1246,7 @@ tg_status tg_dnnl_binary(tg_binary_alg alg, const tg_tensor *a, const tg_tensor 
             s0 = b;
             s1 = a;
         } else {
-            binary_loop(alg, a, b, c);
-            return TG_OK;
+            return binary_loop(alg, a, b, c);
         }
     }
     return run_strided(TG_DNNL_BINARY, da, s0, DNNL_ARG_SRC_0, s1, DNNL_ARG_SRC_1, c, who);
@@ -1300,6 +1312,8 @@ tg_status tg_dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_ten
     tg_dnnl_lock();
     rc = TG_ERR_BACKEND;
     tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx, who);
+    if (e && ((rc = tg_tensor_settle(x)) != TG_OK || (rc = tg_tensor_settle(y)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
         tg_dnnl_args args;
         tg_dnnl_args_init(&args);
@@ -1357,6 +1371,9 @@ tg_status tg_dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
                 backend_error(who, "softmax backward descriptor", st);
         }
     }
+    if (e && ((rc = tg_tensor_settle(y)) != TG_OK || (rc = tg_tensor_settle(gy)) != TG_OK ||
+              (rc = tg_tensor_settle(gx)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
         tg_dnnl_args args;
         tg_dnnl_args_init(&args);

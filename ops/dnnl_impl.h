@@ -9,6 +9,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "ops/ops_impl.h"
+#include "libtensor/layout_impl.h"
 
 /* Elementwise algorithms the unary/scalar ops need (mapped to dnnl_eltwise_*). */
 typedef enum tg_eltwise_alg {
@@ -172,7 +173,7 @@ tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
                                const dnnl_memory_desc_t *want, const char *who);
 
-/* ---- pending oneDNN layouts on storages (tg_alt_layout) ----
+/* ---- pending oneDNN layouts on storages (tg_layout, docs/layouts.md) ----
  * The layout t's data is held in, when t covers its whole storage (offset 0,
  * contiguous) and that storage holds a pending oneDNN layout; else NULL.
  * Borrowed: valid while the layout is pending. */
@@ -181,7 +182,9 @@ const dnnl_memory_desc_t *tg_dnnl_alt_md(const tg_tensor *t);
 void *tg_dnnl_alt_buf(const tg_tensor *t);
 /* Gives t (a fresh op output covering its whole storage, nothing pending) a
  * pending layout md and returns its buffer for the primitive to write; NULL,
- * with the error set, when t does not qualify or memory runs out. */
+ * with the error set, when t does not qualify or memory runs out. The reorder
+ * back to plain is made here, so a later settle only executes it; a settle that
+ * fails anyway leaves the layout pending and the plain reader gets NULL. */
 void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who);
 /* Whether elementwise work may run straight on md's buffer: blocked, with no
  * padding, so its elements are exactly the tensor's, in another order. */
@@ -212,7 +215,9 @@ typedef struct tg_dnnl_io {
  * is; an OUT tensor the primitive wants in another layout than the plain one is
  * left in that layout (tg_dnnl_alt_attach) instead of being reordered back, so
  * the next primitive that wants the same layout reads it without a reorder, and
- * any plain reader settles it first (libtensor/tensor_impl.h, tg_alt_layout). */
+ * any plain reader settles it first (libtensor/layout_impl.h, docs/layouts.md).
+ * An input whose pending layout fails to settle makes the run fail (its status,
+ * the error set); the layout stays pending. */
 tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who);
 /* Sets the error for an op descriptor oneDNN refused: "<who>: oneDNN cannot run
  * this <what> (<oneDNN's status>): <the op's shapes and options, from fmt>".

@@ -155,6 +155,9 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
             tg_release(y);
             return NULL;
         }
+    } else if (tg_tensor_settle(a) != TG_OK || tg_tensor_settle(b) != TG_OK) {
+        tg_release(y); /* matmul_ref reads the storages plain */
+        return NULL;
     } else {
         matmul_ref(a, b, y);
     }

@@ -42,8 +42,14 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
 /* ---- helpers every op file uses ---- */
 /* New reference with row-major strides: x itself (retained) when contiguous (a
  * view with canonical strides when only its extent-1 dims' strides differ), else a
- * contiguous copy. NULL (error set) on allocation failure. Not recorded. */
+ * contiguous copy. Its data is plain: a pending backend layout is settled
+ * (docs/layouts.md), so kernels may read it with tg_tensor_data. NULL (error
+ * set) on allocation failure or a failed settle. Not recorded. */
 tg_tensor *tg_contiguous_owned(tg_tensor *x);
+/* The same, but with keep (the caller runs x on oneDNN) a pending layout is
+ * kept for the glue to read (tg_dnnl_run, tg_dnnl_alt_md) or settle: for the
+ * conv, pool, dense and eltwise paths only. */
+tg_tensor *tg_contiguous_layout_owned(tg_tensor *x, bool keep);
 /* New reference: a 1-D view of the contiguous x over all its elements ([1] for a
  * 0-d x), for elementwise oneDNN calls where the shape does not matter. */
 tg_tensor *tg_flat_view_owned(tg_tensor *x);

@@ -355,7 +355,7 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
     }
     tg_status st = TG_OK;
     if (tg_tensor_numel(y) > 0) {
-        tg_tensor *xc = tg_contiguous_owned(x);
+        tg_tensor *xc = tg_contiguous_layout_owned(x, dnnl);
         if (!xc)
             st = tg_last_status();
         else if (dnnl)
@@ -397,7 +397,7 @@ static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
     tg_status st = pool_infer(who, x, &o, &g);
     if (st != TG_OK)
         return st;
-    tg_tensor *gy = tg_contiguous_owned(grad_out);
+    tg_tensor *gy = tg_contiguous_layout_owned(grad_out, p->dnnl);
     tg_tensor *gx = tg_tensor_new_owned(who, x->dtype, 4, x->shape);
     tg_tensor *xc = max && !p->dnnl ? tg_contiguous_owned(x) : NULL;
     if (!gy || !gx || (max && !p->dnnl && !xc)) {

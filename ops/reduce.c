@@ -105,6 +105,12 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
         reduce_free(sv);
         return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
     }
+    if (tg_tensor_settle(x) != TG_OK) { /* the loop below reads x's storage plain */
+        tg_release(y);
+        free(acc);
+        reduce_free(sv);
+        return NULL;
+    }
 
     /* y's contiguous layout equals that of kshape; reduced axes get stride 0 */
     tg_contiguous_strides(x->ndim, sv->kshape, kstrides);
@@ -172,6 +178,10 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     if (!gx)
         return tg_last_status();
     int64_t n = tg_tensor_numel(x);
+    if (tg_tensor_settle(g) != TG_OK) { /* read plain below */
+        tg_release(gx);
+        return tg_last_status();
+    }
     if (sv->kind == RED_MAX) {
         /* scatter each group's gradient onto its first maximum */
         tg_tensor *gc = tg_contiguous_owned(g);

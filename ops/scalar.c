@@ -85,6 +85,9 @@ static tg_tensor *scalar_op(scalar_kind k, tg_tensor *x, double s)
             tg_release(y);
             return NULL;
         }
+    } else if (tg_tensor_settle(x) != TG_OK) {
+        tg_release(y); /* scalar_ref reads the storage plain */
+        return NULL;
     } else {
         scalar_ref(k, s, x, y);
     }

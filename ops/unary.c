@@ -98,7 +98,8 @@ tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor
     if (tg_tensor_numel(x) == 0)
         return TG_OK;
     tg_status st = TG_ERR_NOMEM;
-    tg_tensor *xc = tg_contiguous_owned(x), *gc = g ? tg_contiguous_owned(g) : NULL;
+    tg_tensor *xc = tg_contiguous_layout_owned(x, true);
+    tg_tensor *gc = g ? tg_contiguous_layout_owned(g, true) : NULL;
     tg_tensor *xf = NULL, *gf = NULL, *of = NULL;
     if (!xc || (g && !gc))
         goto done;

@@ -654,6 +654,82 @@ START_TEST(test_gradcheck_errors)
 }
 END_TEST
 
+/* ================================================================ the zero mark */
+
+/* tg_zero_grad marks the leaf (autograd's grad_zero_pending) instead of writing
+ * the zeros; the core storage carries no mark. */
+START_TEST(test_zero_mark_is_on_the_leaf)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = leaf_f64(3, X3);
+    TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    tg_tensor *g = tg_grad(x);
+    TG_OK_(tg_zero_grad(x));
+    ck_assert(x->grad_zero_pending);
+    ck_assert_ptr_null(g->storage->layout);
+    /* nothing written yet: the buffer still holds the old gradient */
+    ck_assert(((const double *)g->storage->data)[2] == 2 * X3[2]);
+    /* the user's read sees zeros, written then, and the mark is gone */
+    ck_assert_ptr_eq(tg_grad(x), g);
+    ck_assert(!x->grad_zero_pending);
+    double zero[3] = {0, 0, 0};
+    assert_grad(x, zero, 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The first contribution after tg_zero_grad replaces the old values (it is
+ * copied in, not added to them), through every kind of path: a plain backward,
+ * a gradient reached twice, a leaf reached by no path (its zeros). */
+START_TEST(test_zero_mark_first_contribution)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = leaf_f64(3, X3), *u = leaf_f64(3, X3);
+    TG_OK_(tg_backward(tg_sum(tg_add(tg_mul(x, x), u), NULL, 0, false)));
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_zero_grad(u));
+    /* x used twice, u not at all */
+    TG_OK_(tg_backward(tg_sum(tg_add(tg_mul_scalar(x, 3.0), tg_mul_scalar(x, 0.5)), NULL, 0,
+                              false)));
+    ck_assert(!x->grad_zero_pending);
+    ck_assert(u->grad_zero_pending); /* untouched by that backward */
+    double e[3] = {3.5, 3.5, 3.5}, zero[3] = {0, 0, 0};
+    assert_grad(x, e, 1e-12);
+    assert_grad(u, zero, 0);
+    /* zero_grad twice in a row, then one backward */
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    double e2[3] = {2 * X3[0], 2 * X3[1], 2 * X3[2]};
+    assert_grad(x, e2, 1e-12);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* A gradient someone else holds (a retained reference, a view of its
+ * storage) cannot wait for tg_grad: tg_zero_grad writes its zeros at once. */
+START_TEST(test_zero_mark_shared_grad_written_at_once)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = leaf_f64(3, X3);
+    TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    tg_tensor *g = tg_retain(tg_grad(x));
+    TG_OK_(tg_zero_grad(x));
+    ck_assert(!x->grad_zero_pending);
+    for (int64_t i = 0; i < 3; i++)
+        ck_assert(tg_get(g, (int64_t[]){i}) == 0.0);
+    tg_release(g);
+
+    TG_OK_(tg_backward(tg_sum(tg_mul(x, x), NULL, 0, false)));
+    tg_tensor *d = tg_detach(tg_grad(x)); /* shares the grad's storage */
+    TG_OK_(tg_zero_grad(x));
+    ck_assert(!x->grad_zero_pending);
+    for (int64_t i = 0; i < 3; i++)
+        ck_assert(tg_get(d, (int64_t[]){i}) == 0.0);
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -693,6 +769,12 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_gradcheck_catches_wrong_backward);
     tcase_add_test(tc, test_gradcheck_names_op);
     tcase_add_test(tc, test_gradcheck_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("zero mark");
+    tcase_add_test(tc, test_zero_mark_is_on_the_leaf);
+    tcase_add_test(tc, test_zero_mark_first_contribution);
+    tcase_add_test(tc, test_zero_mark_shared_grad_written_at_once);
     suite_add_tcase(s, tc);
     return s;
 }

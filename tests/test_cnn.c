@@ -12,9 +12,11 @@
  *                                     to f32 differs)
  * A wrong index or a missing term is off by O(1), far outside both. */
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/tg_test.h"
 #include "ops/dnnl_impl.h"
@@ -1392,6 +1394,232 @@ START_TEST(weight_reorders_per_version)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- failed settles */
+
+/* A tensor whose data a backend holds in its own layout and fails to convert
+ * back (the test hook tg_layout_fail_next_settles, or a fake layout below):
+ * every plain reader reports the error, none reads stale data, and the layout
+ * stays pending, so a later settle that works gives the right values. */
+
+/* relu(conv(x, w)) on oneDNN with 32 channels: left in a blocked layout. */
+static tg_tensor *pending_activation(tg_tensor **want)
+{
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 1, 9, 9), 31);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 1, 3, 3), 32);
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    *want = tg_relu(tg_conv2d(x, w, NULL, NULL));
+    tg_set_backend(prev);
+    tg_tensor *y = tg_relu(tg_conv2d(x, w, NULL, NULL));
+    TG_CHECK(y != NULL);
+    ck_assert_msg(tg_dnnl_alt_md(y) != NULL, "the activation is not in a pending layout");
+    return y;
+}
+
+static void assert_settle_failed(const char *what)
+{
+    ck_assert_msg(tg_last_status() == TG_ERR_BACKEND, "%s: status %d (%s)", what,
+                  (int)tg_last_status(), tg_last_error());
+    ck_assert_msg(strstr(tg_last_error(), "backend layout") != NULL, "%s: error '%s'", what,
+                  tg_last_error());
+    tg_clear_error();
+}
+
+START_TEST(failed_settle_reaches_caller)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *want;
+    tg_tensor *y = pending_activation(&want);
+    int64_t idx[4] = {1, 7, 3, 2};
+
+    tg_layout_fail_next_settles(1);
+    ck_assert_ptr_null(tg_tensor_data(y));
+    assert_settle_failed("tg_tensor_data");
+    ck_assert_ptr_nonnull(tg_dnnl_alt_md(y)); /* still pending: nothing lost */
+
+    tg_layout_fail_next_settles(1);
+    ck_assert(isnan(tg_get(y, idx)));
+    assert_settle_failed("tg_get");
+    tg_layout_fail_next_settles(1);
+    ck_assert_int_eq(tg_set(y, idx, 5.0), TG_ERR_BACKEND);
+    assert_settle_failed("tg_set");
+
+    FILE *devnull = fopen("/dev/null", "w");
+    ck_assert_ptr_nonnull(devnull);
+    tg_layout_fail_next_settles(1);
+    ck_assert_int_ne(tg_tensor_print(y, devnull), TG_OK);
+    assert_settle_failed("tg_tensor_print");
+    fclose(devnull);
+
+    tg_layout_fail_next_settles(1);
+    ck_assert_ptr_null(tg_tensor_copy(y));
+    assert_settle_failed("tg_tensor_copy");
+    tg_tensor *dst = tg_zeros(TG_F32, 4, tg_tensor_shape(y));
+    tg_layout_fail_next_settles(1);
+    ck_assert_int_ne(tg_tensor_copy_into(dst, y), TG_OK);
+    assert_settle_failed("tg_tensor_copy_into");
+
+    /* ops: plain kernels (sum, softmax), oneDNN plain inputs (dense) */
+    tg_layout_fail_next_settles(1);
+    ck_assert_ptr_null(tg_sum(y, NULL, 0, false));
+    assert_settle_failed("tg_sum");
+    tg_layout_fail_next_settles(1);
+    ck_assert_ptr_null(tg_softmax(tg_reshape(y, 2, (int64_t[]){2, -1}), 1));
+    assert_settle_failed("tg_softmax");
+    tg_tensor *w2 = rnd(TG_F32, TG_SHAPE(3, 32 * 7 * 7), 33);
+    tg_layout_fail_next_settles(1);
+    ck_assert_ptr_null(tg_dense(tg_reshape(y, 2, (int64_t[]){2, -1}), w2, NULL));
+    assert_settle_failed("tg_dense");
+
+    /* a checkpoint save fails before creating anything */
+    char path[256];
+    snprintf(path, sizeof path, "settle-%ld.h5", (long)getpid());
+    tg_state_dict *sd = tg_state_dict_new();
+    ck_assert_ptr_nonnull(sd);
+    TG_OK_(tg_state_dict_set(sd, "act", y));
+    tg_layout_fail_next_settles(1);
+    ck_assert_int_ne(tg_checkpoint_save(path, sd), TG_OK);
+    ck_assert_msg(strstr(tg_last_error(), "'act'") != NULL, "error '%s'", tg_last_error());
+    assert_settle_failed("tg_checkpoint_save");
+    ck_assert_int_ne(access(path, F_OK), 0);
+
+    /* nothing was lost: the next settle gives the reference values, once */
+    ck_assert_ptr_nonnull(tg_dnnl_alt_md(y));
+    tg_backend_stats a, b;
+    tg_backend_stats_get(&a);
+    TG_OK_(tg_checkpoint_save(path, sd));
+    tg_backend_stats_get(&b);
+    ck_assert_int_eq(b.layout_settles, a.layout_settles + 1);
+    ck_assert_ptr_null(tg_dnnl_alt_md(y));
+    TG_ASSERT_TENSOR_CLOSE(y, want, F32_ATOL, F32_RTOL);
+    tg_state_dict *back = NULL;
+    TG_OK_(tg_checkpoint_load(&back, path));
+    TG_ASSERT_TENSOR_CLOSE(tg_state_dict_get(back, "act"), want, F32_ATOL, F32_RTOL);
+    tg_state_dict_free(back);
+    tg_state_dict_free(sd);
+    ck_assert_int_eq(unlink(path), 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The same through backward: relu(c) keeps c's layout and saves c; the sum's
+ * backward hands ReLU a plain gradient, so ReLU's backward reads c plain. The
+ * failed settle reaches tg_backward, and c still holds the conv's values. */
+START_TEST(failed_settle_in_backward)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 1, 9, 9), 35);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 1, 3, 3), 36);
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *want = tg_conv2d(x, w, NULL, NULL);
+    tg_set_backend(prev);
+    TG_OK_(tg_set_requires_grad(w, true));
+    tg_tensor *c = tg_conv2d(x, w, NULL, NULL);
+    tg_tensor *loss = tg_sum(tg_relu(c), NULL, 0, false);
+    TG_CHECK(loss != NULL);
+    ck_assert_ptr_nonnull(tg_dnnl_alt_md(c));
+    tg_layout_fail_next_settles(1);
+    tg_backward_opts o = {.retain_graph = true};
+    ck_assert_int_eq(tg_backward_ex(loss, &o), TG_ERR_BACKEND);
+    assert_settle_failed("tg_backward");
+    ck_assert_ptr_nonnull(tg_dnnl_alt_md(c)); /* still pending */
+    TG_ASSERT_TENSOR_CLOSE(c, want, F32_ATOL, F32_RTOL);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* A stand-in backend: its layout is the plain one, its settle fails while
+ * fails > 0. Attached to f64 tensors it reaches the reference kernels, which
+ * read storages with their own strides. */
+typedef struct fake_layout {
+    tg_layout base;
+    int fails;
+} fake_layout;
+
+static tg_status fake_settle(const tg_layout *l, void *plain, size_t nbytes)
+{
+    fake_layout *f = (fake_layout *)(uintptr_t)l;
+    if (f->fails > 0) {
+        f->fails--;
+        return tg_error(TG_ERR_BACKEND, "fake backend layout: cannot settle");
+    }
+    memcpy(plain, l->buf, nbytes);
+    return TG_OK;
+}
+
+static void fake_free(tg_layout *l)
+{
+    free(l->buf);
+    free(l);
+}
+
+/* t's values move into a fake layout; its plain buffer is overwritten with
+ * -1000 (what a stale read would see). */
+static fake_layout *fake_attach(tg_tensor *t, int fails)
+{
+    tg_storage *st = t->storage;
+    fake_layout *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    f->base.buf = malloc(st->nbytes);
+    ck_assert_ptr_nonnull(f->base.buf);
+    memcpy(f->base.buf, st->data, st->nbytes);
+    f->base.settle = fake_settle;
+    f->base.free = fake_free;
+    f->fails = fails;
+    for (int64_t i = 0; i < tg_tensor_numel(t); i++)
+        ((double *)st->data)[i] = -1000.0;
+    TG_OK_(tg_layout_attach(st, &f->base));
+    ck_assert_int_eq(tg_layout_attach(st, &f->base), TG_ERR_STATE); /* one at a time */
+    return f;
+}
+
+START_TEST(failed_settle_reference_kernels)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = rnd(TG_F64, TG_SHAPE(3, 4), 41), *b = rnd(TG_F64, TG_SHAPE(4), 42);
+    tg_tensor *m = rnd(TG_F64, TG_SHAPE(4, 2), 43);
+    tg_tensor *want_add = tg_add(a, b), *want_mm = tg_matmul(a, m);
+    tg_tensor *want_sum = tg_sum(a, (int[]){1}, 1, false);
+    tg_tensor *want_sc = tg_mul_scalar(a, 3.0);
+    tg_tensor *want_sm = tg_softmax(a, 1);
+    fake_layout *f = fake_attach(a, 1000);
+
+    ck_assert_ptr_null(tg_add(a, b));
+    assert_settle_failed("tg_add");
+    ck_assert_ptr_null(tg_add(b, a)); /* broadcast the other way */
+    assert_settle_failed("tg_add (b, a)");
+    ck_assert_ptr_null(tg_matmul(a, m));
+    assert_settle_failed("tg_matmul");
+    ck_assert_ptr_null(tg_sum(a, (int[]){1}, 1, false));
+    assert_settle_failed("tg_sum");
+    ck_assert_ptr_null(tg_mul_scalar(a, 3.0));
+    assert_settle_failed("tg_mul_scalar");
+    ck_assert_ptr_null(tg_softmax(a, 1));
+    assert_settle_failed("tg_softmax");
+    ck_assert_ptr_null(tg_tensor_to_dtype(a, TG_F32));
+    assert_settle_failed("tg_tensor_to_dtype");
+    ck_assert_int_ne(tg_tensor_fill(a, 2.0), TG_OK); /* a partial write would need it */
+    assert_settle_failed("tg_tensor_fill");
+    ck_assert_ptr_nonnull(tg_layout_pending(a->storage));
+
+    /* once the backend recovers, every op sees the real values, never -1000 */
+    f->fails = 0;
+    TG_ASSERT_TENSOR_CLOSE(tg_add(a, b), want_add, 1e-12, 1e-12);
+    ck_assert_ptr_null(tg_layout_pending(a->storage));
+    TG_ASSERT_TENSOR_CLOSE(tg_matmul(a, m), want_mm, 1e-12, 1e-12);
+    TG_ASSERT_TENSOR_CLOSE(tg_sum(a, (int[]){1}, 1, false), want_sum, 1e-12, 1e-12);
+    TG_ASSERT_TENSOR_CLOSE(tg_mul_scalar(a, 3.0), want_sc, 1e-12, 1e-12);
+    TG_ASSERT_TENSOR_CLOSE(tg_softmax(a, 1), want_sm, 1e-12, 1e-12);
+
+    /* a discarded layout is freed unread; a dying storage frees its layout */
+    fake_attach(b, 1000);
+    tg_layout_discard(b->storage);
+    ck_assert_ptr_null(tg_layout_pending(b->storage));
+    ck_assert(tg_get(b, (int64_t[]){0}) == -1000.0);
+    fake_attach(m, 1000);
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the suite */
 
 Suite *tg_suite(void)
@@ -1448,6 +1676,12 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, views_match_copies, 0, 2);
     tcase_add_test(tc, dtype_and_rank_errors);
     tcase_add_test(tc, extreme_options);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("failed settles");
+    tcase_add_test(tc, failed_settle_reaches_caller);
+    tcase_add_test(tc, failed_settle_in_backward);
+    tcase_add_test(tc, failed_settle_reference_kernels);
     suite_add_tcase(s, tc);
     return s;
 }
