@@ -354,7 +354,7 @@ static int cmd_graph_export(int argc, char **argv)
         { "backward", OPT_FLAG, &backward, NULL, "also draw the gradient flow", 0, 0, NULL, false },
         { "lr", OPT_FLAG, &lr, NULL, "lay the graph out left to right", 0, 0, NULL, false },
     };
-    int rc = app_parse(&graph_cmd, opts, 2, argc, argv);
+    int rc = app_parse(&graph_cmd, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
     tg_rng rng;

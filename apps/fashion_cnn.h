@@ -73,6 +73,8 @@ int app_fail_tg(const char *cmd, const char *what);
  * built, with parameters drawn from rng (borrowed; also the dropout masks'
  * generator, so it must outlive the model). NULL on error. */
 tg_sequential *fc_model_new(int n_classes, tg_rng *rng);
+/* Positions in that model of the layers other commands reach into. */
+enum { FC_LAYER_CONV = 0, FC_LAYER_HIDDEN_DENSE = 4 };
 
 /* Loads the model weights of checkpoint `path` (a full training state or any
  * file with "model/..." entries of the right shapes) into model. */

@@ -59,21 +59,25 @@ int fc_cmd_evaluate(int argc, char **argv)
 {
     const char *checkpoint = FC_DEFAULT_CHECKPOINT, *data = NULL;
     int64_t limit = 0, threads = 1;
-    app_opt opts[] = {
-        { "checkpoint", OPT_STR, &checkpoint, "FILE",
-          "weights to evaluate (default " FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
-        { "data", OPT_STR, &data, "DIR",
-          "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
-          TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
-        { "limit", OPT_INT, &limit, "N", "only the first N test images (default all 10000)", 1,
-          1e12, NULL, false },
-        { "threads", OPT_INT, &threads, "N", "threads (default: OMP_NUM_THREADS or all cores)",
-          1, 1024, NULL, false },
+    enum { EVAL_OPT_CHECKPOINT, EVAL_OPT_DATA, EVAL_OPT_LIMIT, EVAL_OPT_THREADS, EVAL_OPT_COUNT };
+    app_opt opts[EVAL_OPT_COUNT] = {
+        [EVAL_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, &checkpoint, "FILE",
+                                  "weights to evaluate (default " FC_DEFAULT_CHECKPOINT ")", 0, 0,
+                                  NULL, false },
+        [EVAL_OPT_DATA] = { "data", OPT_STR, &data, "DIR",
+                            "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
+                            TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
+        [EVAL_OPT_LIMIT] = { "limit", OPT_INT, &limit, "N",
+                             "only the first N test images (default all 10000)", 1, 1e12, NULL,
+                             false },
+        [EVAL_OPT_THREADS] = { "threads", OPT_INT, &threads, "N",
+                               "threads (default: OMP_NUM_THREADS or all cores)", 1, 1024, NULL,
+                               false },
     };
-    int rc = app_parse(&eval_cmd, opts, 4, argc, argv);
+    int rc = app_parse(&eval_cmd, opts, EVAL_OPT_COUNT, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (opts[3].given && tg_set_num_threads((int)threads) != TG_OK)
+    if (opts[EVAL_OPT_THREADS].given && tg_set_num_threads((int)threads) != TG_OK)
         return app_fail_tg("evaluate", "cannot set the number of threads");
 
     tg_rng rng;
@@ -195,20 +199,29 @@ static tg_tensor *load_image(const char *cmd, const image_src *src, int64_t *lab
 static int parse_image_opts(const app_command *cmd, app_opt *extra, int n_extra, int argc,
                             char **argv, image_src *src, const char **checkpoint)
 {
-    enum { N_COMMON = 5 };
+    enum {
+        IMAGE_OPT_CHECKPOINT,
+        IMAGE_OPT_INDEX,
+        IMAGE_OPT_IMAGE,
+        IMAGE_OPT_INVERT,
+        IMAGE_OPT_DATA,
+        N_COMMON /* the command's own options follow */
+    };
     app_opt opts[N_COMMON + 2];
     app_opt common[N_COMMON] = {
-        { "checkpoint", OPT_STR, checkpoint, "FILE",
-          "trained weights (default " FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
-        { "index", OPT_INT, &src->index, "N", "a test-set image (0 to 9999)", 0, 1e12, NULL,
-          false },
-        { "image", OPT_STR, &src->file, "FILE", "a 28x28 grayscale PNG or PGM picture", 0, 0,
-          NULL, false },
-        { "invert", OPT_FLAG, &src->invert, NULL,
-          "invert the image (Fashion-MNIST is light on dark)", 0, 0, NULL, false },
-        { "data", OPT_STR, &src->data, "DIR",
-          "Fashion-MNIST folder for --index (default $" TG_FASHION_MNIST_ENV " or "
-          TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
+        [IMAGE_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, checkpoint, "FILE",
+                                   "trained weights (default " FC_DEFAULT_CHECKPOINT ")", 0, 0,
+                                   NULL, false },
+        [IMAGE_OPT_INDEX] = { "index", OPT_INT, &src->index, "N", "a test-set image (0 to 9999)",
+                              0, 1e12, NULL, false },
+        [IMAGE_OPT_IMAGE] = { "image", OPT_STR, &src->file, "FILE",
+                              "a 28x28 grayscale PNG or PGM picture", 0, 0, NULL, false },
+        [IMAGE_OPT_INVERT] = { "invert", OPT_FLAG, &src->invert, NULL,
+                               "invert the image (Fashion-MNIST is light on dark)", 0, 0, NULL,
+                               false },
+        [IMAGE_OPT_DATA] = { "data", OPT_STR, &src->data, "DIR",
+                             "Fashion-MNIST folder for --index (default $" TG_FASHION_MNIST_ENV
+                             " or " TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
     };
     memcpy(opts, common, sizeof common);
     for (int i = 0; i < n_extra; i++)
@@ -218,9 +231,10 @@ static int parse_image_opts(const app_command *cmd, app_opt *extra, int n_extra,
         extra[i].given = opts[N_COMMON + i].given;
     if (rc)
         return rc;
-    if (opts[1].given && opts[2].given)
+    bool index = opts[IMAGE_OPT_INDEX].given, image = opts[IMAGE_OPT_IMAGE].given;
+    if (index && image)
         return app_usage_error(cmd, "give either --index or --image, not both");
-    if (!opts[1].given && !opts[2].given) {
+    if (!index && !image) {
         if (strcmp(cmd->name, "predict") == 0)
             return app_usage_error(cmd, "give --index N (a test image) or --image FILE");
         src->index = 0; /* featuremaps: the first test image by default */
@@ -333,7 +347,8 @@ int fc_cmd_featuremaps(int argc, char **argv)
         { "out", OPT_STR, &out, "DIR", "output folder (default featuremaps)", 0, 0, NULL,
           false },
     };
-    int rc = parse_image_opts(&fmaps_cmd, extra, 1, argc, argv, &src, &checkpoint);
+    int rc = parse_image_opts(&fmaps_cmd, extra, (int)(sizeof extra / sizeof extra[0]), argc,
+                              argv, &src, &checkpoint);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (mkdir(out, 0777) != 0 && errno != EEXIST)
@@ -356,7 +371,7 @@ int fc_cmd_featuremaps(int argc, char **argv)
         goto done;
     }
     /* The first layers of the model, op by op, to keep the intermediate maps. */
-    tg_layer *conv = tg_sequential_layer(m, 0);
+    tg_layer *conv = tg_sequential_layer(m, FC_LAYER_CONV);
     tg_tensor *kernel = tg_layer_param_by_name(conv, "kernel");
     tg_tensor *bias = tg_layer_param_by_name(conv, "bias");
     tg_conv2d_opts co = TG_CONV2D_OPTS_INIT;

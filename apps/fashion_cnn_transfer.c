@@ -127,31 +127,46 @@ int fc_cmd_transfer(int argc, char **argv)
     double lr = 1e-3;
     uint64_t seed = 42;
     const char *reuse = "conv";
-    app_opt opts[] = {
-        { "checkpoint", OPT_STR, &checkpoint, "FILE",
-          "the trained tutorial model (default " FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
-        { "epochs", OPT_INT, &epochs, "N", "epochs for both models (default 3)", 1, 64, NULL,
-          false },
-        { "limit", OPT_INT, &limit, "N", "training examples (default 1000)", 1, 1e12, NULL,
-          false },
-        { "batch-size", OPT_INT, &batch_size, "N", "examples per step (default 32)", 1, 60000,
-          NULL, false },
-        { "lr", OPT_DOUBLE, &lr, "RATE", "Adam's learning rate (default 0.001)", 0, 10, NULL,
-          false },
-        { "seed", OPT_U64, &seed, "N", "seed of both runs (default 42)", 0, 0, NULL, false },
-        { "threads", OPT_INT, &threads, "N", "threads (default: OMP_NUM_THREADS or all cores)",
-          1, 1024, NULL, false },
-        { "data", OPT_STR, &data, "DIR",
-          "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
-          TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
-        { "reuse", OPT_CHOICE, &reuse, "LAYERS",
-          "layers reused and frozen: conv (default) or conv+dense", 0, 0, "conv|conv+dense",
-          false },
+    enum {
+        TRANSFER_OPT_CHECKPOINT,
+        TRANSFER_OPT_EPOCHS,
+        TRANSFER_OPT_LIMIT,
+        TRANSFER_OPT_BATCH_SIZE,
+        TRANSFER_OPT_LR,
+        TRANSFER_OPT_SEED,
+        TRANSFER_OPT_THREADS,
+        TRANSFER_OPT_DATA,
+        TRANSFER_OPT_REUSE,
+        TRANSFER_OPT_COUNT
     };
-    int rc = app_parse(&transfer_cmd, opts, 9, argc, argv);
+    app_opt opts[TRANSFER_OPT_COUNT] = {
+        [TRANSFER_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, &checkpoint, "FILE",
+                                      "the trained tutorial model (default "
+                                      FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
+        [TRANSFER_OPT_EPOCHS] = { "epochs", OPT_INT, &epochs, "N",
+                                  "epochs for both models (default 3)", 1, 64, NULL, false },
+        [TRANSFER_OPT_LIMIT] = { "limit", OPT_INT, &limit, "N",
+                                 "training examples (default 1000)", 1, 1e12, NULL, false },
+        [TRANSFER_OPT_BATCH_SIZE] = { "batch-size", OPT_INT, &batch_size, "N",
+                                      "examples per step (default 32)", 1, 60000, NULL, false },
+        [TRANSFER_OPT_LR] = { "lr", OPT_DOUBLE, &lr, "RATE",
+                              "Adam's learning rate (default 0.001)", 0, 10, NULL, false },
+        [TRANSFER_OPT_SEED] = { "seed", OPT_U64, &seed, "N", "seed of both runs (default 42)", 0,
+                                0, NULL, false },
+        [TRANSFER_OPT_THREADS] = { "threads", OPT_INT, &threads, "N",
+                                   "threads (default: OMP_NUM_THREADS or all cores)", 1, 1024,
+                                   NULL, false },
+        [TRANSFER_OPT_DATA] = { "data", OPT_STR, &data, "DIR",
+                                "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
+                                TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
+        [TRANSFER_OPT_REUSE] = { "reuse", OPT_CHOICE, &reuse, "LAYERS",
+                                 "layers reused and frozen: conv (default) or conv+dense", 0, 0,
+                                 "conv|conv+dense", false },
+    };
+    int rc = app_parse(&transfer_cmd, opts, TRANSFER_OPT_COUNT, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (opts[6].given && tg_set_num_threads((int)threads) != TG_OK)
+    if (opts[TRANSFER_OPT_THREADS].given && tg_set_num_threads((int)threads) != TG_OK)
         return app_fail_tg("transfer", "cannot set the number of threads");
 
     /* The donor: the tutorial model with the checkpoint's weights. */
@@ -180,11 +195,12 @@ int fc_cmd_transfer(int argc, char **argv)
         rc = app_fail_tg("transfer", "cannot set up the models");
         goto done;
     }
-    /* Layer 0 is the conv layer, layer 4 the hidden dense layer (fc_model_new). */
     bool with_dense = strcmp(reuse, "conv+dense") == 0;
-    for (int li = 0; li <= (with_dense ? 4 : 0); li += 4) {
-        tg_layer *l = tg_sequential_layer(cs[0].model, li);
-        if (tg_layer_copy_params(l, tg_sequential_layer(donor, li)) != TG_OK ||
+    const int reused[] = { FC_LAYER_CONV, FC_LAYER_HIDDEN_DENSE };
+    int n_reused = with_dense ? 2 : 1;
+    for (int i = 0; i < n_reused; i++) {
+        tg_layer *l = tg_sequential_layer(cs[0].model, reused[i]);
+        if (tg_layer_copy_params(l, tg_sequential_layer(donor, reused[i])) != TG_OK ||
             tg_layer_set_trainable(l, false) != TG_OK) {
             rc = app_fail_tg("transfer", "cannot transfer the trained layers");
             goto done;

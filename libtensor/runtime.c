@@ -1,10 +1,13 @@
-/* libtensor/runtime.c -- the thread-count knob, denormal flushing and the
- * library version.
+/* libtensor/runtime.c -- the thread-count knob, denormal flushing, the signal
+ * mask of the OpenMP workers and the library version.
  *
  * oneDNN and the framework's own loops share one OpenMP runtime, so setting its
- * thread count here governs both. The floating-point mode is per thread, so it
- * is set inside a parallel region that reaches every thread of the team. */
+ * thread count here governs both. The floating-point mode and the signal mask
+ * are per thread, so they are set inside a parallel region that reaches every
+ * thread of the team. */
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 #endif
 
 #include "config.h"
+#include "libtensor/signals_impl.h"
 #include "libtensor/tensor_impl.h"
 
 #ifdef HAVE_MXCSR
@@ -36,17 +40,42 @@ static void set_this_thread(bool on)
 #endif
 }
 
+void tg_async_signals(sigset_t *set)
+{
+    sigfillset(set);
+    /* Raised by the faulting instruction itself: blocked, they kill the process. */
+    static const int sync_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
+        sigdelset(set, sync_signals[i]);
+}
+
+/* The OpenMP workers (every team thread but the caller) block the asynchronous
+ * signals, so the kernel delivers those to the application's own threads,
+ * where ops/dnnl.c can hold them around the oneDNN kernels that must not be
+ * interrupted (see tg_dnnl_exec). libuv's thread pool does the same. */
+static void block_signals_in_worker(void)
+{
+    if (omp_get_thread_num() == 0)
+        return;
+    sigset_t set;
+    tg_async_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* The calling thread, then every thread of a team as large as the next
  * parallel region will use (one region; idle threads of a smaller team keep
  * their old mode but will not compute until a larger team is asked for, and
- * then tg_set_num_threads re-applies). */
+ * then tg_set_num_threads re-applies). Also blocks the workers' signals. */
 static void apply_everywhere(bool on)
 {
     set_this_thread(on);
     if (omp_in_parallel())
         return; /* a nested call would only reach a one-thread team */
     #pragma omp parallel
-    set_this_thread(on);
+    {
+        set_this_thread(on);
+        block_signals_in_worker();
+    }
 }
 
 tg_status tg_set_flush_denormals(bool on)
@@ -82,8 +111,7 @@ void tg_runtime_first_compute(void)
     on = false;
 #endif
     atomic_store(&want_flush, on);
-    if (on)
-        apply_everywhere(true);
+    apply_everywhere(on); /* also when off: the workers' signal mask */
 }
 
 tg_status tg_set_num_threads(int n)

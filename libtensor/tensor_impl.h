@@ -108,8 +108,10 @@ uint64_t tg_version_next(void);
 
 /* Called where the library starts computing (oneDNN engine creation, an
  * optimizer's creation): applies the default floating-point mode (denormal
- * flushing, libtensor/runtime.h) once per process. Cheap after the first call;
- * not to be called inside a parallel region. */
+ * flushing, libtensor/runtime.h) once per process, and blocks the asynchronous
+ * signals in the OpenMP workers (libtensor/signals_impl.h; tg_set_num_threads
+ * re-applies both to a larger team). Cheap after the first call; not to be
+ * called inside a parallel region. */
 void tg_runtime_first_compute(void);
 
 /* ---- allocation: aligned, counted ---- */

@@ -4,6 +4,7 @@
  * matmul), and the forward/backward plumbing conv2d.c and dense.c share. Op files
  * decide what to run; this file runs it without re-creating primitives. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "libtensor/signals_impl.h"
 #include "ops/dnnl_impl.h"
 
 /* ---------------------------------------------------------------- state */
@@ -27,6 +29,7 @@ static dnnl_primitive_attr_t relu_attr; /* the same plus a ReLU post-op (made on
 static dnnl_status_t init_status = dnnl_success;
 static const char *init_step = "";
 static bool blocked_layouts = true;
+static sigset_t async_signals; /* held around the gemm-based primitives */
 
 static tg_dnnl_entry *buckets[N_BUCKETS];
 static int n_entries;
@@ -59,6 +62,7 @@ static void init_glue(void)
     pthread_mutex_init(&glue_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
 
+    tg_async_signals(&async_signals);
     const char *layout = getenv("TG_DNNL_LAYOUT");
     blocked_layouts = !(layout && strcmp(layout, "plain") == 0);
 
@@ -245,6 +249,9 @@ tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
         return NULL;
     }
     stats.primitives_created++;
+    const char *impl = NULL;
+    e->hold_signals = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+                      dnnl_success || !impl || strstr(impl, "gemm:jit") != NULL;
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     e->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (n_entries >= MAX_ENTRIES)
@@ -504,9 +511,23 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who)
             goto done;
         }
     }
+    /* oneDNN 2.x's f32 gemm kernels (jit_avx_gemm_f32, jit_avx512_common_gemm_f32;
+     * the "gemm:jit" inner products, matmuls and convolutions) point the stack
+     * pointer into a malloc'ed workspace when k is large. A signal handler run
+     * then has its frame written below that block, over the heap's own
+     * bookkeeping: "malloc(): unaligned tcache chunk" or "corrupted size vs.
+     * prev_size" at a later free (upstream: uxlfoundation/oneDNN#4845, fixed in
+     * 3.11). So the asynchronous signals wait while such a primitive runs: the
+     * OpenMP workers never take them (libtensor/runtime.c), and this thread holds
+     * them until the kernel is done; one pending is delivered at the unblock. */
+    sigset_t mask;
+    if (e->hold_signals)
+        pthread_sigmask(SIG_BLOCK, &async_signals, &mask);
     dnnl_status_t st = dnnl_primitive_execute(e->prim, stream, a->n, a->a);
     if (st == dnnl_success)
         st = dnnl_stream_wait(stream);
+    if (e->hold_signals)
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
     if (st != dnnl_success)
         rc = backend_error(who, "dnnl_primitive_execute", st);
 done:

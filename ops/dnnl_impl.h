@@ -93,6 +93,7 @@ struct tg_dnnl_entry {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     size_t scratch_bytes;
+    bool hold_signals;            /* runs oneDNN's gemm kernels: see tg_dnnl_exec */
 };
 
 /* The process-wide engine (created on first use; borrowed). NULL with
