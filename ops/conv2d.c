@@ -15,11 +15,11 @@
  * f32 runs on oneDNN (forward_training; backward_data and backward_weights hinted by
  * the forward descriptor); f64, or f32 on the reference backend, runs the loops
  * below. The plumbing around the kernels is tg_weighted_forward/backward
- * (ops/dnnl.c), shared with dense. */
+ * (ops/weighted.c), shared with dense. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ops/dnnl_impl.h"
+#include "ops/weighted_impl.h"
 
 /* Saved for backward: the options, and which backend the forward ran on (the
  * backward runs on the same one). */
@@ -179,7 +179,7 @@ static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
            tg_dnnl_md_padded(dnnl_primitive_desc_query_md(pd, b, 0));
 }
 
-/* The cached primitive of kind for the conv_geom geom (a tg_dnnl_getter). Layout
+/* The cached primitive of kind for the conv_geom geom (a tg_weighted_getter). Layout
  * policy: with blocked layouts allowed, oneDNN chooses every layout (format any)
  * unless that pads the activations; then activations are plain and only the
  * weights are its choice. Lock held. */

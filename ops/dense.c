@@ -10,11 +10,11 @@
  * dL/dx is dL/dX reshaped to x's shape. f32 runs on oneDNN inner_product
  * (forward_training, backward_data, backward_weights); f64, or the reference
  * backend, runs the loops below. The plumbing around the kernels is
- * tg_weighted_forward/backward (ops/dnnl.c), shared with conv2d. */
+ * tg_weighted_forward/backward (ops/weighted.c), shared with conv2d. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ops/dnnl_impl.h"
+#include "ops/weighted_impl.h"
 
 /* Saved for backward: which backend the forward ran on. */
 typedef struct dense_params {
@@ -76,7 +76,7 @@ static void dense_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory
     tg_dnnl_md_plain(y, 2, (const int64_t[]){g->n, g->out});
 }
 
-/* The cached primitive of kind for the dense_geom geom (a tg_dnnl_getter). Every
+/* The cached primitive of kind for the dense_geom geom (a tg_weighted_getter). Every
  * layout is plain: letting oneDNN pick blocked weights (brgemm) was measured on
  * 5408 -> 128 (benchmarks/op_overhead, 2 cores): not faster at batch 32 nor on one thread, at
  * best ~20% faster at batch 128 before paying a weight reorder per update and a

@@ -54,6 +54,42 @@ tg_tensor *tg_flat_view_owned(tg_tensor *x);
 tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
                         tg_tensor *const *inputs, int n_inputs, void *saved);
 
+/* ---- kernels one op file lends to others ---- */
+/* Elementwise algorithms of oneDNN's eltwise primitive that the unary and scalar
+ * ops (and conv2d's fused ReLU) use. */
+typedef enum tg_eltwise_alg {
+    TG_ELT_RELU,    /* max(x, 0) */
+    TG_ELT_TANH,
+    TG_ELT_SIGMOID, /* logistic */
+    TG_ELT_EXP,
+    TG_ELT_LOG,
+    TG_ELT_SQRT,
+    TG_ELT_ABS,
+    TG_ELT_LINEAR,  /* alpha * x + beta (neg, add_scalar, mul_scalar) */
+    TG_ELT_POW      /* alpha * x ** beta (pow_scalar) */
+} tg_eltwise_alg;
+/* In ops/unary.c: on oneDNN, the forward (gy NULL: out = f(x)) or the backward
+ * (out = f'(x) gy) of alg for f32 x and gy of any strides and a contiguous out of
+ * their shape (out may be gy's storage), run on flat views of contiguous copies,
+ * so one primitive serves every shape of a given size. */
+tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor *x,
+                          tg_tensor *gy, tg_tensor *out);
+
+/* What the reference kernels of the CNN ops share: one loop nest for f32 and f64,
+ * reading and writing through these and accumulating in double (the oracle the
+ * oneDNN path is tested against). */
+static inline double tg_ref_ld(const void *p, int64_t i, bool f64)
+{
+    return f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+static inline void tg_ref_st(void *p, int64_t i, bool f64, double v)
+{
+    if (f64)
+        ((double *)p)[i] = v;
+    else
+        ((float *)p)[i] = (float)v;
+}
+
 /* Odometer over the row-major index space of (ndim, shape) for reference kernels:
  * advances idx by one and moves each offset off[k] (k < n) by strides[k][d].
  * Returns false after the last index, leaving idx and the offsets back at zero. */

@@ -108,7 +108,7 @@ static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_des
 }
 
 /* The forward (training or inference) or backward primitive for the pool_prim
- * prim (a tg_dnnl_getter). Lock held. */
+ * prim. Lock held. */
 static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char *who)
 {
     const pool_prim *pp = prim;
