@@ -218,31 +218,25 @@ static const tg_op_vtable *bin_vtable(bin_kind k);
 
 static tg_tensor *binary(bin_kind k, tg_tensor *a, tg_tensor *b)
 {
-    const char *who = bin_who[k];
-    if (!a)
-        return tg_null_arg(who, "a"), NULL;
-    if (!b)
-        return tg_null_arg(who, "b"), NULL;
-    if (tg_check_float(who, "a", a) != TG_OK || tg_check_float(who, "b", b) != TG_OK ||
-        tg_check_same_dtype(who, a, b) != TG_OK)
+    tg_tensor *in[2] = {a, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, bin_vtable(k), bin_who[k], in, 2, "a b",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
     int ndim;
     int64_t shape[TG_MAX_DIMS];
-    if (tg_broadcast_shape(who, a, b, &ndim, shape) != TG_OK)
-        return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, a->dtype, ndim, shape);
+    if (tg_broadcast_shape(c.who, a, b, &ndim, shape) != TG_OK)
+        return tg_op_fail(&c);
+    tg_tensor *y = tg_op_output(&c, a->dtype, ndim, shape);
     if (!y)
-        return NULL;
+        return tg_op_fail(&c);
     if (k != BIN_POW && tg_use_dnnl(a)) {
-        if (binary_dnnl(k, a, b, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (binary_dnnl(k, a, b, y) != TG_OK)
+            return tg_op_fail(&c);
     } else {
         binary_ref(k, a, b, y);
     }
-    tg_tensor *in[2] = {a, b};
-    return tg_op_finish(y, tg_autograd_should_record(in, 2), bin_vtable(k), in, 2, NULL);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(BIN_ADD, a, b); }

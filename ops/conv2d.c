@@ -360,44 +360,26 @@ static const tg_weighted_op conv_op = {
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts)
 {
     static const char who[] = "tg_conv2d";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (!w)
-        return tg_null_arg(who, "w"), NULL;
+    tg_tensor *in[3] = {x, w, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_conv2d_vtable, who, in, b ? 3 : 2, "x w b", 0))
+        return NULL;
     tg_conv2d_opts o = opts ? *opts : (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
     conv_geom g;
     if (conv_infer(who, x, w, b, &o, &g) != TG_OK)
-        return NULL;
+        return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 4,
-                                       (const int64_t[]){g.n, g.o, g.oh, g.ow});
-    if (!y)
-        return NULL;
-    if (tg_weighted_forward(&conv_op, &g, dnnl, x, w, b, y) != TG_OK) {
-        tg_release(y);
-        return NULL;
-    }
-    tg_tensor *in[3] = {x, w, b};
-    int n_in = b ? 3 : 2;
-    bool record = tg_autograd_should_record(in, n_in);
-    conv_params *p = NULL;
-    if (record) {
-        p = malloc(sizeof *p);
-        if (!p) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.o, g.oh, g.ow});
+    if (!y || tg_weighted_forward(&conv_op, &g, dnnl, x, w, b, y) != TG_OK)
+        return tg_op_fail(&c);
+    conv_params *p = tg_op_save(&c, sizeof *p);
+    if (c.record && (!p || (o.relu && !(p->out = tg_op_output_view(&c)))))
+        return tg_op_fail(&c);
+    if (p) {
         p->o = o;
         p->dnnl = dnnl;
-        p->out = NULL;
-        if (o.relu && !(p->out = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                      y->offset))) {
-            free(p);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
     }
-    return tg_op_finish(y, record, &tg_op_conv2d_vtable, in, n_in, p);
+    return tg_op_end(&c);
 }
 
 static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)

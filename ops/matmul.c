@@ -197,36 +197,31 @@ static void matmul_ref(const tg_tensor *a, const tg_tensor *b, tg_tensor *y)
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {
-    static const char who[] = "tg_matmul";
-    if (!a)
-        return tg_null_arg(who, "a"), NULL;
-    if (!b)
-        return tg_null_arg(who, "b"), NULL;
-    if (tg_check_float(who, "a", a) != TG_OK || tg_check_float(who, "b", b) != TG_OK ||
-        tg_check_same_dtype(who, a, b) != TG_OK || check_shapes(who, a, b) != TG_OK)
+    tg_tensor *in[2] = {a, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_matmul_vtable, "tg_matmul", in, 2, "a b",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
+    if (check_shapes(c.who, a, b) != TG_OK)
+        return tg_op_fail(&c);
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[a->ndim - 1] = b->shape[b->ndim - 1];
-    tg_tensor *y = tg_tensor_new_owned(who, a->dtype, a->ndim, shape);
+    tg_tensor *y = tg_op_output(&c, a->dtype, a->ndim, shape);
     if (!y)
-        return NULL;
+        return tg_op_fail(&c);
     int64_t k = a->shape[a->ndim - 1];
     if (tg_tensor_numel(y) == 0) {
         /* nothing to compute */
     } else if (k == 0) {
         memset(tg_tensor_data(y), 0, tg_tensor_nbytes(y)); /* empty sums */
     } else if (tg_use_dnnl(a)) {
-        if (matmul_dnnl(a, b, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (matmul_dnnl(a, b, y) != TG_OK)
+            return tg_op_fail(&c);
     } else {
         matmul_ref(a, b, y);
     }
-    tg_tensor *in[2] = {a, b};
-    return tg_op_finish(y, tg_autograd_should_record(in, 2), &tg_op_matmul_vtable, in, 2,
-                        NULL);
+    return tg_op_end(&c);
 }
 
 /* ---------------------------------------------------------------- backward */

@@ -47,12 +47,66 @@ tg_tensor *tg_contiguous_owned(tg_tensor *x);
 /* New reference: a 1-D view of the contiguous x over all its elements ([1] for a
  * 0-d x), for elementwise oneDNN calls where the shape does not matter. */
 tg_tensor *tg_flat_view_owned(tg_tensor *x);
-/* The last step of every op. Steals out and saved. When record is true (the op
- * asked tg_autograd_should_record first) records op with the inputs and saved
- * state; otherwise frees saved (op->free_saved, or free). Returns out as a scoped
- * reference, or NULL (out released) when out is NULL or recording failed. */
-tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
-                        tg_tensor *const *inputs, int n_inputs, void *saved);
+/* ---- the frame of every op's forward ----
+ * An op's forward is its maths between tg_op_begin and tg_op_end:
+ *
+ *   tg_tensor *in[] = {a, b};
+ *   tg_op_call c;
+ *   if (!tg_op_begin(&c, &tg_op_foo_vtable, "tg_foo", in, 2, "a b", TG_OP_FLOAT))
+ *       return NULL;                       // a NULL input, or not f32/f64
+ *   ... op-specific checks and shape inference (on failure: return tg_op_fail(&c))
+ *   tg_tensor *y = tg_op_output(&c, a->dtype, ndim, shape);
+ *   foo_params *p = tg_op_save(&c, sizeof *p); // zeroed; NULL when not recorded
+ *   if (!y || (c.record && !p))
+ *       return tg_op_fail(&c);
+ *   ... compute y; fill p when recorded (on failure: return tg_op_fail(&c))
+ *   return tg_op_end(&c);                  // records the node when c.record
+ *
+ * Nothing here allocates beyond what the op asks for (the output, the saved
+ * state), so an op written this way costs what a hand-written one does. */
+typedef struct tg_op_call {
+    const tg_op_vtable *op;  /* the row of the op table the node will point at */
+    const char *who;         /* the public name errors start with ("tg_conv2d") */
+    tg_tensor *const *in;    /* borrowed: the caller's array of the node's inputs */
+    int n_in;
+    bool record;             /* grad mode on and some input requires grad */
+    tg_tensor *out;          /* owned until tg_op_end/tg_op_fail (tg_op_output, or
+                              * set directly to a new reference, e.g. a view) */
+    void *saved;             /* owned likewise (tg_op_save, or set directly to state
+                              * the op computes anyway); freed with op->free_saved
+                              * (or free) unless the node takes it */
+} tg_op_call;
+
+/* Input checks tg_op_begin makes besides "not NULL". */
+enum {
+    TG_OP_FLOAT = 1u << 0,      /* each input is f32 or f64 (tg_check_float) */
+    TG_OP_SAME_DTYPE = 1u << 1, /* each input has in[0]'s dtype */
+};
+/* Starts an op call: checks that the n_in inputs in are not NULL (in order; the
+ * error names the input by its word in names, space-separated: "x w b"), then
+ * the checks in flags, and decides whether the call is recorded. False (error set)
+ * when a check fails; c then holds nothing to release. in stays borrowed and must
+ * outlive the call. */
+bool tg_op_begin(tg_op_call *c, const tg_op_vtable *op, const char *who,
+                 tg_tensor *const *in, int n_in, const char *names, unsigned flags);
+/* Allocates the output (owned by c) and returns it borrowed; NULL, error set, on
+ * failure. */
+tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *shape);
+/* When the call is recorded: zeroed saved state of size bytes (owned by c),
+ * NULL with "<who>: out of memory" when that fails. NULL without an error when
+ * the call is not recorded: check c->record. */
+void *tg_op_save(tg_op_call *c, size_t size);
+/* New reference: a view of the output to keep in the saved state (the node never
+ * references its own output; the view has no grad_fn, so there is no cycle).
+ * NULL with "<who>: out of memory" on failure. */
+tg_tensor *tg_op_output_view(tg_op_call *c);
+/* Ends the call: records the node (inputs, saved state) when c->record, else
+ * frees the saved state, and returns the output as a scoped reference. NULL when
+ * there is no output or recording failed (everything released). */
+tg_tensor *tg_op_end(tg_op_call *c);
+/* Ends a failed call: releases the output and the saved state, returns NULL (the
+ * error stays as set). */
+tg_tensor *tg_op_fail(tg_op_call *c);
 
 /* ---- kernels one op file lends to others ---- */
 /* Elementwise algorithms of oneDNN's eltwise primitive that the unary and scalar

@@ -225,19 +225,17 @@ static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
 
 static tg_tensor *softmax_op(bool log_, tg_tensor *x, int axis)
 {
-    const char *who = log_ ? "tg_log_softmax" : "tg_softmax";
-    const tg_op_vtable *vt = log_ ? &tg_op_log_softmax_vtable : &tg_op_softmax_vtable;
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
+    tg_op_call c;
+    if (!tg_op_begin(&c, log_ ? &tg_op_log_softmax_vtable : &tg_op_softmax_vtable,
+                     log_ ? "tg_log_softmax" : "tg_softmax", &x, 1, "x", TG_OP_FLOAT))
+        return NULL;
     int ax;
-    if (tg_check_float(who, "x", x) != TG_OK || tg_norm_axis(who, axis, x->ndim, &ax) != TG_OK)
-        return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
+    if (tg_norm_axis(c.who, axis, x->ndim, &ax) != TG_OK)
+        return tg_op_fail(&c);
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
     tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
-    if (!xc) {
-        tg_release(y);
-        return NULL;
-    }
+    if (!xc)
+        return tg_op_fail(&c);
     tg_status st = TG_OK;
     if (tg_tensor_numel(x) == 0)
         ; /* nothing to compute */
@@ -246,23 +244,14 @@ static tg_tensor *softmax_op(bool log_, tg_tensor *x, int axis)
     else
         softmax_ref(log_, ax, xc, y);
     tg_release(xc);
-    if (st != TG_OK) {
-        tg_release(y);
-        return NULL;
-    }
-    bool rec = tg_autograd_should_record(&x, 1);
-    softmax_saved *sv = NULL;
-    if (rec) {
-        sv = calloc(1, sizeof *sv);
-        if (!sv || !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                  y->offset))) {
-            free(sv);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    if (st != TG_OK)
+        return tg_op_fail(&c);
+    softmax_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (c.record && (!sv || !(sv->y = tg_op_output_view(&c))))
+        return tg_op_fail(&c);
+    if (sv)
         sv->axis = ax;
-    }
-    return tg_op_finish(y, rec, vt, &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op(false, x, axis); }

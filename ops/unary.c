@@ -296,24 +296,20 @@ done:
 
 static tg_tensor *unary(const unary_def *def, tg_tensor *x)
 {
-    if (!x)
-        return tg_null_arg(def->who, "x"), NULL;
-    if (tg_check_float(def->who, "x", x) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, def->vt, def->who, &x, 1, "x", TG_OP_FLOAT))
         return NULL;
-    tg_tensor *y = tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
-    if (!y)
-        return NULL;
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
+    unary_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!y || (c.record && !sv))
+        return tg_op_fail(&c);
     if (tg_use_dnnl(x)) {
-        if (tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, NULL, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, NULL, y) != TG_OK)
+            return tg_op_fail(&c);
     } else {
         tg_tensor *xc = tg_contiguous_owned(x);
-        if (!xc) {
-            tg_release(y);
-            return NULL;
-        }
+        if (!xc)
+            return tg_op_fail(&c);
         int64_t n = tg_tensor_numel(x);
         if (x->dtype == TG_F32)
             UNARY_FWD_LOOP(float);
@@ -321,20 +317,12 @@ static tg_tensor *unary(const unary_def *def, tg_tensor *x)
             UNARY_FWD_LOOP(double);
         tg_release(xc);
     }
-    bool rec = tg_autograd_should_record(&x, 1);
-    unary_saved *sv = NULL;
-    if (rec) {
-        sv = calloc(1, sizeof *sv);
-        if (!sv || (def->save_y &&
-                    !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                   y->offset)))) {
-            free(sv);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", def->who), NULL;
-        }
+    if (sv) {
         sv->def = def;
+        if (def->save_y && !(sv->y = tg_op_output_view(&c)))
+            return tg_op_fail(&c);
     }
-    return tg_op_finish(y, rec, def->vt, &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_neg(tg_tensor *x) { return unary(&def_neg, x); }
