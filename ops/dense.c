@@ -77,10 +77,10 @@ static void dense_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory
 }
 
 /* The cached primitive of kind for the dense_geom geom (a tg_weighted_getter). Every
- * layout is plain: letting oneDNN pick blocked weights (brgemm) was measured on
- * 5408 -> 128 (benchmarks/op_overhead, 2 cores): not faster at batch 32 nor on one thread, at
- * best ~20% faster at batch 128 before paying a weight reorder per update and a
- * reorder of dL/dW back to plain per step, so plain gemm it is. Lock held. */
+ * layout is plain: blocked weights (brgemm) would need a weight reorder per update
+ * and a reorder of dL/dW back to plain per step, more than their kernel gains (on
+ * 5408 -> 128 nothing at batch 32 or on one thread, ~20% at batch 128;
+ * benchmarks/op_overhead compares). Lock held. */
 static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const char *who)
 {
     const dense_geom *g = geom;

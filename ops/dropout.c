@@ -22,7 +22,8 @@
  * saved key instead of keeping a mask tensor alive between the passes; and the
  * keep test becomes a bit mask on the scaled value (no data-dependent branch to
  * mispredict), which gcc vectorizes. A dropped element is exactly +0 even where x
- * or the gradient is inf or NaN, as with the earlier branchy loop. */
+ * or the gradient is inf or NaN: the mask clears its bits, it does not multiply
+ * by 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
