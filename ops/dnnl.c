@@ -1,8 +1,9 @@
 /* ops/dnnl.c -- the oneDNN glue, and nothing else: one engine and stream, the
  * primitive cache, the user-managed scratchpad, reorders and cached weight
  * reorders, pending layouts on storages, and the two ways to execute a cached
- * primitive (tg_dnnl_exec on buffers, tg_dnnl_run on plain tensors). Kernels live
- * in their op's file; this file runs them without re-creating primitives. */
+ * primitive (tg_dnnl_exec on buffers, tg_dnnl_exec_tensors on plain tensors).
+ * Kernels live in their op's file; this file runs them without re-creating
+ * primitives. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -723,7 +724,8 @@ bool tg_dnnl_keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
     return keep_layout(want, t);
 }
 
-tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who)
+tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
+                               const char *who)
 {
     const dnnl_memory_desc_t *want[TG_DNNL_MAX_ARGS];
     void *buf[TG_DNNL_MAX_ARGS];

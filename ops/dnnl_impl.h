@@ -12,10 +12,10 @@
  *   3. run:    tg_dnnl_exec(e, mems, n, who) when the caller's buffers are already
  *              in the layouts the primitive was made for (eltwise, binary,
  *              softmax, matmul: plain or strided descriptors), or
- *              tg_dnnl_run(e, io, n, who) when the arguments are plain tensors
- *              and the primitive chose its own layouts (conv, pooling, inner
- *              product): it reorders inputs in, uses cached reordered weights,
- *              keeps blocked outputs pending, and then calls tg_dnnl_exec.
+ *              tg_dnnl_exec_tensors(e, io, n, who) when the arguments are plain
+ *              tensors and the primitive chose its own layouts (conv, pooling,
+ *              inner product): it reorders inputs in, uses cached reordered
+ *              weights, keeps blocked outputs pending, then calls tg_dnnl_exec.
  *
  * Entries and temporary buffers stay valid while the lock is held (the cache
  * evicts its least recently used entry only when full, never one used during the
@@ -114,7 +114,7 @@ void tg_dnnl_md_plain(dnnl_memory_desc_t *md, int ndim, const int64_t *dims);
 /* f32 descriptor with t's shape and strides. */
 void tg_dnnl_md_of(dnnl_memory_desc_t *md, const tg_tensor *t);
 
-/* ---- running a cached primitive: tg_dnnl_exec, and its variant tg_dnnl_run ---- */
+/* ---- running a cached primitive: tg_dnnl_exec, and its variant for tensors ---- */
 
 /* At most this many arguments per primitive, the scratchpad included. */
 #define TG_DNNL_MAX_ARGS 12
@@ -130,9 +130,9 @@ typedef struct tg_dnnl_mem {
  * the stream, waits, and destroys the memories (also on failure). Lock held. */
 tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const char *who);
 
-/* One argument of tg_dnnl_run: a tensor in the caller's plain layout; the layout
- * the primitive wants for it is asked of the entry (query `what`, index `index`:
- * a bias is weights argument 1). Inputs are reordered in (tmp slot `slot`) when
+/* One argument of tg_dnnl_exec_tensors: a tensor in the caller's plain layout;
+ * the layout the primitive wants for it is asked of the entry (query `what`,
+ * index `index`: a bias is weights argument 1). Inputs are reordered in (tmp slot `slot`) when
  * the layouts differ, weights go through the cache of tg_dnnl_weights_as, and
  * outputs are written in place or through tmp slot `slot` and reordered back. */
 typedef enum tg_dnnl_role { TG_DNNL_IN, TG_DNNL_WEIGHTS, TG_DNNL_OUT } tg_dnnl_role;
@@ -154,7 +154,8 @@ typedef struct tg_dnnl_io {
  * left in that layout (tg_dnnl_alt_attach) instead of being reordered back, so
  * the next primitive that wants the same layout reads it without a reorder, and
  * any plain reader settles it first (libtensor/tensor_impl.h, tg_alt_layout). */
-tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who);
+tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
+                               const char *who);
 
 /* ---- layouts at the edges: the API is plain, primitives may want blocked ---- */
 

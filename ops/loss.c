@@ -106,8 +106,9 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
         return NULL;
     tg_tensor *in[2] = {x, labels};
     tg_op_call c;
-    if (!tg_op_begin(&c, probs ? &tg_op_cross_entropy_probs_vtable : &tg_op_cross_entropy_vtable,
-                     who, in, 2, NULL, 0)) {
+    const tg_op_vtable *vt = probs ? &tg_op_cross_entropy_probs_vtable
+                                   : &tg_op_cross_entropy_vtable;
+    if (!tg_op_begin(&c, vt, who, in, 2, NULL, 0)) {
         free(lab);
         return NULL;
     }

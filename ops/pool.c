@@ -215,7 +215,7 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
         {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0, backward ? TG_DNNL_IN : TG_DNNL_OUT,
          wsm, ws_bytes > 0 ? ws : NULL, 2},
     };
-    rc = tg_dnnl_run(e, io, 3, who);
+    rc = tg_dnnl_exec_tensors(e, io, 3, who);
 out:
     tg_dnnl_unlock();
     return rc;

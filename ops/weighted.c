@@ -14,7 +14,7 @@ static tg_status weighted_run(const tg_weighted_op *op, tg_dnnl_kind kind, const
         return tg_last_status();
     tg_dnnl_lock();
     tg_dnnl_entry *e = op->get(kind, geom, who);
-    tg_status rc = e ? tg_dnnl_run(e, io, n, who) : tg_last_status();
+    tg_status rc = e ? tg_dnnl_exec_tensors(e, io, n, who) : tg_last_status();
     tg_dnnl_unlock();
     return rc;
 }

@@ -11,7 +11,8 @@
 
 /* The cached primitive of `kind` for an op's checked geometry, created on a miss.
  * Lock held. */
-typedef tg_dnnl_entry *(*tg_weighted_getter)(tg_dnnl_kind kind, const void *geom, const char *who);
+typedef tg_dnnl_entry *(*tg_weighted_getter)(tg_dnnl_kind kind, const void *geom,
+                                             const char *who);
 
 typedef struct tg_weighted_op {
     const char *name;  /* "tg_conv2d"; the backward's errors add " backward (data)" ... */
