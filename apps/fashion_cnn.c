@@ -287,12 +287,12 @@ bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, doub
     for (int64_t start = 0; start < n && ok; start += FC_EVAL_BATCH) {
         int64_t end = start + FC_EVAL_BATCH < n ? start + FC_EVAL_BATCH : n;
         tg_scope *s = tg_scope_push();
-        tg_tensor *x = tg_tensor_narrow(ds->images, 0, start, end);
-        tg_tensor *y = tg_tensor_narrow(ds->labels, 0, start, end);
+        tg_tensor *x = tg_slice(ds->images, 0, start, end);
+        tg_tensor *y = tg_slice(ds->labels, 0, start, end);
         tg_tensor *logits = tg_sequential_forward_logits(model, x);
         tg_tensor *l = tg_cross_entropy(logits, y);
-        tg_tensor *pred = tg_tensor_contiguous(tg_argmax(logits, 1, false));
-        tg_tensor *yc = tg_tensor_contiguous(y);
+        tg_tensor *pred = tg_contiguous(tg_argmax(logits, 1, false));
+        tg_tensor *yc = tg_contiguous(y);
         if (!l || !pred || !yc) {
             ok = false;
         } else {

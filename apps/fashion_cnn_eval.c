@@ -166,7 +166,7 @@ static tg_tensor *load_image(const char *cmd, const image_src *src, int64_t *lab
         if (f && src->invert)
             f = tg_add_scalar(tg_mul_scalar(f, -1.0), 255.0);
         f = tg_mul_scalar(f, 1.0 / 255.0);
-        tg_tensor *x = f ? tg_tensor_reshape(f, TG_SHAPE(1, 1, 28, 28)) : NULL;
+        tg_tensor *x = f ? tg_reshape(f, TG_SHAPE(1, 1, 28, 28)) : NULL;
         if (!x)
             app_fail_tg(cmd, "cannot convert the image");
         return x;
@@ -182,7 +182,7 @@ static tg_tensor *load_image(const char *cmd, const image_src *src, int64_t *lab
     }
     int64_t i = src->index;
     *label = (int64_t)tg_get(test.labels, &i);
-    tg_tensor *x = tg_tensor_copy(tg_tensor_narrow(test.images, 0, i, i + 1));
+    tg_tensor *x = tg_tensor_copy(tg_slice(test.images, 0, i, i + 1));
     if (x && src->invert)
         x = tg_add_scalar(tg_mul_scalar(x, -1.0), 1.0);
     tg_dataset_clear(&test);
@@ -254,7 +254,7 @@ int fc_cmd_predict(int argc, char **argv)
     bool prev = tg_set_grad_enabled(false);
     int64_t label;
     tg_tensor *x = load_image("predict", &src, &label);
-    tg_tensor *probs = x ? tg_tensor_contiguous(tg_sequential_forward(m, x)) : NULL;
+    tg_tensor *probs = x ? tg_contiguous(tg_sequential_forward(m, x)) : NULL;
     if (!x) {
         rc = EXIT_RUNTIME;
     } else if (!probs || tg_tensor_dtype(probs) != TG_F32) {
@@ -363,7 +363,7 @@ int fc_cmd_featuremaps(int argc, char **argv)
     tg_pool2d_opts po = TG_POOL2D_OPTS_INIT;
     tg_tensor *maps = tg_relu(tg_conv2d(x, kernel, bias, &co));
     tg_tensor *pooled = tg_max_pool2d(maps, &po);
-    tg_tensor *probs = tg_tensor_contiguous(tg_sequential_forward(m, x));
+    tg_tensor *probs = tg_contiguous(tg_sequential_forward(m, x));
     if (!maps || !pooled || !probs) {
         rc = app_fail_tg("featuremaps", "the forward pass failed");
         goto done;

@@ -10,8 +10,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -54,4 +56,5 @@ uint64_t tg_autograd_sequence(void);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -68,4 +70,5 @@ tg_status tg_gradcheck(tg_gradcheck_report *report, tg_gradcheck_fn fn, void *ct
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -47,4 +49,5 @@ const tg_graph_item *tg_graph_item_at(const tg_graph *g, size_t i); /* borrowed 
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

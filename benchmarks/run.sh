@@ -24,6 +24,10 @@
 #   BENCH_IDLE_WAIT  seconds a run may wait for the other processes to calm down
 #                  (default 120; 0 = never wait): before each run the CPUs are sampled
 #                  for a second and the run starts once others use < 15% of them
+#   BENCH_BEFORE   a second build tree (say of main before a change): its
+#                  benchmarks/train_libtensor runs as the variant "before" in the same
+#                  repetitions, and a table gives libtensor's time over it (a change's
+#                  regression check: make bench before and after, in one run)
 #   PYTHON         the interpreter with torch (default: python3, then /usr/bin/python3)
 #   TG_FASHION_MNIST_DIR  the IDX files (default /usr/share/datasets/fashion-mnist)
 set -u
@@ -101,6 +105,15 @@ for x in ${BENCH_EXTRA:-}; do
     esac
 done
 impls="$impls$extra"
+before=${BENCH_BEFORE:-}
+if [ -n "$before" ]; then
+    if [ -x "$before/benchmarks/train_libtensor" ]; then
+        impls="$impls before"
+    else
+        say "bench: BENCH_BEFORE=$before has no benchmarks/train_libtensor (ignored)"
+        before=
+    fi
+fi
 if [ -n "$python" ]; then
     impls="$impls torch"
     torch_note=$("$python" -c 'import torch, sys; sys.stdout.write(torch.__version__)' 2>/dev/null)
@@ -141,6 +154,7 @@ while [ "$r" -le "$reps" ]; do
                 direct_noftz) set -- "$bdir/benchmarks/direct_dnnl" --no-ftz ;;
                 libtensor) set -- "$bdir/benchmarks/train_libtensor" ;;
                 libtensor_noftz) set -- "$bdir/benchmarks/train_libtensor" --no-ftz ;;
+                before) set -- "$before/benchmarks/train_libtensor" ;;
                 torch) set -- "$python" "$here/torch_cnn.py" ;;
                 torch_ftz) set -- "$python" "$here/torch_cnn.py" --ftz ;;
                 esac
@@ -157,6 +171,8 @@ while [ "$r" -le "$reps" ]; do
                 fi
                 [ "$impl" = torch ] && [ -z "${torch_blas:-}" ] &&
                     torch_blas=$(sed -n 's/^torch [^;]*; //p' "$log" | head -n 1)
+                # The build in BENCH_BEFORE says impl=libtensor too: name it apart.
+                [ "$impl" = before ] && line=$(say "$line" | sed 's/ impl=libtensor / impl=before /')
                 printf 'RESULT run=%s others_busy=%s %s\n' "$r" "$busy" "${line#RESULT }" >>"$raw"
                 say "  run $r: $(say "$line" | awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                     printf "%-13s batch %4s threads %s: %8.3f ms/step %9.0f img/s, inference %8.0f img/s, acc %.3f, peak RSS %6.1f MB",
@@ -241,6 +257,23 @@ END {
         printf "| %s | %s | %s%s | %s%s | %s%s | %s | %s%s |\n", B[bi], T[ti], r1, verdict(r1, "<=", 1.10),
             r2, verdict(r2, ">=", tt), r3, verdict(r3, ">=", 1), r4, r5, verdict(r5, "<=", 0.5)
     }
+    nbf = 0
+    for (bi = 1; bi <= nb; bi++) for (ti = 1; ti <= nt; ti++) if (cnt["before" SUBSEP B[bi] SUBSEP T[ti]]) nbf++
+    if (nbf) {
+        print ""
+        print "### libtensor against the build in BENCH_BEFORE (same runs; below 1 the new build is faster)"
+        print ""
+        print "| batch | threads | training ms/step / before | inference time / before | peak RSS / before |"
+        print "|---:|---:|---:|---:|---:|"
+        for (bi = 1; bi <= nb; bi++) for (ti = 1; ti <= nt; ti++) {
+            l = "libtensor" SUBSEP B[bi] SUBSEP T[ti]; o = "before" SUBSEP B[bi] SUBSEP T[ti]
+            if (!cnt[l] || !cnt[o]) continue
+            printf "| %s | %s | %s | %s | %s |\n", B[bi], T[ti],
+                ratio(median(l, "ms_step"), median(o, "ms_step"), "%.3f"),
+                ratio(median(l, "infer_s"), median(o, "infer_s"), "%.3f"),
+                ratio(median(l, "rss_mb"), median(o, "rss_mb"), "%.3f")
+        }
+    }
     print ""
     print "### libtensor counters after the first training step (worst run)"
     print ""
@@ -264,6 +297,7 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say ""
     say "Written by \`benchmarks/run.sh\` (\`make bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC')."
     say ""
+    [ -n "$before" ] && say "- before: $before ($(git -C "$before" rev-parse --short HEAD 2>/dev/null || echo 'a build tree'))"
     say "- Source: ${rev:-not a git checkout}; CPU: $cpu, $ncpu CPUs online; ${isa:+flags: $isa}"
     say "- $dnnl; PyTorch: $torch_note${torch_blas:+ ($torch_blas)}"
     say "- Each run: $mode, then inference over the 10,000 test images at the same batch;"

@@ -174,8 +174,8 @@ int main(void)
              * the batch views, activations, the loss, the recorded graph -- is
              * released when the scope pops. */
             tg_scope *step = tg_scope_push();
-            tg_tensor *xb = tg_tensor_narrow(x, 0, start, start + BATCH); /* views, no copy */
-            tg_tensor *yb = tg_tensor_narrow(y, 0, start, start + BATCH);
+            tg_tensor *xb = tg_slice(x, 0, start, start + BATCH); /* views, no copy */
+            tg_tensor *yb = tg_slice(y, 0, start, start + BATCH);
             tg_tensor *loss = tg_cross_entropy(mlp_forward(&m, xb), yb);
 
             if (!loss || tg_backward(loss) != TG_OK || sgd_step(&m, LEARNING_RATE) != 0) {

@@ -9,8 +9,10 @@
 
 #include <stdint.h>
 
-#include "libtensor/state_dict.h"
+#include "../libtensor/state_dict.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -62,4 +64,5 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

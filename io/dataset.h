@@ -9,9 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/rng.h"
-#include "libtensor/tensor.h"
+#include "../libtensor/rng.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -132,4 +134,5 @@ tg_status tg_batch_iter_resume(tg_batch_iter *it, const int64_t *order, int64_t 
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

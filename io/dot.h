@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,4 +31,5 @@ tg_status tg_dot_write(FILE *out, tg_tensor *const *outputs, int n_outputs,
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -8,8 +8,10 @@
 
 #include <stdbool.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,4 +35,5 @@ tg_status tg_idx_write(const char *path, const tg_tensor *t, bool gzip);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

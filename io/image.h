@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,4 +58,5 @@ tg_tensor *tg_image_grid(const tg_tensor *maps, const tg_grid_opts *opts);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

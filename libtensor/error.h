@@ -5,6 +5,9 @@
 #ifndef TG_ERROR_H
 #define TG_ERROR_H
 
+#include "export.h"
+
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,4 +44,5 @@ const char *tg_status_str(tg_status status);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

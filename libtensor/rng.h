@@ -8,8 +8,10 @@
 
 #include <stdint.h>
 
-#include "libtensor/error.h"
+#include "error.h"
+#include "export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,4 +41,5 @@ void tg_manual_seed(uint64_t seed);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

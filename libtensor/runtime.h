@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "libtensor/error.h"
+#include "error.h"
+#include "export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -68,4 +70,5 @@ const char *tg_version(void);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

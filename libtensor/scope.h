@@ -6,8 +6,10 @@
 #ifndef TG_SCOPE_H
 #define TG_SCOPE_H
 
-#include "libtensor/tensor.h"
+#include "tensor.h"
+#include "export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,4 +36,5 @@ int tg_scope_depth(void);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
+#include "tensor.h"
+#include "export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -53,4 +55,5 @@ tg_attr_type tg_state_dict_attr_type_at(const tg_state_dict *sd, size_t i);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

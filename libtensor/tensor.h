@@ -1,8 +1,8 @@
 /* libtensor/tensor.h -- n-dimensional, reference-counted tensors.
  *
  * A tensor is a shape + strides + offset into a refcounted, 64-byte-aligned
- * storage. Views share the storage. The functions here are the raw tensor core:
- * they record nothing for autodiff (the differentiable ops are in ops/ops.h).
+ * storage. Views share the storage. The functions here are the tensor core: they
+ * record nothing for autodiff (the views and every other op are in ops/ops.h).
  *
  * Ownership, stated on every function as in jansson:
  *   new reference     the caller owns one reference and must tg_release() it;
@@ -21,8 +21,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "libtensor/error.h"
+#include "error.h"
+#include "export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -130,27 +132,15 @@ tg_status tg_tensor_fill(tg_tensor *t, double value);
  * the call. */
 tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src);
 
-/* ---- views: scoped references sharing t's storage; not recorded for autodiff ---- */
+/* ---- views ----
+ * There is one set of views, the differentiable one in ops/ops.h: tg_reshape,
+ * tg_flatten, tg_permute, tg_transpose, tg_slice, tg_squeeze, tg_unsqueeze and
+ * tg_contiguous. They share t's storage like any view and record a node only when
+ * an input requires grad, so a model never loses its gradient by picking the
+ * wrong one. */
 
-/* At most one extent may be -1 (inferred). Fails with TG_ERR_SHAPE when the sizes
- * differ, or when t's strides make a view impossible (use tg_tensor_contiguous). */
-tg_tensor *tg_tensor_reshape(tg_tensor *t, int ndim, const int64_t *shape);
-/* Merges dims start..end (inclusive; negative counts from the end) into one. */
-tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim);
-/* perm is a permutation of 0..ndim-1; a negative entry counts from the end (-1 is
- * the last dim), as in tg_permute. */
-tg_tensor *tg_tensor_permute(tg_tensor *t, const int *perm);
-tg_tensor *tg_tensor_transpose(tg_tensor *t, int dim0, int dim1);
-/* Elements start..end-1 along dim (negative start/end count from the end). */
-tg_tensor *tg_tensor_narrow(tg_tensor *t, int dim, int64_t start, int64_t end);
-/* Removes dim (must have extent 1); dim -1 ... from the end. */
-tg_tensor *tg_tensor_squeeze(tg_tensor *t, int dim);
-/* Inserts an extent-1 dim at position dim (0..ndim; negative from the end). */
-tg_tensor *tg_tensor_unsqueeze(tg_tensor *t, int dim);
-/* t itself (one more reference, scoped) when already contiguous, else a contiguous copy. */
-tg_tensor *tg_tensor_contiguous(tg_tensor *t);
-
-/* ---- copies: scoped references with fresh contiguous storage ---- */
+/* ---- copies: scoped references with fresh contiguous storage ----
+ * Not recorded for autodiff: the copy is detached from t's graph, like tg_detach. */
 
 tg_tensor *tg_tensor_copy(const tg_tensor *t);
 tg_tensor *tg_tensor_to_dtype(const tg_tensor *t, tg_dtype dtype);
@@ -166,4 +156,5 @@ char *tg_tensor_to_string(const tg_tensor *t);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

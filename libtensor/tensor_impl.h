@@ -149,6 +149,21 @@ tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
                            const int64_t *shape, int64_t *out);
 bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 
+/* Raw views (libtensor/view.c): scoped references sharing t's storage that record
+ * nothing for autodiff. Internal, so that users have one view API, the
+ * differentiable one in ops/ops.h (same semantics, except that tg_reshape copies
+ * where these fail on strides that make a view impossible). Library code may use
+ * them where no gradient can flow. Negative dims count from the end. */
+tg_tensor *tg_tensor_reshape(tg_tensor *t, int ndim, const int64_t *shape); /* one -1 */
+tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim);      /* inclusive */
+tg_tensor *tg_tensor_permute(tg_tensor *t, const int *perm);
+tg_tensor *tg_tensor_transpose(tg_tensor *t, int dim0, int dim1);
+tg_tensor *tg_tensor_slice(tg_tensor *t, int dim, int64_t start, int64_t end);
+tg_tensor *tg_tensor_squeeze(tg_tensor *t, int dim);
+tg_tensor *tg_tensor_unsqueeze(tg_tensor *t, int dim);
+/* t itself (one more reference, scoped) when contiguous, else a contiguous copy. */
+tg_tensor *tg_tensor_contiguous(tg_tensor *t);
+
 /* Scoped return: hands a new reference to the innermost scope (or the caller). */
 static inline tg_tensor *tg_scoped(tg_tensor *t) { return tg_scope_adopt_steal(t); }
 

@@ -1,8 +1,10 @@
-/* libtensor/view.c -- views (reshape, permute, narrow, ...) and the strided copy
+/* libtensor/view.c -- raw views (reshape, permute, slice, ...) and the strided copy
  * and fill they make necessary.
  *
- * Views share storage and record nothing for autodiff: ops/ wraps them when a
- * gradient must flow. Writes through the API bump the storage version. */
+ * Views share storage and record nothing for autodiff. They are internal
+ * (libtensor/tensor_impl.h): users get the differentiable views of ops/shape.c,
+ * which share the stride logic here. Writes through the API bump the storage
+ * version. */
 #include <string.h>
 
 #include "libtensor/tensor_impl.h"
@@ -189,19 +191,19 @@ tg_tensor *tg_tensor_transpose(tg_tensor *t, int dim0, int dim1)
 
 /* ---------------------------------------------------------------- slicing */
 
-tg_tensor *tg_tensor_narrow(tg_tensor *t, int dim, int64_t start, int64_t end)
+tg_tensor *tg_tensor_slice(tg_tensor *t, int dim, int64_t start, int64_t end)
 {
     if (!t)
-        return tg_null_arg("tg_tensor_narrow", "t"), NULL;
+        return tg_null_arg("tg_tensor_slice", "t"), NULL;
     int d = norm_dim(dim, t->ndim);
     if (d < 0)
-        return tg_error(TG_ERR_RANGE, "tg_tensor_narrow: dim %d is out of range for a %d-d "
+        return tg_error(TG_ERR_RANGE, "tg_tensor_slice: dim %d is out of range for a %d-d "
                         "tensor", dim, t->ndim), NULL;
     int64_t extent = t->shape[d];
     int64_t s = start < 0 ? start + extent : start;
     int64_t e = end < 0 ? end + extent : end;
     if (s < 0 || e > extent || s > e)
-        return tg_error(TG_ERR_RANGE, "tg_tensor_narrow: start %lld, end %lld are out of range "
+        return tg_error(TG_ERR_RANGE, "tg_tensor_slice: start %lld, end %lld are out of range "
                         "for dim %d of extent %lld", (long long)start, (long long)end, dim,
                         (long long)extent), NULL;
     int64_t shape[TG_MAX_DIMS];

@@ -25,10 +25,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/rng.h"
-#include "libtensor/state_dict.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/rng.h"
+#include "../libtensor/state_dict.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -415,4 +417,5 @@ tg_status tg_train_state_import(tg_train_progress *out, tg_sequential *model, tg
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

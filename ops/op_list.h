@@ -11,7 +11,7 @@
  *   - ops/<op>.c (or the family file, e.g. ops/unary.c): the forward on the op
  *     frame (tg_op_begin ... tg_op_end, ops/ops_impl.h), the backward, and the
  *     vtable tg_op_<name>_vtable (a missing vtable is a link error); a new file
- *     also goes into Makefile.am's libtensor_la_SOURCES;
+ *     also goes into Makefile.am's libtensor_internal_la_SOURCES;
  *   - ops/ops.h: the public declaration, with its math and ownership, and the
  *     op named in docs/tensor-api.md's list of ops;
  *   - tests/test_gradcheck.c: a registry row and a case in its call switch

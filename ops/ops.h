@@ -17,9 +17,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "libtensor/tensor.h"
-#include "libtensor/rng.h"
+#include "../libtensor/tensor.h"
+#include "../libtensor/rng.h"
+#include "../libtensor/export.h"
 
+TG_API_BEGIN
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -88,7 +90,8 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim);
  * or a 2-D b shared by the whole batch. */
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
 
-/* ---- shape ops: differentiable views (they share storage when they can) ---- */
+/* ---- views: the only ones, all differentiable (they share storage when they can;
+ * tg_reshape copies where x's strides make a view impossible) ---- */
 tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed */
 /* Merges dims start_dim..end_dim (inclusive, negative from the end). Keras's
  * Flatten is tg_flatten(x, 1, -1). */
@@ -99,6 +102,9 @@ tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1);
 tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end);
 tg_tensor *tg_squeeze(tg_tensor *x, int dim);
 tg_tensor *tg_unsqueeze(tg_tensor *x, int dim);
+/* x itself (one more scoped reference) when already contiguous, else a contiguous
+ * copy whose gradient flows back to x. For tg_tensor_data on a view. */
+tg_tensor *tg_contiguous(tg_tensor *x);
 /* Joins n tensors along dim; other extents and dtypes must match. */
 tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim);
 
@@ -156,4 +162,5 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng);
 #ifdef __cplusplus
 }
 #endif
+TG_API_END
 #endif

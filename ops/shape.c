@@ -1,5 +1,6 @@
-/* ops/shape.c -- differentiable views: reshape (and flatten, squeeze, unsqueeze,
- * which record as reshape), permute (and transpose), slice.
+/* ops/shape.c -- the views users get, all differentiable: reshape (and flatten,
+ * squeeze, unsqueeze and contiguous, which record as reshape), permute (and
+ * transpose), slice.
  *
  *   reshape: y = x viewed with a new shape         dx = reshape(g, shape of x)
  *   permute: y[i_perm[0], ...] = x[i_0, ...]       dx = permute(g, inverse perm)
@@ -49,7 +50,7 @@ tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
     static const char who[] = "tg_flatten";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
-    /* a 0-d x flattens to [1], as in tg_tensor_flatten and numpy's ravel */
+    /* a 0-d x flattens to [1], as numpy's ravel does */
     int s, e, n = x->ndim > 0 ? x->ndim : 1;
     if (tg_norm_axis(who, start_dim, n, &s) != TG_OK ||
         tg_norm_axis(who, end_dim, n, &e) != TG_OK)
@@ -107,6 +108,19 @@ tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
     for (int d = 0, src = 0; d <= x->ndim; d++)
         shape[d] = d == d0 ? 1 : x->shape[src++];
     return reshape_impl(who, x, x->ndim + 1, shape);
+}
+
+/* x itself when already contiguous (no node: it is the same tensor), else a
+ * contiguous copy recorded as an identity reshape, whose backward hands g on. */
+tg_tensor *tg_contiguous(tg_tensor *x)
+{
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_reshape_vtable, "tg_contiguous", &x, 1, "x", 0))
+        return NULL;
+    if (tg_tensor_is_contiguous(x))
+        return tg_scoped(tg_retain(x));
+    c.out = tg_contiguous_owned(x);
+    return tg_op_end(&c);
 }
 
 static tg_status reshape_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)

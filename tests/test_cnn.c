@@ -221,7 +221,7 @@ START_TEST(conv_strided_input)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *xt = rnd(TG_F32, TG_SHAPE(2, 3, 7, 6), 5);
-    tg_tensor *x = tg_tensor_transpose(xt, 2, 3); /* (2, 3, 6, 7), strided */
+    tg_tensor *x = tg_transpose(xt, 2, 3); /* (2, 3, 6, 7), strided */
     tg_tensor *w = rnd(TG_F32, TG_SHAPE(4, 3, 3, 3), 6);
     ck_assert(!tg_tensor_is_contiguous(x));
     tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
@@ -526,12 +526,12 @@ START_TEST(kept_layout_plain_access)
 
     /* a view of a kept tensor (narrow along the batch) */
     tg_tensor *c = tg_conv2d(x, w, NULL, NULL);
-    tg_tensor *v = tg_tensor_narrow(c, 0, 1, 2);
+    tg_tensor *v = tg_slice(c, 0, 1, 2);
     tg_backend_stats_get(&b);
     tg_set_backend(TG_BACKEND_REFERENCE);
     tg_tensor *cref = tg_conv2d(x, w, NULL, NULL);
     tg_set_backend(prev);
-    e = tg_test_max_scaled_err(v, tg_tensor_narrow(cref, 0, 1, 2), F32_ATOL, F32_RTOL, &where);
+    e = tg_test_max_scaled_err(v, tg_slice(cref, 0, 1, 2), F32_ATOL, F32_RTOL, &where);
     ck_assert_msg(e <= 1.0, "view of a kept layout: element %lld off by %.3g x tol",
                   (long long)where, e);
 
@@ -1201,23 +1201,23 @@ START_TEST(views_match_copies)
     tg_dtype dt = _i ? TG_F64 : TG_F32;
     tg_scope *s = tg_scope_push();
     /* (2, 3, 6, 7) transposed from (2, 3, 7, 6); weights and bias at an offset */
-    tg_tensor *x = tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 1), 2, 3);
-    tg_tensor *w = tg_tensor_narrow(rnd(dt, TG_SHAPE(6, 3, 3, 2), 2), 0, 2, 6);
-    tg_tensor *b = tg_tensor_narrow(rnd(dt, TG_SHAPE(7), 3), 0, 3, 7);
+    tg_tensor *x = tg_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 1), 2, 3);
+    tg_tensor *w = tg_slice(rnd(dt, TG_SHAPE(6, 3, 3, 2), 2), 0, 2, 6);
+    tg_tensor *b = tg_slice(rnd(dt, TG_SHAPE(7), 3), 0, 3, 7);
     tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}, false};
     view_vs_copy("conv2d", conv_fn, &o, x, w, b);
     view_vs_copy("max_pool2d", pool_fn, &view_max,
-                 tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 4), 2, 3), NULL, NULL);
+                 tg_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 4), 2, 3), NULL, NULL);
     view_vs_copy("avg_pool2d", pool_fn, &view_avg,
-                 tg_tensor_permute(rnd(dt, TG_SHAPE(6, 2, 3, 7), 5), (const int[]){1, 2, 0, 3}),
+                 tg_permute(rnd(dt, TG_SHAPE(6, 2, 3, 7), 5), (const int[]){1, 2, 0, 3}),
                  NULL, NULL);
     /* dense on a rank-4 view with a transposed weight */
-    tg_tensor *xd = tg_tensor_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 6), 1, 3);
-    tg_tensor *wd = tg_tensor_transpose(rnd(dt, TG_SHAPE(126, 5), 7), 0, 1);
-    tg_tensor *bd = tg_tensor_narrow(rnd(dt, TG_SHAPE(9), 8), 0, 4, 9);
+    tg_tensor *xd = tg_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 6), 1, 3);
+    tg_tensor *wd = tg_transpose(rnd(dt, TG_SHAPE(126, 5), 7), 0, 1);
+    tg_tensor *bd = tg_slice(rnd(dt, TG_SHAPE(9), 8), 0, 4, 9);
     view_vs_copy("dense", dense_fn, NULL, xd, wd, bd);
     view_vs_copy("dropout", dropout_fn, &view_drop,
-                 tg_tensor_transpose(rnd(dt, TG_SHAPE(4, 5, 6), 9), 0, 2), NULL, NULL);
+                 tg_transpose(rnd(dt, TG_SHAPE(4, 5, 6), 9), 0, 2), NULL, NULL);
     tg_scope_pop(s);
 }
 END_TEST

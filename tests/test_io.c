@@ -262,8 +262,8 @@ START_TEST(idx_write_round_trip)
             TG_OK_(tg_set(a, (int64_t[]){5}, -3));
         if (tg_dtype_is_float(dts[k]))
             TG_OK_(tg_set(a, (int64_t[]){7}, 0.1));
-        tg_tensor *m = tg_tensor_reshape(a, TG_SHAPE(2, 3, 4));
-        tg_tensor *v = tg_tensor_transpose(m, 0, 2); /* non-contiguous (4, 3, 2) */
+        tg_tensor *m = tg_reshape(a, TG_SHAPE(2, 3, 4));
+        tg_tensor *v = tg_transpose(m, 0, 2); /* non-contiguous (4, 3, 2) */
         TG_CHECK(v != NULL);
         for (int gz = 0; gz < 2; gz++) {
             const char *p = tp(gz ? "w.gz" : "w");
@@ -851,7 +851,7 @@ START_TEST(batches_options)
 
     /* non-contiguous inputs are copied once */
     tg_scope *s = tg_scope_push();
-    tg_tensor *xt = tg_tensor_transpose(x, 1, 2); /* (10, 3, 2) */
+    tg_tensor *xt = tg_transpose(x, 1, 2); /* (10, 3, 2) */
     o.batch_size = 3;
     o.shuffle = false;
     it = tg_batch_iter_new(xt, y, &o, NULL);
@@ -960,7 +960,7 @@ START_TEST(batches_convert_other_dtypes)
     tg_scope *s = tg_scope_push();
     tg_tensor *y = tg_arange(TG_I64, 0, 6, 1);
     tg_tensor *xi = tg_arange(TG_I32, -7, 5, 1);                       /* 12 values */
-    tg_tensor *x2 = tg_tensor_reshape(xi, TG_SHAPE(6, 2));
+    tg_tensor *x2 = tg_reshape(xi, TG_SHAPE(6, 2));
     tg_batch_opts o = {0};
     o.batch_size = 4;
     o.input_dtype = TG_F64;
@@ -979,8 +979,8 @@ START_TEST(batches_convert_other_dtypes)
 
     /* f32 inputs, transposed (a copy), scaled into f32: (float)(v * scale) */
     tg_tensor *xf = tg_rand_uniform(TG_F32, TG_SHAPE(6, 3, 2), -1, 1, NULL);
-    tg_tensor *xt = tg_tensor_transpose(xf, 1, 2); /* (6, 2, 3) */
-    tg_tensor *xc = tg_tensor_contiguous(xt);
+    tg_tensor *xt = tg_transpose(xf, 1, 2); /* (6, 2, 3) */
+    tg_tensor *xc = tg_contiguous(xt);
     o.input_dtype = TG_F32;
     o.input_scale = -3.3;
     o.batch_size = 6;
@@ -1125,7 +1125,7 @@ static tg_state_dict *sample_dict(void)
     TG_OK_(tg_state_dict_set(sd, "optimizer/step", tg_full(TG_I64, 0, NULL, 17)));
     TG_OK_(tg_state_dict_set(sd, "empty", tg_zeros(TG_F32, TG_SHAPE(0, 3))));
     tg_tensor *m = tg_rand_normal(TG_F32, TG_SHAPE(3, 5), 0, 1, NULL);
-    TG_OK_(tg_state_dict_set(sd, "optimizer/m/model/dense/kernel", tg_tensor_transpose(m, 0, 1)));
+    TG_OK_(tg_state_dict_set(sd, "optimizer/m/model/dense/kernel", tg_transpose(m, 0, 1)));
     TG_OK_(tg_state_dict_set_i64(sd, "epoch", 3));
     TG_OK_(tg_state_dict_set_i64(sd, "optimizer/min", INT64_MIN));
     TG_OK_(tg_state_dict_set_f64(sd, "optimizer/lr", 1e-3));
@@ -1299,7 +1299,7 @@ START_TEST(ckpt_load_into)
     /* the full state into a fresh dict of the same layout (non-contiguous target too) */
     tg_state_dict *fresh = shaped_like(sd, 0);
     tg_tensor *mt = tg_zeros(TG_F32, TG_SHAPE(3, 5));
-    TG_OK_(tg_state_dict_set(fresh, "optimizer/m/model/dense/kernel", tg_tensor_transpose(mt, 0, 1)));
+    TG_OK_(tg_state_dict_set(fresh, "optimizer/m/model/dense/kernel", tg_transpose(mt, 0, 1)));
     TG_OK_(tg_checkpoint_load_into(p, fresh));
     assert_same_dict(sd, fresh);
     tg_state_dict_free(fresh);
@@ -1858,7 +1858,7 @@ START_TEST(image_grid)
                           px[y * 7 + x], want[y][x]);
 
     /* (N, 1, H, W), scale 3, default columns, one range for all, then write/read */
-    tg_tensor *m4 = tg_tensor_reshape(maps, TG_SHAPE(3, 1, 2, 2));
+    tg_tensor *m4 = tg_reshape(maps, TG_SHAPE(3, 1, 2, 2));
     o = (tg_grid_opts)TG_GRID_OPTS_INIT;
     o.scale = 3;
     o.per_map_scale = false;

@@ -1112,7 +1112,7 @@ START_TEST(test_accuracy)
     TG_OK_(tg_accuracy_count(&c, sc, y));
     ck_assert_int_eq(c, 2);
     /* A strided view (transpose of a transpose) and f64 give the same. */
-    tg_tensor *t = tg_tensor_transpose(tg_tensor_contiguous(tg_tensor_transpose(sc, 0, 1)), 0, 1);
+    tg_tensor *t = tg_transpose(tg_contiguous(tg_transpose(sc, 0, 1)), 0, 1);
     ck_assert(!tg_tensor_is_contiguous(t));
     ck_assert(tg_accuracy(t, y) == 0.5);
     ck_assert(tg_accuracy(tg_tensor_to_dtype(sc, TG_F64), tg_tensor_to_dtype(y, TG_I64)) == 0.5);

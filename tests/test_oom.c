@@ -246,12 +246,12 @@ static int reductions_and_views(tg_dtype dt)
 
 static int tensors_and_state_dicts(tg_dtype dt)
 {
-    tg_tensor *v = tg_tensor_transpose(tg_tensor_reshape(tg_arange(dt, 0, 24, 1),
+    tg_tensor *v = tg_transpose(tg_reshape(tg_arange(dt, 0, 24, 1),
                                                          TG_SHAPE(4, 6)), 0, 1);
-    tg_tensor *c = tg_tensor_contiguous(tg_tensor_narrow(v, 0, 1, 5));
+    tg_tensor *c = tg_contiguous(tg_slice(v, 0, 1, 5));
     /* the second copy overlaps its source, which goes through a temporary */
-    if (!c || tg_tensor_copy_into(tg_tensor_narrow(v, 0, 0, 4), c) != TG_OK ||
-        tg_tensor_copy_into(tg_tensor_narrow(v, 0, 1, 6), tg_tensor_narrow(v, 0, 0, 5)) != TG_OK)
+    if (!c || tg_tensor_copy_into(tg_slice(v, 0, 0, 4), c) != TG_OK ||
+        tg_tensor_copy_into(tg_slice(v, 0, 1, 6), tg_slice(v, 0, 0, 5)) != TG_OK)
         return -1;
     char *text = tg_tensor_to_string(v);
     if (!text)

@@ -667,6 +667,35 @@ START_TEST(view_errors)
     ASSERT_FAILS(tg_flatten(x, 1, 0), TG_ERR_ARG, "tg_flatten");
     ASSERT_FAILS(tg_flatten(x, 0, 5), TG_ERR_RANGE, "tg_flatten");
     ASSERT_FAILS(tg_flatten(NULL, 0, 1), TG_ERR_ARG, "tg_flatten");
+    ASSERT_FAILS(tg_contiguous(NULL), TG_ERR_ARG, "tg_contiguous");
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* tg_contiguous, the differentiable view that replaced the raw
+ * tg_tensor_contiguous in the public API: x itself when contiguous, else a
+ * row-major copy whose gradient reaches x. */
+START_TEST(contiguous_gradient)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = mk(dt, TG_SHAPE(2, 3), (const double[]){1, 2, 3, 4, 5, 6});
+    TG_OK_(tg_set_requires_grad(x, true));
+    ck_assert_ptr_eq(tg_contiguous(x), x);
+    tg_tensor *t = tg_transpose(x, 0, 1); /* (3, 2), strided */
+    tg_tensor *c = tg_contiguous(t);
+    assert_shape(c, TG_SHAPE(3, 2));
+    ck_assert(tg_tensor_is_contiguous(c));
+    ck_assert(!tg_tensor_shares_storage(c, x));
+    assert_values(c, (const double[]){1, 4, 2, 5, 3, 6}, 6);
+    /* loss = sum(w * c) with w[i][j] = 10 i + j: dloss/dx[j][i] = 10 i + j */
+    tg_tensor *w = mk(dt, TG_SHAPE(3, 2), (const double[]){0, 1, 10, 11, 20, 21});
+    TG_OK_(tg_backward(tg_sum(tg_mul(w, c), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){0, 10, 20, 1, 11, 21}, 6);
+    /* a slice's copy: the gradient lands in the sliced columns only */
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_contiguous(tg_slice(x, 1, 1, 3)), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){0, 1, 1, 0, 1, 1}, 6);
     tg_scope_pop(s);
 }
 END_TEST
@@ -1062,7 +1091,7 @@ START_TEST(degenerate_shapes)
     ck_assert(!tg_tensor_shares_storage(c, x));
     TG_OK_(tg_backward(tg_sum(tg_mul_scalar(c, 3), NULL, 0, false)));
     assert_values(tg_grad(x), (const double[]){3, 3, 3}, 3);
-    /* a 0-d tensor flattens to [1], as tg_tensor_flatten does */
+    /* a 0-d tensor flattens to [1], as the internal tg_tensor_flatten does */
     tg_tensor *z = mk(dt, 0, NULL, (const double[]){7});
     assert_shape(tg_flatten(z, 0, -1), TG_SHAPE(1));
     assert_shape(tg_tensor_flatten(z, 0, -1), TG_SHAPE(1));
@@ -1538,6 +1567,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, views_share_storage);
     tcase_add_test(tc, reshape_of_views_property);
     tcase_add_test(tc, view_errors);
+    tcase_add_loop_test(tc, contiguous_gradient, 0, 2);
     tcase_add_loop_test(tc, concat_values, 0, 2);
     tcase_add_test(tc, concat_errors);
     suite_add_tcase(s, tc);

@@ -151,7 +151,7 @@ static void check_network(tg_dtype dt, tg_backend be, double tol)
         ck_assert_msg(tg_tensor_numel(outs[i].t) == tg_tensor_numel(ref), "%s: size",
                       outs[i].name);
         if (tg_tensor_ndim(ref) == 0) /* the scalar loss */
-            ref = tg_tensor_reshape(ref, tg_tensor_ndim(outs[i].t), tg_tensor_shape(outs[i].t));
+            ref = tg_reshape(ref, tg_tensor_ndim(outs[i].t), tg_tensor_shape(outs[i].t));
         double e = norm_err(outs[i].t, ref);
         if (getenv("TG_TEST_VERBOSE"))
             printf("%-22s %s %-9s max|diff|/max|ref| = %.3g\n", outs[i].name,

@@ -1,12 +1,14 @@
 /* tests/test_tensor.c -- the libtensor/ layer: dtypes, creation, views, copies,
  * reference counting, scopes, errors, RNG, state dicts, printing and runtime.
  *
- * Uses only the public API, so it also checks that the headers are enough. */
+ * Uses the public API, plus the raw views that are internal to the library
+ * (libtensor/tensor_impl.h): they hold the stride logic every view shares. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tests/tg_test.h"
+#include "libtensor/tensor_impl.h" /* the raw views tested here are internal */
 
 static const tg_dtype all_dtypes[] = {TG_F32, TG_F64, TG_I32, TG_I64, TG_U8};
 #define N_DTYPES ((int)(sizeof all_dtypes / sizeof all_dtypes[0]))
@@ -176,7 +178,7 @@ START_TEST(test_scalar_tensors)
     ck_assert(tg_item(cp) == 1.5);
     ck_assert_ptr_null(tg_tensor_squeeze(x, 0));
     TG_ASSERT_ERROR_HAS("tg_tensor_squeeze");
-    ck_assert_ptr_null(tg_tensor_narrow(x, 0, 0, 1));
+    ck_assert_ptr_null(tg_tensor_slice(x, 0, 0, 1));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
     /* a from_data scalar */
     double v = 9.25;
@@ -331,7 +333,7 @@ START_TEST(test_views_share_storage)
     tg_tensor *base = IOTA(2, 3, 4);
     tg_tensor *r = tg_tensor_reshape(base, TG_SHAPE(6, 4));
     tg_tensor *p = tg_tensor_permute(base, (const int[]){2, 0, 1});
-    tg_tensor *n = tg_tensor_narrow(base, 1, 1, 3);
+    tg_tensor *n = tg_tensor_slice(base, 1, 1, 3);
     tg_tensor *u = tg_tensor_unsqueeze(base, 1);
     tg_tensor *f = tg_tensor_flatten(base, 1, 2);
     TG_CHECK(r && p && n && u && f);
@@ -467,7 +469,7 @@ START_TEST(test_reshape_non_contiguous)
     for (int64_t i = 0; i < 24; i++)
         ck_assert(at(q, i) == at(p, i));
     /* a narrowed tensor reshapes within its rows */
-    tg_tensor *n = tg_tensor_narrow(IOTA(4, 6), 1, 0, 4); /* (4,4) strides (6,1) */
+    tg_tensor *n = tg_tensor_slice(IOTA(4, 6), 1, 0, 4); /* (4,4) strides (6,1) */
     tg_tensor *nv = tg_tensor_reshape(n, TG_SHAPE(4, 2, 2));
     TG_CHECK(nv);
     ASSERT_STRIDES(nv, 6, 2, 1);
@@ -506,7 +508,7 @@ START_TEST(test_reshape_random_views)
         t = tg_tensor_permute(t, perm);
         int d = (int)tg_rng_below(&r, (uint64_t)nd);
         if (tg_tensor_dim(t, d) > 1 && tg_rng_below(&r, 2))
-            t = tg_tensor_narrow(t, d, 1, tg_tensor_dim(t, d));
+            t = tg_tensor_slice(t, d, 1, tg_tensor_dim(t, d));
         /* a random target shape with the same number of elements */
         int64_t n = tg_tensor_numel(t), left = n, target[6];
         int tn = 0;
@@ -544,33 +546,33 @@ START_TEST(test_narrow)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *base = IOTA(3, 5);
-    tg_tensor *n = tg_tensor_narrow(base, 1, 1, 4);
+    tg_tensor *n = tg_tensor_slice(base, 1, 1, 4);
     ASSERT_SHAPE(n, 3, 3);
     ASSERT_STRIDES(n, 5, 1);
     ck_assert(at(n, 0) == 1 && at(n, 8) == 13);
     ck_assert(!tg_tensor_is_contiguous(n));
-    tg_tensor *neg = tg_tensor_narrow(base, -1, -3, -1); /* columns 2..3 */
+    tg_tensor *neg = tg_tensor_slice(base, -1, -3, -1); /* columns 2..3 */
     ASSERT_SHAPE(neg, 3, 2);
     ck_assert(at(neg, 0) == 2 && at(neg, 5) == 13);
-    tg_tensor *rows = tg_tensor_narrow(base, 0, 1, 3);
+    tg_tensor *rows = tg_tensor_slice(base, 0, 1, 3);
     ck_assert(tg_tensor_is_contiguous(rows));
     ck_assert(at(rows, 0) == 5);
-    ASSERT_SHAPE(tg_tensor_narrow(base, 0, 2, 2), 0, 5);
-    ASSERT_SHAPE(tg_tensor_narrow(base, 1, 0, 5), 3, 5);
+    ASSERT_SHAPE(tg_tensor_slice(base, 0, 2, 2), 0, 5);
+    ASSERT_SHAPE(tg_tensor_slice(base, 1, 0, 5), 3, 5);
     /* errors name the function, dim, start, end and extent */
-    ck_assert_ptr_null(tg_tensor_narrow(base, 1, 2, 6));
+    ck_assert_ptr_null(tg_tensor_slice(base, 1, 2, 6));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
-    TG_ASSERT_ERROR_HAS("tg_tensor_narrow");
+    TG_ASSERT_ERROR_HAS("tg_tensor_slice");
     TG_ASSERT_ERROR_HAS("start 2");
     TG_ASSERT_ERROR_HAS("end 6");
     TG_ASSERT_ERROR_HAS("dim 1");
     TG_ASSERT_ERROR_HAS("extent 5");
-    ck_assert_ptr_null(tg_tensor_narrow(base, 1, 4, 2));
-    ck_assert_ptr_null(tg_tensor_narrow(base, 1, -6, 2));
-    ck_assert_ptr_null(tg_tensor_narrow(base, 2, 0, 1));
+    ck_assert_ptr_null(tg_tensor_slice(base, 1, 4, 2));
+    ck_assert_ptr_null(tg_tensor_slice(base, 1, -6, 2));
+    ck_assert_ptr_null(tg_tensor_slice(base, 2, 0, 1));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
     /* narrowing a narrowed view composes the offsets */
-    tg_tensor *nn = tg_tensor_narrow(tg_tensor_narrow(base, 0, 1, 3), 1, 2, 4);
+    tg_tensor *nn = tg_tensor_slice(tg_tensor_slice(base, 0, 1, 3), 1, 2, 4);
     ck_assert_int_eq(tg_tensor_offset(nn), 7);
     ck_assert(at(nn, 3) == 13);
     TG_OK_(tg_scope_pop(s));
@@ -695,7 +697,7 @@ START_TEST(test_copy_into)
     ck_assert(at(d2, 1) == 3 && at(d2, 4) == 2);
     /* strided both, into a column of a larger tensor */
     tg_tensor *big = tg_zeros(TG_F64, TG_SHAPE(3, 4));
-    tg_tensor *col = tg_tensor_narrow(big, 1, 1, 3);
+    tg_tensor *col = tg_tensor_slice(big, 1, 1, 3);
     TG_OK_(tg_tensor_copy_into(col, tg_tensor_transpose(src, 0, 1)));
     ck_assert(at(big, 0) == 0 && at(big, 1) == 0 && at(big, 2) == 3 && at(big, 3) == 0);
     ck_assert(at(big, 9) == 2 && at(big, 10) == 5 && at(big, 11) == 0);
@@ -714,8 +716,8 @@ START_TEST(test_copy_into)
     TG_OK_(tg_tensor_copy_into(sq, tg_tensor_transpose(sq, 0, 1)));
     for (int64_t k = 0; k < 9; k++)
         ck_assert(at(sq, k) == (double)(k % 3 * 3 + k / 3));
-    tg_tensor *row = tg_tensor_narrow(tg_tensor_transpose(sq, 0, 1), 0, 0, 1);
-    TG_OK_(tg_tensor_copy_into(tg_tensor_narrow(tg_tensor_transpose(sq, 0, 1), 0, 1, 2), row));
+    tg_tensor *row = tg_tensor_slice(tg_tensor_transpose(sq, 0, 1), 0, 0, 1);
+    TG_OK_(tg_tensor_copy_into(tg_tensor_slice(tg_tensor_transpose(sq, 0, 1), 0, 1, 2), row));
     ck_assert(at(sq, 1) == 0 && at(sq, 4) == 1 && at(sq, 7) == 2); /* column 1 = column 0 */
     TG_OK_(tg_tensor_copy_into(sq, sq)); /* the same view: nothing moves */
     ck_assert(at(sq, 3) == 1 && at(sq, 8) == 8);
@@ -727,7 +729,7 @@ START_TEST(test_fill_and_element_access)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *t = tg_zeros(TG_I32, TG_SHAPE(4, 5));
-    tg_tensor *col = tg_tensor_narrow(t, 1, 2, 3);
+    tg_tensor *col = tg_tensor_slice(t, 1, 2, 3);
     TG_OK_(tg_tensor_fill(col, 7));
     int64_t sum = 0;
     for (int64_t i = 0; i < 20; i++)
@@ -737,7 +739,7 @@ START_TEST(test_fill_and_element_access)
     /* strided fill across a transposed view of every dtype */
     for (int k = 0; k < N_DTYPES; k++) {
         tg_tensor *x = tg_zeros(all_dtypes[k], TG_SHAPE(3, 3));
-        TG_OK_(tg_tensor_fill(tg_tensor_narrow(tg_tensor_transpose(x, 0, 1), 0, 0, 1), 5));
+        TG_OK_(tg_tensor_fill(tg_tensor_slice(tg_tensor_transpose(x, 0, 1), 0, 0, 1), 5));
         ck_assert(at(x, 0) == 5 && at(x, 3) == 5 && at(x, 6) == 5 && at(x, 1) == 0);
     }
     /* bounds */
@@ -795,7 +797,7 @@ START_TEST(test_refcount)
     ck_assert_ptr_null(tg_retain(NULL));
     tg_release(NULL);
     /* a view keeps the storage alive after its base dies */
-    tg_tensor *v = tg_tensor_narrow(t, 0, 1, 3);
+    tg_tensor *v = tg_tensor_slice(t, 0, 1, 3);
     TG_OK_(tg_tensor_fill(t, 3));
     ck_assert_int_eq(tg_live_objects(), live0 + 3);
     tg_release(t);
@@ -957,7 +959,7 @@ START_TEST(test_null_inputs)
         {tg_tensor_flatten(NULL, 0, -1), "tg_tensor_flatten"},
         {tg_tensor_permute(NULL, NULL), "tg_tensor_permute"},
         {tg_tensor_transpose(NULL, 0, 1), "tg_tensor_transpose"},
-        {tg_tensor_narrow(NULL, 0, 0, 1), "tg_tensor_narrow"},
+        {tg_tensor_slice(NULL, 0, 0, 1), "tg_tensor_slice"},
         {tg_tensor_squeeze(NULL, 0), "tg_tensor_squeeze"},
         {tg_tensor_unsqueeze(NULL, 0), "tg_tensor_unsqueeze"},
         {tg_tensor_contiguous(NULL), "tg_tensor_contiguous"},
@@ -980,7 +982,7 @@ START_TEST(test_null_inputs)
     NAMES_FN(tg_tensor_flatten(NULL, 0, -1), "tg_tensor_flatten");
     NAMES_FN(tg_tensor_permute(NULL, NULL), "tg_tensor_permute");
     NAMES_FN(tg_tensor_transpose(NULL, 0, 1), "tg_tensor_transpose");
-    NAMES_FN(tg_tensor_narrow(NULL, 0, 0, 1), "tg_tensor_narrow");
+    NAMES_FN(tg_tensor_slice(NULL, 0, 0, 1), "tg_tensor_slice");
     NAMES_FN(tg_tensor_squeeze(NULL, 0), "tg_tensor_squeeze");
     NAMES_FN(tg_tensor_unsqueeze(NULL, 0), "tg_tensor_unsqueeze");
     NAMES_FN(tg_tensor_contiguous(NULL), "tg_tensor_contiguous");
@@ -1232,7 +1234,7 @@ START_TEST(test_state_dict_tensors)
     ck_assert_str_eq(tg_state_dict_name_at(sd, 2), "opt/step");
     ck_assert_int_eq(tg_tensor_numel(tg_state_dict_tensor_at(sd, 1)), 5);
     s = tg_scope_push();
-    ck_assert(tg_item(tg_tensor_narrow(tg_state_dict_tensor_at(sd, 1), 0, 0, 1)) == 9);
+    ck_assert(tg_item(tg_tensor_slice(tg_state_dict_tensor_at(sd, 1), 0, 0, 1)) == 9);
     TG_OK_(tg_scope_pop(s));
     /* missing and out of range */
     ck_assert_ptr_null(tg_state_dict_get(sd, "nope"));
