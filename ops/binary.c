@@ -55,6 +55,134 @@ static void binary_ref(bin_kind k, const tg_tensor *a, const tg_tensor *b, tg_te
         BIN_REF_LOOP(double);
 }
 
+/* ---------------------------------------------------------------- oneDNN */
+
+static float apply_f32(bin_kind alg, float a, float b)
+{
+    switch (alg) {
+    case BIN_ADD: return a + b;
+    case BIN_SUB: return a - b;
+    case BIN_MUL: return a * b;
+    case BIN_DIV: return a / b;
+    case BIN_POW: break; /* never on oneDNN */
+    }
+    return 0.0f;
+}
+
+/* c = a (op) b on oneDNN's binary primitive, which reads and writes the tensors
+ * with their own strides (no layout change); cached under the algorithm and the
+ * three layouts. */
+static tg_status binary_prim(dnnl_alg_kind_t alg, const tg_tensor *a, const tg_tensor *b,
+                             tg_tensor *c, const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t ma, mb, mc;
+    tg_dnnl_md_of(&ma, a);
+    tg_dnnl_md_of(&mb, b);
+    tg_dnnl_md_of(&mc, c);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_BINARY);
+    tg_dnnl_key_add(&k, alg);
+    tg_dnnl_key_add_layout(&k, a);
+    tg_dnnl_key_add_layout(&k, b);
+    tg_dnnl_key_add_layout(&k, c);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        dnnl_binary_desc_t d;
+        dnnl_status_t st = dnnl_binary_desc_init(&d, alg, &ma, &mb, &mc);
+        if (st != dnnl_success)
+            tg_dnnl_failed(who, "dnnl_binary_desc_init", st);
+        else
+            e = tg_dnnl_create(&k, &d, NULL, who);
+    }
+    if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
+              (rc = tg_tensor_settle(c)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
+    if (e) {
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC_0, &ma, tg_tensor_data(a)},
+                                    {DNNL_ARG_SRC_1, &mb, tg_tensor_data(b)},
+                                    {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
+        rc = tg_dnnl_exec(e, args, 3, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* oneDNN's binary broadcasts src1 only; when a itself is broadcast and the op
+ * cannot be swapped, a strided loop does it. */
+static tg_status binary_loop(bin_kind alg, const tg_tensor *a, const tg_tensor *b,
+                             tg_tensor *c)
+{
+    int nd = c->ndim;
+    int64_t sa[TG_MAX_DIMS], sb[TG_MAX_DIMS];
+    tg_broadcast_strides(a, nd, c->shape, sa);
+    tg_broadcast_strides(b, nd, c->shape, sb);
+    tg_status rc = tg_tensor_settle(a);
+    if (rc != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK || (rc = tg_tensor_settle(c)) != TG_OK)
+        return rc;
+    const float *pa = tg_tensor_data(a), *pb = tg_tensor_data(b);
+    float *pc = tg_tensor_data(c);
+    int64_t n = tg_tensor_numel(c);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, oa = 0, ob = 0;
+        for (int d = nd - 1; d >= 0; d--) {
+            int64_t idx = rem % c->shape[d];
+            rem /= c->shape[d];
+            oa += idx * sa[d];
+            ob += idx * sb[d];
+        }
+        pc[i] = apply_f32(alg, pa[oa], pb[ob]);
+    }
+    return TG_OK;
+}
+
+/* c = a (op) b in f32 with broadcasting already resolved: a, b, c have the same
+ * ndim and each extent of a and b equals c's or is 1. */
+static tg_status binary_f32(bin_kind alg, const tg_tensor *a, const tg_tensor *b,
+                            tg_tensor *c)
+{
+    const char *who = "tg_dnnl_binary";
+    if (!a || !b || !c)
+        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+    if (a->ndim != c->ndim || b->ndim != c->ndim)
+        return tg_error(TG_ERR_SHAPE, "%s: a, b and c must have the same rank (%d, %d, %d)",
+                        who, a->ndim, b->ndim, c->ndim);
+    for (int i = 0; i < c->ndim; i++) {
+        if ((a->shape[i] != c->shape[i] && a->shape[i] != 1) ||
+            (b->shape[i] != c->shape[i] && b->shape[i] != 1)) {
+            char sa[96], sb[96], sc[96];
+            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s do not broadcast to %s", who,
+                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                            tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+        }
+    }
+    if (tg_tensor_numel(c) == 0)
+        return TG_OK;
+    dnnl_alg_kind_t da;
+    switch (alg) {
+    case BIN_ADD: da = dnnl_binary_add; break;
+    case BIN_SUB: da = dnnl_binary_sub; break;
+    case BIN_MUL: da = dnnl_binary_mul; break;
+    case BIN_DIV: da = dnnl_binary_div; break;
+    default: return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    }
+    const tg_tensor *s0 = a, *s1 = b;
+    if (!tg_tensor_same_shape(a, c)) {
+        if ((alg == BIN_ADD || alg == BIN_MUL) && tg_tensor_same_shape(b, c)) {
+            s0 = b;
+            s1 = a;
+        } else {
+            return binary_loop(alg, a, b, c);
+        }
+    }
+    return binary_prim(da, s0, s1, c, who);
+}
+
 /* A contiguous view of x with ndim dims (leading 1s added): oneDNN's binary wants
  * equal ranks. 0-d tensors become 1-D [1] since oneDNN has no 0-d memory. */
 static tg_tensor *ranked_view(tg_tensor *xc, int ndim)
@@ -71,7 +199,6 @@ static tg_tensor *ranked_view(tg_tensor *xc, int ndim)
 
 static tg_status binary_dnnl(bin_kind k, tg_tensor *a, tg_tensor *b, tg_tensor *y)
 {
-    static const tg_binary_alg alg[] = {TG_BIN_ADD, TG_BIN_SUB, TG_BIN_MUL, TG_BIN_DIV};
     if (tg_tensor_numel(y) == 0)
         return TG_OK;
     tg_status st = TG_ERR_NOMEM;
@@ -84,7 +211,7 @@ static tg_status binary_dnnl(bin_kind k, tg_tensor *a, tg_tensor *b, tg_tensor *
     yv = ranked_view(y, y->ndim);
     if (!av || !bv || !yv)
         goto done;
-    st = tg_dnnl_binary(alg[k], av, bv, yv);
+    st = binary_f32(k, av, bv, yv);
 done:
     tg_release(av);
     tg_release(bv);
@@ -98,34 +225,27 @@ static const tg_op_vtable *bin_vtable(bin_kind k);
 
 static tg_tensor *binary(bin_kind k, tg_tensor *a, tg_tensor *b)
 {
-    const char *who = bin_who[k];
-    if (!a)
-        return tg_null_arg(who, "a"), NULL;
-    if (!b)
-        return tg_null_arg(who, "b"), NULL;
-    if (tg_check_float(who, "a", a) != TG_OK || tg_check_float(who, "b", b) != TG_OK ||
-        tg_check_same_dtype(who, a, b) != TG_OK)
+    tg_tensor *in[2] = {a, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, bin_vtable(k), bin_who[k], in, 2, "a b",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
     int ndim;
     int64_t shape[TG_MAX_DIMS];
-    if (tg_broadcast_shape(who, a, b, &ndim, shape) != TG_OK)
-        return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, a->dtype, ndim, shape);
+    if (tg_broadcast_shape(c.who, a, b, &ndim, shape) != TG_OK)
+        return tg_op_fail(&c);
+    tg_tensor *y = tg_op_output(&c, a->dtype, ndim, shape);
     if (!y)
-        return NULL;
+        return tg_op_fail(&c);
     if (k != BIN_POW && tg_use_dnnl(a)) {
-        if (binary_dnnl(k, a, b, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (binary_dnnl(k, a, b, y) != TG_OK)
+            return tg_op_fail(&c);
     } else if (tg_tensor_settle(a) != TG_OK || tg_tensor_settle(b) != TG_OK) {
-        tg_release(y); /* binary_ref reads the storages plain */
-        return NULL;
+        return tg_op_fail(&c); /* binary_ref reads the storages plain */
     } else {
         binary_ref(k, a, b, y);
     }
-    tg_tensor *in[2] = {a, b};
-    return tg_op_finish(y, tg_autograd_should_record(in, 2), bin_vtable(k), in, 2, NULL);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(BIN_ADD, a, b); }

@@ -1,6 +1,7 @@
 /* ops/common.c -- what every op file shares: the per-thread backend choice, the
  * argument checks (their messages name the op and the shapes), numpy broadcasting
- * and its inverse (tg_sum_to_shape), and the op epilogue that records the node.
+ * and its inverse (tg_sum_to_shape), and the frame every op's forward runs in
+ * (tg_op_begin ... tg_op_end), which records the node.
  * Nothing here is recorded for autodiff. */
 #include <stdlib.h>
 #include <string.h>
@@ -210,21 +211,102 @@ tg_tensor *tg_flat_view_owned(tg_tensor *x)
     return tg_tensor_view_owned(x, 1, &n, &one, x->offset);
 }
 
-tg_tensor *tg_op_finish(tg_tensor *out, bool record, const tg_op_vtable *op,
-                        tg_tensor *const *inputs, int n_inputs, void *saved)
+/* ---------------------------------------------------------------- the op frame */
+
+static void free_saved(const tg_op_vtable *op, void *saved)
 {
-    if (!out || !record) {
-        if (saved) {
-            if (op->free_saved)
-                op->free_saved(saved);
-            else
-                free(saved);
-        }
+    if (!saved)
+        return;
+    if (op->free_saved)
+        op->free_saved(saved);
+    else
+        free(saved);
+}
+
+/* The i-th space-separated word of names into buf. */
+static const char *arg_name(const char *names, int i, char *buf, size_t n)
+{
+    const char *p = names ? names : "";
+    for (; i > 0 && *p; i--) {
+        p += strcspn(p, " ");
+        p += strspn(p, " ");
+    }
+    size_t len = strcspn(p, " ");
+    if (len == 0)
+        return "input";
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+bool tg_op_begin(tg_op_call *c, const tg_op_vtable *op, const char *who,
+                 tg_tensor *const *in, int n_in, const char *names, unsigned flags)
+{
+    *c = (tg_op_call){.op = op, .who = who, .in = in, .n_in = n_in};
+    char buf[32];
+    for (int i = 0; i < n_in; i++)
+        if (!in[i])
+            return tg_null_arg(who, arg_name(names, i, buf, sizeof buf)), false;
+    for (int i = 0; (flags & TG_OP_FLOAT) && i < n_in; i++)
+        if (tg_check_float(who, arg_name(names, i, buf, sizeof buf), in[i]) != TG_OK)
+            return false;
+    for (int i = 1; (flags & TG_OP_SAME_DTYPE) && i < n_in; i++)
+        if (tg_check_same_dtype(who, in[0], in[i]) != TG_OK)
+            return false;
+    c->record = tg_autograd_should_record(in, n_in);
+    return true;
+}
+
+tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    c->out = tg_tensor_new_owned(c->who, dtype, ndim, shape);
+    return c->out;
+}
+
+void *tg_op_save(tg_op_call *c, size_t size)
+{
+    if (!c->record)
+        return NULL;
+    c->saved = calloc(1, size);
+    if (!c->saved)
+        tg_error(TG_ERR_NOMEM, "%s: out of memory", c->who);
+    return c->saved;
+}
+
+tg_tensor *tg_op_output_view(tg_op_call *c)
+{
+    tg_tensor *y = c->out;
+    tg_tensor *v = y ? tg_tensor_view_owned(y, y->ndim, y->shape, y->strides, y->offset)
+                     : NULL;
+    if (!v)
+        tg_error(TG_ERR_NOMEM, "%s: out of memory", c->who);
+    return v;
+}
+
+tg_tensor *tg_op_end(tg_op_call *c)
+{
+    tg_tensor *out = c->out;
+    void *saved = c->saved;
+    c->out = NULL;
+    c->saved = NULL;
+    if (!out || !c->record) {
+        free_saved(c->op, saved);
         return out ? tg_scoped(out) : NULL;
     }
-    if (!tg_autograd_record(out, op, inputs, n_inputs, saved)) {
+    if (!tg_autograd_record(out, c->op, c->in, c->n_in, saved)) {
         tg_release(out);
         return NULL;
     }
     return tg_scoped(out);
+}
+
+tg_tensor *tg_op_fail(tg_op_call *c)
+{
+    tg_release(c->out);
+    free_saved(c->op, c->saved);
+    c->out = NULL;
+    c->saved = NULL;
+    return NULL;
 }

@@ -64,11 +64,16 @@ tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim)
     static const char who[] = "tg_concat";
     int d = 0;
     int64_t shape[TG_MAX_DIMS];
+    /* first: its NULL checks name the input (xs[2]) */
     if (check_inputs(who, xs, n, dim, &d, shape) != TG_OK)
         return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, xs[0]->dtype, xs[0]->ndim, shape);
-    if (!y)
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_concat_vtable, who, xs, n, NULL, 0))
         return NULL;
+    tg_tensor *y = tg_op_output(&c, xs[0]->dtype, xs[0]->ndim, shape);
+    concat_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!y || (c.record && !sv))
+        return tg_op_fail(&c);
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
         /* copy x_i into its window of y */
@@ -77,22 +82,13 @@ tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim)
                                               y->offset + at * y->strides[d]);
         tg_status st = win ? tg_tensor_copy_into(win, x) : tg_last_status();
         tg_release(win);
-        if (st != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (st != TG_OK)
+            return tg_op_fail(&c);
         at += x->shape[d];
     }
-    bool rec = tg_autograd_should_record(xs, n);
-    concat_saved *sv = NULL;
-    if (rec) {
-        if (!(sv = malloc(sizeof *sv))) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    if (sv)
         sv->dim = d;
-    }
-    return tg_op_finish(y, rec, &tg_op_concat_vtable, xs, n, sv);
+    return tg_op_end(&c);
 }
 
 static tg_status concat_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)

@@ -15,11 +15,11 @@
  * f32 runs on oneDNN (forward_training; backward_data and backward_weights hinted by
  * the forward descriptor); f64, or f32 on the reference backend, runs the loops
  * below. The plumbing around the kernels is tg_weighted_forward/backward
- * (ops/dnnl.c), shared with dense. */
+ * (ops/weighted.c), shared with dense. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ops/dnnl_impl.h"
+#include "ops/weighted_impl.h"
 
 /* Saved for backward: the options, and which backend the forward ran on (the
  * backward runs on the same one). */
@@ -169,8 +169,9 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
     return tg_dnnl_pd_create_ex(&d, hint, kind == TG_DNNL_CONV_FWD && g->relu, who);
 }
 
-/* Blocked activation layouts that pad channels (1 -> 16) waste more than the
- * blocked kernels gain (measured: backward data of the seed conv, 5x slower). */
+/* Blocked activation layouts that pad channels (1 -> 16) cost more than the
+ * blocked kernels gain: the padded backward data of a one-channel input conv
+ * runs about 5x slower than its plain one. */
 static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
 {
     dnnl_query_t a = kind == TG_DNNL_CONV_BWD_DATA ? dnnl_query_diff_src_md : dnnl_query_src_md;
@@ -179,7 +180,7 @@ static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
            tg_dnnl_md_padded(dnnl_primitive_desc_query_md(pd, b, 0));
 }
 
-/* The cached primitive of kind for the conv_geom geom (a tg_dnnl_getter). Layout
+/* The cached primitive of kind for the conv_geom geom (a tg_weighted_getter). Layout
  * policy: with blocked layouts allowed, oneDNN chooses every layout (format any)
  * unless that pads the activations; then activations are plain and only the
  * weights are its choice. Lock held. */
@@ -360,44 +361,26 @@ static const tg_weighted_op conv_op = {
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts)
 {
     static const char who[] = "tg_conv2d";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (!w)
-        return tg_null_arg(who, "w"), NULL;
+    tg_tensor *in[3] = {x, w, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_conv2d_vtable, who, in, b ? 3 : 2, "x w b", 0))
+        return NULL;
     tg_conv2d_opts o = opts ? *opts : (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
     conv_geom g;
     if (conv_infer(who, x, w, b, &o, &g) != TG_OK)
-        return NULL;
+        return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 4,
-                                       (const int64_t[]){g.n, g.o, g.oh, g.ow});
-    if (!y)
-        return NULL;
-    if (tg_weighted_forward(&conv_op, &g, dnnl, x, w, b, y) != TG_OK) {
-        tg_release(y);
-        return NULL;
-    }
-    tg_tensor *in[3] = {x, w, b};
-    int n_in = b ? 3 : 2;
-    bool record = tg_autograd_should_record(in, n_in);
-    conv_params *p = NULL;
-    if (record) {
-        p = malloc(sizeof *p);
-        if (!p) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.o, g.oh, g.ow});
+    if (!y || tg_weighted_forward(&conv_op, &g, dnnl, x, w, b, y) != TG_OK)
+        return tg_op_fail(&c);
+    conv_params *p = tg_op_save(&c, sizeof *p);
+    if (c.record && (!p || (o.relu && !(p->out = tg_op_output_view(&c)))))
+        return tg_op_fail(&c);
+    if (p) {
         p->o = o;
         p->dnnl = dnnl;
-        p->out = NULL;
-        if (o.relu && !(p->out = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                      y->offset))) {
-            free(p);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
     }
-    return tg_op_finish(y, record, &tg_op_conv2d_vtable, in, n_in, p);
+    return tg_op_end(&c);
 }
 
 static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)

@@ -10,11 +10,11 @@
  * dL/dx is dL/dX reshaped to x's shape. f32 runs on oneDNN inner_product
  * (forward_training, backward_data, backward_weights); f64, or the reference
  * backend, runs the loops below. The plumbing around the kernels is
- * tg_weighted_forward/backward (ops/dnnl.c), shared with conv2d. */
+ * tg_weighted_forward/backward (ops/weighted.c), shared with conv2d. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ops/dnnl_impl.h"
+#include "ops/weighted_impl.h"
 
 /* Saved for backward: which backend the forward ran on. */
 typedef struct dense_params {
@@ -76,11 +76,11 @@ static void dense_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory
     tg_dnnl_md_plain(y, 2, (const int64_t[]){g->n, g->out});
 }
 
-/* The cached primitive of kind for the dense_geom geom (a tg_dnnl_getter). Every
- * layout is plain: letting oneDNN pick blocked weights (brgemm) was measured on
- * 5408 -> 128 (benchmarks/op_overhead, 2 cores): not faster at batch 32 nor on one thread, at
- * best ~20% faster at batch 128 before paying a weight reorder per update and a
- * reorder of dL/dW back to plain per step, so plain gemm it is. Lock held. */
+/* The cached primitive of kind for the dense_geom geom (a tg_weighted_getter). Every
+ * layout is plain: blocked weights (brgemm) would need a weight reorder per update
+ * and a reorder of dL/dW back to plain per step, more than their kernel gains (on
+ * 5408 -> 128 nothing at batch 32 or on one thread, ~20% at batch 128;
+ * benchmarks/op_overhead compares). Lock held. */
 static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const char *who)
 {
     const dense_geom *g = geom;
@@ -199,34 +199,23 @@ static const tg_weighted_op dense_op = {
 tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
 {
     static const char who[] = "tg_dense";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (!w)
-        return tg_null_arg(who, "w"), NULL;
+    tg_tensor *in[3] = {x, w, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_dense_vtable, who, in, b ? 3 : 2, "x w b", 0))
+        return NULL;
     dense_geom g;
     if (dense_infer(who, x, w, b, &g) != TG_OK)
-        return NULL;
+        return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 2, (const int64_t[]){g.n, g.out});
-    if (!y)
-        return NULL;
-    if (tg_weighted_forward(&dense_op, &g, dnnl, x, w, b, y) != TG_OK) {
-        tg_release(y);
-        return NULL;
-    }
-    tg_tensor *in[3] = {x, w, b};
-    int n_in = b ? 3 : 2;
-    bool record = tg_autograd_should_record(in, n_in);
-    dense_params *p = NULL;
-    if (record) {
-        p = malloc(sizeof *p);
-        if (!p) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    tg_tensor *y = tg_op_output(&c, x->dtype, 2, (const int64_t[]){g.n, g.out});
+    if (!y || tg_weighted_forward(&dense_op, &g, dnnl, x, w, b, y) != TG_OK)
+        return tg_op_fail(&c);
+    dense_params *p = tg_op_save(&c, sizeof *p);
+    if (c.record && !p)
+        return tg_op_fail(&c);
+    if (p)
         p->dnnl = dnnl;
-    }
-    return tg_op_finish(y, record, &tg_op_dense_vtable, in, n_in, p);
+    return tg_op_end(&c);
 }
 
 static tg_status dense_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)

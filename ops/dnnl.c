@@ -1,8 +1,9 @@
-/* ops/dnnl.c -- the oneDNN glue: one engine and stream, the primitive cache, the
- * user-managed scratchpad, cached weight reorders, running a primitive on plain
- * tensors, the f32 kernels the other op files call (eltwise, binary, softmax,
- * matmul), and the forward/backward plumbing conv2d.c and dense.c share. Op files
- * decide what to run; this file runs it without re-creating primitives. */
+/* ops/dnnl.c -- the oneDNN glue, and nothing else: one engine and stream, the
+ * primitive cache, the user-managed scratchpad, reorders and cached weight
+ * reorders, pending layouts on storages, and the two ways to execute a cached
+ * primitive (tg_dnnl_exec on buffers, tg_dnnl_exec_tensors on plain tensors).
+ * Kernels live in their op's file; this file runs them without re-creating
+ * primitives. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -120,7 +121,7 @@ bool tg_dnnl_set_blocked_layouts(bool on)
     return prev;
 }
 
-static tg_status backend_error(const char *who, const char *what, dnnl_status_t st)
+tg_status tg_dnnl_failed(const char *who, const char *what, dnnl_status_t st)
 {
     return tg_error(TG_ERR_BACKEND, "%s: oneDNN %s failed: %s", who, what,
                     dnnl_status2str(st));
@@ -245,7 +246,7 @@ tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
     if (st != dnnl_success) {
         e->prim = NULL;
         entry_free(e);
-        backend_error(who, "dnnl_primitive_create", st);
+        tg_dnnl_failed(who, "dnnl_primitive_create", st);
         return NULL;
     }
     stats.primitives_created++;
@@ -282,7 +283,7 @@ static dnnl_primitive_attr_t get_relu_attr(const char *who)
     if (st != dnnl_success) {
         if (a)
             dnnl_primitive_attr_destroy(a);
-        backend_error(who, "a ReLU post-op attribute", st);
+        tg_dnnl_failed(who, "a ReLU post-op attribute", st);
         return NULL;
     }
     relu_attr = a;
@@ -307,7 +308,7 @@ dnnl_primitive_desc_t tg_dnnl_pd_create_ex(const_dnnl_op_desc_t op_desc,
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, at, engine, hint);
     if (st != dnnl_success) {
-        backend_error(who, "dnnl_primitive_desc_create", st);
+        tg_dnnl_failed(who, "dnnl_primitive_desc_create", st);
         return NULL;
     }
     return pd;
@@ -432,7 +433,7 @@ void tg_dnnl_md_of(dnnl_memory_desc_t *md, const tg_tensor *t)
 }
 
 /* Shape and strides (as tg_dnnl_md_of normalises them) into a key. */
-static void key_add_layout(tg_dnnl_key *k, const tg_tensor *t)
+void tg_dnnl_key_add_layout(tg_dnnl_key *k, const tg_tensor *t)
 {
     tg_dnnl_key_add(k, t->ndim);
     int64_t acc = 1;
@@ -442,39 +443,6 @@ static void key_add_layout(tg_dnnl_key *k, const tg_tensor *t)
         tg_dnnl_key_add(k, s);
         acc = s * (t->shape[i] > 0 ? t->shape[i] : 1);
     }
-}
-
-void tg_dnnl_args_init(tg_dnnl_args *a)
-{
-    a->n = 0;
-    a->status = dnnl_success;
-}
-
-void tg_dnnl_arg(tg_dnnl_args *a, int which, const dnnl_memory_desc_t *md, const void *data)
-{
-    if (a->status != dnnl_success)
-        return;
-    if (a->n == TG_DNNL_MAX_ARGS) {
-        a->status = dnnl_invalid_arguments;
-        return;
-    }
-    dnnl_memory_t m = NULL;
-    /* oneDNN wants a non-const handle; it only writes to outputs. */
-    dnnl_status_t st = dnnl_memory_create(&m, md, engine, (void *)(uintptr_t)data);
-    if (st != dnnl_success) {
-        a->status = st;
-        return;
-    }
-    a->a[a->n].arg = which;
-    a->a[a->n].memory = m;
-    a->n++;
-}
-
-static void args_destroy(tg_dnnl_args *a)
-{
-    for (int i = 0; i < a->n; i++)
-        dnnl_memory_destroy(a->a[i].memory);
-    a->n = 0;
 }
 
 /* Grows *buf to at least n bytes (contents are not kept). */
@@ -492,24 +460,42 @@ static bool reserve(void **buf, size_t *cap, size_t n)
     return true;
 }
 
-tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who)
+tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const char *who)
 {
+    if (n < 0 || n >= TG_DNNL_MAX_ARGS)
+        return tg_error(TG_ERR_BACKEND, "%s: %d primitive arguments (at most %d)", who, n,
+                        TG_DNNL_MAX_ARGS - 1);
+    dnnl_exec_arg_t a[TG_DNNL_MAX_ARGS];
+    int made = 0;
     tg_status rc = TG_OK;
-    if (a->status != dnnl_success) {
-        rc = backend_error(who, "dnnl_memory_create", a->status);
-        goto done;
-    }
-    if (e->scratch_bytes > 0) {
-        if (!reserve(&scratch, &scratch_cap, e->scratch_bytes)) {
-            rc = tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte oneDNN scratchpad",
-                          who, e->scratch_bytes);
+    for (int i = 0; i <= n; i++) {
+        int which;
+        const dnnl_memory_desc_t *md;
+        void *data;
+        if (i < n) {
+            which = args[i].arg;
+            md = args[i].md;
+            /* oneDNN wants a non-const handle; it only writes to outputs. */
+            data = (void *)(uintptr_t)args[i].data;
+        } else if (e->scratch_bytes > 0) {
+            if (!reserve(&scratch, &scratch_cap, e->scratch_bytes)) {
+                rc = tg_error(TG_ERR_NOMEM,
+                              "%s: out of memory for a %zu-byte oneDNN scratchpad", who,
+                              e->scratch_bytes);
+                goto done;
+            }
+            which = DNNL_ARG_SCRATCHPAD;
+            md = tg_dnnl_md(e, dnnl_query_scratchpad_md);
+            data = scratch;
+        } else {
+            break;
+        }
+        dnnl_status_t st = dnnl_memory_create(&a[made].memory, md, engine, data);
+        if (st != dnnl_success) {
+            rc = tg_dnnl_failed(who, "dnnl_memory_create", st);
             goto done;
         }
-        tg_dnnl_arg(a, DNNL_ARG_SCRATCHPAD, tg_dnnl_md(e, dnnl_query_scratchpad_md), scratch);
-        if (a->status != dnnl_success) {
-            rc = backend_error(who, "dnnl_memory_create", a->status);
-            goto done;
-        }
+        a[made++].arg = which;
     }
     /* oneDNN 2.x's f32 gemm kernels (jit_avx_gemm_f32, jit_avx512_common_gemm_f32;
      * the "gemm:jit" inner products, matmuls and convolutions) point the stack
@@ -523,15 +509,16 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, tg_dnnl_args *a, const char *who)
     sigset_t mask;
     if (e->hold_signals)
         pthread_sigmask(SIG_BLOCK, &async_signals, &mask);
-    dnnl_status_t st = dnnl_primitive_execute(e->prim, stream, a->n, a->a);
+    dnnl_status_t st = dnnl_primitive_execute(e->prim, stream, made, a);
     if (st == dnnl_success)
         st = dnnl_stream_wait(stream);
     if (e->hold_signals)
         pthread_sigmask(SIG_SETMASK, &mask, NULL);
     if (st != dnnl_success)
-        rc = backend_error(who, "dnnl_primitive_execute", st);
+        rc = tg_dnnl_failed(who, "dnnl_primitive_execute", st);
 done:
-    args_destroy(a);
+    for (int i = 0; i < made; i++)
+        dnnl_memory_destroy(a[i].memory);
     return rc;
 }
 
@@ -554,7 +541,7 @@ static tg_dnnl_entry *reorder_entry(const dnnl_memory_desc_t *src_md,
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, src_md, engine, dst_md, engine,
                                                           attr);
     if (st != dnnl_success) {
-        backend_error(who, "dnnl_reorder_primitive_desc_create", st);
+        tg_dnnl_failed(who, "dnnl_reorder_primitive_desc_create", st);
         return NULL;
     }
     return tg_dnnl_insert(&k, pd, who);
@@ -566,11 +553,8 @@ tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
     tg_dnnl_entry *e = reorder_entry(src_md, dst_md, who);
     if (!e)
         return tg_last_status();
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
-    tg_dnnl_arg(&args, DNNL_ARG_FROM, src_md, src);
-    tg_dnnl_arg(&args, DNNL_ARG_TO, dst_md, dst);
-    return tg_dnnl_exec(e, &args, who);
+    const tg_dnnl_mem args[] = {{DNNL_ARG_FROM, src_md, src}, {DNNL_ARG_TO, dst_md, dst}};
+    return tg_dnnl_exec(e, args, 2, who);
 }
 
 void *tg_dnnl_tmp(int slot, size_t nbytes, const char *who)
@@ -757,15 +741,21 @@ static bool keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
 
 /* ---------------------------------------------------------------- running ops */
 
-tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char *who)
+bool tg_dnnl_keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
+{
+    return keep_layout(want, t);
+}
+
+tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
+                               const char *who)
 {
     const dnnl_memory_desc_t *want[TG_DNNL_MAX_ARGS];
     void *buf[TG_DNNL_MAX_ARGS];
+    tg_dnnl_mem args[TG_DNNL_MAX_ARGS] = {{0}};
+    int m = 0;
     if (n < 0 || n >= TG_DNNL_MAX_ARGS)
         return tg_error(TG_ERR_BACKEND, "%s: %d primitive arguments (at most %d)", who, n,
                         TG_DNNL_MAX_ARGS - 1);
-    tg_dnnl_args args;
-    tg_dnnl_args_init(&args);
     for (int i = 0; i < n; i++) {
         buf[i] = NULL;
         if (!io[i].t)
@@ -789,29 +779,15 @@ tg_status tg_dnnl_run(tg_dnnl_entry *e, const tg_dnnl_io *io, int n, const char 
         else
             buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_data(io[i].t),
                                         io[i].slot, who);
-        if (!buf[i]) {
-            args_destroy(&args);
+        if (!buf[i])
             return tg_last_status();
-        }
-        tg_dnnl_arg(&args, io[i].arg, want[i], buf[i]);
+        args[m++] = (tg_dnnl_mem){io[i].arg, want[i], buf[i]};
     }
-    tg_status rc = tg_dnnl_exec(e, &args, who);
+    tg_status rc = tg_dnnl_exec(e, args, m, who);
     for (int i = 0; rc == TG_OK && i < n; i++)
         if (io[i].t && io[i].role == TG_DNNL_OUT && buf[i] != tg_dnnl_alt_buf(io[i].t))
             rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain, tg_tensor_data(io[i].t),
                                        who); /* settled above */
-    return rc;
-}
-
-tg_status tg_dnnl_call(tg_dnnl_getter get, tg_dnnl_kind kind, const void *geom,
-                       const tg_dnnl_io *io, int n, const char *who)
-{
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    tg_dnnl_lock();
-    tg_dnnl_entry *e = get(kind, geom, who);
-    tg_status rc = e ? tg_dnnl_run(e, io, n, who) : tg_last_status();
-    tg_dnnl_unlock();
     return rc;
 }
 
@@ -823,614 +799,3 @@ size_t tg_dnnl_scratchpad_capacity(void)
     return c;
 }
 
-/* ---------------------------------------------------------------- weighted ops */
-
-/* Temporary buffer slots of the weighted ops' arguments that may change layout. */
-enum { W_SLOT_X, W_SLOT_Y, W_SLOT_BIAS, W_SLOT_DIFF_W, W_SLOT_DIFF_B };
-
-typedef struct weighted_mds {
-    dnnl_memory_desc_t x, w, b, y;
-} weighted_mds;
-
-static tg_status weighted_dnnl_forward(const tg_weighted_op *op, const void *geom,
-                                       const tg_tensor *x, const tg_tensor *w,
-                                       const tg_tensor *b, tg_tensor *y)
-{
-    weighted_mds m;
-    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
-    const tg_dnnl_io io[] = {
-        {DNNL_ARG_SRC, dnnl_query_src_md, 0, TG_DNNL_IN, &m.x, x, W_SLOT_X},
-        {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, TG_DNNL_WEIGHTS, &m.w, w, 0},
-        {DNNL_ARG_BIAS, dnnl_query_weights_md, 1, TG_DNNL_IN, &m.b, b, W_SLOT_BIAS},
-        {DNNL_ARG_DST, dnnl_query_dst_md, 0, TG_DNNL_OUT, &m.y, y, W_SLOT_Y},
-    };
-    return tg_dnnl_call(op->get, op->fwd, geom, io, 4, op->name);
-}
-
-static tg_status weighted_dnnl_backward_data(const tg_weighted_op *op, const void *geom,
-                                             const tg_tensor *w, const tg_tensor *gy,
-                                             tg_tensor *gx, const char *who)
-{
-    weighted_mds m;
-    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
-    const tg_dnnl_io io[] = {
-        {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, TG_DNNL_IN, &m.y, gy, W_SLOT_Y},
-        {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, TG_DNNL_WEIGHTS, &m.w, w, 0},
-        {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, TG_DNNL_OUT, &m.x, gx, W_SLOT_X},
-    };
-    return tg_dnnl_call(op->get, op->bwd_data, geom, io, 3, who);
-}
-
-static tg_status weighted_dnnl_backward_weights(const tg_weighted_op *op, const void *geom,
-                                                const tg_tensor *x, const tg_tensor *gy,
-                                                tg_tensor *gw, tg_tensor *gb, const char *who)
-{
-    weighted_mds m;
-    op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
-    const tg_dnnl_io io[] = {
-        {DNNL_ARG_SRC, dnnl_query_src_md, 0, TG_DNNL_IN, &m.x, x, W_SLOT_X},
-        {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, TG_DNNL_IN, &m.y, gy, W_SLOT_Y},
-        {DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, TG_DNNL_OUT, &m.w, gw,
-         W_SLOT_DIFF_W},
-        {DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, TG_DNNL_OUT, &m.b, gb,
-         W_SLOT_DIFF_B},
-    };
-    return tg_dnnl_call(op->get, op->bwd_weights, geom, io, 4, who);
-}
-
-tg_status tg_weighted_forward(const tg_weighted_op *op, const void *geom, bool dnnl,
-                              tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *y)
-{
-    if (tg_tensor_numel(y) == 0)
-        return TG_OK;
-    tg_tensor *xc = tg_contiguous_layout_owned(x, dnnl), *wc = tg_contiguous_owned(w);
-    tg_tensor *bc = b ? tg_contiguous_owned(b) : NULL;
-    tg_status st = TG_OK;
-    if (!xc || !wc || (b && !bc))
-        st = tg_last_status();
-    else if (dnnl)
-        st = weighted_dnnl_forward(op, geom, xc, wc, bc, y);
-    else
-        op->ref_forward(geom, xc, wc, bc, y);
-    tg_release(xc);
-    tg_release(wc);
-    tg_release(bc);
-    return st;
-}
-
-tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool dnnl,
-                               tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
-{
-    char who[64], who_data[96], who_weights[96];
-    snprintf(who, sizeof who, "%s backward", op->name);
-    snprintf(who_data, sizeof who_data, "%s (data)", who);
-    snprintf(who_weights, sizeof who_weights, "%s (weights)", who);
-    tg_tensor *x = node->inputs[0], *w = node->inputs[1];
-    tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
-    bool need_x = tg_node_needs_grad(node, 0);
-    bool need_wb = tg_node_needs_grad(node, 1) || (b && tg_node_needs_grad(node, 2));
-    tg_status st = TG_OK;
-    tg_tensor *gy = tg_contiguous_layout_owned(grad_out, dnnl);
-    tg_tensor *xc = need_wb ? tg_contiguous_layout_owned(x, dnnl) : NULL;
-    tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
-    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
-    /* Weight and bias gradients go straight into the leaves' zeroed .grad when
-     * the engine allows it (no copy afterwards), else into new tensors. */
-    tg_tensor *cw = need_wb ? tg_node_claim_leaf_grad(node, 1) : NULL;
-    tg_tensor *cb = need_wb && b ? tg_node_claim_leaf_grad(node, 2) : NULL;
-    tg_tensor *gw = !need_wb ? NULL
-                    : cw ? tg_retain(cw) : tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape);
-    tg_tensor *gb = !need_wb || !b ? NULL
-                    : cb ? tg_retain(cb) : tg_tensor_new_owned(who, b->dtype, 1, b->shape);
-    if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
-        st = tg_last_status();
-        goto out;
-    }
-    /* An empty batch: no term reaches any gradient. */
-    bool empty = tg_tensor_numel(gy) == 0;
-    if (need_x) {
-        if (empty)
-            st = tg_tensor_fill(gx, 0.0);
-        else if (dnnl)
-            st = weighted_dnnl_backward_data(op, geom, wc, gy, gx, who_data);
-        else
-            op->ref_backward_data(geom, wc, gy, gx);
-    }
-    if (st == TG_OK && need_wb) {
-        if (empty) {
-            st = tg_tensor_fill(gw, 0.0);
-            if (st == TG_OK && gb)
-                st = tg_tensor_fill(gb, 0.0);
-        } else if (dnnl) {
-            st = weighted_dnnl_backward_weights(op, geom, xc, gy, gw, gb, who_weights);
-        } else {
-            op->ref_backward_weights(geom, xc, gy, gw, gb);
-        }
-    }
-    if (st == TG_OK) {
-        if (need_x)
-            grad_in[0] = tg_scoped(tg_retain(gx));
-        if (tg_node_needs_grad(node, 1))
-            grad_in[1] = tg_scoped(tg_retain(gw));
-        if (b && tg_node_needs_grad(node, 2))
-            grad_in[2] = tg_scoped(tg_retain(gb));
-    }
-out:
-    if (st != TG_OK) { /* claimed gradients may be half written: zero again */
-        tg_node_unclaim_leaf_grad(cw);
-        tg_node_unclaim_leaf_grad(cb);
-    }
-    tg_release(gy);
-    tg_release(xc);
-    tg_release(wc);
-    tg_release(gx);
-    tg_release(gw);
-    tg_release(gb);
-    return st;
-}
-
-/* ---------------------------------------------------------------- eltwise */
-
-static dnnl_alg_kind_t eltwise_alg(tg_eltwise_alg alg)
-{
-    switch (alg) {
-    case TG_ELT_RELU: return dnnl_eltwise_relu;
-    case TG_ELT_TANH: return dnnl_eltwise_tanh;
-    case TG_ELT_SIGMOID: return dnnl_eltwise_logistic;
-    case TG_ELT_EXP: return dnnl_eltwise_exp;
-    case TG_ELT_LOG: return dnnl_eltwise_log;
-    case TG_ELT_SQRT: return dnnl_eltwise_sqrt;
-    case TG_ELT_ABS: return dnnl_eltwise_abs;
-    case TG_ELT_LINEAR: return dnnl_eltwise_linear;
-    case TG_ELT_POW: return dnnl_eltwise_pow;
-    }
-    return dnnl_alg_kind_undef;
-}
-
-static int64_t float_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (int64_t)u;
-}
-
-/* The forward eltwise entry for n elements (contiguous data viewed as 1-D). */
-static tg_dnnl_entry *eltwise_fwd_entry(dnnl_alg_kind_t alg, float alpha, float beta,
-                                        const dnnl_memory_desc_t *md, int64_t n,
-                                        const char *who)
-{
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_FWD);
-    tg_dnnl_key_add(&k, alg);
-    tg_dnnl_key_add(&k, float_bits(alpha));
-    tg_dnnl_key_add(&k, float_bits(beta));
-    tg_dnnl_key_add(&k, n);
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (e)
-        return e;
-    dnnl_eltwise_desc_t d;
-    dnnl_status_t st = dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, alg, md,
-                                                      alpha, beta);
-    if (st != dnnl_success) {
-        backend_error(who, "dnnl_eltwise_forward_desc_init", st);
-        return NULL;
-    }
-    return tg_dnnl_create(&k, &d, NULL, who);
-}
-
-tg_status tg_dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
-                                  const tg_tensor *x, tg_tensor *y)
-{
-    const char *who = "tg_dnnl_eltwise_forward";
-    if (!x || !y)
-        return tg_null_arg(who, !x ? "x" : "y");
-    int64_t n = tg_tensor_numel(x);
-    if (n != tg_tensor_numel(y))
-        return tg_error(TG_ERR_SHAPE, "%s: x has %lld elements, y %lld", who, (long long)n,
-                        (long long)tg_tensor_numel(y));
-    if (n == 0)
-        return TG_OK;
-    dnnl_alg_kind_t a = eltwise_alg(alg);
-    if (a == dnnl_alg_kind_undef)
-        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t md;
-    tg_dnnl_md_plain(&md, 1, &n);
-    tg_dnnl_lock();
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
-    if (e) {
-        /* x in a dense blocked layout (a conv's output): the elements are the
-         * same, only their order differs, so run on that buffer and leave y in
-         * the same layout for the next primitive. */
-        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x);
-        const void *src = NULL;
-        void *dst = NULL;
-        if (xa && tg_dnnl_md_dense(xa, n) && keep_layout(xa, y)) {
-            src = tg_dnnl_alt_buf(x);
-            dst = tg_dnnl_alt_attach(y, xa, who);
-            rc = dst ? TG_OK : TG_ERR_NOMEM;
-        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(y)) == TG_OK) {
-            src = tg_tensor_data(x); /* plain: settled */
-            dst = tg_tensor_data(y);
-        }
-        if (rc == TG_OK) {
-            tg_dnnl_args args;
-            tg_dnnl_args_init(&args);
-            tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
-            tg_dnnl_arg(&args, DNNL_ARG_DST, &md, dst);
-            rc = tg_dnnl_exec(e, &args, who);
-        }
-    }
-    tg_dnnl_unlock();
-    return rc;
-}
-
-tg_status tg_dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
-                                   const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx)
-{
-    const char *who = "tg_dnnl_eltwise_backward";
-    if (!x || !gy || !gx)
-        return tg_null_arg(who, !x ? "x" : !gy ? "gy" : "gx");
-    int64_t n = tg_tensor_numel(x);
-    if (n != tg_tensor_numel(gy) || n != tg_tensor_numel(gx))
-        return tg_error(TG_ERR_SHAPE, "%s: x, gy and gx differ in size (%lld, %lld, %lld)",
-                        who, (long long)n, (long long)tg_tensor_numel(gy),
-                        (long long)tg_tensor_numel(gx));
-    if (n == 0)
-        return TG_OK;
-    dnnl_alg_kind_t a = eltwise_alg(alg);
-    if (a == dnnl_alg_kind_undef)
-        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t md;
-    tg_dnnl_md_plain(&md, 1, &n);
-    tg_dnnl_lock();
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_BWD);
-    tg_dnnl_key_add(&k, a);
-    tg_dnnl_key_add(&k, float_bits(alpha));
-    tg_dnnl_key_add(&k, float_bits(beta));
-    tg_dnnl_key_add(&k, n);
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        tg_dnnl_entry *fwd = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
-        if (fwd) {
-            dnnl_eltwise_desc_t d;
-            dnnl_status_t st = dnnl_eltwise_backward_desc_init(&d, a, &md, &md, alpha, beta);
-            if (st != dnnl_success)
-                backend_error(who, "dnnl_eltwise_backward_desc_init", st);
-            else
-                e = tg_dnnl_create(&k, &d, fwd->pd, who);
-        }
-    }
-    if (e) {
-        /* x and gy in the same dense blocked layout: gx in it too (see forward).
-         * gx may be gy itself (same storage: the gradient computed in place). */
-        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x), *ga = tg_dnnl_alt_md(gy);
-        bool same = gx->storage == gy->storage;
-        const void *src = NULL, *diff_dst = NULL;
-        void *diff_src = NULL;
-        if (xa && ga && dnnl_memory_desc_equal(xa, ga) && tg_dnnl_md_dense(xa, n) &&
-            (same || keep_layout(xa, gx))) {
-            src = tg_dnnl_alt_buf(x);
-            diff_dst = tg_dnnl_alt_buf(gy);
-            diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa, who);
-            rc = diff_src ? TG_OK : TG_ERR_NOMEM;
-        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(gy)) == TG_OK &&
-                   (rc = tg_tensor_settle(gx)) == TG_OK) {
-            src = tg_tensor_data(x); /* plain: settled */
-            diff_dst = tg_tensor_data(gy);
-            diff_src = tg_tensor_data(gx);
-        }
-        if (rc == TG_OK) {
-            tg_dnnl_args args;
-            tg_dnnl_args_init(&args);
-            tg_dnnl_arg(&args, DNNL_ARG_SRC, &md, src);
-            tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &md, diff_dst);
-            tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &md, diff_src);
-            rc = tg_dnnl_exec(e, &args, who);
-        }
-    }
-    tg_dnnl_unlock();
-    return rc;
-}
-
-/* ---------------------------------------------------------------- binary */
-
-static float apply_binary(tg_binary_alg alg, float a, float b)
-{
-    switch (alg) {
-    case TG_BIN_ADD: return a + b;
-    case TG_BIN_SUB: return a - b;
-    case TG_BIN_MUL: return a * b;
-    case TG_BIN_DIV: return a / b;
-    }
-    return 0.0f;
-}
-
-/* c = f(a, b) on a binary or matmul primitive that reads and writes the tensors
- * with their own strides (no layout change): cached under the kind, alg and the
- * three layouts. */
-static tg_status run_strided(tg_dnnl_kind kind, dnnl_alg_kind_t alg, const tg_tensor *a,
-                             int arg_a, const tg_tensor *b, int arg_b, tg_tensor *c,
-                             const char *who)
-{
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t ma, mb, mc;
-    tg_dnnl_md_of(&ma, a);
-    tg_dnnl_md_of(&mb, b);
-    tg_dnnl_md_of(&mc, c);
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, kind);
-    tg_dnnl_key_add(&k, alg);
-    key_add_layout(&k, a);
-    key_add_layout(&k, b);
-    key_add_layout(&k, c);
-    tg_dnnl_lock();
-    tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        union {
-            dnnl_binary_desc_t binary;
-            dnnl_matmul_desc_t matmul;
-        } d;
-        dnnl_status_t st = kind == TG_DNNL_BINARY
-                               ? dnnl_binary_desc_init(&d.binary, alg, &ma, &mb, &mc)
-                               : dnnl_matmul_desc_init(&d.matmul, &ma, &mb, NULL, &mc);
-        if (st != dnnl_success)
-            backend_error(who, kind == TG_DNNL_BINARY ? "dnnl_binary_desc_init"
-                                                      : "dnnl_matmul_desc_init", st);
-        else
-            e = tg_dnnl_create(&k, &d, NULL, who);
-    }
-    if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
-              (rc = tg_tensor_settle(c)) != TG_OK))
-        e = NULL; /* a pending layout failed to settle: rc says why */
-    if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, arg_a, &ma, tg_tensor_data(a));
-        tg_dnnl_arg(&args, arg_b, &mb, tg_tensor_data(b));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &mc, tg_tensor_data(c));
-        rc = tg_dnnl_exec(e, &args, who);
-    }
-    tg_dnnl_unlock();
-    return rc;
-}
-
-/* oneDNN's binary broadcasts src1 only; when a itself is broadcast and the op
- * cannot be swapped, a strided loop does it. */
-static tg_status binary_loop(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b,
-                             tg_tensor *c)
-{
-    int nd = c->ndim;
-    int64_t sa[TG_MAX_DIMS], sb[TG_MAX_DIMS];
-    tg_broadcast_strides(a, nd, c->shape, sa);
-    tg_broadcast_strides(b, nd, c->shape, sb);
-    tg_status rc = tg_tensor_settle(a);
-    if (rc != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK || (rc = tg_tensor_settle(c)) != TG_OK)
-        return rc;
-    const float *pa = tg_tensor_data(a), *pb = tg_tensor_data(b);
-    float *pc = tg_tensor_data(c);
-    int64_t n = tg_tensor_numel(c);
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t rem = i, oa = 0, ob = 0;
-        for (int d = nd - 1; d >= 0; d--) {
-            int64_t idx = rem % c->shape[d];
-            rem /= c->shape[d];
-            oa += idx * sa[d];
-            ob += idx * sb[d];
-        }
-        pc[i] = apply_binary(alg, pa[oa], pb[ob]);
-    }
-    return TG_OK;
-}
-
-tg_status tg_dnnl_binary(tg_binary_alg alg, const tg_tensor *a, const tg_tensor *b,
-                         tg_tensor *c)
-{
-    const char *who = "tg_dnnl_binary";
-    if (!a || !b || !c)
-        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
-    if (a->ndim != c->ndim || b->ndim != c->ndim)
-        return tg_error(TG_ERR_SHAPE, "%s: a, b and c must have the same rank (%d, %d, %d)",
-                        who, a->ndim, b->ndim, c->ndim);
-    for (int i = 0; i < c->ndim; i++) {
-        if ((a->shape[i] != c->shape[i] && a->shape[i] != 1) ||
-            (b->shape[i] != c->shape[i] && b->shape[i] != 1)) {
-            char sa[96], sb[96], sc[96];
-            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s do not broadcast to %s", who,
-                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
-                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
-                            tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
-        }
-    }
-    if (tg_tensor_numel(c) == 0)
-        return TG_OK;
-    dnnl_alg_kind_t da;
-    switch (alg) {
-    case TG_BIN_ADD: da = dnnl_binary_add; break;
-    case TG_BIN_SUB: da = dnnl_binary_sub; break;
-    case TG_BIN_MUL: da = dnnl_binary_mul; break;
-    case TG_BIN_DIV: da = dnnl_binary_div; break;
-    default: return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
-    }
-    const tg_tensor *s0 = a, *s1 = b;
-    if (!tg_tensor_same_shape(a, c)) {
-        if ((alg == TG_BIN_ADD || alg == TG_BIN_MUL) && tg_tensor_same_shape(b, c)) {
-            s0 = b;
-            s1 = a;
-        } else {
-            return binary_loop(alg, a, b, c);
-        }
-    }
-    return run_strided(TG_DNNL_BINARY, da, s0, DNNL_ARG_SRC_0, s1, DNNL_ARG_SRC_1, c, who);
-}
-
-/* ---------------------------------------------------------------- softmax */
-
-static tg_dnnl_entry *softmax_fwd_entry(bool log, int axis, const tg_tensor *x,
-                                        const dnnl_memory_desc_t *md, const char *who)
-{
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_FWD);
-    tg_dnnl_key_add(&k, log);
-    tg_dnnl_key_add(&k, axis);
-    key_add_layout(&k, x);
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (e)
-        return e;
-    dnnl_status_t st;
-    if (log) {
-        dnnl_logsoftmax_desc_t d;
-        st = dnnl_logsoftmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
-        if (st == dnnl_success)
-            return tg_dnnl_create(&k, &d, NULL, who);
-    } else {
-        dnnl_softmax_desc_t d;
-        st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
-        if (st == dnnl_success)
-            return tg_dnnl_create(&k, &d, NULL, who);
-    }
-    backend_error(who, "softmax forward descriptor", st);
-    return NULL;
-}
-
-static tg_status check_softmax(const char *who, int axis, const tg_tensor *a,
-                               const tg_tensor *b, const tg_tensor *c)
-{
-    if (a->ndim < 1 || axis < 0 || axis >= a->ndim)
-        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who, axis,
-                        a->ndim);
-    if (!tg_tensor_same_shape(a, b) || (c && !tg_tensor_same_shape(a, c)))
-        return tg_error(TG_ERR_SHAPE, "%s: tensors must have equal shapes", who);
-    return TG_OK;
-}
-
-tg_status tg_dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_tensor *y)
-{
-    const char *who = log ? "tg_dnnl_log_softmax_forward" : "tg_dnnl_softmax_forward";
-    if (!x || !y)
-        return tg_null_arg(who, !x ? "x" : "y");
-    tg_status rc = check_softmax(who, axis, x, y, NULL);
-    if (rc != TG_OK)
-        return rc;
-    if (tg_tensor_numel(x) == 0)
-        return TG_OK;
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t mx, my;
-    tg_dnnl_md_of(&mx, x);
-    tg_dnnl_md_of(&my, y);
-    if (!dnnl_memory_desc_equal(&mx, &my))
-        return tg_error(TG_ERR_ARG, "%s: x and y must have the same layout", who);
-    tg_dnnl_lock();
-    rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx, who);
-    if (e && ((rc = tg_tensor_settle(x)) != TG_OK || (rc = tg_tensor_settle(y)) != TG_OK))
-        e = NULL; /* a pending layout failed to settle: rc says why */
-    if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_SRC, &mx, tg_tensor_data(x));
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &my, tg_tensor_data(y));
-        rc = tg_dnnl_exec(e, &args, who);
-    }
-    tg_dnnl_unlock();
-    return rc;
-}
-
-tg_status tg_dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
-                                   const tg_tensor *gy, tg_tensor *gx)
-{
-    const char *who = log ? "tg_dnnl_log_softmax_backward" : "tg_dnnl_softmax_backward";
-    if (!y || !gy || !gx)
-        return tg_null_arg(who, !y ? "y" : !gy ? "gy" : "gx");
-    tg_status rc = check_softmax(who, axis, y, gy, gx);
-    if (rc != TG_OK)
-        return rc;
-    if (tg_tensor_numel(y) == 0)
-        return TG_OK;
-    if (!tg_dnnl_engine(who))
-        return tg_last_status();
-    dnnl_memory_desc_t my, mgy, mgx;
-    tg_dnnl_md_of(&my, y);
-    tg_dnnl_md_of(&mgy, gy);
-    tg_dnnl_md_of(&mgx, gx);
-    if (!dnnl_memory_desc_equal(&my, &mgy) || !dnnl_memory_desc_equal(&my, &mgx))
-        return tg_error(TG_ERR_ARG, "%s: y, gy and gx must have the same layout", who);
-    tg_dnnl_key k;
-    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_BWD);
-    tg_dnnl_key_add(&k, log);
-    tg_dnnl_key_add(&k, axis);
-    key_add_layout(&k, y);
-    tg_dnnl_lock();
-    rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = tg_dnnl_find(&k);
-    if (!e) {
-        tg_dnnl_entry *fwd = softmax_fwd_entry(log, axis, y, &my, who);
-        if (fwd) {
-            dnnl_status_t st;
-            if (log) {
-                dnnl_logsoftmax_desc_t d;
-                st = dnnl_logsoftmax_backward_desc_init(&d, &mgx, &my, axis);
-                if (st == dnnl_success)
-                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
-            } else {
-                dnnl_softmax_desc_t d;
-                st = dnnl_softmax_backward_desc_init(&d, &mgx, &my, axis);
-                if (st == dnnl_success)
-                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
-            }
-            if (st != dnnl_success)
-                backend_error(who, "softmax backward descriptor", st);
-        }
-    }
-    if (e && ((rc = tg_tensor_settle(y)) != TG_OK || (rc = tg_tensor_settle(gy)) != TG_OK ||
-              (rc = tg_tensor_settle(gx)) != TG_OK))
-        e = NULL; /* a pending layout failed to settle: rc says why */
-    if (e) {
-        tg_dnnl_args args;
-        tg_dnnl_args_init(&args);
-        tg_dnnl_arg(&args, DNNL_ARG_DST, &my, tg_tensor_data(y));
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_DST, &mgy, tg_tensor_data(gy));
-        tg_dnnl_arg(&args, DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_data(gx));
-        rc = tg_dnnl_exec(e, &args, who);
-    }
-    tg_dnnl_unlock();
-    return rc;
-}
-
-/* ---------------------------------------------------------------- matmul */
-
-tg_status tg_dnnl_matmul(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
-{
-    const char *who = "tg_dnnl_matmul";
-    if (!a || !b || !c)
-        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
-    int nd = c->ndim;
-    char sa[96], sb[96], sc[96];
-    bool ok = (nd == 2 || nd == 3) && a->ndim == nd && b->ndim == nd &&
-              a->shape[nd - 2] == c->shape[nd - 2] && b->shape[nd - 1] == c->shape[nd - 1] &&
-              a->shape[nd - 1] == b->shape[nd - 2];
-    if (ok && nd == 3)
-        ok = (a->shape[0] == c->shape[0] || a->shape[0] == 1) &&
-             (b->shape[0] == c->shape[0] || b->shape[0] == 1);
-    if (!ok)
-        return tg_error(TG_ERR_SHAPE, "%s: cannot multiply %s by %s into %s", who,
-                        tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
-                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
-                        tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
-    if (tg_tensor_numel(c) == 0)
-        return TG_OK;
-    if (a->shape[nd - 1] == 0) /* empty inner dimension: the product is zero */
-        return tg_tensor_fill(c, 0.0);
-    return run_strided(TG_DNNL_MATMUL, dnnl_alg_kind_undef, a, DNNL_ARG_SRC, b,
-                       DNNL_ARG_WEIGHTS, c, who);
-}

@@ -22,7 +22,8 @@
  * saved key instead of keeping a mask tensor alive between the passes; and the
  * keep test becomes a bit mask on the scaled value (no data-dependent branch to
  * mispredict), which gcc vectorizes. A dropped element is exactly +0 even where x
- * or the gradient is inf or NaN, as with the earlier branchy loop. */
+ * or the gradient is inf or NaN: the mask clears its bits, it does not multiply
+ * by 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +122,8 @@ static void apply_mask(bool f64, const void *in, void *out, int64_t n, uint64_t 
 tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
 {
     static const char who[] = "tg_dropout";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (tg_check_float(who, "x", x) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_dropout_vtable, who, &x, 1, "x", TG_OP_FLOAT))
         return NULL;
     if (!(rate >= 0.0 && rate <= 1.0)) { /* also rejects NaN */
         char sx[96];
@@ -135,13 +135,11 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
     if (!rng)
         rng = tg_rng_global();
 
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
-    tg_tensor *xc = tg_contiguous_owned(x);
-    if (!y || !xc) {
-        tg_release(y);
-        tg_release(xc);
-        return NULL;
-    }
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
+    dropout_params *p = tg_op_save(&c, sizeof *p);
+    tg_tensor *xc = y && (p || !c.record) ? tg_contiguous_owned(x) : NULL;
+    if (!xc)
+        return tg_op_fail(&c);
     /* drawn only once the call cannot fail, and also for rate 1, so that every
      * training call that returns a tensor advances the generator by one word */
     uint64_t key = tg_rng_next_u64(rng);
@@ -149,18 +147,9 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
     apply_mask(x->dtype == TG_F64, tg_tensor_data(xc), tg_tensor_data(y), tg_tensor_numel(x),
                key, rate, scale);
     tg_release(xc);
-
-    dropout_params *p = NULL;
-    bool record = tg_autograd_should_record(&x, 1);
-    if (record) {
-        p = malloc(sizeof *p);
-        if (!p) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    if (p)
         *p = (dropout_params){.key = key, .rate = rate, .scale = scale};
-    }
-    return tg_op_finish(y, record, &tg_op_dropout_vtable, &x, 1, p);
+    return tg_op_end(&c);
 }
 
 static tg_status dropout_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)

@@ -100,10 +100,19 @@ static inline double at2(const tg_tensor *x, int64_t r, int64_t c)
 static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
 {
     const char *who = probs ? "tg_cross_entropy_probs" : "tg_cross_entropy";
+    /* first: its messages name the logits or probs */
     int64_t *lab = check_and_read_labels(who, probs ? "probs" : "logits", x, labels);
     if (!lab)
         return NULL;
-    int64_t n = x->shape[0], c = x->shape[1];
+    tg_tensor *in[2] = {x, labels};
+    tg_op_call c;
+    const tg_op_vtable *vt = probs ? &tg_op_cross_entropy_probs_vtable
+                                   : &tg_op_cross_entropy_vtable;
+    if (!tg_op_begin(&c, vt, who, in, 2, NULL, 0)) {
+        free(lab);
+        return NULL;
+    }
+    int64_t n = x->shape[0], nc = x->shape[1];
     double total = 0;
     for (int64_t r = 0; r < n; r++) {
         if (probs) {
@@ -112,30 +121,24 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
             total -= log(p);
         } else {
             double m = -INFINITY, s = 0;
-            for (int64_t k = 0; k < c; k++)
+            for (int64_t k = 0; k < nc; k++)
                 m = fmax(m, at2(x, r, k));
-            for (int64_t k = 0; k < c; k++)
+            for (int64_t k = 0; k < nc; k++)
                 s += exp(at2(x, r, k) - m);
             total += m + log(s) - at2(x, r, lab[r]);
         }
     }
-    tg_tensor *y = scalar_out(who, x->dtype, total / (double)n);
-    tg_tensor *in[2] = {x, labels};
-    bool rec = y && tg_autograd_should_record(in, 2);
-    xent_saved *sv = NULL;
-    if (rec && !(sv = malloc(sizeof *sv))) {
-        tg_release(y);
+    c.out = scalar_out(who, x->dtype, total / (double)n);
+    xent_saved *sv = c.out ? tg_op_save(&c, sizeof *sv) : NULL;
+    if (!c.out || (c.record && !sv)) {
         free(lab);
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_op_fail(&c);
     }
-    if (sv) {
-        *sv = (xent_saved){n, c, lab};
-    } else {
+    if (sv)
+        *sv = (xent_saved){n, nc, lab};
+    else
         free(lab);
-    }
-    return tg_op_finish(y, rec, probs ? &tg_op_cross_entropy_probs_vtable
-                                      : &tg_op_cross_entropy_vtable,
-                        in, 2, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_cross_entropy(tg_tensor *logits, tg_tensor *labels)
@@ -220,13 +223,10 @@ const tg_op_vtable tg_op_cross_entropy_probs_vtable = {
 tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
 {
     static const char who[] = "tg_mse";
-    if (!pred)
-        return tg_null_arg(who, "pred"), NULL;
-    if (!target)
-        return tg_null_arg(who, "target"), NULL;
-    if (tg_check_float(who, "pred", pred) != TG_OK ||
-        tg_check_float(who, "target", target) != TG_OK ||
-        tg_check_same_dtype(who, pred, target) != TG_OK)
+    tg_tensor *in[2] = {pred, target};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_mse_vtable, who, in, 2, "pred target",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
     char sp[128], st[128];
     if (!tg_tensor_same_shape(pred, target))
@@ -246,12 +246,10 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
                            : TG_DATA(pc, double)[i] - TG_DATA(tc, double)[i];
             total += d * d;
         }
-    tg_tensor *y = pc && tc ? scalar_out(who, pred->dtype, total / (double)n) : NULL;
+    c.out = pc && tc ? scalar_out(who, pred->dtype, total / (double)n) : NULL;
     tg_release(pc);
     tg_release(tc);
-    tg_tensor *in[2] = {pred, target};
-    return tg_op_finish(y, y && tg_autograd_should_record(in, 2), &tg_op_mse_vtable, in, 2,
-                        NULL);
+    return tg_op_end(&c);
 }
 
 static tg_status mse_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)

@@ -79,12 +79,81 @@ static tg_tensor *dnnl_operand(tg_tensor *t, bool three_d)
     return v;
 }
 
+/* c = a @ b on oneDNN's matmul primitive, which reads and writes the tensors with
+ * their own strides; cached under the three layouts. */
+static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *c,
+                             const char *who)
+{
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t ma, mb, mc;
+    tg_dnnl_md_of(&ma, a);
+    tg_dnnl_md_of(&mb, b);
+    tg_dnnl_md_of(&mc, c);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_MATMUL);
+    tg_dnnl_key_add(&k, dnnl_alg_kind_undef);
+    tg_dnnl_key_add_layout(&k, a);
+    tg_dnnl_key_add_layout(&k, b);
+    tg_dnnl_key_add_layout(&k, c);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        dnnl_matmul_desc_t d;
+        dnnl_status_t st = dnnl_matmul_desc_init(&d, &ma, &mb, NULL, &mc);
+        if (st != dnnl_success)
+            tg_dnnl_failed(who, "dnnl_matmul_desc_init", st);
+        else
+            e = tg_dnnl_create(&k, &d, NULL, who);
+    }
+    if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
+              (rc = tg_tensor_settle(c)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
+    if (e) {
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &ma, tg_tensor_data(a)},
+                                    {DNNL_ARG_WEIGHTS, &mb, tg_tensor_data(b)},
+                                    {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
+        rc = tg_dnnl_exec(e, args, 3, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* c = a @ b in f32: 2-D (m,k)@(k,n), or 3-D (B,m,k)@(B,k,n) / (B,m,k)@(1,k,n).
+ * Transposes are expressed by the strides of a and b (views with unit stride in
+ * one of their last two dims). */
+static tg_status matmul_f32(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+{
+    const char *who = "tg_dnnl_matmul";
+    if (!a || !b || !c)
+        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+    int nd = c->ndim;
+    char sa[96], sb[96], sc[96];
+    bool ok = (nd == 2 || nd == 3) && a->ndim == nd && b->ndim == nd &&
+              a->shape[nd - 2] == c->shape[nd - 2] && b->shape[nd - 1] == c->shape[nd - 1] &&
+              a->shape[nd - 1] == b->shape[nd - 2];
+    if (ok && nd == 3)
+        ok = (a->shape[0] == c->shape[0] || a->shape[0] == 1) &&
+             (b->shape[0] == c->shape[0] || b->shape[0] == 1);
+    if (!ok)
+        return tg_error(TG_ERR_SHAPE, "%s: cannot multiply %s by %s into %s", who,
+                        tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                        tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+    if (tg_tensor_numel(c) == 0)
+        return TG_OK;
+    if (a->shape[nd - 1] == 0) /* empty inner dimension: the product is zero */
+        return tg_tensor_fill(c, 0.0);
+    return matmul_prim(a, b, c, who);
+}
+
 static tg_status matmul_dnnl(tg_tensor *a, tg_tensor *b, tg_tensor *y)
 {
     bool three_d = a->ndim > 2;
     tg_tensor *av = dnnl_operand(a, three_d), *bv = dnnl_operand(b, three_d);
     tg_tensor *yv = dnnl_operand(y, three_d);
-    tg_status st = av && bv && yv ? tg_dnnl_matmul(av, bv, yv) : tg_last_status();
+    tg_status st = av && bv && yv ? matmul_f32(av, bv, yv) : tg_last_status();
     tg_release(av);
     tg_release(bv);
     tg_release(yv);
@@ -131,39 +200,33 @@ static void matmul_ref(const tg_tensor *a, const tg_tensor *b, tg_tensor *y)
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {
-    static const char who[] = "tg_matmul";
-    if (!a)
-        return tg_null_arg(who, "a"), NULL;
-    if (!b)
-        return tg_null_arg(who, "b"), NULL;
-    if (tg_check_float(who, "a", a) != TG_OK || tg_check_float(who, "b", b) != TG_OK ||
-        tg_check_same_dtype(who, a, b) != TG_OK || check_shapes(who, a, b) != TG_OK)
+    tg_tensor *in[2] = {a, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_matmul_vtable, "tg_matmul", in, 2, "a b",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
+    if (check_shapes(c.who, a, b) != TG_OK)
+        return tg_op_fail(&c);
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[a->ndim - 1] = b->shape[b->ndim - 1];
-    tg_tensor *y = tg_tensor_new_owned(who, a->dtype, a->ndim, shape);
+    tg_tensor *y = tg_op_output(&c, a->dtype, a->ndim, shape);
     if (!y)
-        return NULL;
+        return tg_op_fail(&c);
     int64_t k = a->shape[a->ndim - 1];
     if (tg_tensor_numel(y) == 0) {
         /* nothing to compute */
     } else if (k == 0) {
         memset(tg_tensor_data(y), 0, tg_tensor_nbytes(y)); /* empty sums */
     } else if (tg_use_dnnl(a)) {
-        if (matmul_dnnl(a, b, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (matmul_dnnl(a, b, y) != TG_OK)
+            return tg_op_fail(&c);
     } else if (tg_tensor_settle(a) != TG_OK || tg_tensor_settle(b) != TG_OK) {
-        tg_release(y); /* matmul_ref reads the storages plain */
-        return NULL;
+        return tg_op_fail(&c); /* matmul_ref reads the storages plain */
     } else {
         matmul_ref(a, b, y);
     }
-    tg_tensor *in[2] = {a, b};
-    return tg_op_finish(y, tg_autograd_should_record(in, 2), &tg_op_matmul_vtable, in, 2,
-                        NULL);
+    return tg_op_end(&c);
 }
 
 /* ---------------------------------------------------------------- backward */

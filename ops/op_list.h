@@ -1,10 +1,25 @@
 /* ops/op_list.h -- the table of differentiable ops (an X-macro list, as ggml lists
- * its ops). Adding an op adds one row here and one file under ops/. The op table
- * (ops/op_table.c), DOT labels and the gradcheck registry are all built from it;
- * tests fail when an op here has no gradcheck case.
+ * its ops). The op table (ops/op_table.c, indexed by tg_op_id), the DOT labels
+ * and the gradcheck coverage test are all built from it.
  *
  * X(ENUM_SUFFIX, name) -- name is the op's table name and its vtable is
- * tg_op_<name>_vtable. */
+ * tg_op_<name>_vtable.
+ *
+ * Adding an op touches exactly (docs/internals.md, "Adding an op", has the
+ * details):
+ *   - this list: one row;
+ *   - ops/<op>.c (or the family file, e.g. ops/unary.c): the forward on the op
+ *     frame (tg_op_begin ... tg_op_end, ops/ops_impl.h), the backward, and the
+ *     vtable tg_op_<name>_vtable (a missing vtable is a link error); a new file
+ *     also goes into Makefile.am's libtensor_internal_la_SOURCES;
+ *   - ops/ops.h: the public declaration, with its math and ownership, and the
+ *     op named in docs/tensor-api.md's list of ops;
+ *   - tests/test_gradcheck.c: a registry row and a case in its call switch
+ *     (the coverage test fails for an op without one);
+ *   - tests/test_ops.c: forward values and error paths;
+ *   - and, for an op with a oneDNN kernel: a tg_dnnl_kind in ops/dnnl_impl.h
+ *     and a row in test_ops.c's oneDNN-vs-reference table (cmp_cases).
+ * Nothing else: op_table.c, the DOT writer and the graph walk need no change. */
 #ifndef TG_OP_LIST_H
 #define TG_OP_LIST_H
 

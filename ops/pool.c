@@ -108,7 +108,7 @@ static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_des
 }
 
 /* The forward (training or inference) or backward primitive for the pool_prim
- * prim (a tg_dnnl_getter). Lock held. */
+ * prim. Lock held. */
 static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char *who)
 {
     const pool_prim *pp = prim;
@@ -215,7 +215,7 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
         {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0, backward ? TG_DNNL_IN : TG_DNNL_OUT,
          wsm, ws_bytes > 0 ? ws : NULL, 2},
     };
-    rc = tg_dnnl_run(e, io, 3, who);
+    rc = tg_dnnl_exec_tensors(e, io, 3, who);
 out:
     tg_dnnl_unlock();
     return rc;
@@ -331,25 +331,20 @@ static void pool_free(void *saved)
 static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opts)
 {
     const char *who = max ? "tg_max_pool2d" : "tg_avg_pool2d";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
+    tg_op_call c;
+    if (!tg_op_begin(&c, max ? &tg_op_max_pool2d_vtable : &tg_op_avg_pool2d_vtable, who, &x,
+                     1, "x", 0))
+        return NULL;
     tg_pool2d_opts o = opts ? *opts : (tg_pool2d_opts)TG_POOL2D_OPTS_INIT;
     pool_geom g;
     if (pool_infer(who, x, &o, &g) != TG_OK)
-        return NULL;
+        return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
-    bool record = tg_autograd_should_record(&x, 1);
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, 4,
-                                       (const int64_t[]){g.n, g.c, g.oh, g.ow});
-    if (!y)
-        return NULL;
-    pool_params *p = NULL;
-    if (record) {
-        p = calloc(1, sizeof *p);
-        if (!p) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
+    pool_params *p = tg_op_save(&c, sizeof *p);
+    if (!y || (c.record && !p))
+        return tg_op_fail(&c);
+    if (p) {
         p->o = o;
         p->dnnl = dnnl;
     }
@@ -359,19 +354,15 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
         if (!xc)
             st = tg_last_status();
         else if (dnnl)
-            st = pool_dnnl(false, max, record, &g, xc, y, NULL, p ? &p->ws : NULL,
+            st = pool_dnnl(false, max, c.record, &g, xc, y, NULL, p ? &p->ws : NULL,
                            p ? &p->src_md : NULL, who);
         else
             pool_fwd_ref(max, &g, xc, y);
         tg_release(xc);
     }
-    if (st != TG_OK) {
-        pool_free(p);
-        tg_release(y);
-        return NULL;
-    }
-    const tg_op_vtable *vt = max ? &tg_op_max_pool2d_vtable : &tg_op_avg_pool2d_vtable;
-    return tg_op_finish(y, record, vt, &x, 1, p);
+    if (st != TG_OK)
+        return tg_op_fail(&c);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)

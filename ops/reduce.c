@@ -64,20 +64,19 @@ static const tg_op_vtable *red_vtable(red_kind k);
 static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
                          bool keepdim)
 {
-    const char *who = red_who[k];
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (tg_check_float(who, "x", x) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, red_vtable(k), red_who[k], &x, 1, "x", TG_OP_FLOAT))
         return NULL;
-    reduce_saved *sv = calloc(1, sizeof *sv);
+    const char *who = c.who;
+    /* the kernel needs the reduced shape (and max its argmax) anyway: the saved
+     * state is made for every call, and freed by tg_op_end when not recorded */
+    reduce_saved *sv = c.saved = calloc(1, sizeof *sv);
     if (!sv)
         return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
     sv->kind = k;
     sv->keepdim = keepdim;
-    if (parse_axes(who, axes, n_axes, x->ndim, sv->mask) != TG_OK) {
-        reduce_free(sv);
-        return NULL;
-    }
+    if (parse_axes(who, axes, n_axes, x->ndim, sv->mask) != TG_OK)
+        return tg_op_fail(&c);
     int ondim = 0;
     int64_t oshape[TG_MAX_DIMS], kstrides[TG_MAX_DIMS];
     sv->count = 1;
@@ -91,19 +90,18 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
     int64_t nout = tg_shape_numel(x->ndim, sv->kshape);
     if (k == RED_MAX && sv->count == 0 && nout > 0) {
         char buf[128];
-        reduce_free(sv);
-        return tg_error(TG_ERR_SHAPE, "tg_max: cannot take the max of empty groups of %s",
-                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), NULL;
+        tg_error(TG_ERR_SHAPE, "tg_max: cannot take the max of empty groups of %s",
+                 tg_shape_str(buf, sizeof buf, x->ndim, x->shape));
+        return tg_op_fail(&c);
     }
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, ondim, oshape);
+    tg_tensor *y = tg_op_output(&c, x->dtype, ondim, oshape);
     double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
     if (k == RED_MAX)
         sv->argmax = calloc((size_t)(nout > 0 ? nout : 1), sizeof *sv->argmax);
     if (!y || !acc || (k == RED_MAX && !sv->argmax)) {
-        tg_release(y);
         free(acc);
-        reduce_free(sv);
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        tg_error(TG_ERR_NOMEM, "%s: out of memory", who);
+        return tg_op_fail(&c);
     }
     if (tg_tensor_settle(x) != TG_OK) { /* the loop below reads x's storage plain */
         tg_release(y);
@@ -147,8 +145,7 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
             TG_DATA(y, double)[o] = v;
     }
     free(acc);
-    /* tg_op_finish frees sv when nothing is recorded */
-    return tg_op_finish(y, tg_autograd_should_record(&x, 1), red_vtable(k), &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_sum(tg_tensor *x, const int *axes, int n_axes, bool keepdim)

@@ -72,37 +72,26 @@ static const tg_op_vtable *sc_vtable(scalar_kind k);
 
 static tg_tensor *scalar_op(scalar_kind k, tg_tensor *x, double s)
 {
-    const char *who = sc_who[k];
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
-    if (tg_check_float(who, "x", x) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, sc_vtable(k), sc_who[k], &x, 1, "x", TG_OP_FLOAT))
         return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
-    if (!y)
-        return NULL;
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
+    scalar_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!y || (c.record && !sv))
+        return tg_op_fail(&c);
     if (tg_use_dnnl(x)) {
-        if (scalar_dnnl(k, s, x, NULL, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (scalar_dnnl(k, s, x, NULL, y) != TG_OK)
+            return tg_op_fail(&c);
     } else if (tg_tensor_settle(x) != TG_OK) {
-        tg_release(y); /* scalar_ref reads the storage plain */
-        return NULL;
+        return tg_op_fail(&c); /* scalar_ref reads the storage plain */
     } else {
         scalar_ref(k, s, x, y);
     }
-    bool rec = tg_autograd_should_record(&x, 1);
-    scalar_saved *sv = NULL;
-    if (rec) {
-        sv = malloc(sizeof *sv);
-        if (!sv) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    if (sv) {
         sv->kind = k;
         sv->s = s;
     }
-    return tg_op_finish(y, rec, sc_vtable(k), &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_add_scalar(tg_tensor *x, double s) { return scalar_op(SC_ADD, x, s); }

@@ -20,23 +20,22 @@
 static tg_tensor *reshape_impl(const char *who, tg_tensor *x, int ndim, const int64_t *shape)
 {
     int64_t ns[TG_MAX_DIMS], nst[TG_MAX_DIMS];
-    if (tg_reshape_shape(who, x, ndim, shape, ns) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_reshape_vtable, who, &x, 1, "x", 0))
         return NULL;
-    tg_tensor *y;
+    if (tg_reshape_shape(who, x, ndim, shape, ns) != TG_OK)
+        return tg_op_fail(&c);
     if (tg_view_strides(x, ndim, ns, nst)) {
-        y = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);
+        c.out = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);
     } else {
         tg_tensor *xc = tg_contiguous_owned(x);
         if (!xc)
-            return NULL;
+            return tg_op_fail(&c);
         tg_contiguous_strides(ndim, ns, nst);
-        y = tg_tensor_view_owned(xc, ndim, ns, nst, xc->offset);
+        c.out = tg_tensor_view_owned(xc, ndim, ns, nst, xc->offset);
         tg_release(xc);
     }
-    if (!y)
-        return NULL;
-    return tg_op_finish(y, tg_autograd_should_record(&x, 1), &tg_op_reshape_vtable, &x, 1,
-                        NULL);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
@@ -115,15 +114,13 @@ tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
  * contiguous copy recorded as an identity reshape, whose backward hands g on. */
 tg_tensor *tg_contiguous(tg_tensor *x)
 {
-    if (!x)
-        return tg_null_arg("tg_contiguous", "x"), NULL;
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_reshape_vtable, "tg_contiguous", &x, 1, "x", 0))
+        return NULL;
     if (tg_tensor_is_contiguous(x))
         return tg_scoped(tg_retain(x));
-    tg_tensor *y = tg_contiguous_owned(x);
-    if (!y)
-        return NULL;
-    return tg_op_finish(y, tg_autograd_should_record(&x, 1), &tg_op_reshape_vtable, &x, 1,
-                        NULL);
+    c.out = tg_contiguous_owned(x);
+    return tg_op_end(&c);
 }
 
 static tg_status reshape_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
@@ -155,36 +152,32 @@ typedef struct permute_saved {
 
 static tg_tensor *permute_impl(const char *who, tg_tensor *x, const int *perm)
 {
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_permute_vtable, who, &x, 1, "x", 0))
+        return NULL;
     if (x->ndim > 0 && !perm)
         return tg_null_arg(who, "perm"), NULL;
-    permute_saved *sv = calloc(1, sizeof *sv);
-    if (!sv)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+    permute_saved p = {.ndim = x->ndim};
     bool seen[TG_MAX_DIMS] = {false};
     int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
-    sv->ndim = x->ndim;
     for (int i = 0; i < x->ndim; i++) {
         int d;
-        if (tg_norm_axis(who, perm[i], x->ndim, &d) != TG_OK) {
-            free(sv);
+        if (tg_norm_axis(who, perm[i], x->ndim, &d) != TG_OK)
             return NULL;
-        }
-        if (seen[d]) {
-            free(sv);
+        if (seen[d])
             return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), NULL;
-        }
         seen[d] = true;
-        sv->perm[i] = d;
+        p.perm[i] = d;
         shape[i] = x->shape[d];
         strides[i] = x->strides[d];
     }
-    tg_tensor *y = tg_tensor_view_owned(x, x->ndim, shape, strides, x->offset);
-    if (!y) {
-        free(sv);
-        return NULL;
-    }
-    return tg_op_finish(y, tg_autograd_should_record(&x, 1), &tg_op_permute_vtable, &x, 1,
-                        sv);
+    permute_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (c.record && !sv)
+        return tg_op_fail(&c);
+    if (sv)
+        *sv = p;
+    c.out = tg_tensor_view_owned(x, x->ndim, shape, strides, x->offset);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_permute(tg_tensor *x, const int *perm)
@@ -250,8 +243,9 @@ typedef struct slice_saved {
 tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
 {
     static const char who[] = "tg_slice";
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
+    tg_op_call c;
+    if (!tg_op_begin(&c, &tg_op_slice_vtable, who, &x, 1, "x", 0))
+        return NULL;
     int d;
     if (tg_norm_axis(who, dim, x->ndim, &d) != TG_OK)
         return NULL;
@@ -266,20 +260,13 @@ tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[d] = e - s;
-    tg_tensor *y = tg_tensor_view_owned(x, x->ndim, shape, x->strides,
-                                        x->offset + s * x->strides[d]);
-    if (!y)
-        return NULL;
-    bool rec = tg_autograd_should_record(&x, 1);
-    slice_saved *sv = NULL;
-    if (rec) {
-        if (!(sv = malloc(sizeof *sv))) {
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    c.out = tg_tensor_view_owned(x, x->ndim, shape, x->strides, x->offset + s * x->strides[d]);
+    slice_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!c.out || (c.record && !sv))
+        return tg_op_fail(&c);
+    if (sv)
         *sv = (slice_saved){d, s, e};
-    }
-    return tg_op_finish(y, rec, &tg_op_slice_vtable, &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 static tg_status slice_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)

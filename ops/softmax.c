@@ -96,46 +96,167 @@ static void softmax_bwd_ref(bool log_, int axis, const tg_tensor *yc, const tg_t
         SOFTMAX_BWD_LOOP(double);
 }
 
+/* ---------------------------------------------------------------- oneDNN */
+
+static tg_dnnl_entry *softmax_fwd_entry(bool log, int axis, const tg_tensor *x,
+                                        const dnnl_memory_desc_t *md, const char *who)
+{
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_FWD);
+    tg_dnnl_key_add(&k, log);
+    tg_dnnl_key_add(&k, axis);
+    tg_dnnl_key_add_layout(&k, x);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    dnnl_status_t st;
+    if (log) {
+        dnnl_logsoftmax_desc_t d;
+        st = dnnl_logsoftmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
+        if (st == dnnl_success)
+            return tg_dnnl_create(&k, &d, NULL, who);
+    } else {
+        dnnl_softmax_desc_t d;
+        st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
+        if (st == dnnl_success)
+            return tg_dnnl_create(&k, &d, NULL, who);
+    }
+    tg_dnnl_failed(who, "softmax forward descriptor", st);
+    return NULL;
+}
+
+static tg_status check_softmax(const char *who, int axis, const tg_tensor *a,
+                               const tg_tensor *b, const tg_tensor *c)
+{
+    if (a->ndim < 1 || axis < 0 || axis >= a->ndim)
+        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who, axis,
+                        a->ndim);
+    if (!tg_tensor_same_shape(a, b) || (c && !tg_tensor_same_shape(a, c)))
+        return tg_error(TG_ERR_SHAPE, "%s: tensors must have equal shapes", who);
+    return TG_OK;
+}
+
+/* Softmax or log-softmax of x along axis into y (contiguous, equal shapes). */
+static tg_status dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_tensor *y)
+{
+    const char *who = log ? "tg_dnnl_log_softmax_forward" : "tg_dnnl_softmax_forward";
+    if (!x || !y)
+        return tg_null_arg(who, !x ? "x" : "y");
+    tg_status rc = check_softmax(who, axis, x, y, NULL);
+    if (rc != TG_OK)
+        return rc;
+    if (tg_tensor_numel(x) == 0)
+        return TG_OK;
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t mx, my;
+    tg_dnnl_md_of(&mx, x);
+    tg_dnnl_md_of(&my, y);
+    if (!dnnl_memory_desc_equal(&mx, &my))
+        return tg_error(TG_ERR_ARG, "%s: x and y must have the same layout", who);
+    tg_dnnl_lock();
+    rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx, who);
+    if (e && ((rc = tg_tensor_settle(x)) != TG_OK || (rc = tg_tensor_settle(y)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
+    if (e) {
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &mx, tg_tensor_data(x)},
+                                    {DNNL_ARG_DST, &my, tg_tensor_data(y)}};
+        rc = tg_dnnl_exec(e, args, 2, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* gx from the forward output y and gy. */
+static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
+                                   const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *who = log ? "tg_dnnl_log_softmax_backward" : "tg_dnnl_softmax_backward";
+    if (!y || !gy || !gx)
+        return tg_null_arg(who, !y ? "y" : !gy ? "gy" : "gx");
+    tg_status rc = check_softmax(who, axis, y, gy, gx);
+    if (rc != TG_OK)
+        return rc;
+    if (tg_tensor_numel(y) == 0)
+        return TG_OK;
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t my, mgy, mgx;
+    tg_dnnl_md_of(&my, y);
+    tg_dnnl_md_of(&mgy, gy);
+    tg_dnnl_md_of(&mgx, gx);
+    if (!dnnl_memory_desc_equal(&my, &mgy) || !dnnl_memory_desc_equal(&my, &mgx))
+        return tg_error(TG_ERR_ARG, "%s: y, gy and gx must have the same layout", who);
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_BWD);
+    tg_dnnl_key_add(&k, log);
+    tg_dnnl_key_add(&k, axis);
+    tg_dnnl_key_add_layout(&k, y);
+    tg_dnnl_lock();
+    rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        tg_dnnl_entry *fwd = softmax_fwd_entry(log, axis, y, &my, who);
+        if (fwd) {
+            dnnl_status_t st;
+            if (log) {
+                dnnl_logsoftmax_desc_t d;
+                st = dnnl_logsoftmax_backward_desc_init(&d, &mgx, &my, axis);
+                if (st == dnnl_success)
+                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+            } else {
+                dnnl_softmax_desc_t d;
+                st = dnnl_softmax_backward_desc_init(&d, &mgx, &my, axis);
+                if (st == dnnl_success)
+                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+            }
+            if (st != dnnl_success)
+                tg_dnnl_failed(who, "softmax backward descriptor", st);
+        }
+    }
+    if (e && ((rc = tg_tensor_settle(y)) != TG_OK || (rc = tg_tensor_settle(gy)) != TG_OK ||
+              (rc = tg_tensor_settle(gx)) != TG_OK))
+        e = NULL; /* a pending layout failed to settle: rc says why */
+    if (e) {
+        const tg_dnnl_mem args[] = {{DNNL_ARG_DST, &my, tg_tensor_data(y)},
+                                    {DNNL_ARG_DIFF_DST, &mgy, tg_tensor_data(gy)},
+                                    {DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_data(gx)}};
+        rc = tg_dnnl_exec(e, args, 3, who);
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
 static tg_tensor *softmax_op(bool log_, tg_tensor *x, int axis)
 {
-    const char *who = log_ ? "tg_log_softmax" : "tg_softmax";
-    const tg_op_vtable *vt = log_ ? &tg_op_log_softmax_vtable : &tg_op_softmax_vtable;
-    if (!x)
-        return tg_null_arg(who, "x"), NULL;
+    tg_op_call c;
+    if (!tg_op_begin(&c, log_ ? &tg_op_log_softmax_vtable : &tg_op_softmax_vtable,
+                     log_ ? "tg_log_softmax" : "tg_softmax", &x, 1, "x", TG_OP_FLOAT))
+        return NULL;
     int ax;
-    if (tg_check_float(who, "x", x) != TG_OK || tg_norm_axis(who, axis, x->ndim, &ax) != TG_OK)
-        return NULL;
-    tg_tensor *y = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
+    if (tg_norm_axis(c.who, axis, x->ndim, &ax) != TG_OK)
+        return tg_op_fail(&c);
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
     tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
-    if (!xc) {
-        tg_release(y);
-        return NULL;
-    }
+    if (!xc)
+        return tg_op_fail(&c);
     tg_status st = TG_OK;
     if (tg_tensor_numel(x) == 0)
         ; /* nothing to compute */
     else if (tg_use_dnnl(x))
-        st = tg_dnnl_softmax_forward(log_, ax, xc, y);
+        st = dnnl_softmax_forward(log_, ax, xc, y);
     else
         softmax_ref(log_, ax, xc, y);
     tg_release(xc);
-    if (st != TG_OK) {
-        tg_release(y);
-        return NULL;
-    }
-    bool rec = tg_autograd_should_record(&x, 1);
-    softmax_saved *sv = NULL;
-    if (rec) {
-        sv = calloc(1, sizeof *sv);
-        if (!sv || !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                  y->offset))) {
-            free(sv);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
-        }
+    if (st != TG_OK)
+        return tg_op_fail(&c);
+    softmax_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (c.record && (!sv || !(sv->y = tg_op_output_view(&c))))
+        return tg_op_fail(&c);
+    if (sv)
         sv->axis = ax;
-    }
-    return tg_op_finish(y, rec, vt, &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op(false, x, axis); }
@@ -160,7 +281,7 @@ static tg_status softmax_backward_common(bool log_, tg_node *node, tg_tensor *g,
     if (tg_tensor_numel(y) == 0)
         ; /* nothing to compute */
     else if (tg_use_dnnl(y))
-        st = tg_dnnl_softmax_backward(log_, sv->axis, y, gc, gx);
+        st = dnnl_softmax_backward(log_, sv->axis, y, gc, gx);
     else
         softmax_bwd_ref(log_, sv->axis, y, gc, gx);
     tg_release(gc);

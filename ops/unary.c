@@ -15,6 +15,7 @@
  * the view has no grad_fn). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops/dnnl_impl.h"
 
@@ -92,6 +93,174 @@ static const unary_def def_sigmoid = {"tg_sigmoid", TG_ELT_SIGMOID, 0.0f, 0.0f, 
 static const unary_def def_relu = {"tg_relu", TG_ELT_RELU, 0.0f, 0.0f, f_relu, d_relu,
                                    false, &tg_op_relu_vtable};
 
+/* ---------------------------------------------------------------- oneDNN eltwise */
+
+static dnnl_alg_kind_t eltwise_alg(tg_eltwise_alg alg)
+{
+    switch (alg) {
+    case TG_ELT_RELU: return dnnl_eltwise_relu;
+    case TG_ELT_TANH: return dnnl_eltwise_tanh;
+    case TG_ELT_SIGMOID: return dnnl_eltwise_logistic;
+    case TG_ELT_EXP: return dnnl_eltwise_exp;
+    case TG_ELT_LOG: return dnnl_eltwise_log;
+    case TG_ELT_SQRT: return dnnl_eltwise_sqrt;
+    case TG_ELT_ABS: return dnnl_eltwise_abs;
+    case TG_ELT_LINEAR: return dnnl_eltwise_linear;
+    case TG_ELT_POW: return dnnl_eltwise_pow;
+    }
+    return dnnl_alg_kind_undef;
+}
+
+static int64_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (int64_t)u;
+}
+
+/* The forward eltwise entry for n elements (contiguous data viewed as 1-D). */
+static tg_dnnl_entry *eltwise_fwd_entry(dnnl_alg_kind_t alg, float alpha, float beta,
+                                        const dnnl_memory_desc_t *md, int64_t n,
+                                        const char *who)
+{
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_FWD);
+    tg_dnnl_key_add(&k, alg);
+    tg_dnnl_key_add(&k, float_bits(alpha));
+    tg_dnnl_key_add(&k, float_bits(beta));
+    tg_dnnl_key_add(&k, n);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (e)
+        return e;
+    dnnl_eltwise_desc_t d;
+    dnnl_status_t st = dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, alg, md,
+                                                      alpha, beta);
+    if (st != dnnl_success) {
+        tg_dnnl_failed(who, "dnnl_eltwise_forward_desc_init", st);
+        return NULL;
+    }
+    return tg_dnnl_create(&k, &d, NULL, who);
+}
+
+/* y = f(x) for contiguous x, y of equal size (y may alias x). */
+static tg_status dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
+                                  const tg_tensor *x, tg_tensor *y)
+{
+    const char *who = "tg_dnnl_eltwise_forward";
+    if (!x || !y)
+        return tg_null_arg(who, !x ? "x" : "y");
+    int64_t n = tg_tensor_numel(x);
+    if (n != tg_tensor_numel(y))
+        return tg_error(TG_ERR_SHAPE, "%s: x has %lld elements, y %lld", who, (long long)n,
+                        (long long)tg_tensor_numel(y));
+    if (n == 0)
+        return TG_OK;
+    dnnl_alg_kind_t a = eltwise_alg(alg);
+    if (a == dnnl_alg_kind_undef)
+        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t md;
+    tg_dnnl_md_plain(&md, 1, &n);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+    if (e) {
+        /* x in a dense blocked layout (a conv's output): the elements are the
+         * same, only their order differs, so run on that buffer and leave y in
+         * the same layout for the next primitive. */
+        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x);
+        const void *src = NULL;
+        void *dst = NULL;
+        if (xa && tg_dnnl_md_dense(xa, n) && tg_dnnl_keep_layout(xa, y)) {
+            src = tg_dnnl_alt_buf(x);
+            dst = tg_dnnl_alt_attach(y, xa, who);
+            rc = dst ? TG_OK : TG_ERR_NOMEM;
+        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(y)) == TG_OK) {
+            src = tg_tensor_data(x); /* plain: settled */
+            dst = tg_tensor_data(y);
+        }
+        if (rc == TG_OK) {
+            const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src}, {DNNL_ARG_DST, &md, dst}};
+            rc = tg_dnnl_exec(e, args, 2, who);
+        }
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+/* gx = f'(x) * gy, given the forward input x (gx may alias gy). */
+static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
+                                   const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *who = "tg_dnnl_eltwise_backward";
+    if (!x || !gy || !gx)
+        return tg_null_arg(who, !x ? "x" : !gy ? "gy" : "gx");
+    int64_t n = tg_tensor_numel(x);
+    if (n != tg_tensor_numel(gy) || n != tg_tensor_numel(gx))
+        return tg_error(TG_ERR_SHAPE, "%s: x, gy and gx differ in size (%lld, %lld, %lld)",
+                        who, (long long)n, (long long)tg_tensor_numel(gy),
+                        (long long)tg_tensor_numel(gx));
+    if (n == 0)
+        return TG_OK;
+    dnnl_alg_kind_t a = eltwise_alg(alg);
+    if (a == dnnl_alg_kind_undef)
+        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    if (!tg_dnnl_engine(who))
+        return tg_last_status();
+    dnnl_memory_desc_t md;
+    tg_dnnl_md_plain(&md, 1, &n);
+    tg_dnnl_lock();
+    tg_status rc = TG_ERR_BACKEND;
+    tg_dnnl_key k;
+    tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_BWD);
+    tg_dnnl_key_add(&k, a);
+    tg_dnnl_key_add(&k, float_bits(alpha));
+    tg_dnnl_key_add(&k, float_bits(beta));
+    tg_dnnl_key_add(&k, n);
+    tg_dnnl_entry *e = tg_dnnl_find(&k);
+    if (!e) {
+        tg_dnnl_entry *fwd = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+        if (fwd) {
+            dnnl_eltwise_desc_t d;
+            dnnl_status_t st = dnnl_eltwise_backward_desc_init(&d, a, &md, &md, alpha, beta);
+            if (st != dnnl_success)
+                tg_dnnl_failed(who, "dnnl_eltwise_backward_desc_init", st);
+            else
+                e = tg_dnnl_create(&k, &d, fwd->pd, who);
+        }
+    }
+    if (e) {
+        /* x and gy in the same dense blocked layout: gx in it too (see forward).
+         * gx may be gy itself (same storage: the gradient computed in place). */
+        const dnnl_memory_desc_t *xa = tg_dnnl_alt_md(x), *ga = tg_dnnl_alt_md(gy);
+        bool same = gx->storage == gy->storage;
+        const void *src = NULL, *diff_dst = NULL;
+        void *diff_src = NULL;
+        if (xa && ga && dnnl_memory_desc_equal(xa, ga) && tg_dnnl_md_dense(xa, n) &&
+            (same || tg_dnnl_keep_layout(xa, gx))) {
+            src = tg_dnnl_alt_buf(x);
+            diff_dst = tg_dnnl_alt_buf(gy);
+            diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa, who);
+            rc = diff_src ? TG_OK : TG_ERR_NOMEM;
+        } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(gy)) == TG_OK &&
+                   (rc = tg_tensor_settle(gx)) == TG_OK) {
+            src = tg_tensor_data(x); /* plain: settled */
+            diff_dst = tg_tensor_data(gy);
+            diff_src = tg_tensor_data(gx);
+        }
+        if (rc == TG_OK) {
+            const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src},
+                                        {DNNL_ARG_DIFF_DST, &md, diff_dst},
+                                        {DNNL_ARG_DIFF_SRC, &md, diff_src}};
+            rc = tg_dnnl_exec(e, args, 3, who);
+        }
+    }
+    tg_dnnl_unlock();
+    return rc;
+}
+
+
 tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor *x,
                           tg_tensor *g, tg_tensor *out)
 {
@@ -108,8 +277,8 @@ tg_status tg_eltwise_dnnl(tg_eltwise_alg alg, float alpha, float beta, tg_tensor
     of = tg_flat_view_owned(out);
     if (!xf || (g && !gf) || !of)
         goto done;
-    st = g ? tg_dnnl_eltwise_backward(alg, alpha, beta, xf, gf, of)
-           : tg_dnnl_eltwise_forward(alg, alpha, beta, xf, of);
+    st = g ? dnnl_eltwise_backward(alg, alpha, beta, xf, gf, of)
+           : dnnl_eltwise_forward(alg, alpha, beta, xf, of);
 done:
     tg_release(xf);
     tg_release(gf);
@@ -129,24 +298,20 @@ done:
 
 static tg_tensor *unary(const unary_def *def, tg_tensor *x)
 {
-    if (!x)
-        return tg_null_arg(def->who, "x"), NULL;
-    if (tg_check_float(def->who, "x", x) != TG_OK)
+    tg_op_call c;
+    if (!tg_op_begin(&c, def->vt, def->who, &x, 1, "x", TG_OP_FLOAT))
         return NULL;
-    tg_tensor *y = tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
-    if (!y)
-        return NULL;
+    tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
+    unary_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!y || (c.record && !sv))
+        return tg_op_fail(&c);
     if (tg_use_dnnl(x)) {
-        if (tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, NULL, y) != TG_OK) {
-            tg_release(y);
-            return NULL;
-        }
+        if (tg_eltwise_dnnl(def->alg, def->alpha, def->beta, x, NULL, y) != TG_OK)
+            return tg_op_fail(&c);
     } else {
         tg_tensor *xc = tg_contiguous_owned(x);
-        if (!xc) {
-            tg_release(y);
-            return NULL;
-        }
+        if (!xc)
+            return tg_op_fail(&c);
         int64_t n = tg_tensor_numel(x);
         if (x->dtype == TG_F32)
             UNARY_FWD_LOOP(float);
@@ -154,20 +319,12 @@ static tg_tensor *unary(const unary_def *def, tg_tensor *x)
             UNARY_FWD_LOOP(double);
         tg_release(xc);
     }
-    bool rec = tg_autograd_should_record(&x, 1);
-    unary_saved *sv = NULL;
-    if (rec) {
-        sv = calloc(1, sizeof *sv);
-        if (!sv || (def->save_y &&
-                    !(sv->y = tg_tensor_view_owned(y, y->ndim, y->shape, y->strides,
-                                                   y->offset)))) {
-            free(sv);
-            tg_release(y);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", def->who), NULL;
-        }
+    if (sv) {
         sv->def = def;
+        if (def->save_y && !(sv->y = tg_op_output_view(&c)))
+            return tg_op_fail(&c);
     }
-    return tg_op_finish(y, rec, def->vt, &x, 1, sv);
+    return tg_op_end(&c);
 }
 
 tg_tensor *tg_neg(tg_tensor *x) { return unary(&def_neg, x); }

@@ -1421,6 +1421,119 @@ START_TEST(dropout_dropped_is_zero)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the op frame */
+
+/* A toy op written on the frame (ops/ops_impl.h): y = k * a + b, saving k and a
+ * view of y; its free_saved counts calls so the tests see the state freed once. */
+typedef struct axpb_saved {
+    double k;
+    tg_tensor *y;
+} axpb_saved;
+
+static int axpb_frees;
+
+static void axpb_free(void *p)
+{
+    axpb_saved *sv = p;
+    axpb_frees++;
+    tg_release(sv->y);
+    free(sv);
+}
+
+static tg_status axpb_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    const axpb_saved *sv = node->saved;
+    if (tg_node_needs_grad(node, 0) && !(gin[0] = tg_mul_scalar(g, sv->k)))
+        return tg_last_status();
+    if (tg_node_needs_grad(node, 1) && !(gin[1] = tg_mul_scalar(g, 1.0)))
+        return tg_last_status();
+    return TG_OK;
+}
+
+static const tg_op_vtable axpb_vtable = {"axpb", axpb_backward, axpb_free, NULL, 0};
+
+/* fail_at: 0 runs through; 1 fails after the output and saved state exist. */
+static tg_tensor *axpb(tg_tensor *a, tg_tensor *b, double k, int fail_at)
+{
+    tg_tensor *in[2] = {a, b};
+    tg_op_call c;
+    if (!tg_op_begin(&c, &axpb_vtable, "tg_axpb", in, 2, "a b",
+                     TG_OP_FLOAT | TG_OP_SAME_DTYPE))
+        return NULL;
+    if (!tg_tensor_same_shape(a, b)) {
+        tg_error(TG_ERR_SHAPE, "tg_axpb: shapes differ");
+        return tg_op_fail(&c);
+    }
+    tg_tensor *y = tg_op_output(&c, a->dtype, a->ndim, a->shape);
+    axpb_saved *sv = tg_op_save(&c, sizeof *sv);
+    if (!y || (c.record && !sv))
+        return tg_op_fail(&c);
+    for (int64_t i = 0; i < tg_tensor_numel(y); i++)
+        tg_set_flat(y, i, k * tg_get_flat(a, i) + tg_get_flat(b, i));
+    if (sv) {
+        sv->k = k;
+        if (!(sv->y = tg_op_output_view(&c)))
+            return tg_op_fail(&c);
+    }
+    if (fail_at == 1) {
+        tg_error(TG_ERR_STATE, "tg_axpb: failing on purpose");
+        return tg_op_fail(&c);
+    }
+    return tg_op_end(&c);
+}
+
+START_TEST(op_frame)
+{
+    static const double A[] = {1, -2, 3}, B[] = {0.5, 0.25, -1};
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = mk(TG_F64, TG_SHAPE(3), A), *b = mk(TG_F64, TG_SHAPE(3), B);
+    axpb_frees = 0;
+
+    /* the checks the frame makes, with the op's name and the input's word */
+    ASSERT_FAILS(axpb(NULL, b, 2, 0), TG_ERR_ARG, "tg_axpb");
+    TG_ASSERT_ERROR_HAS("'a'");
+    ASSERT_FAILS(axpb(a, NULL, 2, 0), TG_ERR_ARG, "tg_axpb");
+    TG_ASSERT_ERROR_HAS("'b'");
+    ASSERT_FAILS(axpb(a, tg_zeros(TG_I32, TG_SHAPE(3)), 2, 0), TG_ERR_DTYPE,
+                 "tg_axpb: b must be f32 or f64, got i32");
+    ASSERT_FAILS(axpb(a, tg_zeros(TG_F32, TG_SHAPE(3)), 2, 0), TG_ERR_DTYPE, "tg_axpb");
+    TG_ASSERT_ERROR_HAS("differ");
+    ASSERT_FAILS(axpb(a, tg_zeros(TG_F64, TG_SHAPE(4)), 2, 0), TG_ERR_SHAPE, "tg_axpb");
+    ck_assert_int_eq(axpb_frees, 0); /* nothing recorded: nothing saved */
+
+    /* not recorded: a plain scoped output, no node, no saved state */
+    tg_tensor *y = axpb(a, b, 2, 0);
+    TG_CHECK(y != NULL);
+    assert_values(y, (const double[]){2.5, -3.75, 5}, 3);
+    ck_assert_ptr_null(tg_tensor_grad_fn(y));
+    ck_assert_int_eq(axpb_frees, 0);
+
+    /* recorded: the node holds the saved state; backward reaches both inputs */
+    TG_OK_(tg_set_requires_grad(a, true));
+    TG_OK_(tg_set_requires_grad(b, true));
+    tg_scope *inner = tg_scope_push();
+    y = axpb(a, b, 3, 0);
+    TG_CHECK(y != NULL);
+    tg_node *node = tg_tensor_grad_fn(y);
+    ck_assert_ptr_nonnull(node);
+    ck_assert_ptr_eq(node->op, &axpb_vtable);
+    ck_assert_int_eq(node->n_inputs, 2);
+    const axpb_saved *sv = node->saved;
+    ck_assert(sv->k == 3.0);
+    ck_assert(tg_tensor_data(sv->y) == tg_tensor_data(y));
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    assert_values(tg_grad(a), (const double[]){3, 3, 3}, 3);
+    assert_values(tg_grad(b), (const double[]){1, 1, 1}, 3);
+    tg_scope_pop(inner);
+    ck_assert_int_eq(axpb_frees, 1); /* freed with the node, once */
+
+    /* a failure after the saved state exists frees it, and releases the output */
+    ASSERT_FAILS(axpb(a, b, 3, 1), TG_ERR_STATE, "on purpose");
+    ck_assert_int_eq(axpb_frees, 2);
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -1473,6 +1586,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, recording_rules);
     tcase_add_test(tc, unscoped_results_and_saved_views);
     tcase_add_test(tc, null_inputs);
+    tcase_add_test(tc, op_frame);
     tcase_add_test(tc, flush_denormals);
     suite_add_tcase(s, tc);
 
