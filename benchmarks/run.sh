@@ -27,7 +27,8 @@
 #   BENCH_BEFORE   a second build tree (say of main before a change): its
 #                  benchmarks/train_libtensor runs as the variant "before" in the same
 #                  repetitions, and a table gives libtensor's time over it (a change's
-#                  regression check: make bench before and after, in one run)
+#                  regression check: make bench before and after, in one run);
+#                  BENCH_BEFORE_LABEL says what it is (a commit) in the results
 #   PYTHON         the interpreter with torch (default: python3, then /usr/bin/python3)
 #   TG_FASHION_MNIST_DIR  the IDX files (default /usr/share/datasets/fashion-mnist)
 set -u
@@ -297,7 +298,7 @@ dnnl=$(sed -n 's/.* dnnl=\([^ ]*\) isa=\([^ ]*\).*/oneDNN \1 (\2)/p' "$raw" | he
     say ""
     say "Written by \`benchmarks/run.sh\` (\`make bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC')."
     say ""
-    [ -n "$before" ] && say "- before: $before ($(git -C "$before" rev-parse --short HEAD 2>/dev/null || echo 'a build tree'))"
+    [ -n "$before" ] && say "- before: the build in $before${BENCH_BEFORE_LABEL:+ ($BENCH_BEFORE_LABEL)}"
     say "- Source: ${rev:-not a git checkout}; CPU: $cpu, $ncpu CPUs online; ${isa:+flags: $isa}"
     say "- $dnnl; PyTorch: $torch_note${torch_blas:+ ($torch_blas)}"
     say "- Each run: $mode, then inference over the 10,000 test images at the same batch;"
