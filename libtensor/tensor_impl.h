@@ -101,6 +101,43 @@ tg_status tg_verror(tg_status status, const char *fmt, va_list ap);
  * When an earlier call already failed, its message is kept as the cause. */
 tg_status tg_null_arg(const char *fn, const char *arg);
 
+/* ---- the error context: the name of the public function being run ----
+ * Internal helpers (shape checks, allocation, the oneDNN glue) name the public
+ * function in their messages ("tg_conv2d: ...") without being passed it: the
+ * public function enters its name as the thread's error context, and the helpers
+ * set their errors with tg_error_here. Contexts nest: enter returns the previous
+ * context and leave restores it, so an op run inside another op (or inside a
+ * backward) names itself and hands the outer name back when it returns:
+ *
+ *   const char *prev = tg_error_enter("tg_foo");
+ *   ... tg_error_here(TG_ERR_SHAPE, "bad shape %s", s) -> "tg_foo: bad shape ..."
+ *   tg_error_leave(prev);       // on every return path
+ *
+ * The op frame (tg_op_begin ... tg_op_end/tg_op_fail, ops/ops_impl.h) does this
+ * for every op's forward, and the backward engine for every node's backward
+ * ("tg_<op> backward"). With no context entered, messages start "libtensor". The
+ * name is borrowed: it must outlive the context (a string literal, or a buffer
+ * on the stack of the function that leaves). A thread-local pointer load and
+ * store each way, nothing else. */
+extern _Thread_local const char *tg_error_ctx_;
+static inline const char *tg_error_enter(const char *name)
+{
+    const char *prev = tg_error_ctx_;
+    tg_error_ctx_ = name;
+    return prev;
+}
+static inline void tg_error_leave(const char *prev) { tg_error_ctx_ = prev; }
+/* The current context; never NULL ("libtensor" when none was entered). */
+static inline const char *tg_error_context(void)
+{
+    return tg_error_ctx_ ? tg_error_ctx_ : "libtensor";
+}
+/* tg_error with the message prefixed by the context: "<context>: <message>". */
+tg_status tg_error_here(tg_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* tg_null_arg naming the current context. */
+tg_status tg_null_arg_here(const char *arg);
+
 /* A process-wide clock: every call returns a value never returned before, so a
  * (storage, version) pair names one content of one storage for all time, even
  * when a new storage reuses a freed one's address. */

@@ -245,18 +245,24 @@ bool tg_op_begin(tg_op_call *c, const tg_op_vtable *op, const char *who,
                  tg_tensor *const *in, int n_in, const char *names, unsigned flags)
 {
     *c = (tg_op_call){.op = op, .who = who, .in = in, .n_in = n_in};
+    c->prev_ctx = tg_error_enter(who);
     char buf[32];
     for (int i = 0; i < n_in; i++)
-        if (!in[i])
-            return tg_null_arg(who, arg_name(names, i, buf, sizeof buf)), false;
+        if (!in[i]) {
+            tg_null_arg(who, arg_name(names, i, buf, sizeof buf));
+            goto fail;
+        }
     for (int i = 0; (flags & TG_OP_FLOAT) && i < n_in; i++)
         if (tg_check_float(who, arg_name(names, i, buf, sizeof buf), in[i]) != TG_OK)
-            return false;
+            goto fail;
     for (int i = 1; (flags & TG_OP_SAME_DTYPE) && i < n_in; i++)
         if (tg_check_same_dtype(who, in[0], in[i]) != TG_OK)
-            return false;
+            goto fail;
     c->record = tg_autograd_should_record(in, n_in);
     return true;
+fail:
+    tg_error_leave(c->prev_ctx);
+    return false;
 }
 
 tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *shape)
@@ -293,9 +299,12 @@ tg_tensor *tg_op_end(tg_op_call *c)
     c->saved = NULL;
     if (!out || !c->record) {
         free_saved(c->op, saved);
+        tg_error_leave(c->prev_ctx);
         return out ? tg_scoped(out) : NULL;
     }
-    if (!tg_autograd_record(out, c->op, c->in, c->n_in, saved)) {
+    bool ok = tg_autograd_record(out, c->op, c->in, c->n_in, saved);
+    tg_error_leave(c->prev_ctx);
+    if (!ok) {
         tg_release(out);
         return NULL;
     }
@@ -308,5 +317,6 @@ tg_tensor *tg_op_fail(tg_op_call *c)
     free_saved(c->op, c->saved);
     c->out = NULL;
     c->saved = NULL;
+    tg_error_leave(c->prev_ctx);
     return NULL;
 }

@@ -232,11 +232,13 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
     if (!tg_tensor_same_shape(pred, target))
         return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s differ", who,
                         tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape),
-                        tg_shape_str(st, sizeof st, target->ndim, target->shape)), NULL;
+                        tg_shape_str(st, sizeof st, target->ndim, target->shape)),
+               tg_op_fail(&c);
     int64_t n = tg_tensor_numel(pred);
     if (n == 0)
         return tg_error(TG_ERR_SHAPE, "%s: shape %s is empty (no mean to take)", who,
-                        tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape)), NULL;
+                        tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape)),
+               tg_op_fail(&c);
     tg_tensor *pc = tg_contiguous_owned(pred), *tc = tg_contiguous_owned(target);
     double total = 0;
     if (pc && tc)

@@ -72,7 +72,7 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
      * state is made for every call, and freed by tg_op_end when not recorded */
     reduce_saved *sv = c.saved = calloc(1, sizeof *sv);
     if (!sv)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), tg_op_fail(&c);
     sv->kind = k;
     sv->keepdim = keepdim;
     if (parse_axes(who, axes, n_axes, x->ndim, sv->mask) != TG_OK)
@@ -104,10 +104,8 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
         return tg_op_fail(&c);
     }
     if (tg_tensor_settle(x) != TG_OK) { /* the loop below reads x's storage plain */
-        tg_release(y);
         free(acc);
-        reduce_free(sv);
-        return NULL;
+        return tg_op_fail(&c);
     }
 
     /* y's contiguous layout equals that of kshape; reduced axes get stride 0 */

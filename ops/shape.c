@@ -117,8 +117,11 @@ tg_tensor *tg_contiguous(tg_tensor *x)
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_reshape_vtable, "tg_contiguous", &x, 1, "x", 0))
         return NULL;
-    if (tg_tensor_is_contiguous(x))
-        return tg_scoped(tg_retain(x));
+    if (tg_tensor_is_contiguous(x)) { /* x itself, not recorded */
+        c.out = tg_retain(x);
+        c.record = false;
+        return tg_op_end(&c);
+    }
     c.out = tg_contiguous_owned(x);
     return tg_op_end(&c);
 }
@@ -156,16 +159,16 @@ static tg_tensor *permute_impl(const char *who, tg_tensor *x, const int *perm)
     if (!tg_op_begin(&c, &tg_op_permute_vtable, who, &x, 1, "x", 0))
         return NULL;
     if (x->ndim > 0 && !perm)
-        return tg_null_arg(who, "perm"), NULL;
+        return tg_null_arg(who, "perm"), tg_op_fail(&c);
     permute_saved p = {.ndim = x->ndim};
     bool seen[TG_MAX_DIMS] = {false};
     int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) {
         int d;
         if (tg_norm_axis(who, perm[i], x->ndim, &d) != TG_OK)
-            return NULL;
+            return tg_op_fail(&c);
         if (seen[d])
-            return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), NULL;
+            return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), tg_op_fail(&c);
         seen[d] = true;
         p.perm[i] = d;
         shape[i] = x->shape[d];
@@ -248,14 +251,14 @@ tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
         return NULL;
     int d;
     if (tg_norm_axis(who, dim, x->ndim, &d) != TG_OK)
-        return NULL;
+        return tg_op_fail(&c);
     int64_t len = x->shape[d];
     int64_t s = start < 0 ? start + len : start, e = end < 0 ? end + len : end;
     if (s < 0 || e > len || s > e) {
         char buf[128];
         return tg_error(TG_ERR_RANGE, "%s: range %lld..%lld out of bounds for dim %d of %s",
                         who, (long long)start, (long long)end, dim,
-                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), NULL;
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), tg_op_fail(&c);
     }
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
