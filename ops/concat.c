@@ -30,7 +30,7 @@ static tg_status check_inputs(const char *who, tg_tensor *const *xs, int n, int 
         }
     const tg_tensor *x0 = xs[0];
     int d;
-    if (tg_norm_axis(who, dim, x0->ndim, &d) != TG_OK)
+    if (tg_norm_axis(dim, x0->ndim, &d) != TG_OK)
         return TG_ERR_RANGE;
     memcpy(shape, x0->shape, TG_MAX_DIMS * sizeof *shape);
     shape[d] = 0;
@@ -65,7 +65,10 @@ tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim)
     int d = 0;
     int64_t shape[TG_MAX_DIMS];
     /* first: its NULL checks name the input (xs[2]) */
-    if (check_inputs(who, xs, n, dim, &d, shape) != TG_OK)
+    const char *prev = tg_error_enter(who); /* for tg_norm_axis; the frame comes after */
+    tg_status checked = check_inputs(who, xs, n, dim, &d, shape);
+    tg_error_leave(prev);
+    if (checked != TG_OK)
         return NULL;
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_concat_vtable, who, xs, n, NULL, 0))

@@ -43,7 +43,7 @@ static int64_t *check_and_read_labels(const char *who, const char *xname, tg_ten
         return tg_null_arg(who, xname), NULL;
     if (!labels)
         return tg_null_arg(who, "labels"), NULL;
-    if (tg_check_float(who, xname, x) != TG_OK || tg_check_ndim(who, xname, x, 2) != TG_OK)
+    if (tg_check_float(xname, x) != TG_OK || tg_check_ndim(xname, x, 2) != TG_OK)
         return NULL;
     if (labels->dtype != TG_I32 && labels->dtype != TG_I64 && labels->dtype != TG_U8)
         return tg_error(TG_ERR_DTYPE, "%s: labels must be i32, i64 or u8, got %s", who,
@@ -101,7 +101,9 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
 {
     const char *who = probs ? "tg_cross_entropy_probs" : "tg_cross_entropy";
     /* first: its messages name the logits or probs */
+    const char *prev = tg_error_enter(who); /* for tg_check_float; the frame comes after */
     int64_t *lab = check_and_read_labels(who, probs ? "probs" : "logits", x, labels);
+    tg_error_leave(prev);
     if (!lab)
         return NULL;
     tg_tensor *in[2] = {x, labels};

@@ -21,16 +21,17 @@ const tg_op_vtable *tg_op_lookup(const char *name);
 /* True when x's op should run on oneDNN: f32 and backend AUTO. */
 bool tg_use_dnnl(const tg_tensor *x);
 
-/* ---- argument checks; each sets an error naming `who` and returns its status ---- */
-tg_status tg_check_float(const char *who, const char *arg, const tg_tensor *x);
-tg_status tg_check_same_dtype(const char *who, const tg_tensor *a, const tg_tensor *b);
-tg_status tg_check_ndim(const char *who, const char *arg, const tg_tensor *x, int ndim);
+/* ---- argument checks; each sets an error naming the error context (the running
+ * op, libtensor/tensor_impl.h) and returns its status ---- */
+tg_status tg_check_float(const char *arg, const tg_tensor *x);
+tg_status tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b);
+tg_status tg_check_ndim(const char *arg, const tg_tensor *x, int ndim);
 /* Normalises a possibly negative axis into 0..ndim-1. */
-tg_status tg_norm_axis(const char *who, int axis, int ndim, int *out);
+tg_status tg_norm_axis(int axis, int ndim, int *out);
 
 /* ---- broadcasting ---- */
 /* numpy rules: shapes aligned at the right; extents equal or 1. */
-tg_status tg_broadcast_shape(const char *who, const tg_tensor *a, const tg_tensor *b,
+tg_status tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b,
                              int *ndim, int64_t *shape);
 /* Strides of t as seen from an output of shape (ndim, shape): 0 on broadcast dims. */
 void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,

@@ -50,7 +50,7 @@ static tg_status parse_axes(const char *who, const int *axes, int n_axes, int nd
     }
     for (int i = 0; i < n_axes; i++) {
         int a;
-        if (tg_norm_axis(who, axes[i], ndim, &a) != TG_OK)
+        if (tg_norm_axis(axes[i], ndim, &a) != TG_OK)
             return TG_ERR_RANGE;
         if (mask[a])
             return tg_error(TG_ERR_ARG, "%s: axis %d given twice", who, axes[i]);
