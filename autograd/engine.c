@@ -370,7 +370,7 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
 /* A new contiguous engine-owned copy of src (new reference). */
 static tg_tensor *owned_copy(tg_tensor *src)
 {
-    tg_tensor *d = tg_tensor_new_owned("tg_backward", src->dtype, src->ndim, src->shape);
+    tg_tensor *d = tg_tensor_new_owned(src->dtype, src->ndim, src->shape);
     if (!d)
         return NULL;
     if (tg_tensor_copy_into(d, src) != TG_OK) {
@@ -563,7 +563,7 @@ static tg_tensor *make_seed(tg_tensor *output, const tg_tensor *grad_output)
                             "pass grad_output to tg_backward_ex",
                             shape_dt(a, sizeof a, output),
                             (long long)tg_tensor_numel(output)), NULL;
-        tg_tensor *one = tg_tensor_new_owned("tg_backward", output->dtype, output->ndim,
+        tg_tensor *one = tg_tensor_new_owned(output->dtype, output->ndim,
                                              output->shape);
         if (one && tg_tensor_fill(one, 1.0) != TG_OK) {
             tg_release(one);

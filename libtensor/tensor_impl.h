@@ -159,8 +159,14 @@ void tg_free_aligned(void *p, size_t nbytes);
 void tg_live_objects_add(int64_t delta);
 
 /* ---- construction without scoping: all return NEW references ---- */
-/* Contiguous, uninitialised. Validates ndim/shape; message names `who`. */
-tg_tensor *tg_tensor_new_owned(const char *who, tg_dtype dtype, int ndim,
+/* Contiguous, uninitialised. Validates ndim/shape; messages name the error
+ * context (the running public function). */
+tg_tensor *tg_tensor_new_owned(tg_dtype dtype, int ndim, const int64_t *shape);
+/* The same, for a caller whose messages name something other than the running
+ * public function's context (a file, a layer, a backward's own label) or that
+ * runs outside any context: `who` is data here, not context ("tg_tensor_new"
+ * when NULL). */
+tg_tensor *tg_tensor_new_named(const char *who, tg_dtype dtype, int ndim,
                                const int64_t *shape);
 /* A view header on t's storage (retains the storage), given shape/strides/offset. */
 tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
@@ -168,15 +174,14 @@ tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
 /* Contiguous row-major strides for shape. */
 void tg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 int64_t tg_shape_numel(int ndim, const int64_t *shape);
-/* Validates a user shape; message names who. */
-tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape);
+/* Validates a user shape; messages name the error context. */
+tg_status tg_check_shape(int ndim, const int64_t *shape);
 /* The two halves of a reshape, shared by tg_tensor_reshape and the differentiable
  * tg_reshape (ops/shape.c). tg_reshape_shape resolves one -1 in shape against t's
- * element count into out (ndim entries) and checks that the sizes agree (message
- * names who). tg_view_strides finds strides that read t's storage with the new
+ * element count into out (ndim entries) and checks that the sizes agree (messages
+ * name the error context). tg_view_strides finds strides that read t's storage with the new
  * shape, or returns false when t's strides make that impossible. */
-tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
-                           const int64_t *shape, int64_t *out);
+tg_status tg_reshape_shape(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *out);
 bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 
 /* Raw views (libtensor/view.c): scoped references sharing t's storage that record

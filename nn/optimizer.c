@@ -309,7 +309,7 @@ static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *cons
                                 "(state dict names must be unique)", fn, j, i, name), NULL;
             }
         for (int s = 0; s < o->n_slots; s++) {
-            tg_tensor *t = tg_tensor_new_owned(fn, tg_tensor_dtype(p), tg_tensor_ndim(p),
+            tg_tensor *t = tg_tensor_new_named(fn, tg_tensor_dtype(p), tg_tensor_ndim(p),
                                                tg_tensor_shape(p));
             o->slots[s][i] = t;
             char sname[600];

@@ -52,7 +52,7 @@ static tg_tensor *argmax_impl(tg_tensor *x, int axis, bool keepdim)
         else if (keepdim)
             oshape[ondim++] = 1;
     }
-    tg_tensor *y = tg_tensor_new_owned(who, TG_I64, ondim, oshape);
+    tg_tensor *y = tg_tensor_new_owned(TG_I64, ondim, oshape);
     tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
     if (!xc) {
         tg_release(y);

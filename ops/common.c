@@ -121,7 +121,6 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
 
 static tg_tensor *sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
 {
-    static const char who[] = "tg_sum_to_shape";
     if (!g)
         return tg_null_arg_here("g"), NULL;
     if (tg_check_float("g", g) != TG_OK)
@@ -143,7 +142,7 @@ static tg_tensor *sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
                              tg_shape_str(sa, sizeof sa, g->ndim, g->shape),
                              tg_shape_str(sb, sizeof sb, ndim, shape)), NULL;
     }
-    tg_tensor *out = tg_tensor_new_owned(who, g->dtype, ndim, shape);
+    tg_tensor *out = tg_tensor_new_owned(g->dtype, ndim, shape);
     if (!out)
         return NULL;
     int64_t n_out = tg_shape_numel(ndim, shape);
@@ -196,7 +195,7 @@ static tg_tensor *contiguous(tg_tensor *x, bool keep)
             return tg_retain(x);
         return tg_tensor_view_owned(x, x->ndim, x->shape, st, x->offset);
     }
-    tg_tensor *c = tg_tensor_new_owned("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
+    tg_tensor *c = tg_tensor_new_named("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
     if (!c)
         return NULL;
     if (tg_tensor_copy_into(c, x) != TG_OK) {
@@ -278,7 +277,7 @@ fail:
 
 tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    c->out = tg_tensor_new_owned(c->who, dtype, ndim, shape);
+    c->out = tg_tensor_new_owned(dtype, ndim, shape);
     return c->out;
 }
 

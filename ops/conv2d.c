@@ -386,7 +386,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
 
 static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
 {
-    static const char who[] = "tg_conv2d backward";
+    /* runs in the engine's context, "tg_conv2d backward" */
     const conv_params *p = node->saved;
     tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     conv_geom g;
@@ -398,7 +398,7 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
     /* dL/dy = g * [r > 0]: ReLU's backward taken from its output */
     bool in_place = p->dnnl && tg_grad_out_reusable(grad_out);
     tg_tensor *gy = in_place ? tg_retain(grad_out)
-                             : tg_tensor_new_owned(who, p->out->dtype, 4, p->out->shape);
+                             : tg_tensor_new_owned(p->out->dtype, 4, p->out->shape);
     if (!gy)
         return tg_last_status();
     if (p->dnnl) {

@@ -81,9 +81,9 @@ static int64_t *check_and_read_labels(const char *who, const char *xname, tg_ten
     return out;
 }
 
-static tg_tensor *scalar_out(const char *who, tg_dtype dtype, double v)
+static tg_tensor *scalar_out(tg_dtype dtype, double v)
 {
-    tg_tensor *y = tg_tensor_new_owned(who, dtype, 0, NULL);
+    tg_tensor *y = tg_tensor_new_owned(dtype, 0, NULL);
     if (y)
         tg_set_flat(y, 0, v);
     return y;
@@ -130,7 +130,7 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
             total += m + log(s) - at2(x, r, lab[r]);
         }
     }
-    c.out = scalar_out(who, x->dtype, total / (double)n);
+    c.out = scalar_out(x->dtype, total / (double)n);
     xent_saved *sv = c.out ? tg_op_save(&c, sizeof *sv) : NULL;
     if (!c.out || (c.record && !sv)) {
         free(lab);
@@ -162,7 +162,7 @@ static tg_status xent_backward_common(bool probs, tg_node *node, tg_tensor *g,
     tg_tensor *x = node->inputs[0];
     double scale = tg_item(g) / (double)sv->n;
     double *row = malloc((size_t)sv->c * sizeof *row);
-    tg_tensor *gx = row ? tg_tensor_new_owned("cross_entropy backward", x->dtype, 2, x->shape)
+    tg_tensor *gx = row ? tg_tensor_new_named("cross_entropy backward", x->dtype, 2, x->shape)
                         : NULL;
     if (!gx) {
         free(row);
@@ -250,7 +250,7 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
                            : TG_DATA(pc, double)[i] - TG_DATA(tc, double)[i];
             total += d * d;
         }
-    c.out = pc && tc ? scalar_out(who, pred->dtype, total / (double)n) : NULL;
+    c.out = pc && tc ? scalar_out(pred->dtype, total / (double)n) : NULL;
     tg_release(pc);
     tg_release(tc);
     return tg_op_end(&c);
@@ -261,7 +261,7 @@ static tg_status mse_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     tg_tensor *p = node->inputs[0], *q = node->inputs[1];
     int64_t n = tg_tensor_numel(p);
     double scale = 2.0 * tg_item(g) / (double)n;
-    tg_tensor *gp = tg_tensor_new_owned("mse backward", p->dtype, p->ndim, p->shape);
+    tg_tensor *gp = tg_tensor_new_named("mse backward", p->dtype, p->ndim, p->shape);
     tg_tensor *pc = tg_contiguous_owned(p), *qc = tg_contiguous_owned(q);
     if (!gp || !pc || !qc) {
         tg_release(gp);

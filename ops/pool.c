@@ -199,7 +199,7 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
     }
     if (ws_bytes > 0 && !backward && ws_out) {
         int64_t nb = (int64_t)ws_bytes;
-        if (!(*ws_out = tg_tensor_new_owned(tg_error_context(), TG_U8, 1, &nb))) {
+        if (!(*ws_out = tg_tensor_new_owned(TG_U8, 1, &nb))) {
             rc = tg_last_status();
             goto out;
         }
@@ -378,7 +378,7 @@ tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
 static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
                                tg_tensor **grad_in)
 {
-    const char *who = max ? "tg_max_pool2d backward" : "tg_avg_pool2d backward";
+    /* runs in the engine's context, "tg_max_pool2d backward" or "tg_avg_pool2d backward" */
     pool_params *p = node->saved;
     tg_tensor *x = node->inputs[0];
     if (!tg_node_needs_grad(node, 0))
@@ -389,7 +389,7 @@ static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
     if (st != TG_OK)
         return st;
     tg_tensor *gy = tg_contiguous_layout_owned(grad_out, p->dnnl);
-    tg_tensor *gx = tg_tensor_new_owned(who, x->dtype, 4, x->shape);
+    tg_tensor *gx = tg_tensor_new_owned(x->dtype, 4, x->shape);
     tg_tensor *xc = max && !p->dnnl ? tg_contiguous_owned(x) : NULL;
     if (!gy || !gx || (max && !p->dnnl && !xc)) {
         st = tg_last_status();

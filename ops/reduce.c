@@ -169,7 +169,7 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
         return TG_OK;
     const reduce_saved *sv = node->saved;
     tg_tensor *x = node->inputs[0];
-    tg_tensor *gx = tg_tensor_new_owned("reduce backward", x->dtype, x->ndim, x->shape);
+    tg_tensor *gx = tg_tensor_new_named("reduce backward", x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
     int64_t n = tg_tensor_numel(x);

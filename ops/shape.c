@@ -23,7 +23,7 @@ static tg_tensor *reshape_impl(const char *who, tg_tensor *x, int ndim, const in
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_reshape_vtable, who, &x, 1, "x", 0))
         return NULL;
-    if (tg_reshape_shape(who, x, ndim, shape, ns) != TG_OK)
+    if (tg_reshape_shape(x, ndim, shape, ns) != TG_OK)
         return tg_op_fail(&c);
     if (tg_view_strides(x, ndim, ns, nst)) {
         c.out = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);

@@ -290,7 +290,7 @@ static tg_status softmax_backward_common(bool log_, tg_node *node, tg_tensor *g,
         return TG_OK;
     const softmax_saved *sv = node->saved;
     tg_tensor *y = sv->y;
-    tg_tensor *gx = tg_tensor_new_owned("softmax backward", y->dtype, y->ndim, y->shape);
+    tg_tensor *gx = tg_tensor_new_named("softmax backward", y->dtype, y->ndim, y->shape);
     tg_tensor *gc = gx ? tg_contiguous_owned(g) : NULL;
     if (!gc) {
         tg_release(gx);

@@ -376,7 +376,7 @@ static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
      * one pass over memory fewer, and no new buffer. */
     bool in_place = tg_use_dnnl(x) && tg_grad_out_reusable(g) && g->dtype == x->dtype;
     tg_tensor *gx = in_place ? tg_retain(g)
-                             : tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
+                             : tg_tensor_new_owned(x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
     tg_status st = TG_OK;

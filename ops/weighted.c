@@ -107,15 +107,15 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
     tg_tensor *gy = tg_contiguous_layout_owned(grad_out, dnnl);
     tg_tensor *xc = need_wb ? tg_contiguous_layout_owned(x, dnnl) : NULL;
     tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
-    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
+    tg_tensor *gx = need_x ? tg_tensor_new_owned(x->dtype, x->ndim, x->shape) : NULL;
     /* Weight and bias gradients go straight into the leaves' zeroed .grad when
      * the engine allows it (no copy afterwards), else into new tensors. */
     tg_tensor *cw = need_wb ? tg_node_claim_leaf_grad(node, 1) : NULL;
     tg_tensor *cb = need_wb && b ? tg_node_claim_leaf_grad(node, 2) : NULL;
     tg_tensor *gw = !need_wb ? NULL
-                    : cw ? tg_retain(cw) : tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape);
+                    : cw ? tg_retain(cw) : tg_tensor_new_owned(w->dtype, w->ndim, w->shape);
     tg_tensor *gb = !need_wb || !b ? NULL
-                    : cb ? tg_retain(cb) : tg_tensor_new_owned(who, b->dtype, 1, b->shape);
+                    : cb ? tg_retain(cb) : tg_tensor_new_owned(b->dtype, 1, b->shape);
     if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
         st = tg_last_status();
         goto out;
