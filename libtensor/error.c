@@ -13,7 +13,7 @@
 
 static _Thread_local tg_status last_status = TG_OK;
 static _Thread_local char last_msg[MSG_CAP] = "no error";
-_Thread_local const char *tg_error_ctx_ = NULL;
+_Thread_local const char *tg_error_ctx_ TG_TLS_IE_ = NULL;
 
 const char *tg_last_error(void)
 {

@@ -119,7 +119,11 @@ tg_status tg_null_arg(const char *fn, const char *arg);
  * name is borrowed: it must outlive the context (a string literal, or a buffer
  * on the stack of the function that leaves). A thread-local pointer load and
  * store each way, nothing else. */
-extern _Thread_local const char *tg_error_ctx_;
+/* initial-exec: one %fs-relative load or store, no __tls_get_addr call, so
+ * the frame's enter and leave cost a pointer store each (the static TLS block
+ * has room for one pointer even when the library is dlopen'ed). */
+#define TG_TLS_IE_ __attribute__((tls_model("initial-exec")))
+extern _Thread_local const char *tg_error_ctx_ TG_TLS_IE_;
 static inline const char *tg_error_enter(const char *name)
 {
     const char *prev = tg_error_ctx_;
