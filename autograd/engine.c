@@ -370,7 +370,7 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
 /* A new contiguous engine-owned copy of src (new reference). */
 static tg_tensor *owned_copy(tg_tensor *src)
 {
-    tg_tensor *d = tg_tensor_new_owned("tg_backward", src->dtype, src->ndim, src->shape);
+    tg_tensor *d = tg_tensor_new_owned(src->dtype, src->ndim, src->shape);
     if (!d)
         return NULL;
     if (tg_tensor_copy_into(d, src) != TG_OK) {
@@ -495,7 +495,18 @@ static tg_status run_node(backward_state *st, tg_node *n, bool retain_graph)
             goto out;
         }
     }
+    /* The node's backward runs in the context "tg_<op> backward", which names
+     * the op's public function as its forward's messages do; built on the stack,
+     * as it must outlive only this call. */
+    char ctx[80] = "tg_";
+    size_t len = strlen(n->op->name);
+    if (len > sizeof ctx - sizeof "tg_ backward")
+        len = sizeof ctx - sizeof "tg_ backward";
+    memcpy(ctx + 3, n->op->name, len);
+    memcpy(ctx + 3 + len, " backward", sizeof " backward");
+    const char *prev = tg_error_enter(ctx);
     rc = n->op->backward(n, n->grad_accum, grad_in);
+    tg_error_leave(prev);
     if (rc != TG_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tg_last_error());
@@ -552,7 +563,7 @@ static tg_tensor *make_seed(tg_tensor *output, const tg_tensor *grad_output)
                             "pass grad_output to tg_backward_ex",
                             shape_dt(a, sizeof a, output),
                             (long long)tg_tensor_numel(output)), NULL;
-        tg_tensor *one = tg_tensor_new_owned("tg_backward", output->dtype, output->ndim,
+        tg_tensor *one = tg_tensor_new_owned(output->dtype, output->ndim,
                                              output->shape);
         if (one && tg_tensor_fill(one, 1.0) != TG_OK) {
             tg_release(one);
@@ -577,7 +588,17 @@ tg_status tg_backward(tg_tensor *output)
     return tg_backward_ex(output, NULL);
 }
 
+static tg_status backward_impl(tg_tensor *output, const tg_backward_opts *opts);
+
 tg_status tg_backward_ex(tg_tensor *output, const tg_backward_opts *opts)
+{
+    const char *prev = tg_error_enter("tg_backward");
+    tg_status rc = backward_impl(output, opts);
+    tg_error_leave(prev);
+    return rc;
+}
+
+static tg_status backward_impl(tg_tensor *output, const tg_backward_opts *opts)
 {
     tg_backward_opts defaults = TG_BACKWARD_OPTS_INIT;
     if (!opts)

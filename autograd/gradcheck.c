@@ -310,7 +310,7 @@ static tg_status analytic(gc_ctx *g, tg_rng *rng, tg_gradcheck_report *rep,
     tg_node *node = tg_tensor_grad_fn(y);
     snprintf(rep->op, sizeof rep->op, "%s", node ? node->op->name : "none");
 
-    tg_tensor *r = tg_tensor_new_owned("tg_gradcheck", y->dtype, y->ndim, y->shape);
+    tg_tensor *r = tg_tensor_new_named("tg_gradcheck", y->dtype, y->ndim, y->shape);
     if (!r)
         return tg_last_status();
     tg_scoped(r);

@@ -281,7 +281,7 @@ static tg_status write_all(hid_t file, const char *path, const tg_state_dict *sd
         tg_tensor *t = tg_state_dict_tensor_at(sd, i);
         tg_tensor *c = t;
         if (!tg_tensor_is_contiguous(t)) {
-            c = tg_tensor_new_owned("tg_checkpoint_save", tg_tensor_dtype(t),
+            c = tg_tensor_new_named("tg_checkpoint_save", tg_tensor_dtype(t),
                                     tg_tensor_ndim(t), tg_tensor_shape(t));
             if (!c || tg_tensor_copy_into(c, t) != TG_OK) {
                 tg_release(c);
@@ -845,7 +845,7 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
 static tg_tensor *read_dataset(hid_t file, const entry *e, const char *path, const char *fn)
 {
     char det[256];
-    tg_tensor *t = tg_tensor_new_owned(fn, e->dtype, e->ndim, e->shape);
+    tg_tensor *t = tg_tensor_new_named(fn, e->dtype, e->ndim, e->shape);
     if (!t)
         return NULL;
     if (tg_tensor_numel(t) == 0)

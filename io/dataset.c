@@ -149,9 +149,9 @@ tg_status tg_fashion_mnist_load(tg_dataset *out, const char *dir, tg_split split
 
     int64_t n = o.limit > 0 && o.limit < n_img ? o.limit : n_img;
     int64_t px = (int64_t)TG_FASHION_MNIST_SIZE * TG_FASHION_MNIST_SIZE;
-    images = tg_tensor_new_owned("tg_fashion_mnist_load", o.image_dtype,
+    images = tg_tensor_new_named("tg_fashion_mnist_load", o.image_dtype,
                                  TG_SHAPE(n, 1, TG_FASHION_MNIST_SIZE, TG_FASHION_MNIST_SIZE));
-    labels = tg_tensor_new_owned("tg_fashion_mnist_load", o.label_dtype, TG_SHAPE(n));
+    labels = tg_tensor_new_named("tg_fashion_mnist_load", o.label_dtype, TG_SHAPE(n));
     if (!images || !labels) {
         s = tg_last_status();
         goto fail;
@@ -218,7 +218,7 @@ static tg_tensor *owned_contiguous(tg_tensor *t)
 {
     if (tg_tensor_is_contiguous(t))
         return tg_retain(t);
-    tg_tensor *c = tg_tensor_new_owned("tg_batch_iter_new", tg_tensor_dtype(t),
+    tg_tensor *c = tg_tensor_new_named("tg_batch_iter_new", tg_tensor_dtype(t),
                                        tg_tensor_ndim(t), tg_tensor_shape(t));
     if (c && tg_tensor_copy_into(c, t) != TG_OK) {
         tg_release(c);
@@ -234,7 +234,7 @@ static tg_tensor *batch_buffer(const tg_tensor *t, int64_t rows, tg_dtype dt)
     int nd = tg_tensor_ndim(t);
     memcpy(shape, tg_tensor_shape(t), (size_t)nd * sizeof shape[0]);
     shape[0] = rows;
-    return tg_tensor_new_owned("tg_batch_iter_new", dt, nd, shape);
+    return tg_tensor_new_named("tg_batch_iter_new", dt, nd, shape);
 }
 
 /* A view of buf's first rows rows. New reference. */

@@ -309,7 +309,7 @@ tg_status tg_idx_read(tg_tensor **out, const char *path)
         goto done;
     }
 
-    tg_tensor *t = tg_tensor_new_owned("tg_idx_read", ty->dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named("tg_idx_read", ty->dtype, ndim, shape);
     if (!t) {
         st_ = tg_last_status() ? tg_last_status() : TG_ERR_NOMEM;
         goto done;

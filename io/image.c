@@ -39,7 +39,7 @@ static tg_tensor *as_f64_2d(const char *fn, const char *path, const tg_tensor *t
     }
     *h = sh[nd - 2];
     *w = sh[nd - 1];
-    tg_tensor *d = tg_tensor_new_owned(fn, TG_F64, nd, sh);
+    tg_tensor *d = tg_tensor_new_named(fn, TG_F64, nd, sh);
     if (d && tg_tensor_copy_into(d, t) != TG_OK) {
         tg_release(d);
         return NULL;
@@ -291,7 +291,7 @@ static tg_status png_read_mem(tg_tensor **out, const char *path, const uint8_t *
                      "to 8-bit gray", path, ct, bd);
         goto done;
     }
-    t = tg_tensor_new_owned("tg_image_read", TG_U8, TG_SHAPE((int64_t)h, (int64_t)w));
+    t = tg_tensor_new_named("tg_image_read", TG_U8, TG_SHAPE((int64_t)h, (int64_t)w));
     rows = malloc((size_t)h * sizeof *rows);
     if (!t || !rows) {
         s = tg_error(TG_ERR_NOMEM, "%s: out of memory for a %ux%u image", path, (unsigned)w,
@@ -404,7 +404,7 @@ static tg_status pgm_read_mem(tg_tensor **out, const char *path, const uint8_t *
                             PRId64 " bytes of pixels, found %zu", path, w, h, n * bps,
                             len - r.pos);
     }
-    tg_tensor *t = tg_tensor_new_owned("tg_image_read", TG_U8, TG_SHAPE(h, w));
+    tg_tensor *t = tg_tensor_new_named("tg_image_read", TG_U8, TG_SHAPE(h, w));
     if (!t)
         return tg_last_status();
     uint8_t *pix = tg_tensor_data(t);
@@ -493,12 +493,12 @@ tg_tensor *tg_image_grid(const tg_tensor *maps, const tg_grid_opts *opts)
         tg_error(TG_ERR_SHAPE, "%s: a %" PRId64 "x%" PRId64 " grid is too large", fn, gw, gh);
         return NULL;
     }
-    tg_tensor *d = tg_tensor_new_owned(fn, TG_F64, nd, sh);
+    tg_tensor *d = tg_tensor_new_named(fn, TG_F64, nd, sh);
     if (!d || tg_tensor_copy_into(d, maps) != TG_OK) {
         tg_release(d);
         return NULL;
     }
-    tg_tensor *g = tg_tensor_new_owned(fn, TG_U8, TG_SHAPE(gh, gw));
+    tg_tensor *g = tg_tensor_new_named(fn, TG_U8, TG_SHAPE(gh, gw));
     if (!g) {
         tg_release(d);
         return NULL;

@@ -11,14 +11,14 @@
 
 tg_tensor *tg_empty(tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    return tg_scoped(tg_tensor_new_owned("tg_empty", dtype, ndim, shape));
+    return tg_scoped(tg_tensor_new_named("tg_empty", dtype, ndim, shape));
 }
 
 /* A new contiguous tensor with every element = value, unscoped. */
 static tg_tensor *filled(const char *who, tg_dtype dtype, int ndim, const int64_t *shape,
                          double value)
 {
-    tg_tensor *t = tg_tensor_new_owned(who, dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
     if (!t)
         return NULL;
     if (value == 0 && !signbit(value)) {
@@ -59,7 +59,7 @@ tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
     if (count > 1e15)
         return tg_error(TG_ERR_SHAPE, "tg_arange: %g elements is too many", count), NULL;
     int64_t n = (int64_t)count;
-    tg_tensor *t = tg_tensor_new_owned("tg_arange", dtype, 1, &n);
+    tg_tensor *t = tg_tensor_new_named("tg_arange", dtype, 1, &n);
     if (!t)
         return NULL;
     for (int64_t i = 0; i < n; i++)
@@ -69,7 +69,7 @@ tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
 
 tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
-    tg_tensor *t = tg_tensor_new_owned("tg_from_data", dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named("tg_from_data", dtype, ndim, shape);
     if (!t)
         return NULL;
     size_t nbytes = tg_tensor_nbytes(t);
@@ -103,7 +103,7 @@ static tg_tensor *random_tensor(const char *who, tg_dtype dtype, int ndim,
     if (!tg_dtype_is_float(dtype))
         return tg_error(TG_ERR_DTYPE, "%s: dtype %s is not floating point", who,
                         tg_dtype_name(dtype)), NULL;
-    tg_tensor *t = tg_tensor_new_owned(who, dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
     if (!t)
         return NULL;
     if (!rng)

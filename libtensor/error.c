@@ -1,7 +1,9 @@
-/* libtensor/error.c -- the thread-local last error.
+/* libtensor/error.c -- the thread-local last error and error context.
  *
  * Each thread keeps its own status and message so concurrent callers never see
- * each other's failures. Nothing here allocates, so reporting NOMEM cannot fail. */
+ * each other's failures, and its own context (the public function being run,
+ * libtensor/tensor_impl.h) that tg_error_here prefixes. Nothing here allocates,
+ * so reporting NOMEM cannot fail. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@
 
 static _Thread_local tg_status last_status = TG_OK;
 static _Thread_local char last_msg[MSG_CAP] = "no error";
+_Thread_local const char *tg_error_ctx_ TG_TLS_IE_ = NULL;
 
 const char *tg_last_error(void)
 {
@@ -77,4 +80,26 @@ tg_status tg_null_arg(const char *fn, const char *arg)
         return tg_error(TG_ERR_ARG, "%s: argument '%s' is NULL (after an earlier failure: %s)",
                         fn ? fn : "?", arg ? arg : "?", last_msg);
     return tg_error(TG_ERR_ARG, "%s: argument '%s' is NULL", fn ? fn : "?", arg ? arg : "?");
+}
+
+tg_status tg_error_here(tg_status status, const char *fmt, ...)
+{
+    /* One vsnprintf into a temporary (the arguments may include tg_last_error()),
+     * after the prefix, then the same copy tg_verror makes. */
+    char tmp[MSG_CAP];
+    int k = snprintf(tmp, sizeof tmp, "%s: ", tg_error_context());
+    if (k < 0 || (size_t)k >= sizeof tmp)
+        k = (int)strlen(tmp);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp + k, sizeof tmp - (size_t)k, fmt ? fmt : "(no message)", ap);
+    va_end(ap);
+    memcpy(last_msg, tmp, sizeof tmp);
+    last_status = status;
+    return status;
+}
+
+tg_status tg_null_arg_here(const char *arg)
+{
+    return tg_null_arg(tg_error_context(), arg);
 }

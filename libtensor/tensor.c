@@ -76,7 +76,9 @@ char *tg_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
     return buf;
 }
 
-tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape)
+/* who names the caller in the messages: the error context (tg_check_shape), or a
+ * name of this file's own. */
+static tg_status check_shape(const char *who, int ndim, const int64_t *shape)
 {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg_error(TG_ERR_SHAPE, "%s: ndim %d is out of range 0..%d", who, ndim,
@@ -167,14 +169,24 @@ static void header_free(tg_tensor *t)
     tg_live_objects_add(-1);
 }
 
-tg_tensor *tg_tensor_new_owned(const char *who, tg_dtype dtype, int ndim,
+tg_status tg_check_shape(int ndim, const int64_t *shape)
+{
+    return check_shape(tg_error_context(), ndim, shape);
+}
+
+tg_tensor *tg_tensor_new_owned(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return tg_tensor_new_named(tg_error_context(), dtype, ndim, shape);
+}
+
+tg_tensor *tg_tensor_new_named(const char *who, tg_dtype dtype, int ndim,
                                const int64_t *shape)
 {
     if (!who)
         who = "tg_tensor_new";
     if (!dtype_valid(dtype))
         return tg_error(TG_ERR_DTYPE, "%s: invalid dtype %d", who, (int)dtype), NULL;
-    if (tg_check_shape(who, ndim, shape) != TG_OK)
+    if (check_shape(who, ndim, shape) != TG_OK)
         return NULL;
     size_t nbytes = (size_t)tg_shape_numel(ndim, shape) * dtype_sizes[dtype];
     tg_tensor *t = header_new(dtype, ndim, shape);
@@ -194,7 +206,7 @@ tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
 {
     if (!t)
         return tg_null_arg("tg_tensor_view_owned", "t"), NULL;
-    if (tg_check_shape("tg_tensor_view_owned", ndim, shape) != TG_OK)
+    if (check_shape("tg_tensor_view_owned", ndim, shape) != TG_OK)
         return NULL;
     tg_tensor *v = header_new(t->dtype, ndim, shape);
     if (!v)
@@ -211,7 +223,7 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
 {
     if (!dtype_valid(dtype))
         return tg_error(TG_ERR_DTYPE, "tg_wrap: invalid dtype %d", (int)dtype), NULL;
-    if (tg_check_shape("tg_wrap", ndim, shape) != TG_OK)
+    if (check_shape("tg_wrap", ndim, shape) != TG_OK)
         return NULL;
     int64_t numel = tg_shape_numel(ndim, shape);
     if (!data && numel > 0)

@@ -101,6 +101,47 @@ tg_status tg_verror(tg_status status, const char *fmt, va_list ap);
  * When an earlier call already failed, its message is kept as the cause. */
 tg_status tg_null_arg(const char *fn, const char *arg);
 
+/* ---- the error context: the name of the public function being run ----
+ * Internal helpers (shape checks, allocation, the oneDNN glue) name the public
+ * function in their messages ("tg_conv2d: ...") without being passed it: the
+ * public function enters its name as the thread's error context, and the helpers
+ * set their errors with tg_error_here. Contexts nest: enter returns the previous
+ * context and leave restores it, so an op run inside another op (or inside a
+ * backward) names itself and hands the outer name back when it returns:
+ *
+ *   const char *prev = tg_error_enter("tg_foo");
+ *   ... tg_error_here(TG_ERR_SHAPE, "bad shape %s", s) -> "tg_foo: bad shape ..."
+ *   tg_error_leave(prev);       // on every return path
+ *
+ * The op frame (tg_op_begin ... tg_op_end/tg_op_fail, ops/ops_impl.h) does this
+ * for every op's forward, and the backward engine for every node's backward
+ * ("tg_<op> backward"). With no context entered, messages start "libtensor". The
+ * name is borrowed: it must outlive the context (a string literal, or a buffer
+ * on the stack of the function that leaves). A thread-local pointer load and
+ * store each way, nothing else. */
+/* initial-exec: one %fs-relative load or store, no __tls_get_addr call, so
+ * the frame's enter and leave cost a pointer store each (the static TLS block
+ * has room for one pointer even when the library is dlopen'ed). */
+#define TG_TLS_IE_ __attribute__((tls_model("initial-exec")))
+extern _Thread_local const char *tg_error_ctx_ TG_TLS_IE_;
+static inline const char *tg_error_enter(const char *name)
+{
+    const char *prev = tg_error_ctx_;
+    tg_error_ctx_ = name;
+    return prev;
+}
+static inline void tg_error_leave(const char *prev) { tg_error_ctx_ = prev; }
+/* The current context; never NULL ("libtensor" when none was entered). */
+static inline const char *tg_error_context(void)
+{
+    return tg_error_ctx_ ? tg_error_ctx_ : "libtensor";
+}
+/* tg_error with the message prefixed by the context: "<context>: <message>". */
+tg_status tg_error_here(tg_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* tg_null_arg naming the current context. */
+tg_status tg_null_arg_here(const char *arg);
+
 /* A process-wide clock: every call returns a value never returned before, so a
  * (storage, version) pair names one content of one storage for all time, even
  * when a new storage reuses a freed one's address. */
@@ -122,8 +163,14 @@ void tg_free_aligned(void *p, size_t nbytes);
 void tg_live_objects_add(int64_t delta);
 
 /* ---- construction without scoping: all return NEW references ---- */
-/* Contiguous, uninitialised. Validates ndim/shape; message names `who`. */
-tg_tensor *tg_tensor_new_owned(const char *who, tg_dtype dtype, int ndim,
+/* Contiguous, uninitialised. Validates ndim/shape; messages name the error
+ * context (the running public function). */
+tg_tensor *tg_tensor_new_owned(tg_dtype dtype, int ndim, const int64_t *shape);
+/* The same, for a caller whose messages name something other than the running
+ * public function's context (a file, a layer, a backward's own label) or that
+ * runs outside any context: `who` is data here, not context ("tg_tensor_new"
+ * when NULL). */
+tg_tensor *tg_tensor_new_named(const char *who, tg_dtype dtype, int ndim,
                                const int64_t *shape);
 /* A view header on t's storage (retains the storage), given shape/strides/offset. */
 tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
@@ -131,15 +178,14 @@ tg_tensor *tg_tensor_view_owned(tg_tensor *t, int ndim, const int64_t *shape,
 /* Contiguous row-major strides for shape. */
 void tg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 int64_t tg_shape_numel(int ndim, const int64_t *shape);
-/* Validates a user shape; message names who. */
-tg_status tg_check_shape(const char *who, int ndim, const int64_t *shape);
+/* Validates a user shape; messages name the error context. */
+tg_status tg_check_shape(int ndim, const int64_t *shape);
 /* The two halves of a reshape, shared by tg_tensor_reshape and the differentiable
  * tg_reshape (ops/shape.c). tg_reshape_shape resolves one -1 in shape against t's
- * element count into out (ndim entries) and checks that the sizes agree (message
- * names who). tg_view_strides finds strides that read t's storage with the new
+ * element count into out (ndim entries) and checks that the sizes agree (messages
+ * name the error context). tg_view_strides finds strides that read t's storage with the new
  * shape, or returns false when t's strides make that impossible. */
-tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
-                           const int64_t *shape, int64_t *out);
+tg_status tg_reshape_shape(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *out);
 bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 
 /* Raw views (libtensor/view.c): scoped references sharing t's storage that record

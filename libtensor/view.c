@@ -62,8 +62,10 @@ bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t
     return nd == -1;
 }
 
-tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
-                           const int64_t *shape, int64_t *out)
+/* who names the caller: the error context (tg_reshape_shape), or the raw view
+ * functions of this file, which run outside any context. */
+static tg_status reshape_shape(const char *who, const tg_tensor *t, int ndim,
+                               const int64_t *shape, int64_t *out)
 {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg_error(TG_ERR_SHAPE, "%s: ndim %d is out of range 0..%d", who, ndim,
@@ -84,8 +86,11 @@ tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
         }
     }
     /* bounds the product of the known extents, so it cannot overflow */
-    if (tg_check_shape(who, ndim, out) != TG_OK)
-        return tg_last_status();
+    const char *prev = tg_error_enter(who);
+    tg_status st = tg_check_shape(ndim, out);
+    tg_error_leave(prev);
+    if (st != TG_OK)
+        return st;
     int64_t known = tg_shape_numel(ndim, out);
     int64_t numel = tg_shape_numel(t->ndim, t->shape);
     if (infer >= 0) {
@@ -103,10 +108,15 @@ tg_status tg_reshape_shape(const char *who, const tg_tensor *t, int ndim,
     return TG_OK;
 }
 
+tg_status tg_reshape_shape(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *out)
+{
+    return reshape_shape(tg_error_context(), t, ndim, shape, out);
+}
+
 static tg_tensor *reshape_as(const char *who, tg_tensor *t, int ndim, const int64_t *shape)
 {
     int64_t want[TG_MAX_DIMS], strides[TG_MAX_DIMS];
-    if (tg_reshape_shape(who, t, ndim, shape, want) != TG_OK)
+    if (reshape_shape(who, t, ndim, shape, want) != TG_OK)
         return NULL;
     if (!tg_view_strides(t, ndim, want, strides)) {
         char a[160], b[160];
@@ -380,7 +390,7 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
     if (dst->storage == src->storage && !same_view(dst, src)) {
         /* src and dst may overlap (a[1:] = a[:-1]): read src from a copy, as
          * numpy does, so the result is the old values of src, not a smear */
-        tg_tensor *tmp = tg_tensor_new_owned("tg_tensor_copy_into", src->dtype, src->ndim,
+        tg_tensor *tmp = tg_tensor_new_named("tg_tensor_copy_into", src->dtype, src->ndim,
                                              src->shape);
         if (!tmp)
             return tg_last_status();
@@ -456,7 +466,7 @@ tg_tensor *tg_tensor_contiguous(tg_tensor *t)
 
 static tg_tensor *copy_as(const char *who, const tg_tensor *t, tg_dtype dtype)
 {
-    tg_tensor *c = tg_tensor_new_owned(who, dtype, t->ndim, t->shape);
+    tg_tensor *c = tg_tensor_new_named(who, dtype, t->ndim, t->shape);
     if (!c)
         return NULL;
     if (copy_strided(c, t) != TG_OK) { /* a pending layout failed to settle */

@@ -23,8 +23,11 @@ const char *tg_initializer_name(tg_initializer init)
 static tg_status fans(const char *who, int ndim, const int64_t *shape, double *fan_in,
                       double *fan_out)
 {
-    if (tg_check_shape(who, ndim, shape) != TG_OK)
-        return tg_last_status();
+    const char *prev = tg_error_enter(who);
+    tg_status st = tg_check_shape(ndim, shape);
+    tg_error_leave(prev);
+    if (st != TG_OK)
+        return st;
     if (ndim < 2)
         return tg_error(TG_ERR_SHAPE, "%s: a kernel needs at least 2 dims (out, in, ...), "
                         "got %d", who, ndim);
@@ -100,7 +103,7 @@ static tg_tensor *kernel_new(const char *who, tg_initializer init, tg_dtype dtyp
     if (!tg_dtype_is_float(dtype))
         return tg_error(TG_ERR_DTYPE, "%s: dtype %s is not floating point", who,
                         tg_dtype_name(dtype)), NULL;
-    tg_tensor *t = tg_tensor_new_owned(who, dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
     if (!t)
         return NULL;
     fill(t, &d, rng);

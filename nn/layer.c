@@ -421,7 +421,7 @@ static tg_tensor *add_slot(const char *fn, tg_layer *l, bool param, const char *
     if (st == TG_OK) {
         char ctx[300];
         snprintf(ctx, sizeof ctx, "tg_sequential_build: layer %s", l->name);
-        t = tg_tensor_new_owned(ctx, l->build_dtype, ndim, shape);
+        t = tg_tensor_new_named(ctx, l->build_dtype, ndim, shape);
         if (!t || !(copy = strdup(short_name)))
             st = t ? tg_error(TG_ERR_NOMEM, "%s: out of memory", fn) : tg_last_status();
         else if ((st = param ? tg_init_fill(t, init, l->build_rng)

@@ -41,8 +41,9 @@ struct opt_type {
     const char *slot_names[MAX_SLOTS];
     int n_slots;
     int optional_slot_hp;
-    /* The domains of hp[] beyond "finite" and "lr > 0"; errors name fn. */
-    tg_status (*check)(const char *fn, const double *hp);
+    /* The domains of hp[] beyond "finite" and "lr > 0"; errors name the error
+     * context (the public function checking them). */
+    tg_status (*check)(const double *hp);
     /* Updates parameter i whose gradient is g (same shape/dtype, contiguous). */
     void (*update)(tg_optimizer *o, size_t i, tg_tensor *p, const tg_tensor *g);
 };
@@ -150,34 +151,34 @@ static void rmsprop_update(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_te
         RMS_LOOP(double, sqrt);
 }
 
-static tg_status sgd_check(const char *fn, const double *hp)
+static tg_status sgd_check(const double *hp)
 {
     if (hp[SGD_MOMENTUM] < 0 || hp[SGD_MOMENTUM] >= 1)
-        return tg_error(TG_ERR_ARG, "%s: momentum = %g must be in [0, 1)", fn, hp[SGD_MOMENTUM]);
+        return tg_error_here(TG_ERR_ARG, "momentum = %g must be in [0, 1)", hp[SGD_MOMENTUM]);
     if (hp[SGD_NESTEROV] != 0 && hp[SGD_MOMENTUM] == 0)
-        return tg_error(TG_ERR_ARG, "%s: nesterov needs momentum > 0", fn);
+        return tg_error_here(TG_ERR_ARG, "nesterov needs momentum > 0");
     if (hp[SGD_WD] < 0)
-        return tg_error(TG_ERR_ARG, "%s: weight_decay = %g must be >= 0", fn, hp[SGD_WD]);
+        return tg_error_here(TG_ERR_ARG, "weight_decay = %g must be >= 0", hp[SGD_WD]);
     return TG_OK;
 }
 
-static tg_status adam_check(const char *fn, const double *hp)
+static tg_status adam_check(const double *hp)
 {
     if (hp[ADAM_B1] < 0 || hp[ADAM_B1] >= 1 || hp[ADAM_B2] < 0 || hp[ADAM_B2] >= 1)
-        return tg_error(TG_ERR_ARG, "%s: beta1 = %g and beta2 = %g must be in [0, 1)", fn,
-                        hp[ADAM_B1], hp[ADAM_B2]);
+        return tg_error_here(TG_ERR_ARG, "beta1 = %g and beta2 = %g must be in [0, 1)",
+                             hp[ADAM_B1], hp[ADAM_B2]);
     if (!(hp[ADAM_EPS] > 0))
-        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[ADAM_EPS]);
+        return tg_error_here(TG_ERR_ARG, "epsilon = %g must be > 0", hp[ADAM_EPS]);
     return TG_OK;
 }
 
-static tg_status rmsprop_check(const char *fn, const double *hp)
+static tg_status rmsprop_check(const double *hp)
 {
     if (hp[RMS_RHO] < 0 || hp[RMS_RHO] >= 1 || hp[RMS_MOMENTUM] < 0 || hp[RMS_MOMENTUM] >= 1)
-        return tg_error(TG_ERR_ARG, "%s: rho = %g and momentum = %g must be in [0, 1)", fn,
-                        hp[RMS_RHO], hp[RMS_MOMENTUM]);
+        return tg_error_here(TG_ERR_ARG, "rho = %g and momentum = %g must be in [0, 1)",
+                             hp[RMS_RHO], hp[RMS_MOMENTUM]);
     if (!(hp[RMS_EPS] > 0))
-        return tg_error(TG_ERR_ARG, "%s: epsilon = %g must be > 0", fn, hp[RMS_EPS]);
+        return tg_error_here(TG_ERR_ARG, "epsilon = %g must be > 0", hp[RMS_EPS]);
     return TG_OK;
 }
 
@@ -231,14 +232,14 @@ void tg_optimizer_free(tg_optimizer *opt)
 }
 
 /* Hyper-parameter domains, checked at construction and import. */
-static tg_status check_hp(const char *fn, const opt_type *ty, const double *hp)
+static tg_status check_hp(const opt_type *ty, const double *hp)
 {
     for (int k = 0; k < ty->n_hp; k++)
         if (!isfinite(hp[k]))
-            return tg_error(TG_ERR_ARG, "%s: %s = %g is not finite", fn, ty->hp_names[k], hp[k]);
+            return tg_error_here(TG_ERR_ARG, "%s = %g is not finite", ty->hp_names[k], hp[k]);
     if (!(hp[0] > 0))
-        return tg_error(TG_ERR_ARG, "%s: lr = %g must be > 0", fn, hp[0]);
-    return ty->check(fn, hp);
+        return tg_error_here(TG_ERR_ARG, "lr = %g must be > 0", hp[0]);
+    return ty->check(hp);
 }
 
 /* Which slots an optimizer of this type with these hyper-parameters keeps. */
@@ -248,34 +249,34 @@ static int slot_count(const opt_type *ty, const double *hp)
     return ty->n_slots + (opt >= 0 && hp[opt] != 0 ? 1 : 0);
 }
 
-static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *const *params,
+static tg_optimizer *opt_new(const opt_type *ty, tg_tensor *const *params,
                              size_t n, const double *hp)
 {
     if (!params && n > 0)
-        return tg_null_arg(fn, "params"), NULL;
-    if (check_hp(fn, ty, hp) != TG_OK)
+        return tg_null_arg_here("params"), NULL;
+    if (check_hp(ty, hp) != TG_OK)
         return NULL;
     tg_runtime_first_compute(); /* denormal flushing before the first step */
     for (size_t i = 0; i < n; i++) {
         tg_tensor *p = params[i];
         if (!p)
-            return tg_error(TG_ERR_ARG, "%s: params[%zu] is NULL", fn, i), NULL;
+            return tg_error_here(TG_ERR_ARG, "params[%zu] is NULL", i), NULL;
         tg_dtype dt = tg_tensor_dtype(p);
         if (dt != TG_F32 && dt != TG_F64)
-            return tg_error(TG_ERR_DTYPE, "%s: parameter %zu (%s) is %s; optimizers update "
-                            "f32 or f64", fn, i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed",
-                            tg_dtype_name(dt)), NULL;
+            return tg_error_here(TG_ERR_DTYPE, "parameter %zu (%s) is %s; optimizers update "
+                                 "f32 or f64", i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed",
+                                 tg_dtype_name(dt)), NULL;
         if (!tg_tensor_is_contiguous(p) || !tg_is_leaf(p))
-            return tg_error(TG_ERR_ARG, "%s: parameter %zu (%s) must be a contiguous leaf", fn,
-                            i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed"), NULL;
+            return tg_error_here(TG_ERR_ARG, "parameter %zu (%s) must be a contiguous leaf",
+                                 i, tg_tensor_name(p) ? tg_tensor_name(p) : "unnamed"), NULL;
         for (size_t j = 0; j < i; j++)
             if (params[j] == p)
-                return tg_error(TG_ERR_ARG, "%s: parameter %zu is also parameter %zu", fn, i,
-                                j), NULL;
+                return tg_error_here(TG_ERR_ARG, "parameter %zu is also parameter %zu", i,
+                                     j), NULL;
     }
     tg_optimizer *o = calloc(1, sizeof *o);
     if (!o)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
     o->type = ty;
     memcpy(o->hp, hp, sizeof o->hp);
     o->n_slots = slot_count(ty, hp);
@@ -288,7 +289,7 @@ static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *cons
         ok = (o->slots[s] = calloc(n ? n : 1, sizeof *o->slots[s])) != NULL;
     if (!ok) {
         opt_free(o);
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
     }
     for (size_t i = 0; i < n; i++) {
         tg_tensor *p = params[i];
@@ -300,16 +301,16 @@ static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *cons
             snprintf(name, sizeof name, "param%zu", i);
         if (!(o->names[i] = strdup(name))) {
             opt_free(o);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn), NULL;
+            return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(o->names[j], name) == 0) {
                 opt_free(o);
-                return tg_error(TG_ERR_ARG, "%s: parameters %zu and %zu are both named \"%s\" "
-                                "(state dict names must be unique)", fn, j, i, name), NULL;
+                return tg_error_here(TG_ERR_ARG, "parameters %zu and %zu are both named \"%s\" "
+                                     "(state dict names must be unique)", j, i, name), NULL;
             }
         for (int s = 0; s < o->n_slots; s++) {
-            tg_tensor *t = tg_tensor_new_owned(fn, tg_tensor_dtype(p), tg_tensor_ndim(p),
+            tg_tensor *t = tg_tensor_new_owned(tg_tensor_dtype(p), tg_tensor_ndim(p),
                                                tg_tensor_shape(p));
             o->slots[s][i] = t;
             char sname[600];
@@ -317,8 +318,8 @@ static tg_optimizer *opt_new(const char *fn, const opt_type *ty, tg_tensor *cons
             if (!t || tg_tensor_fill(t, 0.0) != TG_OK || tg_tensor_set_name(t, sname) != TG_OK) {
                 tg_status st = tg_last_status();
                 opt_free(o);
-                return tg_error(st != TG_OK ? st : TG_ERR_NOMEM, "%s: could not allocate the "
-                                "%s slot of %s", fn, ty->slot_names[s], name), NULL;
+                return tg_error_here(st != TG_OK ? st : TG_ERR_NOMEM, "could not allocate the "
+                                     "%s slot of %s", ty->slot_names[s], name), NULL;
             }
         }
     }
@@ -330,7 +331,10 @@ tg_optimizer *tg_optimizer_new_sgd(tg_tensor *const *params, size_t n, const tg_
     tg_sgd_opts d = TG_SGD_OPTS_INIT;
     const tg_sgd_opts *q = opts ? opts : &d;
     double hp[MAX_HP] = { q->lr, q->momentum, q->nesterov ? 1.0 : 0.0, q->weight_decay };
-    return opt_new("tg_optimizer_new_sgd", &sgd_type, params, n, hp);
+    const char *prev = tg_error_enter("tg_optimizer_new_sgd");
+    tg_optimizer *o = opt_new(&sgd_type, params, n, hp);
+    tg_error_leave(prev);
+    return o;
 }
 
 tg_optimizer *tg_optimizer_new_adam(tg_tensor *const *params, size_t n, const tg_adam_opts *opts)
@@ -338,7 +342,10 @@ tg_optimizer *tg_optimizer_new_adam(tg_tensor *const *params, size_t n, const tg
     tg_adam_opts d = TG_ADAM_OPTS_INIT;
     const tg_adam_opts *q = opts ? opts : &d;
     double hp[MAX_HP] = { q->lr, q->beta1, q->beta2, q->epsilon };
-    return opt_new("tg_optimizer_new_adam", &adam_type, params, n, hp);
+    const char *prev = tg_error_enter("tg_optimizer_new_adam");
+    tg_optimizer *o = opt_new(&adam_type, params, n, hp);
+    tg_error_leave(prev);
+    return o;
 }
 
 tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
@@ -347,7 +354,10 @@ tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
     tg_rmsprop_opts d = TG_RMSPROP_OPTS_INIT;
     const tg_rmsprop_opts *q = opts ? opts : &d;
     double hp[MAX_HP] = { q->lr, q->rho, q->momentum, q->epsilon };
-    return opt_new("tg_optimizer_new_rmsprop", &rmsprop_type, params, n, hp);
+    const char *prev = tg_error_enter("tg_optimizer_new_rmsprop");
+    tg_optimizer *o = opt_new(&rmsprop_type, params, n, hp);
+    tg_error_leave(prev);
+    return o;
 }
 
 /* ---------------------------------------------------------------- step */
@@ -443,30 +453,27 @@ tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr)
 
 /* ---------------------------------------------------------------- state dict */
 
-static tg_status key(char *buf, size_t n, const char *fn, const char *prefix, const char *a,
+static tg_status key(char *buf, size_t n, const char *prefix, const char *a,
                      const char *b)
 {
     if ((size_t)snprintf(buf, n, "%s%s%s%s", prefix ? prefix : "", a, b ? "/" : "",
                          b ? b : "") >= n)
-        return tg_error(TG_ERR_ARG, "%s: a state dict name under \"%s\" is too long", fn,
-                        prefix ? prefix : "");
+        return tg_error_here(TG_ERR_ARG, "a state dict name under \"%s\" is too long",
+                             prefix ? prefix : "");
     return TG_OK;
 }
 
-tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix)
+static tg_status state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix)
 {
-    static const char *fn = "tg_optimizer_state_dict";
-    if (!opt || !sd)
-        return tg_null_arg(fn, opt ? "sd" : "opt");
     char k[1024];
     tg_status st;
-    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK ||
+    if ((st = key(k, sizeof k, prefix, "type", NULL)) != TG_OK ||
         (st = tg_state_dict_set_str(sd, k, opt->type->name)) != TG_OK ||
-        (st = key(k, sizeof k, fn, prefix, "step", NULL)) != TG_OK ||
+        (st = key(k, sizeof k, prefix, "step", NULL)) != TG_OK ||
         (st = tg_state_dict_set_i64(sd, k, opt->step)) != TG_OK)
         return st;
     for (int h = 0; h < opt->type->n_hp; h++) {
-        if ((st = key(k, sizeof k, fn, prefix, opt->type->hp_names[h], NULL)) != TG_OK)
+        if ((st = key(k, sizeof k, prefix, opt->type->hp_names[h], NULL)) != TG_OK)
             return st;
         st = opt->type->hp_is_flag[h] ? tg_state_dict_set_i64(sd, k, opt->hp[h] != 0)
                                       : tg_state_dict_set_f64(sd, k, opt->hp[h]);
@@ -475,18 +482,28 @@ tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, co
     }
     for (size_t i = 0; i < opt->n; i++)
         for (int s = 0; s < opt->n_slots; s++)
-            if ((st = key(k, sizeof k, fn, prefix, opt->names[i], opt->slot_names[s])) != TG_OK ||
+            if ((st = key(k, sizeof k, prefix, opt->names[i], opt->slot_names[s])) != TG_OK ||
                 (st = tg_state_dict_set(sd, k, opt->slots[s][i])) != TG_OK)
                 return st;
     return TG_OK;
+}
+
+tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix)
+{
+    static const char *fn = "tg_optimizer_state_dict";
+    if (!opt || !sd)
+        return tg_null_arg(fn, opt ? "sd" : "opt");
+    const char *prev = tg_error_enter(fn);
+    tg_status st = state_dict(opt, sd, prefix);
+    tg_error_leave(prev);
+    return st;
 }
 
 /* The check of a load: type, step, hyper-parameters and every slot, nothing
  * unexpected under prefix. On success *hp and *step hold what to restore and
  * *targets (the caller frees it) maps "<param>/<slot>" to the live slots. */
 static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
-                            const tg_optimizer *opt, const tg_state_dict *sd, const char *prefix,
-                            const char *fn)
+                            const tg_optimizer *opt, const tg_state_dict *sd, const char *prefix)
 {
     *targets = NULL;
     const opt_type *ty = opt->type;
@@ -497,17 +514,17 @@ static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
     tg_attr_type have;
 
     const char *tname = NULL;
-    if ((st = key(k, sizeof k, fn, prefix, "type", NULL)) != TG_OK)
+    if ((st = key(k, sizeof k, prefix, "type", NULL)) != TG_OK)
         return st;
     if (tg_state_dict_get_str(&tname, sd, k) != TG_OK)
         tg_sd_check_attr(&c, k, TG_ATTR_STR, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
     else if (strcmp(tname, ty->name) != 0)
         /* Nothing else can match: report this alone. */
-        return tg_error(TG_ERR_FORMAT, "%s: the state under \"%s\" is of a \"%s\" optimizer, "
-                        "this one is \"%s\" (nothing loaded)", fn, prefix ? prefix : "", tname,
-                        ty->name);
+        return tg_error_here(TG_ERR_FORMAT, "the state under \"%s\" is of a \"%s\" optimizer, "
+                             "this one is \"%s\" (nothing loaded)", prefix ? prefix : "", tname,
+                             ty->name);
     *step = 0;
-    key(k, sizeof k, fn, prefix, "step", NULL);
+    key(k, sizeof k, prefix, "step", NULL);
     if (tg_state_dict_get_i64(step, sd, k) != TG_OK)
         tg_sd_check_attr(&c, k, TG_ATTR_I64, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
     else if (*step < 0)
@@ -516,7 +533,7 @@ static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
     memcpy(hp, opt->hp, sizeof opt->hp);
     bool hp_ok = true;
     for (int h = 0; h < ty->n_hp; h++) {
-        key(k, sizeof k, fn, prefix, ty->hp_names[h], NULL);
+        key(k, sizeof k, prefix, ty->hp_names[h], NULL);
         int64_t v;
         bool got = ty->hp_is_flag[h] ? tg_state_dict_get_i64(&v, sd, k) == TG_OK
                                      : tg_state_dict_get_f64(&hp[h], sd, k) == TG_OK;
@@ -529,7 +546,7 @@ static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
     }
     if (hp_ok) {
         int o = ty->optional_slot_hp;
-        if (check_hp(fn, ty, hp) != TG_OK) {
+        if (check_hp(ty, hp) != TG_OK) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", tg_last_error());
             tg_sd_check_problem(&c, "bad hyper-parameter: %s", msg);
@@ -546,15 +563,15 @@ static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
     }
     for (size_t i = 0; i < opt->n; i++)
         for (int s = 0; s < opt->n_slots; s++)
-            if ((st = key(k, sizeof k, fn, NULL, opt->names[i], opt->slot_names[s])) != TG_OK ||
+            if ((st = key(k, sizeof k, NULL, opt->names[i], opt->slot_names[s])) != TG_OK ||
                 (st = tg_state_dict_set(t, k, opt->slots[s][i])) != TG_OK) {
                 tg_strbuf_free(&c.list);
                 tg_state_dict_free(t);
                 return st;
             }
     tg_sd_check_entries(&c, t, sd, prefix, true);
-    st = tg_sd_check_done(&c, TG_ERR_FORMAT, fn, "the state dict does not match this %s "
-                          "optimizer", ty->name);
+    st = tg_sd_check_done(&c, TG_ERR_FORMAT, tg_error_context(),
+                          "the state dict does not match this %s optimizer", ty->name);
     if (st != TG_OK)
         tg_state_dict_free(t);
     else
@@ -571,7 +588,9 @@ tg_status tg_optimizer_check_state_dict(const tg_optimizer *opt, const tg_state_
     tg_state_dict *t;
     double hp[MAX_HP];
     int64_t step;
-    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix);
+    tg_error_leave(prev);
     tg_state_dict_free(t);
     return st;
 }
@@ -585,7 +604,9 @@ tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *s
     tg_state_dict *t;
     double hp[MAX_HP];
     int64_t step;
-    tg_status st = check_load(&t, hp, &step, opt, sd, prefix, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status st = check_load(&t, hp, &step, opt, sd, prefix);
+    tg_error_leave(prev);
     if (st == TG_OK)
         st = tg_sd_apply(t, sd, prefix);
     tg_state_dict_free(t);

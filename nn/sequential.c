@@ -229,10 +229,10 @@ bool tg_sequential_is_training(const tg_sequential *model)
 
 /* ---------------------------------------------------------------- forward */
 
-static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits, const char *fn)
+static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits)
 {
     if (!m || !x)
-        return tg_null_arg(fn, m ? "x" : "model"), NULL;
+        return tg_null_arg_here(m ? "x" : "model"), NULL;
     if (tg_sequential_build(m) != TG_OK)
         return NULL;
     int nd = tg_tensor_ndim(x);
@@ -242,14 +242,14 @@ static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits, const cha
         ok = xs[i + 1] == m->in_shape[i];
     if (!ok) {
         char want[128], got[128];
-        return tg_error(TG_ERR_SHAPE, "%s: model \"%s\" expects input %s, got %s", fn, m->name,
-                        tg_nn_batch_shape_str(want, sizeof want, m->in_ndim, m->in_shape),
-                        tg_shape_str(got, sizeof got, nd, xs)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "model \"%s\" expects input %s, got %s", m->name,
+                             tg_nn_batch_shape_str(want, sizeof want, m->in_ndim, m->in_shape),
+                             tg_shape_str(got, sizeof got, nd, xs)), NULL;
     }
     if (tg_tensor_dtype(x) != m->dtype)
-        return tg_error(TG_ERR_DTYPE, "%s: model \"%s\" has %s parameters; the input is %s "
-                        "(convert it with tg_tensor_to_dtype)", fn, m->name,
-                        tg_dtype_name(m->dtype), tg_dtype_name(tg_tensor_dtype(x))), NULL;
+        return tg_error_here(TG_ERR_DTYPE, "model \"%s\" has %s parameters; the input is %s "
+                             "(convert it with tg_tensor_to_dtype)", m->name,
+                             tg_dtype_name(m->dtype), tg_dtype_name(tg_tensor_dtype(x))), NULL;
 
     tg_fwd_ctx ctx = { .pub = { .training = m->training, .rng = m->rng }, .skip_softmax = false };
     tg_tensor *h = x;
@@ -262,12 +262,18 @@ static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits, const cha
 
 tg_tensor *tg_sequential_forward(tg_sequential *model, tg_tensor *x)
 {
-    return forward(model, x, false, "tg_sequential_forward");
+    const char *prev = tg_error_enter("tg_sequential_forward");
+    tg_tensor *y = forward(model, x, false);
+    tg_error_leave(prev);
+    return y;
 }
 
 tg_tensor *tg_sequential_forward_logits(tg_sequential *model, tg_tensor *x)
 {
-    return forward(model, x, true, "tg_sequential_forward_logits");
+    const char *prev = tg_error_enter("tg_sequential_forward_logits");
+    tg_tensor *y = forward(model, x, true);
+    tg_error_leave(prev);
+    return y;
 }
 
 /* ---------------------------------------------------------------- layers, params */
@@ -464,18 +470,17 @@ char *tg_sequential_architecture(tg_sequential *model)
 
 /* ---------------------------------------------------------------- state dict */
 
-static tg_status join(char *buf, size_t n, const char *fn, const char *prefix,
+static tg_status join(char *buf, size_t n, const char *prefix,
                       const char *name)
 {
     if ((size_t)snprintf(buf, n, "%s%s", prefix ? prefix : "", name) >= n)
-        return tg_error(TG_ERR_ARG, "%s: name \"%s%s\" is too long", fn, prefix ? prefix : "",
-                        name);
+        return tg_error_here(TG_ERR_ARG, "name \"%s%s\" is too long", prefix ? prefix : "",
+                             name);
     return TG_OK;
 }
 
 /* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by layer. */
-static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix,
-                             const char *fn)
+static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix)
 {
     char key[1024];
     tg_status st;
@@ -484,7 +489,7 @@ static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const ch
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < kinds[k]->n; j++) {
                 tg_tensor *t = kinds[k]->v[j].t;
-                if ((st = join(key, sizeof key, fn, prefix, tg_tensor_name(t))) != TG_OK ||
+                if ((st = join(key, sizeof key, prefix, tg_tensor_name(t))) != TG_OK ||
                     (st = tg_state_dict_set(sd, key, t)) != TG_OK)
                     return st;
             }
@@ -492,22 +497,30 @@ static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const ch
     return TG_OK;
 }
 
-tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix)
+static tg_status state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix)
 {
-    static const char *fn = "tg_sequential_state_dict";
-    if (!model || !sd)
-        return tg_null_arg(fn, model ? "sd" : "model");
     tg_status st = tg_sequential_build(model);
-    if (st != TG_OK || (st = add_tensors(sd, model, prefix, fn)) != TG_OK)
+    if (st != TG_OK || (st = add_tensors(sd, model, prefix)) != TG_OK)
         return st;
     char *arch = tg_sequential_architecture(model);
     if (!arch)
         return tg_last_status();
     char key[1024];
-    st = join(key, sizeof key, fn, prefix, "architecture");
+    st = join(key, sizeof key, prefix, "architecture");
     if (st == TG_OK)
         st = tg_state_dict_set_str(sd, key, arch);
     free(arch);
+    return st;
+}
+
+tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix)
+{
+    static const char *fn = "tg_sequential_state_dict";
+    if (!model || !sd)
+        return tg_null_arg(fn, model ? "sd" : "model");
+    const char *prev = tg_error_enter(fn);
+    tg_status st = state_dict(model, sd, prefix);
+    tg_error_leave(prev);
     return st;
 }
 
@@ -515,7 +528,7 @@ tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, cons
  * there. On success *targets (the caller frees it) maps the short names to the
  * live tensors, for the apply. */
 static tg_status check_load(tg_state_dict **targets, tg_sequential *model,
-                            const tg_state_dict *sd, const char *prefix, const char *fn)
+                            const tg_state_dict *sd, const char *prefix)
 {
     *targets = NULL;
     tg_status st = tg_sequential_build(model);
@@ -524,15 +537,15 @@ static tg_status check_load(tg_state_dict **targets, tg_sequential *model,
     tg_state_dict *t = tg_state_dict_new();
     if (!t)
         return tg_last_status();
-    if ((st = add_tensors(t, model, NULL, fn)) != TG_OK) {
+    if ((st = add_tensors(t, model, NULL)) != TG_OK) {
         tg_state_dict_free(t);
         return st;
     }
     tg_sd_check c;
     tg_sd_check_init(&c, " in the state dict");
     tg_sd_check_entries(&c, t, sd, prefix, true);
-    st = tg_sd_check_done(&c, TG_ERR_FORMAT, fn, "the state dict does not match model \"%s\"",
-                          model->name);
+    st = tg_sd_check_done(&c, TG_ERR_FORMAT, tg_error_context(),
+                          "the state dict does not match model \"%s\"", model->name);
     if (st != TG_OK)
         tg_state_dict_free(t);
     else
@@ -547,7 +560,9 @@ tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_di
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
     tg_state_dict *t;
-    tg_status st = check_load(&t, model, sd, prefix, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status st = check_load(&t, model, sd, prefix);
+    tg_error_leave(prev);
     tg_state_dict_free(t);
     return st;
 }
@@ -559,7 +574,9 @@ tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dic
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
     tg_state_dict *t;
-    tg_status st = check_load(&t, model, sd, prefix, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status st = check_load(&t, model, sd, prefix);
+    tg_error_leave(prev);
     if (st == TG_OK)
         st = tg_sd_apply(t, sd, prefix);
     tg_state_dict_free(t);

@@ -43,7 +43,7 @@ tg_status tg_train_state_export(tg_state_dict *sd, tg_sequential *model, const t
      * training loop keeps advancing; the dict must hold the state of this moment. */
     int64_t words[TG_RNG_STATE_WORDS];
     memcpy(words, rng->s, sizeof words);
-    tg_tensor *t = tg_tensor_new_owned(fn, TG_I64, TG_SHAPE(TG_RNG_STATE_WORDS));
+    tg_tensor *t = tg_tensor_new_named(fn, TG_I64, TG_SHAPE(TG_RNG_STATE_WORDS));
     if (!t)
         return tg_last_status();
     memcpy(tg_tensor_data(t), words, sizeof words);

@@ -26,13 +26,13 @@
             }                                                                        \
     } while (0)
 
-tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim)
+static tg_tensor *argmax_impl(tg_tensor *x, int axis, bool keepdim)
 {
     static const char who[] = "tg_argmax";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
     int ax;
-    if (tg_norm_axis(who, axis, x->ndim, &ax) != TG_OK)
+    if (tg_norm_axis(axis, x->ndim, &ax) != TG_OK)
         return NULL;
     int64_t len = x->shape[ax];
     if (len == 0) {
@@ -52,7 +52,7 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim)
         else if (keepdim)
             oshape[ondim++] = 1;
     }
-    tg_tensor *y = tg_tensor_new_owned(who, TG_I64, ondim, oshape);
+    tg_tensor *y = tg_tensor_new_owned(TG_I64, ondim, oshape);
     tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
     if (!xc) {
         tg_release(y);
@@ -69,4 +69,12 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim)
     }
     tg_release(xc);
     return tg_scoped(y);
+}
+
+tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim)
+{
+    const char *prev = tg_error_enter("tg_argmax");
+    tg_tensor *r = argmax_impl(x, axis, keepdim);
+    tg_error_leave(prev);
+    return r;
 }

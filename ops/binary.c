@@ -73,9 +73,9 @@ static float apply_f32(bin_kind alg, float a, float b)
  * with their own strides (no layout change); cached under the algorithm and the
  * three layouts. */
 static tg_status binary_prim(dnnl_alg_kind_t alg, const tg_tensor *a, const tg_tensor *b,
-                             tg_tensor *c, const char *who)
+                             tg_tensor *c)
 {
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t ma, mb, mc;
     tg_dnnl_md_of(&ma, a);
@@ -94,9 +94,9 @@ static tg_status binary_prim(dnnl_alg_kind_t alg, const tg_tensor *a, const tg_t
         dnnl_binary_desc_t d;
         dnnl_status_t st = dnnl_binary_desc_init(&d, alg, &ma, &mb, &mc);
         if (st != dnnl_success)
-            tg_dnnl_failed(who, "dnnl_binary_desc_init", st);
+            tg_dnnl_failed("dnnl_binary_desc_init", st);
         else
-            e = tg_dnnl_create(&k, &d, NULL, who);
+            e = tg_dnnl_create(&k, &d, NULL);
     }
     if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
               (rc = tg_tensor_settle(c)) != TG_OK))
@@ -105,7 +105,7 @@ static tg_status binary_prim(dnnl_alg_kind_t alg, const tg_tensor *a, const tg_t
         const tg_dnnl_mem args[] = {{DNNL_ARG_SRC_0, &ma, tg_tensor_data(a)},
                                     {DNNL_ARG_SRC_1, &mb, tg_tensor_data(b)},
                                     {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
-        rc = tg_dnnl_exec(e, args, 3, who);
+        rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
     return rc;
@@ -142,23 +142,23 @@ static tg_status binary_loop(bin_kind alg, const tg_tensor *a, const tg_tensor *
 
 /* c = a (op) b in f32 with broadcasting already resolved: a, b, c have the same
  * ndim and each extent of a and b equals c's or is 1. */
-static tg_status binary_f32(bin_kind alg, const tg_tensor *a, const tg_tensor *b,
-                            tg_tensor *c)
+static tg_status binary_f32_run(bin_kind alg, const tg_tensor *a, const tg_tensor *b,
+                                tg_tensor *c)
 {
-    const char *who = "tg_dnnl_binary";
     if (!a || !b || !c)
-        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+        return tg_null_arg_here(!a ? "a" : !b ? "b" : "c");
     if (a->ndim != c->ndim || b->ndim != c->ndim)
-        return tg_error(TG_ERR_SHAPE, "%s: a, b and c must have the same rank (%d, %d, %d)",
-                        who, a->ndim, b->ndim, c->ndim);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "a, b and c must have the same rank (%d, %d, %d)", a->ndim,
+                             b->ndim, c->ndim);
     for (int i = 0; i < c->ndim; i++) {
         if ((a->shape[i] != c->shape[i] && a->shape[i] != 1) ||
             (b->shape[i] != c->shape[i] && b->shape[i] != 1)) {
             char sa[96], sb[96], sc[96];
-            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s do not broadcast to %s", who,
-                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
-                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
-                            tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+            return tg_error_here(TG_ERR_SHAPE, "shapes %s and %s do not broadcast to %s",
+                                 tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                                 tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                                 tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
         }
     }
     if (tg_tensor_numel(c) == 0)
@@ -169,7 +169,7 @@ static tg_status binary_f32(bin_kind alg, const tg_tensor *a, const tg_tensor *b
     case BIN_SUB: da = dnnl_binary_sub; break;
     case BIN_MUL: da = dnnl_binary_mul; break;
     case BIN_DIV: da = dnnl_binary_div; break;
-    default: return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
+    default: return tg_error_here(TG_ERR_ARG, "unknown algorithm %d", (int)alg);
     }
     const tg_tensor *s0 = a, *s1 = b;
     if (!tg_tensor_same_shape(a, c)) {
@@ -180,7 +180,17 @@ static tg_status binary_f32(bin_kind alg, const tg_tensor *a, const tg_tensor *b
             return binary_loop(alg, a, b, c);
         }
     }
-    return binary_prim(da, s0, s1, c, who);
+    return binary_prim(da, s0, s1, c);
+}
+
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status binary_f32(bin_kind alg, const tg_tensor *a, const tg_tensor *b,
+                            tg_tensor *c)
+{
+    const char *prev = tg_error_enter("tg_dnnl_binary");
+    tg_status rc = binary_f32_run(alg, a, b, c);
+    tg_error_leave(prev);
+    return rc;
 }
 
 /* A contiguous view of x with ndim dims (leading 1s added): oneDNN's binary wants
@@ -232,7 +242,7 @@ static tg_tensor *binary(bin_kind k, tg_tensor *a, tg_tensor *b)
         return NULL;
     int ndim;
     int64_t shape[TG_MAX_DIMS];
-    if (tg_broadcast_shape(c.who, a, b, &ndim, shape) != TG_OK)
+    if (tg_broadcast_shape(a, b, &ndim, shape) != TG_OK)
         return tg_op_fail(&c);
     tg_tensor *y = tg_op_output(&c, a->dtype, ndim, shape);
     if (!y)

@@ -34,48 +34,48 @@ bool tg_use_dnnl(const tg_tensor *x)
 
 /* ---------------------------------------------------------------- checks */
 
-tg_status tg_check_float(const char *who, const char *arg, const tg_tensor *x)
+tg_status tg_check_float(const char *arg, const tg_tensor *x)
 {
     if (!x)
-        return tg_null_arg(who, arg);
+        return tg_null_arg_here(arg);
     if (x->dtype != TG_F32 && x->dtype != TG_F64)
-        return tg_error(TG_ERR_DTYPE, "%s: %s must be f32 or f64, got %s", who, arg,
-                        tg_dtype_name(x->dtype));
+        return tg_error_here(TG_ERR_DTYPE, "%s must be f32 or f64, got %s", arg,
+                             tg_dtype_name(x->dtype));
     return TG_OK;
 }
 
-tg_status tg_check_same_dtype(const char *who, const tg_tensor *a, const tg_tensor *b)
+tg_status tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b)
 {
     if (a->dtype != b->dtype)
-        return tg_error(TG_ERR_DTYPE,
-                        "%s: dtypes %s and %s differ (no implicit promotion; convert "
-                        "with tg_tensor_to_dtype)",
-                        who, tg_dtype_name(a->dtype), tg_dtype_name(b->dtype));
+        return tg_error_here(TG_ERR_DTYPE,
+                             "dtypes %s and %s differ (no implicit promotion; convert "
+                             "with tg_tensor_to_dtype)", tg_dtype_name(a->dtype),
+                             tg_dtype_name(b->dtype));
     return TG_OK;
 }
 
-tg_status tg_check_ndim(const char *who, const char *arg, const tg_tensor *x, int ndim)
+tg_status tg_check_ndim(const char *arg, const tg_tensor *x, int ndim)
 {
     if (x->ndim != ndim) {
         char buf[128];
-        return tg_error(TG_ERR_SHAPE, "%s: %s must be %d-D, got shape %s", who, arg, ndim,
-                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape));
+        return tg_error_here(TG_ERR_SHAPE, "%s must be %d-D, got shape %s", arg, ndim,
+                             tg_shape_str(buf, sizeof buf, x->ndim, x->shape));
     }
     return TG_OK;
 }
 
-tg_status tg_norm_axis(const char *who, int axis, int ndim, int *out)
+tg_status tg_norm_axis(int axis, int ndim, int *out)
 {
     if (axis < -ndim || axis >= ndim)
-        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who,
-                        axis, ndim);
+        return tg_error_here(TG_ERR_RANGE, "axis %d out of range for a %d-D tensor",
+                             axis, ndim);
     *out = axis < 0 ? axis + ndim : axis;
     return TG_OK;
 }
 
 /* ---------------------------------------------------------------- broadcasting */
 
-tg_status tg_broadcast_shape(const char *who, const tg_tensor *a, const tg_tensor *b,
+tg_status tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b,
                              int *ndim, int64_t *shape)
 {
     int n = a->ndim > b->ndim ? a->ndim : b->ndim;
@@ -86,9 +86,9 @@ tg_status tg_broadcast_shape(const char *who, const tg_tensor *a, const tg_tenso
         int64_t eb = ib >= 0 ? b->shape[ib] : 1;
         if (ea != eb && ea != 1 && eb != 1) {
             char sa[128], sb[128];
-            return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast", who,
-                            tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
-                            tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
+            return tg_error_here(TG_ERR_SHAPE, "shapes %s and %s cannot be broadcast",
+                                 tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                                 tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
         }
         shape[i] = ea == 1 ? eb : ea;
     }
@@ -108,12 +108,22 @@ void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,
     }
 }
 
+static tg_tensor *sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
+
 tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
 {
-    static const char who[] = "tg_sum_to_shape";
+    /* called from backwards, but its errors name itself, as they always have */
+    const char *prev = tg_error_enter("tg_sum_to_shape");
+    tg_tensor *r = sum_to_shape(g, ndim, shape);
+    tg_error_leave(prev);
+    return r;
+}
+
+static tg_tensor *sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
+{
     if (!g)
-        return tg_null_arg(who, "g"), NULL;
-    if (tg_check_float(who, "g", g) != TG_OK)
+        return tg_null_arg_here("g"), NULL;
+    if (tg_check_float("g", g) != TG_OK)
         return NULL;
     if (ndim == g->ndim && memcmp(shape, g->shape, (size_t)ndim * sizeof *shape) == 0)
         return tg_scoped(tg_retain(g));
@@ -128,11 +138,11 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
     }
     if (!ok) {
         char sa[128], sb[128];
-        return tg_error(TG_ERR_SHAPE, "%s: cannot sum %s down to %s", who,
-                        tg_shape_str(sa, sizeof sa, g->ndim, g->shape),
-                        tg_shape_str(sb, sizeof sb, ndim, shape)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "cannot sum %s down to %s",
+                             tg_shape_str(sa, sizeof sa, g->ndim, g->shape),
+                             tg_shape_str(sb, sizeof sb, ndim, shape)), NULL;
     }
-    tg_tensor *out = tg_tensor_new_owned(who, g->dtype, ndim, shape);
+    tg_tensor *out = tg_tensor_new_owned(g->dtype, ndim, shape);
     if (!out)
         return NULL;
     int64_t n_out = tg_shape_numel(ndim, shape);
@@ -140,7 +150,7 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
     double *acc = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *acc);
     if (!acc) {
         tg_release(out);
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
     }
     if (tg_shape_numel(g->ndim, g->shape) > 0) {
         int64_t st[2][TG_MAX_DIMS], off[2] = {g->offset, 0}, idx[TG_MAX_DIMS] = {0};
@@ -185,7 +195,7 @@ static tg_tensor *contiguous(tg_tensor *x, bool keep)
             return tg_retain(x);
         return tg_tensor_view_owned(x, x->ndim, x->shape, st, x->offset);
     }
-    tg_tensor *c = tg_tensor_new_owned("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
+    tg_tensor *c = tg_tensor_new_named("tg_contiguous_owned", x->dtype, x->ndim, x->shape);
     if (!c)
         return NULL;
     if (tg_tensor_copy_into(c, x) != TG_OK) {
@@ -245,23 +255,29 @@ bool tg_op_begin(tg_op_call *c, const tg_op_vtable *op, const char *who,
                  tg_tensor *const *in, int n_in, const char *names, unsigned flags)
 {
     *c = (tg_op_call){.op = op, .who = who, .in = in, .n_in = n_in};
+    c->prev_ctx = tg_error_enter(who);
     char buf[32];
     for (int i = 0; i < n_in; i++)
-        if (!in[i])
-            return tg_null_arg(who, arg_name(names, i, buf, sizeof buf)), false;
+        if (!in[i]) {
+            tg_null_arg_here(arg_name(names, i, buf, sizeof buf));
+            goto fail;
+        }
     for (int i = 0; (flags & TG_OP_FLOAT) && i < n_in; i++)
-        if (tg_check_float(who, arg_name(names, i, buf, sizeof buf), in[i]) != TG_OK)
-            return false;
+        if (tg_check_float(arg_name(names, i, buf, sizeof buf), in[i]) != TG_OK)
+            goto fail;
     for (int i = 1; (flags & TG_OP_SAME_DTYPE) && i < n_in; i++)
-        if (tg_check_same_dtype(who, in[0], in[i]) != TG_OK)
-            return false;
+        if (tg_check_same_dtype(in[0], in[i]) != TG_OK)
+            goto fail;
     c->record = tg_autograd_should_record(in, n_in);
     return true;
+fail:
+    tg_error_leave(c->prev_ctx);
+    return false;
 }
 
 tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    c->out = tg_tensor_new_owned(c->who, dtype, ndim, shape);
+    c->out = tg_tensor_new_owned(dtype, ndim, shape);
     return c->out;
 }
 
@@ -293,9 +309,12 @@ tg_tensor *tg_op_end(tg_op_call *c)
     c->saved = NULL;
     if (!out || !c->record) {
         free_saved(c->op, saved);
+        tg_error_leave(c->prev_ctx);
         return out ? tg_scoped(out) : NULL;
     }
-    if (!tg_autograd_record(out, c->op, c->in, c->n_in, saved)) {
+    bool ok = tg_autograd_record(out, c->op, c->in, c->n_in, saved);
+    tg_error_leave(c->prev_ctx);
+    if (!ok) {
         tg_release(out);
         return NULL;
     }
@@ -308,5 +327,6 @@ tg_tensor *tg_op_fail(tg_op_call *c)
     free_saved(c->op, c->saved);
     c->out = NULL;
     c->saved = NULL;
+    tg_error_leave(c->prev_ctx);
     return NULL;
 }

@@ -15,44 +15,44 @@ typedef struct concat_saved {
     int dim;
 } concat_saved;
 
-static tg_status check_inputs(const char *who, tg_tensor *const *xs, int n, int dim,
+static tg_status check_inputs(tg_tensor *const *xs, int n, int dim,
                               int *d_out, int64_t *shape)
 {
     if (!xs)
-        return tg_null_arg(who, "xs");
+        return tg_null_arg_here("xs");
     if (n < 1)
-        return tg_error(TG_ERR_ARG, "%s: needs at least one tensor, got %d", who, n);
+        return tg_error_here(TG_ERR_ARG, "needs at least one tensor, got %d", n);
     for (int i = 0; i < n; i++)
         if (!xs[i]) {
             char arg[32];
             snprintf(arg, sizeof arg, "xs[%d]", i);
-            return tg_null_arg(who, arg);
+            return tg_null_arg_here(arg);
         }
     const tg_tensor *x0 = xs[0];
     int d;
-    if (tg_norm_axis(who, dim, x0->ndim, &d) != TG_OK)
+    if (tg_norm_axis(dim, x0->ndim, &d) != TG_OK)
         return TG_ERR_RANGE;
     memcpy(shape, x0->shape, TG_MAX_DIMS * sizeof *shape);
     shape[d] = 0;
     for (int i = 0; i < n; i++) {
         const tg_tensor *x = xs[i];
         if (x->dtype != x0->dtype)
-            return tg_error(TG_ERR_DTYPE, "%s: xs[%d] is %s but xs[0] is %s", who, i,
-                            tg_dtype_name(x->dtype), tg_dtype_name(x0->dtype));
+            return tg_error_here(TG_ERR_DTYPE, "xs[%d] is %s but xs[0] is %s", i,
+                                 tg_dtype_name(x->dtype), tg_dtype_name(x0->dtype));
         bool ok = x->ndim == x0->ndim;
         for (int k = 0; ok && k < x->ndim; k++)
             ok = k == d || x->shape[k] == x0->shape[k];
         if (!ok) {
             char s0[128], si[128];
-            return tg_error(TG_ERR_SHAPE, "%s: xs[%d] has shape %s, xs[0] %s; only dim %d "
-                            "may differ",
-                            who, i, tg_shape_str(si, sizeof si, x->ndim, x->shape),
-                            tg_shape_str(s0, sizeof s0, x0->ndim, x0->shape), dim);
+            return tg_error_here(TG_ERR_SHAPE, "xs[%d] has shape %s, xs[0] %s; only dim %d "
+                                 "may differ", i,
+                                 tg_shape_str(si, sizeof si, x->ndim, x->shape),
+                                 tg_shape_str(s0, sizeof s0, x0->ndim, x0->shape), dim);
         }
         /* empty tensors may have huge extents along dim; keep the sum exact */
         if (x->shape[d] > INT64_MAX - shape[d])
-            return tg_error(TG_ERR_SHAPE, "%s: the extents along dim %d add up to more than "
-                            "an int64_t holds", who, dim);
+            return tg_error_here(TG_ERR_SHAPE, "the extents along dim %d add up to more than "
+                                 "an int64_t holds", dim);
         shape[d] += x->shape[d];
     }
     *d_out = d;
@@ -65,7 +65,10 @@ tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim)
     int d = 0;
     int64_t shape[TG_MAX_DIMS];
     /* first: its NULL checks name the input (xs[2]) */
-    if (check_inputs(who, xs, n, dim, &d, shape) != TG_OK)
+    const char *prev = tg_error_enter(who); /* check_inputs names it; the frame comes after */
+    tg_status checked = check_inputs(xs, n, dim, &d, shape);
+    tg_error_leave(prev);
+    if (checked != TG_OK)
         return NULL;
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_concat_vtable, who, xs, n, NULL, 0))

@@ -39,54 +39,54 @@ typedef struct conv_geom {
 
 /* ---------------------------------------------------------------- shapes */
 
-static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor *w,
+static tg_status conv_infer(const tg_tensor *x, const tg_tensor *w,
                             const tg_tensor *b, const tg_conv2d_opts *o, conv_geom *g)
 {
     char sx[96], sw[96], sb[96];
     tg_status st;
-    if ((st = tg_check_float(who, "input", x)) != TG_OK ||
-        (st = tg_check_float(who, "weight", w)) != TG_OK ||
-        (b && (st = tg_check_float(who, "bias", b)) != TG_OK))
+    if ((st = tg_check_float("input", x)) != TG_OK ||
+        (st = tg_check_float("weight", w)) != TG_OK ||
+        (b && (st = tg_check_float("bias", b)) != TG_OK))
         return st;
     if (x->ndim != 4)
-        return tg_error(TG_ERR_SHAPE, "%s: input must be 4-D (N, C, H, W), got %s", who,
-                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape));
+        return tg_error_here(TG_ERR_SHAPE, "input must be 4-D (N, C, H, W), got %s",
+                             tg_shape_str(sx, sizeof sx, x->ndim, x->shape));
     if (w->ndim != 4)
-        return tg_error(TG_ERR_SHAPE, "%s: weight must be 4-D (O, C, KH, KW), got %s", who,
-                        tg_shape_str(sw, sizeof sw, w->ndim, w->shape));
-    if ((st = tg_check_same_dtype(who, x, w)) != TG_OK ||
-        (b && (st = tg_check_same_dtype(who, x, b)) != TG_OK))
+        return tg_error_here(TG_ERR_SHAPE, "weight must be 4-D (O, C, KH, KW), got %s",
+                             tg_shape_str(sw, sizeof sw, w->ndim, w->shape));
+    if ((st = tg_check_same_dtype(x, w)) != TG_OK ||
+        (b && (st = tg_check_same_dtype(x, b)) != TG_OK))
         return st;
     tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
     tg_shape_str(sw, sizeof sw, w->ndim, w->shape);
     if (o->stride[0] < 1 || o->stride[1] < 1)
-        return tg_error(TG_ERR_ARG, "%s: stride must be >= 1, got (%d, %d) (input %s)", who,
-                        o->stride[0], o->stride[1], sx);
+        return tg_error_here(TG_ERR_ARG, "stride must be >= 1, got (%d, %d) (input %s)",
+                             o->stride[0], o->stride[1], sx);
     if (o->dilation[0] < 1 || o->dilation[1] < 1)
-        return tg_error(TG_ERR_ARG, "%s: dilation must be >= 1, got (%d, %d) (input %s)",
-                        who, o->dilation[0], o->dilation[1], sx);
+        return tg_error_here(TG_ERR_ARG, "dilation must be >= 1, got (%d, %d) (input %s)",
+                             o->dilation[0], o->dilation[1], sx);
     if (o->pad[0] < 0 || o->pad[1] < 0 || o->pad[2] < 0 || o->pad[3] < 0)
-        return tg_error(TG_ERR_ARG,
-                        "%s: padding must be >= 0, got (top %d, bottom %d, left %d, right %d)",
-                        who, o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
+        return tg_error_here(TG_ERR_ARG,
+                             "padding must be >= 0, got (top %d, bottom %d, left %d, right %d)",
+                             o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
     if (w->shape[0] < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1)
-        return tg_error(TG_ERR_SHAPE, "%s: weight %s has an empty dimension", who, sw);
+        return tg_error_here(TG_ERR_SHAPE, "weight %s has an empty dimension", sw);
     /* Only the batch may be empty: with no rows or columns every window would lie
      * in the padding (and oneDNN reads out of bounds there). */
     if (x->shape[2] < 1 || x->shape[3] < 1)
-        return tg_error(TG_ERR_SHAPE, "%s: input %s has no rows or no columns (H and W must "
-                        "be >= 1; only the batch may be empty)", who, sx);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "input %s has no rows or no columns (H and W must "
+                             "be >= 1; only the batch may be empty)", sx);
     if (x->shape[1] != w->shape[1])
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: channel mismatch: input %s has %lld channels but weight %s "
-                        "expects %lld",
-                        who, sx, (long long)x->shape[1], sw, (long long)w->shape[1]);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "channel mismatch: input %s has %lld channels but weight %s "
+                             "expects %lld", sx, (long long)x->shape[1], sw,
+                             (long long)w->shape[1]);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: bias must have shape [%lld] (one per output channel of weight "
-                        "%s), got %s",
-                        who, (long long)w->shape[0], sw,
-                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
+        return tg_error_here(TG_ERR_SHAPE,
+                             "bias must have shape [%lld] (one per output channel of weight "
+                             "%s), got %s", (long long)w->shape[0], sw,
+                             tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
     g->n = x->shape[0];
     g->c = x->shape[1];
     g->h = x->shape[2];
@@ -107,13 +107,14 @@ static tg_status conv_infer(const char *who, const tg_tensor *x, const tg_tensor
     int64_t ekh = (g->kh - 1) * g->dh + 1, ekw = (g->kw - 1) * g->dw + 1;
     int64_t ph = g->h + g->pt + g->pb, pw = g->w + g->pl + g->pr;
     if (ekh > ph || ekw > pw)
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: kernel %lldx%lld (dilation %dx%d, extent %lldx%lld) is larger "
-                        "than the padded input %lldx%lld (input %s, weight %s, padding "
-                        "t%d b%d l%d r%d)",
-                        who, (long long)g->kh, (long long)g->kw, g->dh, g->dw,
-                        (long long)ekh, (long long)ekw, (long long)ph, (long long)pw, sx, sw,
-                        g->pt, g->pb, g->pl, g->pr);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "kernel %lldx%lld (dilation %dx%d, extent %lldx%lld) is larger "
+                             "than the padded input %lldx%lld (input %s, weight %s, padding "
+                             "t%d b%d l%d r%d)", (long long)g->kh, (long long)g->kw, g->dh,
+                             g->dw,
+                             (long long)ekh, (long long)ekw, (long long)ph, (long long)pw,
+                             sx, sw,
+                             g->pt, g->pb, g->pl, g->pr);
     g->oh = (ph - ekh) / g->sh + 1;
     g->ow = (pw - ekw) / g->sw + 1;
     return TG_OK;
@@ -132,7 +133,7 @@ static void conv_key(tg_dnnl_key *k, tg_dnnl_kind kind, const conv_geom *g, int 
 
 static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
                                      dnnl_format_tag_t act, dnnl_format_tag_t wt,
-                                     const_dnnl_primitive_desc_t hint, const char *who)
+                                     const_dnnl_primitive_desc_t hint)
 {
     dnnl_dims_t xd = {g->n, g->c, g->h, g->w}, wd = {g->o, g->c, g->kh, g->kw};
     dnnl_dims_t bd = {g->o}, yd = {g->n, g->o, g->oh, g->ow};
@@ -158,7 +159,7 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
             pad_l, pad_r);
     if (st != dnnl_success) {
         char sx[96], sw[96];
-        tg_dnnl_refused(who, "convolution", st,
+        tg_dnnl_refused("convolution", st,
                         "input %s, weight %s, stride %dx%d, padding t%d b%d l%d r%d, "
                         "dilation %dx%d",
                         tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
@@ -166,7 +167,7 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
                         g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw);
         return NULL;
     }
-    return tg_dnnl_pd_create_ex(&d, hint, kind == TG_DNNL_CONV_FWD && g->relu, who);
+    return tg_dnnl_pd_create_ex(&d, hint, kind == TG_DNNL_CONV_FWD && g->relu);
 }
 
 /* Blocked activation layouts that pad channels (1 -> 16) cost more than the
@@ -184,7 +185,7 @@ static bool activations_padded(tg_dnnl_kind kind, dnnl_primitive_desc_t pd)
  * policy: with blocked layouts allowed, oneDNN chooses every layout (format any)
  * unless that pads the activations; then activations are plain and only the
  * weights are its choice. Lock held. */
-static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const void *geom, const char *who)
+static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const void *geom)
 {
     const conv_geom *g = geom;
     bool blocked = tg_dnnl_blocked_layouts();
@@ -197,24 +198,24 @@ static tg_dnnl_entry *conv_entry(tg_dnnl_kind kind, const void *geom, const char
     if (kind != TG_DNNL_CONV_FWD) {
         conv_geom plain_fwd = *g; /* the hint: the same convolution, unfused */
         plain_fwd.relu = false;
-        tg_dnnl_entry *f = conv_entry(TG_DNNL_CONV_FWD, &plain_fwd, who);
+        tg_dnnl_entry *f = conv_entry(TG_DNNL_CONV_FWD, &plain_fwd);
         if (!f)
             return NULL;
         hint = f->pd;
     }
     dnnl_primitive_desc_t pd = NULL;
     if (blocked) {
-        pd = conv_pd(kind, g, dnnl_format_tag_any, dnnl_format_tag_any, hint, who);
+        pd = conv_pd(kind, g, dnnl_format_tag_any, dnnl_format_tag_any, hint);
         if (pd && activations_padded(kind, pd)) {
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
         }
         if (!pd)
-            pd = conv_pd(kind, g, dnnl_nchw, dnnl_format_tag_any, hint, who);
+            pd = conv_pd(kind, g, dnnl_nchw, dnnl_format_tag_any, hint);
     } else {
-        pd = conv_pd(kind, g, dnnl_nchw, dnnl_oihw, hint, who);
+        pd = conv_pd(kind, g, dnnl_nchw, dnnl_oihw, hint);
     }
-    return pd ? tg_dnnl_insert(&k, pd, who) : NULL;
+    return pd ? tg_dnnl_insert(&k, pd) : NULL;
 }
 
 /* The plain layouts of x (N, C, H, W), w (O, C, KH, KW), b (O), y (N, O, OH, OW). */
@@ -367,7 +368,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
         return NULL;
     tg_conv2d_opts o = opts ? *opts : (tg_conv2d_opts)TG_CONV2D_OPTS_INIT;
     conv_geom g;
-    if (conv_infer(who, x, w, b, &o, &g) != TG_OK)
+    if (conv_infer(x, w, b, &o, &g) != TG_OK)
         return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
     tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.o, g.oh, g.ow});
@@ -385,11 +386,11 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
 
 static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
 {
-    static const char who[] = "tg_conv2d backward";
+    /* runs in the engine's context, "tg_conv2d backward" */
     const conv_params *p = node->saved;
     tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     conv_geom g;
-    tg_status st = conv_infer(who, node->inputs[0], node->inputs[1], b, &p->o, &g);
+    tg_status st = conv_infer(node->inputs[0], node->inputs[1], b, &p->o, &g);
     if (st != TG_OK)
         return st;
     if (!p->o.relu)
@@ -397,7 +398,7 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
     /* dL/dy = g * [r > 0]: ReLU's backward taken from its output */
     bool in_place = p->dnnl && tg_grad_out_reusable(grad_out);
     tg_tensor *gy = in_place ? tg_retain(grad_out)
-                             : tg_tensor_new_owned(who, p->out->dtype, 4, p->out->shape);
+                             : tg_tensor_new_owned(p->out->dtype, 4, p->out->shape);
     if (!gy)
         return tg_last_status();
     if (p->dnnl) {

@@ -26,40 +26,40 @@ typedef struct dense_geom {
     bool bias;
 } dense_geom;
 
-static tg_status dense_infer(const char *who, const tg_tensor *x, const tg_tensor *w,
+static tg_status dense_infer(const tg_tensor *x, const tg_tensor *w,
                              const tg_tensor *b, dense_geom *g)
 {
     char sx[96], sw[96], sb[96];
     tg_status st;
-    if ((st = tg_check_float(who, "input", x)) != TG_OK ||
-        (st = tg_check_float(who, "weight", w)) != TG_OK ||
-        (b && (st = tg_check_float(who, "bias", b)) != TG_OK))
+    if ((st = tg_check_float("input", x)) != TG_OK ||
+        (st = tg_check_float("weight", w)) != TG_OK ||
+        (b && (st = tg_check_float("bias", b)) != TG_OK))
         return st;
     tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
     tg_shape_str(sw, sizeof sw, w->ndim, w->shape);
     if (x->ndim < 2)
-        return tg_error(TG_ERR_SHAPE, "%s: input must have rank >= 2 (N, features...), got %s",
-                        who, sx);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "input must have rank >= 2 (N, features...), got %s", sx);
     if (w->ndim != 2)
-        return tg_error(TG_ERR_SHAPE, "%s: weight must be 2-D (out, in), got %s", who, sw);
-    if ((st = tg_check_same_dtype(who, x, w)) != TG_OK ||
-        (b && (st = tg_check_same_dtype(who, x, b)) != TG_OK))
+        return tg_error_here(TG_ERR_SHAPE, "weight must be 2-D (out, in), got %s", sw);
+    if ((st = tg_check_same_dtype(x, w)) != TG_OK ||
+        (b && (st = tg_check_same_dtype(x, b)) != TG_OK))
         return st;
     g->n = x->shape[0];
     g->in = tg_shape_numel(x->ndim - 1, x->shape + 1);
     g->out = w->shape[0];
     g->bias = b != NULL;
     if (g->in != w->shape[1])
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: input %s has %lld features per row but weight %s expects %lld",
-                        who, sx, (long long)g->in, sw, (long long)w->shape[1]);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "input %s has %lld features per row but weight %s expects %lld", sx,
+                             (long long)g->in, sw, (long long)w->shape[1]);
     if (b && (b->ndim != 1 || b->shape[0] != g->out))
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: bias must have shape [%lld] (one per output of weight %s), got %s",
-                        who, (long long)g->out, sw,
-                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
+        return tg_error_here(TG_ERR_SHAPE,
+                             "bias must have shape [%lld] (one per output of weight %s), got %s",
+                             (long long)g->out, sw,
+                             tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
     if (g->in == 0 || g->out == 0)
-        return tg_error(TG_ERR_SHAPE, "%s: weight %s is empty", who, sw);
+        return tg_error_here(TG_ERR_SHAPE, "weight %s is empty", sw);
     return TG_OK;
 }
 
@@ -81,7 +81,7 @@ static void dense_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory
  * and a reorder of dL/dW back to plain per step, more than their kernel gains (on
  * 5408 -> 128 nothing at batch 32 or on one thread, ~20% at batch 128;
  * benchmarks/op_overhead compares). Lock held. */
-static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const char *who)
+static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom)
 {
     const dense_geom *g = geom;
     tg_dnnl_key k;
@@ -93,7 +93,7 @@ static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const cha
         return e;
     const_dnnl_primitive_desc_t hint = NULL;
     if (kind != TG_DNNL_IP_FWD) {
-        tg_dnnl_entry *f = dense_entry(TG_DNNL_IP_FWD, g, who);
+        tg_dnnl_entry *f = dense_entry(TG_DNNL_IP_FWD, g);
         if (!f)
             return NULL;
         hint = f->pd;
@@ -111,11 +111,11 @@ static tg_dnnl_entry *dense_entry(tg_dnnl_kind kind, const void *geom, const cha
         st = dnnl_inner_product_backward_weights_desc_init(&d, &xm, &wm, g->bias ? &bm : NULL,
                                                            &ym);
     if (st != dnnl_success) {
-        tg_dnnl_refused(who, "inner product", st, "input (%lld, %lld), weight [%lld, %lld]",
+        tg_dnnl_refused("inner product", st, "input (%lld, %lld), weight [%lld, %lld]",
                         (long long)g->n, (long long)g->in, (long long)g->out, (long long)g->in);
         return NULL;
     }
-    return tg_dnnl_create(&k, &d, hint, who);
+    return tg_dnnl_create(&k, &d, hint);
 }
 
 /* ---------------------------------------------------------------- reference */
@@ -204,7 +204,7 @@ tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
     if (!tg_op_begin(&c, &tg_op_dense_vtable, who, in, b ? 3 : 2, "x w b", 0))
         return NULL;
     dense_geom g;
-    if (dense_infer(who, x, w, b, &g) != TG_OK)
+    if (dense_infer(x, w, b, &g) != TG_OK)
         return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
     tg_tensor *y = tg_op_output(&c, x->dtype, 2, (const int64_t[]){g.n, g.out});
@@ -220,11 +220,11 @@ tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
 
 static tg_status dense_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
 {
-    static const char who[] = "tg_dense backward";
+    /* runs in the engine's context, "tg_dense backward" */
     const dense_params *p = node->saved;
     tg_tensor *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     dense_geom g;
-    tg_status st = dense_infer(who, node->inputs[0], node->inputs[1], b, &g);
+    tg_status st = dense_infer(node->inputs[0], node->inputs[1], b, &g);
     if (st != TG_OK)
         return st;
     return tg_weighted_backward(&dense_op, &g, p->dnnl, node, grad_out, grad_in);

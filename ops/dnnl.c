@@ -84,12 +84,12 @@ static void init_glue(void)
     init_status = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
 }
 
-dnnl_engine_t tg_dnnl_engine(const char *who)
+dnnl_engine_t tg_dnnl_engine(void)
 {
     pthread_once(&init_once, init_glue);
     if (init_status != dnnl_success) {
-        tg_error(TG_ERR_BACKEND, "%s: oneDNN could not start: %s failed (%s)", who,
-                 init_step, dnnl_status2str(init_status));
+        tg_error_here(TG_ERR_BACKEND, "oneDNN could not start: %s failed (%s)",
+                      init_step, dnnl_status2str(init_status));
         return NULL;
     }
     return engine;
@@ -121,13 +121,13 @@ bool tg_dnnl_set_blocked_layouts(bool on)
     return prev;
 }
 
-tg_status tg_dnnl_failed(const char *who, const char *what, dnnl_status_t st)
+tg_status tg_dnnl_failed(const char *what, dnnl_status_t st)
 {
-    return tg_error(TG_ERR_BACKEND, "%s: oneDNN %s failed: %s", who, what,
-                    dnnl_status2str(st));
+    return tg_error_here(TG_ERR_BACKEND, "oneDNN %s failed: %s", what,
+                         dnnl_status2str(st));
 }
 
-tg_status tg_dnnl_refused(const char *who, const char *what, dnnl_status_t st,
+tg_status tg_dnnl_refused(const char *what, dnnl_status_t st,
                           const char *fmt, ...)
 {
     char shapes[384];
@@ -135,8 +135,8 @@ tg_status tg_dnnl_refused(const char *who, const char *what, dnnl_status_t st,
     va_start(ap, fmt);
     vsnprintf(shapes, sizeof shapes, fmt, ap);
     va_end(ap);
-    return tg_error(TG_ERR_BACKEND, "%s: oneDNN cannot run this %s (%s): %s", who, what,
-                    dnnl_status2str(st), shapes);
+    return tg_error_here(TG_ERR_BACKEND, "oneDNN cannot run this %s (%s): %s", what,
+                         dnnl_status2str(st), shapes);
 }
 
 /* ---------------------------------------------------------------- keys */
@@ -225,18 +225,17 @@ static void evict_oldest(void)
     }
 }
 
-tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
-                              const char *who)
+tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd)
 {
     if (key->n < 0) {
         dnnl_primitive_desc_destroy(pd);
-        tg_error(TG_ERR_BACKEND, "%s: primitive cache key too long", who);
+        tg_error_here(TG_ERR_BACKEND, "primitive cache key too long");
         return NULL;
     }
     tg_dnnl_entry *e = calloc(1, sizeof *e);
     if (!e) {
         dnnl_primitive_desc_destroy(pd);
-        tg_error(TG_ERR_NOMEM, "%s: out of memory for a primitive cache entry", who);
+        tg_error_here(TG_ERR_NOMEM, "out of memory for a primitive cache entry");
         return NULL;
     }
     e->key = *key;
@@ -246,7 +245,7 @@ tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
     if (st != dnnl_success) {
         e->prim = NULL;
         entry_free(e);
-        tg_dnnl_failed(who, "dnnl_primitive_create", st);
+        tg_dnnl_failed("dnnl_primitive_create", st);
         return NULL;
     }
     stats.primitives_created++;
@@ -265,7 +264,7 @@ tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
 }
 
 /* The attribute with a ReLU post-op, created once (lock held). */
-static dnnl_primitive_attr_t get_relu_attr(const char *who)
+static dnnl_primitive_attr_t get_relu_attr(void)
 {
     if (relu_attr)
         return relu_attr;
@@ -283,7 +282,7 @@ static dnnl_primitive_attr_t get_relu_attr(const char *who)
     if (st != dnnl_success) {
         if (a)
             dnnl_primitive_attr_destroy(a);
-        tg_dnnl_failed(who, "a ReLU post-op attribute", st);
+        tg_dnnl_failed("a ReLU post-op attribute", st);
         return NULL;
     }
     relu_attr = a;
@@ -291,34 +290,33 @@ static dnnl_primitive_attr_t get_relu_attr(const char *who)
 }
 
 dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
-                                        const_dnnl_primitive_desc_t hint, const char *who)
+                                        const_dnnl_primitive_desc_t hint)
 {
-    return tg_dnnl_pd_create_ex(op_desc, hint, false, who);
+    return tg_dnnl_pd_create_ex(op_desc, hint, false);
 }
 
 dnnl_primitive_desc_t tg_dnnl_pd_create_ex(const_dnnl_op_desc_t op_desc,
-                                           const_dnnl_primitive_desc_t hint, bool relu,
-                                           const char *who)
+                                           const_dnnl_primitive_desc_t hint, bool relu)
 {
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return NULL;
-    const_dnnl_primitive_attr_t at = relu ? get_relu_attr(who) : attr;
+    const_dnnl_primitive_attr_t at = relu ? get_relu_attr() : attr;
     if (!at)
         return NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, at, engine, hint);
     if (st != dnnl_success) {
-        tg_dnnl_failed(who, "dnnl_primitive_desc_create", st);
+        tg_dnnl_failed("dnnl_primitive_desc_create", st);
         return NULL;
     }
     return pd;
 }
 
 tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
-                              const_dnnl_primitive_desc_t hint, const char *who)
+                              const_dnnl_primitive_desc_t hint)
 {
-    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(op_desc, hint, who);
-    return pd ? tg_dnnl_insert(key, pd, who) : NULL;
+    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(op_desc, hint);
+    return pd ? tg_dnnl_insert(key, pd) : NULL;
 }
 
 const dnnl_memory_desc_t *tg_dnnl_md(const tg_dnnl_entry *e, dnnl_query_t what)
@@ -460,11 +458,11 @@ static bool reserve(void **buf, size_t *cap, size_t n)
     return true;
 }
 
-tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const char *who)
+tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n)
 {
     if (n < 0 || n >= TG_DNNL_MAX_ARGS)
-        return tg_error(TG_ERR_BACKEND, "%s: %d primitive arguments (at most %d)", who, n,
-                        TG_DNNL_MAX_ARGS - 1);
+        return tg_error_here(TG_ERR_BACKEND, "%d primitive arguments (at most %d)", n,
+                             TG_DNNL_MAX_ARGS - 1);
     dnnl_exec_arg_t a[TG_DNNL_MAX_ARGS];
     int made = 0;
     tg_status rc = TG_OK;
@@ -479,9 +477,9 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const c
             data = (void *)(uintptr_t)args[i].data;
         } else if (e->scratch_bytes > 0) {
             if (!reserve(&scratch, &scratch_cap, e->scratch_bytes)) {
-                rc = tg_error(TG_ERR_NOMEM,
-                              "%s: out of memory for a %zu-byte oneDNN scratchpad", who,
-                              e->scratch_bytes);
+                rc = tg_error_here(TG_ERR_NOMEM,
+                                   "out of memory for a %zu-byte oneDNN scratchpad",
+                                   e->scratch_bytes);
                 goto done;
             }
             which = DNNL_ARG_SCRATCHPAD;
@@ -492,7 +490,7 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const c
         }
         dnnl_status_t st = dnnl_memory_create(&a[made].memory, md, engine, data);
         if (st != dnnl_success) {
-            rc = tg_dnnl_failed(who, "dnnl_memory_create", st);
+            rc = tg_dnnl_failed("dnnl_memory_create", st);
             goto done;
         }
         a[made++].arg = which;
@@ -515,7 +513,7 @@ tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const c
     if (e->hold_signals)
         pthread_sigmask(SIG_SETMASK, &mask, NULL);
     if (st != dnnl_success)
-        rc = tg_dnnl_failed(who, "dnnl_primitive_execute", st);
+        rc = tg_dnnl_failed("dnnl_primitive_execute", st);
 done:
     for (int i = 0; i < made; i++)
         dnnl_memory_destroy(a[i].memory);
@@ -526,7 +524,7 @@ done:
 
 /* The cached reorder from src_md to dst_md, created on a miss. Lock held. */
 static tg_dnnl_entry *reorder_entry(const dnnl_memory_desc_t *src_md,
-                                    const dnnl_memory_desc_t *dst_md, const char *who)
+                                    const dnnl_memory_desc_t *dst_md)
 {
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_REORDER);
@@ -535,70 +533,70 @@ static tg_dnnl_entry *reorder_entry(const dnnl_memory_desc_t *src_md,
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (e)
         return e;
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, src_md, engine, dst_md, engine,
                                                           attr);
     if (st != dnnl_success) {
-        tg_dnnl_failed(who, "dnnl_reorder_primitive_desc_create", st);
+        tg_dnnl_failed("dnnl_reorder_primitive_desc_create", st);
         return NULL;
     }
-    return tg_dnnl_insert(&k, pd, who);
+    return tg_dnnl_insert(&k, pd);
 }
 
 tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
-                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who)
+                          const dnnl_memory_desc_t *dst_md, void *dst)
 {
-    tg_dnnl_entry *e = reorder_entry(src_md, dst_md, who);
+    tg_dnnl_entry *e = reorder_entry(src_md, dst_md);
     if (!e)
         return tg_last_status();
     const tg_dnnl_mem args[] = {{DNNL_ARG_FROM, src_md, src}, {DNNL_ARG_TO, dst_md, dst}};
-    return tg_dnnl_exec(e, args, 2, who);
+    return tg_dnnl_exec(e, args, 2);
 }
 
-void *tg_dnnl_tmp(int slot, size_t nbytes, const char *who)
+void *tg_dnnl_tmp(int slot, size_t nbytes)
 {
     if (slot < 0 || slot >= TG_DNNL_TMP_SLOTS) {
-        tg_error(TG_ERR_ARG, "%s: no temporary buffer slot %d", who, slot);
+        tg_error_here(TG_ERR_ARG, "no temporary buffer slot %d", slot);
         return NULL;
     }
     if (!reserve(&tmp_buf[slot], &tmp_cap[slot], nbytes)) {
-        tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte layout buffer", who, nbytes);
+        tg_error_here(TG_ERR_NOMEM, "out of memory for a %zu-byte layout buffer", nbytes);
         return NULL;
     }
     return tmp_buf[slot];
 }
 
 const void *tg_dnnl_input_as(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
-                             const void *data, int slot, const char *who)
+                             const void *data, int slot)
 {
     if (dnnl_memory_desc_equal(want, have))
         return data;
-    void *buf = tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want), who);
-    if (!buf || tg_dnnl_reorder(have, data, want, buf, who) != TG_OK)
+    void *buf = tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want));
+    if (!buf || tg_dnnl_reorder(have, data, want, buf) != TG_OK)
         return NULL;
     return buf;
 }
 
 void *tg_dnnl_output_buf(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
-                         void *data, int slot, const char *who)
+                         void *data, int slot)
 {
     if (dnnl_memory_desc_equal(want, have))
         return data;
-    return tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want), who);
+    return tg_dnnl_tmp(slot, dnnl_memory_desc_get_size(want));
 }
 
 tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
-                                const dnnl_memory_desc_t *have, void *data, const char *who)
+                                const dnnl_memory_desc_t *have, void *data)
 {
     if (buf == data)
         return TG_OK;
-    return tg_dnnl_reorder(want, buf, have, data, who);
+    return tg_dnnl_reorder(want, buf, have, data);
 }
 
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
-                               const dnnl_memory_desc_t *want, const char *who)
+                               const dnnl_memory_desc_t *want)
 {
     if (tg_tensor_settle(w) != TG_OK)
         return NULL;
@@ -628,11 +626,11 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
     size_t need = dnnl_memory_desc_get_size(want);
     slot->storage = NULL; /* invalid until the reorder succeeds */
     if (!reserve(&slot->buf, &slot->cap, need)) {
-        tg_error(TG_ERR_NOMEM, "%s: out of memory for %zu bytes of reordered weights", who,
-                 need);
+        tg_error_here(TG_ERR_NOMEM, "out of memory for %zu bytes of reordered weights",
+                      need);
         return NULL;
     }
-    if (tg_dnnl_reorder(have, data, want, slot->buf, who) != TG_OK)
+    if (tg_dnnl_reorder(have, data, want, slot->buf) != TG_OK)
         return NULL;
     slot->storage = st;
     slot->data = data;
@@ -671,7 +669,10 @@ static tg_status alt_settle(const tg_layout *a, void *plain, size_t nbytes)
     dnnl_memory_desc_t pmd;
     tg_dnnl_md_plain(&pmd, d->md.ndims, d->md.dims);
     tg_dnnl_lock();
-    tg_status rc = tg_dnnl_reorder(&d->md, d->base.buf, &pmd, plain, "reading a tensor");
+    /* a settle names no op: it runs inside whichever plain read needed it */
+    const char *prev = tg_error_enter("reading a tensor");
+    tg_status rc = tg_dnnl_reorder(&d->md, d->base.buf, &pmd, plain);
+    tg_error_leave(prev);
     if (rc == TG_OK)
         stats.layout_settles++;
     tg_dnnl_unlock();
@@ -691,24 +692,24 @@ void *tg_dnnl_alt_buf(const tg_tensor *t)
     return tg_dnnl_alt_md(t) ? tg_layout_pending(t->storage)->buf : NULL;
 }
 
-void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who)
+void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md)
 {
     if (tg_layout_pending(t->storage) || !tg_tensor_covers_storage(t) || t->dtype != TG_F32) {
-        tg_error(TG_ERR_STATE, "%s: an output cannot hold a backend layout", who);
+        tg_error_here(TG_ERR_STATE, "an output cannot hold a backend layout");
         return NULL;
     }
     /* The way back to plain must exist before the data goes into md: a later
      * settle then only runs a cached primitive. */
     dnnl_memory_desc_t plain;
     tg_dnnl_md_plain(&plain, md->ndims, md->dims);
-    if (!reorder_entry(md, &plain, who))
+    if (!reorder_entry(md, &plain))
         return NULL;
     dnnl_alt *d = malloc(sizeof *d);
     size_t nbytes = dnnl_memory_desc_get_size(md);
     void *buf = d ? tg_alloc_aligned(nbytes) : NULL;
     if (!buf) {
         free(d);
-        tg_error(TG_ERR_NOMEM, "%s: out of memory for a %zu-byte activation", who, nbytes);
+        tg_error_here(TG_ERR_NOMEM, "out of memory for a %zu-byte activation", nbytes);
         return NULL;
     }
     d->base.buf = buf;
@@ -746,16 +747,15 @@ bool tg_dnnl_keep_layout(const dnnl_memory_desc_t *want, const tg_tensor *t)
     return keep_layout(want, t);
 }
 
-tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
-                               const char *who)
+tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n)
 {
     const dnnl_memory_desc_t *want[TG_DNNL_MAX_ARGS];
     void *buf[TG_DNNL_MAX_ARGS];
     tg_dnnl_mem args[TG_DNNL_MAX_ARGS] = {{0}};
     int m = 0;
     if (n < 0 || n >= TG_DNNL_MAX_ARGS)
-        return tg_error(TG_ERR_BACKEND, "%s: %d primitive arguments (at most %d)", who, n,
-                        TG_DNNL_MAX_ARGS - 1);
+        return tg_error_here(TG_ERR_BACKEND, "%d primitive arguments (at most %d)", n,
+                             TG_DNNL_MAX_ARGS - 1);
     for (int i = 0; i < n; i++) {
         buf[i] = NULL;
         if (!io[i].t)
@@ -767,27 +767,26 @@ tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
             buf[i] = tg_dnnl_alt_buf(io[i].t); /* already in the wanted layout */
         else if (io[i].role == TG_DNNL_OUT && !dnnl_memory_desc_equal(want[i], io[i].plain) &&
                  keep_layout(want[i], t))
-            buf[i] = tg_dnnl_alt_attach(t, want[i], who); /* written, never reordered */
+            buf[i] = tg_dnnl_alt_attach(t, want[i]); /* written, never reordered */
         else if (tg_tensor_settle(io[i].t) != TG_OK) /* plain access from here on */
             buf[i] = NULL;
         else if (io[i].role == TG_DNNL_IN)
             buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain,
-                                                         tg_tensor_data(io[i].t), io[i].slot,
-                                                         who);
+                                                         tg_tensor_data(io[i].t), io[i].slot);
         else if (io[i].role == TG_DNNL_WEIGHTS)
-            buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i], who);
+            buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i]);
         else
             buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_data(io[i].t),
-                                        io[i].slot, who);
+                                        io[i].slot);
         if (!buf[i])
             return tg_last_status();
         args[m++] = (tg_dnnl_mem){io[i].arg, want[i], buf[i]};
     }
-    tg_status rc = tg_dnnl_exec(e, args, m, who);
+    tg_status rc = tg_dnnl_exec(e, args, m);
     for (int i = 0; rc == TG_OK && i < n; i++)
         if (io[i].t && io[i].role == TG_DNNL_OUT && buf[i] != tg_dnnl_alt_buf(io[i].t))
-            rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain, tg_tensor_data(io[i].t),
-                                       who); /* settled above */
+            rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain,
+                                       tg_tensor_data(io[i].t)); /* settled above */
     return rc;
 }
 

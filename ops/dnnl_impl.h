@@ -7,12 +7,12 @@
  *   1. key:    tg_dnnl_key_init(&k, TG_DNNL_<KIND>), then tg_dnnl_key_add* every
  *              value the primitive depends on (shapes, options, layouts);
  *   2. lookup: e = tg_dnnl_find(&k); on a miss build the op descriptor and
- *              e = tg_dnnl_create(&k, &desc, hint, who) (or tg_dnnl_pd_create_ex
+ *              e = tg_dnnl_create(&k, &desc, hint) (or tg_dnnl_pd_create_ex
  *              + tg_dnnl_insert when it needs a post-op or tries several layouts);
- *   3. run:    tg_dnnl_exec(e, mems, n, who) when the caller's buffers are already
+ *   3. run:    tg_dnnl_exec(e, mems, n) when the caller's buffers are already
  *              in the layouts the primitive was made for (eltwise, binary,
  *              softmax, matmul: plain or strided descriptors), or
- *              tg_dnnl_exec_tensors(e, io, n, who) when the arguments are plain
+ *              tg_dnnl_exec_tensors(e, io, n) when the arguments are plain
  *              tensors and the primitive chose its own layouts (conv, pooling,
  *              inner product): it reorders inputs in, uses cached reordered
  *              weights, keeps blocked outputs pending, then calls tg_dnnl_exec.
@@ -33,18 +33,21 @@
 /* ---- engine, lock, errors ---- */
 
 /* The process-wide engine (created on first use; borrowed). NULL with
- * TG_ERR_BACKEND naming who when oneDNN cannot start. */
-dnnl_engine_t tg_dnnl_engine(const char *who);
+ * TG_ERR_BACKEND when oneDNN cannot start.
+ * The glue's errors start with the thread's error context (tg_error_here,
+ * libtensor/tensor_impl.h): the op's public name, set by the op frame or the
+ * backward engine, or the kernel's own name where a kernel enters one. */
+dnnl_engine_t tg_dnnl_engine(void);
 /* One recursive lock guards the cache, the stream and the shared buffers. */
 void tg_dnnl_lock(void);
 void tg_dnnl_unlock(void);
-/* Sets "<who>: oneDNN <what> failed: <status>" and returns TG_ERR_BACKEND. */
-tg_status tg_dnnl_failed(const char *who, const char *what, dnnl_status_t st);
-/* Sets the error for an op descriptor oneDNN refused: "<who>: oneDNN cannot run
+/* Sets "<context>: oneDNN <what> failed: <status>" and returns TG_ERR_BACKEND. */
+tg_status tg_dnnl_failed(const char *what, dnnl_status_t st);
+/* Sets the error for an op descriptor oneDNN refused: "<context>: oneDNN cannot run
  * this <what> (<oneDNN's status>): <the op's shapes and options, from fmt>".
  * Returns TG_ERR_BACKEND. */
-tg_status tg_dnnl_refused(const char *who, const char *what, dnnl_status_t st,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+tg_status tg_dnnl_refused(const char *what, dnnl_status_t st,
+                          const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- cache keys ---- */
 
@@ -91,21 +94,19 @@ tg_dnnl_entry *tg_dnnl_find(const tg_dnnl_key *key);
 /* A primitive descriptor for op_desc (hint: the forward primitive descriptor that
  * backward passes need, or NULL) with the glue's attributes (user scratchpad).
  * New object the caller destroys or hands to tg_dnnl_insert; NULL with
- * TG_ERR_BACKEND naming who on failure. */
+ * TG_ERR_BACKEND on failure. */
 dnnl_primitive_desc_t tg_dnnl_pd_create(const_dnnl_op_desc_t op_desc,
-                                        const_dnnl_primitive_desc_t hint, const char *who);
+                                        const_dnnl_primitive_desc_t hint);
 /* The same, with relu: ReLU applied to the output as a post-op (a forward
  * convolution or inner product that fuses its activation). */
 dnnl_primitive_desc_t tg_dnnl_pd_create_ex(const_dnnl_op_desc_t op_desc,
-                                           const_dnnl_primitive_desc_t hint, bool relu,
-                                           const char *who);
+                                           const_dnnl_primitive_desc_t hint, bool relu);
 /* Creates the primitive of pd and caches both under key. Steals pd (destroyed on
  * failure). Lock held. Borrowed result, NULL on failure. */
-tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd,
-                              const char *who);
+tg_dnnl_entry *tg_dnnl_insert(const tg_dnnl_key *key, dnnl_primitive_desc_t pd);
 /* tg_dnnl_pd_create + tg_dnnl_insert. */
 tg_dnnl_entry *tg_dnnl_create(const tg_dnnl_key *key, const_dnnl_op_desc_t op_desc,
-                              const_dnnl_primitive_desc_t hint, const char *who);
+                              const_dnnl_primitive_desc_t hint);
 /* The memory descriptor the primitive wants for `what` (dnnl_query_src_md ...). */
 const dnnl_memory_desc_t *tg_dnnl_md(const tg_dnnl_entry *e, dnnl_query_t what);
 /* True when a layout pads some dimension (blocked channels beyond the extent). */
@@ -130,7 +131,7 @@ typedef struct tg_dnnl_mem {
 /* THE way to execute a primitive: wraps the n buffers (at most
  * TG_DNNL_MAX_ARGS - 1) in memories, adds the shared scratchpad, executes e on
  * the stream, waits, and destroys the memories (also on failure). Lock held. */
-tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n, const char *who);
+tg_status tg_dnnl_exec(tg_dnnl_entry *e, const tg_dnnl_mem *args, int n);
 
 /* One argument of tg_dnnl_exec_tensors: a tensor in the caller's plain layout;
  * the layout the primitive wants for it is asked of the entry (query `what`,
@@ -158,36 +159,35 @@ typedef struct tg_dnnl_io {
  * any plain reader settles it first (libtensor/layout_impl.h, docs/layouts.md).
  * An argument whose pending layout fails to settle makes the call fail (its
  * status, the error set); the layout stays pending. */
-tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n,
-                               const char *who);
+tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n);
 
 /* ---- layouts at the edges: the API is plain, primitives may want blocked ---- */
 
 /* Copies src (laid out as src_md) into dst (dst_md) with a cached reorder. Lock held. */
 tg_status tg_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
-                          const dnnl_memory_desc_t *dst_md, void *dst, const char *who);
+                          const dnnl_memory_desc_t *dst_md, void *dst);
 /* A growing buffer owned by the glue, one per slot (0..TG_DNNL_TMP_SLOTS-1), kept
  * between calls so a training step allocates nothing. Lock held; NULL on failure. */
 #define TG_DNNL_TMP_SLOTS 6
-void *tg_dnnl_tmp(int slot, size_t nbytes, const char *who);
+void *tg_dnnl_tmp(int slot, size_t nbytes);
 /* data (laid out as have) in the layout want: data itself when they agree, else a
  * reordered copy in tmp slot `slot`. NULL on failure. Lock held. */
 const void *tg_dnnl_input_as(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
-                             const void *data, int slot, const char *who);
+                             const void *data, int slot);
 /* Where a primitive should write an output the caller wants in layout have at
  * data: data itself when the layouts agree, else tmp slot `slot`; after the run,
  * tg_dnnl_output_finish reorders the tmp back into data (a no-op otherwise). */
 void *tg_dnnl_output_buf(const dnnl_memory_desc_t *want, const dnnl_memory_desc_t *have,
-                         void *data, int slot, const char *who);
+                         void *data, int slot);
 tg_status tg_dnnl_output_finish(const dnnl_memory_desc_t *want, const void *buf,
-                                const dnnl_memory_desc_t *have, void *data, const char *who);
+                                const dnnl_memory_desc_t *have, void *data);
 /* The weights w (plain, laid out as have) in layout want: w's data when they agree,
  * else a cached reordered copy, made again only when w's storage or version changed
  * (counted in weight_reorders). Versions come from one process-wide clock, so a
  * new storage at a freed one's address is never mistaken for it. Borrowed
  * pointer, valid while the lock is held; NULL on failure. */
 const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *have,
-                               const dnnl_memory_desc_t *want, const char *who);
+                               const dnnl_memory_desc_t *want);
 /* Whether an output t the primitive writes in layout want is better left pending
  * in it than reordered back (blocked layouts on, an activation-sized blocked
  * layout, t a fresh f32 output covering its storage). Elementwise kernels that
@@ -206,7 +206,7 @@ void *tg_dnnl_alt_buf(const tg_tensor *t);
  * with the error set, when t does not qualify or memory runs out. The reorder
  * back to plain is made here, so a later settle only executes it; a settle that
  * fails anyway leaves the layout pending and the plain reader gets NULL. */
-void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md, const char *who);
+void *tg_dnnl_alt_attach(tg_tensor *t, const dnnl_memory_desc_t *md);
 /* Whether elementwise work may run straight on md's buffer: blocked, with no
  * padding, so its elements are exactly the tensor's, in another order. */
 bool tg_dnnl_md_dense(const dnnl_memory_desc_t *md, int64_t numel);

@@ -128,10 +128,13 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
     if (!(rate >= 0.0 && rate <= 1.0)) { /* also rejects NaN */
         char sx[96];
         return tg_error(TG_ERR_ARG, "%s: rate must be in [0, 1], got %g (input %s)", who, rate,
-                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape)), NULL;
+                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape)), tg_op_fail(&c);
     }
-    if (!training || rate == 0.0)
-        return tg_scoped(tg_retain(x));
+    if (!training || rate == 0.0) { /* x itself, not recorded */
+        c.out = tg_retain(x);
+        c.record = false;
+        return tg_op_end(&c);
+    }
     if (!rng)
         rng = tg_rng_global();
 
@@ -154,13 +157,13 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
 
 static tg_status dropout_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
 {
-    static const char who[] = "tg_dropout backward";
+    /* runs in the engine's context, "tg_dropout backward" */
     const dropout_params *p = node->saved;
     tg_tensor *x = node->inputs[0];
     if (!tg_node_needs_grad(node, 0))
         return TG_OK;
     tg_tensor *gy = tg_contiguous_owned(grad_out);
-    tg_tensor *gx = tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape);
+    tg_tensor *gx = tg_tensor_new_owned(x->dtype, x->ndim, x->shape);
     tg_status st = TG_OK;
     if (!gy || !gx)
         st = tg_last_status();

@@ -35,32 +35,33 @@ static void xent_free(void *p)
 
 /* Checks (x (N, C) float, labels (N) integer, each label in 0..C-1) and returns a
  * validated copy of the labels (malloc'd) or NULL with the error set. */
-static int64_t *check_and_read_labels(const char *who, const char *xname, tg_tensor *x,
+static int64_t *check_and_read_labels(const char *xname, tg_tensor *x,
                                       tg_tensor *labels)
 {
     char sx[128], sl[128];
     if (!x)
-        return tg_null_arg(who, xname), NULL;
+        return tg_null_arg_here(xname), NULL;
     if (!labels)
-        return tg_null_arg(who, "labels"), NULL;
-    if (tg_check_float(who, xname, x) != TG_OK || tg_check_ndim(who, xname, x, 2) != TG_OK)
+        return tg_null_arg_here("labels"), NULL;
+    if (tg_check_float(xname, x) != TG_OK || tg_check_ndim(xname, x, 2) != TG_OK)
         return NULL;
     if (labels->dtype != TG_I32 && labels->dtype != TG_I64 && labels->dtype != TG_U8)
-        return tg_error(TG_ERR_DTYPE, "%s: labels must be i32, i64 or u8, got %s", who,
-                        tg_dtype_name(labels->dtype)), NULL;
+        return tg_error_here(TG_ERR_DTYPE, "labels must be i32, i64 or u8, got %s",
+                             tg_dtype_name(labels->dtype)), NULL;
     int64_t n = x->shape[0], c = x->shape[1];
     if (labels->ndim != 1 || labels->shape[0] != n)
-        return tg_error(TG_ERR_SHAPE, "%s: labels %s do not match %s %s (want [%lld])", who,
-                        tg_shape_str(sl, sizeof sl, labels->ndim, labels->shape), xname,
-                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape), (long long)n), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "labels %s do not match %s %s (want [%lld])",
+                             tg_shape_str(sl, sizeof sl, labels->ndim, labels->shape), xname,
+                             tg_shape_str(sx, sizeof sx, x->ndim, x->shape),
+                             (long long)n), NULL;
     if (n == 0 || c == 0)
-        return tg_error(TG_ERR_SHAPE, "%s: %s %s is empty (no mean to take)", who, xname,
-                        tg_shape_str(sx, sizeof sx, x->ndim, x->shape)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "%s %s is empty (no mean to take)", xname,
+                             tg_shape_str(sx, sizeof sx, x->ndim, x->shape)), NULL;
     int64_t *out = malloc((size_t)n * sizeof *out);
     tg_tensor *lc = out ? tg_contiguous_owned(labels) : NULL;
     if (!lc) {
         free(out);
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
     }
     for (int64_t i = 0; i < n; i++) {
         switch (labels->dtype) {
@@ -69,9 +70,9 @@ static int64_t *check_and_read_labels(const char *who, const char *xname, tg_ten
         default: out[i] = TG_DATA(lc, uint8_t)[i]; break;
         }
         if (out[i] < 0 || out[i] >= c) {
-            tg_error(TG_ERR_RANGE, "%s: label %lld at row %lld is out of range for %lld "
-                     "classes (0..%lld)",
-                     who, (long long)out[i], (long long)i, (long long)c, (long long)(c - 1));
+            tg_error_here(TG_ERR_RANGE, "label %lld at row %lld is out of range for %lld "
+                          "classes (0..%lld)", (long long)out[i], (long long)i, (long long)c,
+                          (long long)(c - 1));
             free(out);
             out = NULL;
             break;
@@ -81,9 +82,9 @@ static int64_t *check_and_read_labels(const char *who, const char *xname, tg_ten
     return out;
 }
 
-static tg_tensor *scalar_out(const char *who, tg_dtype dtype, double v)
+static tg_tensor *scalar_out(tg_dtype dtype, double v)
 {
-    tg_tensor *y = tg_tensor_new_owned(who, dtype, 0, NULL);
+    tg_tensor *y = tg_tensor_new_owned(dtype, 0, NULL);
     if (y)
         tg_set_flat(y, 0, v);
     return y;
@@ -101,7 +102,10 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
 {
     const char *who = probs ? "tg_cross_entropy_probs" : "tg_cross_entropy";
     /* first: its messages name the logits or probs */
-    int64_t *lab = check_and_read_labels(who, probs ? "probs" : "logits", x, labels);
+    /* the label checks name the context; the frame comes after them */
+    const char *prev = tg_error_enter(who);
+    int64_t *lab = check_and_read_labels(probs ? "probs" : "logits", x, labels);
+    tg_error_leave(prev);
     if (!lab)
         return NULL;
     tg_tensor *in[2] = {x, labels};
@@ -128,7 +132,7 @@ static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
             total += m + log(s) - at2(x, r, lab[r]);
         }
     }
-    c.out = scalar_out(who, x->dtype, total / (double)n);
+    c.out = scalar_out(x->dtype, total / (double)n);
     xent_saved *sv = c.out ? tg_op_save(&c, sizeof *sv) : NULL;
     if (!c.out || (c.record && !sv)) {
         free(lab);
@@ -160,7 +164,7 @@ static tg_status xent_backward_common(bool probs, tg_node *node, tg_tensor *g,
     tg_tensor *x = node->inputs[0];
     double scale = tg_item(g) / (double)sv->n;
     double *row = malloc((size_t)sv->c * sizeof *row);
-    tg_tensor *gx = row ? tg_tensor_new_owned("cross_entropy backward", x->dtype, 2, x->shape)
+    tg_tensor *gx = row ? tg_tensor_new_named("cross_entropy backward", x->dtype, 2, x->shape)
                         : NULL;
     if (!gx) {
         free(row);
@@ -230,13 +234,15 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
         return NULL;
     char sp[128], st[128];
     if (!tg_tensor_same_shape(pred, target))
-        return tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s differ", who,
-                        tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape),
-                        tg_shape_str(st, sizeof st, target->ndim, target->shape)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "shapes %s and %s differ",
+                             tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape),
+                             tg_shape_str(st, sizeof st, target->ndim, target->shape)),
+               tg_op_fail(&c);
     int64_t n = tg_tensor_numel(pred);
     if (n == 0)
-        return tg_error(TG_ERR_SHAPE, "%s: shape %s is empty (no mean to take)", who,
-                        tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "shape %s is empty (no mean to take)",
+                             tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape)),
+               tg_op_fail(&c);
     tg_tensor *pc = tg_contiguous_owned(pred), *tc = tg_contiguous_owned(target);
     double total = 0;
     if (pc && tc)
@@ -246,7 +252,7 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
                            : TG_DATA(pc, double)[i] - TG_DATA(tc, double)[i];
             total += d * d;
         }
-    c.out = pc && tc ? scalar_out(who, pred->dtype, total / (double)n) : NULL;
+    c.out = pc && tc ? scalar_out(pred->dtype, total / (double)n) : NULL;
     tg_release(pc);
     tg_release(tc);
     return tg_op_end(&c);
@@ -257,7 +263,7 @@ static tg_status mse_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     tg_tensor *p = node->inputs[0], *q = node->inputs[1];
     int64_t n = tg_tensor_numel(p);
     double scale = 2.0 * tg_item(g) / (double)n;
-    tg_tensor *gp = tg_tensor_new_owned("mse backward", p->dtype, p->ndim, p->shape);
+    tg_tensor *gp = tg_tensor_new_named("mse backward", p->dtype, p->ndim, p->shape);
     tg_tensor *pc = tg_contiguous_owned(p), *qc = tg_contiguous_owned(q);
     if (!gp || !pc || !qc) {
         tg_release(gp);

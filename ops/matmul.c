@@ -19,24 +19,23 @@ static int64_t batch_numel(const tg_tensor *t)
     return tg_shape_numel(t->ndim - 2, t->shape);
 }
 
-static tg_status check_shapes(const char *who, const tg_tensor *a, const tg_tensor *b)
+static tg_status check_shapes(const tg_tensor *a, const tg_tensor *b)
 {
     char sa[128], sb[128];
     tg_shape_str(sa, sizeof sa, a->ndim, a->shape);
     tg_shape_str(sb, sizeof sb, b->ndim, b->shape);
     if (a->ndim < 2 || b->ndim < 2)
-        return tg_error(TG_ERR_SHAPE, "%s: operands must be at least 2-D, got %s @ %s", who,
-                        sa, sb);
+        return tg_error_here(TG_ERR_SHAPE, "operands must be at least 2-D, got %s @ %s",
+                             sa, sb);
     if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2])
-        return tg_error(TG_ERR_SHAPE, "%s: inner dims differ in %s @ %s", who, sa, sb);
+        return tg_error_here(TG_ERR_SHAPE, "inner dims differ in %s @ %s", sa, sb);
     if (b->ndim == 2)
         return TG_OK;
     if (a->ndim != b->ndim || memcmp(a->shape, b->shape, (size_t)(a->ndim - 2) *
                                                              sizeof a->shape[0]) != 0)
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: batch dims differ in %s @ %s (b must have a's batch dims "
-                        "or be 2-D)",
-                        who, sa, sb);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "batch dims differ in %s @ %s (b must have a's batch dims "
+                             "or be 2-D)", sa, sb);
     return TG_OK;
 }
 
@@ -81,10 +80,9 @@ static tg_tensor *dnnl_operand(tg_tensor *t, bool three_d)
 
 /* c = a @ b on oneDNN's matmul primitive, which reads and writes the tensors with
  * their own strides; cached under the three layouts. */
-static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *c,
-                             const char *who)
+static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
 {
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t ma, mb, mc;
     tg_dnnl_md_of(&ma, a);
@@ -103,9 +101,9 @@ static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *
         dnnl_matmul_desc_t d;
         dnnl_status_t st = dnnl_matmul_desc_init(&d, &ma, &mb, NULL, &mc);
         if (st != dnnl_success)
-            tg_dnnl_failed(who, "dnnl_matmul_desc_init", st);
+            tg_dnnl_failed("dnnl_matmul_desc_init", st);
         else
-            e = tg_dnnl_create(&k, &d, NULL, who);
+            e = tg_dnnl_create(&k, &d, NULL);
     }
     if (e && ((rc = tg_tensor_settle(a)) != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK ||
               (rc = tg_tensor_settle(c)) != TG_OK))
@@ -114,7 +112,7 @@ static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *
         const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &ma, tg_tensor_data(a)},
                                     {DNNL_ARG_WEIGHTS, &mb, tg_tensor_data(b)},
                                     {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
-        rc = tg_dnnl_exec(e, args, 3, who);
+        rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
     return rc;
@@ -123,11 +121,10 @@ static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *
 /* c = a @ b in f32: 2-D (m,k)@(k,n), or 3-D (B,m,k)@(B,k,n) / (B,m,k)@(1,k,n).
  * Transposes are expressed by the strides of a and b (views with unit stride in
  * one of their last two dims). */
-static tg_status matmul_f32(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+static tg_status matmul_f32_run(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
 {
-    const char *who = "tg_dnnl_matmul";
     if (!a || !b || !c)
-        return tg_null_arg(who, !a ? "a" : !b ? "b" : "c");
+        return tg_null_arg_here(!a ? "a" : !b ? "b" : "c");
     int nd = c->ndim;
     char sa[96], sb[96], sc[96];
     bool ok = (nd == 2 || nd == 3) && a->ndim == nd && b->ndim == nd &&
@@ -137,15 +134,24 @@ static tg_status matmul_f32(const tg_tensor *a, const tg_tensor *b, tg_tensor *c
         ok = (a->shape[0] == c->shape[0] || a->shape[0] == 1) &&
              (b->shape[0] == c->shape[0] || b->shape[0] == 1);
     if (!ok)
-        return tg_error(TG_ERR_SHAPE, "%s: cannot multiply %s by %s into %s", who,
-                        tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
-                        tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
-                        tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
+        return tg_error_here(TG_ERR_SHAPE, "cannot multiply %s by %s into %s",
+                             tg_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                             tg_shape_str(sb, sizeof sb, b->ndim, b->shape),
+                             tg_shape_str(sc, sizeof sc, c->ndim, c->shape));
     if (tg_tensor_numel(c) == 0)
         return TG_OK;
     if (a->shape[nd - 1] == 0) /* empty inner dimension: the product is zero */
         return tg_tensor_fill(c, 0.0);
-    return matmul_prim(a, b, c, who);
+    return matmul_prim(a, b, c);
+}
+
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status matmul_f32(const tg_tensor *a, const tg_tensor *b, tg_tensor *c)
+{
+    const char *prev = tg_error_enter("tg_dnnl_matmul");
+    tg_status rc = matmul_f32_run(a, b, c);
+    tg_error_leave(prev);
+    return rc;
 }
 
 static tg_status matmul_dnnl(tg_tensor *a, tg_tensor *b, tg_tensor *y)
@@ -205,7 +211,7 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     if (!tg_op_begin(&c, &tg_op_matmul_vtable, "tg_matmul", in, 2, "a b",
                      TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
-    if (check_shapes(c.who, a, b) != TG_OK)
+    if (check_shapes(a, b) != TG_OK)
         return tg_op_fail(&c);
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);

@@ -21,16 +21,17 @@ const tg_op_vtable *tg_op_lookup(const char *name);
 /* True when x's op should run on oneDNN: f32 and backend AUTO. */
 bool tg_use_dnnl(const tg_tensor *x);
 
-/* ---- argument checks; each sets an error naming `who` and returns its status ---- */
-tg_status tg_check_float(const char *who, const char *arg, const tg_tensor *x);
-tg_status tg_check_same_dtype(const char *who, const tg_tensor *a, const tg_tensor *b);
-tg_status tg_check_ndim(const char *who, const char *arg, const tg_tensor *x, int ndim);
+/* ---- argument checks; each sets an error naming the error context (the running
+ * op, libtensor/tensor_impl.h) and returns its status ---- */
+tg_status tg_check_float(const char *arg, const tg_tensor *x);
+tg_status tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b);
+tg_status tg_check_ndim(const char *arg, const tg_tensor *x, int ndim);
 /* Normalises a possibly negative axis into 0..ndim-1. */
-tg_status tg_norm_axis(const char *who, int axis, int ndim, int *out);
+tg_status tg_norm_axis(int axis, int ndim, int *out);
 
 /* ---- broadcasting ---- */
 /* numpy rules: shapes aligned at the right; extents equal or 1. */
-tg_status tg_broadcast_shape(const char *who, const tg_tensor *a, const tg_tensor *b,
+tg_status tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b,
                              int *ndim, int64_t *shape);
 /* Strides of t as seen from an output of shape (ndim, shape): 0 on broadcast dims. */
 void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape,
@@ -72,7 +73,9 @@ tg_tensor *tg_flat_view_owned(tg_tensor *x);
  * state), so an op written this way costs what a hand-written one does. */
 typedef struct tg_op_call {
     const tg_op_vtable *op;  /* the row of the op table the node will point at */
-    const char *who;         /* the public name errors start with ("tg_conv2d") */
+    const char *who;         /* the public name errors start with ("tg_conv2d"),
+                              * also the error context while the call runs */
+    const char *prev_ctx;    /* the error context to restore at the end */
     tg_tensor *const *in;    /* borrowed: the caller's array of the node's inputs */
     int n_in;
     bool record;             /* grad mode on and some input requires grad */
@@ -88,7 +91,9 @@ enum {
     TG_OP_FLOAT = 1u << 0,      /* each input is f32 or f64 (tg_check_float) */
     TG_OP_SAME_DTYPE = 1u << 1, /* each input has in[0]'s dtype */
 };
-/* Starts an op call: checks that the n_in inputs in are not NULL (in order; the
+/* Starts an op call: enters who as the error context (libtensor/tensor_impl.h;
+ * tg_op_end and tg_op_fail leave it, so every path after a successful begin
+ * ends in one of them), checks that the n_in inputs in are not NULL (in order; the
  * error names the input by its word in names, space-separated: "x w b"), then
  * the checks in flags, and decides whether the call is recorded. False (error set)
  * when a check fails; c then holds nothing to release. in stays borrowed and must

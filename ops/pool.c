@@ -34,38 +34,38 @@ typedef struct pool_geom {
 
 /* ---------------------------------------------------------------- shapes */
 
-static tg_status pool_infer(const char *who, const tg_tensor *x, tg_pool2d_opts *o,
+static tg_status pool_infer(const tg_tensor *x, tg_pool2d_opts *o,
                             pool_geom *g)
 {
     char sx[96];
-    tg_status st = tg_check_float(who, "input", x);
+    tg_status st = tg_check_float("input", x);
     if (st != TG_OK)
         return st;
     tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
     if (x->ndim != 4)
-        return tg_error(TG_ERR_SHAPE, "%s: input must be 4-D (N, C, H, W), got %s", who, sx);
+        return tg_error_here(TG_ERR_SHAPE, "input must be 4-D (N, C, H, W), got %s", sx);
     /* Without rows or columns every window would be empty: no maximum, no mean. */
     if (x->shape[2] < 1 || x->shape[3] < 1)
-        return tg_error(TG_ERR_SHAPE, "%s: input %s has no rows or no columns (H and W must "
-                        "be >= 1; only the batch and channels may be empty)", who, sx);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "input %s has no rows or no columns (H and W must "
+                             "be >= 1; only the batch and channels may be empty)", sx);
     if (o->kernel[0] < 1 || o->kernel[1] < 1)
-        return tg_error(TG_ERR_ARG, "%s: kernel must be >= 1, got %dx%d (input %s)", who,
-                        o->kernel[0], o->kernel[1], sx);
+        return tg_error_here(TG_ERR_ARG, "kernel must be >= 1, got %dx%d (input %s)",
+                             o->kernel[0], o->kernel[1], sx);
     if (o->stride[0] < 0 || o->stride[1] < 0)
-        return tg_error(TG_ERR_ARG,
-                        "%s: stride must be >= 1 (or 0 for the kernel size), got (%d, %d) "
-                        "(input %s)",
-                        who, o->stride[0], o->stride[1], sx);
+        return tg_error_here(TG_ERR_ARG,
+                             "stride must be >= 1 (or 0 for the kernel size), got (%d, %d) "
+                             "(input %s)", o->stride[0], o->stride[1], sx);
     for (int i = 0; i < 2; i++)
         if (o->stride[i] == 0)
             o->stride[i] = o->kernel[i];
     for (int i = 0; i < 4; i++)
         if (o->pad[i] < 0 || o->pad[i] >= o->kernel[i / 2])
-            return tg_error(TG_ERR_ARG,
-                            "%s: padding (top %d, bottom %d, left %d, right %d) must be >= 0 "
-                            "and smaller than the kernel %dx%d (input %s)",
-                            who, o->pad[0], o->pad[1], o->pad[2], o->pad[3], o->kernel[0],
-                            o->kernel[1], sx);
+            return tg_error_here(TG_ERR_ARG,
+                                 "padding (top %d, bottom %d, left %d, right %d) must be >= 0 "
+                                 "and smaller than the kernel %dx%d (input %s)", o->pad[0],
+                                 o->pad[1], o->pad[2], o->pad[3], o->kernel[0],
+                                 o->kernel[1], sx);
     g->n = x->shape[0];
     g->c = x->shape[1];
     g->h = x->shape[2];
@@ -80,11 +80,11 @@ static tg_status pool_infer(const char *who, const tg_tensor *x, tg_pool2d_opts 
     g->pr = o->pad[3];
     int64_t ph = g->h + g->pt + g->pb, pw = g->w + g->pl + g->pr;
     if (g->kh > ph || g->kw > pw)
-        return tg_error(TG_ERR_SHAPE,
-                        "%s: kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
-                        "padding t%d b%d l%d r%d)",
-                        who, g->kh, g->kw, (long long)ph, (long long)pw, sx, g->pt, g->pb,
-                        g->pl, g->pr);
+        return tg_error_here(TG_ERR_SHAPE,
+                             "kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
+                             "padding t%d b%d l%d r%d)", g->kh, g->kw, (long long)ph,
+                             (long long)pw, sx, g->pt, g->pb,
+                             g->pl, g->pr);
     g->oh = (ph - g->kh) / g->sh + 1;
     g->ow = (pw - g->kw) / g->sw + 1;
     return TG_OK;
@@ -109,7 +109,7 @@ static void pool_mds(const pool_geom *g, dnnl_memory_desc_t *xm, dnnl_memory_des
 
 /* The forward (training or inference) or backward primitive for the pool_prim
  * prim. Lock held. */
-static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char *who)
+static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim)
 {
     const pool_prim *pp = prim;
     const pool_geom *g = pp->g;
@@ -139,7 +139,7 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char
     const_dnnl_primitive_desc_t hint = NULL;
     if (backward) {
         const pool_prim fwd = {g, pp->alg, true, pp->src};
-        tg_dnnl_entry *f = pool_entry(TG_DNNL_POOL_FWD, &fwd, who);
+        tg_dnnl_entry *f = pool_entry(TG_DNNL_POOL_FWD, &fwd);
         if (!f)
             return NULL;
         hint = f->pd;
@@ -154,13 +154,13 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char
     }
     if (st != dnnl_success) {
         char sx[96];
-        tg_dnnl_refused(who, "pooling", st, "input %s, kernel %dx%d, stride %dx%d, padding "
+        tg_dnnl_refused("pooling", st, "input %s, kernel %dx%d, stride %dx%d, padding "
                         "t%d b%d l%d r%d",
                         tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
                         g->kh, g->kw, g->sh, g->sw, g->pt, g->pb, g->pl, g->pr);
         return NULL;
     }
-    return tg_dnnl_create(&k, &d, hint, who);
+    return tg_dnnl_create(&k, &d, hint);
 }
 
 /* The forward (out = pooled in) or the backward (out = dL/dx from in = dL/dy) on
@@ -171,9 +171,9 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim, const char
  * takes it back as src_md, so its gradient comes out in that layout too. */
 static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_geom *g,
                            const tg_tensor *in, tg_tensor *out, const tg_tensor *ws,
-                           tg_tensor **ws_out, dnnl_memory_desc_t *src_md, const char *who)
+                           tg_tensor **ws_out, dnnl_memory_desc_t *src_md)
 {
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     tg_status rc;
     tg_dnnl_lock();
@@ -186,7 +186,7 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
                           training || backward, src};
     dnnl_memory_desc_t xm, ym;
     pool_mds(g, &xm, &ym);
-    tg_dnnl_entry *e = pool_entry(backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD, &pp, who);
+    tg_dnnl_entry *e = pool_entry(backward ? TG_DNNL_POOL_BWD : TG_DNNL_POOL_FWD, &pp);
     if (!e) {
         rc = tg_last_status();
         goto out;
@@ -194,12 +194,12 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
     const dnnl_memory_desc_t *wsm = tg_dnnl_md(e, dnnl_query_workspace_md);
     size_t ws_bytes = wsm ? dnnl_memory_desc_get_size(wsm) : 0;
     if (ws_bytes > 0 && backward && (!ws || tg_tensor_nbytes(ws) < ws_bytes)) {
-        rc = tg_error(TG_ERR_STATE, "%s: the forward pass kept no pooling workspace", who);
+        rc = tg_error_here(TG_ERR_STATE, "the forward pass kept no pooling workspace");
         goto out;
     }
     if (ws_bytes > 0 && !backward && ws_out) {
         int64_t nb = (int64_t)ws_bytes;
-        if (!(*ws_out = tg_tensor_new_owned(who, TG_U8, 1, &nb))) {
+        if (!(*ws_out = tg_tensor_new_owned(TG_U8, 1, &nb))) {
             rc = tg_last_status();
             goto out;
         }
@@ -215,7 +215,7 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
         {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0, backward ? TG_DNNL_IN : TG_DNNL_OUT,
          wsm, ws_bytes > 0 ? ws : NULL, 2},
     };
-    rc = tg_dnnl_exec_tensors(e, io, 3, who);
+    rc = tg_dnnl_exec_tensors(e, io, 3);
 out:
     tg_dnnl_unlock();
     return rc;
@@ -337,7 +337,7 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
         return NULL;
     tg_pool2d_opts o = opts ? *opts : (tg_pool2d_opts)TG_POOL2D_OPTS_INIT;
     pool_geom g;
-    if (pool_infer(who, x, &o, &g) != TG_OK)
+    if (pool_infer(x, &o, &g) != TG_OK)
         return tg_op_fail(&c);
     bool dnnl = tg_use_dnnl(x);
     tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
@@ -355,7 +355,7 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
             st = tg_last_status();
         else if (dnnl)
             st = pool_dnnl(false, max, c.record, &g, xc, y, NULL, p ? &p->ws : NULL,
-                           p ? &p->src_md : NULL, who);
+                           p ? &p->src_md : NULL);
         else
             pool_fwd_ref(max, &g, xc, y);
         tg_release(xc);
@@ -378,25 +378,25 @@ tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
 static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
                                tg_tensor **grad_in)
 {
-    const char *who = max ? "tg_max_pool2d backward" : "tg_avg_pool2d backward";
+    /* runs in the engine's context, "tg_max_pool2d backward" or "tg_avg_pool2d backward" */
     pool_params *p = node->saved;
     tg_tensor *x = node->inputs[0];
     if (!tg_node_needs_grad(node, 0))
         return TG_OK;
     tg_pool2d_opts o = p->o;
     pool_geom g;
-    tg_status st = pool_infer(who, x, &o, &g);
+    tg_status st = pool_infer(x, &o, &g);
     if (st != TG_OK)
         return st;
     tg_tensor *gy = tg_contiguous_layout_owned(grad_out, p->dnnl);
-    tg_tensor *gx = tg_tensor_new_owned(who, x->dtype, 4, x->shape);
+    tg_tensor *gx = tg_tensor_new_owned(x->dtype, 4, x->shape);
     tg_tensor *xc = max && !p->dnnl ? tg_contiguous_owned(x) : NULL;
     if (!gy || !gx || (max && !p->dnnl && !xc)) {
         st = tg_last_status();
     } else if (tg_tensor_numel(gy) == 0) {
         st = tg_tensor_fill(gx, 0.0);
     } else if (p->dnnl) {
-        st = pool_dnnl(true, max, true, &g, gy, gx, p->ws, NULL, &p->src_md, who);
+        st = pool_dnnl(true, max, true, &g, gy, gx, p->ws, NULL, &p->src_md);
     } else {
         pool_bwd_ref(max, &g, xc, gy, gx);
     }

@@ -36,13 +36,14 @@ static void reduce_free(void *p)
 }
 
 /* Fills mask from (axes, n_axes); n_axes 0 selects every axis. */
-static tg_status parse_axes(const char *who, const int *axes, int n_axes, int ndim,
+static tg_status parse_axes(const int *axes, int n_axes, int ndim,
                             bool *mask)
 {
     memset(mask, 0, TG_MAX_DIMS * sizeof *mask);
     if (n_axes < 0 || (n_axes > 0 && !axes))
-        return tg_error(TG_ERR_ARG, "%s: n_axes is %d with axes %s; n_axes must be >= 0, "
-                        "and axes non-NULL when it is > 0", who, n_axes, axes ? "given" : "NULL");
+        return tg_error_here(TG_ERR_ARG, "n_axes is %d with axes %s; n_axes must be >= 0, "
+                             "and axes non-NULL when it is > 0",
+                             n_axes, axes ? "given" : "NULL");
     if (n_axes == 0) {
         for (int d = 0; d < ndim; d++)
             mask[d] = true;
@@ -50,10 +51,10 @@ static tg_status parse_axes(const char *who, const int *axes, int n_axes, int nd
     }
     for (int i = 0; i < n_axes; i++) {
         int a;
-        if (tg_norm_axis(who, axes[i], ndim, &a) != TG_OK)
+        if (tg_norm_axis(axes[i], ndim, &a) != TG_OK)
             return TG_ERR_RANGE;
         if (mask[a])
-            return tg_error(TG_ERR_ARG, "%s: axis %d given twice", who, axes[i]);
+            return tg_error_here(TG_ERR_ARG, "axis %d given twice", axes[i]);
         mask[a] = true;
     }
     return TG_OK;
@@ -67,15 +68,14 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
     tg_op_call c;
     if (!tg_op_begin(&c, red_vtable(k), red_who[k], &x, 1, "x", TG_OP_FLOAT))
         return NULL;
-    const char *who = c.who;
     /* the kernel needs the reduced shape (and max its argmax) anyway: the saved
      * state is made for every call, and freed by tg_op_end when not recorded */
     reduce_saved *sv = c.saved = calloc(1, sizeof *sv);
     if (!sv)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), tg_op_fail(&c);
     sv->kind = k;
     sv->keepdim = keepdim;
-    if (parse_axes(who, axes, n_axes, x->ndim, sv->mask) != TG_OK)
+    if (parse_axes(axes, n_axes, x->ndim, sv->mask) != TG_OK)
         return tg_op_fail(&c);
     int ondim = 0;
     int64_t oshape[TG_MAX_DIMS], kstrides[TG_MAX_DIMS];
@@ -100,14 +100,12 @@ static tg_tensor *reduce(red_kind k, tg_tensor *x, const int *axes, int n_axes,
         sv->argmax = calloc((size_t)(nout > 0 ? nout : 1), sizeof *sv->argmax);
     if (!y || !acc || (k == RED_MAX && !sv->argmax)) {
         free(acc);
-        tg_error(TG_ERR_NOMEM, "%s: out of memory", who);
+        tg_error_here(TG_ERR_NOMEM, "out of memory");
         return tg_op_fail(&c);
     }
     if (tg_tensor_settle(x) != TG_OK) { /* the loop below reads x's storage plain */
-        tg_release(y);
         free(acc);
-        reduce_free(sv);
-        return NULL;
+        return tg_op_fail(&c);
     }
 
     /* y's contiguous layout equals that of kshape; reduced axes get stride 0 */
@@ -171,7 +169,7 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
         return TG_OK;
     const reduce_saved *sv = node->saved;
     tg_tensor *x = node->inputs[0];
-    tg_tensor *gx = tg_tensor_new_owned("reduce backward", x->dtype, x->ndim, x->shape);
+    tg_tensor *gx = tg_tensor_new_named("reduce backward", x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
     int64_t n = tg_tensor_numel(x);

@@ -129,7 +129,7 @@ static tg_status pow_scalar_backward(tg_node *node, tg_tensor *g, tg_tensor **gi
         return TG_OK;
     tg_tensor *x = node->inputs[0];
     double p = ((const scalar_saved *)node->saved)->s;
-    tg_tensor *gx = tg_tensor_new_owned("tg_pow_scalar backward", x->dtype, x->ndim,
+    tg_tensor *gx = tg_tensor_new_owned(x->dtype, x->ndim,
                                         x->shape);
     if (!gx)
         return tg_last_status();

@@ -23,7 +23,7 @@ static tg_tensor *reshape_impl(const char *who, tg_tensor *x, int ndim, const in
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_reshape_vtable, who, &x, 1, "x", 0))
         return NULL;
-    if (tg_reshape_shape(who, x, ndim, shape, ns) != TG_OK)
+    if (tg_reshape_shape(x, ndim, shape, ns) != TG_OK)
         return tg_op_fail(&c);
     if (tg_view_strides(x, ndim, ns, nst)) {
         c.out = tg_tensor_view_owned(x, ndim, ns, nst, x->offset);
@@ -45,15 +45,15 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
     return reshape_impl("tg_reshape", x, ndim, shape);
 }
 
-tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
+static tg_tensor *flatten_impl(tg_tensor *x, int start_dim, int end_dim)
 {
     static const char who[] = "tg_flatten";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
     /* a 0-d x flattens to [1], as numpy's ravel does */
     int s, e, n = x->ndim > 0 ? x->ndim : 1;
-    if (tg_norm_axis(who, start_dim, n, &s) != TG_OK ||
-        tg_norm_axis(who, end_dim, n, &e) != TG_OK)
+    if (tg_norm_axis(start_dim, n, &s) != TG_OK ||
+        tg_norm_axis(end_dim, n, &e) != TG_OK)
         return NULL;
     if (s > e)
         return tg_error(TG_ERR_ARG, "%s: start_dim %d comes after end_dim %d", who,
@@ -71,13 +71,21 @@ tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
     return reshape_impl(who, x, nd, shape);
 }
 
-tg_tensor *tg_squeeze(tg_tensor *x, int dim)
+tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
+{
+    const char *prev = tg_error_enter("tg_flatten");
+    tg_tensor *r = flatten_impl(x, start_dim, end_dim);
+    tg_error_leave(prev);
+    return r;
+}
+
+static tg_tensor *squeeze_impl(tg_tensor *x, int dim)
 {
     static const char who[] = "tg_squeeze";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
     int d0;
-    if (tg_norm_axis(who, dim, x->ndim, &d0) != TG_OK)
+    if (tg_norm_axis(dim, x->ndim, &d0) != TG_OK)
         return NULL;
     if (x->shape[d0] != 1) {
         char buf[128];
@@ -93,7 +101,15 @@ tg_tensor *tg_squeeze(tg_tensor *x, int dim)
     return reshape_impl(who, x, nd, shape);
 }
 
-tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
+tg_tensor *tg_squeeze(tg_tensor *x, int dim)
+{
+    const char *prev = tg_error_enter("tg_squeeze");
+    tg_tensor *r = squeeze_impl(x, dim);
+    tg_error_leave(prev);
+    return r;
+}
+
+static tg_tensor *unsqueeze_impl(tg_tensor *x, int dim)
 {
     static const char who[] = "tg_unsqueeze";
     if (!x)
@@ -102,12 +118,20 @@ tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
         return tg_error(TG_ERR_SHAPE, "%s: a %d-D tensor cannot gain a dim (max %d)", who,
                         x->ndim, TG_MAX_DIMS), NULL;
     int d0;
-    if (tg_norm_axis(who, dim, x->ndim + 1, &d0) != TG_OK)
+    if (tg_norm_axis(dim, x->ndim + 1, &d0) != TG_OK)
         return NULL;
     int64_t shape[TG_MAX_DIMS];
     for (int d = 0, src = 0; d <= x->ndim; d++)
         shape[d] = d == d0 ? 1 : x->shape[src++];
     return reshape_impl(who, x, x->ndim + 1, shape);
+}
+
+tg_tensor *tg_unsqueeze(tg_tensor *x, int dim)
+{
+    const char *prev = tg_error_enter("tg_unsqueeze");
+    tg_tensor *r = unsqueeze_impl(x, dim);
+    tg_error_leave(prev);
+    return r;
 }
 
 /* x itself when already contiguous (no node: it is the same tensor), else a
@@ -117,8 +141,11 @@ tg_tensor *tg_contiguous(tg_tensor *x)
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_reshape_vtable, "tg_contiguous", &x, 1, "x", 0))
         return NULL;
-    if (tg_tensor_is_contiguous(x))
-        return tg_scoped(tg_retain(x));
+    if (tg_tensor_is_contiguous(x)) { /* x itself, not recorded */
+        c.out = tg_retain(x);
+        c.record = false;
+        return tg_op_end(&c);
+    }
     c.out = tg_contiguous_owned(x);
     return tg_op_end(&c);
 }
@@ -156,16 +183,16 @@ static tg_tensor *permute_impl(const char *who, tg_tensor *x, const int *perm)
     if (!tg_op_begin(&c, &tg_op_permute_vtable, who, &x, 1, "x", 0))
         return NULL;
     if (x->ndim > 0 && !perm)
-        return tg_null_arg(who, "perm"), NULL;
+        return tg_null_arg(who, "perm"), tg_op_fail(&c);
     permute_saved p = {.ndim = x->ndim};
     bool seen[TG_MAX_DIMS] = {false};
     int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) {
         int d;
-        if (tg_norm_axis(who, perm[i], x->ndim, &d) != TG_OK)
-            return NULL;
+        if (tg_norm_axis(perm[i], x->ndim, &d) != TG_OK)
+            return tg_op_fail(&c);
         if (seen[d])
-            return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), NULL;
+            return tg_error(TG_ERR_ARG, "%s: perm names dim %d twice", who, d), tg_op_fail(&c);
         seen[d] = true;
         p.perm[i] = d;
         shape[i] = x->shape[d];
@@ -187,20 +214,28 @@ tg_tensor *tg_permute(tg_tensor *x, const int *perm)
     return permute_impl("tg_permute", x, perm);
 }
 
-tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1)
+static tg_tensor *transpose_impl(tg_tensor *x, int dim0, int dim1)
 {
     static const char who[] = "tg_transpose";
     if (!x)
         return tg_null_arg(who, "x"), NULL;
     int d0, d1, perm[TG_MAX_DIMS];
-    if (tg_norm_axis(who, dim0, x->ndim, &d0) != TG_OK ||
-        tg_norm_axis(who, dim1, x->ndim, &d1) != TG_OK)
+    if (tg_norm_axis(dim0, x->ndim, &d0) != TG_OK ||
+        tg_norm_axis(dim1, x->ndim, &d1) != TG_OK)
         return NULL;
     for (int d = 0; d < x->ndim; d++)
         perm[d] = d;
     perm[d0] = d1;
     perm[d1] = d0;
     return permute_impl(who, x, perm);
+}
+
+tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1)
+{
+    const char *prev = tg_error_enter("tg_transpose");
+    tg_tensor *r = transpose_impl(x, dim0, dim1);
+    tg_error_leave(prev);
+    return r;
 }
 
 static tg_status permute_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
@@ -247,15 +282,15 @@ tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
     if (!tg_op_begin(&c, &tg_op_slice_vtable, who, &x, 1, "x", 0))
         return NULL;
     int d;
-    if (tg_norm_axis(who, dim, x->ndim, &d) != TG_OK)
-        return NULL;
+    if (tg_norm_axis(dim, x->ndim, &d) != TG_OK)
+        return tg_op_fail(&c);
     int64_t len = x->shape[d];
     int64_t s = start < 0 ? start + len : start, e = end < 0 ? end + len : end;
     if (s < 0 || e > len || s > e) {
         char buf[128];
         return tg_error(TG_ERR_RANGE, "%s: range %lld..%lld out of bounds for dim %d of %s",
                         who, (long long)start, (long long)end, dim,
-                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), NULL;
+                        tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), tg_op_fail(&c);
     }
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);

@@ -99,7 +99,7 @@ static void softmax_bwd_ref(bool log_, int axis, const tg_tensor *yc, const tg_t
 /* ---------------------------------------------------------------- oneDNN */
 
 static tg_dnnl_entry *softmax_fwd_entry(bool log, int axis, const tg_tensor *x,
-                                        const dnnl_memory_desc_t *md, const char *who)
+                                        const dnnl_memory_desc_t *md)
 {
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_FWD);
@@ -114,80 +114,88 @@ static tg_dnnl_entry *softmax_fwd_entry(bool log, int axis, const tg_tensor *x,
         dnnl_logsoftmax_desc_t d;
         st = dnnl_logsoftmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
         if (st == dnnl_success)
-            return tg_dnnl_create(&k, &d, NULL, who);
+            return tg_dnnl_create(&k, &d, NULL);
     } else {
         dnnl_softmax_desc_t d;
         st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_training, md, axis);
         if (st == dnnl_success)
-            return tg_dnnl_create(&k, &d, NULL, who);
+            return tg_dnnl_create(&k, &d, NULL);
     }
-    tg_dnnl_failed(who, "softmax forward descriptor", st);
+    tg_dnnl_failed("softmax forward descriptor", st);
     return NULL;
 }
 
-static tg_status check_softmax(const char *who, int axis, const tg_tensor *a,
+static tg_status check_softmax(int axis, const tg_tensor *a,
                                const tg_tensor *b, const tg_tensor *c)
 {
     if (a->ndim < 1 || axis < 0 || axis >= a->ndim)
-        return tg_error(TG_ERR_RANGE, "%s: axis %d out of range for a %d-D tensor", who, axis,
-                        a->ndim);
+        return tg_error_here(TG_ERR_RANGE, "axis %d out of range for a %d-D tensor", axis,
+                             a->ndim);
     if (!tg_tensor_same_shape(a, b) || (c && !tg_tensor_same_shape(a, c)))
-        return tg_error(TG_ERR_SHAPE, "%s: tensors must have equal shapes", who);
+        return tg_error_here(TG_ERR_SHAPE, "tensors must have equal shapes");
     return TG_OK;
 }
 
 /* Softmax or log-softmax of x along axis into y (contiguous, equal shapes). */
-static tg_status dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_tensor *y)
+static tg_status dnnl_softmax_forward_run(bool log, int axis, const tg_tensor *x, tg_tensor *y)
 {
-    const char *who = log ? "tg_dnnl_log_softmax_forward" : "tg_dnnl_softmax_forward";
     if (!x || !y)
-        return tg_null_arg(who, !x ? "x" : "y");
-    tg_status rc = check_softmax(who, axis, x, y, NULL);
+        return tg_null_arg_here(!x ? "x" : "y");
+    tg_status rc = check_softmax(axis, x, y, NULL);
     if (rc != TG_OK)
         return rc;
     if (tg_tensor_numel(x) == 0)
         return TG_OK;
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t mx, my;
     tg_dnnl_md_of(&mx, x);
     tg_dnnl_md_of(&my, y);
     if (!dnnl_memory_desc_equal(&mx, &my))
-        return tg_error(TG_ERR_ARG, "%s: x and y must have the same layout", who);
+        return tg_error_here(TG_ERR_ARG, "x and y must have the same layout");
     tg_dnnl_lock();
     rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx, who);
+    tg_dnnl_entry *e = softmax_fwd_entry(log, axis, x, &mx);
     if (e && ((rc = tg_tensor_settle(x)) != TG_OK || (rc = tg_tensor_settle(y)) != TG_OK))
         e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
         const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &mx, tg_tensor_data(x)},
                                     {DNNL_ARG_DST, &my, tg_tensor_data(y)}};
-        rc = tg_dnnl_exec(e, args, 2, who);
+        rc = tg_dnnl_exec(e, args, 2);
     }
     tg_dnnl_unlock();
     return rc;
 }
 
-/* gx from the forward output y and gy. */
-static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
-                                   const tg_tensor *gy, tg_tensor *gx)
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status dnnl_softmax_forward(bool log, int axis, const tg_tensor *x, tg_tensor *y)
 {
-    const char *who = log ? "tg_dnnl_log_softmax_backward" : "tg_dnnl_softmax_backward";
+    const char *prev = tg_error_enter(log ? "tg_dnnl_log_softmax_forward"
+                                          : "tg_dnnl_softmax_forward");
+    tg_status rc = dnnl_softmax_forward_run(log, axis, x, y);
+    tg_error_leave(prev);
+    return rc;
+}
+
+/* gx from the forward output y and gy. */
+static tg_status dnnl_softmax_backward_run(bool log, int axis, const tg_tensor *y,
+                                           const tg_tensor *gy, tg_tensor *gx)
+{
     if (!y || !gy || !gx)
-        return tg_null_arg(who, !y ? "y" : !gy ? "gy" : "gx");
-    tg_status rc = check_softmax(who, axis, y, gy, gx);
+        return tg_null_arg_here(!y ? "y" : !gy ? "gy" : "gx");
+    tg_status rc = check_softmax(axis, y, gy, gx);
     if (rc != TG_OK)
         return rc;
     if (tg_tensor_numel(y) == 0)
         return TG_OK;
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t my, mgy, mgx;
     tg_dnnl_md_of(&my, y);
     tg_dnnl_md_of(&mgy, gy);
     tg_dnnl_md_of(&mgx, gx);
     if (!dnnl_memory_desc_equal(&my, &mgy) || !dnnl_memory_desc_equal(&my, &mgx))
-        return tg_error(TG_ERR_ARG, "%s: y, gy and gx must have the same layout", who);
+        return tg_error_here(TG_ERR_ARG, "y, gy and gx must have the same layout");
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_SOFTMAX_BWD);
     tg_dnnl_key_add(&k, log);
@@ -197,22 +205,22 @@ static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
     rc = TG_ERR_BACKEND;
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (!e) {
-        tg_dnnl_entry *fwd = softmax_fwd_entry(log, axis, y, &my, who);
+        tg_dnnl_entry *fwd = softmax_fwd_entry(log, axis, y, &my);
         if (fwd) {
             dnnl_status_t st;
             if (log) {
                 dnnl_logsoftmax_desc_t d;
                 st = dnnl_logsoftmax_backward_desc_init(&d, &mgx, &my, axis);
                 if (st == dnnl_success)
-                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+                    e = tg_dnnl_create(&k, &d, fwd->pd);
             } else {
                 dnnl_softmax_desc_t d;
                 st = dnnl_softmax_backward_desc_init(&d, &mgx, &my, axis);
                 if (st == dnnl_success)
-                    e = tg_dnnl_create(&k, &d, fwd->pd, who);
+                    e = tg_dnnl_create(&k, &d, fwd->pd);
             }
             if (st != dnnl_success)
-                tg_dnnl_failed(who, "softmax backward descriptor", st);
+                tg_dnnl_failed("softmax backward descriptor", st);
         }
     }
     if (e && ((rc = tg_tensor_settle(y)) != TG_OK || (rc = tg_tensor_settle(gy)) != TG_OK ||
@@ -222,9 +230,20 @@ static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
         const tg_dnnl_mem args[] = {{DNNL_ARG_DST, &my, tg_tensor_data(y)},
                                     {DNNL_ARG_DIFF_DST, &mgy, tg_tensor_data(gy)},
                                     {DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_data(gx)}};
-        rc = tg_dnnl_exec(e, args, 3, who);
+        rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
+    return rc;
+}
+
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status dnnl_softmax_backward(bool log, int axis, const tg_tensor *y,
+                                       const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *prev = tg_error_enter(log ? "tg_dnnl_log_softmax_backward"
+                                          : "tg_dnnl_softmax_backward");
+    tg_status rc = dnnl_softmax_backward_run(log, axis, y, gy, gx);
+    tg_error_leave(prev);
     return rc;
 }
 
@@ -235,7 +254,7 @@ static tg_tensor *softmax_op(bool log_, tg_tensor *x, int axis)
                      log_ ? "tg_log_softmax" : "tg_softmax", &x, 1, "x", TG_OP_FLOAT))
         return NULL;
     int ax;
-    if (tg_norm_axis(c.who, axis, x->ndim, &ax) != TG_OK)
+    if (tg_norm_axis(axis, x->ndim, &ax) != TG_OK)
         return tg_op_fail(&c);
     tg_tensor *y = tg_op_output(&c, x->dtype, x->ndim, x->shape);
     tg_tensor *xc = y ? tg_contiguous_owned(x) : NULL;
@@ -271,7 +290,7 @@ static tg_status softmax_backward_common(bool log_, tg_node *node, tg_tensor *g,
         return TG_OK;
     const softmax_saved *sv = node->saved;
     tg_tensor *y = sv->y;
-    tg_tensor *gx = tg_tensor_new_owned("softmax backward", y->dtype, y->ndim, y->shape);
+    tg_tensor *gx = tg_tensor_new_named("softmax backward", y->dtype, y->ndim, y->shape);
     tg_tensor *gc = gx ? tg_contiguous_owned(g) : NULL;
     if (!gc) {
         tg_release(gx);

@@ -120,8 +120,7 @@ static int64_t float_bits(float f)
 
 /* The forward eltwise entry for n elements (contiguous data viewed as 1-D). */
 static tg_dnnl_entry *eltwise_fwd_entry(dnnl_alg_kind_t alg, float alpha, float beta,
-                                        const dnnl_memory_desc_t *md, int64_t n,
-                                        const char *who)
+                                        const dnnl_memory_desc_t *md, int64_t n)
 {
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, TG_DNNL_ELTWISE_FWD);
@@ -136,35 +135,34 @@ static tg_dnnl_entry *eltwise_fwd_entry(dnnl_alg_kind_t alg, float alpha, float 
     dnnl_status_t st = dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, alg, md,
                                                       alpha, beta);
     if (st != dnnl_success) {
-        tg_dnnl_failed(who, "dnnl_eltwise_forward_desc_init", st);
+        tg_dnnl_failed("dnnl_eltwise_forward_desc_init", st);
         return NULL;
     }
-    return tg_dnnl_create(&k, &d, NULL, who);
+    return tg_dnnl_create(&k, &d, NULL);
 }
 
 /* y = f(x) for contiguous x, y of equal size (y may alias x). */
-static tg_status dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
-                                  const tg_tensor *x, tg_tensor *y)
+static tg_status dnnl_eltwise_forward_run(tg_eltwise_alg alg, float alpha, float beta,
+                                          const tg_tensor *x, tg_tensor *y)
 {
-    const char *who = "tg_dnnl_eltwise_forward";
     if (!x || !y)
-        return tg_null_arg(who, !x ? "x" : "y");
+        return tg_null_arg_here(!x ? "x" : "y");
     int64_t n = tg_tensor_numel(x);
     if (n != tg_tensor_numel(y))
-        return tg_error(TG_ERR_SHAPE, "%s: x has %lld elements, y %lld", who, (long long)n,
-                        (long long)tg_tensor_numel(y));
+        return tg_error_here(TG_ERR_SHAPE, "x has %lld elements, y %lld", (long long)n,
+                             (long long)tg_tensor_numel(y));
     if (n == 0)
         return TG_OK;
     dnnl_alg_kind_t a = eltwise_alg(alg);
     if (a == dnnl_alg_kind_undef)
-        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
-    if (!tg_dnnl_engine(who))
+        return tg_error_here(TG_ERR_ARG, "unknown algorithm %d", (int)alg);
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t md;
     tg_dnnl_md_plain(&md, 1, &n);
     tg_dnnl_lock();
     tg_status rc = TG_ERR_BACKEND;
-    tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+    tg_dnnl_entry *e = eltwise_fwd_entry(a, alpha, beta, &md, n);
     if (e) {
         /* x in a dense blocked layout (a conv's output): the elements are the
          * same, only their order differs, so run on that buffer and leave y in
@@ -174,7 +172,7 @@ static tg_status dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float bet
         void *dst = NULL;
         if (xa && tg_dnnl_md_dense(xa, n) && tg_dnnl_keep_layout(xa, y)) {
             src = tg_dnnl_alt_buf(x);
-            dst = tg_dnnl_alt_attach(y, xa, who);
+            dst = tg_dnnl_alt_attach(y, xa);
             rc = dst ? TG_OK : TG_ERR_NOMEM;
         } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(y)) == TG_OK) {
             src = tg_tensor_data(x); /* plain: settled */
@@ -182,31 +180,41 @@ static tg_status dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float bet
         }
         if (rc == TG_OK) {
             const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src}, {DNNL_ARG_DST, &md, dst}};
-            rc = tg_dnnl_exec(e, args, 2, who);
+            rc = tg_dnnl_exec(e, args, 2);
         }
     }
     tg_dnnl_unlock();
     return rc;
 }
 
-/* gx = f'(x) * gy, given the forward input x (gx may alias gy). */
-static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
-                                   const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx)
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status dnnl_eltwise_forward(tg_eltwise_alg alg, float alpha, float beta,
+                                      const tg_tensor *x, tg_tensor *y)
 {
-    const char *who = "tg_dnnl_eltwise_backward";
+    const char *prev = tg_error_enter("tg_dnnl_eltwise_forward");
+    tg_status rc = dnnl_eltwise_forward_run(alg, alpha, beta, x, y);
+    tg_error_leave(prev);
+    return rc;
+}
+
+/* gx = f'(x) * gy, given the forward input x (gx may alias gy). */
+static tg_status dnnl_eltwise_backward_run(tg_eltwise_alg alg, float alpha, float beta,
+                                           const tg_tensor *x, const tg_tensor *gy,
+                                           tg_tensor *gx)
+{
     if (!x || !gy || !gx)
-        return tg_null_arg(who, !x ? "x" : !gy ? "gy" : "gx");
+        return tg_null_arg_here(!x ? "x" : !gy ? "gy" : "gx");
     int64_t n = tg_tensor_numel(x);
     if (n != tg_tensor_numel(gy) || n != tg_tensor_numel(gx))
-        return tg_error(TG_ERR_SHAPE, "%s: x, gy and gx differ in size (%lld, %lld, %lld)",
-                        who, (long long)n, (long long)tg_tensor_numel(gy),
-                        (long long)tg_tensor_numel(gx));
+        return tg_error_here(TG_ERR_SHAPE, "x, gy and gx differ in size (%lld, %lld, %lld)",
+                             (long long)n, (long long)tg_tensor_numel(gy),
+                             (long long)tg_tensor_numel(gx));
     if (n == 0)
         return TG_OK;
     dnnl_alg_kind_t a = eltwise_alg(alg);
     if (a == dnnl_alg_kind_undef)
-        return tg_error(TG_ERR_ARG, "%s: unknown algorithm %d", who, (int)alg);
-    if (!tg_dnnl_engine(who))
+        return tg_error_here(TG_ERR_ARG, "unknown algorithm %d", (int)alg);
+    if (!tg_dnnl_engine())
         return tg_last_status();
     dnnl_memory_desc_t md;
     tg_dnnl_md_plain(&md, 1, &n);
@@ -220,14 +228,14 @@ static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float be
     tg_dnnl_key_add(&k, n);
     tg_dnnl_entry *e = tg_dnnl_find(&k);
     if (!e) {
-        tg_dnnl_entry *fwd = eltwise_fwd_entry(a, alpha, beta, &md, n, who);
+        tg_dnnl_entry *fwd = eltwise_fwd_entry(a, alpha, beta, &md, n);
         if (fwd) {
             dnnl_eltwise_desc_t d;
             dnnl_status_t st = dnnl_eltwise_backward_desc_init(&d, a, &md, &md, alpha, beta);
             if (st != dnnl_success)
-                tg_dnnl_failed(who, "dnnl_eltwise_backward_desc_init", st);
+                tg_dnnl_failed("dnnl_eltwise_backward_desc_init", st);
             else
-                e = tg_dnnl_create(&k, &d, fwd->pd, who);
+                e = tg_dnnl_create(&k, &d, fwd->pd);
         }
     }
     if (e) {
@@ -241,7 +249,7 @@ static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float be
             (same || tg_dnnl_keep_layout(xa, gx))) {
             src = tg_dnnl_alt_buf(x);
             diff_dst = tg_dnnl_alt_buf(gy);
-            diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa, who);
+            diff_src = same ? (void *)(uintptr_t)diff_dst : tg_dnnl_alt_attach(gx, xa);
             rc = diff_src ? TG_OK : TG_ERR_NOMEM;
         } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(gy)) == TG_OK &&
                    (rc = tg_tensor_settle(gx)) == TG_OK) {
@@ -253,10 +261,20 @@ static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float be
             const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src},
                                         {DNNL_ARG_DIFF_DST, &md, diff_dst},
                                         {DNNL_ARG_DIFF_SRC, &md, diff_src}};
-            rc = tg_dnnl_exec(e, args, 3, who);
+            rc = tg_dnnl_exec(e, args, 3);
         }
     }
     tg_dnnl_unlock();
+    return rc;
+}
+
+/* The kernel names itself in its errors (and the glue's): the error context. */
+static tg_status dnnl_eltwise_backward(tg_eltwise_alg alg, float alpha, float beta,
+                                       const tg_tensor *x, const tg_tensor *gy, tg_tensor *gx)
+{
+    const char *prev = tg_error_enter("tg_dnnl_eltwise_backward");
+    tg_status rc = dnnl_eltwise_backward_run(alg, alpha, beta, x, gy, gx);
+    tg_error_leave(prev);
     return rc;
 }
 
@@ -358,7 +376,7 @@ static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
      * one pass over memory fewer, and no new buffer. */
     bool in_place = tg_use_dnnl(x) && tg_grad_out_reusable(g) && g->dtype == x->dtype;
     tg_tensor *gx = in_place ? tg_retain(g)
-                             : tg_tensor_new_owned(def->who, x->dtype, x->ndim, x->shape);
+                             : tg_tensor_new_owned(x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
     tg_status st = TG_OK;

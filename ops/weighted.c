@@ -8,13 +8,13 @@
 
 /* Runs op's primitive of kind for geom on io, with the glue locked. */
 static tg_status weighted_run(const tg_weighted_op *op, tg_dnnl_kind kind, const void *geom,
-                              const tg_dnnl_io *io, int n, const char *who)
+                              const tg_dnnl_io *io, int n)
 {
-    if (!tg_dnnl_engine(who))
+    if (!tg_dnnl_engine())
         return tg_last_status();
     tg_dnnl_lock();
-    tg_dnnl_entry *e = op->get(kind, geom, who);
-    tg_status rc = e ? tg_dnnl_exec_tensors(e, io, n, who) : tg_last_status();
+    tg_dnnl_entry *e = op->get(kind, geom);
+    tg_status rc = e ? tg_dnnl_exec_tensors(e, io, n) : tg_last_status();
     tg_dnnl_unlock();
     return rc;
 }
@@ -38,12 +38,12 @@ static tg_status weighted_dnnl_forward(const tg_weighted_op *op, const void *geo
         {DNNL_ARG_BIAS, dnnl_query_weights_md, 1, TG_DNNL_IN, &m.b, b, W_SLOT_BIAS},
         {DNNL_ARG_DST, dnnl_query_dst_md, 0, TG_DNNL_OUT, &m.y, y, W_SLOT_Y},
     };
-    return weighted_run(op, op->fwd, geom, io, 4, op->name);
+    return weighted_run(op, op->fwd, geom, io, 4);
 }
 
 static tg_status weighted_dnnl_backward_data(const tg_weighted_op *op, const void *geom,
                                              const tg_tensor *w, const tg_tensor *gy,
-                                             tg_tensor *gx, const char *who)
+                                             tg_tensor *gx)
 {
     weighted_mds m;
     op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
@@ -52,12 +52,12 @@ static tg_status weighted_dnnl_backward_data(const tg_weighted_op *op, const voi
         {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, TG_DNNL_WEIGHTS, &m.w, w, 0},
         {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, TG_DNNL_OUT, &m.x, gx, W_SLOT_X},
     };
-    return weighted_run(op, op->bwd_data, geom, io, 3, who);
+    return weighted_run(op, op->bwd_data, geom, io, 3);
 }
 
 static tg_status weighted_dnnl_backward_weights(const tg_weighted_op *op, const void *geom,
                                                 const tg_tensor *x, const tg_tensor *gy,
-                                                tg_tensor *gw, tg_tensor *gb, const char *who)
+                                                tg_tensor *gw, tg_tensor *gb)
 {
     weighted_mds m;
     op->plain_mds(geom, &m.x, &m.w, &m.b, &m.y);
@@ -69,7 +69,7 @@ static tg_status weighted_dnnl_backward_weights(const tg_weighted_op *op, const 
         {DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, TG_DNNL_OUT, &m.b, gb,
          W_SLOT_DIFF_B},
     };
-    return weighted_run(op, op->bwd_weights, geom, io, 4, who);
+    return weighted_run(op, op->bwd_weights, geom, io, 4);
 }
 
 tg_status tg_weighted_forward(const tg_weighted_op *op, const void *geom, bool dnnl,
@@ -107,15 +107,15 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
     tg_tensor *gy = tg_contiguous_layout_owned(grad_out, dnnl);
     tg_tensor *xc = need_wb ? tg_contiguous_layout_owned(x, dnnl) : NULL;
     tg_tensor *wc = need_x ? tg_contiguous_owned(w) : NULL;
-    tg_tensor *gx = need_x ? tg_tensor_new_owned(who, x->dtype, x->ndim, x->shape) : NULL;
+    tg_tensor *gx = need_x ? tg_tensor_new_owned(x->dtype, x->ndim, x->shape) : NULL;
     /* Weight and bias gradients go straight into the leaves' zeroed .grad when
      * the engine allows it (no copy afterwards), else into new tensors. */
     tg_tensor *cw = need_wb ? tg_node_claim_leaf_grad(node, 1) : NULL;
     tg_tensor *cb = need_wb && b ? tg_node_claim_leaf_grad(node, 2) : NULL;
     tg_tensor *gw = !need_wb ? NULL
-                    : cw ? tg_retain(cw) : tg_tensor_new_owned(who, w->dtype, w->ndim, w->shape);
+                    : cw ? tg_retain(cw) : tg_tensor_new_owned(w->dtype, w->ndim, w->shape);
     tg_tensor *gb = !need_wb || !b ? NULL
-                    : cb ? tg_retain(cb) : tg_tensor_new_owned(who, b->dtype, 1, b->shape);
+                    : cb ? tg_retain(cb) : tg_tensor_new_owned(b->dtype, 1, b->shape);
     if (!gy || (need_wb && (!xc || !gw || (b && !gb))) || (need_x && (!wc || !gx))) {
         st = tg_last_status();
         goto out;
@@ -123,12 +123,15 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
     /* An empty batch: no term reaches any gradient. */
     bool empty = tg_tensor_numel(gy) == 0;
     if (need_x) {
-        if (empty)
+        if (empty) {
             st = tg_tensor_fill(gx, 0.0);
-        else if (dnnl)
-            st = weighted_dnnl_backward_data(op, geom, wc, gy, gx, who_data);
-        else
+        } else if (dnnl) {
+            const char *prev = tg_error_enter(who_data);
+            st = weighted_dnnl_backward_data(op, geom, wc, gy, gx);
+            tg_error_leave(prev);
+        } else {
             op->ref_backward_data(geom, wc, gy, gx);
+        }
     }
     if (st == TG_OK && need_wb) {
         if (empty) {
@@ -136,7 +139,9 @@ tg_status tg_weighted_backward(const tg_weighted_op *op, const void *geom, bool 
             if (st == TG_OK && gb)
                 st = tg_tensor_fill(gb, 0.0);
         } else if (dnnl) {
-            st = weighted_dnnl_backward_weights(op, geom, xc, gy, gw, gb, who_weights);
+            const char *prev = tg_error_enter(who_weights);
+            st = weighted_dnnl_backward_weights(op, geom, xc, gy, gw, gb);
+            tg_error_leave(prev);
         } else {
             op->ref_backward_weights(geom, xc, gy, gw, gb);
         }

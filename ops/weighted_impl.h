@@ -10,9 +10,9 @@
 #include "ops/dnnl_impl.h"
 
 /* The cached primitive of `kind` for an op's checked geometry, created on a miss.
- * Lock held. */
-typedef tg_dnnl_entry *(*tg_weighted_getter)(tg_dnnl_kind kind, const void *geom,
-                                             const char *who);
+ * Lock held. Errors name the thread's error context: the op's name in the
+ * forward, "tg_conv2d backward (data)" and "... (weights)" in the backward. */
+typedef tg_dnnl_entry *(*tg_weighted_getter)(tg_dnnl_kind kind, const void *geom);
 
 typedef struct tg_weighted_op {
     const char *name;  /* "tg_conv2d"; the backward's errors add " backward (data)" ... */

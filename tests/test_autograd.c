@@ -48,7 +48,7 @@ static const tg_op_vtable no_grad_op = {"test_no_grad", no_grad_backward, NULL, 
 /* Applies a test op computing x * x (scoped reference). */
 static tg_tensor *apply_square(const tg_op_vtable *op, tg_tensor *x)
 {
-    tg_tensor *y = tg_tensor_new_owned("apply_square", tg_tensor_dtype(x), tg_tensor_ndim(x),
+    tg_tensor *y = tg_tensor_new_named("apply_square", tg_tensor_dtype(x), tg_tensor_ndim(x),
                                        tg_tensor_shape(x));
     ck_assert_ptr_nonnull(y);
     for (int64_t i = 0; i < tg_tensor_numel(x); i++) {

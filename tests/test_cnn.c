@@ -1326,7 +1326,7 @@ START_TEST(scratchpad_user_managed)
     ck_assert_int_eq(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training,
                                                     dnnl_eltwise_relu, &md, 0.0f, 0.0f),
                      dnnl_success);
-    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(&d, NULL, "test");
+    dnnl_primitive_desc_t pd = tg_dnnl_pd_create(&d, NULL);
     TG_CHECK(pd != NULL);
     const_dnnl_primitive_attr_t attr = NULL;
     ck_assert_int_eq(dnnl_primitive_desc_get_attr(pd, &attr), dnnl_success);

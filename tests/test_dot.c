@@ -31,7 +31,7 @@ static const tg_op_vtable pair_op = {"test_pair", pair_backward, NULL, pair_desc
 
 static tg_tensor *pair(tg_tensor *a, tg_tensor *b)
 {
-    tg_tensor *y = tg_tensor_new_owned("pair", tg_tensor_dtype(a), tg_tensor_ndim(a),
+    tg_tensor *y = tg_tensor_new_named("pair", tg_tensor_dtype(a), tg_tensor_ndim(a),
                                        tg_tensor_shape(a));
     ck_assert_ptr_nonnull(y);
     for (int64_t i = 0; i < tg_tensor_numel(a); i++)

@@ -507,7 +507,7 @@ static const tg_op_vtable bad_vtable = {"bad_identity", bad_backward, NULL, NULL
 static tg_tensor *bad_identity(tg_tensor *const *in, int n, void *ctx)
 {
     tg_tensor *x = in[0];
-    tg_tensor *y = tg_tensor_new_owned("bad_identity", x->dtype, x->ndim, x->shape);
+    tg_tensor *y = tg_tensor_new_named("bad_identity", x->dtype, x->ndim, x->shape);
     ck_assert_ptr_nonnull(y);
     TG_OK_(tg_tensor_copy_into(y, x));
     if (tg_autograd_should_record(&x, 1)) {

@@ -1431,6 +1431,9 @@ typedef struct axpb_saved {
 } axpb_saved;
 
 static int axpb_frees;
+/* The error context the forward and the backward ran in (copied: the backward's
+ * lives on the engine's stack). */
+static char axpb_fwd_ctx[64], axpb_bwd_ctx[64];
 
 static void axpb_free(void *p)
 {
@@ -1443,6 +1446,7 @@ static void axpb_free(void *p)
 static tg_status axpb_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
 {
     const axpb_saved *sv = node->saved;
+    snprintf(axpb_bwd_ctx, sizeof axpb_bwd_ctx, "%s", tg_error_context());
     if (tg_node_needs_grad(node, 0) && !(gin[0] = tg_mul_scalar(g, sv->k)))
         return tg_last_status();
     if (tg_node_needs_grad(node, 1) && !(gin[1] = tg_mul_scalar(g, 1.0)))
@@ -1464,6 +1468,7 @@ static tg_tensor *axpb(tg_tensor *a, tg_tensor *b, double k, int fail_at)
         tg_error(TG_ERR_SHAPE, "tg_axpb: shapes differ");
         return tg_op_fail(&c);
     }
+    snprintf(axpb_fwd_ctx, sizeof axpb_fwd_ctx, "%s", tg_error_context());
     tg_tensor *y = tg_op_output(&c, a->dtype, a->ndim, a->shape);
     axpb_saved *sv = tg_op_save(&c, sizeof *sv);
     if (!y || (c.record && !sv))
@@ -1530,6 +1535,19 @@ START_TEST(op_frame)
     /* a failure after the saved state exists frees it, and releases the output */
     ASSERT_FAILS(axpb(a, b, 3, 1), TG_ERR_STATE, "on purpose");
     ck_assert_int_eq(axpb_frees, 2);
+
+    /* the frame enters the op's name as the error context, the engine
+     * "tg_<op> backward" for its backward; every way out leaves it (the
+     * fixture checks that no context is left entered) */
+    ck_assert_str_eq(axpb_fwd_ctx, "tg_axpb");
+    ck_assert_str_eq(axpb_bwd_ctx, "tg_axpb backward");
+    const char *outer = tg_error_enter("outer");
+    TG_CHECK(axpb(a, b, 1, 0) != NULL);
+    ck_assert_str_eq(tg_error_context(), "outer");
+    ASSERT_FAILS(axpb(a, NULL, 1, 0), TG_ERR_ARG, "tg_axpb");
+    ASSERT_FAILS(axpb(a, b, 1, 1), TG_ERR_STATE, "on purpose");
+    ck_assert_str_eq(tg_error_context(), "outer");
+    tg_error_leave(outer);
     tg_scope_pop(s);
 }
 END_TEST

@@ -98,6 +98,36 @@ START_TEST(test_error_state)
 }
 END_TEST
 
+/* The error context internal helpers name (libtensor/tensor_impl.h): nests,
+ * defaults to "libtensor", prefixes tg_error_here's messages. */
+START_TEST(test_error_context)
+{
+    ck_assert_str_eq(tg_error_context(), "libtensor");
+    tg_error_here(TG_ERR_ARG, "bad %d", 7);
+    ck_assert_str_eq(tg_last_error(), "libtensor: bad 7");
+    const char *p0 = tg_error_enter("tg_outer");
+    ck_assert_ptr_null(p0);
+    const char *p1 = tg_error_enter("tg_inner");
+    ck_assert_str_eq(p1, "tg_outer");
+    tg_error_here(TG_ERR_SHAPE, "shape %s", "[2, 3]");
+    ck_assert_str_eq(tg_last_error(), "tg_inner: shape [2, 3]");
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    tg_error_leave(p1);
+    /* the last error may be wrapped into a new one */
+    tg_error_here(TG_ERR_IO, "wrapping (%s)", tg_last_error());
+    ck_assert_str_eq(tg_last_error(), "tg_outer: wrapping (tg_inner: shape [2, 3])");
+    tg_null_arg_here("x");
+    ck_assert_str_eq(tg_last_error(), "tg_outer: argument 'x' is NULL (after an earlier "
+                                      "failure: tg_outer: wrapping (tg_inner: shape [2, 3]))");
+    tg_error_leave(p0);
+    ck_assert_str_eq(tg_error_context(), "libtensor");
+    /* a public function that fails through a helper names itself, and leaves */
+    ck_assert_ptr_null(tg_zeros(TG_F32, 1, (const int64_t[]){-1}));
+    TG_ASSERT_ERROR_HAS("tg_zeros");
+    ck_assert_str_eq(tg_error_context(), "libtensor");
+}
+END_TEST
+
 /* ================================================================ creation */
 
 START_TEST(test_create_every_dtype)
@@ -1454,6 +1484,7 @@ Suite *tg_suite(void)
     TCase *tc = tg_tcase("basics");
     tcase_add_test(tc, test_dtypes);
     tcase_add_test(tc, test_error_state);
+    tcase_add_test(tc, test_error_context);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("creation");

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "tests/tg_test.h"
+#include "libtensor/tensor_impl.h" /* the error context */
 
 static int64_t live_at_start;
 
@@ -14,6 +15,8 @@ static void leak_setup(void)
 
 static void leak_teardown(void)
 {
+    ck_assert_msg(tg_error_ctx_ == NULL, "test left the error context '%s' entered",
+                  tg_error_ctx_);
     int depth = tg_scope_depth();
     ck_assert_msg(depth == 0, "test left %d scope(s) open", depth);
     int64_t live = tg_live_objects();
