@@ -14,11 +14,11 @@ tg_tensor *tg_empty(tg_dtype dtype, int ndim, const int64_t *shape)
     return tg_scoped(tg_tensor_new_named("tg_empty", dtype, ndim, shape));
 }
 
-/* A new contiguous tensor with every element = value, unscoped. */
-static tg_tensor *filled(const char *who, tg_dtype dtype, int ndim, const int64_t *shape,
-                         double value)
+/* A new contiguous tensor with every element = value, unscoped; errors name
+ * the context, which the public function enters. */
+static tg_tensor *filled(tg_dtype dtype, int ndim, const int64_t *shape, double value)
 {
-    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_owned(dtype, ndim, shape);
     if (!t)
         return NULL;
     if (value == 0 && !signbit(value)) {
@@ -33,17 +33,26 @@ static tg_tensor *filled(const char *who, tg_dtype dtype, int ndim, const int64_
 
 tg_tensor *tg_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    return tg_scoped(filled("tg_zeros", dtype, ndim, shape, 0.0));
+    const char *prev = tg_error_enter("tg_zeros");
+    tg_tensor *t = filled(dtype, ndim, shape, 0.0);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    return tg_scoped(filled("tg_ones", dtype, ndim, shape, 1.0));
+    const char *prev = tg_error_enter("tg_ones");
+    tg_tensor *t = filled(dtype, ndim, shape, 1.0);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_tensor *tg_full(tg_dtype dtype, int ndim, const int64_t *shape, double value)
 {
-    return tg_scoped(filled("tg_full", dtype, ndim, shape, value));
+    const char *prev = tg_error_enter("tg_full");
+    tg_tensor *t = filled(dtype, ndim, shape, value);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
@@ -96,14 +105,15 @@ static double sample_normal(tg_rng *rng, const double *p)
     return p[0] + p[1] * tg_rng_normal(rng);
 }
 
-static tg_tensor *random_tensor(const char *who, tg_dtype dtype, int ndim,
-                                const int64_t *shape, tg_rng *rng, sampler draw,
-                                const double *params)
+/* A new tensor of draws, unscoped; errors name the context, which the public
+ * function enters. */
+static tg_tensor *random_tensor(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng,
+                                sampler draw, const double *params)
 {
     if (!tg_dtype_is_float(dtype))
-        return tg_error(TG_ERR_DTYPE, "%s: dtype %s is not floating point", who,
-                        tg_dtype_name(dtype)), NULL;
-    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
+        return tg_error_here(TG_ERR_DTYPE, "dtype %s is not floating point",
+                             tg_dtype_name(dtype)), NULL;
+    tg_tensor *t = tg_tensor_new_owned(dtype, ndim, shape);
     if (!t)
         return NULL;
     if (!rng)
@@ -118,7 +128,7 @@ static tg_tensor *random_tensor(const char *who, tg_dtype dtype, int ndim,
         for (int64_t i = 0; i < n; i++)
             d[i] = draw(rng, params);
     }
-    return tg_scoped(t);
+    return t;
 }
 
 tg_tensor *tg_rand_uniform(tg_dtype dtype, int ndim, const int64_t *shape, double low,
@@ -128,7 +138,10 @@ tg_tensor *tg_rand_uniform(tg_dtype dtype, int ndim, const int64_t *shape, doubl
         return tg_error(TG_ERR_ARG, "tg_rand_uniform: need finite low <= high, got [%g, %g)",
                         low, high), NULL;
     double p[2] = {low, high};
-    return random_tensor("tg_rand_uniform", dtype, ndim, shape, rng, sample_uniform, p);
+    const char *prev = tg_error_enter("tg_rand_uniform");
+    tg_tensor *t = random_tensor(dtype, ndim, shape, rng, sample_uniform, p);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double mean,
@@ -138,5 +151,8 @@ tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double
         return tg_error(TG_ERR_ARG, "tg_rand_normal: need finite mean and stddev >= 0, "
                         "got mean %g, stddev %g", mean, stddev), NULL;
     double p[2] = {mean, stddev};
-    return random_tensor("tg_rand_normal", dtype, ndim, shape, rng, sample_normal, p);
+    const char *prev = tg_error_enter("tg_rand_normal");
+    tg_tensor *t = random_tensor(dtype, ndim, shape, rng, sample_normal, p);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
