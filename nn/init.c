@@ -19,18 +19,15 @@ const char *tg_initializer_name(tg_initializer init)
     }
 }
 
-/* Keras's fan rules for (out, in, k...) kernels. */
-static tg_status fans(const char *who, int ndim, const int64_t *shape, double *fan_in,
-                      double *fan_out)
+/* Keras's fan rules for (out, in, k...) kernels. Errors name the context. */
+static tg_status fans(int ndim, const int64_t *shape, double *fan_in, double *fan_out)
 {
-    const char *prev = tg_error_enter(who);
     tg_status st = tg_check_shape(ndim, shape);
-    tg_error_leave(prev);
     if (st != TG_OK)
         return st;
     if (ndim < 2)
-        return tg_error(TG_ERR_SHAPE, "%s: a kernel needs at least 2 dims (out, in, ...), "
-                        "got %d", who, ndim);
+        return tg_error_here(TG_ERR_SHAPE, "a kernel needs at least 2 dims (out, in, ...), "
+                             "got %d", ndim);
     double field = 1;
     for (int i = 2; i < ndim; i++)
         field *= (double)shape[i];
@@ -46,11 +43,10 @@ typedef struct dist {
     double a, b;
 } dist;
 
-static tg_status dist_of(dist *d, const char *who, tg_initializer init, int ndim,
-                         const int64_t *shape)
+static tg_status dist_of(dist *d, tg_initializer init, int ndim, const int64_t *shape)
 {
     double fan_in = 0, fan_out = 0;
-    if (fans(who, ndim, shape, &fan_in, &fan_out) != TG_OK)
+    if (fans(ndim, shape, &fan_in, &fan_out) != TG_OK)
         return tg_last_status();
     if (init == TG_INIT_GLOROT_UNIFORM) {
         /* an empty kernel has no element to draw; avoid dividing by zero */
@@ -94,30 +90,38 @@ static void fill(tg_tensor *t, const dist *d, tg_rng *rng)
     }
 }
 
-static tg_tensor *kernel_new(const char *who, tg_initializer init, tg_dtype dtype, int ndim,
+/* A new kernel of draws, unscoped. Errors name the context: the public
+ * initializer's name, entered by its caller. */
+static tg_tensor *kernel_new(tg_initializer init, tg_dtype dtype, int ndim,
                              const int64_t *shape, tg_rng *rng)
 {
     dist d;
-    if (dist_of(&d, who, init, ndim, shape) != TG_OK)
+    if (dist_of(&d, init, ndim, shape) != TG_OK)
         return NULL;
     if (!tg_dtype_is_float(dtype))
-        return tg_error(TG_ERR_DTYPE, "%s: dtype %s is not floating point", who,
-                        tg_dtype_name(dtype)), NULL;
-    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
+        return tg_error_here(TG_ERR_DTYPE, "dtype %s is not floating point",
+                             tg_dtype_name(dtype)), NULL;
+    tg_tensor *t = tg_tensor_new_owned(dtype, ndim, shape);
     if (!t)
         return NULL;
     fill(t, &d, rng);
-    return tg_scoped(t);
+    return t;
 }
 
 tg_tensor *tg_glorot_uniform(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng)
 {
-    return kernel_new("tg_glorot_uniform", TG_INIT_GLOROT_UNIFORM, dtype, ndim, shape, rng);
+    const char *prev = tg_error_enter("tg_glorot_uniform");
+    tg_tensor *t = kernel_new(TG_INIT_GLOROT_UNIFORM, dtype, ndim, shape, rng);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_tensor *tg_he_normal(tg_dtype dtype, int ndim, const int64_t *shape, tg_rng *rng)
 {
-    return kernel_new("tg_he_normal", TG_INIT_HE_NORMAL, dtype, ndim, shape, rng);
+    const char *prev = tg_error_enter("tg_he_normal");
+    tg_tensor *t = kernel_new(TG_INIT_HE_NORMAL, dtype, ndim, shape, rng);
+    tg_error_leave(prev);
+    return tg_scoped(t);
 }
 
 tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng)
@@ -132,22 +136,25 @@ tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng)
     if (init != TG_INIT_GLOROT_UNIFORM && init != TG_INIT_HE_NORMAL)
         return tg_error(TG_ERR_ARG, "tg_init_fill: initializer %d is not a tg_initializer",
                         (int)init);
+    /* Shape errors name the initializer, as tg_glorot_uniform / tg_he_normal would. */
     const char *who = init == TG_INIT_GLOROT_UNIFORM ? "tg_glorot_uniform" : "tg_he_normal";
     tg_status st;
     if (tg_tensor_is_contiguous(t)) {
         dist d;
-        if ((st = dist_of(&d, who, init, tg_tensor_ndim(t), tg_tensor_shape(t))) != TG_OK)
+        const char *prev = tg_error_enter(who);
+        st = dist_of(&d, init, tg_tensor_ndim(t), tg_tensor_shape(t));
+        tg_error_leave(prev);
+        if (st != TG_OK)
             return st;
         fill(t, &d, rng);
     } else {
         /* A strided view: draw a contiguous copy in row-major order, then scatter. */
-        tg_scope *s = tg_scope_push();
-        if (!s)
-            return tg_last_status();
-        tg_tensor *r = kernel_new(who, init, tg_tensor_dtype(t), tg_tensor_ndim(t),
+        const char *prev = tg_error_enter(who);
+        tg_tensor *r = kernel_new(init, tg_tensor_dtype(t), tg_tensor_ndim(t),
                                   tg_tensor_shape(t), rng);
+        tg_error_leave(prev);
         st = r ? tg_tensor_copy_into(t, r) : tg_last_status();
-        tg_scope_pop(s);
+        tg_release(r);
         if (st != TG_OK)
             return st;
     }

@@ -447,6 +447,22 @@ START_TEST(test_param_names_and_init)
     ck_assert(at(w, 123) == 0.0);
     ck_assert_int_ne(tg_init_fill(tg_zeros(TG_I32, TG_SHAPE(3)), TG_INIT_ZEROS, NULL), TG_OK);
     ck_assert_int_ne(tg_init_fill(w, (tg_initializer)9, NULL), TG_OK);
+    /* shape errors name the initializer, on the contiguous and the strided path */
+    ck_assert_int_eq(tg_init_fill(tg_empty(TG_F32, TG_SHAPE(4)), TG_INIT_HE_NORMAL, NULL),
+                     TG_ERR_SHAPE);
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_he_normal: a kernel needs at least 2 dims (out, in, ...), got 1");
+    /* a strided view gets the draws a contiguous tensor of its shape gets */
+    tg_rng q1, q2;
+    tg_rng_seed(&q1, 11);
+    tg_rng_seed(&q2, 11);
+    tg_tensor *wc = tg_empty(TG_F64, TG_SHAPE(3, 5));
+    tg_tensor *wt = tg_transpose(tg_empty(TG_F64, TG_SHAPE(5, 3)), 0, 1);
+    ck_assert(!tg_tensor_is_contiguous(wt));
+    TG_OK_(tg_init_fill(wc, TG_INIT_GLOROT_UNIFORM, &q1));
+    TG_OK_(tg_init_fill(wt, TG_INIT_GLOROT_UNIFORM, &q2));
+    ASSERT_TENSOR_EQ(wc, wt);
+    ck_assert(fabs(at(wc, 7)) <= sqrt(6.0 / 8) && at(wc, 7) != at(wc, 8));
     ck_assert_str_eq(tg_initializer_name(TG_INIT_GLOROT_UNIFORM), "glorot_uniform");
     tg_scope_pop(s);
 }
