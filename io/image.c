@@ -21,9 +21,9 @@
 
 /* ---------------------------------------------------------------- shared */
 
-/* Checks that t is (H, W) up to leading 1s and returns a new f64 copy of it. */
-static tg_tensor *as_f64_2d(const char *fn, const char *path, const tg_tensor *t,
-                            int64_t *h, int64_t *w)
+/* Checks that t is (H, W) up to leading 1s and returns a new f64 copy of it.
+ * Errors name the context (the public writer) and path, the file it names. */
+static tg_tensor *as_f64_2d(const char *path, const tg_tensor *t, int64_t *h, int64_t *w)
 {
     int nd = tg_tensor_ndim(t);
     const int64_t *sh = tg_tensor_shape(t);
@@ -33,13 +33,13 @@ static tg_tensor *as_f64_2d(const char *fn, const char *path, const tg_tensor *t
     if (!ok || sh[nd - 2] < 1 || sh[nd - 1] < 1 || sh[nd - 2] > INT32_MAX ||
         sh[nd - 1] > INT32_MAX) {
         char buf[96];
-        tg_error(TG_ERR_SHAPE, "%s: %s: an image must be a non-empty (H, W) tensor (leading "
-                 "extents of 1 allowed), got %s", fn, path, tg_shape_str(buf, sizeof buf, nd, sh));
+        tg_error_here(TG_ERR_SHAPE, "%s: an image must be a non-empty (H, W) tensor (leading "
+                      "extents of 1 allowed), got %s", path, tg_shape_str(buf, sizeof buf, nd, sh));
         return NULL;
     }
     *h = sh[nd - 2];
     *w = sh[nd - 1];
-    tg_tensor *d = tg_tensor_new_named(fn, TG_F64, nd, sh);
+    tg_tensor *d = tg_tensor_new_owned(TG_F64, nd, sh);
     if (d && tg_tensor_copy_into(d, t) != TG_OK) {
         tg_release(d);
         return NULL;
@@ -73,15 +73,16 @@ static uint8_t to_byte(double v, double lo, double hi)
     return (uint8_t)(x + 0.5);
 }
 
-/* The image as bytes (malloc'd, caller frees), scaled per tg_png_write's rules. */
-static uint8_t *to_gray8(const char *fn, const char *path, const tg_tensor *image, double lo,
-                         double hi, int64_t *h, int64_t *w)
+/* The image as bytes (malloc'd, caller frees), scaled per tg_png_write's rules.
+ * Errors name the context. */
+static uint8_t *to_gray8(const char *path, const tg_tensor *image, double lo, double hi,
+                         int64_t *h, int64_t *w)
 {
     if (!image) {
-        tg_null_arg(fn, "image");
+        tg_null_arg_here("image");
         return NULL;
     }
-    tg_tensor *d = as_f64_2d(fn, path, image, h, w);
+    tg_tensor *d = as_f64_2d(path, image, h, w);
     if (!d)
         return NULL;
     int64_t n = *h * *w;
@@ -91,7 +92,7 @@ static uint8_t *to_gray8(const char *fn, const char *path, const tg_tensor *imag
     uint8_t *pix = malloc((size_t)n);
     if (!pix) {
         tg_release(d);
-        tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+        tg_error_here(TG_ERR_NOMEM, "out of memory");
         return NULL;
     }
     for (int64_t i = 0; i < n; i++)
@@ -188,20 +189,20 @@ static void png_from_memory(png_structp png, png_bytep out, png_size_t n)
 }
 
 /* What both writers start with: the image as 8-bit gray (*pix, malloc'd; h x w)
- * and path created for writing (*f). Nothing to free on failure. */
-static tg_status begin_write(const char *fn, const char *path, const tg_tensor *image,
-                             double lo, double hi, uint8_t **pix, int64_t *h, int64_t *w,
-                             FILE **f)
+ * and path created for writing (*f). Nothing to free on failure. Errors name
+ * the context, which the writer enters. */
+static tg_status begin_write(const char *path, const tg_tensor *image, double lo, double hi,
+                             uint8_t **pix, int64_t *h, int64_t *w, FILE **f)
 {
     if (!path)
-        return tg_null_arg(fn, "path");
-    *pix = to_gray8(fn, path, image, lo, hi, h, w);
+        return tg_null_arg_here("path");
+    *pix = to_gray8(path, image, lo, hi, h, w);
     if (!*pix)
         return tg_last_status();
     *f = fopen(path, "wb");
     if (!*f) {
         free(*pix);
-        return tg_error(TG_ERR_IO, "%s: %s: cannot create: %s", fn, path, strerror(errno));
+        return tg_error_here(TG_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
     return TG_OK;
 }
@@ -211,7 +212,9 @@ tg_status tg_png_write(const char *path, const tg_tensor *image, double lo, doub
     int64_t h, w;
     uint8_t *pix;
     FILE *f;
-    tg_status s = begin_write("tg_png_write", path, image, lo, hi, &pix, &h, &w, &f);
+    const char *prev = tg_error_enter("tg_png_write");
+    tg_status s = begin_write(path, image, lo, hi, &pix, &h, &w, &f);
+    tg_error_leave(prev);
     if (s != TG_OK)
         return s;
     png_ctx ctx;
@@ -321,7 +324,9 @@ tg_status tg_pgm_write(const char *path, const tg_tensor *image, double lo, doub
     int64_t h, w;
     uint8_t *pix;
     FILE *f;
-    tg_status st = begin_write("tg_pgm_write", path, image, lo, hi, &pix, &h, &w, &f);
+    const char *prev = tg_error_enter("tg_pgm_write");
+    tg_status st = begin_write(path, image, lo, hi, &pix, &h, &w, &f);
+    tg_error_leave(prev);
     if (st != TG_OK)
         return st;
     bool ok = fprintf(f, "P5\n%" PRId64 " %" PRId64 "\n255\n", w, h) > 0 &&

@@ -6,6 +6,7 @@
  * zlib, libpng, HDF5) so the readers are not only checked against their own
  * writers. The real dataset is used by one test when Debian's package is there. */
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <hdf5.h>
 #include <png.h>
@@ -1675,6 +1676,23 @@ START_TEST(image_png_pgm_round_trip)
     TG_ASSERT_ERROR_HAS("[3, 4, 4]");
     ck_assert(!exists(tp("x.png")));
     ck_assert_int_eq(tg_png_write(tp("no/dir/x.png"), img, 0, 1), TG_ERR_IO);
+    /* the messages, whole: the writer's name, then the file's */
+    char want[1024];
+    snprintf(want, sizeof want, "tg_png_write: %s: cannot create: %s", tp("no/dir/x.png"),
+             strerror(ENOENT));
+    ck_assert_str_eq(tg_last_error(), want);
+    ck_assert_int_eq(tg_pgm_write(tp("x.pgm"), three, 0, 1), TG_ERR_SHAPE);
+    snprintf(want, sizeof want, "tg_pgm_write: %s: an image must be a non-empty (H, W) tensor "
+             "(leading extents of 1 allowed), got [3, 4, 4]", tp("x.pgm"));
+    ck_assert_str_eq(tg_last_error(), want);
+    tg_clear_error();
+    ck_assert_int_eq(tg_pgm_write(tp("x.pgm"), NULL, 0, 1), TG_ERR_ARG);
+    ck_assert_str_eq(tg_last_error(), "tg_pgm_write: argument 'image' is NULL");
+    ck_assert_int_eq(tg_png_write(NULL, img, 0, 1), TG_ERR_ARG);
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_png_write: argument 'path' is NULL (after an earlier failure: "
+                     "tg_pgm_write: argument 'image' is NULL)");
+    ck_assert(!exists(tp("x.pgm")));
     tg_scope_pop(s);
 }
 END_TEST
