@@ -749,35 +749,34 @@ static herr_t link_cb(hid_t group, const char *name, const H5L_info_t *info, voi
 /* Opens path (read-only) after checking it is an HDF5 file and a libtensor
  * checkpoint of a version we read; fills c with its datasets and attributes.
  * Call between quiet_begin/quiet_end. */
-static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
-                               const char *fn)
+static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path)
 {
     char det[256];
     *file_out = -1;
     memset(c, 0, sizeof *c);
     struct stat st;
     if (stat(path, &st) != 0)
-        return tg_error(TG_ERR_IO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
+        return tg_error_here(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
-        return tg_error(TG_ERR_IO, "%s: %s: is a directory", fn, path);
+        return tg_error_here(TG_ERR_IO, "%s: is a directory", path);
     htri_t is = H5Fis_hdf5(path);
     if (is < 0) {
         int e = access(path, R_OK) != 0 ? errno : 0;
-        return tg_error(TG_ERR_IO, "%s: %s: cannot read: %s", fn, path,
-                        e ? strerror(e) : h5_detail(det));
+        return tg_error_here(TG_ERR_IO, "%s: cannot read: %s", path,
+                             e ? strerror(e) : h5_detail(det));
     }
     if (is == 0)
-        return tg_error(TG_ERR_FORMAT, "%s: %s: not an HDF5 file", fn, path);
+        return tg_error_here(TG_ERR_FORMAT, "%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
-        return tg_error(TG_ERR_FORMAT, "%s: %s: cannot open as HDF5 (truncated or corrupt): %s",
-                        fn, path, h5_detail(det));
+        return tg_error_here(TG_ERR_FORMAT, "%s: cannot open as HDF5 (truncated or corrupt): %s",
+                             path, h5_detail(det));
     *file_out = file;
 
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
     if (root < 0)
-        return tg_error(TG_ERR_FORMAT, "%s: %s: cannot open the root group: %s", fn, path,
-                        h5_detail(det));
+        return tg_error_here(TG_ERR_FORMAT, "%s: cannot open the root group: %s", path,
+                             h5_detail(det));
     tg_status s = TG_OK;
     htri_t has = H5Aexists(root, "format");
     char *format = NULL;
@@ -790,12 +789,12 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
     }
     if (!format || strcmp(format, TG_CHECKPOINT_FORMAT) != 0) {
         if (has > 0)
-            s = tg_error(TG_ERR_FORMAT, "%s: %s: not a libtensor checkpoint (its 'format' "
-                         "attribute is '%s', expected '%s')",
-                         fn, path, format ? format : "(not a string)", TG_CHECKPOINT_FORMAT);
+            s = tg_error_here(TG_ERR_FORMAT, "%s: not a libtensor checkpoint (its 'format' "
+                              "attribute is '%s', expected '%s')",
+                              path, format ? format : "(not a string)", TG_CHECKPOINT_FORMAT);
         else
-            s = tg_error(TG_ERR_FORMAT, "%s: %s: an HDF5 file but not a libtensor checkpoint "
-                         "(no 'format' attribute on the root group)", fn, path);
+            s = tg_error_here(TG_ERR_FORMAT, "%s: an HDF5 file but not a libtensor checkpoint "
+                              "(no 'format' attribute on the root group)", path);
         free(format);
         H5Gclose(root);
         return s;
@@ -813,21 +812,21 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
         if (tg_last_status() != TG_OK) { /* attr_cb said what */
             char why[512];
             snprintf(why, sizeof why, "%s", tg_last_error());
-            return tg_error(tg_last_status(), "%s: %s: %s", fn, path, why);
+            return tg_error_here(tg_last_status(), "%s: %s", path, why);
         }
-        return tg_error(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
-                        "%s: %s: cannot read the attributes: %s", fn, path, h5_detail(det));
+        return tg_error_here(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
+                             "%s: cannot read the attributes: %s", path, h5_detail(det));
     }
     if (c->format_version < 1) {
         H5Gclose(root);
-        return tg_error(TG_ERR_FORMAT, "%s: %s: missing or invalid 'format_version' attribute",
-                        fn, path);
+        return tg_error_here(TG_ERR_FORMAT, "%s: missing or invalid 'format_version' attribute",
+                             path);
     }
     if (c->format_version > TG_CHECKPOINT_FORMAT_VERSION) {
         H5Gclose(root);
-        return tg_error(TG_ERR_FORMAT, "%s: %s: was written by format version %" PRId64
-                        "; this library reads up to %d",
-                        fn, path, c->format_version, TG_CHECKPOINT_FORMAT_VERSION);
+        return tg_error_here(TG_ERR_FORMAT, "%s: was written by format version %" PRId64
+                             "; this library reads up to %d",
+                             path, c->format_version, TG_CHECKPOINT_FORMAT_VERSION);
     }
     walk w;
     w.c = c;
@@ -835,17 +834,18 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path,
     r = walk_group(root, &w);
     H5Gclose(root);
     if (r < 0)
-        return tg_error(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
-                        "%s: %s: cannot read the file's structure: %s", fn, path,
-                        h5_detail(det));
+        return tg_error_here(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
+                             "%s: cannot read the file's structure: %s", path,
+                             h5_detail(det));
     return s;
 }
 
-/* Reads dataset e into a new contiguous tensor (new reference) or NULL. */
-static tg_tensor *read_dataset(hid_t file, const entry *e, const char *path, const char *fn)
+/* Reads dataset e into a new contiguous tensor (new reference) or NULL. Errors
+ * name the context (the public loader) and path, the file read. */
+static tg_tensor *read_dataset(hid_t file, const entry *e, const char *path)
 {
     char det[256];
-    tg_tensor *t = tg_tensor_new_named(fn, e->dtype, e->ndim, e->shape);
+    tg_tensor *t = tg_tensor_new_owned(e->dtype, e->ndim, e->shape);
     if (!t)
         return NULL;
     if (tg_tensor_numel(t) == 0)
@@ -856,8 +856,8 @@ static tg_tensor *read_dataset(hid_t file, const entry *e, const char *path, con
     if (ds >= 0)
         H5Dclose(ds);
     if (r < 0) {
-        tg_error(TG_ERR_FORMAT, "%s: %s: cannot read dataset '%s' (truncated or corrupt?): %s",
-                 fn, path, e->name, h5_detail(det));
+        tg_error_here(TG_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated or corrupt?): %s",
+                      path, e->name, h5_detail(det));
         tg_release(t);
         return NULL;
     }
@@ -888,17 +888,18 @@ static const entry *find_entry(const contents *c, const char *name)
 
 /* An open checkpoint being read: HDF5's error printing off, the file checked and
  * its contents listed (open_and_scan). reader_close undoes all of it, also after
- * a failed reader_open. */
+ * a failed reader_open. The loaders enter their name as the error context from
+ * reader_open to reader_close. */
 typedef struct reader {
     quiet q;
     hid_t file;
     contents c;
 } reader;
 
-static tg_status reader_open(reader *r, const char *path, const char *fn)
+static tg_status reader_open(reader *r, const char *path)
 {
     quiet_begin(&r->q);
-    return open_and_scan(&r->file, &r->c, path, fn);
+    return open_and_scan(&r->file, &r->c, path);
 }
 
 static void reader_close(reader *r)
@@ -919,7 +920,8 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
         return tg_null_arg(fn, "path");
     reader r;
     tg_state_dict *sd = NULL;
-    tg_status s = reader_open(&r, path, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status s = reader_open(&r, path);
     if (s != TG_OK)
         goto done;
     if (!(sd = tg_state_dict_new())) {
@@ -932,7 +934,7 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
             s = tg_error(TG_ERR_FORMAT, "%s: %s: dataset '%s' is %s", fn, path, e->name, e->why);
             goto done;
         }
-        tg_tensor *t = read_dataset(r.file, e, path, fn);
+        tg_tensor *t = read_dataset(r.file, e, path);
         if (!t) {
             s = tg_last_status();
             goto done;
@@ -946,6 +948,7 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
 
 done:
     reader_close(&r);
+    tg_error_leave(prev);
     if (s != TG_OK) {
         tg_state_dict_free(sd);
         return s ? s : TG_ERR_FORMAT;
@@ -964,7 +967,8 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
     reader r;
     size_t n = tg_state_dict_size(expected);
     tg_state_dict *loaded = NULL;
-    tg_status s = reader_open(&r, path, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status s = reader_open(&r, path);
     if (s != TG_OK)
         goto done;
 
@@ -1001,7 +1005,7 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
     }
     for (size_t i = 0; i < n; i++) {
         const char *name = tg_state_dict_name_at(expected, i);
-        tg_tensor *t = read_dataset(r.file, find_entry(&r.c, name), path, fn);
+        tg_tensor *t = read_dataset(r.file, find_entry(&r.c, name), path);
         if (!t) {
             s = tg_last_status() ? tg_last_status() : TG_ERR_FORMAT;
             goto done;
@@ -1018,6 +1022,7 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
 done:
     tg_state_dict_free(loaded);
     reader_close(&r);
+    tg_error_leave(prev);
     return s;
 }
 
@@ -1030,7 +1035,8 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
     if (!path)
         return tg_null_arg(fn, "path");
     reader r;
-    tg_status s = reader_open(&r, path, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status s = reader_open(&r, path);
     if (s == TG_OK) {
         out->format_version = r.c.format_version;
         snprintf(out->library_version, sizeof out->library_version, "%s", r.c.library_version);
@@ -1038,5 +1044,6 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
         out->num_attrs = (int64_t)r.c.na;
     }
     reader_close(&r);
+    tg_error_leave(prev);
     return s;
 }

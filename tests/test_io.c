@@ -1409,6 +1409,10 @@ START_TEST(ckpt_bad_files)
     ck_assert_int_eq(tg_checkpoint_load(&out, newer), TG_ERR_FORMAT);
     ck_assert(out == NULL);
     TG_ASSERT_ERROR_HAS("format version 3");
+    char want_msg[1200];
+    snprintf(want_msg, sizeof want_msg, "tg_checkpoint_load: %s: was written by format "
+             "version 3; this library reads up to 1", newer);
+    ck_assert_str_eq(tg_last_error(), want_msg);
 
     /* not HDF5 at all */
     const char *txt = tp("notes.h5");
@@ -1416,6 +1420,8 @@ START_TEST(ckpt_bad_files)
     ck_assert_int_eq(tg_checkpoint_load_into(txt, want), TG_ERR_FORMAT);
     TG_ASSERT_ERROR_HAS(txt);
     TG_ASSERT_ERROR_HAS(": not an HDF5 file");
+    snprintf(want_msg, sizeof want_msg, "tg_checkpoint_load_into: %s: not an HDF5 file", txt);
+    ck_assert_str_eq(tg_last_error(), want_msg);
     write_file(txt, "", 0);
     ck_assert_int_eq(tg_checkpoint_load(&out, txt), TG_ERR_FORMAT);
     TG_ASSERT_ERROR_HAS("not an HDF5 file");
@@ -1430,6 +1436,12 @@ START_TEST(ckpt_bad_files)
     /* missing */
     ck_assert_int_eq(tg_checkpoint_load_into(tp("absent.h5"), want), TG_ERR_IO);
     TG_ASSERT_ERROR_HAS("absent.h5: cannot open: No such file or directory");
+    tg_checkpoint_info info_absent;
+    ck_assert_int_eq(tg_checkpoint_info_get(&info_absent, tp("absent.h5")), TG_ERR_IO);
+    snprintf(want_msg, sizeof want_msg,
+             "tg_checkpoint_info_get: %s: cannot open: No such file or directory",
+             tp("absent.h5"));
+    ck_assert_str_eq(tg_last_error(), want_msg);
 
     /* truncated copies of a good file, cut at several places */
     const char *good = tp("good.h5");
