@@ -288,15 +288,16 @@ int tg_layer_buffer_count(const tg_layer *layer)
     return layer->built ? layer->buffers.n : 0;
 }
 
-static tg_tensor *slot_at(const char *fn, const char *what, const tg_layer *layer,
-                          const tg_layer_slots *s, int i)
+/* Slot i of s (borrowed), or NULL; errors name the context. */
+static tg_tensor *slot_at(const char *what, const tg_layer *layer, const tg_layer_slots *s,
+                          int i)
 {
     if (!layer->built)
-        return tg_error(TG_ERR_STATE, "%s: layer %s is not built yet", fn,
-                        display_name(layer)), NULL;
+        return tg_error_here(TG_ERR_STATE, "layer %s is not built yet",
+                             display_name(layer)), NULL;
     if (i < 0 || i >= s->n)
-        return tg_error(TG_ERR_RANGE, "%s: index %d out of range (layer %s has %d %s)", fn, i,
-                        display_name(layer), s->n, what), NULL;
+        return tg_error_here(TG_ERR_RANGE, "index %d out of range (layer %s has %d %s)", i,
+                             display_name(layer), s->n, what), NULL;
     return s->v[i].t;
 }
 
@@ -304,14 +305,20 @@ tg_tensor *tg_layer_param(const tg_layer *layer, int i)
 {
     if (!layer)
         return tg_null_arg("tg_layer_param", "layer"), NULL;
-    return slot_at("tg_layer_param", "parameters", layer, &layer->params, i);
+    const char *prev = tg_error_enter("tg_layer_param");
+    tg_tensor *t = slot_at("parameters", layer, &layer->params, i);
+    tg_error_leave(prev);
+    return t;
 }
 
 tg_tensor *tg_layer_buffer(const tg_layer *layer, int i)
 {
     if (!layer)
         return tg_null_arg("tg_layer_buffer", "layer"), NULL;
-    return slot_at("tg_layer_buffer", "buffers", layer, &layer->buffers, i);
+    const char *prev = tg_error_enter("tg_layer_buffer");
+    tg_tensor *t = slot_at("buffers", layer, &layer->buffers, i);
+    tg_error_leave(prev);
+    return t;
 }
 
 static tg_tensor *find_slot(const tg_layer_slots *s, const char *name)
@@ -322,28 +329,33 @@ static tg_tensor *find_slot(const tg_layer_slots *s, const char *name)
     return NULL;
 }
 
-static tg_tensor *slot_by_name(const char *fn, const char *what, const tg_layer *layer,
+/* The slot of s called name (borrowed), or NULL; errors name the context. */
+static tg_tensor *slot_by_name(const char *what, const tg_layer *layer,
                                const tg_layer_slots *s, const char *name)
 {
     if (!layer || !name)
-        return tg_null_arg(fn, layer ? "name" : "layer"), NULL;
+        return tg_null_arg_here(layer ? "name" : "layer"), NULL;
     tg_tensor *t = layer->built ? find_slot(s, name) : NULL;
     if (t)
         return t;
-    return tg_error(TG_ERR_ARG, "%s: layer %s has no %s \"%s\"%s", fn, display_name(layer),
-                    what, name, layer->built ? "" : " (not built yet)"), NULL;
+    return tg_error_here(TG_ERR_ARG, "layer %s has no %s \"%s\"%s", display_name(layer),
+                         what, name, layer->built ? "" : " (not built yet)"), NULL;
 }
 
 tg_tensor *tg_layer_param_by_name(const tg_layer *layer, const char *name)
 {
-    return slot_by_name("tg_layer_param_by_name", "parameter", layer,
-                        layer ? &layer->params : NULL, name);
+    const char *prev = tg_error_enter("tg_layer_param_by_name");
+    tg_tensor *t = slot_by_name("parameter", layer, layer ? &layer->params : NULL, name);
+    tg_error_leave(prev);
+    return t;
 }
 
 tg_tensor *tg_layer_buffer_by_name(const tg_layer *layer, const char *name)
 {
-    return slot_by_name("tg_layer_buffer_by_name", "buffer", layer,
-                        layer ? &layer->buffers : NULL, name);
+    const char *prev = tg_error_enter("tg_layer_buffer_by_name");
+    tg_tensor *t = slot_by_name("buffer", layer, layer ? &layer->buffers : NULL, name);
+    tg_error_leave(prev);
+    return t;
 }
 
 int64_t tg_layer_count_params(const tg_layer *layer)
@@ -624,30 +636,31 @@ void tg_layer_describe(const tg_layer *l, tg_strbuf *b)
 
 /* ---------------------------------------------------------------- transfer */
 
-/* Checks that dst's and src's slots match by name, shape and dtype. */
-static tg_status check_slots(const char *fn, const char *what, const tg_layer_slots *d,
-                             const char *dw, const tg_layer_slots *s, const char *sw)
+/* Checks that dst's and src's slots match by name, shape and dtype; errors name
+ * the context. dw and sw name the two layers. */
+static tg_status check_slots(const char *what, const tg_layer_slots *d, const char *dw,
+                             const tg_layer_slots *s, const char *sw)
 {
     if (d->n != s->n)
-        return tg_error(TG_ERR_SHAPE, "%s: %s has %d %ss, %s has %d", fn, dw, d->n, what, sw,
-                        s->n);
+        return tg_error_here(TG_ERR_SHAPE, "%s has %d %ss, %s has %d", dw, d->n, what, sw,
+                             s->n);
     for (int i = 0; i < d->n; i++) {
         const tg_tensor *dt = d->v[i].t, *st = s->v[i].t;
         const char *name = d->v[i].short_name;
         if (strcmp(name, s->v[i].short_name) != 0)
-            return tg_error(TG_ERR_ARG, "%s: %s %d is \"%s\" in %s but \"%s\" in %s", fn, what,
-                            i, name, dw, s->v[i].short_name, sw);
+            return tg_error_here(TG_ERR_ARG, "%s %d is \"%s\" in %s but \"%s\" in %s", what,
+                                 i, name, dw, s->v[i].short_name, sw);
         if (!tg_tensor_same_shape(dt, st)) {
             char a[128], c[128];
             tg_shape_str(a, sizeof a, tg_tensor_ndim(dt), tg_tensor_shape(dt));
             tg_shape_str(c, sizeof c, tg_tensor_ndim(st), tg_tensor_shape(st));
-            return tg_error(TG_ERR_SHAPE, "%s: \"%s\" has shape %s in %s but %s in %s", fn,
-                            name, a, dw, c, sw);
+            return tg_error_here(TG_ERR_SHAPE, "\"%s\" has shape %s in %s but %s in %s",
+                                 name, a, dw, c, sw);
         }
         if (tg_tensor_dtype(dt) != tg_tensor_dtype(st))
-            return tg_error(TG_ERR_DTYPE, "%s: \"%s\" is %s in %s but %s in %s", fn, name,
-                            tg_dtype_name(tg_tensor_dtype(dt)), dw,
-                            tg_dtype_name(tg_tensor_dtype(st)), sw);
+            return tg_error_here(TG_ERR_DTYPE, "\"%s\" is %s in %s but %s in %s", name,
+                                 tg_dtype_name(tg_tensor_dtype(dt)), dw,
+                                 tg_dtype_name(tg_tensor_dtype(st)), sw);
     }
     return TG_OK;
 }
@@ -676,9 +689,12 @@ tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src)
                         fn, dst->built ? sw : dw);
     if (dst->vt != src->vt)
         return tg_error(TG_ERR_ARG, "%s: layer types differ: %s <- %s", fn, dw, sw);
-    tg_status st;
-    if ((st = check_slots(fn, "parameter", &dst->params, dw, &src->params, sw)) != TG_OK ||
-        (st = check_slots(fn, "buffer", &dst->buffers, dw, &src->buffers, sw)) != TG_OK)
+    const char *prev = tg_error_enter(fn);
+    tg_status st = check_slots("parameter", &dst->params, dw, &src->params, sw);
+    if (st == TG_OK)
+        st = check_slots("buffer", &dst->buffers, dw, &src->buffers, sw);
+    tg_error_leave(prev);
+    if (st != TG_OK)
         return st;
     if ((st = copy_slots(&dst->params, &src->params)) != TG_OK)
         return st;

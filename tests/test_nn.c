@@ -389,7 +389,14 @@ START_TEST(test_param_names_and_init)
     ck_assert_ptr_eq(tg_layer_param_by_name(conv, "kernel"), ps[0]);
     ck_assert_ptr_eq(tg_layer_param(conv, 1), ps[1]);
     ck_assert_ptr_null(tg_layer_param(conv, 2));
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_param: index 2 out of range (layer conv2d has 2 parameters)");
     ck_assert_ptr_null(tg_layer_param_by_name(conv, "gamma"));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_param_by_name: layer conv2d has no parameter "
+                     "\"gamma\"");
+    tg_clear_error();
+    ck_assert_ptr_null(tg_layer_param_by_name(NULL, "kernel"));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_param_by_name: argument 'layer' is NULL");
     ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 1)), 0);
 
     /* glorot_uniform kernels within +-sqrt(6/(fan_in+fan_out)), not all equal;
@@ -1189,7 +1196,11 @@ START_TEST(test_custom_layer_type)
     ck_assert(!tg_requires_grad(count) && !tg_requires_grad(sum));
     ck_assert_ptr_null(tg_layer_buffer(a, 2));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_buffer: index 2 out of range (layer affine has 2 buffers)");
     ck_assert_ptr_null(tg_layer_buffer_by_name(a, "w")); /* a parameter, not a buffer */
+    ck_assert_str_eq(tg_last_error(), "tg_layer_buffer_by_name: layer affine has no buffer "
+                     "\"w\"");
     int64_t total, tr, ntr;
     TG_OK_(tg_sequential_count_params(&total, &tr, &ntr, m));
     ck_assert_int_eq(total, 9 + 4 + 8);
@@ -1471,6 +1482,8 @@ START_TEST(test_layer_copy_params)
     ck_assert_int_eq(tg_layer_copy_params(tg_sequential_layer(dst, -1), tg_sequential_layer(src, -1)),
                      TG_ERR_SHAPE);
     TG_ASSERT_ERROR_HAS("[5, 64]");
+    ck_assert_str_eq(tg_last_error(), "tg_layer_copy_params: \"kernel\" has shape [5, 64] in "
+                     "dense (Dense) but [3, 16] in dense (Dense)");
     tg_sequential_free(src);
     tg_sequential_free(dst);
 }
