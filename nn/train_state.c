@@ -136,20 +136,21 @@ tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
     return st;
 }
 
-/* The check of "rng/state": i64 [4], not all zero. The words go to *words. */
-static tg_status check_rng(uint64_t words[TG_RNG_STATE_WORDS], const tg_state_dict *sd,
-                           const char *fn)
+/* The check of "rng/state": i64 [4], not all zero. The words go to *words.
+ * Errors name the context. */
+static tg_status check_rng(uint64_t words[TG_RNG_STATE_WORDS], const tg_state_dict *sd)
 {
     if (!tg_state_dict_has(sd, TG_TRAIN_STATE_RNG_KEY))
-        return tg_error(TG_ERR_FORMAT, "%s: no entry \"%s\" (nothing loaded)", fn,
-                        TG_TRAIN_STATE_RNG_KEY);
+        return tg_error_here(TG_ERR_FORMAT, "no entry \"%s\" (nothing loaded)",
+                             TG_TRAIN_STATE_RNG_KEY);
     const tg_tensor *r = tg_state_dict_get(sd, TG_TRAIN_STATE_RNG_KEY);
     if (tg_tensor_dtype(r) != TG_I64 || tg_tensor_ndim(r) != 1 ||
         tg_tensor_dim(r, 0) != TG_RNG_STATE_WORDS)
-        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" must be i64 [%d], got %s %s (nothing loaded)",
-                        fn, TG_TRAIN_STATE_RNG_KEY, TG_RNG_STATE_WORDS,
-                        tg_dtype_name(tg_tensor_dtype(r)),
-                        tg_shape_str((char[96]){ 0 }, 96, tg_tensor_ndim(r), tg_tensor_shape(r)));
+        return tg_error_here(TG_ERR_FORMAT, "\"%s\" must be i64 [%d], got %s %s (nothing "
+                             "loaded)", TG_TRAIN_STATE_RNG_KEY, TG_RNG_STATE_WORDS,
+                             tg_dtype_name(tg_tensor_dtype(r)),
+                             tg_shape_str((char[96]){ 0 }, 96, tg_tensor_ndim(r),
+                                          tg_tensor_shape(r)));
     /* Exact bits, element by element (tg_get would go through a double). */
     bool all_zero = true;
     const int64_t *data = tg_tensor_data(r);
@@ -158,8 +159,8 @@ static tg_status check_rng(uint64_t words[TG_RNG_STATE_WORDS], const tg_state_di
         all_zero = all_zero && words[i] == 0;
     }
     if (all_zero)
-        return tg_error(TG_ERR_FORMAT, "%s: \"%s\" is all zeros, not a generator state (nothing "
-                        "loaded)", fn, TG_TRAIN_STATE_RNG_KEY);
+        return tg_error_here(TG_ERR_FORMAT, "\"%s\" is all zeros, not a generator state "
+                             "(nothing loaded)", TG_TRAIN_STATE_RNG_KEY);
     return TG_OK;
 }
 
@@ -180,8 +181,12 @@ tg_status tg_train_state_import(tg_train_progress *out, tg_sequential *model, tg
     if ((st = tg_train_state_progress(&p, sd)) != TG_OK ||
         (st = tg_train_state_check(sd, model, opt)) != TG_OK ||
         (st = tg_sequential_check_state_dict(model, sd, MODEL_PREFIX)) != TG_OK ||
-        (st = tg_optimizer_check_state_dict(opt, sd, OPT_PREFIX)) != TG_OK ||
-        (st = check_rng(words, sd, fn)) != TG_OK)
+        (st = tg_optimizer_check_state_dict(opt, sd, OPT_PREFIX)) != TG_OK)
+        return st;
+    const char *prev = tg_error_enter(fn);
+    st = check_rng(words, sd);
+    tg_error_leave(prev);
+    if (st != TG_OK)
         return st;
     if ((st = tg_optimizer_load_state_dict(opt, sd, OPT_PREFIX)) != TG_OK ||
         (st = tg_sequential_load_state_dict(model, sd, MODEL_PREFIX)) != TG_OK)

@@ -661,6 +661,16 @@ START_TEST(damaged_state_changes_nothing)
     tg_train_progress got = { 9, 9, 9, 9 };
     ck_assert_int_ne(tg_train_state_import(&got, r.model, r.opt, &r.rng, sd), TG_OK);
     TG_ASSERT_ERROR_HAS(expect[_i]);
+    /* the generator-state messages, whole */
+    static const char *const whole[BAD_COUNT] = {
+        [BAD_NO_RNG] = "tg_train_state_import: no entry \"rng/state\" (nothing loaded)",
+        [BAD_RNG_DTYPE] = "tg_train_state_import: \"rng/state\" must be i64 [4], got f64 [4] "
+                          "(nothing loaded)",
+        [BAD_RNG_ZERO] = "tg_train_state_import: \"rng/state\" is all zeros, not a generator "
+                         "state (nothing loaded)",
+    };
+    if (whole[_i])
+        ck_assert_str_eq(tg_last_error(), whole[_i]);
     ck_assert_int_eq(got.epoch, 9);
     assert_unchanged(&r, before);
     ck_assert_mem_eq(r.rng.s, words, sizeof words);
