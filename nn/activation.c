@@ -58,10 +58,16 @@ static const tg_layer_vtable softmax_vtable = {
 
 tg_layer *tg_layer_new_activation(tg_activation act)
 {
-    return tg_layer_alloc(&activation_vtable, act, NULL, "tg_layer_new_activation");
+    const char *prev = tg_error_enter("tg_layer_new_activation");
+    tg_layer *l = tg_layer_alloc(&activation_vtable, act, NULL);
+    tg_error_leave(prev);
+    return l;
 }
 
 tg_layer *tg_layer_new_softmax(void)
 {
-    return tg_layer_alloc(&softmax_vtable, TG_ACT_SOFTMAX, NULL, "tg_layer_new_softmax");
+    const char *prev = tg_error_enter("tg_layer_new_softmax");
+    tg_layer *l = tg_layer_alloc(&softmax_vtable, TG_ACT_SOFTMAX, NULL);
+    tg_error_leave(prev);
+    return l;
 }

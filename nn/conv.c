@@ -80,25 +80,25 @@ static const tg_layer_vtable conv_vtable = {
     .build = conv_build, .forward = conv_forward, .config = conv_config, .fuses_relu = true,
 };
 
-tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
-                              const tg_conv2d_layer_opts *opts)
+/* tg_layer_new_conv2d's body; errors name the context, which it enters. */
+static tg_layer *conv_new(int filters, int kh, int kw, tg_activation act,
+                          const tg_conv2d_layer_opts *opts)
 {
-    static const char *fn = "tg_layer_new_conv2d";
     tg_conv2d_layer_opts o = TG_CONV2D_LAYER_OPTS_INIT;
     if (opts)
         o = *opts;
     if (filters < 1 || kh < 1 || kw < 1)
-        return tg_error(TG_ERR_ARG, "%s: filters %d and kernel %dx%d must be >= 1", fn,
-                        filters, kh, kw), NULL;
+        return tg_error_here(TG_ERR_ARG, "filters %d and kernel %dx%d must be >= 1",
+                             filters, kh, kw), NULL;
     if (o.stride[0] < 1 || o.stride[1] < 1 || o.dilation[0] < 1 || o.dilation[1] < 1)
-        return tg_error(TG_ERR_ARG, "%s: stride %dx%d and dilation %dx%d must be >= 1", fn,
-                        o.stride[0], o.stride[1], o.dilation[0], o.dilation[1]), NULL;
-    if (tg_nn_check_padding(fn, o.padding, o.pad) != TG_OK)
+        return tg_error_here(TG_ERR_ARG, "stride %dx%d and dilation %dx%d must be >= 1",
+                             o.stride[0], o.stride[1], o.dilation[0], o.dilation[1]), NULL;
+    if (tg_nn_check_padding(o.padding, o.pad) != TG_OK)
         return NULL;
     if ((int)o.kernel_init < 0 || o.kernel_init >= TG_INIT_COUNT ||
         (int)o.bias_init < 0 || o.bias_init >= TG_INIT_COUNT)
-        return tg_error(TG_ERR_ARG, "%s: unknown initializer", fn), NULL;
-    tg_layer *l = tg_layer_alloc(&conv_vtable, act, o.name, fn);
+        return tg_error_here(TG_ERR_ARG, "unknown initializer"), NULL;
+    tg_layer *l = tg_layer_alloc(&conv_vtable, act, o.name);
     if (!l)
         return NULL;
     conv_layer *c = tg_layer_data(l);
@@ -107,5 +107,14 @@ tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
     c->kernel[1] = kw;
     o.name = NULL; /* copied into base.name; the caller's string may go away */
     c->o = o;
+    return l;
+}
+
+tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
+                              const tg_conv2d_layer_opts *opts)
+{
+    const char *prev = tg_error_enter("tg_layer_new_conv2d");
+    tg_layer *l = conv_new(filters, kh, kw, act, opts);
+    tg_error_leave(prev);
     return l;
 }

@@ -53,23 +53,31 @@ static const tg_layer_vtable dense_vtable = {
     .build = dense_build, .forward = dense_forward, .config = dense_config,
 };
 
-tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_opts *opts)
+/* tg_layer_new_dense's body; errors name the context, which it enters. */
+static tg_layer *dense_new(int units, tg_activation act, const tg_dense_layer_opts *opts)
 {
-    static const char *fn = "tg_layer_new_dense";
     tg_dense_layer_opts o = TG_DENSE_LAYER_OPTS_INIT;
     if (opts)
         o = *opts;
     if (units < 1)
-        return tg_error(TG_ERR_ARG, "%s: units %d must be >= 1", fn, units), NULL;
+        return tg_error_here(TG_ERR_ARG, "units %d must be >= 1", units), NULL;
     if ((int)o.kernel_init < 0 || o.kernel_init >= TG_INIT_COUNT ||
         (int)o.bias_init < 0 || o.bias_init >= TG_INIT_COUNT)
-        return tg_error(TG_ERR_ARG, "%s: unknown initializer", fn), NULL;
-    tg_layer *l = tg_layer_alloc(&dense_vtable, act, o.name, fn);
+        return tg_error_here(TG_ERR_ARG, "unknown initializer"), NULL;
+    tg_layer *l = tg_layer_alloc(&dense_vtable, act, o.name);
     if (!l)
         return NULL;
     dense_layer *d = tg_layer_data(l);
     d->units = units;
     o.name = NULL;
     d->o = o;
+    return l;
+}
+
+tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_opts *opts)
+{
+    const char *prev = tg_error_enter("tg_layer_new_dense");
+    tg_layer *l = dense_new(units, act, opts);
+    tg_error_leave(prev);
     return l;
 }

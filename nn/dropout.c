@@ -29,7 +29,9 @@ tg_layer *tg_layer_new_dropout(double rate)
     if (!(rate >= 0.0 && rate < 1.0))
         return tg_error(TG_ERR_ARG, "tg_layer_new_dropout: rate %g is not in [0, 1)", rate),
                NULL;
-    tg_layer *l = tg_layer_alloc(&dropout_vtable, TG_ACT_NONE, NULL, "tg_layer_new_dropout");
+    const char *prev = tg_error_enter("tg_layer_new_dropout");
+    tg_layer *l = tg_layer_alloc(&dropout_vtable, TG_ACT_NONE, NULL);
+    tg_error_leave(prev);
     if (l)
         ((dropout_layer *)tg_layer_data(l))->rate = rate;
     return l;

@@ -23,5 +23,8 @@ static const tg_layer_vtable flatten_vtable = {
 
 tg_layer *tg_layer_new_flatten(void)
 {
-    return tg_layer_alloc(&flatten_vtable, TG_ACT_NONE, NULL, "tg_layer_new_flatten");
+    const char *prev = tg_error_enter("tg_layer_new_flatten");
+    tg_layer *l = tg_layer_alloc(&flatten_vtable, TG_ACT_NONE, NULL);
+    tg_error_leave(prev);
+    return l;
 }

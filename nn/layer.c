@@ -43,15 +43,15 @@ const char *tg_nn_padding_name(tg_padding padding)
                                         : "explicit";
 }
 
-tg_status tg_nn_check_padding(const char *fn, tg_padding padding, const int pad[4])
+tg_status tg_nn_check_padding(tg_padding padding, const int pad[4])
 {
     if (padding != TG_PADDING_VALID && padding != TG_PADDING_SAME &&
         padding != TG_PADDING_EXPLICIT)
-        return tg_error(TG_ERR_ARG, "%s: padding %d is not a tg_padding", fn, (int)padding);
+        return tg_error_here(TG_ERR_ARG, "padding %d is not a tg_padding", (int)padding);
     if (padding == TG_PADDING_EXPLICIT)
         for (int i = 0; i < 4; i++)
             if (pad[i] < 0)
-                return tg_error(TG_ERR_ARG, "%s: pad[%d] = %d is negative", fn, i, pad[i]);
+                return tg_error_here(TG_ERR_ARG, "pad[%d] = %d is negative", i, pad[i]);
     return TG_OK;
 }
 
@@ -87,15 +87,15 @@ bool tg_nn_resolve_window(tg_padding padding, const int pad[4], const int64_t in
 
 /* ---------------------------------------------------------------- construction */
 
-tg_status tg_layer_check_name(const char *who, const char *name)
+tg_status tg_layer_check_name(const char *name)
 {
     if (!name || !*name)
-        return tg_error(TG_ERR_ARG, "%s: a layer name must not be empty", who);
+        return tg_error_here(TG_ERR_ARG, "a layer name must not be empty");
     if (strchr(name, '/'))
-        return tg_error(TG_ERR_ARG, "%s: layer name \"%s\" contains '/' (it separates "
-                        "layer and parameter in state dict names)", who, name);
+        return tg_error_here(TG_ERR_ARG, "layer name \"%s\" contains '/' (it separates "
+                             "layer and parameter in state dict names)", name);
     if (strlen(name) > 200)
-        return tg_error(TG_ERR_ARG, "%s: layer name is longer than 200 characters", who);
+        return tg_error_here(TG_ERR_ARG, "layer name is longer than 200 characters");
     return TG_OK;
 }
 
@@ -106,28 +106,27 @@ static size_t data_offset(void)
     return (sizeof(struct tg_layer) + a - 1) / a * a;
 }
 
-tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name,
-                         const char *who)
+tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name)
 {
     if (!vt)
-        return tg_null_arg(who, "vt"), NULL;
+        return tg_null_arg_here("vt"), NULL;
     if (!vt->class_name || !*vt->class_name)
-        return tg_error(TG_ERR_ARG, "%s: the layer type has no class_name", who), NULL;
-    if (!vt->base_name || tg_layer_check_name(who, vt->base_name) != TG_OK)
-        return tg_error(TG_ERR_ARG, "%s: layer type %s: base_name must be a valid layer name",
-                        who, vt->class_name), NULL;
+        return tg_error_here(TG_ERR_ARG, "the layer type has no class_name"), NULL;
+    if (!vt->base_name || tg_layer_check_name(vt->base_name) != TG_OK)
+        return tg_error_here(TG_ERR_ARG, "layer type %s: base_name must be a valid layer name",
+                             vt->class_name), NULL;
     if ((int)act < 0 || act >= TG_ACT_COUNT)
-        return tg_error(TG_ERR_ARG, "%s: activation %d is not a tg_activation", who, (int)act),
+        return tg_error_here(TG_ERR_ARG, "activation %d is not a tg_activation", (int)act),
                NULL;
-    if (name && tg_layer_check_name(who, name) != TG_OK)
+    if (name && tg_layer_check_name(name) != TG_OK)
         return NULL;
     if (vt->data_size > SIZE_MAX / 2)
-        return tg_error(TG_ERR_ARG, "%s: layer type %s: data_size %zu is too large", who,
-                        vt->class_name, vt->data_size), NULL;
+        return tg_error_here(TG_ERR_ARG, "layer type %s: data_size %zu is too large",
+                             vt->class_name, vt->data_size), NULL;
     size_t off = data_offset();
     tg_layer *l = calloc(1, off + vt->data_size);
     if (!l)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
     l->vt = vt;
     l->act = act;
     l->trainable = true;
@@ -136,7 +135,7 @@ tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const cha
         l->name = strdup(name);
         if (!l->name) {
             free(l);
-            return tg_error(TG_ERR_NOMEM, "%s: out of memory", who), NULL;
+            return tg_error_here(TG_ERR_NOMEM, "out of memory"), NULL;
         }
     }
     return l;
@@ -144,7 +143,10 @@ tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const cha
 
 tg_layer *tg_layer_new(const tg_layer_vtable *vt, tg_activation act, const char *name)
 {
-    return tg_layer_alloc(vt, act, name, "tg_layer_new");
+    const char *prev = tg_error_enter("tg_layer_new");
+    tg_layer *l = tg_layer_alloc(vt, act, name);
+    tg_error_leave(prev);
+    return l;
 }
 
 void *tg_layer_data(const tg_layer *layer)
@@ -245,7 +247,9 @@ tg_status tg_layer_set_name(tg_layer *layer, const char *name)
     if (layer->built)
         return tg_error(TG_ERR_STATE, "tg_layer_set_name: layer %s is already built (its "
                         "parameters carry its name)", layer->name);
-    tg_status st = tg_layer_check_name("tg_layer_set_name", name);
+    const char *prev = tg_error_enter("tg_layer_set_name");
+    tg_status st = tg_layer_check_name(name);
+    tg_error_leave(prev);
     if (st != TG_OK)
         return st;
     char *copy = strdup(name);

@@ -56,14 +56,14 @@ static inline tg_tensor *tg_layer_param_at(const tg_layer *l, int i)
     return l->params.v[i].t;
 }
 
-/* tg_layer_new with `who` named in errors (the built-in constructors). */
-tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name,
-                         const char *who);
+/* tg_layer_new for the built-in constructors: errors name the context, which
+ * the constructor enters. */
+tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const char *name);
 /* Number of buffer elements (0 before build): the non-trainable part of
  * tg_layer_count_params that freezing does not change. */
 int64_t tg_layer_count_buffers(const tg_layer *layer);
-/* Validates a user-given layer name; message names who. */
-tg_status tg_layer_check_name(const char *who, const char *name);
+/* Validates a user-given layer name; messages name the context. */
+tg_status tg_layer_check_name(const char *name);
 /* "conv2d (Conv2D)" into buf, for error messages. */
 const char *tg_layer_who(const tg_layer *l, char *buf, size_t n);
 /* Builds as tg_layer_build does, naming `who` in errors; used by models. */
@@ -84,8 +84,8 @@ char *tg_nn_batch_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 /* "valid", "same", "explicit". */
 const char *tg_nn_padding_name(tg_padding padding);
 /* Checks a constructor's padding option and, when explicit, its four pads (>= 0);
- * errors name fn. */
-tg_status tg_nn_check_padding(const char *fn, tg_padding padding, const int pad[4]);
+ * errors name the context, which the constructor enters. */
+tg_status tg_nn_check_padding(tg_padding padding, const int pad[4]);
 /* Resolves padding for a window of kernel k[2] (dilation dil[2], stride s[2]) over
  * an input of extents in[2] (H, W): pads[4] (top, bottom, left, right; explicit
  * ones copied from pad, Keras "same" ones computed so that out = ceil(in / s),

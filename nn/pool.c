@@ -85,20 +85,21 @@ static const tg_layer_vtable avg_vtable = {
     .config = pool_config,
 };
 
+/* Errors name the context, which the public constructor enters. */
 static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
-                          const tg_pool2d_layer_opts *opts, const char *fn)
+                          const tg_pool2d_layer_opts *opts)
 {
     tg_pool2d_layer_opts o = TG_POOL2D_LAYER_OPTS_INIT;
     if (opts)
         o = *opts;
     if (ph < 1 || pw < 1)
-        return tg_error(TG_ERR_ARG, "%s: pool size %dx%d must be >= 1", fn, ph, pw), NULL;
+        return tg_error_here(TG_ERR_ARG, "pool size %dx%d must be >= 1", ph, pw), NULL;
     if (o.stride[0] < 0 || o.stride[1] < 0)
-        return tg_error(TG_ERR_ARG, "%s: stride %dx%d must be >= 1 (0: the pool size)", fn,
-                        o.stride[0], o.stride[1]), NULL;
-    if (tg_nn_check_padding(fn, o.padding, o.pad) != TG_OK)
+        return tg_error_here(TG_ERR_ARG, "stride %dx%d must be >= 1 (0: the pool size)",
+                             o.stride[0], o.stride[1]), NULL;
+    if (tg_nn_check_padding(o.padding, o.pad) != TG_OK)
         return NULL;
-    tg_layer *l = tg_layer_alloc(vt, TG_ACT_NONE, o.name, fn);
+    tg_layer *l = tg_layer_alloc(vt, TG_ACT_NONE, o.name);
     if (!l)
         return NULL;
     pool_layer *p = tg_layer_data(l);
@@ -115,10 +116,16 @@ static tg_layer *pool_new(const tg_layer_vtable *vt, int ph, int pw,
 
 tg_layer *tg_layer_new_max_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts)
 {
-    return pool_new(&max_vtable, ph, pw, opts, "tg_layer_new_max_pool2d");
+    const char *prev = tg_error_enter("tg_layer_new_max_pool2d");
+    tg_layer *l = pool_new(&max_vtable, ph, pw, opts);
+    tg_error_leave(prev);
+    return l;
 }
 
 tg_layer *tg_layer_new_avg_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts)
 {
-    return pool_new(&avg_vtable, ph, pw, opts, "tg_layer_new_avg_pool2d");
+    const char *prev = tg_error_enter("tg_layer_new_avg_pool2d");
+    tg_layer *l = pool_new(&avg_vtable, ph, pw, opts);
+    tg_error_leave(prev);
+    return l;
 }

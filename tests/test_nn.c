@@ -317,9 +317,24 @@ START_TEST(test_shape_errors)
     m = tg_sequential_new(TG_SHAPE(4));
     ck_assert_int_eq(tg_sequential_build(m), TG_ERR_STATE);
     ck_assert_ptr_null(tg_layer_new_dense(0, TG_ACT_NONE, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_dense: units 0 must be >= 1");
     ck_assert_ptr_null(tg_layer_new_dropout(1.0));
     ck_assert_ptr_null(tg_layer_new_conv2d(4, 0, 3, TG_ACT_NONE, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_conv2d: filters 4 and kernel 0x3 must be >= 1");
     ck_assert_ptr_null(tg_layer_new_dense(3, (tg_activation)42, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_dense: activation 42 is not a tg_activation");
+    /* the windowed constructors' checks, whole */
+    tg_conv2d_layer_opts co = TG_CONV2D_LAYER_OPTS_INIT;
+    co.padding = (tg_padding)7;
+    ck_assert_ptr_null(tg_layer_new_conv2d(4, 3, 3, TG_ACT_NONE, &co));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_conv2d: padding 7 is not a tg_padding");
+    ck_assert_ptr_null(tg_layer_new_max_pool2d(0, 2, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_max_pool2d: pool size 0x2 must be >= 1");
+    tg_pool2d_layer_opts po = TG_POOL2D_LAYER_OPTS_INIT;
+    po.padding = TG_PADDING_EXPLICIT;
+    po.pad[1] = -1;
+    ck_assert_ptr_null(tg_layer_new_avg_pool2d(2, 2, &po));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_avg_pool2d: pad[1] = -1 is negative");
     ck_assert_int_ne(tg_sequential_add(m, tg_layer_new_dropout(-0.5)), TG_OK);
     TG_ASSERT_ERROR_HAS("tg_layer_new_dropout");
     ck_assert_ptr_null(tg_sequential_new(0, NULL));
@@ -333,9 +348,13 @@ START_TEST(test_shape_errors)
     TG_ASSERT_ERROR_HAS("already has a layer named \"dense\"");
     o.name = "a/b";
     ck_assert_ptr_null(tg_layer_new_dense(3, TG_ACT_NONE, &o));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_dense: layer name \"a/b\" contains '/' "
+                     "(it separates layer and parameter in state dict names)");
     TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_NONE, NULL)));
     ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 1)), "dense_1");
     tg_layer *l = tg_layer_new_flatten();
+    ck_assert_int_eq(tg_layer_set_name(l, ""), TG_ERR_ARG);
+    ck_assert_str_eq(tg_last_error(), "tg_layer_set_name: a layer name must not be empty");
     TG_OK_(tg_layer_set_name(l, "my_flatten"));
     TG_OK_(tg_sequential_add(m, l));
     ck_assert_int_eq(tg_layer_set_name(l, "other"), TG_ERR_STATE);
@@ -1370,14 +1389,18 @@ static tg_status careless_build(tg_layer *l, int in_ndim, const int64_t *in_shap
 START_TEST(test_layer_type_errors)
 {
     tg_scope *s = tg_scope_push();
+    tg_clear_error();
     ck_assert_ptr_null(tg_layer_new(NULL, TG_ACT_NONE, NULL));
     ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new: argument 'vt' is NULL");
     static const tg_layer_vtable nameless = { .class_name = NULL, .base_name = "x" };
     ck_assert_ptr_null(tg_layer_new(&nameless, TG_ACT_NONE, NULL));
     TG_ASSERT_ERROR_HAS("class_name");
     static const tg_layer_vtable slashed = { .class_name = "S", .base_name = "a/b" };
     ck_assert_ptr_null(tg_layer_new(&slashed, TG_ACT_NONE, NULL));
     TG_ASSERT_ERROR_HAS("base_name");
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new: layer type S: base_name must be a valid "
+                     "layer name");
     static const tg_layer_vtable ident = { .class_name = "Ident", .base_name = "ident" };
     ck_assert_ptr_null(tg_layer_new(&ident, TG_ACT_COUNT, NULL));
     ck_assert_ptr_null(tg_layer_new(&ident, TG_ACT_NONE, "a/b"));
