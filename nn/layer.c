@@ -399,34 +399,36 @@ const int64_t *tg_layer_output_shape(const tg_layer *layer, int *ndim)
 
 /* ---------------------------------------------------------------- parameters, buffers */
 
-static tg_tensor *add_slot(const char *fn, tg_layer *l, bool param, const char *short_name,
-                           int ndim, const int64_t *shape, tg_initializer init, double value)
+/* Declares a parameter or buffer of l (borrowed), or NULL. Errors name the
+ * context (the public tg_layer_add_*) and the layer. */
+static tg_tensor *add_slot(tg_layer *l, bool param, const char *short_name, int ndim,
+                           const int64_t *shape, tg_initializer init, double value)
 {
     if (!l)
-        return tg_null_arg(fn, "l"), NULL;
+        return tg_null_arg_here("l"), NULL;
     tg_status st = TG_OK;
     char who[256], pname[512];
     tg_layer_who(l, who, sizeof who);
     if (!l->building)
-        st = tg_error(TG_ERR_STATE, "%s: layer %s: parameters and buffers are declared in "
-                      "the type's build callback only", fn, who);
+        st = tg_error_here(TG_ERR_STATE, "layer %s: parameters and buffers are declared in "
+                           "the type's build callback only", who);
     else if (!short_name || !*short_name || strchr(short_name, '/'))
-        st = tg_error(TG_ERR_ARG, "%s: layer %s: a parameter or buffer name must be "
-                      "non-empty and without '/'", fn, who);
+        st = tg_error_here(TG_ERR_ARG, "layer %s: a parameter or buffer name must be "
+                           "non-empty and without '/'", who);
     else if (find_slot(&l->params, short_name) || find_slot(&l->buffers, short_name))
-        st = tg_error(TG_ERR_ARG, "%s: layer %s already has a parameter or buffer \"%s\"", fn,
-                      who, short_name);
+        st = tg_error_here(TG_ERR_ARG, "layer %s already has a parameter or buffer \"%s\"",
+                           who, short_name);
     else if (param && ((int)init < 0 || init >= TG_INIT_COUNT))
-        st = tg_error(TG_ERR_ARG, "%s: layer %s: initializer %d is not a tg_initializer", fn,
-                      who, (int)init);
+        st = tg_error_here(TG_ERR_ARG, "layer %s: initializer %d is not a tg_initializer",
+                           who, (int)init);
     else if ((size_t)snprintf(pname, sizeof pname, "%s/%s", l->name, short_name) >= sizeof pname)
-        st = tg_error(TG_ERR_ARG, "%s: layer %s: name \"%s\" is too long", fn, who, short_name);
+        st = tg_error_here(TG_ERR_ARG, "layer %s: name \"%s\" is too long", who, short_name);
     tg_layer_slots *s = param ? &l->params : &l->buffers;
     if (st == TG_OK && s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 4;
         tg_layer_slot *v = realloc(s->v, sizeof *v * (size_t)cap);
         if (!v)
-            st = tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+            st = tg_error_here(TG_ERR_NOMEM, "out of memory");
         else {
             s->v = v;
             s->cap = cap;
@@ -439,7 +441,7 @@ static tg_tensor *add_slot(const char *fn, tg_layer *l, bool param, const char *
         snprintf(ctx, sizeof ctx, "tg_sequential_build: layer %s", l->name);
         t = tg_tensor_new_named(ctx, l->build_dtype, ndim, shape);
         if (!t || !(copy = strdup(short_name)))
-            st = t ? tg_error(TG_ERR_NOMEM, "%s: out of memory", fn) : tg_last_status();
+            st = t ? tg_error_here(TG_ERR_NOMEM, "out of memory") : tg_last_status();
         else if ((st = param ? tg_init_fill(t, init, l->build_rng)
                              : tg_tensor_fill(t, value)) == TG_OK &&
                  (st = tg_tensor_set_name(t, pname)) == TG_OK && param)
@@ -461,14 +463,19 @@ static tg_tensor *add_slot(const char *fn, tg_layer *l, bool param, const char *
 tg_tensor *tg_layer_add_param(tg_layer *l, const char *short_name, int ndim,
                               const int64_t *shape, tg_initializer init)
 {
-    return add_slot("tg_layer_add_param", l, true, short_name, ndim, shape, init, 0.0);
+    const char *prev = tg_error_enter("tg_layer_add_param");
+    tg_tensor *t = add_slot(l, true, short_name, ndim, shape, init, 0.0);
+    tg_error_leave(prev);
+    return t;
 }
 
 tg_tensor *tg_layer_add_buffer(tg_layer *l, const char *short_name, int ndim,
                                const int64_t *shape, double value)
 {
-    return add_slot("tg_layer_add_buffer", l, false, short_name, ndim, shape, TG_INIT_ZEROS,
-                    value);
+    const char *prev = tg_error_enter("tg_layer_add_buffer");
+    tg_tensor *t = add_slot(l, false, short_name, ndim, shape, TG_INIT_ZEROS, value);
+    tg_error_leave(prev);
+    return t;
 }
 
 /* ---------------------------------------------------------------- build, forward */

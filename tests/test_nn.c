@@ -1416,7 +1416,11 @@ START_TEST(test_layer_type_errors)
     /* Declarations outside build are refused. */
     ck_assert_ptr_null(tg_layer_add_param(l, "k", TG_SHAPE(2), TG_INIT_ONES));
     ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    ck_assert_str_eq(tg_last_error(), "tg_layer_add_param: layer mine (Ident): parameters and "
+                     "buffers are declared in the type's build callback only");
     ck_assert_ptr_null(tg_layer_add_buffer(l, "k", TG_SHAPE(2), 0));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_add_buffer: layer mine (Ident): parameters and "
+                     "buffers are declared in the type's build callback only");
     ck_assert_int_eq(tg_layer_error(l, TG_ERR_SHAPE, "bad %d", 7), TG_ERR_SHAPE);
     ck_assert_str_eq(tg_last_error(), "mine (Ident): bad 7");
     tg_layer_free(l);
@@ -1427,6 +1431,8 @@ START_TEST(test_layer_type_errors)
     l = tg_layer_new(&dup, TG_ACT_NONE, NULL);
     ck_assert_int_eq(tg_layer_build(l, TG_SHAPE(2), TG_F32, NULL), TG_ERR_ARG);
     TG_ASSERT_ERROR_HAS("already has a parameter or buffer \"k\"");
+    ck_assert_str_eq(tg_last_error(), "tg_layer_add_buffer: layer dup (Dup) already has a "
+                     "parameter or buffer \"k\"");
     ck_assert_int_eq(tg_layer_param_count(l), 0);
     ck_assert_ptr_null(tg_layer_output_shape(l, NULL));
     tg_layer_free(l);
@@ -1437,6 +1443,8 @@ START_TEST(test_layer_type_errors)
     TG_OK_(tg_sequential_add(m, tg_layer_new(&careless, TG_ACT_NONE, NULL)));
     ck_assert_int_eq(tg_sequential_build(m), TG_ERR_ARG);
     TG_ASSERT_ERROR_HAS("without '/'");
+    ck_assert_str_eq(tg_last_error(), "tg_layer_add_param: layer careless (Careless): a "
+                     "parameter or buffer name must be non-empty and without '/'");
     ck_assert(!tg_sequential_is_built(m));
     ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 0)), 0);
     tg_sequential_free(m);
