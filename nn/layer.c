@@ -481,18 +481,18 @@ tg_tensor *tg_layer_add_buffer(tg_layer *l, const char *short_name, int ndim,
 /* ---------------------------------------------------------------- build, forward */
 
 tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
-                            tg_rng *rng, const char *who)
+                            tg_rng *rng)
 {
     if (l->built)
         return TG_OK;
     if (in_ndim < 0 || in_ndim > TG_MAX_DIMS - 1 || (in_ndim > 0 && !in_shape))
-        return tg_error(TG_ERR_ARG, "%s: an input shape needs 0..%d dims without the batch",
-                        who, TG_MAX_DIMS - 1);
+        return tg_error_here(TG_ERR_ARG, "an input shape needs 0..%d dims without the batch",
+                             TG_MAX_DIMS - 1);
     if (dtype != TG_F32 && dtype != TG_F64)
-        return tg_error(TG_ERR_DTYPE, "%s: parameters must be f32 or f64, not %s", who,
-                        tg_dtype_name(dtype));
+        return tg_error_here(TG_ERR_DTYPE, "parameters must be f32 or f64, not %s",
+                             tg_dtype_name(dtype));
     if (!l->name && !(l->name = strdup(l->vt->base_name)))
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory", who);
+        return tg_error_here(TG_ERR_NOMEM, "out of memory");
     int out_ndim = in_ndim;
     int64_t out_shape[TG_MAX_DIMS] = { 0 };
     for (int i = 0; i < in_ndim; i++)
@@ -508,9 +508,9 @@ tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, t
         st = l->build_status; /* a declaration failed and build went on regardless */
     if (st == TG_OK && (out_ndim < 0 || out_ndim > TG_MAX_DIMS - 1)) {
         char w[256];
-        st = tg_error(TG_ERR_SHAPE, "%s: layer %s: its build gave an output of %d dims "
-                      "(0..%d without the batch)", who, tg_layer_who(l, w, sizeof w), out_ndim,
-                      TG_MAX_DIMS - 1);
+        st = tg_error_here(TG_ERR_SHAPE, "layer %s: its build gave an output of %d dims "
+                           "(0..%d without the batch)", tg_layer_who(l, w, sizeof w), out_ndim,
+                           TG_MAX_DIMS - 1);
     }
     if (st != TG_OK) {
         tg_layer_unbuild(l);
@@ -534,7 +534,10 @@ tg_status tg_layer_build(tg_layer *layer, int in_ndim, const int64_t *in_shape, 
     if (layer->in_model && !layer->built)
         return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model; build the model", fn,
                         layer->name);
-    return tg_layer_build_in(layer, in_ndim, in_shape, dtype, rng, fn);
+    const char *prev = tg_error_enter(fn);
+    tg_status st = tg_layer_build_in(layer, in_ndim, in_shape, dtype, rng);
+    tg_error_leave(prev);
+    return st;
 }
 
 tg_tensor *tg_layer_run(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
@@ -563,7 +566,10 @@ tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training)
         if (layer->in_model)
             return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model that is not built "
                             "yet; build the model", fn, layer->name), NULL;
-        if (tg_layer_build_in(layer, nd - 1, xs + 1, tg_tensor_dtype(x), NULL, fn) != TG_OK)
+        const char *prev = tg_error_enter(fn);
+        tg_status st = tg_layer_build_in(layer, nd - 1, xs + 1, tg_tensor_dtype(x), NULL);
+        tg_error_leave(prev);
+        if (st != TG_OK)
             return NULL;
     }
     bool ok = nd == layer->in_ndim + 1;

@@ -66,9 +66,10 @@ int64_t tg_layer_count_buffers(const tg_layer *layer);
 tg_status tg_layer_check_name(const char *name);
 /* "conv2d (Conv2D)" into buf, for error messages. */
 const char *tg_layer_who(const tg_layer *l, char *buf, size_t n);
-/* Builds as tg_layer_build does, naming `who` in errors; used by models. */
+/* Builds as tg_layer_build does; used by models. Errors name the context,
+ * which the caller enters (the type's build callback runs inside it). */
 tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
-                            tg_rng *rng, const char *who);
+                            tg_rng *rng);
 /* Drops the parameters and buffers and marks the layer unbuilt. */
 void tg_layer_unbuild(tg_layer *l);
 /* vt->forward then the activation (the softmax skipped when ctx says so). */

@@ -185,8 +185,10 @@ tg_status tg_sequential_build(tg_sequential *model)
     int i;
     for (i = 0; i < model->n_layers; i++) {
         tg_layer *l = model->layers[i];
-        if ((st = tg_layer_build_in(l, nd, shape, model->dtype, model->rng,
-                                    "tg_sequential_build")) != TG_OK)
+        const char *prev = tg_error_enter("tg_sequential_build");
+        st = tg_layer_build_in(l, nd, shape, model->dtype, model->rng);
+        tg_error_leave(prev);
+        if (st != TG_OK)
             break;
         nd = l->out_ndim;
         shape = l->out_shape;

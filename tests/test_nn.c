@@ -1378,6 +1378,13 @@ static tg_status dup_build(tg_layer *l, int in_ndim, const int64_t *in_shape, in
     return TG_OK;
 }
 
+static tg_status too_wide_build(tg_layer *l, int in_ndim, const int64_t *in_shape,
+                                int *out_ndim, int64_t *out_shape)
+{
+    *out_ndim = TG_MAX_DIMS;
+    return TG_OK;
+}
+
 static tg_status careless_build(tg_layer *l, int in_ndim, const int64_t *in_shape,
                                 int *out_ndim, int64_t *out_shape)
 {
@@ -1409,6 +1416,15 @@ START_TEST(test_layer_type_errors)
     tg_layer *l = tg_layer_new(&ident, TG_ACT_TANH, "mine");
     TG_CHECK(l);
     ck_assert_ptr_null(tg_layer_data(l));
+    /* bad build arguments, whole, and the layer stays unbuilt */
+    ck_assert_int_eq(tg_layer_build(l, TG_SHAPE(2), TG_I32, NULL), TG_ERR_DTYPE);
+    ck_assert_str_eq(tg_last_error(), "tg_layer_build: parameters must be f32 or f64, not i32");
+    ck_assert_int_eq(tg_layer_build(l, -1, NULL, TG_F32, NULL), TG_ERR_ARG);
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_build: an input shape needs 0..7 dims without the batch");
+    ck_assert_ptr_null(tg_layer_forward(l, tg_zeros(TG_I64, TG_SHAPE(1, 2)), false));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_forward: parameters must be f32 or f64, not i64");
+    ck_assert_ptr_null(tg_layer_output_shape(l, NULL));
     tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(1, 2), (const float[]){ 0, 1 });
     tg_tensor *y = tg_layer_forward(l, x, false);
     TG_CHECK(y);
@@ -1445,6 +1461,14 @@ START_TEST(test_layer_type_errors)
     TG_ASSERT_ERROR_HAS("without '/'");
     ck_assert_str_eq(tg_last_error(), "tg_layer_add_param: layer careless (Careless): a "
                      "parameter or buffer name must be non-empty and without '/'");
+    static const tg_layer_vtable wide = { .class_name = "Wide", .base_name = "wide",
+                                          .build = too_wide_build };
+    tg_sequential *mw = tg_sequential_new(TG_SHAPE(2));
+    TG_OK_(tg_sequential_add(mw, tg_layer_new(&wide, TG_ACT_NONE, NULL)));
+    ck_assert_int_eq(tg_sequential_build(mw), TG_ERR_SHAPE);
+    ck_assert_str_eq(tg_last_error(), "tg_sequential_build: layer wide (Wide): its build gave "
+                     "an output of 8 dims (0..7 without the batch)");
+    tg_sequential_free(mw);
     ck_assert(!tg_sequential_is_built(m));
     ck_assert_int_eq(tg_layer_param_count(tg_sequential_layer(m, 0)), 0);
     tg_sequential_free(m);
