@@ -580,7 +580,8 @@ float tg_item_f32(const tg_tensor *t)
     return (float)tg_item(t);
 }
 
-/* Element offset of a full index, or -1 with an error naming `who`. */
+/* Element offset of a full index, or -1 with an error naming `who`. who stays a
+ * parameter: tg_get/tg_set are per-element calls, kept free of an enter/leave. */
 static int64_t index_offset(const char *who, const tg_tensor *t, const int64_t *index)
 {
     int64_t off = t->offset;
