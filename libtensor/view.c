@@ -62,16 +62,12 @@ bool tg_view_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t
     return nd == -1;
 }
 
-/* who names the caller: the error context (tg_reshape_shape), or the raw view
- * functions of this file, which run outside any context. */
-static tg_status reshape_shape(const char *who, const tg_tensor *t, int ndim,
-                               const int64_t *shape, int64_t *out)
+tg_status tg_reshape_shape(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *out)
 {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
-        return tg_error(TG_ERR_SHAPE, "%s: ndim %d is out of range 0..%d", who, ndim,
-                        TG_MAX_DIMS);
+        return tg_error_here(TG_ERR_SHAPE, "ndim %d is out of range 0..%d", ndim, TG_MAX_DIMS);
     if (ndim > 0 && !shape)
-        return tg_null_arg(who, "shape");
+        return tg_null_arg_here("shape");
     char a[160], b[160];
     int infer = -1;
     for (int i = 0; i < ndim; i++) {
@@ -80,59 +76,63 @@ static tg_status reshape_shape(const char *who, const tg_tensor *t, int ndim,
             infer = i;
             out[i] = 1; /* for the overflow check below */
         } else if (shape[i] < 0) {
-            return tg_error(TG_ERR_SHAPE, "%s: invalid target shape %s: only one extent may "
-                            "be -1, the others must be >= 0", who,
-                            tg_shape_str(a, sizeof a, ndim, shape));
+            return tg_error_here(TG_ERR_SHAPE, "invalid target shape %s: only one extent may "
+                                 "be -1, the others must be >= 0",
+                                 tg_shape_str(a, sizeof a, ndim, shape));
         }
     }
     /* bounds the product of the known extents, so it cannot overflow */
-    const char *prev = tg_error_enter(who);
     tg_status st = tg_check_shape(ndim, out);
-    tg_error_leave(prev);
     if (st != TG_OK)
         return st;
     int64_t known = tg_shape_numel(ndim, out);
     int64_t numel = tg_shape_numel(t->ndim, t->shape);
     if (infer >= 0) {
         if (known == 0 || numel % known != 0)
-            return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s",
-                            who, tg_shape_str(a, sizeof a, t->ndim, t->shape),
-                            (long long)numel, tg_shape_str(b, sizeof b, ndim, shape));
+            return tg_error_here(TG_ERR_SHAPE, "cannot reshape %s (%lld elements) into %s",
+                                 tg_shape_str(a, sizeof a, t->ndim, t->shape),
+                                 (long long)numel, tg_shape_str(b, sizeof b, ndim, shape));
         out[infer] = numel / known;
     } else if (known != numel) {
-        return tg_error(TG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) into %s (%lld "
-                        "elements)", who, tg_shape_str(a, sizeof a, t->ndim, t->shape),
-                        (long long)numel, tg_shape_str(b, sizeof b, ndim, shape),
-                        (long long)known);
+        return tg_error_here(TG_ERR_SHAPE, "cannot reshape %s (%lld elements) into %s (%lld "
+                             "elements)", tg_shape_str(a, sizeof a, t->ndim, t->shape),
+                             (long long)numel, tg_shape_str(b, sizeof b, ndim, shape),
+                             (long long)known);
     }
     return TG_OK;
 }
 
-tg_status tg_reshape_shape(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *out)
-{
-    return reshape_shape(tg_error_context(), t, ndim, shape, out);
-}
-
-static tg_tensor *reshape_as(const char *who, tg_tensor *t, int ndim, const int64_t *shape)
+/* A view of t with the target shape (scoped), or NULL; errors name the context,
+ * which the public view function enters. */
+static tg_tensor *reshape_as(tg_tensor *t, int ndim, const int64_t *shape)
 {
     int64_t want[TG_MAX_DIMS], strides[TG_MAX_DIMS];
-    if (reshape_shape(who, t, ndim, shape, want) != TG_OK)
+    if (tg_reshape_shape(t, ndim, shape, want) != TG_OK)
         return NULL;
     if (!tg_view_strides(t, ndim, want, strides)) {
         char a[160], b[160];
-        return tg_error(TG_ERR_SHAPE, "%s: the strides of %s make a view of shape %s "
-                        "impossible; use tg_tensor_contiguous first", who,
-                        tg_shape_str(a, sizeof a, t->ndim, t->shape),
-                        tg_shape_str(b, sizeof b, ndim, want)), NULL;
+        return tg_error_here(TG_ERR_SHAPE, "the strides of %s make a view of shape %s "
+                             "impossible; use tg_tensor_contiguous first",
+                             tg_shape_str(a, sizeof a, t->ndim, t->shape),
+                             tg_shape_str(b, sizeof b, ndim, want)), NULL;
     }
     return scoped_view(t, ndim, want, strides, t->offset);
+}
+
+/* reshape_as inside the named context. */
+static tg_tensor *reshape_named(const char *name, tg_tensor *t, int ndim, const int64_t *shape)
+{
+    const char *prev = tg_error_enter(name);
+    tg_tensor *v = reshape_as(t, ndim, shape);
+    tg_error_leave(prev);
+    return v;
 }
 
 tg_tensor *tg_tensor_reshape(tg_tensor *t, int ndim, const int64_t *shape)
 {
     if (!t)
         return tg_null_arg("tg_tensor_reshape", "t"), NULL;
-    return reshape_as("tg_tensor_reshape", t, ndim, shape);
+    return reshape_named("tg_tensor_reshape", t, ndim, shape);
 }
 
 tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim)
@@ -146,7 +146,7 @@ tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim)
         return tg_error(TG_ERR_RANGE, "tg_tensor_flatten: dims %d..%d are not a valid range "
                         "for a %d-d tensor", start_dim, end_dim, t->ndim), NULL;
     if (t->ndim == 0)
-        return reshape_as("tg_tensor_flatten", t, 1, (const int64_t[]){1});
+        return reshape_named("tg_tensor_flatten", t, 1, (const int64_t[]){1});
     int64_t shape[TG_MAX_DIMS];
     int k = 0;
     for (int i = 0; i < s; i++)
@@ -157,7 +157,7 @@ tg_tensor *tg_tensor_flatten(tg_tensor *t, int start_dim, int end_dim)
     shape[k++] = merged;
     for (int i = e + 1; i < t->ndim; i++)
         shape[k++] = t->shape[i];
-    return reshape_as("tg_tensor_flatten", t, k, shape);
+    return reshape_named("tg_tensor_flatten", t, k, shape);
 }
 
 /* ---------------------------------------------------------------- permutations */

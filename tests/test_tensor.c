@@ -490,8 +490,27 @@ START_TEST(test_reshape_non_contiguous)
     ck_assert_ptr_null(tg_tensor_reshape(t, TG_SHAPE(2, 12)));
     ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
     TG_ASSERT_ERROR_HAS("tg_tensor_contiguous");
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_reshape: the strides of [2, 4, 3] make a view "
+                     "of shape [2, 12] impossible; use tg_tensor_contiguous first");
     ck_assert_ptr_null(tg_tensor_flatten(t, 0, -1));
     TG_ASSERT_ERROR_HAS("tg_tensor_contiguous");
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_flatten: the strides of [2, 4, 3] make a view "
+                     "of shape [24] impossible; use tg_tensor_contiguous first");
+    /* the target-shape checks, whole */
+    ck_assert_ptr_null(tg_tensor_reshape(base, TG_SHAPE(5, 5)));
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_reshape: cannot reshape [2, 3, 4] (24 elements) "
+                     "into [5, 5] (25 elements)");
+    ck_assert_ptr_null(tg_tensor_reshape(base, TG_SHAPE(-1, 5)));
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_tensor_reshape: cannot reshape [2, 3, 4] (24 elements) into [-1, 5]");
+    ck_assert_ptr_null(tg_tensor_reshape(base, TG_SHAPE(-1, -2)));
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_reshape: invalid target shape [-1, -2]: only "
+                     "one extent may be -1, the others must be >= 0");
+    tg_clear_error();
+    ck_assert_ptr_null(tg_tensor_reshape(base, 2, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_reshape: argument 'shape' is NULL");
+    ck_assert_ptr_null(tg_tensor_reshape(base, 9, NULL));
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_reshape: ndim 9 is out of range 0..8");
     /* splitting a dim and merging compatible dims still views */
     tg_tensor *v = tg_tensor_reshape(t, TG_SHAPE(2, 2, 2, 3));
     TG_CHECK(v);
