@@ -464,28 +464,36 @@ tg_tensor *tg_tensor_contiguous(tg_tensor *t)
     return tg_tensor_copy(t);
 }
 
-static tg_tensor *copy_as(const char *who, const tg_tensor *t, tg_dtype dtype)
+/* A contiguous copy of t in dtype (new reference, unscoped), or NULL; errors
+ * name the context, which the public function enters. */
+static tg_tensor *copy_as(const tg_tensor *t, tg_dtype dtype)
 {
-    tg_tensor *c = tg_tensor_new_named(who, dtype, t->ndim, t->shape);
+    tg_tensor *c = tg_tensor_new_owned(dtype, t->ndim, t->shape);
     if (!c)
         return NULL;
     if (copy_strided(c, t) != TG_OK) { /* a pending layout failed to settle */
         tg_release(c);
         return NULL;
     }
-    return tg_scoped(c);
+    return c;
 }
 
 tg_tensor *tg_tensor_copy(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_copy", "t"), NULL;
-    return copy_as("tg_tensor_copy", t, t->dtype);
+    const char *prev = tg_error_enter("tg_tensor_copy");
+    tg_tensor *c = copy_as(t, t->dtype);
+    tg_error_leave(prev);
+    return tg_scoped(c);
 }
 
 tg_tensor *tg_tensor_to_dtype(const tg_tensor *t, tg_dtype dtype)
 {
     if (!t)
         return tg_null_arg("tg_tensor_to_dtype", "t"), NULL;
-    return copy_as("tg_tensor_to_dtype", t, dtype);
+    const char *prev = tg_error_enter("tg_tensor_to_dtype");
+    tg_tensor *c = copy_as(t, dtype);
+    tg_error_leave(prev);
+    return tg_scoped(c);
 }

@@ -733,6 +733,9 @@ START_TEST(test_copy_and_convert)
     ck_assert(at(d, 3) == 255.9);
     tg_tensor *ct = tg_tensor_to_dtype(t, TG_I32);
     ck_assert(at(ct, 1) == 255 && at(ct, 3) == 300 && at(ct, 4) == 2);
+    ck_assert_ptr_null(tg_tensor_to_dtype(t, (tg_dtype)99));
+    ck_assert_str_eq(tg_last_error(), "tg_tensor_to_dtype: invalid dtype 99");
+    ck_assert_str_eq(tg_error_context(), "libtensor");
     TG_OK_(tg_scope_pop(s));
 }
 END_TEST
