@@ -166,21 +166,22 @@ tg_tensor *tg_state_dict_tensor_at(const tg_state_dict *sd, size_t i)
 
 /* ---------------------------------------------------------------- attributes */
 
-/* The attribute called name, created (untyped, value zero) when absent. */
-static attr *attr_slot(const char *who, tg_state_dict *sd, const char *name)
+/* The attribute called name, created (untyped, value zero) when absent. Errors
+ * name the context, which the public setter enters. */
+static attr *attr_slot(tg_state_dict *sd, const char *name)
 {
     if (!sd)
-        return tg_null_arg(who, "sd"), NULL;
+        return tg_null_arg_here("sd"), NULL;
     if (!name)
-        return tg_null_arg(who, "name"), NULL;
+        return tg_null_arg_here("name"), NULL;
     attr *a = find_attr(sd, name);
     if (a)
         return a;
     if (!grow((void **)&sd->attrs, &sd->cap_attrs, sd->n_attrs, sizeof *sd->attrs))
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory adding '%s'", who, name), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory adding '%s'", name), NULL;
     char *copy = strdup(name);
     if (!copy)
-        return tg_error(TG_ERR_NOMEM, "%s: out of memory adding '%s'", who, name), NULL;
+        return tg_error_here(TG_ERR_NOMEM, "out of memory adding '%s'", name), NULL;
     a = &sd->attrs[sd->n_attrs++];
     a->name = copy;
     a->type = TG_ATTR_I64;
@@ -198,7 +199,9 @@ static void attr_clear(attr *a)
 
 tg_status tg_state_dict_set_i64(tg_state_dict *sd, const char *name, int64_t v)
 {
-    attr *a = attr_slot("tg_state_dict_set_i64", sd, name);
+    const char *prev = tg_error_enter("tg_state_dict_set_i64");
+    attr *a = attr_slot(sd, name);
+    tg_error_leave(prev);
     if (!a)
         return tg_last_status();
     attr_clear(a);
@@ -209,7 +212,9 @@ tg_status tg_state_dict_set_i64(tg_state_dict *sd, const char *name, int64_t v)
 
 tg_status tg_state_dict_set_f64(tg_state_dict *sd, const char *name, double v)
 {
-    attr *a = attr_slot("tg_state_dict_set_f64", sd, name);
+    const char *prev = tg_error_enter("tg_state_dict_set_f64");
+    attr *a = attr_slot(sd, name);
+    tg_error_leave(prev);
     if (!a)
         return tg_last_status();
     attr_clear(a);
@@ -225,7 +230,9 @@ tg_status tg_state_dict_set_str(tg_state_dict *sd, const char *name, const char 
     char *copy = strdup(v);
     if (!copy)
         return tg_error(TG_ERR_NOMEM, "tg_state_dict_set_str: out of memory");
-    attr *a = attr_slot("tg_state_dict_set_str", sd, name);
+    const char *prev = tg_error_enter("tg_state_dict_set_str");
+    attr *a = attr_slot(sd, name);
+    tg_error_leave(prev);
     if (!a) {
         free(copy);
         return tg_last_status();
@@ -246,28 +253,31 @@ static const char *type_name(tg_attr_type t)
     return "invalid";
 }
 
-/* The attribute, checked for presence and type; NULL with the error set. */
-static const attr *attr_get(const char *who, const void *out, const tg_state_dict *sd,
-                            const char *name, tg_attr_type type)
+/* The attribute, checked for presence and type; NULL with the error set,
+ * naming the context, which the public getter enters. */
+static const attr *attr_get(const void *out, const tg_state_dict *sd, const char *name,
+                            tg_attr_type type)
 {
     if (!out)
-        return tg_null_arg(who, "out"), NULL;
+        return tg_null_arg_here("out"), NULL;
     if (!sd)
-        return tg_null_arg(who, "sd"), NULL;
+        return tg_null_arg_here("sd"), NULL;
     if (!name)
-        return tg_null_arg(who, "name"), NULL;
+        return tg_null_arg_here("name"), NULL;
     const attr *a = find_attr(sd, name);
     if (!a)
-        return tg_error(TG_ERR_ARG, "%s: no attribute '%s'", who, name), NULL;
+        return tg_error_here(TG_ERR_ARG, "no attribute '%s'", name), NULL;
     if (a->type != type)
-        return tg_error(TG_ERR_DTYPE, "%s: attribute '%s' is %s, not %s", who, name,
-                        type_name(a->type), type_name(type)), NULL;
+        return tg_error_here(TG_ERR_DTYPE, "attribute '%s' is %s, not %s", name,
+                             type_name(a->type), type_name(type)), NULL;
     return a;
 }
 
 tg_status tg_state_dict_get_i64(int64_t *out, const tg_state_dict *sd, const char *name)
 {
-    const attr *a = attr_get("tg_state_dict_get_i64", out, sd, name, TG_ATTR_I64);
+    const char *prev = tg_error_enter("tg_state_dict_get_i64");
+    const attr *a = attr_get(out, sd, name, TG_ATTR_I64);
+    tg_error_leave(prev);
     if (!a)
         return tg_last_status();
     *out = a->v.i;
@@ -276,7 +286,9 @@ tg_status tg_state_dict_get_i64(int64_t *out, const tg_state_dict *sd, const cha
 
 tg_status tg_state_dict_get_f64(double *out, const tg_state_dict *sd, const char *name)
 {
-    const attr *a = attr_get("tg_state_dict_get_f64", out, sd, name, TG_ATTR_F64);
+    const char *prev = tg_error_enter("tg_state_dict_get_f64");
+    const attr *a = attr_get(out, sd, name, TG_ATTR_F64);
+    tg_error_leave(prev);
     if (!a)
         return tg_last_status();
     *out = a->v.f;
@@ -285,7 +297,9 @@ tg_status tg_state_dict_get_f64(double *out, const tg_state_dict *sd, const char
 
 tg_status tg_state_dict_get_str(const char **out, const tg_state_dict *sd, const char *name)
 {
-    const attr *a = attr_get("tg_state_dict_get_str", out, sd, name, TG_ATTR_STR);
+    const char *prev = tg_error_enter("tg_state_dict_get_str");
+    const attr *a = attr_get(out, sd, name, TG_ATTR_STR);
+    tg_error_leave(prev);
     if (!a)
         return tg_last_status();
     *out = a->v.s;
