@@ -555,32 +555,31 @@ static tg_status check_load(tg_state_dict **targets, tg_sequential *model,
     return st;
 }
 
-tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
-                                         const char *prefix)
+/* The check of a state dict against the model, then (apply) the copy: what the
+ * public check and load share; fn names the caller in the errors. */
+static tg_status check_then_load(tg_sequential *model, const tg_state_dict *sd,
+                                 const char *prefix, bool apply, const char *fn)
 {
-    static const char *fn = "tg_sequential_check_state_dict";
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
     tg_state_dict *t;
     const char *prev = tg_error_enter(fn);
     tg_status st = check_load(&t, model, sd, prefix);
     tg_error_leave(prev);
+    if (st == TG_OK && apply)
+        st = tg_sd_apply(t, sd, prefix);
     tg_state_dict_free(t);
     return st;
+}
+
+tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
+                                         const char *prefix)
+{
+    return check_then_load(model, sd, prefix, false, "tg_sequential_check_state_dict");
 }
 
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                         const char *prefix)
 {
-    static const char *fn = "tg_sequential_load_state_dict";
-    if (!model || !sd)
-        return tg_null_arg(fn, model ? "sd" : "model");
-    tg_state_dict *t;
-    const char *prev = tg_error_enter(fn);
-    tg_status st = check_load(&t, model, sd, prefix);
-    tg_error_leave(prev);
-    if (st == TG_OK)
-        st = tg_sd_apply(t, sd, prefix);
-    tg_state_dict_free(t);
-    return st;
+    return check_then_load(model, sd, prefix, true, "tg_sequential_load_state_dict");
 }
