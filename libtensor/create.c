@@ -93,16 +93,35 @@ tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const vo
 
 /* ---------------------------------------------------------------- random */
 
-typedef double (*sampler)(tg_rng *rng, const double *p);
+typedef double (*sampler)(tg_rng *rng, const void *p);
 
-static double sample_uniform(tg_rng *rng, const double *p)
+static double sample_uniform(tg_rng *rng, const void *arg)
 {
+    const double *p = arg;
     return p[0] + (p[1] - p[0]) * tg_rng_uniform(rng);
 }
 
-static double sample_normal(tg_rng *rng, const double *p)
+static double sample_normal(tg_rng *rng, const void *arg)
 {
+    const double *p = arg;
     return p[0] + p[1] * tg_rng_normal(rng);
+}
+
+void tg_fill_draws(tg_tensor *t, tg_rng *rng, double (*draw)(tg_rng *rng, const void *arg),
+                   const void *arg)
+{
+    if (!rng)
+        rng = tg_rng_global();
+    int64_t n = tg_tensor_numel(t);
+    if (t->dtype == TG_F32) {
+        float *d = tg_tensor_data(t);
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)draw(rng, arg);
+    } else {
+        double *d = tg_tensor_data(t);
+        for (int64_t i = 0; i < n; i++)
+            d[i] = draw(rng, arg);
+    }
 }
 
 /* A new tensor of draws, unscoped; errors name the context, which the public
@@ -116,18 +135,7 @@ static tg_tensor *random_tensor(tg_dtype dtype, int ndim, const int64_t *shape, 
     tg_tensor *t = tg_tensor_new_owned(dtype, ndim, shape);
     if (!t)
         return NULL;
-    if (!rng)
-        rng = tg_rng_global();
-    int64_t n = tg_tensor_numel(t);
-    if (dtype == TG_F32) {
-        float *d = tg_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            d[i] = (float)draw(rng, params);
-    } else {
-        double *d = tg_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            d[i] = draw(rng, params);
-    }
+    tg_fill_draws(t, rng, draw, params);
     return t;
 }
 

@@ -212,6 +212,11 @@ double tg_get_flat(const tg_tensor *t, int64_t i);
 tg_status tg_set_flat(tg_tensor *t, int64_t i, double v);
 /* Converts n elements between dtypes (contiguous buffers). */
 void tg_convert(void *dst, tg_dtype dt, const void *src, tg_dtype st, int64_t n);
+/* Fills the contiguous f32 or f64 tensor t with draw(rng, arg), one call per
+ * element in row-major order (rng NULL: the global generator): the loop behind
+ * tg_rand_* and the initializers, so both draw in the same order. */
+void tg_fill_draws(tg_tensor *t, tg_rng *rng, double (*draw)(tg_rng *rng, const void *arg),
+                   const void *arg);
 
 /* Typed pointer to element [0...]; NULL when a pending layout failed to settle
  * (tg_tensor_data). */

@@ -61,8 +61,9 @@ static tg_status dist_of(dist *d, tg_initializer init, int ndim, const int64_t *
     return TG_OK;
 }
 
-static double draw(tg_rng *rng, const dist *d)
+static double draw(tg_rng *rng, const void *arg)
 {
+    const dist *d = arg;
     if (!d->normal)
         return d->a + (d->b - d->a) * tg_rng_uniform(rng);
     /* Truncated at two standard deviations by resampling, as Keras does. */
@@ -71,23 +72,6 @@ static double draw(tg_rng *rng, const dist *d)
         z = tg_rng_normal(rng);
     while (fabs(z) > 2.0);
     return d->a + d->b * z;
-}
-
-/* Fills the contiguous floating tensor t with draws, in row-major order. */
-static void fill(tg_tensor *t, const dist *d, tg_rng *rng)
-{
-    if (!rng)
-        rng = tg_rng_global();
-    int64_t n = tg_tensor_numel(t);
-    if (tg_tensor_dtype(t) == TG_F32) {
-        float *p = tg_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            p[i] = (float)draw(rng, d);
-    } else {
-        double *p = tg_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            p[i] = draw(rng, d);
-    }
 }
 
 /* A new kernel of draws, unscoped. Errors name the context: the public
@@ -104,7 +88,7 @@ static tg_tensor *kernel_new(tg_initializer init, tg_dtype dtype, int ndim,
     tg_tensor *t = tg_tensor_new_owned(dtype, ndim, shape);
     if (!t)
         return NULL;
-    fill(t, &d, rng);
+    tg_fill_draws(t, rng, draw, &d);
     return t;
 }
 
@@ -146,7 +130,7 @@ tg_status tg_init_fill(tg_tensor *t, tg_initializer init, tg_rng *rng)
         tg_error_leave(prev);
         if (st != TG_OK)
             return st;
-        fill(t, &d, rng);
+        tg_fill_draws(t, rng, draw, &d);
     } else {
         /* A strided view: draw a contiguous copy in row-major order, then scatter. */
         const char *prev = tg_error_enter(who);
