@@ -248,7 +248,9 @@ tg_node *tg_autograd_record(tg_tensor *out, const tg_op_vtable *op,
                             i), NULL;
         }
     tg_node *n = calloc(1, sizeof *n);
-    tg_tensor **in = n_inputs ? calloc((size_t)n_inputs, sizeof *in) : NULL;
+    /* the inputs and their versions in one block: no allocation more per node */
+    tg_tensor **in = n_inputs ? calloc((size_t)n_inputs, sizeof *in + sizeof(uint64_t))
+                              : NULL;
     if (!n || (n_inputs && !in)) {
         free(n);
         free(in);
@@ -262,8 +264,11 @@ tg_node *tg_autograd_record(tg_tensor *out, const tg_op_vtable *op,
     n->seq = atomic_fetch_add(&tape_clock, 1) + 1;
     n->n_inputs = n_inputs;
     n->inputs = in;
-    for (int i = 0; i < n_inputs; i++)
+    n->in_versions = n_inputs ? (uint64_t *)(void *)(in + n_inputs) : NULL;
+    for (int i = 0; i < n_inputs; i++) {
         in[i] = tg_retain(inputs[i]);
+        n->in_versions[i] = in[i] ? in[i]->storage->version : 0;
+    }
     n->saved = saved;
     n->out_dtype = out->dtype;
     n->out_ndim = out->ndim;
@@ -273,6 +278,14 @@ tg_node *tg_autograd_record(tg_tensor *out, const tg_op_vtable *op,
     out->grad_fn = &n->base; /* the output owns the node's one reference */
     out->requires_grad = true;
     return n;
+}
+
+void tg_node_save_output(tg_node *node, const tg_tensor *t)
+{
+    if (node && t) {
+        node->saved_out = t->storage;
+        node->saved_out_version = t->storage->version;
+    }
 }
 
 bool tg_node_needs_grad(const tg_node *node, int i)
@@ -348,14 +361,14 @@ static tg_status add_into(tg_tensor *dst, tg_tensor *src)
     if (st != TG_OK || (st = tg_tensor_settle(c)) != TG_OK) /* error set */
         return st;
     if (dst->dtype == TG_F32) {
-        float *d = tg_tensor_data(dst);
-        const float *s = tg_tensor_data(c);
+        float *d = tg_tensor_ptr(dst);
+        const float *s = tg_tensor_ptr(c);
         #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     } else if (dst->dtype == TG_F64) {
-        double *d = tg_tensor_data(dst);
-        const double *s = tg_tensor_data(c);
+        double *d = tg_tensor_ptr(dst);
+        const double *s = tg_tensor_ptr(c);
         #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
@@ -552,6 +565,43 @@ out:
     return rc;
 }
 
+/* TG_OK when every tensor n's backward reads (the inputs its op does not mark
+ * shape-only, and a saved view of its output) still has the version it had
+ * when n was recorded; else the error, naming the op, the tensor and the
+ * versions. A view shares its base's storage and so its version: writing into
+ * either counts. */
+static tg_status check_versions(const tg_node *n)
+{
+    char a[200];
+    for (int i = 0; i < n->n_inputs; i++) {
+        const tg_tensor *x = n->inputs[i];
+        if (!x || (i < 32 && (n->op->shape_only_inputs >> i & 1u)) ||
+            x->storage->version == n->in_versions[i])
+            continue;
+        return tg_error(TG_ERR_STATE, "tg_backward: input %d (%s%s%s%s) of op '%s' (tg_%s) "
+                        "was written after the op saved it for backward: its version is "
+                        "%llu, the op saved version %llu. Backward needs the values the "
+                        "forward used; write into a copy (tg_tensor_copy), or write after "
+                        "backward (as an optimizer step does)", i,
+                        x->name ? "'" : "", x->name ? x->name : "", x->name ? "' " : "",
+                        shape_dt(a, sizeof a, x), n->op->name, n->op->name,
+                        (unsigned long long)x->storage->version,
+                        (unsigned long long)n->in_versions[i]);
+    }
+    if (n->saved_out && n->saved_out->version != n->saved_out_version) {
+        char b[160];
+        tg_shape_str(b, sizeof b, n->out_ndim, n->out_shape);
+        return tg_error(TG_ERR_STATE, "tg_backward: the output (%s %s) of op '%s' (tg_%s) "
+                        "was written after the op saved it for backward: its version is "
+                        "%llu, the op saved version %llu. Backward needs the values the "
+                        "forward computed; write into a copy (tg_tensor_copy) instead",
+                        b, tg_dtype_name(n->out_dtype), n->op->name, n->op->name,
+                        (unsigned long long)n->saved_out->version,
+                        (unsigned long long)n->saved_out_version);
+    }
+    return TG_OK;
+}
+
 /* Checks output and grad_output; makes the seed gradient (new reference). */
 static tg_tensor *make_seed(tg_tensor *output, const tg_tensor *grad_output)
 {
@@ -641,6 +691,8 @@ static tg_status backward_impl(tg_tensor *output, const tg_backward_opts *opts)
                           "state was already freed (op '%s'); pass retain_graph to the first "
                           "backward to run backward twice",
                           st.nodes[i]->op->name);
+        if (rc == TG_OK)
+            rc = check_versions(st.nodes[i]);
     }
     root->grad_accum = seed; /* steals seed */
     if (rc == TG_OK) {

@@ -41,7 +41,7 @@ static char *elem_ptr(const tg_tensor *t, int64_t i)
         off += (i % ext) * t->strides[d];
         i /= ext;
     }
-    return (char *)tg_tensor_data(t) + off * (int64_t)tg_dtype_size(t->dtype);
+    return (char *)tg_tensor_ptr(t) + off * (int64_t)tg_dtype_size(t->dtype);
 }
 
 /* Stores v (rounded to t's dtype) and returns the value actually stored. */

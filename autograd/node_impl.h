@@ -33,7 +33,15 @@ typedef struct tg_op_vtable {
     /* Optional: extra DOT label text such as "3x3 s1 p0" (NUL-terminated). */
     void (*describe)(const tg_node *node, char *buf, size_t n);
     unsigned gradcheck_hints; /* TG_GC_* */
+    /* Bit i set: backward reads only the shape of input i, never its values
+     * (add, a bias, a view's base). The engine refuses to run a backward whose
+     * other inputs were written after the op recorded them (their version
+     * changed): 0, the default, checks every input. TG_OP_ALL_INPUTS for ops
+     * that read none. */
+    unsigned shape_only_inputs;
 } tg_op_vtable;
+
+#define TG_OP_ALL_INPUTS (~0u)
 
 struct tg_node {
     tg_refobj base;            /* refcount: held by the output tensor (and views of it) */
@@ -41,7 +49,14 @@ struct tg_node {
     uint64_t seq;              /* tape order */
     int n_inputs;
     tg_tensor **inputs;        /* owned references */
+    uint64_t *in_versions;     /* each input's storage version when recorded (in
+                                * the inputs array's allocation) */
     void *saved;               /* op-specific, freed by op->free_saved */
+    /* The storage of the view of its output that the op saved
+     * (tg_op_output_view; borrowed from node->saved, valid while it is) and
+     * its version then; NULL when the op saved none. */
+    const tg_storage *saved_out;
+    uint64_t saved_out_version;
     bool released;             /* saved state freed by a backward without retain_graph */
     char detail[64];           /* op->describe() text, taken just before release */
     /* the output's metadata (the node does not reference its output) */
@@ -63,6 +78,11 @@ bool tg_autograd_should_record(tg_tensor *const *inputs, int n_inputs);
  * allocation failure (error set). */
 tg_node *tg_autograd_record(tg_tensor *out, const tg_op_vtable *op,
                             tg_tensor *const *inputs, int n_inputs, void *saved);
+
+/* Marks t (a view of the output that node's saved state holds, taken with
+ * tg_op_output_view) as saved: backward then refuses when the output was
+ * written after the op, as for the inputs. */
+void tg_node_save_output(tg_node *node, const tg_tensor *t);
 
 /* Whether backward must produce the gradient of input i. */
 bool tg_node_needs_grad(const tg_node *node, int i);

@@ -23,7 +23,7 @@ static tg_tensor *filled(tg_dtype dtype, int ndim, const int64_t *shape, double 
         return NULL;
     if (value == 0 && !signbit(value)) {
         /* all-zero bytes is 0 in every dtype */
-        memset(tg_tensor_data(t), 0, tg_tensor_nbytes(t));
+        memset(tg_tensor_ptr(t), 0, tg_tensor_nbytes(t));
     } else if (tg_tensor_fill(t, value) != TG_OK) {
         tg_release(t);
         return NULL;
@@ -87,7 +87,7 @@ tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const vo
         return tg_null_arg("tg_from_data", "data"), NULL;
     }
     if (nbytes > 0)
-        memcpy(tg_tensor_data(t), data, nbytes);
+        memcpy(tg_tensor_ptr(t), data, nbytes);
     return tg_scoped(t);
 }
 
@@ -114,11 +114,11 @@ void tg_fill_draws(tg_tensor *t, tg_rng *rng, double (*draw)(tg_rng *rng, const 
         rng = tg_rng_global();
     int64_t n = tg_tensor_numel(t);
     if (t->dtype == TG_F32) {
-        float *d = tg_tensor_data(t);
+        float *d = tg_tensor_ptr(t);
         for (int64_t i = 0; i < n; i++)
             d[i] = (float)draw(rng, arg);
     } else {
-        double *d = tg_tensor_data(t);
+        double *d = tg_tensor_ptr(t);
         for (int64_t i = 0; i < n; i++)
             d[i] = draw(rng, arg);
     }

@@ -368,14 +368,32 @@ bool tg_tensor_shares_storage(const tg_tensor *a, const tg_tensor *b)
     return a->storage == b->storage;
 }
 
-void *tg_tensor_data(const tg_tensor *t)
+void *tg_tensor_ptr(const tg_tensor *t)
 {
-    if (!t)
-        return tg_null_arg("tg_tensor_data", "t"), NULL;
     void *data = tg_storage_data(t->storage);
     if (!data) /* a failed settle (error set), or an empty tg_wrap of NULL */
         return NULL;
     return (char *)data + t->offset * (int64_t)dtype_sizes[t->dtype];
+}
+
+void *tg_tensor_data(const tg_tensor *t)
+{
+    if (!t)
+        return tg_null_arg("tg_tensor_data", "t"), NULL;
+    void *data = tg_tensor_ptr(t);
+    /* The caller may write through the pointer: from now on the contents are
+     * not the ones caches (reordered weights) and recorded ops saw. The
+     * storage is not part of the const tensor header. */
+    if (data)
+        t->storage->version = tg_version_next();
+    return data;
+}
+
+const void *tg_tensor_data_ro(const tg_tensor *t)
+{
+    if (!t)
+        return tg_null_arg("tg_tensor_data_ro", "t"), NULL;
+    return tg_tensor_ptr(t);
 }
 
 static _Atomic uint64_t version_clock = 1;

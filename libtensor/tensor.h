@@ -94,12 +94,23 @@ size_t tg_tensor_nbytes(const tg_tensor *t); /* numel * element size */
 bool tg_tensor_is_contiguous(const tg_tensor *t);
 bool tg_tensor_same_shape(const tg_tensor *a, const tg_tensor *b);
 bool tg_tensor_shares_storage(const tg_tensor *a, const tg_tensor *b);
-/* Pointer to element [0,...,0] (storage + offset). Writing through it is allowed
- * only for tensors you created; call tg_tensor_bump_version() afterwards if a
- * cache (oneDNN reordered weights) may hold an old copy. */
+/* Pointer to element [0,...,0] (storage + offset), for writing: every call
+ * bumps the version (below), so caches (the oneDNN reordered weights of a conv)
+ * make their copy again and a backward that needs the old values refuses
+ * (docs/tensor-api.md, "Versions"). Write through the pointer right after
+ * taking it: writes made after a later op read the tensor are not seen (take
+ * the pointer again, or call tg_tensor_bump_version() after writing). To only
+ * read, use tg_tensor_data_ro. NULL on error (NULL t, a failed settle of a
+ * pending layout) or for an empty tg_wrap of NULL. */
 void *tg_tensor_data(const tg_tensor *t);
-/* Changes each time the storage is written through the API, to a value no storage
- * has had before (a process-wide clock); caches key on it. */
+/* The same pointer, for reading only: the version is unchanged. */
+const void *tg_tensor_data_ro(const tg_tensor *t);
+/* Changes each time the storage is written through the API (tg_set,
+ * tg_tensor_fill, tg_tensor_copy_into, tg_tensor_data, an optimizer step, a
+ * checkpoint load), to a value no storage has had before (a process-wide
+ * clock); views share their base's storage and so its version. Caches key on
+ * it, and recorded ops keep the version of every tensor their backward
+ * reads. */
 uint64_t tg_tensor_version(const tg_tensor *t);
 void tg_tensor_bump_version(tg_tensor *t);
 /* Writes "[2, 3]" into buf (always NUL-terminated); returns buf. */

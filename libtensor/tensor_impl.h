@@ -218,8 +218,16 @@ void tg_convert(void *dst, tg_dtype dt, const void *src, tg_dtype st, int64_t n)
 void tg_fill_draws(tg_tensor *t, tg_rng *rng, double (*draw)(tg_rng *rng, const void *arg),
                    const void *arg);
 
-/* Typed pointer to element [0...]; NULL when a pending layout failed to settle
- * (tg_tensor_data). */
-#define TG_DATA(t, type) ((type *)tg_tensor_data(t))
+/* Pointer to element [0...] of t (not NULL), for library code that manages
+ * versions itself: unlike the public tg_tensor_data it does not bump the
+ * version, so reading an input (a conv weight) keeps the caches keyed on it
+ * and the versions recorded ops saved (autograd/engine.c). Code that writes
+ * into a tensor others may already hold bumps its version after writing
+ * (tg_tensor_bump_version); a fresh output needs nothing. NULL when a pending
+ * layout failed to settle (error set), or for an empty tg_wrap of NULL. */
+void *tg_tensor_ptr(const tg_tensor *t);
+
+/* Typed pointer to element [0...] through tg_tensor_ptr (no version change). */
+#define TG_DATA(t, type) ((type *)tg_tensor_ptr(t))
 
 #endif

@@ -12,7 +12,7 @@ static int64_t row_argmax(const tg_tensor *s, int64_t n, int64_t c)
     const int64_t *st = tg_tensor_strides(s);
     int64_t best = 0;
     if (tg_tensor_dtype(s) == TG_F32) {
-        const float *p = (const float *)tg_tensor_data(s) + n * st[0];
+        const float *p = (const float *)tg_tensor_data_ro(s) + n * st[0];
         float bv = p[0];
         for (int64_t j = 1; j < c; j++)
             if (p[j * st[1]] > bv || (isnan(bv) && !isnan(p[j * st[1]])))

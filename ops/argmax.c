@@ -12,7 +12,7 @@
 /* x viewed as (outer, len, inner), contiguous. */
 #define ARGMAX_LOOP(T)                                                               \
     do {                                                                             \
-        const T *px = tg_tensor_data(xc);                                            \
+        const T *px = tg_tensor_ptr(xc);                                             \
         for (int64_t o = 0; o < outer; o++)                                          \
             for (int64_t i = 0; i < inner; i++) {                                    \
                 const T *row = px + o * len * inner + i;                             \
@@ -58,7 +58,7 @@ static tg_tensor *argmax_impl(tg_tensor *x, int axis, bool keepdim)
         tg_release(y);
         return NULL;
     }
-    int64_t *py = tg_tensor_data(y);
+    int64_t *py = tg_tensor_ptr(y);
     switch (x->dtype) {
     case TG_F32: ARGMAX_LOOP(float); break;
     case TG_F64: ARGMAX_LOOP(double); break;

@@ -36,7 +36,7 @@ static inline double apply(bin_kind k, double a, double b)
 #define BIN_REF_LOOP(T)                                                              \
     do {                                                                             \
         const T *pa = tg_storage_data(a->storage), *pb = tg_storage_data(b->storage);                      \
-        T *py = tg_tensor_data(y);                                                   \
+        T *py = tg_tensor_ptr(y);                                                    \
         int64_t i = 0;                                                               \
         do py[i++] = (T)apply(k, pa[off[0]], pb[off[1]]);                            \
         while (tg_index_next(y->ndim, y->shape, idx, 2, off, st));                   \
@@ -102,9 +102,9 @@ static tg_status binary_prim(dnnl_alg_kind_t alg, const tg_tensor *a, const tg_t
               (rc = tg_tensor_settle(c)) != TG_OK))
         e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
-        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC_0, &ma, tg_tensor_data(a)},
-                                    {DNNL_ARG_SRC_1, &mb, tg_tensor_data(b)},
-                                    {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC_0, &ma, tg_tensor_ptr(a)},
+                                    {DNNL_ARG_SRC_1, &mb, tg_tensor_ptr(b)},
+                                    {DNNL_ARG_DST, &mc, tg_tensor_ptr(c)}};
         rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
@@ -123,8 +123,8 @@ static tg_status binary_loop(bin_kind alg, const tg_tensor *a, const tg_tensor *
     tg_status rc = tg_tensor_settle(a);
     if (rc != TG_OK || (rc = tg_tensor_settle(b)) != TG_OK || (rc = tg_tensor_settle(c)) != TG_OK)
         return rc;
-    const float *pa = tg_tensor_data(a), *pb = tg_tensor_data(b);
-    float *pc = tg_tensor_data(c);
+    const float *pa = tg_tensor_ptr(a), *pb = tg_tensor_ptr(b);
+    float *pc = tg_tensor_ptr(c);
     int64_t n = tg_tensor_numel(c);
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
@@ -348,13 +348,15 @@ static void bin_describe(const tg_node *node, char *buf, size_t n)
              tg_shape_str(sb, sizeof sb, b->ndim, b->shape));
 }
 
-const tg_op_vtable tg_op_add_vtable = {"add", add_backward, NULL, bin_describe, 0};
-const tg_op_vtable tg_op_sub_vtable = {"sub", sub_backward, NULL, bin_describe, 0};
-const tg_op_vtable tg_op_mul_vtable = {"mul", mul_backward, NULL, bin_describe, 0};
-const tg_op_vtable tg_op_div_vtable = {"div", div_backward, NULL, bin_describe, 0};
+const tg_op_vtable tg_op_add_vtable = {"add", add_backward, NULL, bin_describe, 0,
+                                        TG_OP_ALL_INPUTS};
+const tg_op_vtable tg_op_sub_vtable = {"sub", sub_backward, NULL, bin_describe, 0,
+                                        TG_OP_ALL_INPUTS};
+const tg_op_vtable tg_op_mul_vtable = {"mul", mul_backward, NULL, bin_describe, 0, 0};
+const tg_op_vtable tg_op_div_vtable = {"div", div_backward, NULL, bin_describe, 0, 0};
 /* the base must stay positive for the gradient with respect to the exponent */
 const tg_op_vtable tg_op_pow_vtable = {"pow", pow_backward, NULL, bin_describe,
-                                       TG_GC_POSITIVE};
+                                       TG_GC_POSITIVE, 0};
 
 static const tg_op_vtable *bin_vtable(bin_kind k)
 {

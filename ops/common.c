@@ -167,11 +167,11 @@ static tg_tensor *sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape)
         }
     }
     if (g->dtype == TG_F32) {
-        float *dst = tg_tensor_data(out);
+        float *dst = tg_tensor_ptr(out);
         for (int64_t i = 0; i < n_out; i++)
             dst[i] = (float)acc[i];
     } else {
-        memcpy(tg_tensor_data(out), acc, (size_t)n_out * sizeof *acc);
+        memcpy(tg_tensor_ptr(out), acc, (size_t)n_out * sizeof *acc);
     }
     free(acc);
     return tg_scoped(out);
@@ -298,6 +298,8 @@ tg_tensor *tg_op_output_view(tg_op_call *c)
                      : NULL;
     if (!v)
         tg_error(TG_ERR_NOMEM, "%s: out of memory", c->who);
+    else
+        c->saves_out = true;
     return v;
 }
 
@@ -312,9 +314,11 @@ tg_tensor *tg_op_end(tg_op_call *c)
         tg_error_leave(c->prev_ctx);
         return out ? tg_scoped(out) : NULL;
     }
-    bool ok = tg_autograd_record(out, c->op, c->in, c->n_in, saved);
+    tg_node *node = tg_autograd_record(out, c->op, c->in, c->n_in, saved);
+    if (node && c->saves_out)
+        tg_node_save_output(node, out); /* its version now, after the forward wrote it */
     tg_error_leave(c->prev_ctx);
-    if (!ok) {
+    if (!node) {
         tg_release(out);
         return NULL;
     }

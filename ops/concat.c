@@ -119,4 +119,4 @@ static void concat_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_concat_vtable = {"concat", concat_backward, NULL, concat_describe,
-                                          0};
+                                          0, TG_OP_ALL_INPUTS};

@@ -236,9 +236,9 @@ static void conv_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *
 {
     const conv_geom *g = geom;
     bool f64 = x->dtype == TG_F64;
-    const void *xp = tg_tensor_data(x), *wp = tg_tensor_data(w);
-    const void *bp = b ? tg_tensor_data(b) : NULL;
-    void *yp = tg_tensor_data(y);
+    const void *xp = tg_tensor_ptr(x), *wp = tg_tensor_ptr(w);
+    const void *bp = b ? tg_tensor_ptr(b) : NULL;
+    void *yp = tg_tensor_ptr(y);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t o = 0; o < g->o; o++)
@@ -280,8 +280,8 @@ static void conv_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_ten
 {
     const conv_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
-    const void *wp = tg_tensor_data(w), *gyp = tg_tensor_data(gy);
-    void *gxp = tg_tensor_data(gx);
+    const void *wp = tg_tensor_ptr(w), *gyp = tg_tensor_ptr(gy);
+    void *gxp = tg_tensor_ptr(gx);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t c = 0; c < g->c; c++)
@@ -310,8 +310,8 @@ static void conv_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_
 {
     const conv_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
-    const void *xp = tg_tensor_data(x), *gyp = tg_tensor_data(gy);
-    void *gwp = tg_tensor_data(gw);
+    const void *xp = tg_tensor_ptr(x), *gyp = tg_tensor_ptr(gy);
+    void *gwp = tg_tensor_ptr(gw);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < g->o; o++)
         for (int64_t c = 0; c < g->c; c++)
@@ -335,7 +335,7 @@ static void conv_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_
                 }
     if (!gb)
         return;
-    void *gbp = tg_tensor_data(gb);
+    void *gbp = tg_tensor_ptr(gb);
     for (int64_t o = 0; o < g->o; o++) {
         double acc = 0.0;
         for (int64_t n = 0; n < g->n; n++)
@@ -407,8 +407,8 @@ static tg_status conv_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **g
         tg_tensor *rc = tg_contiguous_owned(p->out), *gc = tg_contiguous_owned(grad_out);
         if (rc && gc) {
             bool f64 = gy->dtype == TG_F64;
-            const void *rp = tg_tensor_data(rc), *gp = tg_tensor_data(gc);
-            void *yp = tg_tensor_data(gy);
+            const void *rp = tg_tensor_ptr(rc), *gp = tg_tensor_ptr(gc);
+            void *yp = tg_tensor_ptr(gy);
             int64_t n = tg_tensor_numel(gy);
             for (int64_t k = 0; k < n; k++)
                 tg_ref_st(yp, k, f64, tg_ref_ld(rp, k, f64) > 0.0 ? tg_ref_ld(gp, k, f64) : 0.0);
@@ -463,4 +463,5 @@ const tg_op_vtable tg_op_conv2d_vtable = {
     .free_saved = conv_free,
     .describe = conv_describe,
     .gradcheck_hints = 0,
+    .shape_only_inputs = 1u << 2, /* the bias */
 };

@@ -125,9 +125,9 @@ static void dense_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor 
 {
     const dense_geom *g = geom;
     bool f64 = x->dtype == TG_F64;
-    const void *xp = tg_tensor_data(x), *wp = tg_tensor_data(w);
-    const void *bp = b ? tg_tensor_data(b) : NULL;
-    void *yp = tg_tensor_data(y);
+    const void *xp = tg_tensor_ptr(x), *wp = tg_tensor_ptr(w);
+    const void *bp = b ? tg_tensor_ptr(b) : NULL;
+    void *yp = tg_tensor_ptr(y);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t o = 0; o < g->out; o++) {
@@ -143,8 +143,8 @@ static void dense_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_te
 {
     const dense_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
-    const void *wp = tg_tensor_data(w), *gyp = tg_tensor_data(gy);
-    void *gxp = tg_tensor_data(gx);
+    const void *wp = tg_tensor_ptr(w), *gyp = tg_tensor_ptr(gy);
+    void *gxp = tg_tensor_ptr(gx);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t i = 0; i < g->in; i++) {
@@ -160,8 +160,8 @@ static void dense_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg
 {
     const dense_geom *g = geom;
     bool f64 = gy->dtype == TG_F64;
-    const void *xp = tg_tensor_data(x), *gyp = tg_tensor_data(gy);
-    void *gwp = tg_tensor_data(gw);
+    const void *xp = tg_tensor_ptr(x), *gyp = tg_tensor_ptr(gy);
+    void *gwp = tg_tensor_ptr(gw);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < g->out; o++)
         for (int64_t i = 0; i < g->in; i++) {
@@ -172,7 +172,7 @@ static void dense_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg
         }
     if (!gb)
         return;
-    void *gbp = tg_tensor_data(gb);
+    void *gbp = tg_tensor_ptr(gb);
     for (int64_t o = 0; o < g->out; o++) {
         double acc = 0.0;
         for (int64_t n = 0; n < g->n; n++)
@@ -243,4 +243,5 @@ const tg_op_vtable tg_op_dense_vtable = {
     .free_saved = NULL,
     .describe = dense_describe,
     .gradcheck_hints = 0,
+    .shape_only_inputs = 1u << 2, /* the bias */
 };

@@ -600,7 +600,7 @@ const void *tg_dnnl_weights_as(const tg_tensor *w, const dnnl_memory_desc_t *hav
 {
     if (tg_tensor_settle(w) != TG_OK)
         return NULL;
-    const void *data = tg_tensor_data(w);
+    const void *data = tg_tensor_ptr(w);
     if (dnnl_memory_desc_equal(want, have))
         return data;
     tg_storage *st = w->storage;
@@ -772,11 +772,11 @@ tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n)
             buf[i] = NULL;
         else if (io[i].role == TG_DNNL_IN)
             buf[i] = (void *)(uintptr_t)tg_dnnl_input_as(want[i], io[i].plain,
-                                                         tg_tensor_data(io[i].t), io[i].slot);
+                                                         tg_tensor_ptr(io[i].t), io[i].slot);
         else if (io[i].role == TG_DNNL_WEIGHTS)
             buf[i] = (void *)(uintptr_t)tg_dnnl_weights_as(io[i].t, io[i].plain, want[i]);
         else
-            buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_data(io[i].t),
+            buf[i] = tg_dnnl_output_buf(want[i], io[i].plain, tg_tensor_ptr(io[i].t),
                                         io[i].slot);
         if (!buf[i])
             return tg_last_status();
@@ -786,7 +786,7 @@ tg_status tg_dnnl_exec_tensors(tg_dnnl_entry *e, const tg_dnnl_io *io, int n)
     for (int i = 0; rc == TG_OK && i < n; i++)
         if (io[i].t && io[i].role == TG_DNNL_OUT && buf[i] != tg_dnnl_alt_buf(io[i].t))
             rc = tg_dnnl_output_finish(want[i], buf[i], io[i].plain,
-                                       tg_tensor_data(io[i].t)); /* settled above */
+                                       tg_tensor_ptr(io[i].t)); /* settled above */
     return rc;
 }
 

@@ -147,7 +147,7 @@ tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng)
      * training call that returns a tensor advances the generator by one word */
     uint64_t key = tg_rng_next_u64(rng);
     double scale = rate == 1.0 ? 0.0 : 1.0 / (1.0 - rate);
-    apply_mask(x->dtype == TG_F64, tg_tensor_data(xc), tg_tensor_data(y), tg_tensor_numel(x),
+    apply_mask(x->dtype == TG_F64, tg_tensor_ptr(xc), tg_tensor_ptr(y), tg_tensor_numel(x),
                key, rate, scale);
     tg_release(xc);
     if (p)
@@ -168,7 +168,7 @@ static tg_status dropout_backward(tg_node *node, tg_tensor *grad_out, tg_tensor 
     if (!gy || !gx)
         st = tg_last_status();
     else /* the forward mask again, from the same key */
-        apply_mask(x->dtype == TG_F64, tg_tensor_data(gy), tg_tensor_data(gx),
+        apply_mask(x->dtype == TG_F64, tg_tensor_ptr(gy), tg_tensor_ptr(gx),
                    tg_tensor_numel(gx), p->key, p->rate, p->scale);
     if (st == TG_OK)
         grad_in[0] = tg_scoped(tg_retain(gx));
@@ -193,4 +193,5 @@ const tg_op_vtable tg_op_dropout_vtable = {
     .free_saved = free,
     .describe = dropout_describe,
     .gradcheck_hints = 0,
+    .shape_only_inputs = TG_OP_ALL_INPUTS, /* the mask comes from the saved key */
 };

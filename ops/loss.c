@@ -217,10 +217,12 @@ static void xent_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_cross_entropy_vtable = {"cross_entropy", xent_backward, xent_free,
-                                                 xent_describe, 0};
+                                                 xent_describe, 0,
+                                                 1u << 1 /* labels: a copy is saved */};
 /* keeps p inside (1e-7, 1 - 1e-7), away from the clip's kinks */
 const tg_op_vtable tg_op_cross_entropy_probs_vtable = {
-    "cross_entropy_probs", xent_probs_backward, xent_free, xent_describe, TG_GC_POSITIVE};
+    "cross_entropy_probs", xent_probs_backward, xent_free, xent_describe, TG_GC_POSITIVE,
+    1u << 1 /* labels: a copy is saved */};
 
 /* ---------------------------------------------------------------- mse */
 
@@ -288,4 +290,4 @@ static tg_status mse_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     return TG_OK;
 }
 
-const tg_op_vtable tg_op_mse_vtable = {"mse", mse_backward, NULL, NULL, 0};
+const tg_op_vtable tg_op_mse_vtable = {"mse", mse_backward, NULL, NULL, 0, 0};

@@ -109,9 +109,9 @@ static tg_status matmul_prim(const tg_tensor *a, const tg_tensor *b, tg_tensor *
               (rc = tg_tensor_settle(c)) != TG_OK))
         e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
-        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &ma, tg_tensor_data(a)},
-                                    {DNNL_ARG_WEIGHTS, &mb, tg_tensor_data(b)},
-                                    {DNNL_ARG_DST, &mc, tg_tensor_data(c)}};
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &ma, tg_tensor_ptr(a)},
+                                    {DNNL_ARG_WEIGHTS, &mb, tg_tensor_ptr(b)},
+                                    {DNNL_ARG_DST, &mc, tg_tensor_ptr(c)}};
         rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
@@ -169,7 +169,7 @@ static tg_status matmul_dnnl(tg_tensor *a, tg_tensor *b, tg_tensor *y)
 #define MM_LOOP(T)                                                                   \
     do {                                                                             \
         const T *pa = tg_storage_data(a->storage), *pb = tg_storage_data(b->storage);                      \
-        T *py = tg_tensor_data(y);                                                   \
+        T *py = tg_tensor_ptr(y);                                                    \
         int64_t yi = 0;                                                              \
         for (int64_t bi = 0; bi < nbatch; bi++) {                                    \
             for (int64_t i = 0; i < m; i++)                                          \
@@ -223,7 +223,7 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     if (tg_tensor_numel(y) == 0) {
         /* nothing to compute */
     } else if (k == 0) {
-        memset(tg_tensor_data(y), 0, tg_tensor_nbytes(y)); /* empty sums */
+        memset(tg_tensor_ptr(y), 0, tg_tensor_nbytes(y)); /* empty sums */
     } else if (tg_use_dnnl(a)) {
         if (matmul_dnnl(a, b, y) != TG_OK)
             return tg_op_fail(&c);
@@ -268,4 +268,4 @@ static void matmul_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_matmul_vtable = {"matmul", matmul_backward, NULL, matmul_describe,
-                                          0};
+                                          0, 0};

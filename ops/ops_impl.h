@@ -44,7 +44,7 @@ tg_tensor *tg_sum_to_shape(tg_tensor *g, int ndim, const int64_t *shape);
 /* New reference with row-major strides: x itself (retained) when contiguous (a
  * view with canonical strides when only its extent-1 dims' strides differ), else a
  * contiguous copy. Its data is plain: a pending backend layout is settled
- * (docs/layouts.md), so kernels may read it with tg_tensor_data. NULL (error
+ * (docs/layouts.md), so kernels may read it with tg_tensor_ptr. NULL (error
  * set) on allocation failure or a failed settle. Not recorded. */
 tg_tensor *tg_contiguous_owned(tg_tensor *x);
 /* The same, but with keep (the caller runs x on oneDNN) a pending layout is
@@ -84,6 +84,8 @@ typedef struct tg_op_call {
     void *saved;             /* owned likewise (tg_op_save, or set directly to state
                               * the op computes anyway); freed with op->free_saved
                               * (or free) unless the node takes it */
+    bool saves_out;          /* tg_op_output_view was called: the node checks the
+                              * output's version before its backward */
 } tg_op_call;
 
 /* Input checks tg_op_begin makes besides "not NULL". */
@@ -109,9 +111,11 @@ tg_tensor *tg_op_output(tg_op_call *c, tg_dtype dtype, int ndim, const int64_t *
 void *tg_op_save(tg_op_call *c, size_t size);
 /* New reference: a view of the output to keep in the saved state (the node never
  * references its own output; the view has no grad_fn, so there is no cycle).
- * NULL with "<who>: out of memory" on failure. */
+ * The node then records the output's version at tg_op_end, and backward refuses
+ * if the output was written since. NULL with "<who>: out of memory" on failure. */
 tg_tensor *tg_op_output_view(tg_op_call *c);
-/* Ends the call: records the node (inputs, saved state) when c->record, else
+/* Ends the call: records the node (inputs and their versions, saved state) when
+ * c->record, else
  * frees the saved state, and returns the output as a scoped reference. NULL when
  * there is no output or recording failed (everything released). */
 tg_tensor *tg_op_end(tg_op_call *c);

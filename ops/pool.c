@@ -256,8 +256,8 @@ static inline int64_t window_argmax(const pool_geom *g, const void *plane, bool 
 static void pool_fwd_ref(bool max, const pool_geom *g, const tg_tensor *x, tg_tensor *y)
 {
     bool f64 = x->dtype == TG_F64;
-    const char *xp = tg_tensor_data(x);
-    char *yp = tg_tensor_data(y);
+    const char *xp = tg_tensor_ptr(x);
+    char *yp = tg_tensor_ptr(y);
     size_t es = tg_dtype_size(x->dtype);
     #pragma omp parallel for schedule(static)
     for (int64_t nc = 0; nc < g->n * g->c; nc++) {
@@ -286,9 +286,9 @@ static void pool_bwd_ref(bool max, const pool_geom *g, const tg_tensor *x, const
                          tg_tensor *gx)
 {
     bool f64 = gy->dtype == TG_F64;
-    const char *xp = x ? tg_tensor_data(x) : NULL;
-    const char *gyp = tg_tensor_data(gy);
-    char *gxp = tg_tensor_data(gx);
+    const char *xp = x ? tg_tensor_ptr(x) : NULL;
+    const char *gyp = tg_tensor_ptr(gy);
+    char *gxp = tg_tensor_ptr(gx);
     size_t es = tg_dtype_size(gy->dtype);
     /* one plane per iteration: the scatter below never crosses planes */
     #pragma omp parallel for schedule(static)
@@ -452,4 +452,5 @@ const tg_op_vtable tg_op_avg_pool2d_vtable = {
     .free_saved = pool_free,
     .describe = pool_describe,
     .gradcheck_hints = 0,
+    .shape_only_inputs = TG_OP_ALL_INPUTS,
 };

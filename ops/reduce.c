@@ -185,7 +185,7 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
             return tg_last_status();
         }
         int64_t nout = tg_shape_numel(x->ndim, sv->kshape);
-        memset(tg_tensor_data(gx), 0, (size_t)n * tg_dtype_size(x->dtype));
+        memset(tg_tensor_ptr(gx), 0, (size_t)n * tg_dtype_size(x->dtype));
         for (int64_t o = 0; o < nout; o++) {
             if (x->dtype == TG_F32)
                 TG_DATA(gx, float)[sv->argmax[o]] += TG_DATA(gc, float)[o];
@@ -205,12 +205,12 @@ static tg_status reduce_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
         int64_t i = 0;
         if (x->dtype == TG_F32) {
             const float *pg = tg_storage_data(g->storage);
-            float *po = tg_tensor_data(gx);
+            float *po = tg_tensor_ptr(gx);
             do po[i++] = (float)(pg[off[0]] * scale);
             while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));
         } else {
             const double *pg = tg_storage_data(g->storage);
-            double *po = tg_tensor_data(gx);
+            double *po = tg_tensor_ptr(gx);
             do po[i++] = pg[off[0]] * scale;
             while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));
         }
@@ -250,12 +250,12 @@ static void reduce_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_sum_vtable = {"sum", reduce_backward, reduce_free, reduce_describe,
-                                       0};
+                                       0, TG_OP_ALL_INPUTS};
 const tg_op_vtable tg_op_mean_vtable = {"mean", reduce_backward, reduce_free,
-                                        reduce_describe, 0};
+                                        reduce_describe, 0, TG_OP_ALL_INPUTS};
 /* ties would make the gradient depend on which maximum comes first */
 const tg_op_vtable tg_op_max_vtable = {"max", reduce_backward, reduce_free, reduce_describe,
-                                       TG_GC_DISTINCT};
+                                       TG_GC_DISTINCT, TG_OP_ALL_INPUTS};
 
 static const tg_op_vtable *red_vtable(red_kind k)
 {

@@ -36,7 +36,7 @@ static inline double sc_apply(scalar_kind k, double x, double s)
 #define SC_REF_LOOP(T)                                                               \
     do {                                                                             \
         const T *px = tg_storage_data(x->storage);                                              \
-        T *py = tg_tensor_data(y);                                                   \
+        T *py = tg_tensor_ptr(y);                                                    \
         int64_t i = 0;                                                               \
         do py[i++] = (T)sc_apply(k, px[off[0]], s);                                  \
         while (tg_index_next(x->ndim, x->shape, idx, 1, off, st));                   \
@@ -117,8 +117,8 @@ static tg_status mul_scalar_backward(tg_node *node, tg_tensor *g, tg_tensor **gi
 
 #define POW_BWD_LOOP(T)                                                              \
     do {                                                                             \
-        const T *px = tg_tensor_data(xc), *pg = tg_tensor_data(gc);                  \
-        T *po = tg_tensor_data(gx);                                                  \
+        const T *px = tg_tensor_ptr(xc), *pg = tg_tensor_ptr(gc);                    \
+        T *po = tg_tensor_ptr(gx);                                                   \
         for (int64_t i = 0; i < n; i++)                                              \
             po[i] = (T)((double)pg[i] * p * pow(px[i], p - 1.0));                    \
     } while (0)
@@ -172,12 +172,12 @@ static void sc_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_add_scalar_vtable = {"add_scalar", add_scalar_backward, NULL,
-                                              sc_describe, 0};
+                                              sc_describe, 0, TG_OP_ALL_INPUTS};
 const tg_op_vtable tg_op_mul_scalar_vtable = {"mul_scalar", mul_scalar_backward, NULL,
-                                              sc_describe, 0};
+                                              sc_describe, 0, TG_OP_ALL_INPUTS};
 /* a fractional power needs a positive base */
 const tg_op_vtable tg_op_pow_scalar_vtable = {"pow_scalar", pow_scalar_backward, NULL,
-                                              sc_describe, TG_GC_POSITIVE};
+                                              sc_describe, TG_GC_POSITIVE, 0};
 
 static const tg_op_vtable *sc_vtable(scalar_kind k)
 {

@@ -168,7 +168,7 @@ static void reshape_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_reshape_vtable = {"reshape", reshape_backward, NULL,
-                                           reshape_describe, 0};
+                                           reshape_describe, 0, TG_OP_ALL_INPUTS};
 
 /* ---------------------------------------------------------------- permute */
 
@@ -266,7 +266,7 @@ static void permute_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_permute_vtable = {"permute", permute_backward, NULL,
-                                           permute_describe, 0};
+                                           permute_describe, 0, TG_OP_ALL_INPUTS};
 
 /* ---------------------------------------------------------------- slice */
 
@@ -337,4 +337,5 @@ static void slice_describe(const tg_node *node, char *buf, size_t n)
                  (long long)sv->end);
 }
 
-const tg_op_vtable tg_op_slice_vtable = {"slice", slice_backward, NULL, slice_describe, 0};
+const tg_op_vtable tg_op_slice_vtable = {"slice", slice_backward, NULL, slice_describe, 0,
+                                         TG_OP_ALL_INPUTS};

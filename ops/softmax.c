@@ -38,8 +38,8 @@ static void split_axis(const tg_tensor *x, int axis, int64_t *outer, int64_t *le
 
 #define SOFTMAX_FWD_LOOP(T)                                                          \
     do {                                                                             \
-        const T *px = tg_tensor_data(xc);                                            \
-        T *py = tg_tensor_data(y);                                                   \
+        const T *px = tg_tensor_ptr(xc);                                             \
+        T *py = tg_tensor_ptr(y);                                                    \
         for (int64_t o = 0; o < outer; o++)                                          \
             for (int64_t i = 0; i < inner; i++) {                                    \
                 const T *rx = px + o * len * inner + i;                              \
@@ -68,8 +68,8 @@ static void softmax_ref(bool log_, int axis, const tg_tensor *xc, tg_tensor *y)
 
 #define SOFTMAX_BWD_LOOP(T)                                                          \
     do {                                                                             \
-        const T *py = tg_tensor_data(yc), *pg = tg_tensor_data(gc);                  \
-        T *po = tg_tensor_data(gx);                                                  \
+        const T *py = tg_tensor_ptr(yc), *pg = tg_tensor_ptr(gc);                    \
+        T *po = tg_tensor_ptr(gx);                                                   \
         for (int64_t o = 0; o < outer; o++)                                          \
             for (int64_t i = 0; i < inner; i++) {                                    \
                 int64_t base = o * len * inner + i;                                  \
@@ -159,8 +159,8 @@ static tg_status dnnl_softmax_forward_run(bool log, int axis, const tg_tensor *x
     if (e && ((rc = tg_tensor_settle(x)) != TG_OK || (rc = tg_tensor_settle(y)) != TG_OK))
         e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
-        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &mx, tg_tensor_data(x)},
-                                    {DNNL_ARG_DST, &my, tg_tensor_data(y)}};
+        const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &mx, tg_tensor_ptr(x)},
+                                    {DNNL_ARG_DST, &my, tg_tensor_ptr(y)}};
         rc = tg_dnnl_exec(e, args, 2);
     }
     tg_dnnl_unlock();
@@ -227,9 +227,9 @@ static tg_status dnnl_softmax_backward_run(bool log, int axis, const tg_tensor *
               (rc = tg_tensor_settle(gx)) != TG_OK))
         e = NULL; /* a pending layout failed to settle: rc says why */
     if (e) {
-        const tg_dnnl_mem args[] = {{DNNL_ARG_DST, &my, tg_tensor_data(y)},
-                                    {DNNL_ARG_DIFF_DST, &mgy, tg_tensor_data(gy)},
-                                    {DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_data(gx)}};
+        const tg_dnnl_mem args[] = {{DNNL_ARG_DST, &my, tg_tensor_ptr(y)},
+                                    {DNNL_ARG_DIFF_DST, &mgy, tg_tensor_ptr(gy)},
+                                    {DNNL_ARG_DIFF_SRC, &mgx, tg_tensor_ptr(gx)}};
         rc = tg_dnnl_exec(e, args, 3);
     }
     tg_dnnl_unlock();
@@ -334,6 +334,8 @@ static void softmax_describe(const tg_node *node, char *buf, size_t n)
 }
 
 const tg_op_vtable tg_op_softmax_vtable = {"softmax", softmax_backward, softmax_free,
-                                           softmax_describe, 0};
+                                           softmax_describe, 0,
+                                           TG_OP_ALL_INPUTS /* reads its saved output */};
 const tg_op_vtable tg_op_log_softmax_vtable = {"log_softmax", log_softmax_backward,
-                                               softmax_free, softmax_describe, 0};
+                                               softmax_free, softmax_describe, 0,
+                                               TG_OP_ALL_INPUTS /* reads its saved output */};

@@ -64,17 +64,19 @@ static void unary_free(void *p)
 
 static tg_status unary_backward(tg_node *node, tg_tensor *g, tg_tensor **gin);
 
-#define UNARY_VTABLE(n, hints) \
-    const tg_op_vtable tg_op_##n##_vtable = {#n, unary_backward, unary_free, NULL, hints};
+/* shape_only: backward reads no value of x (the derivative is a constant) */
+#define UNARY_VTABLE(n, hints, shape_only) \
+    const tg_op_vtable tg_op_##n##_vtable = {#n, unary_backward, unary_free, NULL, hints, \
+                                             shape_only};
 
-UNARY_VTABLE(neg, 0)
-UNARY_VTABLE(exp, 0)
-UNARY_VTABLE(log, TG_GC_POSITIVE)
-UNARY_VTABLE(sqrt, TG_GC_POSITIVE)
-UNARY_VTABLE(abs, TG_GC_AWAY_FROM_KINK)
-UNARY_VTABLE(tanh, 0)
-UNARY_VTABLE(sigmoid, 0)
-UNARY_VTABLE(relu, TG_GC_AWAY_FROM_KINK)
+UNARY_VTABLE(neg, 0, TG_OP_ALL_INPUTS)
+UNARY_VTABLE(exp, 0, 0)
+UNARY_VTABLE(log, TG_GC_POSITIVE, 0)
+UNARY_VTABLE(sqrt, TG_GC_POSITIVE, 0)
+UNARY_VTABLE(abs, TG_GC_AWAY_FROM_KINK, 0)
+UNARY_VTABLE(tanh, 0, 0)
+UNARY_VTABLE(sigmoid, 0, 0)
+UNARY_VTABLE(relu, TG_GC_AWAY_FROM_KINK, 0)
 
 static const unary_def def_neg = {"tg_neg", TG_ELT_LINEAR, -1.0f, 0.0f, f_neg, d_neg, false,
                                   &tg_op_neg_vtable};
@@ -175,8 +177,8 @@ static tg_status dnnl_eltwise_forward_run(tg_eltwise_alg alg, float alpha, float
             dst = tg_dnnl_alt_attach(y, xa);
             rc = dst ? TG_OK : TG_ERR_NOMEM;
         } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(y)) == TG_OK) {
-            src = tg_tensor_data(x); /* plain: settled */
-            dst = tg_tensor_data(y);
+            src = tg_tensor_ptr(x); /* plain: settled */
+            dst = tg_tensor_ptr(y);
         }
         if (rc == TG_OK) {
             const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src}, {DNNL_ARG_DST, &md, dst}};
@@ -253,9 +255,9 @@ static tg_status dnnl_eltwise_backward_run(tg_eltwise_alg alg, float alpha, floa
             rc = diff_src ? TG_OK : TG_ERR_NOMEM;
         } else if ((rc = tg_tensor_settle(x)) == TG_OK && (rc = tg_tensor_settle(gy)) == TG_OK &&
                    (rc = tg_tensor_settle(gx)) == TG_OK) {
-            src = tg_tensor_data(x); /* plain: settled */
-            diff_dst = tg_tensor_data(gy);
-            diff_src = tg_tensor_data(gx);
+            src = tg_tensor_ptr(x); /* plain: settled */
+            diff_dst = tg_tensor_ptr(gy);
+            diff_src = tg_tensor_ptr(gx);
         }
         if (rc == TG_OK) {
             const tg_dnnl_mem args[] = {{DNNL_ARG_SRC, &md, src},
@@ -308,8 +310,8 @@ done:
 
 #define UNARY_FWD_LOOP(T)                                                            \
     do {                                                                             \
-        const T *px = tg_tensor_data(xc);                                            \
-        T *py = tg_tensor_data(y);                                                   \
+        const T *px = tg_tensor_ptr(xc);                                             \
+        T *py = tg_tensor_ptr(y);                                                    \
         for (int64_t i = 0; i < n; i++)                                              \
             py[i] = (T)def->f(px[i]);                                                \
     } while (0)
@@ -358,9 +360,9 @@ tg_tensor *tg_relu(tg_tensor *x) { return unary(&def_relu, x); }
 
 #define UNARY_BWD_LOOP(T)                                                            \
     do {                                                                             \
-        const T *px = tg_tensor_data(xc), *pg = tg_tensor_data(gc);                  \
-        const T *py = yc ? (const T *)tg_tensor_data(yc) : NULL;                     \
-        T *po = tg_tensor_data(gx);                                                  \
+        const T *px = tg_tensor_ptr(xc), *pg = tg_tensor_ptr(gc);                    \
+        const T *py = yc ? (const T *)tg_tensor_ptr(yc) : NULL;                      \
+        T *po = tg_tensor_ptr(gx);                                                   \
         for (int64_t i = 0; i < n; i++)                                              \
             po[i] = (T)((double)pg[i] * def->df(px[i], py ? py[i] : 0.0));           \
     } while (0)

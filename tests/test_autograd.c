@@ -41,9 +41,9 @@ static tg_status no_grad_backward(tg_node *node, tg_tensor *g, tg_tensor **grad_
     return TG_OK;
 }
 
-static const tg_op_vtable bad_square_op = {"test_bad_square", bad_square_backward, NULL, NULL, 0};
-static const tg_op_vtable bad_shape_op = {"test_bad_shape", bad_shape_backward, NULL, NULL, 0};
-static const tg_op_vtable no_grad_op = {"test_no_grad", no_grad_backward, NULL, NULL, 0};
+static const tg_op_vtable bad_square_op = {"test_bad_square", bad_square_backward, NULL, NULL, 0, 0};
+static const tg_op_vtable bad_shape_op = {"test_bad_shape", bad_shape_backward, NULL, NULL, 0, 0};
+static const tg_op_vtable no_grad_op = {"test_no_grad", no_grad_backward, NULL, NULL, 0, 0};
 
 /* Applies a test op computing x * x (scoped reference). */
 static tg_tensor *apply_square(const tg_op_vtable *op, tg_tensor *x)
@@ -730,6 +730,132 @@ START_TEST(test_zero_mark_shared_grad_written_at_once)
 }
 END_TEST
 
+/* ================================================================ saved versions */
+
+/* The ways a user can write into a tensor that a recorded op saved. */
+enum { MUT_FILL, MUT_SET, MUT_COPY_INTO, MUT_RAW, MUT_VIEW, MUT_BASE, MUT_COUNT };
+
+/* Writes 9 into element 0 (or all) of x by the mutator m; x is f64 [2]. */
+static void mutate(int m, tg_tensor *x, tg_tensor *base)
+{
+    switch (m) {
+    case MUT_FILL: TG_OK_(tg_tensor_fill(x, 9.0)); break;
+    case MUT_SET: TG_OK_(tg_set(x, (const int64_t[]){0}, 9.0)); break;
+    case MUT_COPY_INTO: TG_OK_(tg_tensor_copy_into(x, vec_f64(2, (const double[]){9, 9})));
+        break;
+    case MUT_RAW: {
+        double *p = tg_tensor_data(x); /* the writable accessor bumps the version */
+        TG_CHECK(p != NULL);
+        p[0] = 9.0;
+        break;
+    }
+    case MUT_VIEW: /* a view shares x's storage, and so its version */
+        TG_OK_(tg_tensor_fill(tg_slice(tg_detach(x), 0, 1, 2), 9.0));
+        break;
+    case MUT_BASE: /* x is itself a view: write its base */
+        TG_OK_(tg_set(base, (const int64_t[]){0, 0}, 9.0));
+        break;
+    }
+}
+
+/* l = sum(w * x), then x written: backward refuses, names the op, the input,
+ * its shape and the versions, and changes no gradient. */
+START_TEST(test_backward_refuses_changed_saved_input)
+{
+    int m = _i;
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = leaf_f64(2, (const double[]){1, 2});
+    /* x: a [2] view of row 0 of a [2, 2] base (the MUT_BASE case needs one) */
+    tg_tensor *base = tg_from_data(TG_F64, TG_SHAPE(2, 2), (const double[]){3, 4, 5, 6});
+    tg_tensor *x = tg_reshape(tg_slice(base, 0, 0, 1), TG_SHAPE(2));
+    TG_CHECK(x != NULL);
+    TG_OK_(tg_backward(tg_sum(tg_mul(w, x), NULL, 0, false)));
+    assert_grad(w, (const double[]){3, 4}, 0);
+    tg_tensor *l = tg_sum(tg_mul(w, x), NULL, 0, false);
+    TG_CHECK(l != NULL);
+    uint64_t v0 = tg_tensor_version(x);
+    mutate(m, x, base);
+    ck_assert_msg(tg_tensor_version(x) != v0, "mutator %d left the version", m);
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("input 1 ([2] f64) of op 'mul' (tg_mul) was written after the op "
+                        "saved it");
+    char want[128];
+    snprintf(want, sizeof want, "its version is %llu, the op saved version %llu",
+             (unsigned long long)tg_tensor_version(x), (unsigned long long)v0);
+    TG_ASSERT_ERROR_HAS(want);
+    assert_grad(w, (const double[]){3, 4}, 0); /* not [3, 4] + anything */
+    /* recomputed from the new values, backward runs */
+    TG_OK_(tg_zero_grad(w));
+    TG_OK_(tg_backward(tg_sum(tg_mul(w, x), NULL, 0, false)));
+    double x0 = m == MUT_VIEW ? 3.0 : 9.0;
+    double x1 = m == MUT_FILL || m == MUT_COPY_INTO || m == MUT_VIEW ? 9.0 : 4.0;
+    assert_grad(w, (const double[]){x0, x1}, 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The tensor's name, when it has one, is in the message; the first input of an
+ * op counts as well as the second. */
+START_TEST(test_backward_refuses_changed_leaf_by_name)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = leaf_f64(2, (const double[]){1, 2});
+    TG_OK_(tg_tensor_set_name(w, "dense/kernel"));
+    tg_tensor *l = tg_sum(tg_mul(w, w), NULL, 0, false);
+    TG_OK_(tg_tensor_fill(w, 0.5)); /* an optimizer step before backward */
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("input 0 ('dense/kernel' [2] f64) of op 'mul'");
+    ck_assert_ptr_null(tg_grad(w));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* An op that saved a view of its output (exp: d exp = exp) refuses when the
+ * output was written. */
+START_TEST(test_backward_refuses_changed_saved_output)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = leaf_f64(2, (const double[]){0, 1});
+    tg_tensor *y = tg_exp(w);
+    tg_tensor *l = tg_sum(y, NULL, 0, false);
+    TG_OK_(tg_tensor_fill(y, 1.0));
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("the output ([2] f64) of op 'exp' (tg_exp) was written after");
+    ck_assert_ptr_null(tg_grad(w));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* What is legitimate goes through: writing an input an op reads only the shape
+ * of (add, sum), reading through the read-only accessor, tg_get, printing, and
+ * writing after backward (an optimizer step) before the next forward. */
+START_TEST(test_versions_allow_legitimate_use)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = leaf_f64(2, (const double[]){1, 2});
+    tg_tensor *x = vec_f64(2, (const double[]){3, 4});
+    tg_tensor *l = tg_sum(tg_add(tg_mul_scalar(w, 2.0), x), NULL, 0, false);
+    TG_OK_(tg_tensor_fill(x, 7.0)); /* add needs only x's shape */
+    uint64_t v = tg_tensor_version(w);
+    const double *r = tg_tensor_data_ro(w);
+    ck_assert(r[1] == 2.0 && tg_get(w, (const int64_t[]){0}) == 1.0);
+    char *str = tg_tensor_to_string(w);
+    free(str);
+    ck_assert(tg_tensor_version(w) == v); /* reads change no version */
+    TG_OK_(tg_backward(l));
+    assert_grad(w, (const double[]){2, 2}, 0);
+    /* a step after backward, then a new forward and backward */
+    for (int step = 0; step < 3; step++) {
+        double *p = tg_tensor_data(w);
+        p[0] -= 0.1, p[1] -= 0.1;
+        TG_OK_(tg_zero_grad(w));
+        TG_OK_(tg_backward(tg_sum(tg_mul(w, x), NULL, 0, false)));
+        assert_grad(w, (const double[]){7, 7}, 0);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -775,6 +901,13 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_zero_mark_is_on_the_leaf);
     tcase_add_test(tc, test_zero_mark_first_contribution);
     tcase_add_test(tc, test_zero_mark_shared_grad_written_at_once);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("saved versions");
+    tcase_add_loop_test(tc, test_backward_refuses_changed_saved_input, 0, MUT_COUNT);
+    tcase_add_test(tc, test_backward_refuses_changed_leaf_by_name);
+    tcase_add_test(tc, test_backward_refuses_changed_saved_output);
+    tcase_add_test(tc, test_versions_allow_legitimate_use);
     suite_add_tcase(s, tc);
     return s;
 }

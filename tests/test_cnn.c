@@ -988,6 +988,32 @@ START_TEST(cache_follows_weight_updates)
 }
 END_TEST
 
+/* Writing into a weight through the writable accessor, without calling
+ * tg_tensor_bump_version, reaches the next conv: the accessor bumps the
+ * version, so the reordered copy is made again. */
+START_TEST(cache_follows_accessor_writes)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 16, 6, 6), 1);
+    tg_tensor *w = rnd(TG_F32, TG_SHAPE(32, 16, 3, 3), 2);
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    tg_tensor *y1 = tg_conv2d(x, w, NULL, &o);
+    TG_CHECK(y1 != NULL);
+    float *wp = tg_tensor_data(w);
+    for (int64_t k = 0; k < tg_tensor_numel(w); k++)
+        wp[k] *= 2.0f;
+    tg_tensor *y2 = tg_conv2d(x, w, NULL, &o);
+    TG_CHECK(y2 != NULL);
+    TG_ASSERT_TENSOR_CLOSE(y2, tg_mul_scalar(y1, 2.0), 1e-5, 1e-5);
+    /* and the oracle agrees */
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *yr = tg_conv2d(x, w, NULL, &o);
+    tg_set_backend(prev);
+    TG_ASSERT_TENSOR_CLOSE(y2, yr, F32_ATOL, F32_RTOL);
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(cache_clear)
 {
     tg_scope *s = tg_scope_push();
@@ -1660,6 +1686,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, describe_labels);
     tcase_add_test(tc, cache_second_step_creates_nothing);
     tcase_add_test(tc, cache_follows_weight_updates);
+    tcase_add_test(tc, cache_follows_accessor_writes);
     tcase_add_test(tc, cache_clear);
     tcase_add_test(tc, glue_two_threads);
     tcase_add_test(tc, scratchpad_user_managed);

@@ -27,7 +27,7 @@ static void pair_describe(const tg_node *node, char *buf, size_t n)
     snprintf(buf, n, "k=%d \"q\"", node->n_inputs);
 }
 
-static const tg_op_vtable pair_op = {"test_pair", pair_backward, NULL, pair_describe, 0};
+static const tg_op_vtable pair_op = {"test_pair", pair_backward, NULL, pair_describe, 0, 0};
 
 static tg_tensor *pair(tg_tensor *a, tg_tensor *b)
 {

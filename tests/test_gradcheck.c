@@ -502,7 +502,7 @@ static tg_status bad_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     return gin[0] ? TG_OK : tg_last_status();
 }
 
-static const tg_op_vtable bad_vtable = {"bad_identity", bad_backward, NULL, NULL, 0};
+static const tg_op_vtable bad_vtable = {"bad_identity", bad_backward, NULL, NULL, 0, 0};
 
 static tg_tensor *bad_identity(tg_tensor *const *in, int n, void *ctx)
 {
