@@ -116,8 +116,9 @@ void tg_runtime_first_compute(void)
 
 tg_status tg_set_num_threads(int n)
 {
-    if (n < 1)
-        return tg_error(TG_ERR_ARG, "tg_set_num_threads: n must be >= 1, got %d", n);
+    if (n < 1 || n > TG_MAX_THREADS)
+        return tg_error(TG_ERR_ARG, "tg_set_num_threads: n must be between 1 and %d "
+                        "(TG_MAX_THREADS), got %d", TG_MAX_THREADS, n);
     omp_set_num_threads(n);
     /* A larger team may start threads that predate the mode; set it on all. */
     if (atomic_load(&default_applied))

@@ -17,7 +17,13 @@ TG_API_BEGIN
 extern "C" {
 #endif
 
-/* n >= 1; returns TG_ERR_ARG otherwise. The default honours OMP_NUM_THREADS. */
+/* The most threads tg_set_num_threads accepts: far beyond any core count this
+ * library runs on (oversubscribing cores only slows OpenMP down), and low
+ * enough that a mistyped count cannot make the OpenMP runtime create thousands
+ * of threads (100000 overflowed libgomp's stacks and killed the process). */
+#define TG_MAX_THREADS 256
+/* 1 <= n <= TG_MAX_THREADS; TG_ERR_ARG otherwise (nothing changes). The default
+ * honours OMP_NUM_THREADS (which this limit does not govern). */
 tg_status tg_set_num_threads(int n);
 int tg_get_num_threads(void);
 

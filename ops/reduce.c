@@ -44,6 +44,12 @@ static tg_status parse_axes(const int *axes, int n_axes, int ndim,
         return tg_error_here(TG_ERR_ARG, "n_axes is %d with axes %s; n_axes must be >= 0, "
                              "and axes non-NULL when it is > 0",
                              n_axes, axes ? "given" : "NULL");
+    /* distinct axes are at most ndim: a larger count is a wrong count, and
+     * reading that many entries would run past the caller's array */
+    if (n_axes > ndim)
+        return tg_error_here(TG_ERR_ARG, "n_axes is %d but x has %d dim%s; at most %d "
+                             "distinct axes can be given", n_axes, ndim, ndim == 1 ? "" : "s",
+                             ndim);
     if (n_axes == 0) {
         for (int d = 0; d < ndim; d++)
             mask[d] = true;

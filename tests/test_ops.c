@@ -425,6 +425,13 @@ START_TEST(reduction_errors)
     ASSERT_FAILS(tg_max(x, (const int[]){1, -1}, 2, false), TG_ERR_ARG, "tg_max: axis -1 given twice");
     ASSERT_FAILS(tg_sum(x, NULL, 1, false), TG_ERR_ARG, "tg_sum");
     ASSERT_FAILS(tg_sum(x, (const int[]){0}, -1, false), TG_ERR_ARG, "n_axes is -1");
+    /* more axes than dims: refused before reading past the two given (ASan
+     * saw the over-read before) */
+    ASSERT_FAILS(tg_sum(x, (const int[]){0, 1}, 5, false), TG_ERR_ARG,
+                 "tg_sum: n_axes is 5 but x has 2 dims");
+    ASSERT_FAILS(tg_mean(x, (const int[]){0, 1}, 3, false), TG_ERR_ARG, "tg_mean: n_axes is 3");
+    ASSERT_FAILS(tg_max(tg_zeros(TG_F32, TG_SHAPE(4)), (const int[]){0}, 2, false),
+                 TG_ERR_ARG, "tg_max: n_axes is 2 but x has 1 dim;");
     ck_assert_msg(!strstr(tg_last_error(), "0x"), "an address in \"%s\"", tg_last_error());
     ASSERT_FAILS(tg_sum(NULL, NULL, 0, false), TG_ERR_ARG, "tg_sum");
     ASSERT_FAILS(tg_mean(NULL, NULL, 0, false), TG_ERR_ARG, "tg_mean");

@@ -3,6 +3,7 @@
  *
  * Uses the public API, plus the raw views that are internal to the library
  * (libtensor/tensor_impl.h): they hold the stride logic every view shares. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1466,6 +1467,12 @@ START_TEST(test_runtime)
     ck_assert_int_ge(before, 1);
     ck_assert_int_eq(tg_set_num_threads(0), TG_ERR_ARG);
     ck_assert_int_eq(tg_set_num_threads(-3), TG_ERR_ARG);
+    ck_assert_int_eq(tg_get_num_threads(), before);
+    /* a runaway count is refused with the limit, before OpenMP sees it */
+    ck_assert_int_eq(tg_set_num_threads(100000), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("between 1 and 256");
+    ck_assert_int_eq(tg_set_num_threads(TG_MAX_THREADS + 1), TG_ERR_ARG);
+    ck_assert_int_eq(tg_set_num_threads(INT_MAX), TG_ERR_ARG);
     ck_assert_int_eq(tg_get_num_threads(), before);
     TG_OK_(tg_set_num_threads(1));
     ck_assert_int_eq(tg_get_num_threads(), 1);
