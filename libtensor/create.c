@@ -76,19 +76,51 @@ tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
     return tg_scoped(t);
 }
 
-tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
+/* The copy behind tg_from_data and its typed variants; who names the caller. */
+static tg_tensor *from_data(const char *who, tg_dtype dtype, int ndim, const int64_t *shape,
+                            const void *data)
 {
-    tg_tensor *t = tg_tensor_new_named("tg_from_data", dtype, ndim, shape);
+    tg_tensor *t = tg_tensor_new_named(who, dtype, ndim, shape);
     if (!t)
         return NULL;
     size_t nbytes = tg_tensor_nbytes(t);
     if (!data && nbytes > 0) {
         tg_release(t);
-        return tg_null_arg("tg_from_data", "data"), NULL;
+        return tg_null_arg(who, "data"), NULL;
     }
     if (nbytes > 0)
         memcpy(tg_tensor_ptr(t), data, nbytes);
     return tg_scoped(t);
+}
+
+tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    return from_data("tg_from_data", dtype, ndim, shape, data);
+}
+
+tg_tensor *tg_from_f32(int ndim, const int64_t *shape, const float *data)
+{
+    return from_data("tg_from_f32", TG_F32, ndim, shape, data);
+}
+
+tg_tensor *tg_from_f64(int ndim, const int64_t *shape, const double *data)
+{
+    return from_data("tg_from_f64", TG_F64, ndim, shape, data);
+}
+
+tg_tensor *tg_from_i32(int ndim, const int64_t *shape, const int32_t *data)
+{
+    return from_data("tg_from_i32", TG_I32, ndim, shape, data);
+}
+
+tg_tensor *tg_from_i64(int ndim, const int64_t *shape, const int64_t *data)
+{
+    return from_data("tg_from_i64", TG_I64, ndim, shape, data);
+}
+
+tg_tensor *tg_from_u8(int ndim, const int64_t *shape, const uint8_t *data)
+{
+    return from_data("tg_from_u8", TG_U8, ndim, shape, data);
 }
 
 /* ---------------------------------------------------------------- random */

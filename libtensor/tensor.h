@@ -60,8 +60,18 @@ tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape);
 tg_tensor *tg_full(tg_dtype dtype, int ndim, const int64_t *shape, double value);
 /* 1-D: start, start+step, ... while < stop (> stop for a negative step). */
 tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step);
-/* Copies numel elements of `dtype` from data (row-major). */
+/* Copies numel elements of `dtype` from data (row-major). data is untyped, so
+ * C cannot check that it holds elements of `dtype`, nor that it holds numel of
+ * them: a double array passed as TG_F32 gives garbage values, a too-short one
+ * is read past its end. Prefer the typed variants below, where the compiler
+ * checks the element type (a double array passed to tg_from_f32 is a
+ * warning, an error under -Werror); the count stays the caller's promise. */
 tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data);
+tg_tensor *tg_from_f32(int ndim, const int64_t *shape, const float *data);
+tg_tensor *tg_from_f64(int ndim, const int64_t *shape, const double *data);
+tg_tensor *tg_from_i32(int ndim, const int64_t *shape, const int32_t *data);
+tg_tensor *tg_from_i64(int ndim, const int64_t *shape, const int64_t *data);
+tg_tensor *tg_from_u8(int ndim, const int64_t *shape, const uint8_t *data);
 /* Wraps the caller's buffer without copying; the caller keeps ownership and must
  * keep it alive (and not free it) while any tensor or view of it lives. */
 tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data);

@@ -280,6 +280,40 @@ START_TEST(test_arange)
 }
 END_TEST
 
+/* The typed variants of tg_from_data: the dtype comes from the pointer type
+ * (the compiler checks it), the values are copied exactly, and errors name
+ * the function called. */
+START_TEST(test_typed_constructors)
+{
+    tg_scope *s = tg_scope_push();
+    const float f[3] = {1.5f, -2.0f, 3.25f};
+    const double d[3] = {0.1, -1e300, 7};
+    const int32_t i32[3] = {INT32_MIN, 0, INT32_MAX};
+    const int64_t i64[3] = {INT64_MIN, 42, INT64_MAX};
+    const uint8_t u8[3] = {0, 128, 255};
+    tg_tensor *t[5] = {tg_from_f32(TG_SHAPE(3), f), tg_from_f64(TG_SHAPE(3), d),
+                       tg_from_i32(TG_SHAPE(3), i32), tg_from_i64(TG_SHAPE(1, 3), i64),
+                       tg_from_u8(TG_SHAPE(3, 1), u8)};
+    static const tg_dtype dt[5] = {TG_F32, TG_F64, TG_I32, TG_I64, TG_U8};
+    const void *src[5] = {f, d, i32, i64, u8};
+    for (int k = 0; k < 5; k++) {
+        TG_CHECK(t[k] != NULL);
+        ck_assert_int_eq(tg_tensor_dtype(t[k]), dt[k]);
+        ck_assert_int_eq(tg_tensor_numel(t[k]), 3);
+        ck_assert_ptr_ne(tg_tensor_data_ro(t[k]), src[k]); /* a copy */
+        ck_assert(memcmp(tg_tensor_data_ro(t[k]), src[k], 3 * tg_dtype_size(dt[k])) == 0);
+    }
+    ck_assert(tg_tensor_dtype(tg_from_f32(0, NULL, f)) == TG_F32); /* 0-d: one element */
+    ck_assert_ptr_null(tg_from_f64(TG_SHAPE(3), NULL));
+    TG_ASSERT_ERROR_HAS("tg_from_f64");
+    TG_ASSERT_ERROR_HAS("'data'");
+    ck_assert_ptr_null(tg_from_u8(TG_SHAPE(2, -1), u8));
+    TG_ASSERT_ERROR_HAS("tg_from_u8: extent -1");
+    ck_assert_ptr_nonnull(tg_from_i32(TG_SHAPE(0), NULL)); /* nothing to read */
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(test_from_data_and_wrap)
 {
     tg_scope *s = tg_scope_push();
@@ -1550,6 +1584,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_empty_extents);
     tcase_add_test(tc, test_arange);
     tcase_add_test(tc, test_from_data_and_wrap);
+    tcase_add_test(tc, test_typed_constructors);
     tcase_add_test(tc, test_shape_validation);
     suite_add_tcase(s, tc);
 
