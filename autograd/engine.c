@@ -45,6 +45,8 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad)
 {
     if (!t)
         return tg_null_arg("tg_set_requires_grad", "t");
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_set_requires_grad", "t", t);
     if (t->grad_fn)
         return tg_error(TG_ERR_STATE,
                         "tg_set_requires_grad: the tensor was computed by op '%s' (not a "
@@ -90,6 +92,8 @@ tg_tensor *tg_grad(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_grad", "t"), NULL;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_grad", "t", t), NULL;
     if (t->grad_zero_pending) /* autograd's bookkeeping, not the tensor's value */
         write_pending_zeros((tg_tensor *)(uintptr_t)t);
     return t->grad;
@@ -99,6 +103,8 @@ tg_status tg_zero_grad(tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_zero_grad", "t");
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_zero_grad", "t", t);
     tg_tensor *g = t->grad;
     if (!g)
         return TG_OK;
@@ -655,6 +661,8 @@ static tg_status backward_impl(tg_tensor *output, const tg_backward_opts *opts)
         opts = &defaults;
     if (!output)
         return tg_null_arg("tg_backward", "output");
+    if (tg_tensor_dead(output))
+        return tg_dead_arg("tg_backward", "output", output);
     if (!tg_requires_grad(output))
         return tg_error(TG_ERR_STATE, "tg_backward: the output does not require grad (no "
                         "input of the ops that computed it requires grad, or it was "

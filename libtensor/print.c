@@ -134,6 +134,8 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out)
 {
     if (!t)
         return tg_null_arg("tg_tensor_print", "t");
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_tensor_print", "t", t);
     if (!out)
         return tg_null_arg("tg_tensor_print", "out");
     /* settle a pending layout once, here, where a failure can be reported:
@@ -173,6 +175,8 @@ char *tg_tensor_to_string(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_to_string", "t"), NULL;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_tensor_to_string", "t", t), NULL;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);

@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,41 @@ tg_status tg_set_num_threads(int n)
 int tg_get_num_threads(void)
 {
     return omp_get_max_threads();
+}
+
+/* ---------------------------------------------------------------- debug mode */
+
+/* -1 until TG_DEBUG has been read, then 0 or 1. */
+static atomic_int debug_state = -1;
+
+bool tg_debug_on(void)
+{
+    int s = atomic_load_explicit(&debug_state, memory_order_relaxed);
+    if (__builtin_expect(s < 0, 0)) {
+        const char *e = getenv("TG_DEBUG");
+        int expect = -1;
+        atomic_compare_exchange_strong(&debug_state, &expect,
+                                       e && *e && strcmp(e, "0") != 0);
+        s = atomic_load(&debug_state);
+    }
+    return s > 0;
+}
+
+void tg_set_debug_mode(bool on)
+{
+    atomic_store(&debug_state, on ? 1 : 0);
+}
+
+bool tg_get_debug_mode(void)
+{
+    return tg_debug_on();
+}
+
+void tg_misuse_report(_Atomic bool *once, const char *msg)
+{
+    if (!tg_debug_on() && atomic_exchange(once, true))
+        return;
+    fprintf(stderr, "libtensor: %s\n", msg);
 }
 
 const char *tg_version(void)

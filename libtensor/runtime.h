@@ -50,8 +50,23 @@ tg_status tg_set_flush_denormals(bool on);
 /* Whether the calling thread flushes denormals now. */
 bool tg_get_flush_denormals(void);
 
+/* Debug mode: catches uses of freed tensors. Off by default; on when the
+ * environment variable TG_DEBUG is set to anything but "0" (read once, at the
+ * first tensor freed or the first call here), or by tg_set_debug_mode.
+ *
+ * In debug mode a freed tensor's handle is poisoned and its memory kept
+ * (never reused) for the rest of the process, so a later use of the handle
+ * (an op given a tensor whose scope popped, tg_item, tg_release twice ...) is
+ * always recognised: the call fails with TG_ERR_STATE and a message naming the
+ * function (the op) and the argument, which is also printed to stderr.
+ * Without it the same checks run, but freed memory may have been reused, so a
+ * use after free may go unnoticed or crash. The kept headers cost about 200
+ * bytes per tensor freed: for debugging, not for long training runs.
+ * Switching it off keeps what was kept. docs/tensor-api.md, "Debugging". */
+void tg_set_debug_mode(bool on);
+bool tg_get_debug_mode(void);
 /* Objects alive now: tensors, storages and autodiff nodes. Tests assert it
- * returns to its starting value. */
+ * returns to its starting value (docs/tensor-api.md, "Debugging"). */
 int64_t tg_live_objects(void);
 int64_t tg_live_tensors(void);
 

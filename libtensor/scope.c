@@ -113,7 +113,10 @@ static void pop_top(void)
     tg_scope *s = stack.open[--stack.depth];
     while (s->n > 0) {
         tg_tensor *t = s->items[--s->n];
+        if (tg_tensor_dead(t)) /* freed behind the scope's back: reported at the time */
+            continue;
         t->scope_refs--;
+        t->died_in_scope = t->refcount == 1; /* for the message of a later use */
         tg_release(t);
     }
     s->next_free = stack.free_list;
@@ -160,6 +163,8 @@ tg_tensor *tg_scope_keep(tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_scope_keep", "t"), NULL;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_scope_keep", "t", t), NULL;
     if (t->scope_refs > 0)
         tg_retain(t);
     return t;

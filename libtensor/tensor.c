@@ -151,6 +151,7 @@ static tg_tensor *header_new(tg_dtype dtype, int ndim, const int64_t *shape)
         tg_error(TG_ERR_NOMEM, "out of memory allocating a tensor");
         return NULL;
     }
+    t->magic = TG_TENSOR_LIVE;
     t->refcount = 1;
     t->dtype = dtype;
     t->ndim = ndim;
@@ -162,11 +163,43 @@ static tg_tensor *header_new(tg_dtype dtype, int ndim, const int64_t *shape)
     return t;
 }
 
+/* Debug mode's kept headers, linked through their grad field, so that they stay
+ * reachable (a leak checker does not report them). Pushed from any thread. */
+static _Atomic(tg_tensor *) quarantine;
+
+/* Poisons the header; in debug mode keeps its memory (the quarantine: never
+ * reused, so a later use of the handle is always seen as one). */
 static void header_free(tg_tensor *t)
 {
-    free(t);
+    t->magic = TG_TENSOR_DEAD;
+    t->storage = NULL;
+    t->grad = NULL;
+    t->grad_fn = NULL;
+    t->name = NULL;
+    if (tg_debug_on()) {
+        tg_tensor *head = atomic_load(&quarantine);
+        do
+            t->grad = head;
+        while (!atomic_compare_exchange_weak(&quarantine, &head, t));
+    } else {
+        free(t);
+    }
     atomic_fetch_sub(&live_tensors, 1);
     tg_live_objects_add(-1);
+}
+
+tg_status tg_dead_arg(const char *fn, const char *arg, const tg_tensor *t)
+{
+    tg_status st = tg_error(TG_ERR_STATE, "%s: argument '%s' is a tensor that was already "
+                            "freed (%s); a tensor returned inside a scope dies when the "
+                            "scope pops: keep a reference with tg_scope_keep to use it "
+                            "later%s", fn, arg,
+                            t->died_in_scope ? "its scope popped"
+                                             : "its last reference was released",
+                            tg_debug_on() ? "" : " (TG_DEBUG=1 catches every such use)");
+    if (tg_debug_on())
+        fprintf(stderr, "libtensor: %s\n", tg_last_error());
+    return st;
 }
 
 tg_status tg_check_shape(int ndim, const int64_t *shape)
@@ -249,6 +282,8 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
 
 tg_tensor *tg_retain(tg_tensor *t)
 {
+    if (t && tg_tensor_dead(t))
+        return tg_dead_arg("tg_retain", "t", t), NULL;
     if (t)
         t->refcount++;
     return t;
@@ -256,7 +291,26 @@ tg_tensor *tg_retain(tg_tensor *t)
 
 void tg_release(tg_tensor *t)
 {
-    if (!t || --t->refcount > 0)
+    if (!t)
+        return;
+    if (tg_tensor_dead(t)) {
+        tg_dead_arg("tg_release", "t", t);
+        return;
+    }
+    if (__builtin_expect(t->refcount <= t->scope_refs, 0)) {
+        /* every reference left is a scope's: this one is not the caller's */
+        static _Atomic bool reported;
+        char b[160];
+        tg_error(TG_ERR_STATE, "tg_release: the tensor (%s %s%s%s) is owned by a scope, "
+                 "which releases it when it pops; the result of an op or a creation "
+                 "function called inside a scope is not the caller's to release (take a "
+                 "reference with tg_scope_keep first). The release was ignored",
+                 tg_shape_str(b, sizeof b, t->ndim, t->shape), dtype_names[t->dtype],
+                 t->name ? " " : "", t->name ? t->name : "");
+        tg_misuse_report(&reported, tg_last_error());
+        return;
+    }
+    if (--t->refcount > 0)
         return;
     free(t->name);
     tg_release(t->grad);
@@ -380,6 +434,8 @@ void *tg_tensor_data(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_data", "t"), NULL;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_tensor_data", "t", t), NULL;
     void *data = tg_tensor_ptr(t);
     /* The caller may write through the pointer: from now on the contents are
      * not the ones caches (reordered weights) and recorded ops saw. The
@@ -393,6 +449,8 @@ const void *tg_tensor_data_ro(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_tensor_data_ro", "t"), NULL;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_tensor_data_ro", "t", t), NULL;
     return tg_tensor_ptr(t);
 }
 
@@ -582,6 +640,8 @@ double tg_item(const tg_tensor *t)
 {
     if (!t)
         return tg_null_arg("tg_item", "t"), NAN;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_item", "t", t), NAN;
     int64_t n = tg_shape_numel(t->ndim, t->shape);
     if (n != 1) {
         char b[160];
@@ -619,6 +679,8 @@ double tg_get(const tg_tensor *t, const int64_t *index)
 {
     if (!t)
         return tg_null_arg("tg_get", "t"), NAN;
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_get", "t", t), NAN;
     if (!index && t->ndim > 0)
         return tg_null_arg("tg_get", "index"), NAN;
     int64_t off = index_offset("tg_get", t, index);
@@ -632,6 +694,8 @@ tg_status tg_set(tg_tensor *t, const int64_t *index, double value)
 {
     if (!t)
         return tg_null_arg("tg_set", "t");
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_set", "t", t);
     if (!index && t->ndim > 0)
         return tg_null_arg("tg_set", "index");
     int64_t off = index_offset("tg_set", t, index);

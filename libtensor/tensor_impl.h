@@ -5,6 +5,7 @@
 #define TG_TENSOR_IMPL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "libtensor/tensor.h"
 #include "libtensor/error.h"
@@ -58,7 +59,15 @@ static inline void *tg_storage_data(tg_storage *s)
     return s->data;
 }
 
+/* tg_tensor.magic: LIVE while the header is in use, DEAD once freed. In debug
+ * mode (tg_set_debug_mode) freed headers are kept, never reused, so a dead
+ * handle is always recognised; otherwise the check is best effort. */
+#define TG_TENSOR_LIVE 0x74656e73u /* "tens" */
+#define TG_TENSOR_DEAD 0xdeadf7eeu
+
 struct tg_tensor {
+    uint32_t magic;
+    bool died_in_scope;           /* dead: its last reference was a scope's (pop) */
     int64_t refcount;
     tg_dtype dtype;
     int ndim;
@@ -91,6 +100,23 @@ static inline bool tg_tensor_covers_storage(const tg_tensor *t)
     return t->offset == 0 && tg_tensor_is_contiguous(t) &&
            (size_t)tg_tensor_nbytes(t) == t->storage->nbytes;
 }
+
+/* ---- use after free ---- */
+/* True when t is a freed tensor header (see TG_TENSOR_LIVE). */
+static inline bool tg_tensor_dead(const tg_tensor *t)
+{
+    return __builtin_expect(t->magic != TG_TENSOR_LIVE, 0);
+}
+/* Sets (and in debug mode prints) the error for a dead tensor handed to fn as
+ * argument arg: "tg_relu: argument 'x' is a tensor that was already freed
+ * (...)"; returns TG_ERR_STATE. */
+tg_status tg_dead_arg(const char *fn, const char *arg, const tg_tensor *t);
+/* Whether debug mode is on (libtensor/runtime.h): one relaxed load. */
+bool tg_debug_on(void);
+/* Prints "libtensor: <message>" to stderr: every time in debug mode, else only
+ * when *once is false (then sets it). For misuse a void function cannot
+ * report through a status (tg_release). */
+void tg_misuse_report(_Atomic bool *once, const char *msg);
 
 /* ---- errors: set the thread's last error and return the status ---- */
 tg_status tg_error(tg_status status, const char *fmt, ...)

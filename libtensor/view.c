@@ -381,6 +381,10 @@ tg_status tg_tensor_copy_into(tg_tensor *dst, const tg_tensor *src)
         return tg_null_arg("tg_tensor_copy_into", "dst");
     if (!src)
         return tg_null_arg("tg_tensor_copy_into", "src");
+    if (tg_tensor_dead(dst))
+        return tg_dead_arg("tg_tensor_copy_into", "dst", dst);
+    if (tg_tensor_dead(src))
+        return tg_dead_arg("tg_tensor_copy_into", "src", src);
     if (!tg_tensor_same_shape(dst, src)) {
         char a[160], b[160];
         return tg_error(TG_ERR_SHAPE, "tg_tensor_copy_into: dst shape %s differs from src "
@@ -413,6 +417,8 @@ tg_status tg_tensor_fill(tg_tensor *t, double value)
 {
     if (!t)
         return tg_null_arg("tg_tensor_fill", "t");
+    if (tg_tensor_dead(t))
+        return tg_dead_arg("tg_tensor_fill", "t", t);
     int64_t n = tg_shape_numel(t->ndim, t->shape);
     t->storage->version = tg_version_next();
     if (n == 0)

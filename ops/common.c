@@ -3,6 +3,7 @@
  * and its inverse (tg_sum_to_shape), and the frame every op's forward runs in
  * (tg_op_begin ... tg_op_end), which records the node.
  * Nothing here is recorded for autodiff. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,11 +258,16 @@ bool tg_op_begin(tg_op_call *c, const tg_op_vtable *op, const char *who,
     *c = (tg_op_call){.op = op, .who = who, .in = in, .n_in = n_in};
     c->prev_ctx = tg_error_enter(who);
     char buf[32];
-    for (int i = 0; i < n_in; i++)
+    for (int i = 0; i < n_in; i++) {
         if (!in[i]) {
             tg_null_arg_here(arg_name(names, i, buf, sizeof buf));
             goto fail;
         }
+        if (tg_tensor_dead(in[i])) { /* a handle used after its scope popped */
+            tg_dead_arg(who, arg_name(names, i, buf, sizeof buf), in[i]);
+            goto fail;
+        }
+    }
     for (int i = 0; (flags & TG_OP_FLOAT) && i < n_in; i++)
         if (tg_check_float(arg_name(names, i, buf, sizeof buf), in[i]) != TG_OK)
             goto fail;
@@ -303,12 +309,31 @@ tg_tensor *tg_op_output_view(tg_op_call *c)
     return v;
 }
 
+/* The first op of the process called with no scope open says so, once: its
+ * result is the caller's to release, and a loop that forgets leaks every
+ * step. TG_SCOPE_WARNING=0 silences it for programs that release by hand. */
+static void warn_no_scope(const char *who)
+{
+    static _Atomic bool warned;
+    if (atomic_load_explicit(&warned, memory_order_relaxed) || atomic_exchange(&warned, true))
+        return;
+    const char *e = getenv("TG_SCOPE_WARNING");
+    if (e && strcmp(e, "0") == 0)
+        return;
+    fprintf(stderr, "libtensor: warning: %s was called with no scope open, so its result "
+            "is a new reference the caller must tg_release (a loop that does not leaks "
+            "every step); open a scope around each step (tg_scope_push ... tg_scope_pop), "
+            "or set TG_SCOPE_WARNING=0 when releasing by hand. Printed once.\n", who);
+}
+
 tg_tensor *tg_op_end(tg_op_call *c)
 {
     tg_tensor *out = c->out;
     void *saved = c->saved;
     c->out = NULL;
     c->saved = NULL;
+    if (__builtin_expect(tg_scope_depth() == 0, 0) && out)
+        warn_no_scope(c->who);
     if (!out || !c->record) {
         free_saved(c->op, saved);
         tg_error_leave(c->prev_ctx);

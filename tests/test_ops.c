@@ -4,6 +4,8 @@
  * backward. The gradients themselves are checked in tests/test_gradcheck.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/tg_test.h"
 #include "ops/ops_impl.h"
@@ -1428,6 +1430,97 @@ START_TEST(dropout_dropped_is_zero)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- misuse */
+
+/* Debug mode: an op given a tensor whose scope popped fails with the op's name
+ * and the argument, not a crash; so does backward. */
+START_TEST(op_after_scope_popped)
+{
+    bool was = tg_get_debug_mode();
+    tg_set_debug_mode(true);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *w = tg_ones(TG_F32, TG_SHAPE(2));
+    TG_OK_(tg_set_requires_grad(w, true));
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(2));
+    tg_tensor *l = tg_sum(tg_mul(w, x), NULL, 0, false);
+    tg_tensor *keep = tg_scope_keep(w);
+    tg_scope_pop(s);
+    tg_scope *s2 = tg_scope_push();
+    ASSERT_FAILS(tg_relu(x), TG_ERR_STATE,
+                 "tg_relu: argument 'x' is a tensor that was already freed (its scope popped)");
+    ASSERT_FAILS(tg_mul(keep, x), TG_ERR_STATE, "tg_mul: argument 'b' is a tensor that was");
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("tg_backward: argument 'output' is a tensor that was already freed");
+    /* the kept one is alive and usable */
+    TG_CHECK(tg_relu(keep) != NULL);
+    tg_scope_pop(s2);
+    tg_release(keep);
+    tg_set_debug_mode(was);
+}
+END_TEST
+
+/* Runs calls_ops in a child with stderr to a pipe; returns what it printed. */
+static char *child_stderr(void (*calls_ops)(void), const char *env_off)
+{
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        if (env_off)
+            setenv("TG_SCOPE_WARNING", env_off, 1);
+        calls_ops();
+        _exit(0);
+    }
+    close(fd[1]);
+    static char buf[4096];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)k;
+    buf[n] = '\0';
+    close(fd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return buf;
+}
+
+static void ops_without_scope(void)
+{
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(4)); /* a creation function: no warning */
+    for (int i = 0; i < 3; i++)
+        tg_release(tg_relu(x));
+    tg_release(tg_exp(x));
+    tg_release(x);
+}
+
+static void ops_in_scope(void)
+{
+    tg_scope *s = tg_scope_push();
+    tg_relu(tg_ones(TG_F32, TG_SHAPE(4)));
+    tg_scope_pop(s);
+}
+
+/* The first op called with no scope open warns once, naming the op and the
+ * fix; ops inside a scope and TG_SCOPE_WARNING=0 print nothing. */
+START_TEST(no_scope_warning_once)
+{
+    char *out = child_stderr(ops_without_scope, NULL);
+    ck_assert_msg(strstr(out, "libtensor: warning: tg_relu was called with no scope open"),
+                  "stderr: %s", out);
+    ck_assert_msg(strstr(out, "tg_scope_push"), "stderr: %s", out);
+    const char *second = strstr(strstr(out, "warning") + 1, "warning");
+    ck_assert_msg(second == NULL, "warned twice: %s", out);
+    out = child_stderr(ops_in_scope, NULL);
+    ck_assert_str_eq(out, "");
+    out = child_stderr(ops_without_scope, "0");
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the op frame */
 
 /* A toy op written on the frame (ops/ops_impl.h): y = k * a + b, saving k and a
@@ -1612,6 +1705,8 @@ Suite *tg_suite(void)
     tcase_add_test(tc, unscoped_results_and_saved_views);
     tcase_add_test(tc, null_inputs);
     tcase_add_test(tc, op_frame);
+    tcase_add_test(tc, op_after_scope_popped);
+    tcase_add_test(tc, no_scope_warning_once);
     tcase_add_test(tc, flush_denormals);
     suite_add_tcase(s, tc);
 

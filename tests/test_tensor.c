@@ -4,6 +4,7 @@
  * Uses the public API, plus the raw views that are internal to the library
  * (libtensor/tensor_impl.h): they hold the stride logic every view shares. */
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -982,6 +983,68 @@ START_TEST(test_scope_keep_and_adopt)
 }
 END_TEST
 
+/* Releasing a reference a scope owns is refused (the tensor knows how many of
+ * its references are scopes'), not an invalid free when the scope pops. */
+START_TEST(test_release_of_scope_owned_tensor)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *t = tg_ones(TG_F32, TG_SHAPE(2, 3));
+    tg_clear_error();
+    tg_release(t); /* not ours: the scope's */
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("tg_release: the tensor ([2, 3] f32) is owned by a scope");
+    TG_ASSERT_ERROR_HAS("tg_scope_keep");
+    ck_assert(tg_get(t, (const int64_t[]){1, 2}) == 1.0); /* still alive */
+    /* a kept reference is the caller's: its release is fine, once */
+    tg_tensor *k = tg_scope_keep(t);
+    tg_clear_error();
+    tg_release(k);
+    ck_assert_int_eq(tg_last_status(), TG_OK);
+    tg_release(k);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    tg_scope_pop(s); /* frees t once: no invalid free, nothing leaked (the fixture) */
+}
+END_TEST
+
+/* Debug mode: a freed handle is recognised by every entry point and named in
+ * the error, with the reason; nothing crashes. */
+START_TEST(test_debug_mode_catches_use_after_free)
+{
+    bool was = tg_get_debug_mode();
+    tg_set_debug_mode(true);
+    ck_assert(tg_get_debug_mode());
+    tg_scope *s = tg_scope_push();
+    tg_tensor *t = tg_ones(TG_F64, TG_SHAPE(3));
+    tg_scope_pop(s);
+    ck_assert(isnan(tg_item(t)));
+    TG_ASSERT_ERROR_HAS("tg_item: argument 't' is a tensor that was already freed (its "
+                        "scope popped)");
+    ck_assert(isnan(tg_get(t, (const int64_t[]){0})));
+    TG_ASSERT_ERROR_HAS("tg_get: argument 't'");
+    ck_assert_int_eq(tg_set(t, (const int64_t[]){0}, 1.0), TG_ERR_STATE);
+    ck_assert_int_eq(tg_tensor_fill(t, 1.0), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("tg_tensor_fill");
+    ck_assert_ptr_null(tg_tensor_data(t));
+    ck_assert_ptr_null(tg_tensor_data_ro(t));
+    ck_assert_ptr_null(tg_retain(t));
+    ck_assert_ptr_null(tg_scope_keep(t));
+    ck_assert_ptr_null(tg_tensor_to_string(t));
+    tg_tensor *u = tg_zeros(TG_F64, TG_SHAPE(3));
+    ck_assert_int_eq(tg_tensor_copy_into(u, t), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("tg_tensor_copy_into: argument 'src'");
+    tg_release(u);
+    /* released by hand twice: the second is caught, naming the other reason */
+    tg_tensor *v = tg_zeros(TG_F32, TG_SHAPE(2)); /* no scope: ours */
+    tg_release(v);
+    tg_clear_error();
+    tg_release(v);
+    ck_assert_int_eq(tg_last_status(), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("tg_release: argument 't' is a tensor that was already freed (its "
+                        "last reference was released)");
+    tg_set_debug_mode(was);
+}
+END_TEST
+
 START_TEST(test_scope_reuse_many_steps)
 {
     /* warm up, then many steps: the scope bookkeeping and counts stay steady */
@@ -1612,6 +1675,8 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_scope_pop_outer_pops_inner);
     tcase_add_test(tc, test_scope_keep_and_adopt);
     tcase_add_test(tc, test_scope_reuse_many_steps);
+    tcase_add_test(tc, test_release_of_scope_owned_tensor);
+    tcase_add_test(tc, test_debug_mode_catches_use_after_free);
     tcase_add_test(tc, test_scopes_per_thread);
     tcase_add_test(tc, test_null_inputs);
     suite_add_tcase(s, tc);
