@@ -118,11 +118,10 @@ static int sgd_step(const mlp *m, double lr)
             rc = -1;
             break;
         }
-        float *pd = tg_tensor_data(p);
-        const float *gd = tg_tensor_data(g);
+        float *pd = tg_tensor_data(p);          /* for writing: bumps p's version */
+        const float *gd = tg_tensor_data_ro(g); /* for reading */
         for (int64_t k = 0; k < tg_tensor_numel(p); k++)
             pd[k] -= (float)lr * gd[k];
-        tg_tensor_bump_version(p); /* we wrote p behind the library's back */
         tg_zero_grad(p);
     }
     tg_set_grad_enabled(was_enabled);
@@ -137,7 +136,7 @@ static double accuracy(const mlp *m, tg_tensor *x, tg_tensor *labels)
     tg_tensor *pred = tg_argmax(mlp_forward(m, x), 1, false); /* i64, (N) */
     double acc = NAN;
     if (pred) {
-        const int64_t *p = tg_tensor_data(pred), *l = tg_tensor_data(labels);
+        const int64_t *p = tg_tensor_data_ro(pred), *l = tg_tensor_data_ro(labels);
         int64_t right = 0, n = tg_tensor_numel(pred);
         for (int64_t i = 0; i < n; i++)
             right += p[i] == l[i];
