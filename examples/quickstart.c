@@ -5,7 +5,7 @@
 int main(void)
 {
     tg_scope *scope = tg_scope_push();   /* owns every tensor made below */
-    tg_tensor *w = tg_from_data(TG_F32, TG_SHAPE(2, 2), (float[]){1, -2, 3, -4});
+    tg_tensor *w = tg_from_f32(TG_SHAPE(2, 2), (float[]){1, -2, 3, -4});
     tg_set_requires_grad(w, true);
     tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(3, 2));
 
