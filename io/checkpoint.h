@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 #define TG_CHECKPOINT_FORMAT "libtensor-checkpoint"
-#define TG_CHECKPOINT_FORMAT_VERSION 1
+#define TG_CHECKPOINT_FORMAT_VERSION 2
 
 /* Writes sd (borrowed) to path atomically: the file is written as
  * "<path>.tmp-<pid>" in the same folder, flushed and fsync'ed, then renamed
@@ -38,6 +38,15 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd);
  * error *out is NULL and the message starts with the path. */
 tg_status tg_checkpoint_load(tg_state_dict **out, const char *path);
 
+/* Flags of the _ex loaders. By default a loader refuses (TG_ERR_FORMAT, naming
+ * the tensor and the first bad index) a file whose f32 or f64 tensors hold a
+ * NaN or an infinity: parameters, buffers and optimizer state must be finite.
+ * TG_CHECKPOINT_ALLOW_NONFINITE loads them as stored. */
+#define TG_CHECKPOINT_ALLOW_NONFINITE 1u
+
+/* tg_checkpoint_load with flags (TG_CHECKPOINT_* or 0). */
+tg_status tg_checkpoint_load_ex(tg_state_dict **out, const char *path, unsigned flags);
+
 /* Loads path into the tensors already in expected (a model's or optimizer's
  * state dict, borrowed). Checks, before changing anything: the format name and
  * version; that every tensor name of expected exists in the file as a dataset of
@@ -51,6 +60,10 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path);
  * checkpoint. */
 tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected);
 
+/* tg_checkpoint_load_into with flags (TG_CHECKPOINT_* or 0). */
+tg_status tg_checkpoint_load_into_ex(const char *path, tg_state_dict *expected,
+                                     unsigned flags);
+
 typedef struct tg_checkpoint_info {
     int64_t format_version;
     char library_version[32]; /* of the library that wrote the file */
@@ -58,8 +71,26 @@ typedef struct tg_checkpoint_info {
     int64_t num_attrs;        /* not counting the metadata */
 } tg_checkpoint_info;
 
-/* Reads the metadata of a checkpoint without loading its tensors. */
+/* Reads the metadata of a checkpoint without loading its tensors (the file is
+ * verified as for a load). */
 tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path);
+
+/* An advisory lock on a checkpoint path, for a process that will save there
+ * repeatedly (a training run). Opaque. The type is spelt with its struct tag:
+ * C gives typedefs and functions one namespace, and the function has the name. */
+struct tg_checkpoint_lock;
+
+/* Locks path for this caller: flock(2) on the file "<path>.lock" beside it
+ * (created if needed, holding the holder's pid; it stays after the unlock).
+ * A path locked by another process -- or by another lock in this one -- fails
+ * at once with TG_ERR_STATE and a message naming the path and the holder's
+ * pid. The lock ends with tg_checkpoint_unlock or the process's death. Saves
+ * and loads do not take it: only lockers exclude each other. *out is a new
+ * lock, or NULL on error. */
+tg_status tg_checkpoint_lock(const char *path, struct tg_checkpoint_lock **out);
+
+/* Releases a lock and frees it; NULL does nothing. */
+void tg_checkpoint_unlock(struct tg_checkpoint_lock *lock);
 
 #ifdef __cplusplus
 }
