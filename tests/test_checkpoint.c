@@ -853,6 +853,24 @@ START_TEST(ckpt_v1_corrupt)
     }
     ck_assert_int_gt(refused, 0);
     printf("ckpt_v1_corrupt: %d corrupted copies refused, %d loaded\n", refused, loaded);
+    /* single-bit flips that crash HDF5 1.10.8 when it parses them in-process (a
+     * null read, memcpy overlaps in the global heap; also in
+     * fuzz/regress/checkpoint/): here they are errors */
+    static const struct {
+        size_t at;
+        int bit;
+    } crashers[] = {{2139, 2}, {2116, 6}, {1762, 3}};
+    for (size_t i = 0; i < sizeof crashers / sizeof crashers[0]; i++) {
+        b[crashers[i].at] ^= (uint8_t)(1 << crashers[i].bit);
+        write_bytes(p, b, n);
+        b[crashers[i].at] ^= (uint8_t)(1 << crashers[i].bit);
+        tg_state_dict *out = (tg_state_dict *)&out;
+        ck_assert_int_eq(tg_checkpoint_load(&out, p), TG_ERR_FORMAT);
+        ck_assert(out == NULL);
+        TG_ASSERT_ERROR_HAS(p);
+        printf("ckpt_v1_corrupt: flip %zu/%d: %s\n", crashers[i].at, crashers[i].bit,
+               tg_last_error() + strlen("tg_checkpoint_load: ") + strlen(p) + 2);
+    }
     /* the superblock's signature and the cut file */
     b[0] ^= 0xff;
     write_bytes(p, b, n);
