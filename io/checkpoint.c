@@ -567,37 +567,75 @@ static bool write_exact(int fd, const unsigned char *buf, size_t n, off_t at)
     return true;
 }
 
-/* The file HDF5 wrote at p (a user block of ubn bytes, then HDF5's bytes): reads
- * it back, writes the checksum header into the user block and fsyncs. errno
- * says why on failure. */
-static bool finish_file(const char *p, size_t ubn, const tg_state_dict *sd, const span *spans)
+/* Writes n bytes to a new file at p and fsyncs it. *created tells whether p
+ * exists afterwards (so the caller can remove it on failure); errno says why
+ * on failure. */
+static bool write_synced(const char *p, const unsigned char *buf, size_t n, bool *created)
 {
-    int fd = open(p, O_RDWR | O_CLOEXEC);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
         return false;
-    struct stat st;
-    unsigned char *buf = NULL;
-    bool ok = fstat(fd, &st) == 0;
-    if (ok && (size_t)st.st_size < ubn + 8) {
-        errno = EIO;
-        ok = false;
-    }
-    size_t n = ok ? (size_t)st.st_size : 0;
-    if (ok && !(buf = calloc(n, 1))) {
-        errno = ENOMEM;
-        ok = false;
-    }
-    ok = ok && read_exact(fd, buf + ubn, n - ubn, (off_t)ubn);
-    if (ok) {
-        ub_fill(buf, ubn, buf + ubn, n - ubn, sd, spans);
-        ok = write_exact(fd, buf, ubn, 0) && fsync(fd) == 0;
-    }
-    free(buf);
-    int e = errno;
-    if (close(fd) != 0 && ok)
+    *created = true;
+    if (!write_exact(fd, buf, n, 0) || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
         return false;
-    errno = e;
-    return ok;
+    }
+    return close(fd) == 0;
+}
+
+/* The core driver's buffer, kept when HDF5 closes the file: the complete file
+ * as HDF5 would have written it (status flags cleared, checksums right),
+ * which H5Fget_file_image does not give for these format versions. */
+typedef struct capture {
+    void *mem;
+    size_t size; /* of the last buffer handed out */
+} capture;
+
+static void *cap_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    ((capture *)udata)->size = size;
+    return malloc(size);
+}
+
+static void *cap_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                        void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *cap_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p)
+        ((capture *)udata)->size = size;
+    return p;
+}
+
+static herr_t cap_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    capture *c = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !c->mem)
+        c->mem = ptr;
+    else
+        free(ptr);
+    return 0;
+}
+
+static void *cap_udata_copy(void *udata)
+{
+    return udata;
+}
+
+static herr_t cap_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
 }
 
 /* Where a save to path really goes: path itself, or for a symbolic link the
@@ -719,17 +757,19 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
         *slash = '\0';
     remove_stale_temps(dir, target);
 
-    /* HDF5 builds the file in memory (the core driver) and writes it to the
-     * temporary file in one go when it closes it; the checksum header goes
-     * into the user block HDF5 left free. Superblock v2 and v2 object headers
-     * (1.8's format) checksum all metadata. Object timestamps are off, so
-     * the same dict always gives the same bytes. (HDF5 1.10.8's in-memory image,
-     * H5Fget_file_image, is unreadable with these versions: its status flags and
-     * checksum disagree; the file HDF5 writes itself is right.) */
+    /* HDF5 builds the file in memory (the core driver, no backing store) and
+     * we keep its buffer when it closes the file; the checksum header goes
+     * into the user block HDF5 left free, and the bytes reach the disk through
+     * our own write/fsync/rename. A failing disk then never leaves HDF5
+     * holding a half-closed file, and the only file operations that can fail
+     * are ours, each with its errno. Superblock v2 and v2 object headers
+     * (1.8's format) checksum all metadata. Object timestamps are off, so the
+     * same dict always gives the same bytes. */
     quiet q;
     quiet_begin(&q);
     char det[256];
     bool created = false;
+    capture cap = {NULL, 0};
     size_t ubn = ub_size_for(sd);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS),
           gcpl = H5Pcreate(H5P_GROUP_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -743,30 +783,39 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
     H5Pset_obj_track_times(dcpl, false);
     H5Pset_userblock(fcpl, ubn);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    H5Pset_fapl_core(fapl, 1 << 20, true);
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pset_fapl_core(fapl, 1 << 20, false);
+    H5FD_file_image_callbacks_t cb = {cap_malloc, cap_memcpy, cap_realloc, cap_free,
+                                      cap_udata_copy, cap_udata_free, &cap};
+    H5Pset_file_image_callbacks(fapl, &cb);
+    /* a name no file can have: the core driver would refuse an existing one */
+    hid_t file = H5Fcreate("/dev/null/libtensor-checkpoint-save", H5F_ACC_TRUNC, fcpl, fapl);
     if (file < 0) {
-        int e = errno;
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create %s: %s", path, tmp,
-                     e ? strerror(e) : h5_detail(det));
-        created = access(tmp, F_OK) == 0;
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create the HDF5 image: %s",
+                     path, h5_detail(det));
         goto done;
     }
-    created = true;
     s = write_all(file, path, sd, gcpl, dcpl, spans);
-    errno = 0;
-    if (H5Fclose(file) < 0 && s == TG_OK) {
-        int e = errno;
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write %s: %s", path, tmp,
-                     e ? strerror(e) : h5_detail(det));
-    }
+    if (H5Fclose(file) < 0 && s == TG_OK)
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: closing the HDF5 image failed: %s",
+                     path, h5_detail(det));
+    /* the buffer is the allocation (grown in 1 MB steps); the file's length is
+     * the end of file the superblock (v2) records at its byte 28 */
+    unsigned char *img = cap.mem;
+    size_t len = 0;
+    if (s == TG_OK && img && cap.size >= ubn + 48 && memcmp(img + ubn, hdf5_magic, 8) == 0)
+        len = (size_t)get_le(img + ubn + 28, 8);
+    if (s == TG_OK && (len < ubn + 48 || len > cap.size))
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: the HDF5 image is not as expected "
+                     "(no superblock at byte %zu, or an end of file outside it)", path, ubn);
     if (s != TG_OK)
         goto done;
+    memset(img, 0, ubn);
+    ub_fill(img, ubn, img + ubn, len - ubn, sd, spans);
 
     errno = 0;
-    if (!finish_file(tmp, ubn, sd, spans)) {
-        s = tg_error(errno == ENOMEM ? TG_ERR_NOMEM : TG_ERR_IO,
-                     "tg_checkpoint_save: %s: cannot write %s: %s", path, tmp, strerror(errno));
+    if (!write_synced(tmp, img, len, &created)) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write %s: %s", path, tmp,
+                     strerror(errno));
         goto done;
     }
     if (rename(tmp, target) != 0) {
@@ -783,6 +832,7 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
 done:
     if (created)
         unlink(tmp);
+    free(cap.mem);
     H5Pclose(fcpl);
     H5Pclose(fapl);
     H5Pclose(gcpl);

@@ -173,7 +173,7 @@ tg_status tg_h5safe_run(tg_h5safe_fn fn, void *arg, const tg_h5safe_limits *lim,
         snprintf(msg, n, "the parser crashed (signal %d, %s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
     else if (known && WIFEXITED(status))
-        snprintf(msg, n, "the parser stopped early (exit status %d; out of memory?)",
+        snprintf(msg, n, "the parser stopped early (exit status %d)",
                  WEXITSTATUS(status));
     else
         snprintf(msg, n, "the parser stopped without an answer");

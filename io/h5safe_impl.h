@@ -30,7 +30,7 @@ typedef struct tg_h5safe_limits {
  * returned 0. Otherwise TG_ERR_FORMAT with a reason in msg (n bytes, always
  * terminated): fn's own message (*crashed false), or (*crashed true) "the
  * parser crashed (signal 11, Segmentation fault)", "the parser did not finish
- * within 10 s", "the parser stopped early (exit status 1; out of memory?)";
+ * within 10 s", "the parser stopped early (exit status 1)" (a sanitizer's exit);
  * TG_ERR_IO when no child could be started. Sets no last error: the caller
  * words it. lim may be NULL (the defaults). */
 tg_status tg_h5safe_run(tg_h5safe_fn fn, void *arg, const tg_h5safe_limits *lim, char *msg,
