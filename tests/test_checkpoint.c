@@ -896,6 +896,24 @@ START_TEST(ckpt_v1_corrupt)
 }
 END_TEST
 
+/* A mutation of the version-1 file (found by fuzz/checkpoint.c) on which HDF5
+ * 1.10.8 loops forever, at full CPU: the child is killed at the 10 s limit and
+ * the load is an error. (The old loader still ran after 40 s.) */
+START_TEST(ckpt_v1_hang)
+{
+    tg_scope *scope = tg_scope_push();
+    char path[1024];
+    const char *top = getenv("top_srcdir");
+    snprintf(path, sizeof path, "%s/fuzz/regress/checkpoint/v1_hang.h5", top && *top ? top : "..");
+    tg_state_dict *out = (tg_state_dict *)&out;
+    ck_assert_int_eq(tg_checkpoint_load(&out, path), TG_ERR_FORMAT);
+    ck_assert(out == NULL);
+    TG_ASSERT_ERROR_HAS(path);
+    TG_ASSERT_ERROR_HAS("could not parse it safely (the parser did not finish within 10 s)");
+    tg_scope_pop(scope);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the child-process parse */
 
 static int parse_crashes(void *arg, char *msg, size_t n)
@@ -1051,6 +1069,7 @@ Suite *tg_suite(void)
     tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
     tcase_add_test(tc, ckpt_v1_loads);
     tcase_add_test(tc, ckpt_v1_corrupt);
+    tcase_add_test(tc, ckpt_v1_hang);
     tcase_add_test(tc, ckpt_h5safe);
     suite_add_tcase(s, tc);
     return s;
