@@ -1,10 +1,9 @@
 /* io/checkpoint.c -- HDF5 checkpoints of state dicts (format described in
  * docs/checkpoint-format.md; keep the two in step).
  *
- * Saving lets HDF5 build the file in memory and write it once to a temporary
- * file beside the target, then adds the checksum header (the user block) and
- * fsyncs and renames; the target is never touched before a complete file
- * exists. Loading reads the file into memory and verifies its checksums before
+ * Saving lets HDF5 build the file in memory, adds the checksum header (in the
+ * user block) and writes, fsyncs and renames a temporary file beside the
+ * target; the target is never touched before a complete file exists. Loading reads the file into memory and verifies its checksums before
  * HDF5 sees a byte; files that carry none (version 1, other tools') are parsed
  * first in a child process (io/h5safe.c). The whole file is inspected before
  * any caller tensor changes. HDF5's own error printing is off during our calls:
