@@ -60,8 +60,20 @@ static void write_all_fd(int fd, const char *b, size_t n)
     }
 }
 
+/* Set by a sanitizer runtime (weak: absent otherwise). libFuzzer registers a
+ * death callback that writes the input as a crash artifact. */
+void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 static void run_child(int fd, tg_h5safe_fn fn, void *arg, const tg_h5safe_limits *lim)
 {
+    /* the crash of a parse is contained here and reported by the parent: a
+     * fuzzer's or sanitizer's handler inherited from the parent must not take
+     * it for the parent's own crash (and write artifacts) */
+    if (__sanitizer_set_death_callback)
+        __sanitizer_set_death_callback(NULL);
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM, SIGTRAP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
 #ifndef TG_H5SAFE_NO_AS_LIMIT
     /* ASan reserves terabytes of shadow memory up front; a limit breaks it */
     size_t have = mapped_bytes();
