@@ -1,22 +1,32 @@
 /* io/checkpoint.c -- HDF5 checkpoints of state dicts (format described in
  * docs/checkpoint-format.md; keep the two in step).
  *
- * Saving builds the file in memory and never touches the target until a
- * complete, fsync'ed file exists beside it; loading inspects the whole file
- * before it changes any caller tensor. HDF5's own error printing is off during
- * our calls: the messages carry the part of its error stack that matters. */
+ * Saving lets HDF5 build the file in memory, adds the checksum header (in the
+ * user block) and writes, fsyncs and renames a temporary file beside the
+ * target; the target is never touched before a complete file exists. Loading reads the file into memory and verifies its checksums before
+ * HDF5 sees a byte; files that carry none (version 1, other tools') are parsed
+ * first in a child process (io/h5safe.c). The whole file is inspected before
+ * any caller tensor changes. HDF5's own error printing is off during our calls:
+ * the messages carry the part of its error stack that matters. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "io/checkpoint.h"
+#include "io/checkpoint_impl.h"
+#include "io/h5safe_impl.h"
 #include "libtensor/state_dict_impl.h"
 #include "libtensor/tensor_impl.h"
 
@@ -121,6 +131,171 @@ unsupported:
     return false;
 }
 
+/* ---------------------------------------------------------------- the checksum header
+ *
+ * A version-2 file starts with an HDF5 user block (bytes HDF5 skips) holding,
+ * little-endian: the magic, the format version, the block's size, the length
+ * and crc32 of everything after the block, the tensor count, the crc32 of the
+ * block itself (computed with that field zero), then per tensor the file
+ * offset, length and crc32 of its data and its name. The data checksums only
+ * name the damaged tensor once the whole-file checksum has failed. */
+
+static const unsigned char ub_magic[8] = {0x89, 'T', 'G', 'C', 'K', 'P', 'T', '\n'};
+static const unsigned char hdf5_magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+enum { UB_HEAD = 40, UB_ENTRY = 22, UB_MIN = 512 };
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* crc32 over any length (zlib's takes a uInt). */
+static uint32_t crc_of(const unsigned char *p, size_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+/* A tensor's data as the file holds it: where, how long, its crc32. */
+typedef struct span {
+    uint64_t offset, size;
+    uint32_t crc;
+} span;
+
+/* The user block size for these names: a power of two, at least 512. */
+static size_t ub_size_for(const tg_state_dict *sd)
+{
+    size_t need = UB_HEAD;
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++)
+        need += UB_ENTRY + strlen(tg_state_dict_name_at(sd, i));
+    size_t ub = UB_MIN;
+    while (ub < need)
+        ub *= 2;
+    return ub;
+}
+
+/* Fills the user block ub (ubn bytes, zeroed by the caller) of a file whose
+ * bytes after the block are body (n bytes). */
+static void ub_fill(unsigned char *ub, size_t ubn, const unsigned char *body, size_t n,
+                    const tg_state_dict *sd, const span *spans)
+{
+    memcpy(ub, ub_magic, 8);
+    put_le(ub + 8, TG_CHECKPOINT_FORMAT_VERSION, 4);
+    put_le(ub + 12, ubn, 4);
+    put_le(ub + 16, n, 8);
+    put_le(ub + 24, crc_of(body, n), 4);
+    size_t nt = tg_state_dict_size(sd);
+    put_le(ub + 28, nt, 4);
+    unsigned char *e = ub + UB_HEAD;
+    for (size_t i = 0; i < nt; i++) {
+        const char *name = tg_state_dict_name_at(sd, i);
+        size_t len = strlen(name);
+        put_le(e, spans[i].offset, 8);
+        put_le(e + 8, spans[i].size, 8);
+        put_le(e + 16, spans[i].crc, 4);
+        put_le(e + 20, len, 2);
+        memcpy(e + UB_ENTRY, name, len);
+        e += UB_ENTRY + len;
+    }
+    put_le(ub + 32, crc_of(ub, ubn), 4);
+}
+
+/* What the first bytes of a file say it is. */
+typedef enum file_kind { K_NOT_HDF5, K_UNVERIFIED, K_VERIFIED } file_kind;
+
+static file_kind kind_of(const unsigned char *b, size_t n)
+{
+    if (n >= 8 && memcmp(b, ub_magic, 8) == 0)
+        return K_VERIFIED;
+    /* HDF5 looks for its signature at 0, 512, 1024, 2048, ... */
+    for (size_t at = 0; at + 8 <= n; at = at ? 2 * at : 512)
+        if (memcmp(b + at, hdf5_magic, 8) == 0)
+            return K_UNVERIFIED;
+    return K_NOT_HDF5;
+}
+
+/* Checks a K_VERIFIED image. TG_OK, or TG_ERR_FORMAT with the reason in why:
+ * which tensor's data is damaged, or that the metadata is. */
+static tg_status ub_verify(const unsigned char *b, size_t n, char *why, size_t whyn)
+{
+    if (n < UB_MIN) {
+        snprintf(why, whyn, "truncated (%zu bytes, shorter than its checksum header)", n);
+        return TG_ERR_FORMAT;
+    }
+    uint64_t ubn = get_le(b + 12, 4);
+    if (ubn < UB_MIN || (ubn & (ubn - 1)) || ubn > n) {
+        snprintf(why, whyn, "metadata damaged (the checksum header is invalid)");
+        return TG_ERR_FORMAT;
+    }
+    unsigned char *copy = malloc(ubn);
+    if (!copy) {
+        snprintf(why, whyn, "out of memory");
+        return TG_ERR_NOMEM;
+    }
+    uint64_t version = get_le(b + 8, 4);
+    if (version > TG_CHECKPOINT_FORMAT_VERSION && version < 1000) {
+        /* a newer layout this reader cannot check */
+        snprintf(why, whyn, "was written by format version %" PRIu64 "; this library reads up "
+                 "to %d", version, TG_CHECKPOINT_FORMAT_VERSION);
+        free(copy);
+        return TG_ERR_FORMAT;
+    }
+    memcpy(copy, b, ubn);
+    memset(copy + 32, 0, 4);
+    bool head_ok = crc_of(copy, ubn) == (uint32_t)get_le(b + 32, 4);
+    free(copy);
+    if (!head_ok) {
+        snprintf(why, whyn, "metadata damaged (the checksum header does not match)");
+        return TG_ERR_FORMAT;
+    }
+    if (version != TG_CHECKPOINT_FORMAT_VERSION) {
+        snprintf(why, whyn, "metadata damaged (format version %" PRIu64 " in the checksum "
+                 "header)", version);
+        return TG_ERR_FORMAT;
+    }
+    uint64_t len = get_le(b + 16, 8);
+    if (len != n - ubn) {
+        snprintf(why, whyn, "%s (%zu bytes, the header says %" PRIu64 ")",
+                 len > n - ubn ? "truncated" : "has extra bytes", n, len + ubn);
+        return TG_ERR_FORMAT;
+    }
+    if (crc_of(b + ubn, n - ubn) == (uint32_t)get_le(b + 24, 4))
+        return TG_OK;
+    /* find the damaged tensor, if the damage is in one */
+    uint64_t nt = get_le(b + 28, 4);
+    const unsigned char *e = b + UB_HEAD, *end = b + ubn;
+    for (uint64_t i = 0; i < nt && e + UB_ENTRY <= end; i++) {
+        uint64_t off = get_le(e, 8), size = get_le(e + 8, 8), nl = get_le(e + 20, 2);
+        if (e + UB_ENTRY + nl > end)
+            break;
+        if (off >= ubn && off <= n && size <= n - off &&
+            crc_of(b + off, size) != (uint32_t)get_le(e + 16, 4)) {
+            snprintf(why, whyn, "tensor '%.*s' is damaged (its data does not match its "
+                     "checksum)", (int)nl, (const char *)e + UB_ENTRY);
+            return TG_ERR_FORMAT;
+        }
+        e += UB_ENTRY + nl;
+    }
+    snprintf(why, whyn, "metadata damaged (the file does not match its checksum, the "
+             "tensors' data does)");
+    return TG_ERR_FORMAT;
+}
+
 /* ---------------------------------------------------------------- saving */
 
 static tg_status check_name(const char *path, const char *name)
@@ -172,13 +347,16 @@ static herr_t write_attr_f64(hid_t loc, const char *name, double v)
     return write_attr(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
-/* Variable-length UTF-8: h5py reads it as str, h5dump prints it plainly. */
+/* Fixed-length UTF-8, null-terminated: its bytes sit in the attribute's
+ * (checksummed) object header, where a variable-length string would sit in a
+ * global heap that HDF5 does not checksum. h5py reads it as bytes. */
 static herr_t write_attr_str(hid_t loc, const char *name, const char *v)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    herr_t r = write_attr(loc, name, t, t, &v);
+    herr_t r = write_attr(loc, name, t, t, v);
     H5Tclose(t);
     return r;
 }
@@ -207,8 +385,11 @@ static herr_t make_parents(hid_t file, const char *name, hid_t gcpl)
     return 0;
 }
 
-static herr_t write_tensor(hid_t file, const char *name, const tg_tensor *t, hid_t gcpl)
+/* Writes t as dataset name and records where its data landed in *sp. */
+static herr_t write_tensor(hid_t file, const char *name, const tg_tensor *t, hid_t gcpl,
+                           hid_t dcpl, span *sp_out)
 {
+    memset(sp_out, 0, sizeof *sp_out);
     if (make_parents(file, name, gcpl) < 0)
         return -1;
     int nd = tg_tensor_ndim(t);
@@ -218,12 +399,21 @@ static herr_t write_tensor(hid_t file, const char *name, const tg_tensor *t, hid
     hid_t sp = nd == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(nd, dims, NULL);
     if (sp < 0)
         return -1;
-    hid_t ds = H5Dcreate2(file, name, file_type(tg_tensor_dtype(t)), sp, H5P_DEFAULT,
-                          H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(file, name, file_type(tg_tensor_dtype(t)), sp, H5P_DEFAULT, dcpl,
+                          H5P_DEFAULT);
     herr_t r = ds < 0 ? -1 : 0;
-    if (r == 0 && tg_tensor_numel(t) > 0)
+    size_t bytes = (size_t)tg_tensor_numel(t) * tg_dtype_size(tg_tensor_dtype(t));
+    if (r == 0 && bytes > 0) {
         r = H5Dwrite(ds, mem_type(tg_tensor_dtype(t)), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                      tg_tensor_data(t));
+        /* contiguous storage: the bytes written, little-endian as in memory */
+        haddr_t at = r < 0 ? HADDR_UNDEF : H5Dget_offset(ds);
+        if (at == HADDR_UNDEF)
+            r = -1;
+        sp_out->offset = (uint64_t)at;
+        sp_out->size = bytes;
+        sp_out->crc = crc_of(tg_tensor_data(t), bytes);
+    }
     if (ds >= 0 && H5Dclose(ds) < 0)
         r = -1;
     H5Sclose(sp);
@@ -241,7 +431,8 @@ static tg_status fsync_dir(const char *p)
 }
 
 /* Everything between creating and closing the temporary file. */
-static tg_status write_all(hid_t file, const char *path, const tg_state_dict *sd, hid_t gcpl)
+static tg_status write_all(hid_t file, const char *path, const tg_state_dict *sd, hid_t gcpl,
+                           hid_t dcpl, span *spans)
 {
     char det[256];
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
@@ -288,16 +479,13 @@ static tg_status write_all(hid_t file, const char *path, const tg_state_dict *sd
                 return tg_last_status();
             }
         }
-        r = write_tensor(file, name, c, gcpl);
+        r = write_tensor(file, name, c, gcpl, dcpl, &spans[i]);
         if (c != t)
             tg_release(c);
         if (r < 0)
             return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write tensor '%s': %s",
                             path, name, h5_detail(det));
     }
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        return tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: flush failed: %s", path,
-                        h5_detail(det));
     return TG_OK;
 }
 
@@ -341,35 +529,185 @@ static tg_status validate_dict(const char *path, const tg_state_dict *sd)
     return TG_OK;
 }
 
+/* Reads the whole of the open file fd (n bytes) into buf. */
+static bool read_exact(int fd, unsigned char *buf, size_t n, off_t at)
+{
+    while (n > 0) {
+        ssize_t k = pread(fd, buf, n, at);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
+            return false;
+        }
+        buf += k;
+        at += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool write_exact(int fd, const unsigned char *buf, size_t n, off_t at)
+{
+    while (n > 0) {
+        ssize_t k = pwrite(fd, buf, n, at);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = ENOSPC;
+            return false;
+        }
+        buf += k;
+        at += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
 /* Writes n bytes to a new file at p and fsyncs it. *created tells whether p
- * exists afterwards (so the caller can remove it on failure). */
-static tg_status write_synced(const char *p, const void *buf, size_t n, bool *created)
+ * exists afterwards (so the caller can remove it on failure); errno says why
+ * on failure. */
+static bool write_synced(const char *p, const unsigned char *buf, size_t n, bool *created)
 {
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
-        return TG_ERR_IO;
+        return false;
     *created = true;
-    const char *b = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            errno = e;
-            return TG_ERR_IO;
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-    if (fsync(fd) != 0) {
+    if (!write_exact(fd, buf, n, 0) || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         errno = e;
-        return TG_ERR_IO;
+        return false;
     }
-    return close(fd) == 0 ? TG_OK : TG_ERR_IO;
+    return close(fd) == 0;
+}
+
+/* The core driver's buffer, kept when HDF5 closes the file: the complete file
+ * as HDF5 would have written it (status flags cleared, checksums right),
+ * which H5Fget_file_image does not give for these format versions. */
+typedef struct capture {
+    void *mem;
+    size_t size; /* of the last buffer handed out */
+} capture;
+
+static void *cap_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    ((capture *)udata)->size = size;
+    return malloc(size);
+}
+
+static void *cap_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                        void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *cap_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p)
+        ((capture *)udata)->size = size;
+    return p;
+}
+
+static herr_t cap_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    capture *c = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !c->mem)
+        c->mem = ptr;
+    else
+        free(ptr);
+    return 0;
+}
+
+static void *cap_udata_copy(void *udata)
+{
+    return udata;
+}
+
+static herr_t cap_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
+/* Where a save to path really goes: path itself, or for a symbolic link the
+ * file it points to (so the link stays a link). New string or NULL (errno). */
+static char *save_target(const char *path)
+{
+    char *cur = strdup(path);
+    for (int depth = 0; cur && depth < 40; depth++) {
+        struct stat st;
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode))
+            return cur;
+        char link[4096];
+        ssize_t k = readlink(cur, link, sizeof link - 1);
+        if (k < 0) {
+            free(cur);
+            return NULL;
+        }
+        link[k] = '\0';
+        char *next;
+        const char *slash = strrchr(cur, '/');
+        if (link[0] == '/' || !slash) {
+            next = strdup(link);
+        } else { /* relative to the link's folder */
+            size_t dl = (size_t)(slash - cur) + 1;
+            next = malloc(dl + (size_t)k + 1);
+            if (next) {
+                memcpy(next, cur, dl);
+                memcpy(next + dl, link, (size_t)k + 1);
+            }
+        }
+        free(cur);
+        cur = next;
+    }
+    if (cur) {
+        free(cur);
+        errno = ELOOP;
+    }
+    return NULL;
+}
+
+/* Removes "<base>.tmp-<pid>" files in dir left by saves whose process is gone
+ * (a kill during a save leaves one). A live pid's file may be a save in
+ * progress and stays. */
+static void remove_stale_temps(const char *dir, const char *target)
+{
+    const char *slash = strrchr(target, '/');
+    const char *base = slash ? slash + 1 : target;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (strncmp(nm, base, bl) != 0 || strncmp(nm + bl, ".tmp-", 5) != 0)
+            continue;
+        const char *digits = nm + bl + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        size_t need = strlen(dir) + strlen(nm) + 2;
+        char *full = malloc(need);
+        if (full) {
+            snprintf(full, need, "%s/%s", dir, nm);
+            unlink(full);
+            free(full);
+        }
+    }
+    closedir(d);
 }
 
 tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
@@ -382,16 +720,33 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
     if (s != TG_OK)
         return s;
 
-    size_t tn = strlen(path) + 32;
+    char *target = save_target(path);
+    if (!target)
+        return tg_error(errno == ENOMEM ? TG_ERR_NOMEM : TG_ERR_IO,
+                        "tg_checkpoint_save: %s: cannot follow the symbolic link: %s", path,
+                        strerror(errno));
+    struct stat st;
+    if (stat(target, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: is not a regular file (%s); "
+                     "checkpoints are regular files", path,
+                     S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket"
+                     : "a device");
+        free(target);
+        return s;
+    }
+    size_t tn = strlen(target) + 32;
     char *tmp = malloc(tn);
-    char *dir = malloc(strlen(path) + 2);
-    if (!tmp || !dir) {
+    char *dir = malloc(strlen(target) + 2);
+    span *spans = calloc(tg_state_dict_size(sd) + 1, sizeof *spans);
+    if (!tmp || !dir || !spans) {
         free(tmp);
         free(dir);
+        free(spans);
+        free(target);
         return tg_error(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
     }
-    snprintf(tmp, tn, "%s.tmp-%ld", path, (long)getpid());
-    strcpy(dir, path);
+    snprintf(tmp, tn, "%s.tmp-%ld", target, (long)getpid());
+    strcpy(dir, target);
     char *slash = strrchr(dir, '/');
     if (!slash)
         strcpy(dir, ".");
@@ -399,57 +754,70 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
         dir[1] = '\0';
     else
         *slash = '\0';
+    remove_stale_temps(dir, target);
 
-    /* HDF5 builds the file in memory (the core driver, no backing store); the
-     * bytes reach the disk through our own write/fsync/rename. A failing disk
-     * then never leaves HDF5 holding a half-closed file, and the only file
-     * operations that can fail are ours, each with its errno. */
+    /* HDF5 builds the file in memory (the core driver, no backing store) and
+     * we keep its buffer when it closes the file; the checksum header goes
+     * into the user block HDF5 left free, and the bytes reach the disk through
+     * our own write/fsync/rename. A failing disk then never leaves HDF5
+     * holding a half-closed file, and the only file operations that can fail
+     * are ours, each with its errno. Superblock v2 and v2 object headers
+     * (1.8's format) checksum all metadata. Object timestamps are off, so the
+     * same dict always gives the same bytes. */
     quiet q;
     quiet_begin(&q);
     char det[256];
     bool created = false;
-    void *image = NULL;
+    capture cap = {NULL, 0};
+    size_t ubn = ub_size_for(sd);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS),
-          gcpl = H5Pcreate(H5P_GROUP_CREATE);
+          gcpl = H5Pcreate(H5P_GROUP_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* Creation order kept so a load returns the dict in the order it was saved. */
     unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
     H5Pset_link_creation_order(fcpl, order);
     H5Pset_attr_creation_order(fcpl, order);
     H5Pset_link_creation_order(gcpl, order);
-    /* The library's default (earliest possible) format versions, the most widely
-     * readable. Raising them to 1.8's (superblock v2) made the in-memory image
-     * unreadable in HDF5 1.10.8: its status flags and checksum disagree. */
+    H5Pset_obj_track_times(fcpl, false);
+    H5Pset_obj_track_times(gcpl, false);
+    H5Pset_obj_track_times(dcpl, false);
+    H5Pset_userblock(fcpl, ubn);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     H5Pset_fapl_core(fapl, 1 << 20, false);
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5FD_file_image_callbacks_t cb = {cap_malloc, cap_memcpy, cap_realloc, cap_free,
+                                      cap_udata_copy, cap_udata_free, &cap};
+    H5Pset_file_image_callbacks(fapl, &cb);
+    /* a name no file can have: the core driver would refuse an existing one */
+    hid_t file = H5Fcreate("/dev/null/libtensor-checkpoint-save", H5F_ACC_TRUNC, fcpl, fapl);
     if (file < 0) {
         s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot create the HDF5 image: %s",
                      path, h5_detail(det));
         goto done;
     }
-    s = write_all(file, path, sd, gcpl);
-    ssize_t len = s == TG_OK ? H5Fget_file_image(file, NULL, 0) : -1;
-    if (s == TG_OK && len <= 0)
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot size the HDF5 image: %s",
-                     path, h5_detail(det));
-    if (s == TG_OK && !(image = malloc((size_t)len)))
-        s = tg_error(TG_ERR_NOMEM, "tg_checkpoint_save: %s: out of memory for %zd bytes",
-                     path, len);
-    if (s == TG_OK && H5Fget_file_image(file, image, (size_t)len) != len)
-        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot copy the HDF5 image: %s",
-                     path, h5_detail(det));
+    s = write_all(file, path, sd, gcpl, dcpl, spans);
     if (H5Fclose(file) < 0 && s == TG_OK)
         s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: closing the HDF5 image failed: %s",
                      path, h5_detail(det));
+    /* the buffer is the allocation (grown in 1 MB steps); the file's length is
+     * the end of file the superblock (v2) records at its byte 28 */
+    unsigned char *img = cap.mem;
+    size_t len = 0;
+    if (s == TG_OK && img && cap.size >= ubn + 48 && memcmp(img + ubn, hdf5_magic, 8) == 0)
+        len = (size_t)get_le(img + ubn + 28, 8);
+    if (s == TG_OK && (len < ubn + 48 || len > cap.size))
+        s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: the HDF5 image is not as expected "
+                     "(no superblock at byte %zu, or an end of file outside it)", path, ubn);
     if (s != TG_OK)
         goto done;
+    memset(img, 0, ubn);
+    ub_fill(img, ubn, img + ubn, len - ubn, sd, spans);
 
     errno = 0;
-    if (write_synced(tmp, image, (size_t)len, &created) != TG_OK) {
+    if (!write_synced(tmp, img, len, &created)) {
         s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot write %s: %s", path, tmp,
                      strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
+    if (rename(tmp, target) != 0) {
         s = tg_error(TG_ERR_IO, "tg_checkpoint_save: %s: cannot rename %s over it: %s", path,
                      tmp, strerror(errno));
         goto done;
@@ -463,13 +831,16 @@ tg_status tg_checkpoint_save(const char *path, const tg_state_dict *sd)
 done:
     if (created)
         unlink(tmp);
-    free(image);
+    free(cap.mem);
     H5Pclose(fcpl);
     H5Pclose(fapl);
     H5Pclose(gcpl);
+    H5Pclose(dcpl);
     quiet_end(&q);
+    free(spans);
     free(tmp);
     free(dir);
+    free(target);
     return s;
 }
 
@@ -554,96 +925,159 @@ static attr *add_attr(contents *c, const char *name)
     return a;
 }
 
-/* Reads a scalar (or one-element) string attribute into a malloc'd string. */
-static char *read_str_attr(hid_t a)
+/* Longest string attribute read (a model's architecture is a few KB). */
+enum { MAX_STR_ATTR = 1 << 20 };
+
+/* True when attribute a holds exactly one value (a scalar or one-element
+ * dataspace): only then may H5Aread fill room for one. Else why says what. */
+static bool holds_one(hid_t a, const char *name, char *why, size_t n)
 {
+    hid_t sp = H5Aget_space(a);
+    H5S_class_t cls = sp >= 0 ? H5Sget_simple_extent_type(sp) : H5S_NO_CLASS;
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (cls == H5S_SCALAR || (cls == H5S_SIMPLE && np == 1))
+        return true;
+    if (cls == H5S_SIMPLE)
+        snprintf(why, n, "attribute '%s' holds %lld values; checkpoints hold scalar "
+                 "attributes only", name, (long long)np);
+    else
+        snprintf(why, n, "attribute '%s' has %s dataspace", name,
+                 cls == H5S_NULL ? "an empty (null)" : "an unreadable");
+    return false;
+}
+
+/* Reads string attribute a (one value, checked) into a new malloc'd string *out.
+ * False with the reason in why: not one value, not a string, too long. */
+static bool read_str_attr(hid_t a, const char *name, char **out, char *why, size_t n)
+{
+    *out = NULL;
+    if (!holds_one(a, name, why, n))
+        return false;
     hid_t ft = H5Aget_type(a);
-    if (ft < 0)
-        return NULL;
-    char *res = NULL;
-    if (H5Tget_class(ft) != H5T_STRING) {
-        H5Tclose(ft);
-        return NULL;
+    if (ft < 0 || H5Tget_class(ft) != H5T_STRING) {
+        snprintf(why, n, "attribute '%s' is not a string", name);
+        if (ft >= 0)
+            H5Tclose(ft);
+        return false;
     }
-    if (H5Tis_variable_str(ft) > 0) {
+    char *res = NULL;
+    htri_t var = H5Tis_variable_str(ft);
+    size_t size = H5Tget_size(ft);
+    if (var > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
         H5Tset_cset(mt, H5Tget_cset(ft));
-        char *s = NULL;
-        if (H5Aread(a, mt, &s) >= 0) {
-            res = strdup(s ? s : ""); /* an empty string may come back as NULL */
-            if (s)
-                H5free_memory(s);
+        char *v = NULL;
+        if (H5Aread(a, mt, &v) >= 0) {
+            if (v && strnlen(v, MAX_STR_ATTR + 1) > MAX_STR_ATTR)
+                snprintf(why, n, "attribute '%s' is a string longer than %d bytes", name,
+                         MAX_STR_ATTR);
+            else if (!(res = strdup(v ? v : ""))) /* an empty string may come back NULL */
+                snprintf(why, n, "out of memory");
+            if (v)
+                H5free_memory(v);
+        } else {
+            snprintf(why, n, "cannot read attribute '%s'", name);
         }
         H5Tclose(mt);
-    } else {
-        size_t n = H5Tget_size(ft);
-        res = calloc(n + 1, 1);
-        hid_t mt = H5Tcopy(ft);
-        if (res && H5Aread(a, mt, res) < 0) {
+    } else if (var == 0 && size > 0 && size <= MAX_STR_ATTR) {
+        res = calloc(size + 1, 1);
+        if (!res)
+            snprintf(why, n, "out of memory");
+        else if (H5Aread(a, ft, res) < 0) {
+            snprintf(why, n, "cannot read attribute '%s'", name);
             free(res);
             res = NULL;
         }
-        H5Tclose(mt);
+    } else {
+        snprintf(why, n, var < 0 ? "attribute '%s' has an unreadable string type"
+                 : "attribute '%s' is a string of %zu bytes (at most %d)", name, size,
+                 MAX_STR_ATTR);
     }
     H5Tclose(ft);
-    return res;
+    *out = res;
+    return res != NULL;
+}
+
+/* Reads a one-value integer (as i64) or float (as f64) attribute after checking
+ * its dataspace and type class. */
+static bool read_num_attr(hid_t a, const char *name, bool is_float, void *out, char *why,
+                          size_t n)
+{
+    if (!holds_one(a, name, why, n))
+        return false;
+    hid_t ft = H5Aget_type(a);
+    H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (cls != (is_float ? H5T_FLOAT : H5T_INTEGER) || size == 0 || size > 8) {
+        snprintf(why, n, "attribute '%s' is not %s of at most 8 bytes", name,
+                 is_float ? "a float" : "an integer");
+        return false;
+    }
+    if (H5Aread(a, is_float ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, out) < 0) {
+        snprintf(why, n, "cannot read attribute '%s'", name);
+        return false;
+    }
+    return true;
 }
 
 static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data)
 {
+    (void)info;
     contents *c = data;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0) {
         c->status = TG_ERR_FORMAT;
         return -1;
     }
-    herr_t r = 0;
-    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
-    hssize_t npoints = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    char why[160] = "";
+    bool ok = true;
+    hid_t ft = H5Aget_type(a);
     H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
-    bool meta = is_reserved(name);
-    if (strcmp(name, "format_version") == 0) {
-        if (cls != H5T_INTEGER || npoints != 1 ||
-            H5Aread(a, H5T_NATIVE_INT64, &c->format_version) < 0)
-            c->format_version = -1;
-    } else if (strcmp(name, "library_version") == 0) {
-        char *s = read_str_attr(a);
-        snprintf(c->library_version, sizeof c->library_version, "%s", s ? s : "?");
-        free(s);
-    } else if (!meta) {
-        attr *at = add_attr(c, name);
-        if (!at) {
-            c->status = TG_ERR_NOMEM;
-            r = -1;
-        } else if (npoints != 1) {
-            c->status = TG_ERR_FORMAT;
-            tg_error(TG_ERR_FORMAT, "attribute '%s' holds %lld values; checkpoints hold "
-                     "scalar attributes only", name, (long long)npoints);
-            r = -1;
-        } else if (cls == H5T_INTEGER) {
-            at->type = TG_ATTR_I64;
-            r = H5Aread(a, H5T_NATIVE_INT64, &at->i);
-        } else if (cls == H5T_FLOAT) {
-            at->type = TG_ATTR_F64;
-            r = H5Aread(a, H5T_NATIVE_DOUBLE, &at->f);
-        } else if (cls == H5T_STRING) {
-            at->type = TG_ATTR_STR;
-            at->s = read_str_attr(a);
-            r = at->s ? 0 : -1;
-        } else {
-            c->status = TG_ERR_FORMAT;
-            tg_error(TG_ERR_FORMAT, "attribute '%s' is neither an integer, a float nor a "
-                     "string", name);
-            r = -1;
-        }
-    }
     if (ft >= 0)
         H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
+    if (strcmp(name, "format_version") == 0) {
+        ok = read_num_attr(a, name, false, &c->format_version, why, sizeof why);
+    } else if (strcmp(name, "library_version") == 0) {
+        char *v = NULL;
+        ok = read_str_attr(a, name, &v, why, sizeof why);
+        if (ok)
+            snprintf(c->library_version, sizeof c->library_version, "%s", v);
+        free(v);
+    } else if (strcmp(name, "format") == 0) {
+        /* read and checked by scan_file */
+    } else {
+        attr *at = add_attr(c, name);
+        if (!at) {
+            snprintf(why, sizeof why, "out of memory");
+            c->status = TG_ERR_NOMEM;
+            ok = false;
+        } else if (cls == H5T_INTEGER) {
+            at->type = TG_ATTR_I64;
+            ok = read_num_attr(a, name, false, &at->i, why, sizeof why);
+        } else if (cls == H5T_FLOAT) {
+            at->type = TG_ATTR_F64;
+            ok = read_num_attr(a, name, true, &at->f, why, sizeof why);
+        } else if (cls == H5T_STRING) {
+            at->type = TG_ATTR_STR;
+            ok = read_str_attr(a, name, &at->s, why, sizeof why);
+        } else {
+            snprintf(why, sizeof why, "attribute '%s' is neither an integer, a float nor a "
+                     "string", name);
+            ok = false;
+        }
+    }
     H5Aclose(a);
-    return r;
+    if (ok)
+        return 0;
+    if (c->status == TG_OK)
+        c->status = TG_ERR_FORMAT;
+    tg_error(c->status, "%s", why);
+    return -1;
 }
 
 /* Iterating by creation order needs the index; files from other writers may
@@ -746,33 +1180,13 @@ static herr_t link_cb(hid_t group, const char *name, const H5L_info_t *info, voi
     return r;
 }
 
-/* Opens path (read-only) after checking it is an HDF5 file and a libtensor
- * checkpoint of a version we read; fills c with its datasets and attributes.
- * Call between quiet_begin/quiet_end. */
-static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path)
+/* Checks that the open file is a libtensor checkpoint of a version we read
+ * and fills c with its datasets and attributes. Call between
+ * quiet_begin/quiet_end; messages name path. */
+static tg_status scan_file(hid_t file, contents *c, const char *path)
 {
     char det[256];
-    *file_out = -1;
     memset(c, 0, sizeof *c);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return tg_error_here(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return tg_error_here(TG_ERR_IO, "%s: is a directory", path);
-    htri_t is = H5Fis_hdf5(path);
-    if (is < 0) {
-        int e = access(path, R_OK) != 0 ? errno : 0;
-        return tg_error_here(TG_ERR_IO, "%s: cannot read: %s", path,
-                             e ? strerror(e) : h5_detail(det));
-    }
-    if (is == 0)
-        return tg_error_here(TG_ERR_FORMAT, "%s: not an HDF5 file", path);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
-        return tg_error_here(TG_ERR_FORMAT, "%s: cannot open as HDF5 (truncated or corrupt): %s",
-                             path, h5_detail(det));
-    *file_out = file;
-
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
     if (root < 0)
         return tg_error_here(TG_ERR_FORMAT, "%s: cannot open the root group: %s", path,
@@ -780,18 +1194,21 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path)
     tg_status s = TG_OK;
     htri_t has = H5Aexists(root, "format");
     char *format = NULL;
+    char why[160] = "not a string";
     if (has > 0) {
         hid_t a = H5Aopen(root, "format", H5P_DEFAULT);
         if (a >= 0) {
-            format = read_str_attr(a);
+            read_str_attr(a, "format", &format, why, sizeof why);
             H5Aclose(a);
         }
     }
     if (!format || strcmp(format, TG_CHECKPOINT_FORMAT) != 0) {
-        if (has > 0)
+        if (has > 0 && format)
             s = tg_error_here(TG_ERR_FORMAT, "%s: not a libtensor checkpoint (its 'format' "
-                              "attribute is '%s', expected '%s')",
-                              path, format ? format : "(not a string)", TG_CHECKPOINT_FORMAT);
+                              "attribute is '%.64s', expected '%s')",
+                              path, format, TG_CHECKPOINT_FORMAT);
+        else if (has > 0)
+            s = tg_error_here(TG_ERR_FORMAT, "%s: not a libtensor checkpoint (%s)", path, why);
         else
             s = tg_error_here(TG_ERR_FORMAT, "%s: an HDF5 file but not a libtensor checkpoint "
                               "(no 'format' attribute on the root group)", path);
@@ -810,9 +1227,9 @@ static tg_status open_and_scan(hid_t *file_out, contents *c, const char *path)
     if (r < 0) {
         H5Gclose(root);
         if (tg_last_status() != TG_OK) { /* attr_cb said what */
-            char why[512];
-            snprintf(why, sizeof why, "%s", tg_last_error());
-            return tg_error_here(tg_last_status(), "%s: %s", path, why);
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", tg_last_error());
+            return tg_error_here(tg_last_status(), "%s: %s", path, msg);
         }
         return tg_error_here(c->status == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT,
                              "%s: cannot read the attributes: %s", path, h5_detail(det));
@@ -886,42 +1303,276 @@ static const entry *find_entry(const contents *c, const char *name)
     return NULL;
 }
 
-/* An open checkpoint being read: HDF5's error printing off, the file checked and
- * its contents listed (open_and_scan). reader_close undoes all of it, also after
- * a failed reader_open. The loaders enter their name as the error context from
+/* The first non-finite value of an f32/f64 tensor t (new, contiguous) as an
+ * error naming the tensor and the index; TG_OK when all are finite. */
+static tg_status check_finite(const tg_tensor *t, const char *name, const char *path)
+{
+    tg_dtype dt = tg_tensor_dtype(t);
+    if (dt != TG_F32 && dt != TG_F64)
+        return TG_OK;
+    int64_t n = tg_tensor_numel(t), k = 0;
+    double bad = 0;
+    if (dt == TG_F32) {
+        const float *d = tg_tensor_data(t);
+        while (k < n && isfinite(d[k]))
+            k++;
+        if (k < n)
+            bad = d[k];
+    } else {
+        const double *d = tg_tensor_data(t);
+        while (k < n && isfinite(d[k]))
+            k++;
+        if (k < n)
+            bad = d[k];
+    }
+    if (k == n)
+        return TG_OK;
+    int nd = tg_tensor_ndim(t);
+    const int64_t *shape = tg_tensor_shape(t);
+    int64_t idx[TG_MAX_DIMS];
+    for (int i = nd - 1; i >= 0; i--) {
+        idx[i] = k % shape[i];
+        k /= shape[i];
+    }
+    char where[TG_MAX_DIMS * 22 + 4] = "[";
+    size_t at = 1;
+    for (int i = 0; i < nd; i++)
+        at += (size_t)snprintf(where + at, sizeof where - at, "%s%" PRId64, i ? ", " : "",
+                               idx[i]);
+    snprintf(where + at, sizeof where - at, "]");
+    return tg_error_here(TG_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%s) at "
+                         "index %s; refusing to load it (TG_CHECKPOINT_ALLOW_NONFINITE "
+                         "loads it anyway)", path, name,
+                         isnan(bad) ? "nan" : bad > 0 ? "inf" : "-inf", where);
+}
+
+/* An open checkpoint being read: HDF5's error printing off, the file's bytes
+ * in memory and verified (or parsed once in a child), the image open and its
+ * contents listed (scan_file). reader_close undoes all of it, also after a
+ * failed reader_open. The loaders enter their name as the error context from
  * reader_open to reader_close. */
 typedef struct reader {
     quiet q;
-    hid_t file;
+    unsigned char *buf;
+    size_t len;
+    bool own_buf;
+    hid_t fapl, file;
     contents c;
 } reader;
 
-static tg_status reader_open(reader *r, const char *path)
+/* Reads the regular file at path into a new buffer. Never blocks on a FIFO. */
+static tg_status read_whole(const char *path, unsigned char **out, size_t *len)
 {
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return tg_error_here(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    tg_status s = TG_OK;
+    if (fstat(fd, &st) != 0)
+        s = tg_error_here(TG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        s = tg_error_here(TG_ERR_IO, "%s: is a directory", path);
+    else if (!S_ISREG(st.st_mode))
+        s = tg_error_here(TG_ERR_IO, "%s: is not a regular file (%s); checkpoints are regular "
+                          "files", path, S_ISFIFO(st.st_mode) ? "a FIFO"
+                          : S_ISSOCK(st.st_mode) ? "a socket" : "a device");
+    unsigned char *buf = NULL;
+    size_t n = s == TG_OK ? (size_t)st.st_size : 0;
+    if (s == TG_OK && !(buf = malloc(n ? n : 1)))
+        s = tg_error_here(TG_ERR_NOMEM, "%s: out of memory for %zu bytes", path, n);
+    if (s == TG_OK && !read_exact(fd, buf, n, 0))
+        s = tg_error_here(TG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    close(fd);
+    if (s != TG_OK) {
+        free(buf);
+        return s;
+    }
+    *out = buf;
+    *len = n;
+    return TG_OK;
+}
+
+/* File image callbacks that hand HDF5 our buffer instead of copies of it (the
+ * file is read-only and closed before the buffer is freed): an 8 MB load is
+ * then no slower than HDF5 reading the file itself. */
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)size;
+    (void)op;
+    return udata;
+}
+
+static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                          void *udata)
+{
+    (void)size;
+    (void)op;
+    (void)udata;
+    return dest == src ? dest : NULL; /* anything else would be a copy we did not plan */
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    (void)ptr;
+    (void)op;
+    (void)udata;
+    return 0;
+}
+
+static void *image_udata_copy(void *udata)
+{
+    return udata;
+}
+
+static herr_t image_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
+/* Opens the image buf (n bytes, borrowed: it must outlive the file and *fapl)
+ * read-only. The core driver refuses an image under the name of a file that
+ * exists, so the name is one that can exist nowhere; our messages name the
+ * real path. */
+static hid_t open_image(const void *buf, size_t n, hid_t *fapl)
+{
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, NULL, image_free,
+                                      image_udata_copy, image_udata_free, (void *)buf};
+    *fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (*fapl < 0 || H5Pset_fapl_core(*fapl, 1 << 20, false) < 0 ||
+        H5Pset_file_image_callbacks(*fapl, &cb) < 0 ||
+        H5Pset_file_image(*fapl, (void *)buf, n) < 0)
+        return -1;
+    return H5Fopen("/dev/null/libtensor-checkpoint-image", H5F_ACC_RDONLY, *fapl);
+}
+
+/* The child's parse of an unverified file: everything the parent will do. */
+typedef struct trial {
+    const unsigned char *buf;
+    size_t len;
+    const char *path;
+} trial;
+
+static int trial_parse(void *arg, char *msg, size_t n)
+{
+    trial *t = arg;
+    char det[256];
+    hid_t fapl = -1;
+    hid_t file = open_image(t->buf, t->len, &fapl);
+    if (file < 0) {
+        tg_error_here(TG_ERR_FORMAT, "%s: cannot open as HDF5 (truncated or corrupt): %s",
+                      t->path, h5_detail(det));
+        snprintf(msg, n, "%s", tg_last_error());
+        H5Pclose(fapl);
+        return 1;
+    }
+    contents c;
+    tg_clear_error();
+    int rc = 0;
+    if (scan_file(file, &c, t->path) != TG_OK) {
+        snprintf(msg, n, "%s", tg_last_error());
+        rc = 1;
+    }
+    for (size_t i = 0; rc == 0 && i < c.ne; i++) {
+        const entry *e = &c.e[i];
+        if (!e->readable)
+            continue; /* the parent names it */
+        size_t count = 1;
+        for (int d = 0; d < e->ndim; d++)
+            count *= (size_t)e->shape[d];
+        void *data = malloc(count * tg_dtype_size(e->dtype) + 1);
+        hid_t ds = H5Dopen2(file, e->name, H5P_DEFAULT);
+        if (!data || ds < 0 || (count > 0 && H5Dread(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL,
+                                                     H5P_DEFAULT, data) < 0)) {
+            tg_error_here(TG_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated or "
+                          "corrupt?): %s", t->path, e->name,
+                          data ? h5_detail(det) : "out of memory");
+            snprintf(msg, n, "%s", tg_last_error());
+            rc = 1;
+        }
+        if (ds >= 0)
+            H5Dclose(ds);
+        free(data);
+    }
+    contents_free(&c);
+    H5Fclose(file);
+    H5Pclose(fapl);
+    return rc;
+}
+
+/* buf: the file's bytes (borrowed) or NULL to read path. */
+static tg_status reader_open(reader *r, const char *path, const void *buf, size_t len)
+{
+    char det[256];
+    memset(r, 0, sizeof *r);
+    r->file = r->fapl = -1;
     quiet_begin(&r->q);
-    return open_and_scan(&r->file, &r->c, path);
+    tg_status s;
+    if (buf) {
+        r->buf = (unsigned char *)buf;
+        r->len = len;
+    } else {
+        if ((s = read_whole(path, &r->buf, &r->len)) != TG_OK)
+            return s;
+        r->own_buf = true;
+    }
+    file_kind k = kind_of(r->buf, r->len);
+    if (k == K_NOT_HDF5)
+        return tg_error_here(TG_ERR_FORMAT, "%s: not an HDF5 file", path);
+    if (k == K_VERIFIED) {
+        char why[256];
+        if ((s = ub_verify(r->buf, r->len, why, sizeof why)) != TG_OK)
+            return tg_error_here(s, "%s: %s", path, why);
+    } else {
+        /* no checksum to trust (a version-1 or another tool's file): HDF5 parses
+         * it first in a child process, which may crash or hang instead of us */
+        char why[512];
+        trial t = {r->buf, r->len, path};
+        bool crashed = false;
+        s = tg_h5safe_run(trial_parse, &t, NULL, why, sizeof why, &crashed);
+        if (s == TG_ERR_IO)
+            return tg_error_here(s, "%s: %s", path, why);
+        if (s != TG_OK && !crashed)
+            return tg_error(s, "%s", why); /* the parse's own message, context included */
+        if (s != TG_OK)
+            return tg_error_here(s, "%s: has no checksums and HDF5 could not parse it safely "
+                                 "(%s); refusing it", path, why);
+    }
+    r->file = open_image(r->buf, r->len, &r->fapl);
+    if (r->file < 0)
+        return tg_error_here(TG_ERR_FORMAT, "%s: cannot open as HDF5 (truncated or corrupt): %s",
+                             path, h5_detail(det));
+    if ((s = scan_file(r->file, &r->c, path)) != TG_OK)
+        return s;
+    if (k == K_UNVERIFIED && r->c.format_version >= 2)
+        return tg_error_here(TG_ERR_FORMAT, "%s: metadata damaged (a format version %" PRId64
+                             " file without its checksum header)", path, r->c.format_version);
+    return TG_OK;
 }
 
 static void reader_close(reader *r)
 {
     if (r->file >= 0)
         H5Fclose(r->file);
+    if (r->fapl >= 0)
+        H5Pclose(r->fapl);
     contents_free(&r->c);
+    if (r->own_buf)
+        free(r->buf);
     quiet_end(&r->q);
 }
 
-tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
+/* tg_checkpoint_load_ex's body; buf NULL reads path, else path names buf. */
+static tg_status load_dict(tg_state_dict **out, const char *path, const void *buf, size_t len,
+                           unsigned flags, const char *fn)
 {
-    static const char fn[] = "tg_checkpoint_load";
-    if (!out)
-        return tg_null_arg(fn, "out");
     *out = NULL;
-    if (!path)
-        return tg_null_arg(fn, "path");
     reader r;
     tg_state_dict *sd = NULL;
     const char *prev = tg_error_enter(fn);
-    tg_status s = reader_open(&r, path);
+    tg_status s = reader_open(&r, path, buf, len);
     if (s != TG_OK)
         goto done;
     if (!(sd = tg_state_dict_new())) {
@@ -939,7 +1590,9 @@ tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
             s = tg_last_status();
             goto done;
         }
-        s = tg_state_dict_set(sd, e->name, t);
+        s = flags & TG_CHECKPOINT_ALLOW_NONFINITE ? TG_OK : check_finite(t, e->name, path);
+        if (s == TG_OK)
+            s = tg_state_dict_set(sd, e->name, t);
         tg_release(t);
         if (s != TG_OK)
             goto done;
@@ -957,7 +1610,35 @@ done:
     return TG_OK;
 }
 
-tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
+tg_status tg_checkpoint_load_ex(tg_state_dict **out, const char *path, unsigned flags)
+{
+    static const char fn[] = "tg_checkpoint_load";
+    if (!out)
+        return tg_null_arg(fn, "out");
+    *out = NULL;
+    if (!path)
+        return tg_null_arg(fn, "path");
+    return load_dict(out, path, NULL, 0, flags, fn);
+}
+
+tg_status tg_checkpoint_load(tg_state_dict **out, const char *path)
+{
+    return tg_checkpoint_load_ex(out, path, 0);
+}
+
+tg_status tg_checkpoint_load_image(tg_state_dict **out, const void *data, size_t size,
+                                   const char *name, unsigned flags)
+{
+    static const char fn[] = "tg_checkpoint_load_image";
+    if (!out)
+        return tg_null_arg(fn, "out");
+    *out = NULL;
+    if (!data)
+        return tg_null_arg(fn, "data");
+    return load_dict(out, name ? name : "(image)", data, size, flags, fn);
+}
+
+tg_status tg_checkpoint_load_into_ex(const char *path, tg_state_dict *expected, unsigned flags)
 {
     static const char fn[] = "tg_checkpoint_load_into";
     if (!path)
@@ -968,7 +1649,7 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
     size_t n = tg_state_dict_size(expected);
     tg_state_dict *loaded = NULL;
     const char *prev = tg_error_enter(fn);
-    tg_status s = reader_open(&r, path);
+    tg_status s = reader_open(&r, path, NULL, 0);
     if (s != TG_OK)
         goto done;
 
@@ -998,7 +1679,8 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
     if ((s = tg_sd_check_done(&c, 0, fn, "%s does not match the expected state", path)) != TG_OK)
         goto done;
 
-    /* Read everything before touching the caller's tensors; then the apply. */
+    /* Read (and check) everything before touching the caller's tensors; then
+     * the apply. */
     if (!(loaded = tg_state_dict_new())) {
         s = tg_last_status();
         goto done;
@@ -1010,7 +1692,9 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
             s = tg_last_status() ? tg_last_status() : TG_ERR_FORMAT;
             goto done;
         }
-        s = tg_state_dict_set(loaded, name, t);
+        s = flags & TG_CHECKPOINT_ALLOW_NONFINITE ? TG_OK : check_finite(t, name, path);
+        if (s == TG_OK)
+            s = tg_state_dict_set(loaded, name, t);
         tg_release(t);
         if (s != TG_OK)
             goto done;
@@ -1026,6 +1710,11 @@ done:
     return s;
 }
 
+tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected)
+{
+    return tg_checkpoint_load_into_ex(path, expected, 0);
+}
+
 tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
 {
     static const char fn[] = "tg_checkpoint_info_get";
@@ -1036,7 +1725,7 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
         return tg_null_arg(fn, "path");
     reader r;
     const char *prev = tg_error_enter(fn);
-    tg_status s = reader_open(&r, path);
+    tg_status s = reader_open(&r, path, NULL, 0);
     if (s == TG_OK) {
         out->format_version = r.c.format_version;
         snprintf(out->library_version, sizeof out->library_version, "%s", r.c.library_version);
@@ -1046,4 +1735,75 @@ tg_status tg_checkpoint_info_get(tg_checkpoint_info *out, const char *path)
     reader_close(&r);
     tg_error_leave(prev);
     return s;
+}
+
+/* ---------------------------------------------------------------- the advisory lock */
+
+struct tg_checkpoint_lock {
+    int fd;
+    char *file;
+};
+
+tg_status tg_checkpoint_lock(const char *path, struct tg_checkpoint_lock **out)
+{
+    static const char fn[] = "tg_checkpoint_lock";
+    if (!out)
+        return tg_null_arg(fn, "out");
+    *out = NULL;
+    if (!path)
+        return tg_null_arg(fn, "path");
+    struct tg_checkpoint_lock *l = calloc(1, sizeof *l);
+    size_t n = strlen(path) + 6;
+    char *file = malloc(n);
+    if (!l || !file) {
+        free(l);
+        free(file);
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    snprintf(file, n, "%s.lock", path);
+    int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd < 0) {
+        tg_status s = tg_error(TG_ERR_IO, "%s: %s: cannot open the lock file %s: %s", fn, path,
+                               file, strerror(errno));
+        free(l);
+        free(file);
+        return s;
+    }
+    /* flock: held by this open file, so a second lock conflicts also inside one
+     * process, and the kernel drops it when the holder dies */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char held[32] = "";
+        ssize_t k = pread(fd, held, sizeof held - 1, 0);
+        held[k > 0 ? k : 0] = '\0';
+        held[strcspn(held, "\n")] = '\0';
+        close(fd);
+        tg_status s = e == EWOULDBLOCK
+            ? tg_error(TG_ERR_STATE, "%s: %s: another process is using this checkpoint path "
+                       "(lock file %s held by pid %s)", fn, path, file, *held ? held : "?")
+            : tg_error(TG_ERR_IO, "%s: %s: cannot lock %s: %s", fn, path, file, strerror(e));
+        free(l);
+        free(file);
+        return s;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the pid is only for the message; the lock holds without it */
+    }
+    l->fd = fd;
+    l->file = file;
+    *out = l;
+    return TG_OK;
+}
+
+void tg_checkpoint_unlock(struct tg_checkpoint_lock *lock)
+{
+    if (!lock)
+        return;
+    /* the lock file stays: removing it would let a third process lock a new
+     * file while a second still waits on the old one */
+    close(lock->fd);
+    free(lock->file);
+    free(lock);
 }

@@ -147,7 +147,9 @@ expect 0 'Epoch 1/1' train --epochs 1 --limit "$limit" --data "$data" --checkpoi
 grep -q 'val_accuracy: ' "$tmp/out" || die "train: no val_accuracy in the epoch line"
 grep -q "$(printf '\r')" "$tmp/out" && die "train: progress bar redraws off a terminal"
 [ "$(grep -c '^Epoch ' "$tmp/out")" -eq 1 ] || die "train: not one line per epoch off a terminal"
-is_h5() { [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 894844460d0a1a0a ]; }
+# a checkpoint starts with its checksum header (docs/checkpoint-format.md), HDF5 follows
+is_h5() { [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 895447434b50540a ] &&
+  od -An -tx1 -N4104 "$1" | tr -d ' \n' | grep -q 894844460d0a1a0a; }
 is_h5 "$ck" || die "train: $ck is not an HDF5 file"
 for f in "$tmp"/*.tmp-*; do [ -e "$f" ] && die "train: a temporary checkpoint file was left behind: $f"; done
 [ "$(head -n 1 "$tmp/h.csv")" = 'epoch,loss,accuracy,val_loss,val_accuracy,seconds' ] ||
