@@ -90,7 +90,8 @@ int main(int argc, char **argv)
             snprintf(names[count++], len, "%s/%s", argv[i], e->d_name);
         }
         closedir(d);
-        qsort(names, count, sizeof *names, cmp_names); /* the same order every run */
+        if (count) /* the same order every run */
+            qsort(names, count, sizeof *names, cmp_names);
         for (size_t k = 0; k < count; k++) {
             if (run_file(names[k]) == 0)
                 ran++;

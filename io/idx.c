@@ -147,7 +147,8 @@ static tg_status gz_fill(idx_src *s)
         s->fed += take;
         return TG_OK;
     }
-    memmove(s->in, s->zs.next_in, s->zs.avail_in);
+    if (s->zs.avail_in) /* the unread byte of the last fill, if any */
+        memmove(s->in, s->zs.next_in, s->zs.avail_in);
     size_t got;
     tg_status st = raw_read(s, s->in + s->zs.avail_in, sizeof s->in - s->zs.avail_in, &got);
     s->zs.next_in = s->in;
