@@ -2155,6 +2155,47 @@ START_TEST(image_bad_files)
 }
 END_TEST
 
+static void be32_chunk(FILE *f, const char *kind, const uint8_t *body, uint32_t n)
+{
+    uint8_t b[4];
+    be32(b, n);
+    fwrite(b, 1, 4, f);
+    fwrite(kind, 1, 4, f);
+    if (n)
+        fwrite(body, 1, n, f);
+    uLong crc = crc32(crc32(0, (const Bytef *)kind, 4), body, n);
+    be32(b, (uint32_t)crc);
+    fwrite(b, 1, 4, f);
+}
+
+START_TEST(image_size_claims)
+{
+    /* A valid PNG header claiming 16384 x 16384 gray pixels (256 MiB, within
+     * the size limit) over an IDAT of a few bytes: refused from the header,
+     * before the image is allocated, with a message that says why. */
+    const char *p = tp("claims.png");
+    FILE *f = fopen(p, "wb");
+    ck_assert(f != NULL);
+    fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+    uint8_t ihdr[13] = {0};
+    be32(ihdr, 16384);
+    be32(ihdr + 4, 16384);
+    ihdr[8] = 8; /* depth; colour type 0 (gray), no interlace */
+    be32_chunk(f, "IHDR", ihdr, 13);
+    uint8_t zeros[100] = {0}, idat[128];
+    uLongf n = sizeof idat;
+    ck_assert(compress(idat, &n, zeros, sizeof zeros) == Z_OK);
+    be32_chunk(f, "IDAT", idat, (uint32_t)n);
+    be32_chunk(f, "IEND", NULL, 0);
+    fclose(f);
+    tg_tensor *t = (tg_tensor *)&t;
+    ck_assert_int_eq(tg_image_read(&t, p), TG_ERR_FORMAT);
+    ck_assert(t == NULL);
+    TG_ASSERT_ERROR_HAS("truncated or corrupt: a 16384x16384 PNG needs 268451840 bytes of pixel "
+                        "data, more than a");
+}
+END_TEST
+
 START_TEST(image_grid)
 {
     tg_scope *s = tg_scope_push();
@@ -2263,6 +2304,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, image_pgm_variants);
     tcase_add_test(tc, image_png_conversions);
     tcase_add_test(tc, image_bad_files);
+    tcase_add_test(tc, image_size_claims);
     tcase_add_test(tc, image_grid);
     suite_add_tcase(s, tc);
     return s;
