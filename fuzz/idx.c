@@ -6,9 +6,15 @@
  * dtype, shape, values), so the fuzzer explores the IDX parser behind a valid
  * gzip stream too; and that stream without its trailer, or with a byte after
  * it, must be refused. Every error must be one io/idx.h documents, with no
- * tensor and nothing leaked. */
+ * tensor and nothing leaked. The input is also written to a memory file and
+ * read by tg_idx_read through its path: the file reader must agree with the
+ * memory one (the fuzz build reads files in 13-byte chunks, so every input
+ * crosses buffer refills). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "fuzz/fuzz.h"
@@ -74,10 +80,34 @@ static uint8_t *gzip(const uint8_t *data, size_t size, size_t *n)
     return out;
 }
 
+/* The same bytes through tg_idx_read and a path (a memfd: a regular file). */
+static void check_file_reader(const uint8_t *data, size_t size, tg_status st,
+                              const tg_tensor *t)
+{
+    static int fd = -2;
+    if (fd == -2)
+        fd = memfd_create("fuzz-idx", 0);
+    if (fd < 0 || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0 ||
+        (size && write(fd, data, size) != (ssize_t)size))
+        return; /* no memory file here: only the memory reader is checked */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    tg_tensor *u = NULL;
+    tg_status su = tg_idx_read(&u, path);
+    if ((su == TG_OK) != (u != NULL))
+        fuzz_fail("tg_idx_read: a status that disagrees with its tensor");
+    if (su != st && su != TG_ERR_NOMEM && st != TG_ERR_NOMEM)
+        fuzz_fail("tg_idx_read on a file and tg_idx_read_mem disagree on the status");
+    if (st == TG_OK && su == TG_OK && !same(t, u))
+        fuzz_fail("tg_idx_read on a file and tg_idx_read_mem give different tensors");
+    tg_release(u);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     tg_tensor *t = NULL;
     tg_status st = parse(&t, data, size);
+    check_file_reader(data, size, st, t);
     bool is_gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
     size_t n = 0;
     uint8_t *gz = !is_gz && size > 0 && size <= (1u << 20) ? gzip(data, size, &n) : NULL;

@@ -97,6 +97,14 @@ static void decode(void *dst, const uint8_t *src, const idx_type *ty, int64_t n)
 
 /* ---------------------------------------------------------------- reading */
 
+/* The fuzz build (configure --enable-fuzzing) reads files 13 bytes at a time,
+ * so that every input crosses many refills of the buffer (gz_fill). */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define IDX_INBUF 13
+#else
+#define IDX_INBUF (1 << 16)
+#endif
+
 /* Where the bytes come from (a regular file or memory) and, for a gzip file,
  * the inflate state. Every read goes through get(), which yields the IDX bytes
  * (decompressed when gz) and reports any damage as an error, including damage
@@ -111,7 +119,7 @@ typedef struct idx_src {
     bool zinit;           /* zs needs inflateEnd */
     bool done;            /* gz: the last member ended exactly at the end of input */
     z_stream zs;
-    uint8_t in[1 << 16];  /* file input buffer (gz) */
+    uint8_t in[IDX_INBUF]; /* file input buffer (gz) */
 } idx_src;
 
 /* Raw input bytes: the next at most n from the file or memory; 0 at the end. */
