@@ -107,8 +107,8 @@ static void decode(void *dst, const uint8_t *src, const idx_type *ty, int64_t n)
 
 /* Where the bytes come from (a regular file or memory) and, for a gzip file,
  * the inflate state. Every read goes through get(), which yields the IDX bytes
- * (decompressed when gz) and reports any damage as an error, including damage
- * after the last byte the caller asks for: see finish(). */
+ * (decompressed when gz) and reports any damage as an error; idx_parse reads
+ * on past the payload, so damage after it (a bad trailer, garbage) counts too. */
 typedef struct idx_src {
     const char *path;     /* names the input in messages */
     FILE *f;              /* a file, or NULL when reading memory */
@@ -192,7 +192,7 @@ static tg_status gz_get(idx_src *s, uint8_t *buf, uint64_t n, uint64_t *got)
             } else {
                 return tg_error(TG_ERR_FORMAT, "%s: %" PRIu64 " byte(s) of garbage after the "
                                 "end of the gzip data", s->path,
-                                s->size - s->fed + s->zs.avail_in);
+                                (s->size > s->fed ? s->size - s->fed : 0) + s->zs.avail_in);
             }
         } else if (r == Z_MEM_ERROR) {
             return tg_error(TG_ERR_NOMEM, "%s: out of memory decompressing", s->path);
