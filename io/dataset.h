@@ -54,7 +54,9 @@ const char *tg_fashion_mnist_dir(const char *dir);
  * N x 28 x 28 u8, the labels N u8 in 0..9, and that both counts agree. opts may
  * be NULL (defaults). On success fills *out (new references, see tg_dataset);
  * on error *out is zeroed and the message names the file and the problem; a
- * missing directory names the Debian package to install. */
+ * missing directory names the Debian package to install. The files are read by
+ * tg_idx_read (io/idx.h): a FIFO or device in their place is refused at once
+ * with TG_ERR_IO, a damaged gzip file with TG_ERR_FORMAT. */
 tg_status tg_fashion_mnist_load(tg_dataset *out, const char *dir, tg_split split,
                                 const tg_fashion_mnist_opts *opts);
 

@@ -2,16 +2,21 @@
  *
  * The header's extents are never trusted for allocation: the payload is read
  * into a buffer that grows only as bytes arrive, so a garbage header cannot ask
- * for terabytes. Only after the size matches exactly is the tensor created. */
+ * for terabytes, and a gzip file is inflated no further than the header's
+ * payload plus a little to see that the data ends there (a gzip bomb costs
+ * nothing). The whole input must check out -- exact length, gzip CRC and length
+ * trailer, nothing after the last gzip member -- before the tensor is created.
+ * Reads regular files only (a FIFO would block), or memory (io/idx_impl.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
+#include "io/file_impl.h"
 #include "io/idx.h"
+#include "io/idx_impl.h"
 #include "libtensor/tensor_impl.h"
 
 /* Above this the header is garbage: no IDX file holds a terabyte. */
@@ -47,55 +52,12 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Reads up to n bytes; returns the count read (short only at end of data), or -1
- * on a zlib error, leaving its message in *zmsg. */
-static int64_t read_some(gzFile gz, void *buf, uint64_t n, const char **zmsg,
-                         int *zerr)
-{
-    uint64_t got = 0;
-    while (got < n) {
-        uint64_t chunk = n - got;
-        if (chunk > (1u << 30))
-            chunk = 1u << 30;
-        int r = gzread(gz, (char *)buf + got, (unsigned)chunk);
-        if (r < 0) {
-            *zmsg = gzerror(gz, zerr);
-            return -1;
-        }
-        if (r == 0) {
-            /* A truncated gzip stream may report its error only here. */
-            int e = 0;
-            const char *m = gzerror(gz, &e);
-            if (e != Z_OK && e != Z_STREAM_END) {
-                *zmsg = m;
-                *zerr = e;
-                return -1;
-            }
-            break;
-        }
-        got += (uint64_t)r;
-    }
-    return (int64_t)got;
-}
-
 static void dims_str(char *buf, size_t n, int ndim, const int64_t *shape)
 {
     size_t len = 0;
     buf[0] = '\0';
     for (int i = 0; i < ndim && len < n; i++)
         len += (size_t)snprintf(buf + len, n - len, "%s%" PRId64, i ? "x" : "", shape[i]);
-}
-
-static tg_status zlib_error(const char *path, bool is_gz, int zerr, const char *zmsg,
-                            const char *what)
-{
-    if (is_gz && zerr == Z_BUF_ERROR)
-        return tg_error(TG_ERR_FORMAT,
-                        "%s: truncated: the gzip stream ends unexpectedly in %s", path, what);
-    if (is_gz && zerr == Z_DATA_ERROR)
-        return tg_error(TG_ERR_FORMAT, "%s: corrupt gzip data in %s: %s", path, what,
-                        zmsg ? zmsg : "?");
-    return tg_error(TG_ERR_IO, "%s: read error in %s: %s", path, what, zmsg ? zmsg : "?");
 }
 
 /* Element i of a big-endian file buffer of the given type, as the dtype's value. */
@@ -133,129 +95,265 @@ static void decode(void *dst, const uint8_t *src, const idx_type *ty, int64_t n)
     }
 }
 
-tg_status tg_idx_read(tg_tensor **out, const char *path)
+/* ---------------------------------------------------------------- reading */
+
+/* The fuzz build (configure --enable-fuzzing) reads files 13 bytes at a time,
+ * so that every input crosses many refills of the buffer (gz_fill). */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define IDX_INBUF 13
+#else
+#define IDX_INBUF (1 << 16)
+#endif
+
+/* Where the bytes come from (a regular file or memory) and, for a gzip file,
+ * the inflate state. Every read goes through get(), which yields the IDX bytes
+ * (decompressed when gz) and reports any damage as an error; idx_parse reads
+ * on past the payload, so damage after it (a bad trailer, garbage) counts too. */
+typedef struct idx_src {
+    const char *path;     /* names the input in messages */
+    FILE *f;              /* a file, or NULL when reading memory */
+    const uint8_t *mem;   /* memory input and its length */
+    uint64_t size;        /* bytes of the input (the file's size) */
+    uint64_t fed;         /* input bytes handed to zlib (or read, plain) so far */
+    bool gz;
+    bool zinit;           /* zs needs inflateEnd */
+    bool done;            /* gz: the last member ended exactly at the end of input */
+    z_stream zs;
+    uint8_t in[IDX_INBUF]; /* file input buffer (gz) */
+} idx_src;
+
+/* Raw input bytes: the next at most n from the file or memory; 0 at the end. */
+static tg_status raw_read(idx_src *s, uint8_t *buf, size_t n, size_t *got)
 {
-    if (!out)
-        return tg_null_arg("tg_idx_read", "out");
-    *out = NULL;
-    if (!path)
-        return tg_null_arg("tg_idx_read", "path");
-
-    /* Look at the first bytes ourselves: gzopen reads plain files transparently,
-     * so only this tells whether a ".gz" name lies. */
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return tg_error(TG_ERR_IO, "%s: is a directory, not an IDX file", path);
+    *got = 0;
+    if (s->f) {
+        *got = fread(buf, 1, n, s->f);
+        if (*got < n && ferror(s->f))
+            return tg_error(TG_ERR_IO, "%s: read error: %s", s->path, strerror(errno));
+    } else {
+        uint64_t left = s->size - s->fed;
+        *got = left < n ? (size_t)left : n;
+        memcpy(buf, s->mem + s->fed, *got);
     }
-    uint8_t head[2] = {0, 0};
-    size_t nhead = fread(head, 1, 2, f);
-    fclose(f);
-    bool is_gz = nhead == 2 && head[0] == 0x1f && head[1] == 0x8b;
-    bool gz_name = ends_with(path, ".gz");
-    if (nhead == 0)
-        return tg_error(TG_ERR_FORMAT, "%s: empty file (expected an IDX header)", path);
+    s->fed += *got;
+    return TG_OK;
+}
 
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return tg_error(TG_ERR_IO, "%s: cannot open: %s", path,
-                        errno ? strerror(errno) : "out of memory");
-    gzbuffer(gz, 1u << 17);
+/* Keeps at least two unread input bytes in zs when the input has them (a
+ * member's end is told from a next member by its two magic bytes). */
+static tg_status gz_fill(idx_src *s)
+{
+    if (s->zs.avail_in >= 2 || s->fed == s->size)
+        return TG_OK;
+    if (!s->f) {
+        /* Memory is handed to zlib in place, at most 1 GiB at a time. */
+        if (s->zs.avail_in == 0)
+            s->zs.next_in = (Bytef *)(uintptr_t)(s->mem + s->fed);
+        uint64_t left = s->size - s->fed, room = (1u << 30) - s->zs.avail_in;
+        uint64_t take = left < room ? left : room;
+        s->zs.avail_in += (uInt)take;
+        s->fed += take;
+        return TG_OK;
+    }
+    if (s->zs.avail_in) /* the unread byte of the last fill, if any */
+        memmove(s->in, s->zs.next_in, s->zs.avail_in);
+    size_t got;
+    tg_status st = raw_read(s, s->in + s->zs.avail_in, sizeof s->in - s->zs.avail_in, &got);
+    s->zs.next_in = s->in;
+    s->zs.avail_in += (uInt)got;
+    return st;
+}
 
-    tg_status st_ = TG_OK;
+/* Up to n decompressed bytes into buf; *got < n only at the clean end of the
+ * data. The end is clean only when the last gzip member's CRC-32 and length
+ * trailer match (zlib checks them before it reports the member's end) and
+ * nothing but further members follows it. */
+static tg_status gz_get(idx_src *s, uint8_t *buf, uint64_t n, uint64_t *got)
+{
+    *got = 0;
+    while (*got < n && !s->done) {
+        tg_status st = gz_fill(s);
+        if (st != TG_OK)
+            return st;
+        uint64_t want = n - *got;
+        s->zs.next_out = buf + *got;
+        s->zs.avail_out = want < (1u << 30) ? (uInt)want : (1u << 30);
+        uInt before = s->zs.avail_out;
+        int r = inflate(&s->zs, Z_NO_FLUSH);
+        *got += before - s->zs.avail_out;
+        if (r == Z_STREAM_END) {
+            if ((st = gz_fill(s)) != TG_OK)
+                return st;
+            if (s->zs.avail_in == 0) {
+                s->done = true;
+            } else if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f &&
+                       s->zs.next_in[1] == 0x8b) {
+                inflateReset(&s->zs); /* another member (as `cat a.gz b.gz` makes) */
+            } else {
+                return tg_error(TG_ERR_FORMAT, "%s: %" PRIu64 " byte(s) of garbage after the "
+                                "end of the gzip data", s->path,
+                                (s->size > s->fed ? s->size - s->fed : 0) + s->zs.avail_in);
+            }
+        } else if (r == Z_MEM_ERROR) {
+            return tg_error(TG_ERR_NOMEM, "%s: out of memory decompressing", s->path);
+        } else if (r == Z_BUF_ERROR) {
+            /* No progress possible: the input ended inside a member. */
+            return tg_error(TG_ERR_FORMAT, "%s: truncated: the gzip stream ends unexpectedly "
+                            "(the file is cut short, or its CRC/length trailer is missing)",
+                            s->path);
+        } else if (r != Z_OK) {
+            return tg_error(TG_ERR_FORMAT, "%s: corrupt gzip data: %s", s->path,
+                            s->zs.msg ? s->zs.msg : "invalid stream");
+        }
+    }
+    return TG_OK;
+}
+
+/* Up to n IDX bytes (decompressed when gz); *got < n only at the end. */
+static tg_status get(idx_src *s, uint8_t *buf, uint64_t n, uint64_t *got)
+{
+    if (s->gz)
+        return gz_get(s, buf, n, got);
+    *got = 0;
+    while (*got < n) {
+        uint64_t want = n - *got;
+        size_t k;
+        tg_status st = raw_read(s, buf + *got, want < (1u << 30) ? (size_t)want : (1u << 30),
+                                &k);
+        if (st != TG_OK)
+            return st;
+        if (k == 0)
+            break;
+        *got += k;
+    }
+    return TG_OK;
+}
+
+/* A gzip file of this many bytes inflates to at most about 1032 times as many
+ * (deflate's best case, long runs of one byte); the slack covers headers. */
+static uint64_t gz_max_output(uint64_t size)
+{
+    return size > (UINT64_MAX - 4096) / 1040 ? UINT64_MAX : size * 1040 + 4096;
+}
+
+/* The parse shared by the file and memory entry points; s is set up (gz told,
+ * zlib initialised for gz). */
+static tg_status idx_parse(tg_tensor **out, idx_src *s)
+{
+    const char *path = s->path;
     uint8_t *payload = NULL;
-    const char *zmsg = NULL;
-    int zerr = Z_OK;
+    tg_status st;
+    uint64_t n;
 
     uint8_t magic[4];
-    int64_t n = read_some(gz, magic, 4, &zmsg, &zerr);
-    if (n < 0) {
-        st_ = zlib_error(path, is_gz, zerr, zmsg, "the header");
+    if ((st = get(s, magic, 4, &n)) != TG_OK)
         goto done;
-    }
     if (n == 0) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: empty %s(expected an IDX header)", path,
-                       is_gz ? "after decompression " : "file ");
+        st = tg_error(TG_ERR_FORMAT, "%s: empty %s(expected an IDX header)", path,
+                      s->gz ? "after decompression " : "file ");
         goto done;
     }
     if (n < 4) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: truncated header: %d of the 4 magic bytes", path,
-                       (int)n);
+        st = tg_error(TG_ERR_FORMAT, "%s: truncated header: %d of the 4 magic bytes", path,
+                      (int)n);
         goto done;
     }
     if (magic[0] != 0 || magic[1] != 0) {
-        if (gz_name && !is_gz)
-            st_ = tg_error(TG_ERR_FORMAT,
-                           "%s: not gzip-compressed although the name ends in .gz, and not "
-                           "a plain IDX file either (starts with %02x %02x %02x %02x)",
-                           path, magic[0], magic[1], magic[2], magic[3]);
+        if (!s->gz && s->f && ends_with(path, ".gz"))
+            st = tg_error(TG_ERR_FORMAT,
+                          "%s: not gzip-compressed although the name ends in .gz, and not "
+                          "a plain IDX file either (starts with %02x %02x %02x %02x)",
+                          path, magic[0], magic[1], magic[2], magic[3]);
         else
-            st_ = tg_error(TG_ERR_FORMAT,
-                           "%s: not an IDX file: magic bytes %02x %02x %02x %02x (expected "
-                           "00 00 <type> <ndims>)",
-                           path, magic[0], magic[1], magic[2], magic[3]);
+            st = tg_error(TG_ERR_FORMAT,
+                          "%s: not an IDX file: magic bytes %02x %02x %02x %02x (expected "
+                          "00 00 <type> <ndims>)",
+                          path, magic[0], magic[1], magic[2], magic[3]);
         goto done;
     }
     const idx_type *ty = type_by_code(magic[2]);
     if (!ty) {
-        st_ = tg_error(TG_ERR_FORMAT,
-                       "%s: unknown IDX type code 0x%02X (expected 0x08 u8, 0x09 i8, 0x0B "
-                       "i16, 0x0C i32, 0x0D f32 or 0x0E f64)",
-                       path, magic[2]);
+        st = tg_error(TG_ERR_FORMAT,
+                      "%s: unknown IDX type code 0x%02X (expected 0x08 u8, 0x09 i8, 0x0B "
+                      "i16, 0x0C i32, 0x0D f32 or 0x0E f64)",
+                      path, magic[2]);
         goto done;
     }
     int ndim = magic[3];
     if (ndim < 1 || ndim > TG_MAX_DIMS) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: IDX header declares %d dimensions (supported: 1..%d)",
-                       path, ndim, TG_MAX_DIMS);
+        st = tg_error(TG_ERR_FORMAT, "%s: IDX header declares %d dimensions (supported: 1..%d)",
+                      path, ndim, TG_MAX_DIMS);
         goto done;
     }
     uint8_t ext[4 * TG_MAX_DIMS];
-    n = read_some(gz, ext, (uint64_t)(4 * ndim), &zmsg, &zerr);
-    if (n < 0) {
-        st_ = zlib_error(path, is_gz, zerr, zmsg, "the header");
+    if ((st = get(s, ext, (uint64_t)(4 * ndim), &n)) != TG_OK)
         goto done;
-    }
-    if (n < 4 * ndim) {
-        st_ = tg_error(TG_ERR_FORMAT,
-                       "%s: truncated header: %d dimensions declared but only %d of their %d "
-                       "bytes present",
-                       path, ndim, (int)n, 4 * ndim);
+    if (n < (uint64_t)(4 * ndim)) {
+        st = tg_error(TG_ERR_FORMAT,
+                      "%s: truncated header: %d dimensions declared but only %d of their %d "
+                      "bytes present",
+                      path, ndim, (int)n, 4 * ndim);
         goto done;
     }
     int64_t shape[TG_MAX_DIMS];
-    uint64_t numel = 1;
+    /* Both the element count and the product of the non-zero extents are
+     * bounded: a tensor like 0 x 2^32 x 2^32 x 2^32 holds nothing but its shape
+     * arithmetic would overflow. */
+    uint64_t numel = 1, nonzero = 1;
     bool too_big = false;
     for (int i = 0; i < ndim; i++) {
         const uint8_t *p = ext + 4 * i;
         shape[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
                              (uint32_t)p[2] << 8 | p[3]);
-        if (shape[i] != 0 && numel > MAX_PAYLOAD / (uint64_t)shape[i])
+        if (shape[i] == 0)
+            continue;
+        if (nonzero > MAX_PAYLOAD / (uint64_t)shape[i])
             too_big = true;
         else
-            numel *= (uint64_t)shape[i];
+            nonzero *= (uint64_t)shape[i];
     }
-    char dims[160];
-    dims_str(dims, sizeof dims, ndim, shape);
-    for (int i = 0; i < ndim && !too_big; i++)
+    numel = nonzero;
+    for (int i = 0; i < ndim; i++)
         if (shape[i] == 0)
             numel = 0;
+    char dims[160];
+    dims_str(dims, sizeof dims, ndim, shape);
     if (too_big || numel * (uint64_t)ty->file_size > MAX_PAYLOAD) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: IDX header declares %s %s elements, too large to "
-                       "be real (corrupt header?)",
-                       path, dims, ty->name);
+        st = tg_error(TG_ERR_FORMAT, "%s: IDX header declares %s %s elements, too large to "
+                      "be real (corrupt header?)",
+                      path, dims, ty->name);
         goto done;
     }
     uint64_t total = numel * (uint64_t)ty->file_size;
+    uint64_t head = 4 + 4 * (uint64_t)ndim;
+
+    /* What the input's size allows, before reading (or inflating) anything
+     * more: a plain file must hold exactly the payload, a gzip file cannot
+     * inflate past deflate's best ratio (a small bomb declaring gigabytes). */
+    uint64_t body = s->size > head ? s->size - head : 0;
+    if (!s->gz && body < total) {
+        st = tg_error(TG_ERR_FORMAT, "%s: truncated: header says %s = %" PRIu64
+                      " bytes, found %" PRIu64, path, dims, total, body);
+        goto done;
+    }
+    if (!s->gz && body > total) {
+        st = tg_error(TG_ERR_FORMAT, "%s: %" PRIu64 " trailing byte(s) after the %s = %"
+                      PRIu64 " bytes the header declares",
+                      path, body - total, dims, total);
+        goto done;
+    }
+    if (s->gz && head + total > gz_max_output(s->size)) {
+        st = tg_error(TG_ERR_FORMAT, "%s: truncated or corrupt: header says %s = %" PRIu64
+                      " bytes, more than a gzip file of %" PRIu64 " bytes can hold",
+                      path, dims, total, s->size);
+        goto done;
+    }
 
     /* Grow the buffer only as data arrives (see the file comment). */
     uint64_t cap = total < (1u << 20) ? total : (1u << 20), got = 0;
     payload = malloc(cap ? cap : 1);
     if (!payload) {
-        st_ = tg_error(TG_ERR_NOMEM, "%s: out of memory reading the payload", path);
+        st = tg_error(TG_ERR_NOMEM, "%s: out of memory reading the payload", path);
         goto done;
     }
     while (got < total) {
@@ -263,55 +361,47 @@ tg_status tg_idx_read(tg_tensor **out, const char *path)
             uint64_t ncap = cap * 2 < total ? cap * 2 : total;
             uint8_t *p = realloc(payload, ncap);
             if (!p) {
-                st_ = tg_error(TG_ERR_NOMEM, "%s: out of memory reading %" PRIu64 " bytes",
-                               path, total);
+                st = tg_error(TG_ERR_NOMEM, "%s: out of memory reading %" PRIu64 " bytes",
+                              path, total);
                 goto done;
             }
             payload = p;
             cap = ncap;
         }
-        n = read_some(gz, payload + got, cap - got, &zmsg, &zerr);
-        if (n < 0) {
-            char what[64];
-            snprintf(what, sizeof what, "the %" PRIu64 "-byte payload", total);
-            if (is_gz && zerr == Z_BUF_ERROR)
-                st_ = tg_error(TG_ERR_FORMAT,
-                               "%s: truncated: header says %s = %" PRIu64
-                               " bytes, but the gzip stream ends early (unexpected end of "
-                               "file)",
-                               path, dims, total);
-            else
-                st_ = zlib_error(path, is_gz, zerr, zmsg, what);
+        if ((st = get(s, payload + got, cap - got, &n)) != TG_OK)
             goto done;
-        }
-        got += (uint64_t)n;
+        got += n;
         if (got < cap)
             break; /* end of data */
     }
     if (got < total) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: truncated: header says %s = %" PRIu64
-                       " bytes, found %" PRIu64,
-                       path, dims, total, got);
+        st = tg_error(TG_ERR_FORMAT, "%s: truncated: header says %s = %" PRIu64
+                      " bytes, found %" PRIu64,
+                      path, dims, total, got);
         goto done;
     }
+    /* The end must be clean too: no more data (counted up to 64 KiB, not
+     * inflated further) and, for gzip, a trailer that matches. */
+    uint8_t scratch[4096];
     uint64_t extra = 0;
-    for (;;) {
-        uint8_t scratch[4096];
-        n = read_some(gz, scratch, sizeof scratch, &zmsg, &zerr);
-        if (n <= 0)
-            break; /* an error after the whole payload only concerns the extra bytes */
-        extra += (uint64_t)n;
+    while (extra < ((uint64_t)1 << 16)) {
+        if ((st = get(s, scratch, sizeof scratch, &n)) != TG_OK)
+            goto done;
+        if (n == 0)
+            break;
+        extra += n;
     }
     if (extra) {
-        st_ = tg_error(TG_ERR_FORMAT, "%s: %" PRIu64 " trailing byte(s) after the %s = %"
-                       PRIu64 " bytes the header declares",
-                       path, extra, dims, total);
+        st = tg_error(TG_ERR_FORMAT, "%s: %s%" PRIu64 " trailing byte(s) after the %s = %"
+                      PRIu64 " bytes the header declares",
+                      path, extra >= ((uint64_t)1 << 16) ? "at least " : "", extra, dims,
+                      total);
         goto done;
     }
 
     tg_tensor *t = tg_tensor_new_named("tg_idx_read", ty->dtype, ndim, shape);
     if (!t) {
-        st_ = tg_last_status() ? tg_last_status() : TG_ERR_NOMEM;
+        st = tg_last_status() == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_ERR_FORMAT;
         goto done;
     }
     decode(tg_tensor_data(t), payload, ty, (int64_t)numel);
@@ -319,8 +409,85 @@ tg_status tg_idx_read(tg_tensor **out, const char *path)
 
 done:
     free(payload);
-    gzclose(gz);
-    return st_;
+    return st;
+}
+
+/* Sets up the inflate state when the input starts with the gzip magic. */
+static tg_status src_begin(idx_src *s, const uint8_t head[2], size_t nhead)
+{
+    s->gz = nhead == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    if (!s->gz)
+        return TG_OK;
+    memset(&s->zs, 0, sizeof s->zs);
+    if (inflateInit2(&s->zs, 15 + 16) != Z_OK) /* gzip only, checks the trailer */
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory starting zlib", s->path);
+    s->zinit = true;
+    return TG_OK;
+}
+
+static void src_end(idx_src *s)
+{
+    if (s->zinit)
+        inflateEnd(&s->zs);
+    if (s->f)
+        fclose(s->f);
+}
+
+tg_status tg_idx_read(tg_tensor **out, const char *path)
+{
+    if (!out)
+        return tg_null_arg("tg_idx_read", "out");
+    *out = NULL;
+    if (!path)
+        return tg_null_arg("tg_idx_read", "path");
+    idx_src *s = calloc(1, sizeof *s);
+    if (!s)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", path);
+    s->path = path;
+    tg_status st = tg_open_regular(&s->f, &s->size, path, "an IDX file");
+    uint8_t head[2] = {0, 0};
+    size_t nhead = 0;
+    if (st == TG_OK)
+        st = raw_read(s, head, 2, &nhead);
+    if (st == TG_OK && nhead == 0)
+        st = tg_error(TG_ERR_FORMAT, "%s: empty file (expected an IDX header)", path);
+    if (st == TG_OK && fseek(s->f, 0, SEEK_SET) != 0)
+        st = tg_error(TG_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    s->fed = 0;
+    if (st == TG_OK)
+        st = src_begin(s, head, nhead);
+    if (st == TG_OK)
+        st = idx_parse(out, s);
+    src_end(s);
+    free(s);
+    return st;
+}
+
+tg_status tg_idx_read_mem(tg_tensor **out, const char *name, const void *data, size_t len)
+{
+    if (!out)
+        return tg_null_arg("tg_idx_read_mem", "out");
+    *out = NULL;
+    if (!name)
+        name = "(memory)";
+    if (!data && len)
+        return tg_null_arg("tg_idx_read_mem", "data");
+    idx_src *s = calloc(1, sizeof *s);
+    if (!s)
+        return tg_error(TG_ERR_NOMEM, "%s: out of memory", name);
+    s->path = name;
+    s->mem = data;
+    s->size = len;
+    tg_status st = TG_OK;
+    if (len == 0)
+        st = tg_error(TG_ERR_FORMAT, "%s: empty file (expected an IDX header)", name);
+    if (st == TG_OK)
+        st = src_begin(s, data, len < 2 ? len : 2);
+    if (st == TG_OK)
+        st = idx_parse(out, s);
+    src_end(s);
+    free(s);
+    return st;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)

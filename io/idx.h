@@ -23,9 +23,20 @@ extern "C" {
  *   0x0C i32 -> i32,           0x0D f32 -> f32,          0x0E f64 -> f64.
  * ndims must be 1..TG_MAX_DIMS. The payload must be exactly as long as the
  * header says: a short file is "truncated", a longer one has "trailing" bytes.
- * On error *out is NULL, the status is TG_ERR_IO (cannot open/read),
- * TG_ERR_FORMAT (bad content) or TG_ERR_NOMEM, and the message starts with the
- * path and says what is wrong. Never crashes on any byte sequence. */
+ * A gzip file must be whole: every member's CRC-32 and length trailer present
+ * and right, nothing but further gzip members after the first (`cat a.gz b.gz`
+ * is fine, trailing garbage is not); it is inflated no further than the
+ * header's payload plus 64 KiB, and a header declaring more than the file can
+ * hold (deflate packs at most ~1032:1) is refused before anything is inflated.
+ * path must be a regular file: a FIFO, device or folder is refused at once,
+ * never read (a FIFO would block).
+ * On error *out is NULL and the status is one of
+ *   TG_ERR_ARG    out or path is NULL;
+ *   TG_ERR_IO     cannot open or read path, or it is not a regular file;
+ *   TG_ERR_FORMAT bad content (not IDX, truncated, trailing bytes, corrupt gzip);
+ *   TG_ERR_NOMEM  out of memory;
+ * and the message starts with the path and says what is wrong. Never crashes
+ * on any byte sequence (fuzzed: docs/reliability.md). */
 tg_status tg_idx_read(tg_tensor **out, const char *path);
 
 /* Writes t (u8, i32, f32 or f64; any strides; 1..TG_MAX_DIMS dims, extents below

@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "io/file_impl.h"
 #include "io/image.h"
+#include "io/image_impl.h"
 #include "libtensor/tensor_impl.h"
 
 /* Bigger than any picture this library has reason to read. */
@@ -101,25 +102,23 @@ static uint8_t *to_gray8(const char *path, const tg_tensor *image, double lo, do
     return pix;
 }
 
-/* Reads the whole file (at most MAX_FILE bytes) into a malloc'd buffer. */
+/* Reads the whole file (a regular file of at most MAX_FILE bytes) into a
+ * malloc'd buffer. */
 static tg_status slurp(uint8_t **out, size_t *len, const char *path)
 {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+    FILE *f;
+    uint64_t size;
+    tg_status st = tg_open_regular(&f, &size, path, "an image");
+    if (st != TG_OK)
+        return st;
+    if (size > (uint64_t)MAX_FILE) {
         fclose(f);
-        return tg_error(TG_ERR_IO, "%s: is a directory, not an image", path);
+        return tg_error(TG_ERR_FORMAT, "%s: %llu bytes is too large for an image file", path,
+                        (unsigned long long)size);
     }
-    if (st.st_size > MAX_FILE) {
-        fclose(f);
-        return tg_error(TG_ERR_FORMAT, "%s: %lld bytes is too large for an image file", path,
-                        (long long)st.st_size);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
         fclose(f);
@@ -268,12 +267,31 @@ static tg_status png_read_mem(tg_tensor **out, const char *path, const uint8_t *
         goto done;
     }
     png_set_read_fn(png, &ctx, png_from_memory);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* `make fuzz` only (configure --enable-fuzzing): a mutated byte would
+     * almost always fail a chunk CRC or the zlib checksum, and the fuzzer would
+     * never get past them into the image data. Real builds keep both checks. */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+#ifdef PNG_IGNORE_ADLER32
+    png_set_option(png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
+#endif
+#endif
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int ct = png_get_color_type(png, info), bd = png_get_bit_depth(png, info);
     if ((int64_t)w * h > MAX_PIXELS) {
         s = tg_error(TG_ERR_FORMAT, "%s: a %ux%u PNG is too large to read", path, (unsigned)w,
                      (unsigned)h);
+        goto done;
+    }
+    /* The rows (a filter byte each) come deflated out of at most len bytes, and
+     * deflate packs at best about 1032 to 1: a small file that claims more is
+     * cut short or lying, and is refused before its pixels are allocated. */
+    uint64_t raw = (uint64_t)h * ((uint64_t)png_get_rowbytes(png, info) + 1);
+    if (raw > (uint64_t)len * 1040 + 4096) {
+        s = tg_error(TG_ERR_FORMAT, "%s: truncated or corrupt: a %ux%u PNG needs %llu bytes "
+                     "of pixel data, more than a %zu-byte file can hold", path, (unsigned)w,
+                     (unsigned)h, (unsigned long long)raw, len);
         goto done;
     }
     if (ct == PNG_COLOR_TYPE_PALETTE)
@@ -398,6 +416,12 @@ static tg_status pgm_read_mem(tg_tensor **out, const char *path, const uint8_t *
                         path, w, h);
     int64_t n = w * h;
     int bps = maxval > 255 ? 2 : 1;
+    /* Each ASCII sample takes a digit and a separator at least: refuse a header
+     * its file cannot fill before allocating the image. */
+    if (ascii && (int64_t)(len - r.pos) < 2 * n)
+        return tg_error(TG_ERR_FORMAT, "%s: truncated: a %" PRId64 "x%" PRId64 " ASCII PGM "
+                        "needs at least %" PRId64 " bytes of samples, found %zu", path, w, h,
+                        2 * n, len - r.pos);
     if (!ascii) {
         /* Exactly one whitespace byte separates maxval from the samples. */
         if (r.pos >= len)
@@ -438,6 +462,28 @@ static tg_status pgm_read_mem(tg_tensor **out, const char *path, const uint8_t *
     return TG_OK;
 }
 
+tg_status tg_image_read_mem(tg_tensor **out, const char *name, const void *bytes, size_t len)
+{
+    if (!out)
+        return tg_null_arg("tg_image_read_mem", "out");
+    *out = NULL;
+    if (!name)
+        name = "(memory)";
+    if (!bytes && len)
+        return tg_null_arg("tg_image_read_mem", "bytes");
+    const uint8_t *data = bytes;
+    if (len == 0)
+        return tg_error(TG_ERR_FORMAT, "%s: empty file, not a PNG or PGM image", name);
+    if (len >= 8 && png_sig_cmp(data, 0, 8) == 0)
+        return png_read_mem(out, name, data, len);
+    if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '2'))
+        return pgm_read_mem(out, name, data, len);
+    if (len < 8 && png_sig_cmp(data, 0, len) == 0)
+        return tg_error(TG_ERR_FORMAT, "%s: truncated PNG (%zu bytes)", name, len);
+    return tg_error(TG_ERR_FORMAT, "%s: not a PNG or PGM (P5/P2) image (starts with %02x %02x)",
+                    name, data[0], len > 1 ? data[1] : 0);
+}
+
 tg_status tg_image_read(tg_tensor **out, const char *path)
 {
     if (!out)
@@ -450,17 +496,7 @@ tg_status tg_image_read(tg_tensor **out, const char *path)
     tg_status s = slurp(&data, &len, path);
     if (s != TG_OK)
         return s;
-    if (len == 0)
-        s = tg_error(TG_ERR_FORMAT, "%s: empty file, not a PNG or PGM image", path);
-    else if (len >= 8 && png_sig_cmp(data, 0, 8) == 0)
-        s = png_read_mem(out, path, data, len);
-    else if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '2'))
-        s = pgm_read_mem(out, path, data, len);
-    else if (len < 8 && png_sig_cmp(data, 0, len) == 0)
-        s = tg_error(TG_ERR_FORMAT, "%s: truncated PNG (%zu bytes)", path, len);
-    else
-        s = tg_error(TG_ERR_FORMAT, "%s: not a PNG or PGM (P5/P2) image (starts with %02x %02x)",
-                     path, data[0], len > 1 ? data[1] : 0);
+    s = tg_image_read_mem(out, path, data, len);
     free(data);
     return s;
 }

@@ -29,8 +29,12 @@ tg_status tg_pgm_write(const char *path, const tg_tensor *image, double lo, doub
  * a NEW reference to a u8 tensor (H, W). PNG colour, palette, alpha and 16-bit
  * images are converted with libpng's transforms (RGB to gray with the Rec. 709
  * weights, alpha dropped, 16 to 8 bits); PGM samples with a maxval other than 255
- * are rescaled to 0..255. Errors name the file and what is wrong (not a PNG or
- * PGM, truncated, corrupt). */
+ * are rescaled to 0..255. path must be a regular file (a FIFO or device is
+ * refused at once with TG_ERR_IO, never read). A header claiming more pixels
+ * than the file's bytes can encode is refused before the image is allocated.
+ * Errors: TG_ERR_ARG for a NULL argument, TG_ERR_IO (cannot open or read, not
+ * a regular file), TG_ERR_FORMAT (not a PNG or PGM, truncated, corrupt),
+ * TG_ERR_NOMEM; messages name the file and what is wrong. */
 tg_status tg_image_read(tg_tensor **out, const char *path);
 
 /* Fails with TG_ERR_SHAPE "PATH: expected a 28x28 image (width x height), got

@@ -15,9 +15,13 @@ set -eu
 #   zlib1g-dev         gzip'ed IDX files              libpng-dev  PNG images
 #   check              the unit-test framework        graphviz    `dot`, renders graph exports
 #   dataset-fashion-mnist   the real data, in /usr/share/datasets/fashion-mnist
+#   clang libclang-rt-14-dev libomp-dev   `make fuzz`: clang, its libFuzzer and
+#                      sanitizer runtimes (not pulled in by clang without
+#                      recommends), and OpenMP for clang
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libdnnl-dev libhdf5-dev hdf5-tools zlib1g-dev libpng-dev
-check graphviz dataset-fashion-mnist"
+check graphviz dataset-fashion-mnist
+clang libclang-rt-14-dev libomp-dev"
 PACKAGES="$PACKAGES ${TG_EXTRA_PACKAGES:-}"
 
 say() { printf 'setup-debian: %s\n' "$*"; }

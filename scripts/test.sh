@@ -3,7 +3,8 @@
 #
 # On a fresh Debian 12 machine, as root: installs missing packages, runs
 # autoreconf, builds in _build/ with warnings as errors, runs `make check`, the
-# sanitizer pass (`make check-asan`), `make distcheck`, and an install into a
+# sanitizer pass (`make check-asan`), each fuzz target for TG_FUZZ_TIME seconds
+# (`make fuzz`, default 60, two at a time), `make distcheck`, and an install into a
 # temporary prefix that compiles an example with pkg-config. Stops at the first
 # failing stage, prints the logs that explain it, and ends with one line
 #   tests: N passed, N failed
@@ -19,6 +20,8 @@ BUILD=_build
 B="$TG_TOP/$BUILD"
 # The install stage's prefix: inside the build dir, so nothing outside it is touched.
 PREFIX="$B/_install"
+# Seconds each fuzz target runs in the fuzz stage.
+TG_FUZZ_TIME=${TG_FUZZ_TIME:-60}
 
 passed=0
 failed=0
@@ -77,18 +80,18 @@ fail() {
 }
 
 stage "installing missing Debian packages"
-tg_setup || fail setup "bootstrap build check check-asan distcheck install"
+tg_setup || fail setup "bootstrap build check check-asan fuzz distcheck install"
 add_report setup ok
 
 stage "autoreconf -fi"
-tg_bootstrap || fail bootstrap "build check check-asan distcheck install"
+tg_bootstrap || fail bootstrap "build check check-asan fuzz distcheck install"
 add_report bootstrap ok
 
 stage "configure and build in $BUILD/"
 if tg_configure "$BUILD" --enable-werror --prefix="$PREFIX" && tg_make "$BUILD"; then
     add_report build ok
 else
-    fail build "check check-asan distcheck install"
+    fail build "check check-asan fuzz distcheck install"
 fi
 
 stage "make check"
@@ -101,7 +104,7 @@ if [ "$check_status" -ne 0 ]; then
     # Failed tests are counted; a failure before any test ran counts as one.
     [ "$failed" -gt 0 ] || stage_failed=1
     add_report check "FAILED ($passed passed, $failed failed)"
-    for s in check-asan distcheck install; do add_report "$s" "not run"; done
+    for s in check-asan fuzz distcheck install; do add_report "$s" "not run"; done
     summary
     exit 1
 fi
@@ -114,7 +117,24 @@ if tg_make "$BUILD" check-asan; then
     add_report check-asan "ok ($1 passed, $3 skipped)"
 else
     show_logs "$B/_asan"
-    fail check-asan "distcheck install"
+    fail check-asan "fuzz distcheck install"
+fi
+
+stage "make fuzz (each fuzz target for $TG_FUZZ_TIME s, two at a time)"
+# fuzz/run.sh prints each crasher, the end of its log and where it belongs.
+tg_make "$BUILD" fuzz FUZZ_TIME="$TG_FUZZ_TIME" FUZZ_PARALLEL=2 >"$B/fuzz.log" 2>&1
+fuzz_status=$?
+if [ "$fuzz_status" -eq 0 ]; then
+    grep '^fuzz: ' "$B/fuzz.log"
+    add_report fuzz "ok ($(grep -c '^fuzz: [a-z_0-9]*: ok' "$B/fuzz.log") targets, $TG_FUZZ_TIME s each)"
+else
+    # From the first report line on (crashers, their logs); the build log if none.
+    if grep -q '^fuzz: ' "$B/fuzz.log"; then
+        sed -n '/^fuzz: /,$p' "$B/fuzz.log" | head -n 3000
+    else
+        tail -n 100 "$B/fuzz.log"
+    fi
+    fail fuzz "distcheck install"
 fi
 
 stage "make distcheck"

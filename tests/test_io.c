@@ -16,9 +16,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "io/idx_impl.h"
 #include "tests/tg_test.h"
 
 /* Typed pointer to element [0...] (the library's own macro is private). */
@@ -312,6 +314,8 @@ static const uint8_t short_magic[] = {0, 0};
 static const uint8_t short_dims[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0};
 static const uint8_t huge[] = {0, 0, 0x0E, 4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3};
+static const uint8_t empty_huge[] = {0, 0, 8, 3, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+                                     0xff, 0xff, 0xff, 0xff};
 static const uint8_t text[] = "hello, this is not an IDX file\n";
 static const uint8_t fake_gz[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff,
                                   0xff, 0xff, 0xff, 0xff};
@@ -335,6 +339,8 @@ static const bad_idx bad_idx_cases[] = {
     {"short-dims", 0, short_dims, sizeof short_dims, TG_ERR_FORMAT,
      "truncated header: 3 dimensions declared"},
     {"huge", 0, huge, sizeof huge, TG_ERR_FORMAT, "too large"},
+    /* no elements, but extents whose product overflows (was TG_ERR_SHAPE) */
+    {"empty-huge", 0, empty_huge, sizeof empty_huge, TG_ERR_FORMAT, "0x4294967295x4294967295"},
     {"text-named.gz", 0, text, sizeof text - 1, TG_ERR_FORMAT,
      "not gzip-compressed although the name ends in .gz"},
     {"text", 0, text, sizeof text - 1, TG_ERR_FORMAT, "not an IDX file"},
@@ -415,12 +421,299 @@ START_TEST(idx_fuzz)
         } else {
             ck_assert(t == NULL);
             TG_ASSERT_ERROR_HAS(p);
+            /* only the statuses io/idx.h documents */
+            ck_assert_msg(st == TG_ERR_FORMAT || st == TG_ERR_IO || st == TG_ERR_NOMEM,
+                          "status %d: %s", st, tg_last_error());
         }
         if (iter == (int)glen)
             ck_assert_int_eq(st, TG_OK); /* the untruncated file */
         else if (iter < (int)glen)
             ck_assert_int_ne(st, TG_OK);
     }
+}
+END_TEST
+
+/* len bytes gzip-compressed into a malloc'd buffer (*n bytes), by zlib directly. */
+static uint8_t *gz_bytes(const void *data, size_t len, size_t *n)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    ck_assert(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    size_t cap = deflateBound(&z, (uLong)len);
+    uint8_t *out = malloc(cap);
+    z.next_in = (Bytef *)(uintptr_t)data;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    ck_assert(deflate(&z, Z_FINISH) == Z_STREAM_END);
+    *n = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+START_TEST(idx_gzip_integrity)
+{
+    /* Everything after the payload counts: a gzip file is accepted only when its
+     * CRC-32 and length trailer are there and right and nothing else follows. */
+    uint8_t payload[60], file[128];
+    for (int i = 0; i < 60; i++)
+        payload[i] = (uint8_t)(i * 7 + 3);
+    size_t len = idx_bytes(file, 0x08, 3, (uint32_t[]){5, 4, 3}, payload, 60);
+    size_t n;
+    uint8_t *gz = gz_bytes(file, len, &n);
+    uint8_t *buf = malloc(2 * n + 64);
+    tg_tensor *t = NULL;
+    const char *p = tp("x-idx3-ubyte.gz");
+
+    memcpy(buf, gz, n);
+    write_file(p, buf, n);
+    TG_OK_(tg_idx_read(&t, p));
+    check_u8_pattern(t, 3, (const int64_t[]){5, 4, 3});
+    tg_release(t);
+
+    struct { const char *what; size_t len; int flip; const char *says; } cases[] = {
+        {"no trailer", n - 8, -1, "truncated: the gzip stream ends unexpectedly"},
+        {"half a trailer", n - 4, -1, "truncated: the gzip stream ends unexpectedly"},
+        {"trailer less one byte", n - 1, -1, "truncated: the gzip stream ends unexpectedly"},
+        {"wrong CRC", n, (int)n - 8, "corrupt gzip data: incorrect data check"},
+        {"wrong length", n, (int)n - 2, "corrupt gzip data: incorrect length check"},
+        {"garbage after", n + 5, -1, "5 byte(s) of garbage after the end of the gzip data"},
+        {"one byte after", n + 1, -1, "1 byte(s) of garbage after the end of the gzip data"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(buf, gz, n);
+        memcpy(buf + n, "JUNK!", 5);
+        if (cases[k].flip >= 0)
+            buf[cases[k].flip] ^= 0x20;
+        write_file(p, buf, cases[k].len);
+        t = (tg_tensor *)&t;
+        tg_status st = tg_idx_read(&t, p);
+        ck_assert_msg(st == TG_ERR_FORMAT, "%s: status %d (%s)", cases[k].what, st,
+                      tg_last_error());
+        ck_assert(t == NULL);
+        TG_ASSERT_ERROR_HAS(p);
+        TG_ASSERT_ERROR_HAS(cases[k].says);
+        /* the in-memory entry point (the fuzz targets') says the same */
+        ck_assert_int_eq(tg_idx_read_mem(&t, "mem", buf, cases[k].len), TG_ERR_FORMAT);
+        TG_ASSERT_ERROR_HAS(cases[k].says);
+    }
+
+    /* Two members (`cat a.gz b.gz`), the header in one and the payload in the
+     * other, are one valid gzip file. */
+    size_t n1, n2;
+    uint8_t *g1 = gz_bytes(file, 16, &n1), *g2 = gz_bytes(file + 16, len - 16, &n2);
+    memcpy(buf, g1, n1);
+    memcpy(buf + n1, g2, n2);
+    write_file(p, buf, n1 + n2);
+    TG_OK_(tg_idx_read(&t, p));
+    check_u8_pattern(t, 3, (const int64_t[]){5, 4, 3});
+    tg_release(t);
+    TG_OK_(tg_idx_read_mem(&t, "mem", buf, n1 + n2));
+    check_u8_pattern(t, 3, (const int64_t[]){5, 4, 3});
+    tg_release(t);
+    /* ... but a second member that is damaged is not ignored */
+    buf[n1 + n2 - 6] ^= 1;
+    write_file(p, buf, n1 + n2);
+    ck_assert_int_eq(tg_idx_read(&t, p), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("incorrect");
+    free(g1);
+    free(g2);
+    free(buf);
+    free(gz);
+}
+END_TEST
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Writes a gzip file of about 2 MB whose content is the IDX header head (hlen
+ * bytes) followed by 2 GiB of zeros, without compressing 2 GiB: after a full
+ * flush deflate's output for 1 MiB of zeros is the same block every time, so
+ * that block is repeated 2048 times; the trailer's CRC is combined by zlib. */
+static void write_gz_bomb(const char *path, const uint8_t *head, size_t hlen)
+{
+    enum { MIB = 1 << 20, REPS = 2048 };
+    uint8_t *zeros = calloc(MIB, 1), *out = malloc(2 * MIB);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    ck_assert(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    static const uint8_t gzhead[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3};
+    fwrite(gzhead, 1, 10, f);
+    /* deflates in with the given flush; returns the output length (in out) */
+    size_t unit_len = 0;
+    uint8_t *unit = NULL;
+    for (int step = 0; step < 4; step++) {
+        const uint8_t *in = step == 0 ? head : step < 3 ? zeros : NULL;
+        z.next_in = (Bytef *)(uintptr_t)in;
+        z.avail_in = step == 0 ? (uInt)hlen : step < 3 ? MIB : 0;
+        z.next_out = out;
+        z.avail_out = 2 * MIB;
+        int r = deflate(&z, step < 3 ? Z_FULL_FLUSH : Z_FINISH);
+        ck_assert(r == (step < 3 ? Z_OK : Z_STREAM_END));
+        size_t got = 2 * MIB - z.avail_out;
+        if (step == 0) {
+            fwrite(out, 1, got, f);
+        } else if (step == 1) {
+            unit = malloc(got);
+            memcpy(unit, out, got);
+            unit_len = got;
+        } else if (step == 2) {
+            /* the repeatable block: the same bytes as the first */
+            ck_assert(got == unit_len && memcmp(out, unit, got) == 0);
+            for (int k = 0; k < REPS; k++)
+                fwrite(unit, 1, unit_len, f);
+        } else {
+            fwrite(out, 1, got, f);
+        }
+    }
+    deflateEnd(&z);
+    uLong crc = crc32(0, head, (uInt)hlen), zcrc = crc32(0, zeros, MIB);
+    for (int k = 0; k < REPS; k++)
+        crc = crc32_combine(crc, zcrc, MIB);
+    uint64_t total = hlen + (uint64_t)REPS * MIB;
+    uint8_t trailer[8];
+    for (int k = 0; k < 4; k++) {
+        trailer[k] = (uint8_t)(crc >> (8 * k));
+        trailer[4 + k] = (uint8_t)(total >> (8 * k));
+    }
+    fwrite(trailer, 1, 8, f);
+    ck_assert(fclose(f) == 0);
+    free(unit);
+    free(zeros);
+    free(out);
+}
+
+START_TEST(idx_gzip_bomb)
+{
+    /* 2 MB of gzip holding 2 GiB: refused fast, with bounded memory, whether the
+     * header declares little (the data runs on) or much (more than the file can
+     * hold). The old reader inflated all of it: ~2 s, and RSS grew to 2 GB
+     * when the header declared 4 GiB. */
+    struct { const char *name; uint8_t head[16]; size_t hlen; const char *says; } cases[] = {
+        {"small-header.gz", {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28}, 16,
+         "at least 65536 trailing byte(s) after the 1x28x28 = 784 bytes"},
+        {"large-header.gz", {0, 0, 8, 3, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0}, 16,
+         "header says 65536x256x256 = 4294967296 bytes, more than a gzip file of"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const char *p = tp(cases[k].name);
+        write_gz_bomb(p, cases[k].head, cases[k].hlen);
+        struct stat st;
+        ck_assert(stat(p, &st) == 0);
+        ck_assert_msg(st.st_size > 2000000 && st.st_size < 2200000, "bomb of %lld bytes",
+                      (long long)st.st_size);
+        long rss0 = peak_rss_kb();
+        double t0 = now_s();
+        tg_tensor *t = NULL;
+        tg_status s = tg_idx_read(&t, p);
+        double dt = now_s() - t0;
+        long grew_kb = peak_rss_kb() - rss0;
+        /* inflating 2 GiB takes seconds; 64 KiB past the payload, microseconds */
+        ck_assert_msg(grew_kb < 64 * 1024, "%s: peak RSS grew by %ld kB", cases[k].name,
+                      grew_kb);
+        ck_assert_msg(dt < 0.5, "%s: %.2f s to refuse", cases[k].name, dt);
+        ck_assert_msg(s == TG_ERR_FORMAT, "%s: status %d (%s)", cases[k].name, s,
+                      tg_last_error());
+        ck_assert(t == NULL);
+        TG_ASSERT_ERROR_HAS(cases[k].says);
+    }
+}
+END_TEST
+
+static void write_fmnist(const char *dir, const char *prefix, uint32_t n_img, uint32_t n_lbl,
+                         uint32_t side, bool gz, int bad_label);
+
+/* Runs fn and fails if it blocks: a FIFO with no writer blocks open() and read()
+ * forever, so the reader must refuse it at once. */
+static void fifo_case(const char *path, tg_status (*fn)(const char *), const char *says)
+{
+    ck_assert(mkfifo(path, 0600) == 0);
+    alarm(5); /* SIGALRM ends the test as failed if the reader blocks */
+    double t0 = now_s();
+    tg_status st = fn(path);
+    alarm(0);
+    ck_assert_msg(now_s() - t0 < 1.0, "%s: took %.2f s", path, now_s() - t0);
+    ck_assert_msg(st == TG_ERR_IO, "%s: status %d (%s)", path, st, tg_last_error());
+    TG_ASSERT_ERROR_HAS(says);
+}
+
+static tg_status read_idx_path(const char *p)
+{
+    tg_tensor *t = (tg_tensor *)&t;
+    tg_status st = tg_idx_read(&t, p);
+    ck_assert(t == NULL);
+    return st;
+}
+
+static tg_status read_image_path(const char *p)
+{
+    tg_tensor *t = (tg_tensor *)&t;
+    tg_status st = tg_image_read(&t, p);
+    ck_assert(t == NULL);
+    return st;
+}
+
+static tg_status load_test_split(const char *dir)
+{
+    tg_dataset ds;
+    tg_status st = tg_fashion_mnist_load(&ds, dir, TG_SPLIT_TEST, NULL);
+    ck_assert(ds.images == NULL && ds.labels == NULL);
+    return st;
+}
+
+START_TEST(io_not_regular_files)
+{
+    fifo_case(tp("fifo-idx3-ubyte"), read_idx_path, "fifo-idx3-ubyte: is a FIFO (named pipe), "
+              "not a regular file (an IDX file must be a regular file)");
+    fifo_case(tp("fifo.idx.gz"), read_idx_path, "is a FIFO (named pipe)");
+    fifo_case(tp("fifo.png"), read_image_path, "fifo.png: is a FIFO (named pipe), not a "
+              "regular file (an image must be a regular file)");
+    fifo_case(tp("fifo.pgm"), read_image_path, "is a FIFO");
+    /* the dataset loader: its labels file is a FIFO, then its images file */
+    write_fmnist(tmpdir, "t10k", 3, 3, 28, false, 0);
+    remove(tp("t10k-labels-idx1-ubyte"));
+    ck_assert(mkfifo(tp("t10k-labels-idx1-ubyte"), 0600) == 0);
+    alarm(5);
+    ck_assert_int_eq(load_test_split(tmpdir), TG_ERR_IO);
+    alarm(0);
+    TG_ASSERT_ERROR_HAS("t10k-labels-idx1-ubyte: is a FIFO");
+    remove(tp("t10k-images-idx3-ubyte"));
+    ck_assert(mkfifo(tp("t10k-images-idx3-ubyte.gz"), 0600) == 0);
+    alarm(5);
+    ck_assert_int_eq(load_test_split(tmpdir), TG_ERR_IO);
+    alarm(0);
+    TG_ASSERT_ERROR_HAS("t10k-images-idx3-ubyte.gz: is a FIFO");
+    /* a character device that never ends */
+    ck_assert_int_eq(read_idx_path("/dev/zero"), TG_ERR_IO);
+    TG_ASSERT_ERROR_HAS("/dev/zero: is a character device, not a regular file");
+    ck_assert_int_eq(read_image_path("/dev/zero"), TG_ERR_IO);
+    TG_ASSERT_ERROR_HAS("/dev/zero: is a character device");
+}
+END_TEST
+
+START_TEST(idx_null_arguments)
+{
+    tg_tensor *t = (tg_tensor *)&t;
+    ck_assert_int_eq(tg_idx_read(&t, NULL), TG_ERR_ARG);
+    ck_assert(t == NULL);
+    TG_ASSERT_ERROR_HAS("path");
+    ck_assert_int_eq(tg_idx_read(NULL, "x"), TG_ERR_ARG);
+    ck_assert_int_eq(tg_image_read(&t, NULL), TG_ERR_ARG);
+    ck_assert_int_eq(tg_idx_read_mem(&t, NULL, "", 0), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("(memory): empty file");
 }
 END_TEST
 
@@ -1825,7 +2118,10 @@ START_TEST(image_bad_files)
         {"p5-header.pgm", "P5 4", 4, "truncated PGM header"},
         {"p5-bad.pgm", "P5 4 x 255\n", 11, "malformed PGM header"},
         {"p5-zero.pgm", "P5 0 4 255\n", 11, "must be >= 1"},
-        {"p2-short.pgm", "P2 2 2 255\n1 2 3", 16, "sample 4 of 4 is missing"},
+        {"p2-short.pgm", "P2 2 2 255\n1 2 3  ", 18, "sample 4 of 4 is missing"},
+        /* too few bytes for the samples: refused before the image is allocated */
+        {"p2-cut.pgm", "P2 2 2 255\n1 2 3", 16, "truncated: a 2x2 ASCII PGM needs at least 8"},
+        {"p2-bomb.pgm", "P2 16384 16384 255\n0", 21, "truncated: a 16384x16384 ASCII PGM"},
         {"p2-big.pgm", "P2 2 1 10\n1 11", 14, "sample 2 is larger than maxval 10"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -1853,6 +2149,47 @@ START_TEST(image_bad_files)
     }
     free(bytes);
     tg_scope_pop(s);
+}
+END_TEST
+
+static void be32_chunk(FILE *f, const char *kind, const uint8_t *body, uint32_t n)
+{
+    uint8_t b[4];
+    be32(b, n);
+    fwrite(b, 1, 4, f);
+    fwrite(kind, 1, 4, f);
+    if (n)
+        fwrite(body, 1, n, f);
+    uLong crc = crc32(crc32(0, (const Bytef *)kind, 4), body, n);
+    be32(b, (uint32_t)crc);
+    fwrite(b, 1, 4, f);
+}
+
+START_TEST(image_size_claims)
+{
+    /* A valid PNG header claiming 16384 x 16384 gray pixels (256 MiB, within
+     * the size limit) over an IDAT of a few bytes: refused from the header,
+     * before the image is allocated, with a message that says why. */
+    const char *p = tp("claims.png");
+    FILE *f = fopen(p, "wb");
+    ck_assert(f != NULL);
+    fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+    uint8_t ihdr[13] = {0};
+    be32(ihdr, 16384);
+    be32(ihdr + 4, 16384);
+    ihdr[8] = 8; /* depth; colour type 0 (gray), no interlace */
+    be32_chunk(f, "IHDR", ihdr, 13);
+    uint8_t zeros[100] = {0}, idat[128];
+    uLongf n = sizeof idat;
+    ck_assert(compress(idat, &n, zeros, sizeof zeros) == Z_OK);
+    be32_chunk(f, "IDAT", idat, (uint32_t)n);
+    be32_chunk(f, "IEND", NULL, 0);
+    fclose(f);
+    tg_tensor *t = (tg_tensor *)&t;
+    ck_assert_int_eq(tg_image_read(&t, p), TG_ERR_FORMAT);
+    ck_assert(t == NULL);
+    TG_ASSERT_ERROR_HAS("truncated or corrupt: a 16384x16384 PNG needs 268451840 bytes of pixel "
+                        "data, more than a");
 }
 END_TEST
 
@@ -1923,6 +2260,10 @@ Suite *tg_suite(void)
     tcase_add_test(tc, idx_write_round_trip);
     tcase_add_loop_test(tc, idx_bad_input, 0, (int)(sizeof bad_idx_cases / sizeof bad_idx_cases[0]));
     tcase_add_test(tc, idx_fuzz);
+    tcase_add_test(tc, idx_gzip_integrity);
+    tcase_add_test(tc, idx_gzip_bomb);
+    tcase_add_test(tc, io_not_regular_files);
+    tcase_add_test(tc, idx_null_arguments);
     suite_add_tcase(s, tc);
 
     tc = io_tcase("fashion_mnist");
@@ -1960,6 +2301,7 @@ Suite *tg_suite(void)
     tcase_add_test(tc, image_pgm_variants);
     tcase_add_test(tc, image_png_conversions);
     tcase_add_test(tc, image_bad_files);
+    tcase_add_test(tc, image_size_claims);
     tcase_add_test(tc, image_grid);
     suite_add_tcase(s, tc);
     return s;
