@@ -362,6 +362,47 @@ tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
 
 /* ---------------------------------------------------------------- step */
 
+/* Whether every element of the contiguous f32/f64 tensor t is finite, in one
+ * vectorised read: x * 0 is 0 for every finite x and NaN for NaN and +-inf, so
+ * the sum stays 0 exactly when all are finite (no branch in the loop). */
+#define FINITE_SUM(T)                                                                \
+    do {                                                                             \
+        const T *d = tg_tensor_data(t);                                              \
+        T acc = 0;                                                                   \
+        _Pragma("omp parallel for simd if (n > 262144) schedule(static) reduction(+:acc)") \
+        for (int64_t k = 0; k < n; k++)                                              \
+            acc += d[k] * (T)0;                                                      \
+        ok = acc == 0;                                                               \
+    } while (0)
+
+static bool all_finite(const tg_tensor *t)
+{
+    int64_t n = tg_tensor_numel(t);
+    bool ok;
+    if (tg_tensor_dtype(t) == TG_F32)
+        FINITE_SUM(float);
+    else
+        FINITE_SUM(double);
+    return ok;
+}
+
+/* The first non-finite element of t in row-major order, any strides (the slow
+ * path: after all_finite said there is one, or for a rare strided gradient);
+ * -1 when there is none. */
+static int64_t first_non_finite(const tg_tensor *t, double *value)
+{
+    int64_t n = tg_tensor_numel(t);
+    for (int64_t k = 0; k < n; k++) {
+        double v = tg_get_flat(t, k);
+        if (!isfinite(v)) {
+            *value = v;
+            return k;
+        }
+    }
+    *value = 0;
+    return -1;
+}
+
 tg_status tg_optimizer_step(tg_optimizer *opt)
 {
     static const char *fn = "tg_optimizer_step";
@@ -391,6 +432,24 @@ tg_status tg_optimizer_step(tg_optimizer *opt)
         if (tg_tensor_settle(g) != TG_OK || tg_tensor_settle(p) != TG_OK)
             return tg_error(tg_last_status(), "%s: parameter %s: %s", fn, opt->names[i],
                             tg_last_error());
+    }
+    /* A non-finite gradient would make the parameter and its slots NaN for good:
+     * refuse it (as Keras's TerminateOnNaN stops) before any parameter moves. A
+     * strided gradient is read through a contiguous copy, as the update does. */
+    for (size_t i = 0; i < opt->n; i++) {
+        tg_tensor *p = opt->params[i];
+        tg_tensor *g = tg_requires_grad(p) ? tg_grad(p) : NULL;
+        if (!g || (tg_tensor_is_contiguous(g) && all_finite(g)))
+            continue;
+        double v;
+        int64_t at = first_non_finite(g, &v);
+        if (at < 0)
+            continue; /* a strided gradient, all finite */
+        char sh[128];
+        return tg_error(TG_ERR_RANGE, "%s: the gradient of %s is not finite (%g at flat index "
+                        "%lld of %s); no parameter was changed", fn, opt->names[i], v,
+                        (long long)at, tg_shape_str(sh, sizeof sh, tg_tensor_ndim(g),
+                                                    tg_tensor_shape(g)));
     }
     opt->step++;
     bool prev = tg_set_grad_enabled(false);

@@ -838,6 +838,106 @@ START_TEST(test_optimizer_skips_and_no_alloc)
 }
 END_TEST
 
+/* A step with a non-finite gradient anywhere is refused before anything moves:
+ * for each optimizer, a finite gradient on a and a NaN (then an inf) in b's
+ * leave a, b, every slot and the step count as they were; the message names
+ * the parameter, the value and where it is. */
+START_TEST(test_optimizer_refuses_non_finite)
+{
+    for (int kind = 0; kind < 3; kind++) {
+        tg_tensor *a = param_f64("a", 3, (const double[]){ 1, 2, 3 });
+        tg_tensor *b = tg_tensor_to_dtype(a, TG_F32);
+        TG_OK_(tg_tensor_set_name(b, "b"));
+        TG_OK_(tg_set_requires_grad(b, true));
+        tg_tensor *ps[2] = { a, b };
+        tg_sgd_opts so = TG_SGD_OPTS_INIT;
+        so.momentum = 0.9;
+        tg_rmsprop_opts ro = TG_RMSPROP_OPTS_INIT;
+        ro.momentum = 0.5;
+        tg_optimizer *opt = kind == 0 ? tg_optimizer_new_sgd(ps, 2, &so)
+                          : kind == 1 ? tg_optimizer_new_adam(ps, 2, NULL)
+                                      : tg_optimizer_new_rmsprop(ps, 2, &ro);
+        TG_CHECK(opt);
+        /* One good step first, so that the slots hold non-zero state to keep. */
+        set_grad(a, (const double[]){ 0.5, -1, 2 });
+        set_grad(b, (const double[]){ 1, 1, 1 });
+        TG_OK_(tg_optimizer_step(opt));
+        tg_state_dict *before = tg_state_dict_new();
+        TG_OK_(tg_optimizer_state_dict(opt, before, NULL));
+        tg_tensor *a0 = tg_tensor_copy(a), *b0 = tg_tensor_copy(b);
+        const char *slot_name = kind == 0 ? "a/velocity" : kind == 1 ? "a/m" : "a/rms";
+        const tg_tensor *slot = tg_state_dict_get(before, slot_name); /* the live slot */
+        tg_tensor *slot0 = tg_tensor_copy(slot);
+        TG_CHECK(slot0);
+        ck_assert(at(slot0, 0) != 0);
+        const double bad[2] = { NAN, INFINITY };
+        for (int w = 0; w < 2; w++) {
+            set_grad(b, (const double[]){ 1, 1, bad[w] });
+            ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+            TG_ASSERT_ERROR_HAS("tg_optimizer_step: the gradient of b is not finite");
+            TG_ASSERT_ERROR_HAS(w == 0 ? "(nan at flat index 2 of [3])"
+                                       : "(inf at flat index 2 of [3])");
+            TG_ASSERT_ERROR_HAS("no parameter was changed");
+            ck_assert_int_eq(tg_optimizer_steps(opt), 1);
+            ASSERT_TENSOR_EQ(a, a0);
+            ASSERT_TENSOR_EQ(b, b0);
+            ASSERT_TENSOR_EQ(slot, slot0);
+        }
+        /* Once the gradient is finite again the step goes through. */
+        set_grad(b, (const double[]){ 1, 1, 1 });
+        TG_OK_(tg_optimizer_step(opt));
+        ck_assert_int_eq(tg_optimizer_steps(opt), 2);
+        ck_assert(at(a, 0) != at(a0, 0));
+        tg_state_dict_free(before);
+        tg_release(slot0);
+        tg_release(a0);
+        tg_release(b0);
+        tg_optimizer_free(opt);
+        tg_release(a);
+        tg_release(b);
+    }
+}
+END_TEST
+
+/* The training-loop view: a NaN written into the output layer's bias through
+ * the API makes the loss NaN (in a conv kernel ReLU could hide it), backward
+ * makes the gradients NaN, and the step is refused with every parameter (the
+ * poisoned one included) unchanged. */
+START_TEST(test_nan_weight_stops_step)
+{
+    tg_sequential *m = small_cnn();
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    TG_CHECK(ps);
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, NULL);
+    TG_CHECK(opt);
+    ck_assert_str_eq(tg_tensor_name(ps[n - 1]), "dense/bias");
+    TG_OK_(tg_set(ps[n - 1], (const int64_t[]){ 1 }, NAN));
+    tg_tensor *copies[8];
+    ck_assert(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        copies[i] = tg_tensor_copy(ps[i]);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(2, 1, 6, 6), 0, 1, NULL);
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(2), (const int64_t[]){ 0, 2 });
+    tg_tensor *loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), y);
+    TG_CHECK(loss);
+    ck_assert(isnan(tg_item(loss)));
+    TG_OK_(tg_backward(loss));
+    ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+    TG_ASSERT_ERROR_HAS("is not finite");
+    tg_scope_pop(s);
+    ck_assert_int_eq(tg_optimizer_steps(opt), 0);
+    for (size_t i = 0; i < n; i++) {
+        const float *p = tg_tensor_data(ps[i]), *q = tg_tensor_data(copies[i]);
+        ck_assert(memcmp(p, q, sizeof(float) * (size_t)tg_tensor_numel(ps[i])) == 0);
+        tg_release(copies[i]);
+    }
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+}
+END_TEST
+
 /* Trains m for `steps` Adam steps on fixed data; returns the mean loss of the
  * first and last steps. */
 static void run_steps(tg_sequential *m, tg_optimizer *opt, tg_tensor *x, tg_tensor *y, int steps,
@@ -1668,6 +1768,8 @@ Suite *tg_suite(void)
         { "sgd", test_sgd_matches_formula },
         { "rmsprop", test_rmsprop_matches_formula },
         { "optimizer_misc", test_optimizer_skips_and_no_alloc },
+        { "optimizer_non_finite", test_optimizer_refuses_non_finite },
+        { "nan_weight", test_nan_weight_stops_step },
         { "steady_state", test_tutorial_steady_state },
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },
