@@ -265,9 +265,15 @@ bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split s
     tg_fashion_mnist_opts o = TG_FASHION_MNIST_OPTS_INIT;
     o.image_dtype = image_dtype;
     o.limit = limit;
+    const char *what = split == TG_SPLIT_TRAIN ? "training" : "test";
     if (tg_fashion_mnist_load(out, dir, split, &o) != TG_OK) {
-        app_fail(cmd, "cannot load the %s set: %s", split == TG_SPLIT_TRAIN ? "training" : "test",
-                 tg_last_error());
+        app_fail(cmd, "cannot load the %s set: %s", what, tg_last_error());
+        return false;
+    }
+    if (out->count == 0) {
+        /* Means over it would be 0/0 (a printed "loss: nan", exit 0): refuse. */
+        app_fail(cmd, "the %s set in %s holds no images", what, tg_fashion_mnist_dir(dir));
+        tg_dataset_clear(out);
         return false;
     }
     return true;
@@ -276,6 +282,8 @@ bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split s
 bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, double *loss,
                  double *accuracy, int64_t *confusion)
 {
+    if (ds->count <= 0)
+        return false; /* 0/0: fc_load_split refuses such a set with a message first */
     bool was_training = tg_sequential_is_training(model);
     bool prev_grad = tg_set_grad_enabled(false);
     tg_sequential_set_training(model, false);

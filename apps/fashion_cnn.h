@@ -82,14 +82,16 @@ tg_status fc_load_weights(tg_sequential *model, const char *path);
 
 /* Loads a split (limit 0: all) with images of image_dtype: TG_F32 (pixel / 255)
  * for fc_evaluate, or TG_U8 (a quarter of the memory) for a batch iterator that
- * converts each batch (tg_batch_opts.input_scale). Runtime errors are already
- * reported to stderr under the command's name when this returns false. */
+ * converts each batch (tg_batch_opts.input_scale). A split of zero images is
+ * an error. Runtime errors are already reported to stderr under the command's
+ * name when this returns false. */
 bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split split,
                    int64_t limit, tg_dtype image_dtype);
 
 /* Mean cross-entropy and accuracy of model (put in evaluation mode for the call)
  * over the first n examples; confusion (FC_CLASSES x FC_CLASSES counts, rows the
- * true class) may be NULL. Returns false on error (last error set). */
+ * true class) may be NULL. Returns false on error (last error set); ds must
+ * not be empty (fc_load_split refuses an empty split). */
 bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, double *loss,
                  double *accuracy, int64_t *confusion);
 
