@@ -451,6 +451,9 @@ tg_status tg_optimizer_step(tg_optimizer *opt)
                         (long long)at, tg_shape_str(sh, sizeof sh, tg_tensor_ndim(g),
                                                     tg_tensor_shape(g)));
     }
+    if (opt->step >= TG_TRAIN_COUNTER_MAX)
+        return tg_error(TG_ERR_STATE, "%s: the optimizer has taken its %lld steps (2^53)", fn,
+                        (long long)opt->step);
     opt->step++;
     bool prev = tg_set_grad_enabled(false);
     tg_scope *s = need_scope ? tg_scope_push() : NULL;
@@ -586,8 +589,9 @@ static tg_status check_load(tg_state_dict **targets, double *hp, int64_t *step,
     key(k, sizeof k, prefix, "step", NULL);
     if (tg_state_dict_get_i64(step, sd, k) != TG_OK)
         tg_sd_check_attr(&c, k, TG_ATTR_I64, tg_sd_attr_type(sd, k, &have) ? &have : NULL);
-    else if (*step < 0)
-        tg_sd_check_problem(&c, "'%s' = %lld is negative", k, (long long)*step);
+    else if (*step < 0 || *step > TG_TRAIN_COUNTER_MAX)
+        tg_sd_check_problem(&c, "'%s' = %lld is out of range (0 to 2^53)", k,
+                            (long long)*step);
 
     memcpy(hp, opt->hp, sizeof opt->hp);
     bool hp_ok = true;

@@ -84,10 +84,17 @@ tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *s
         if (tg_state_dict_get_i64(&v[i], sd, counter_names[i]) != TG_OK)
             return tg_error(TG_ERR_FORMAT, "%s: not a training state: no i64 attribute \"%s\"",
                             fn, counter_names[i]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         if (v[i] < 0)
             return tg_error(TG_ERR_FORMAT, "%s: attribute \"%s\" is negative (%" PRId64 ")", fn,
                             counter_names[i], v[i]);
+        if (v[i] > TG_TRAIN_COUNTER_MAX)
+            return tg_error(TG_ERR_FORMAT, "%s: attribute \"%s\" is %" PRId64 ", above the "
+                            "largest counter (2^53)", fn, counter_names[i], v[i]);
+    }
+    if (v[1] > v[2])
+        return tg_error(TG_ERR_FORMAT, "%s: attribute \"batch\" (%" PRId64 ") is greater "
+                        "than \"step\" (%" PRId64 "): every batch is a step", fn, v[1], v[2]);
     out->epoch = v[0];
     out->batch = v[1];
     out->step = v[2];

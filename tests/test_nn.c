@@ -518,6 +518,82 @@ START_TEST(test_architecture)
 }
 END_TEST
 
+/* small_cnn with the conv's activation and an optional trailing Flatten (no
+ * parameters: the shapes stay those of small_cnn). */
+static tg_sequential *small_cnn_variant(tg_activation conv_act, bool extra_flatten)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(4, 3, 3, conv_act, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_max_pool2d(2, 2, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
+    if (extra_flatten)
+        TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_build(m));
+    return m;
+}
+
+/* The same parameter shapes are not the same model: a load into another
+ * architecture is refused naming the first difference and changes nothing;
+ * tg_sequential_load_weights loads by name anyway; a dict without the
+ * attribute loads by name as before. */
+START_TEST(test_architecture_check)
+{
+    tg_sequential *relu = small_cnn_variant(TG_ACT_RELU, false);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(relu, sd, "model/"));
+    TG_OK_(tg_sequential_check_architecture(relu, sd, "model/"));
+
+    tg_sequential *tanh_m = small_cnn_variant(TG_ACT_TANH, false);
+    size_t n = 0;
+    tg_tensor *const *pt = tg_sequential_params(tanh_m, &n);
+    tg_tensor *k0 = tg_tensor_copy(pt[0]);
+    ck_assert_int_eq(tg_sequential_load_state_dict(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    ck_assert_str_eq(tg_last_error(), "tg_sequential_load_state_dict: the state dict is of "
+                     "another architecture: layer 0 \"conv2d\" (Conv2D) differs: saved "
+                     "\"activation\": \"relu\", this model \"activation\": \"tanh\" (the "
+                     "weights alone load with tg_sequential_load_weights)");
+    ASSERT_TENSOR_EQ(pt[0], k0);
+    ck_assert_int_eq(tg_sequential_check_state_dict(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    ck_assert_int_eq(tg_sequential_check_architecture(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("tg_sequential_check_architecture: the state dict is of another");
+
+    /* Weights only, by name: loads, and the weights are relu's. */
+    TG_OK_(tg_sequential_load_weights(tanh_m, sd, "model/"));
+    tg_tensor *const *pr = tg_sequential_params(relu, &n);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_TENSOR_EQ(pt[i], pr[i]);
+
+    /* One layer more (no parameters): the layer counts are named. */
+    tg_sequential *longer = small_cnn_variant(TG_ACT_RELU, true);
+    ck_assert_int_eq(tg_sequential_load_state_dict(longer, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("it has 4 layers, this model 5 (from layer 4 \"flatten_1\", Flatten");
+    tg_state_dict *sd5 = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(longer, sd5, "model/"));
+    ck_assert_int_eq(tg_sequential_load_state_dict(relu, sd5, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("it has more than this model's 4 layers");
+
+    /* Without the attribute the architecture is unknown: the load goes by name
+     * (as before), the explicit check refuses. */
+    tg_state_dict *bare = tg_state_dict_new();
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++)
+        TG_OK_(tg_state_dict_set(bare, tg_state_dict_name_at(sd, i),
+                                 tg_state_dict_tensor_at(sd, i)));
+    TG_OK_(tg_sequential_load_state_dict(tanh_m, bare, "model/"));
+    ck_assert_int_eq(tg_sequential_check_architecture(tanh_m, bare, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("no string attribute \"model/architecture\"");
+
+    tg_release(k0);
+    tg_state_dict_free(bare);
+    tg_state_dict_free(sd5);
+    tg_state_dict_free(sd);
+    tg_sequential_free(longer);
+    tg_sequential_free(tanh_m);
+    tg_sequential_free(relu);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- forward */
 
 START_TEST(test_forward_probs_and_logits)
@@ -896,6 +972,40 @@ START_TEST(test_optimizer_refuses_non_finite)
         tg_release(a);
         tg_release(b);
     }
+}
+END_TEST
+
+/* The step read back from a state dict is bounded: INT64_MAX (whose next step
+ * overflowed, which UBSan reports) and -1 are refused, 2^53 loads. */
+START_TEST(test_optimizer_step_bounds)
+{
+    tg_tensor *a = param_f64("a", 3, (const double[]){ 1, 2, 3 });
+    tg_optimizer *opt = tg_optimizer_new_adam(&a, 1, NULL);
+    TG_CHECK(opt);
+    const int64_t bad[2] = { INT64_MAX, -1 };
+    for (int k = 0; k < 2; k++) {
+        tg_state_dict *sd = tg_state_dict_new();
+        TG_OK_(tg_optimizer_state_dict(opt, sd, NULL));
+        TG_OK_(tg_state_dict_set_i64(sd, "step", bad[k]));
+        tg_status st = tg_optimizer_load_state_dict(opt, sd, NULL);
+        set_grad(a, (const double[]){ 1, 1, 1 });
+        tg_status st2 = tg_optimizer_step(opt); /* overflowed after the old load */
+        ck_assert_int_eq(st, TG_ERR_FORMAT);
+        TG_ASSERT_ERROR_HAS("is out of range (0 to 2^53)");
+        TG_OK_(st2);
+        ck_assert_int_eq(tg_optimizer_steps(opt), k + 1);
+        tg_state_dict_free(sd);
+    }
+    /* The bound itself loads; the step after it is refused, not wrapped. */
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(opt, sd, NULL));
+    TG_OK_(tg_state_dict_set_i64(sd, "step", TG_TRAIN_COUNTER_MAX));
+    TG_OK_(tg_optimizer_load_state_dict(opt, sd, NULL));
+    ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_STATE);
+    ck_assert(tg_optimizer_steps(opt) == TG_TRAIN_COUNTER_MAX);
+    tg_state_dict_free(sd);
+    tg_optimizer_free(opt);
+    tg_release(a);
 }
 END_TEST
 
@@ -1761,6 +1871,7 @@ Suite *tg_suite(void)
         { "shape_errors", test_shape_errors },
         { "params", test_param_names_and_init },
         { "architecture", test_architecture },
+        { "architecture_check", test_architecture_check },
         { "forward", test_forward_probs_and_logits },
         { "dropout", test_dropout_modes },
         { "frozen", test_frozen_layer },
@@ -1770,6 +1881,7 @@ Suite *tg_suite(void)
         { "optimizer_misc", test_optimizer_skips_and_no_alloc },
         { "optimizer_non_finite", test_optimizer_refuses_non_finite },
         { "nan_weight", test_nan_weight_stops_step },
+        { "optimizer_step_bounds", test_optimizer_step_bounds },
         { "steady_state", test_tutorial_steady_state },
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },
