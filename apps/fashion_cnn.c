@@ -247,14 +247,32 @@ tg_sequential *fc_model_new(int n_classes, tg_rng *rng)
     return m;
 }
 
-tg_status fc_load_weights(tg_sequential *model, const char *path)
+tg_status fc_load_weights(tg_sequential *model, const char *path, bool weights_only)
 {
-    tg_state_dict *sd = tg_state_dict_new();
-    if (!sd)
+    tg_state_dict *sd = tg_state_dict_new(), *want = tg_state_dict_new();
+    if (!sd || !want) {
+        tg_state_dict_free(sd);
+        tg_state_dict_free(want);
         return tg_last_status();
+    }
+    /* The model's dict holds its tensors and its architecture; the file's
+     * architecture is read first, alone, and compared before any weight moves.
+     * --weights-only leaves the attribute out: tensors by name only. */
     tg_status st = tg_sequential_state_dict(model, sd, "model/");
+    for (size_t i = 0; st == TG_OK && i < tg_state_dict_size(sd); i++)
+        st = tg_state_dict_set(want, tg_state_dict_name_at(sd, i), tg_state_dict_tensor_at(sd, i));
+    if (st == TG_OK && !weights_only) {
+        tg_state_dict *probe = tg_state_dict_new();
+        st = probe ? tg_state_dict_set_str(probe, "model/architecture", "") : tg_last_status();
+        if (st == TG_OK)
+            st = tg_checkpoint_load_into(path, probe);
+        if (st == TG_OK)
+            st = tg_sequential_check_architecture(model, probe, "model/");
+        tg_state_dict_free(probe);
+    }
     if (st == TG_OK)
-        st = tg_checkpoint_load_into(path, sd);
+        st = tg_checkpoint_load_into(path, want);
+    tg_state_dict_free(want);
     tg_state_dict_free(sd);
     return st;
 }

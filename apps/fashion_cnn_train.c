@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fashion_cnn.h"
@@ -367,6 +368,21 @@ static int probe_checkpoint(train_ctx *x, tg_train_progress *pr, run_state *r,
     if (tg_checkpoint_load_into(c->checkpoint, x->probe) != TG_OK ||
         tg_train_state_progress(pr, x->probe) != TG_OK || get_run_attrs(r, x->probe) != TG_OK)
         return app_fail("train", "cannot resume from %s: %s", c->checkpoint, tg_last_error());
+    /* The saved settings go where the flags would: the same bounds. */
+    const char *bad = NULL;
+    if (r->batch_size < 1 || r->batch_size > FC_MAX_BATCH)
+        bad = "batch_size";
+    else if (r->limit < 0 || r->limit > FC_MAX_LIMIT)
+        bad = "limit";
+    else if (r->seen < 0 || r->correct < 0 || r->correct > r->seen)
+        bad = r->seen < 0 ? "epoch_seen" : "epoch_correct";
+    else if (!isfinite(r->loss_sum) || r->loss_sum < 0)
+        bad = "epoch_loss_sum";
+    else if (!isfinite(r->seconds) || r->seconds < 0)
+        bad = "epoch_seconds";
+    if (bad)
+        return app_fail("train", "cannot resume from %s: its \"%s\" is out of range (a damaged "
+                        "or foreign checkpoint)", c->checkpoint, bad);
     if (opts[TRAIN_OPT_BATCH_SIZE].given && c->batch_size != r->batch_size)
         return app_fail("train", "cannot resume: --batch-size %lld differs from the checkpoint's "
                         "%lld (drop the flag to continue with the saved one)",
@@ -407,20 +423,38 @@ static int restore(train_ctx *x, tg_train_progress *pr, run_state *r)
                get_run_attrs(r, sd) != TG_OK) {
         rc = app_fail("train", "cannot resume from %s: %s", path, tg_last_error());
     } else if (pr->batch > 0) {
-        if (pr->batch >= tg_batch_iter_num_batches(x->it) ||
-            tg_batch_iter_resume(x->it, tg_tensor_data(order), pr->batch) != TG_OK)
+        /* The app saves mid-epoch only before the last batch (after it, the epoch
+         * is complete and saved as batch 0 of the next), so batch >= the number
+         * of batches is a damaged file or other data, never an epoch's end. */
+        int64_t nb = tg_batch_iter_num_batches(x->it);
+        if (pr->batch >= nb)
+            rc = app_fail("train", "cannot resume from %s: the saved position, batch %lld of "
+                          "epoch %lld, is not inside an epoch of %lld batches (a damaged "
+                          "checkpoint, or other training data)", path, (long long)pr->batch,
+                          (long long)pr->epoch + 1, (long long)nb);
+        else if (r->seen != pr->batch * r->batch_size)
+            rc = app_fail("train", "cannot resume from %s: its epoch_seen (%lld) is not %lld "
+                          "batches of %lld examples", path, (long long)r->seen,
+                          (long long)pr->batch, (long long)r->batch_size);
+        else if (tg_batch_iter_resume(x->it, tg_tensor_data(order), pr->batch) != TG_OK)
             rc = app_fail("train", "cannot resume from %s: the saved position (batch %lld of "
                           "epoch %lld) does not fit the data: %s", path, (long long)pr->batch,
                           (long long)pr->epoch + 1, tg_last_error());
+    } else if (r->seen != 0) {
+        rc = app_fail("train", "cannot resume from %s: it is saved at an epoch's end but its "
+                      "epoch_seen is %lld, not 0", path, (long long)r->seen);
     }
     tg_scope_pop(s);
     tg_state_dict_free(sd);
     return rc;
 }
 
-/* Fails fast when the checkpoint's folder is not writable: better now than after
- * the first epoch's work. */
-static int check_checkpoint_dir(const char *path)
+/* Fails fast, before the first epoch's work, when the checkpoint could not be
+ * saved: its folder is not writable (a read-only file system, permissions), or
+ * the path names something other than a regular file (a folder, a FIFO). This
+ * is where the run's checkpoint path is settled: the place for the advisory
+ * lock that keeps a second run off the same file (tg_checkpoint_lock). */
+static int check_checkpoint_path(const char *path)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -434,6 +468,10 @@ static int check_checkpoint_dir(const char *path)
     if (access(dir, W_OK | X_OK) != 0)
         return app_fail("train", "cannot save the checkpoint %s: folder %s: %s", path, dir,
                         strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return app_fail("train", "cannot save the checkpoint %s: it is %s, not a file", path,
+                        S_ISDIR(sb.st_mode) ? "a folder" : "not a regular file");
     return 0;
 }
 
@@ -538,7 +576,7 @@ static int run(train_ctx *x, const app_opt *opts)
                c->checkpoint, (long long)pr.epoch, (long long)c->epochs);
         return 0;
     }
-    if ((rc = check_checkpoint_dir(c->checkpoint)) != 0)
+    if ((rc = check_checkpoint_path(c->checkpoint)) != 0)
         return rc;
     bool validate = strcmp(c->validation, "test") == 0;
     /* The training images stay u8 (47 MB, not 188); the iterator converts each batch. */
@@ -690,7 +728,8 @@ int fc_cmd_train(int argc, char **argv)
         [TRAIN_OPT_EPOCHS] = { "epochs", OPT_INT, &c->epochs, "N",
                                "epochs to train in total (default 10)", 1, 100000, NULL, false },
         [TRAIN_OPT_BATCH_SIZE] = { "batch-size", OPT_INT, &c->batch_size, "N",
-                                   "examples per step (default 32)", 1, 60000, NULL, false },
+                                   "examples per step (default 32)", 1, FC_MAX_BATCH, NULL,
+                                   false },
         [TRAIN_OPT_LR] = { "lr", OPT_DOUBLE, &c->lr, "RATE",
                            "Adam's learning rate (default 0.001)", 0, DBL_MAX, NULL, false },
         [TRAIN_OPT_SEED] = { "seed", OPT_U64, &c->seed, "N",
@@ -702,8 +741,8 @@ int fc_cmd_train(int argc, char **argv)
                              "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
                              TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
         [TRAIN_OPT_LIMIT] = { "limit", OPT_INT, &c->limit, "N",
-                              "train on the first N examples only (default all)", 1, 1e12, NULL,
-                              false },
+                              "train on the first N examples only (default all)", 1,
+                              FC_MAX_LIMIT, NULL, false },
         [TRAIN_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, &c->checkpoint, "FILE",
                                    "training state, saved every epoch (default "
                                    FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },
