@@ -959,8 +959,14 @@ START_TEST(test_optimizer_refuses_non_finite)
             ASSERT_TENSOR_EQ(b, b0);
             ASSERT_TENSOR_EQ(slot, slot0);
         }
-        /* Once the gradient is finite again the step goes through. */
+        /* The f64 parameter's gradient is checked too. */
         set_grad(b, (const double[]){ 1, 1, 1 });
+        set_grad(a, (const double[]){ 1, -INFINITY, 1 });
+        ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+        TG_ASSERT_ERROR_HAS("the gradient of a is not finite (-inf at flat index 1 of [3])");
+        ASSERT_TENSOR_EQ(b, b0);
+        /* Once the gradients are finite again the step goes through. */
+        set_grad(a, (const double[]){ 0.5, -1, 2 });
         TG_OK_(tg_optimizer_step(opt));
         ck_assert_int_eq(tg_optimizer_steps(opt), 2);
         ck_assert(at(a, 0) != at(a0, 0));
