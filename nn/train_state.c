@@ -102,17 +102,6 @@ tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *s
     return TG_OK;
 }
 
-/* Shows where two long strings first differ, with some context on each side. */
-static void first_difference(char *buf, size_t n, const char *a, const char *b)
-{
-    size_t i = 0;
-    while (a[i] && a[i] == b[i])
-        i++;
-    size_t from = i > 30 ? i - 30 : 0;
-    snprintf(buf, n, "at character %zu: checkpoint \"%s%.60s\", model \"%s%.60s\"", i,
-             from ? "..." : "", a + from, from ? "..." : "", b + from);
-}
-
 tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
                                const tg_optimizer *opt)
 {
@@ -131,10 +120,22 @@ tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
         return tg_last_status();
     tg_status st = TG_OK;
     if (strcmp(arch, mine) != 0) {
-        char diff[256];
-        first_difference(diff, sizeof diff, arch, mine);
+        /* The layer-level difference, as weight loads name it. */
+        char diff[1024] = "";
+        if (tg_sequential_check_architecture(model, sd, MODEL_PREFIX) != TG_OK) {
+            const char *m = strstr(tg_last_error(), "another architecture: ");
+            snprintf(diff, sizeof diff, "%s", m ? m + strlen("another architecture: ") : "");
+            /* the hint to load weights alone is not for a resume */
+            char *h = strstr(diff, " (the weights alone");
+            if (h) {
+                *h = '\0';
+            } else if ((h = strstr(diff, "; the weights alone")) != NULL) {
+                h[0] = ')';
+                h[1] = '\0';
+            }
+        }
         st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a different model "
-                      "architecture (first difference %s)", fn, diff);
+                      "architecture: %s", fn, diff);
     } else if (strcmp(type, tg_optimizer_type(opt)) != 0) {
         st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a \"%s\" optimizer, this "
                       "one is \"%s\"", fn, type, tg_optimizer_type(opt));

@@ -125,7 +125,8 @@ expect 0 'Test loss: ' evaluate --checkpoint "$tmp/good.h5" --data "$data" --lim
 expect 1 'differs: saved "activation": "tanh"' predict --checkpoint "$tmp/tanh.h5" --index 0 --data "$data"
 expect 0 '  1. ' predict --checkpoint "$tmp/tanh.h5" --index 0 --data "$data" --weights-only
 # shellcheck disable=SC2086
-expect 1 'different model architecture' train --resume --epochs 2 $base --checkpoint "$tmp/tanh.h5"
+expect 1 'different model architecture: layer 0 "conv2d" (Conv2D) differs: saved "activation": "tanh"' train --resume \
+  --epochs 2 $base --checkpoint "$tmp/tanh.h5"
 
 # ---------------------------------------------------------------- disk full, read-only, folder
 mkdir -p "$mnt"
