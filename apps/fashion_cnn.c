@@ -247,14 +247,32 @@ tg_sequential *fc_model_new(int n_classes, tg_rng *rng)
     return m;
 }
 
-tg_status fc_load_weights(tg_sequential *model, const char *path)
+tg_status fc_load_weights(tg_sequential *model, const char *path, bool weights_only)
 {
-    tg_state_dict *sd = tg_state_dict_new();
-    if (!sd)
+    tg_state_dict *sd = tg_state_dict_new(), *want = tg_state_dict_new();
+    if (!sd || !want) {
+        tg_state_dict_free(sd);
+        tg_state_dict_free(want);
         return tg_last_status();
+    }
+    /* The model's dict holds its tensors and its architecture; the file's
+     * architecture is read first, alone, and compared before any weight moves.
+     * --weights-only leaves the attribute out: tensors by name only. */
     tg_status st = tg_sequential_state_dict(model, sd, "model/");
+    for (size_t i = 0; st == TG_OK && i < tg_state_dict_size(sd); i++)
+        st = tg_state_dict_set(want, tg_state_dict_name_at(sd, i), tg_state_dict_tensor_at(sd, i));
+    if (st == TG_OK && !weights_only) {
+        tg_state_dict *probe = tg_state_dict_new();
+        st = probe ? tg_state_dict_set_str(probe, "model/architecture", "") : tg_last_status();
+        if (st == TG_OK)
+            st = tg_checkpoint_load_into(path, probe);
+        if (st == TG_OK)
+            st = tg_sequential_check_architecture(model, probe, "model/");
+        tg_state_dict_free(probe);
+    }
     if (st == TG_OK)
-        st = tg_checkpoint_load_into(path, sd);
+        st = tg_checkpoint_load_into(path, want);
+    tg_state_dict_free(want);
     tg_state_dict_free(sd);
     return st;
 }
@@ -265,9 +283,15 @@ bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split s
     tg_fashion_mnist_opts o = TG_FASHION_MNIST_OPTS_INIT;
     o.image_dtype = image_dtype;
     o.limit = limit;
+    const char *what = split == TG_SPLIT_TRAIN ? "training" : "test";
     if (tg_fashion_mnist_load(out, dir, split, &o) != TG_OK) {
-        app_fail(cmd, "cannot load the %s set: %s", split == TG_SPLIT_TRAIN ? "training" : "test",
-                 tg_last_error());
+        app_fail(cmd, "cannot load the %s set: %s", what, tg_last_error());
+        return false;
+    }
+    if (out->count == 0) {
+        /* Means over it would be 0/0 (a printed "loss: nan", exit 0): refuse. */
+        app_fail(cmd, "the %s set in %s holds no images", what, tg_fashion_mnist_dir(dir));
+        tg_dataset_clear(out);
         return false;
     }
     return true;
@@ -276,6 +300,8 @@ bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split s
 bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, double *loss,
                  double *accuracy, int64_t *confusion)
 {
+    if (ds->count <= 0)
+        return false; /* 0/0: fc_load_split refuses such a set with a message first */
     bool was_training = tg_sequential_is_training(model);
     bool prev_grad = tg_set_grad_enabled(false);
     tg_sequential_set_training(model, false);

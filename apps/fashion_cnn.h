@@ -22,6 +22,8 @@ enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 #define FC_DEFAULT_CHECKPOINT "fashion_cnn.h5"
 #define FC_CLASSES TG_FASHION_MNIST_CLASSES
 #define FC_EVAL_BATCH 500 /* evaluation batch: large for speed, small enough for memory */
+#define FC_MAX_BATCH 60000   /* --batch-size, and a checkpoint's batch_size */
+#define FC_MAX_LIMIT 1e12    /* --limit, and a checkpoint's limit */
 
 /* ---- options ---- */
 
@@ -77,19 +79,24 @@ tg_sequential *fc_model_new(int n_classes, tg_rng *rng);
 enum { FC_LAYER_CONV = 0, FC_LAYER_HIDDEN_DENSE = 4 };
 
 /* Loads the model weights of checkpoint `path` (a full training state or any
- * file with "model/..." entries of the right shapes) into model. */
-tg_status fc_load_weights(tg_sequential *model, const char *path);
+ * file with "model/..." entries of the right shapes) into model. First the
+ * file's "model/architecture" must be this model's (tanh where the file had
+ * ReLU is refused, naming the layer); weights_only skips that and loads the
+ * tensors by name, shape and dtype only (--weights-only). */
+tg_status fc_load_weights(tg_sequential *model, const char *path, bool weights_only);
 
 /* Loads a split (limit 0: all) with images of image_dtype: TG_F32 (pixel / 255)
  * for fc_evaluate, or TG_U8 (a quarter of the memory) for a batch iterator that
- * converts each batch (tg_batch_opts.input_scale). Runtime errors are already
- * reported to stderr under the command's name when this returns false. */
+ * converts each batch (tg_batch_opts.input_scale). A split of zero images is
+ * an error. Runtime errors are already reported to stderr under the command's
+ * name when this returns false. */
 bool fc_load_split(tg_dataset *out, const char *cmd, const char *dir, tg_split split,
                    int64_t limit, tg_dtype image_dtype);
 
 /* Mean cross-entropy and accuracy of model (put in evaluation mode for the call)
  * over the first n examples; confusion (FC_CLASSES x FC_CLASSES counts, rows the
- * true class) may be NULL. Returns false on error (last error set). */
+ * true class) may be NULL. Returns false on error (last error set); ds must
+ * not be empty (fc_load_split refuses an empty split). */
 bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, double *loss,
                  double *accuracy, int64_t *confusion);
 

@@ -10,16 +10,20 @@
 
 #include "fashion_cnn.h"
 
+#define WEIGHTS_ONLY_HELP "load the weights by name even if the checkpoint's architecture differs"
+
 /* Builds the model and loads the checkpoint's weights; NULL after a message. */
-static tg_sequential *load_model(const char *cmd, const char *path, tg_rng *rng)
+static tg_sequential *load_model(const char *cmd, const char *path, bool weights_only,
+                                 tg_rng *rng)
 {
     tg_sequential *m = fc_model_new(FC_CLASSES, rng);
     if (!m) {
         app_fail_tg(cmd, "cannot build the model");
         return NULL;
     }
-    if (fc_load_weights(m, path) != TG_OK) {
-        app_fail(cmd, "cannot load the weights: %s", tg_last_error());
+    if (fc_load_weights(m, path, weights_only) != TG_OK) {
+        app_fail(cmd, "cannot load the weights: %s%s", tg_last_error(),
+                 weights_only ? "" : " (--weights-only loads them by name only)");
         tg_sequential_free(m);
         return NULL;
     }
@@ -59,7 +63,9 @@ int fc_cmd_evaluate(int argc, char **argv)
 {
     const char *checkpoint = FC_DEFAULT_CHECKPOINT, *data = NULL;
     int64_t limit = 0, threads = 1;
-    enum { EVAL_OPT_CHECKPOINT, EVAL_OPT_DATA, EVAL_OPT_LIMIT, EVAL_OPT_THREADS, EVAL_OPT_COUNT };
+    bool weights_only = false;
+    enum { EVAL_OPT_CHECKPOINT, EVAL_OPT_DATA, EVAL_OPT_LIMIT, EVAL_OPT_THREADS,
+           EVAL_OPT_WEIGHTS_ONLY, EVAL_OPT_COUNT };
     app_opt opts[EVAL_OPT_COUNT] = {
         [EVAL_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, &checkpoint, "FILE",
                                   "weights to evaluate (default " FC_DEFAULT_CHECKPOINT ")", 0, 0,
@@ -73,6 +79,8 @@ int fc_cmd_evaluate(int argc, char **argv)
         [EVAL_OPT_THREADS] = { "threads", OPT_INT, &threads, "N",
                                "threads (default: OMP_NUM_THREADS or all cores)", 1, 1024, NULL,
                                false },
+        [EVAL_OPT_WEIGHTS_ONLY] = { "weights-only", OPT_FLAG, &weights_only, NULL,
+                                    WEIGHTS_ONLY_HELP, 0, 0, NULL, false },
     };
     int rc = app_parse(&eval_cmd, opts, EVAL_OPT_COUNT, argc, argv);
     if (rc)
@@ -82,7 +90,7 @@ int fc_cmd_evaluate(int argc, char **argv)
 
     tg_rng rng;
     tg_rng_seed(&rng, 0);
-    tg_sequential *m = load_model("evaluate", checkpoint, &rng);
+    tg_sequential *m = load_model("evaluate", checkpoint, weights_only, &rng);
     if (!m)
         return EXIT_RUNTIME;
     tg_dataset test = { 0 };
@@ -145,6 +153,7 @@ typedef struct image_src {
     const char *file;  /* picture file, or NULL */
     bool invert;
     const char *data;
+    bool weights_only; /* --weights-only: load the checkpoint's tensors by name */
 } image_src;
 
 /* A (1, 1, 28, 28) f32 image in [0, 1] (scoped reference) and its label (-1 for a
@@ -205,6 +214,7 @@ static int parse_image_opts(const app_command *cmd, app_opt *extra, int n_extra,
         IMAGE_OPT_IMAGE,
         IMAGE_OPT_INVERT,
         IMAGE_OPT_DATA,
+        IMAGE_OPT_WEIGHTS_ONLY,
         N_COMMON /* the command's own options follow */
     };
     app_opt opts[N_COMMON + 2];
@@ -222,6 +232,8 @@ static int parse_image_opts(const app_command *cmd, app_opt *extra, int n_extra,
         [IMAGE_OPT_DATA] = { "data", OPT_STR, &src->data, "DIR",
                              "Fashion-MNIST folder for --index (default $" TG_FASHION_MNIST_ENV
                              " or " TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
+        [IMAGE_OPT_WEIGHTS_ONLY] = { "weights-only", OPT_FLAG, &src->weights_only, NULL,
+                                     WEIGHTS_ONLY_HELP, 0, 0, NULL, false },
     };
     memcpy(opts, common, sizeof common);
     for (int i = 0; i < n_extra; i++)
@@ -254,14 +266,14 @@ static const app_command predict_cmd = {
 
 int fc_cmd_predict(int argc, char **argv)
 {
-    image_src src = { -1, NULL, false, NULL };
+    image_src src = { -1, NULL, false, NULL, false };
     const char *checkpoint = FC_DEFAULT_CHECKPOINT;
     int rc = parse_image_opts(&predict_cmd, NULL, 0, argc, argv, &src, &checkpoint);
     if (rc)
         return rc < 0 ? 0 : rc;
     tg_rng rng;
     tg_rng_seed(&rng, 0);
-    tg_sequential *m = load_model("predict", checkpoint, &rng);
+    tg_sequential *m = load_model("predict", checkpoint, src.weights_only, &rng);
     if (!m)
         return EXIT_RUNTIME;
     tg_scope *s = tg_scope_push();
@@ -341,7 +353,7 @@ static int write_grid(const char *cmd, const char *dir, const picture *pic, tg_t
 
 int fc_cmd_featuremaps(int argc, char **argv)
 {
-    image_src src = { -1, NULL, false, NULL };
+    image_src src = { -1, NULL, false, NULL, false };
     const char *checkpoint = FC_DEFAULT_CHECKPOINT, *out = "featuremaps";
     app_opt extra[] = {
         { "out", OPT_STR, &out, "DIR", "output folder (default featuremaps)", 0, 0, NULL,
@@ -359,7 +371,7 @@ int fc_cmd_featuremaps(int argc, char **argv)
 
     tg_rng rng;
     tg_rng_seed(&rng, 0);
-    tg_sequential *m = load_model("featuremaps", checkpoint, &rng);
+    tg_sequential *m = load_model("featuremaps", checkpoint, src.weights_only, &rng);
     if (!m)
         return EXIT_RUNTIME;
     tg_scope *s = tg_scope_push();

@@ -6,11 +6,13 @@
  * dropout masks) and is saved with the weights, the optimizer and the epoch's
  * order, so a resumed run takes exactly the steps the uninterrupted one would. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fashion_cnn.h"
@@ -366,6 +368,21 @@ static int probe_checkpoint(train_ctx *x, tg_train_progress *pr, run_state *r,
     if (tg_checkpoint_load_into(c->checkpoint, x->probe) != TG_OK ||
         tg_train_state_progress(pr, x->probe) != TG_OK || get_run_attrs(r, x->probe) != TG_OK)
         return app_fail("train", "cannot resume from %s: %s", c->checkpoint, tg_last_error());
+    /* The saved settings go where the flags would: the same bounds. */
+    const char *bad = NULL;
+    if (r->batch_size < 1 || r->batch_size > FC_MAX_BATCH)
+        bad = "batch_size";
+    else if (r->limit < 0 || r->limit > FC_MAX_LIMIT)
+        bad = "limit";
+    else if (r->seen < 0 || r->correct < 0 || r->correct > r->seen)
+        bad = r->seen < 0 ? "epoch_seen" : "epoch_correct";
+    else if (!isfinite(r->loss_sum) || r->loss_sum < 0)
+        bad = "epoch_loss_sum";
+    else if (!isfinite(r->seconds) || r->seconds < 0)
+        bad = "epoch_seconds";
+    if (bad)
+        return app_fail("train", "cannot resume from %s: its \"%s\" is out of range (a damaged "
+                        "or foreign checkpoint)", c->checkpoint, bad);
     if (opts[TRAIN_OPT_BATCH_SIZE].given && c->batch_size != r->batch_size)
         return app_fail("train", "cannot resume: --batch-size %lld differs from the checkpoint's "
                         "%lld (drop the flag to continue with the saved one)",
@@ -406,20 +423,38 @@ static int restore(train_ctx *x, tg_train_progress *pr, run_state *r)
                get_run_attrs(r, sd) != TG_OK) {
         rc = app_fail("train", "cannot resume from %s: %s", path, tg_last_error());
     } else if (pr->batch > 0) {
-        if (pr->batch >= tg_batch_iter_num_batches(x->it) ||
-            tg_batch_iter_resume(x->it, tg_tensor_data(order), pr->batch) != TG_OK)
+        /* The app saves mid-epoch only before the last batch (after it, the epoch
+         * is complete and saved as batch 0 of the next), so batch >= the number
+         * of batches is a damaged file or other data, never an epoch's end. */
+        int64_t nb = tg_batch_iter_num_batches(x->it);
+        if (pr->batch >= nb)
+            rc = app_fail("train", "cannot resume from %s: the saved position, batch %lld of "
+                          "epoch %lld, is not inside an epoch of %lld batches (a damaged "
+                          "checkpoint, or other training data)", path, (long long)pr->batch,
+                          (long long)pr->epoch + 1, (long long)nb);
+        else if (r->seen != pr->batch * r->batch_size)
+            rc = app_fail("train", "cannot resume from %s: its epoch_seen (%lld) is not %lld "
+                          "batches of %lld examples", path, (long long)r->seen,
+                          (long long)pr->batch, (long long)r->batch_size);
+        else if (tg_batch_iter_resume(x->it, tg_tensor_data(order), pr->batch) != TG_OK)
             rc = app_fail("train", "cannot resume from %s: the saved position (batch %lld of "
                           "epoch %lld) does not fit the data: %s", path, (long long)pr->batch,
                           (long long)pr->epoch + 1, tg_last_error());
+    } else if (r->seen != 0) {
+        rc = app_fail("train", "cannot resume from %s: it is saved at an epoch's end but its "
+                      "epoch_seen is %lld, not 0", path, (long long)r->seen);
     }
     tg_scope_pop(s);
     tg_state_dict_free(sd);
     return rc;
 }
 
-/* Fails fast when the checkpoint's folder is not writable: better now than after
- * the first epoch's work. */
-static int check_checkpoint_dir(const char *path)
+/* Fails fast, before the first epoch's work, when the checkpoint could not be
+ * saved: its folder is not writable (a read-only file system, permissions), or
+ * the path names something other than a regular file (a folder, a FIFO). This
+ * is where the run's checkpoint path is settled: the place for the advisory
+ * lock that keeps a second run off the same file (tg_checkpoint_lock). */
+static int check_checkpoint_path(const char *path)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -433,6 +468,10 @@ static int check_checkpoint_dir(const char *path)
     if (access(dir, W_OK | X_OK) != 0)
         return app_fail("train", "cannot save the checkpoint %s: folder %s: %s", path, dir,
                         strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return app_fail("train", "cannot save the checkpoint %s: it is %s, not a file", path,
+                        S_ISDIR(sb.st_mode) ? "a folder" : "not a regular file");
     return 0;
 }
 
@@ -451,24 +490,76 @@ static int open_history(train_ctx *x)
     return 0;
 }
 
-/* One optimizer step on (xb, yb); adds to the running sums. */
-static bool train_step(train_ctx *x, tg_tensor *xb, tg_tensor *yb, run_state *r)
+/* What a failed step was: a non-finite loss or gradient (training diverged: the
+ * run stops without saving) or any other error (the library's message). */
+typedef enum step_result { STEP_OK, STEP_NON_FINITE, STEP_ERROR } step_result;
+
+/* One optimizer step on (xb, yb); adds to the running sums. A non-finite loss
+ * stops before backward, a non-finite gradient is refused by tg_optimizer_step
+ * (which then changes nothing): either way the weights stay those of the last
+ * good step and *why says which value was bad. */
+static step_result train_step(train_ctx *x, tg_tensor *xb, tg_tensor *yb, run_state *r,
+                              char *why, size_t why_size)
 {
     tg_scope *s = tg_scope_push();
-    bool ok = false;
+    step_result res = STEP_ERROR;
     tg_tensor *logits = tg_sequential_forward_logits(x->model, xb);
     tg_tensor *loss = tg_cross_entropy(logits, yb);
+    double lv = loss ? tg_item(loss) : NAN;
     int64_t correct = 0;
-    if (loss && tg_optimizer_zero_grad(x->opt) == TG_OK && tg_backward(loss) == TG_OK &&
-        tg_optimizer_step(x->opt) == TG_OK && tg_accuracy_count(&correct, logits, yb) == TG_OK) {
-        int64_t n = tg_tensor_dim(yb, 0);
-        r->loss_sum += tg_item(loss) * (double)n;
-        r->correct += correct;
-        r->seen += n;
-        ok = true;
+    if (loss && !isfinite(lv)) {
+        snprintf(why, why_size, "the loss is %s", isnan(lv) ? "NaN" : lv > 0 ? "+inf" : "-inf");
+        res = STEP_NON_FINITE;
+    } else if (loss && tg_optimizer_zero_grad(x->opt) == TG_OK && tg_backward(loss) == TG_OK) {
+        tg_status st = tg_optimizer_step(x->opt);
+        if (st == TG_OK && tg_accuracy_count(&correct, logits, yb) == TG_OK) {
+            int64_t n = tg_tensor_dim(yb, 0);
+            r->loss_sum += lv * (double)n;
+            r->correct += correct;
+            r->seen += n;
+            res = STEP_OK;
+        } else if (st == TG_ERR_RANGE) {
+            res = STEP_NON_FINITE; /* a non-finite gradient */
+        }
     }
+    if (res == STEP_ERROR || (res == STEP_NON_FINITE && isfinite(lv)))
+        snprintf(why, why_size, "%s", tg_last_error());
     tg_scope_pop(s);
-    return ok;
+    return res;
+}
+
+/* The first parameter holding a NaN or an infinity (ReLU can hide one from the
+ * loss), or NULL: checked before every save, so that a checkpoint never holds
+ * one. Once per save: cheap next to an epoch. */
+static const char *non_finite_param(tg_sequential *model, double *value)
+{
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(model, &n);
+    for (size_t i = 0; ps && i < n; i++) {
+        const float *d = tg_tensor_data(ps[i]); /* the app's model is f32 */
+        for (int64_t k = 0; d && k < tg_tensor_numel(ps[i]); k++)
+            if (!isfinite(d[k])) {
+                *value = d[k];
+                return tg_tensor_name(ps[i]);
+            }
+    }
+    return NULL;
+}
+
+/* save_state behind the finite check; after a message on failure (the
+ * checkpoint on disk is then untouched). */
+static int checked_save(train_ctx *x, const tg_train_progress *pr, const run_state *r,
+                        const char *what)
+{
+    double v = 0;
+    const char *bad = non_finite_param(x->model, &v);
+    if (bad)
+        return app_fail("train", "stopped at epoch %lld, step %lld: parameter %s holds %g; "
+                        "not saved (%s keeps its previous state)", (long long)pr->epoch +
+                        (pr->batch > 0), (long long)pr->step, bad, v, x->cfg.checkpoint);
+    if (save_state(x->cfg.checkpoint, x->model, x->opt, &x->rng, pr, r, x->it) != TG_OK)
+        return app_fail_tg("train", what);
+    return 0;
 }
 
 static int run(train_ctx *x, const app_opt *opts)
@@ -485,7 +576,7 @@ static int run(train_ctx *x, const app_opt *opts)
                c->checkpoint, (long long)pr.epoch, (long long)c->epochs);
         return 0;
     }
-    if ((rc = check_checkpoint_dir(c->checkpoint)) != 0)
+    if ((rc = check_checkpoint_path(c->checkpoint)) != 0)
         return rc;
     bool validate = strcmp(c->validation, "test") == 0;
     /* The training images stay u8 (47 MB, not 188); the iterator converts each batch. */
@@ -551,11 +642,18 @@ static int run(train_ctx *x, const app_opt *opts)
                           (double)r.correct / (double)r.seen);
         tg_tensor *xb, *yb;
         while (tg_batch_iter_next(x->it, &xb, &yb)) {
-            if (!train_step(x, xb, yb, &r)) {
-                if (p.tty)
-                    printf("\n");
-                return app_fail_tg("train", "training step failed");
-            }
+            char why[1024];
+            step_result res = train_step(x, xb, yb, &r, why, sizeof why);
+            if (res != STEP_OK && p.tty)
+                printf("\n");
+            if (res == STEP_NON_FINITE)
+                return app_fail("train", "stopped at epoch %lld, step %lld (batch %lld of %lld): "
+                                "%s; nothing was saved after the last good step (%s keeps its "
+                                "previous state; a smaller --lr may help)", (long long)epoch + 1,
+                                (long long)pr.step + 1, (long long)tg_batch_iter_position(x->it),
+                                (long long)steps, why, c->checkpoint);
+            if (res != STEP_OK)
+                return app_fail("train", "training step failed: %s", why);
             pr.batch = tg_batch_iter_position(x->it);
             pr.step++;
             progress_step(&p, pr.batch, r.loss_sum / (double)r.seen,
@@ -565,9 +663,9 @@ static int run(train_ctx *x, const app_opt *opts)
                 r.seconds = p.earlier + fc_now() - p.t0;
                 if (p.tty)
                     printf("\n");
-                if (save_state(c->checkpoint, x->model, x->opt, &x->rng, &pr, &r, x->it) !=
-                    TG_OK)
-                    return app_fail_tg("train", "interrupted, and saving the state failed");
+                if ((rc = checked_save(x, &pr, &r, "interrupted, and saving the state "
+                                       "failed")) != 0)
+                    return rc;
                 printf("Interrupted: saved the training state (epoch %lld, batch %lld of %lld) "
                        "to %s.\n", (long long)epoch + 1, (long long)pr.batch, (long long)steps,
                        c->checkpoint);
@@ -587,10 +685,10 @@ static int run(train_ctx *x, const app_opt *opts)
         pr.epoch = epoch + 1;
         pr.batch = 0;
         r.loss_sum = 0, r.correct = 0, r.seen = 0, r.seconds = 0;
-        if (save_state(c->checkpoint, x->model, x->opt, &x->rng, &pr, &r, x->it) != TG_OK) {
+        if ((rc = checked_save(x, &pr, &r, "cannot save the checkpoint")) != 0) {
             if (p.tty)
                 printf("\n");
-            return app_fail_tg("train", "cannot save the checkpoint");
+            return rc;
         }
         progress_end(&p, epoch + 1, c->epochs, train_s, epoch_s, loss, acc, validate, val_loss,
                      val_acc);
@@ -630,9 +728,10 @@ int fc_cmd_train(int argc, char **argv)
         [TRAIN_OPT_EPOCHS] = { "epochs", OPT_INT, &c->epochs, "N",
                                "epochs to train in total (default 10)", 1, 100000, NULL, false },
         [TRAIN_OPT_BATCH_SIZE] = { "batch-size", OPT_INT, &c->batch_size, "N",
-                                   "examples per step (default 32)", 1, 60000, NULL, false },
+                                   "examples per step (default 32)", 1, FC_MAX_BATCH, NULL,
+                                   false },
         [TRAIN_OPT_LR] = { "lr", OPT_DOUBLE, &c->lr, "RATE",
-                           "Adam's learning rate (default 0.001)", 0, 10, NULL, false },
+                           "Adam's learning rate (default 0.001)", 0, DBL_MAX, NULL, false },
         [TRAIN_OPT_SEED] = { "seed", OPT_U64, &c->seed, "N",
                              "seed of weights, shuffles, dropout (default 42)", 0, 0, NULL, false },
         [TRAIN_OPT_THREADS] = { "threads", OPT_INT, &c->threads, "N",
@@ -642,8 +741,8 @@ int fc_cmd_train(int argc, char **argv)
                              "Fashion-MNIST folder (default $" TG_FASHION_MNIST_ENV " or "
                              TG_FASHION_MNIST_DEFAULT_DIR ")", 0, 0, NULL, false },
         [TRAIN_OPT_LIMIT] = { "limit", OPT_INT, &c->limit, "N",
-                              "train on the first N examples only (default all)", 1, 1e12, NULL,
-                              false },
+                              "train on the first N examples only (default all)", 1,
+                              FC_MAX_LIMIT, NULL, false },
         [TRAIN_OPT_CHECKPOINT] = { "checkpoint", OPT_STR, &c->checkpoint, "FILE",
                                    "training state, saved every epoch (default "
                                    FC_DEFAULT_CHECKPOINT ")", 0, 0, NULL, false },

@@ -175,7 +175,7 @@ int fc_cmd_transfer(int argc, char **argv)
     tg_sequential *donor = fc_model_new(FC_CLASSES, &donor_rng);
     if (!donor)
         return app_fail_tg("transfer", "cannot build the model");
-    if (fc_load_weights(donor, checkpoint) != TG_OK) {
+    if (fc_load_weights(donor, checkpoint, false) != TG_OK) {
         rc = app_fail("transfer", "cannot load the weights: %s", tg_last_error());
         tg_sequential_free(donor);
         return rc;

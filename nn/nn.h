@@ -254,16 +254,34 @@ char *tg_sequential_architecture(tg_sequential *model);
  * NULL or "" ("model/" is what checkpoints use). */
 tg_status tg_sequential_state_dict(tg_sequential *model, tg_state_dict *sd, const char *prefix);
 /* Copies the values of the entries "<prefix><layer>/<param or buffer>" into the
- * model. Every name, shape and dtype is checked first, and any entry under
- * prefix that is neither is an error too; on a mismatch the error lists the
- * problems (the first eight: missing entry 'conv2d/kernel'; 'conv2d/kernel' has
- * shape [16, 1, 3, 3] in the state dict, expected [32, 1, 3, 3]; unexpected
- * entry 'dense_9/bias'), the status is TG_ERR_FORMAT and nothing changes. An
- * empty prefix claims every entry of the dict. Attributes are ignored. */
+ * model. When sd holds the string attribute "<prefix>architecture" (every dict
+ * tg_sequential_state_dict made, every checkpoint saved from one) it must be
+ * this model's (tg_sequential_check_architecture): the same parameter shapes
+ * with another activation are refused. Then every name, shape and dtype is
+ * checked, and any entry under prefix that is neither is an error too; on a
+ * mismatch the error lists the problems (the first eight: missing entry
+ * 'conv2d/kernel'; 'conv2d/kernel' has shape [16, 1, 3, 3] in the state dict,
+ * expected [32, 1, 3, 3]; unexpected entry 'dense_9/bias'), the status is
+ * TG_ERR_FORMAT and nothing changes. An empty prefix claims every entry of the
+ * dict. Other attributes are ignored. */
 tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                          const char *prefix); /* the check alone */
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                         const char *prefix);
+/* The same load by name, shape and dtype only, whatever architecture the dict
+ * says it came from: the explicit way to put weights into a model that differs
+ * (another activation, a renamed model, a layer frozen or not). */
+tg_status tg_sequential_load_weights(tg_sequential *model, const tg_state_dict *sd,
+                                     const char *prefix);
+/* TG_OK when sd's string attribute "<prefix>architecture" is this model's
+ * description (tg_sequential_architecture); otherwise TG_ERR_FORMAT naming the
+ * first difference: the layer (index, name, class) and the item, saved and
+ * current ("layer 4 \"dense\" (Dense) differs: saved \"activation\": \"relu\",
+ * this model \"activation\": \"tanh\""), or the layer counts, or the model's
+ * own fields (input shape, dtype, name). A dict without the attribute is an
+ * error here (its architecture is unknown). */
+tg_status tg_sequential_check_architecture(tg_sequential *model, const tg_state_dict *sd,
+                                           const char *prefix);
 
 /* ================================================================ metrics */
 
@@ -277,6 +295,13 @@ tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_
 /* ================================================================ optimizers */
 
 typedef struct tg_optimizer tg_optimizer;
+
+/* The largest value a counter read back from a state dict may hold: the
+ * optimizer's step, and the epoch, batch and step of a training state. 2^53 is
+ * the range a double holds exactly (Adam's bias correction takes the step as a
+ * double), beyond any real run and far enough from INT64_MAX that counting on
+ * never overflows. A larger or negative value is an error on import. */
+#define TG_TRAIN_COUNTER_MAX ((int64_t)1 << 53)
 
 /* SGD. With momentum mu (velocity buffers only when mu != 0):
  *   g' = g + weight_decay * p                 (coupled L2, as PyTorch's SGD)
@@ -332,7 +357,13 @@ void tg_optimizer_free(tg_optimizer *opt);
 
 /* One update of every parameter that requires grad and has a gradient, in place
  * (no recording, no allocation; bumps each updated tensor's version). Counts one
- * step even when every parameter was skipped. */
+ * step even when every parameter was skipped. All or nothing: every gradient is
+ * checked first (shape, dtype, and that each element is finite, in one
+ * vectorised read), so a NaN or an infinity in any gradient returns
+ * TG_ERR_RANGE ("the gradient of dense/kernel is not finite (nan at flat index
+ * 12 of [128, 10]); no parameter was changed") with no parameter, slot or step
+ * count changed -- the check Keras's TerminateOnNaN makes on the loss, here on
+ * what would reach the weights. TG_ERR_STATE after TG_TRAIN_COUNTER_MAX steps. */
 tg_status tg_optimizer_step(tg_optimizer *opt);
 /* Zeroes the gradients of all its parameters (keeping their buffers). */
 tg_status tg_optimizer_zero_grad(tg_optimizer *opt);
@@ -349,7 +380,8 @@ tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
  *   entries "<prefix><param name>/<slot>" (retained references to the live
  *   buffers): slots "m", "v" (adam), "velocity" (sgd with momentum), "rms",
  *   "momentum" (rmsprop; the latter only with momentum).
- * Import checks the type, every attribute, every slot's name, shape and dtype and
+ * Import checks the type, every attribute (the step in [0, TG_TRAIN_COUNTER_MAX],
+ * the hyper-parameters in their domains), every slot's name, shape and dtype and
  * that no unexpected entry sits under prefix, listing the problems and changing
  * nothing on a mismatch (TG_ERR_FORMAT); then restores the step, the
  * hyper-parameters and the slots, so the next step is exactly the one the
@@ -398,7 +430,9 @@ tg_status tg_train_state_export(tg_state_dict *sd, tg_sequential *model, const t
  * attributes into with tg_checkpoint_load_into, cheaply and before anything is
  * loaded into live objects. */
 tg_status tg_train_state_template(tg_state_dict *sd);
-/* Reads the counters from sd; TG_ERR_FORMAT when one is missing or negative. */
+/* Reads the counters from sd; TG_ERR_FORMAT when one is missing, negative or
+ * above TG_TRAIN_COUNTER_MAX, or when batch > step (each batch of the epoch in
+ * progress was a step). */
 tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *sd);
 /* Checks that sd (a full state or a filled template) was written for this
  * model's architecture (the same JSON description: layers, their configs,

@@ -470,8 +470,9 @@ char *tg_sequential_architecture(tg_sequential *model)
     return b.s;
 }
 
-/* ---------------------------------------------------------------- state dict */
+/* ---------------------------------------------------------------- architecture check */
 
+/* "<prefix><name>" into buf; errors name the context. */
 static tg_status join(char *buf, size_t n, const char *prefix,
                       const char *name)
 {
@@ -480,6 +481,167 @@ static tg_status join(char *buf, size_t n, const char *prefix,
                              name);
     return TG_OK;
 }
+
+
+/* End of the JSON item that starts at s (a "key": value pair or an object):
+ * the first ',' or closing '}'/']' outside brackets and strings. */
+static size_t item_end(const char *s)
+{
+    size_t i = 0;
+    int depth = 0;
+    bool in_str = false;
+    for (; s[i]; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\' && s[i + 1])
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                break;
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Where the innermost "key": value pair holding position at begins, scanning
+ * s from `from` (the start of an object); both strings agree before at. */
+static size_t item_start(const char *s, size_t from, size_t at)
+{
+    enum { MAX_DEPTH = 32 };
+    char open[MAX_DEPTH];
+    size_t start[MAX_DEPTH];
+    int depth = 0;
+    bool in_str = false;
+    size_t best = from;
+    for (size_t i = from; i < at && s[i]; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\' && s[i + 1])
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if ((c == '{' || c == '[') && depth < MAX_DEPTH) {
+            open[depth] = c;
+            start[depth++] = i + 1;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        } else if (c == ',' && depth > 0) {
+            start[depth - 1] = s[i + 1] == ' ' ? i + 2 : i + 1;
+        }
+    }
+    for (int d = depth - 1; d >= 0; d--)
+        if (open[d] == '{') {
+            best = start[d];
+            break;
+        }
+    return best;
+}
+
+/* saved differs from mine (this model's description) first at character at:
+ * names the layer (or the model's own fields) and the differing item. Errors
+ * name the context. */
+static tg_status arch_difference(const tg_sequential *m, const char *saved, const char *mine,
+                                 size_t at)
+{
+    const char *lp = strstr(mine, "\"layers\": [");
+    size_t pos = lp ? (size_t)(lp - mine) + strlen("\"layers\": [") : 0;
+    int k = -1; /* the layer of mine in which `at` falls */
+    size_t start = 0;
+    if (lp && at >= pos) {
+        for (int i = 0; i < m->n_layers; i++) {
+            tg_strbuf b = TG_STRBUF_INIT;
+            tg_layer_describe(m->layers[i], &b);
+            size_t len = b.failed ? 0 : b.len;
+            tg_strbuf_free(&b);
+            size_t sep = i ? 2 : 0; /* ", " */
+            if (at < pos + sep + len) {
+                k = i, start = pos + sep;
+                break;
+            }
+            pos += sep + len;
+        }
+        if (k < 0) /* past this model's last layer: the saved one goes on */
+            return tg_error_here(TG_ERR_FORMAT, "the state dict is of another architecture: "
+                                 "it has more than this model's %d layers (the weights alone "
+                                 "load with tg_sequential_load_weights)", m->n_layers);
+        if (saved[at] == ']' && at <= start)
+            return tg_error_here(TG_ERR_FORMAT, "the state dict is of another architecture: "
+                                 "it has %d layers, this model %d (from layer %d \"%s\", %s; "
+                                 "the weights alone load with tg_sequential_load_weights)", k,
+                                 m->n_layers, k, m->layers[k]->name,
+                                 m->layers[k]->vt->class_name);
+    }
+    size_t b = item_start(mine, k >= 0 ? start : 0, at);
+    int ns = (int)item_end(saved + b), nm = (int)item_end(mine + b);
+    if (k < 0)
+        return tg_error_here(TG_ERR_FORMAT, "the state dict is of another architecture: the "
+                             "model differs (saved %.*s, this model %.*s; the weights alone "
+                             "load with tg_sequential_load_weights)", ns > 200 ? 200 : ns,
+                             saved + b, nm > 200 ? 200 : nm, mine + b);
+    return tg_error_here(TG_ERR_FORMAT, "the state dict is of another architecture: layer %d "
+                         "\"%s\" (%s) differs: saved %.*s, this model %.*s (the weights alone "
+                         "load with tg_sequential_load_weights)", k, m->layers[k]->name,
+                         m->layers[k]->vt->class_name, ns > 200 ? 200 : ns, saved + b,
+                         nm > 200 ? 200 : nm, mine + b);
+}
+
+/* The check of "<prefix>architecture" against the model; present says whether
+ * sd has it at all (when it does not, TG_OK). Errors name the context. */
+static tg_status check_arch(tg_sequential *m, const tg_state_dict *sd, const char *prefix,
+                            bool *present)
+{
+    char key[1024];
+    tg_status st = join(key, sizeof key, prefix, "architecture");
+    if (st != TG_OK)
+        return st;
+    const char *saved = NULL;
+    *present = tg_state_dict_get_str(&saved, sd, key) == TG_OK;
+    tg_clear_error();
+    if (!*present)
+        return TG_OK;
+    char *mine = tg_sequential_architecture(m);
+    if (!mine)
+        return tg_last_status();
+    size_t at = 0;
+    while (saved[at] && saved[at] == mine[at])
+        at++;
+    st = saved[at] == mine[at] ? TG_OK : arch_difference(m, saved, mine, at);
+    free(mine);
+    return st;
+}
+
+tg_status tg_sequential_check_architecture(tg_sequential *model, const tg_state_dict *sd,
+                                           const char *prefix)
+{
+    static const char *fn = "tg_sequential_check_architecture";
+    if (!model || !sd)
+        return tg_null_arg(fn, model ? "sd" : "model");
+    const char *prev = tg_error_enter(fn);
+    bool present;
+    tg_status st = check_arch(model, sd, prefix, &present);
+    if (st == TG_OK && !present) {
+        char key[1024];
+        snprintf(key, sizeof key, "%sarchitecture", prefix ? prefix : "");
+        st = tg_error_here(TG_ERR_FORMAT, "no string attribute \"%s\": the architecture the "
+                           "weights were saved from is unknown (tg_sequential_load_weights "
+                           "loads them by name only)", key);
+    }
+    tg_error_leave(prev);
+    return st;
+}
+
+/* ---------------------------------------------------------------- state dict */
 
 /* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by layer. */
 static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix)
@@ -555,16 +717,25 @@ static tg_status check_load(tg_state_dict **targets, tg_sequential *model,
     return st;
 }
 
-/* The check of a state dict against the model, then (apply) the copy: what the
- * public check and load share; fn names the caller in the errors. */
+/* The check of a state dict against the model (the architecture too unless
+ * weights_only), then (apply) the copy: what the public check and loads share;
+ * fn names the caller in the errors. */
 static tg_status check_then_load(tg_sequential *model, const tg_state_dict *sd,
-                                 const char *prefix, bool apply, const char *fn)
+                                 const char *prefix, bool apply, bool weights_only,
+                                 const char *fn)
 {
     if (!model || !sd)
         return tg_null_arg(fn, model ? "sd" : "model");
-    tg_state_dict *t;
+    tg_state_dict *t = NULL;
     const char *prev = tg_error_enter(fn);
+    bool present;
+    /* Names, shapes and dtypes first (their list says most when they differ),
+     * then the architecture: what is left when the parameters fit. */
     tg_status st = check_load(&t, model, sd, prefix);
+    if (st == TG_OK && !weights_only && (st = check_arch(model, sd, prefix, &present)) != TG_OK) {
+        tg_state_dict_free(t);
+        t = NULL;
+    }
     tg_error_leave(prev);
     if (st == TG_OK && apply)
         st = tg_sd_apply(t, sd, prefix);
@@ -575,11 +746,17 @@ static tg_status check_then_load(tg_sequential *model, const tg_state_dict *sd,
 tg_status tg_sequential_check_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                          const char *prefix)
 {
-    return check_then_load(model, sd, prefix, false, "tg_sequential_check_state_dict");
+    return check_then_load(model, sd, prefix, false, false, "tg_sequential_check_state_dict");
 }
 
 tg_status tg_sequential_load_state_dict(tg_sequential *model, const tg_state_dict *sd,
                                         const char *prefix)
 {
-    return check_then_load(model, sd, prefix, true, "tg_sequential_load_state_dict");
+    return check_then_load(model, sd, prefix, true, false, "tg_sequential_load_state_dict");
+}
+
+tg_status tg_sequential_load_weights(tg_sequential *model, const tg_state_dict *sd,
+                                     const char *prefix)
+{
+    return check_then_load(model, sd, prefix, true, true, "tg_sequential_load_weights");
 }

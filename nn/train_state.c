@@ -84,26 +84,22 @@ tg_status tg_train_state_progress(tg_train_progress *out, const tg_state_dict *s
         if (tg_state_dict_get_i64(&v[i], sd, counter_names[i]) != TG_OK)
             return tg_error(TG_ERR_FORMAT, "%s: not a training state: no i64 attribute \"%s\"",
                             fn, counter_names[i]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         if (v[i] < 0)
             return tg_error(TG_ERR_FORMAT, "%s: attribute \"%s\" is negative (%" PRId64 ")", fn,
                             counter_names[i], v[i]);
+        if (v[i] > TG_TRAIN_COUNTER_MAX)
+            return tg_error(TG_ERR_FORMAT, "%s: attribute \"%s\" is %" PRId64 ", above the "
+                            "largest counter (2^53)", fn, counter_names[i], v[i]);
+    }
+    if (v[1] > v[2])
+        return tg_error(TG_ERR_FORMAT, "%s: attribute \"batch\" (%" PRId64 ") is greater "
+                        "than \"step\" (%" PRId64 "): every batch is a step", fn, v[1], v[2]);
     out->epoch = v[0];
     out->batch = v[1];
     out->step = v[2];
     memcpy(&out->seed, &v[3], sizeof out->seed);
     return TG_OK;
-}
-
-/* Shows where two long strings first differ, with some context on each side. */
-static void first_difference(char *buf, size_t n, const char *a, const char *b)
-{
-    size_t i = 0;
-    while (a[i] && a[i] == b[i])
-        i++;
-    size_t from = i > 30 ? i - 30 : 0;
-    snprintf(buf, n, "at character %zu: checkpoint \"%s%.60s\", model \"%s%.60s\"", i,
-             from ? "..." : "", a + from, from ? "..." : "", b + from);
 }
 
 tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
@@ -124,10 +120,22 @@ tg_status tg_train_state_check(const tg_state_dict *sd, tg_sequential *model,
         return tg_last_status();
     tg_status st = TG_OK;
     if (strcmp(arch, mine) != 0) {
-        char diff[256];
-        first_difference(diff, sizeof diff, arch, mine);
+        /* The layer-level difference, as weight loads name it. */
+        char diff[1024] = "";
+        if (tg_sequential_check_architecture(model, sd, MODEL_PREFIX) != TG_OK) {
+            const char *m = strstr(tg_last_error(), "another architecture: ");
+            snprintf(diff, sizeof diff, "%s", m ? m + strlen("another architecture: ") : "");
+            /* the hint to load weights alone is not for a resume */
+            char *h = strstr(diff, " (the weights alone");
+            if (h) {
+                *h = '\0';
+            } else if ((h = strstr(diff, "; the weights alone")) != NULL) {
+                h[0] = ')';
+                h[1] = '\0';
+            }
+        }
         st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a different model "
-                      "architecture (first difference %s)", fn, diff);
+                      "architecture: %s", fn, diff);
     } else if (strcmp(type, tg_optimizer_type(opt)) != 0) {
         st = tg_error(TG_ERR_FORMAT, "%s: the training state is of a \"%s\" optimizer, this "
                       "one is \"%s\"", fn, type, tg_optimizer_type(opt));

@@ -187,6 +187,27 @@ expect 1 'expected a 28x28 image (width x height), got 32x30' predict --checkpoi
 expect 1 "$tmp/none.png" predict --checkpoint "$ck" --image "$tmp/none.png"
 expect 1 "$tmp/junk.h5" predict --checkpoint "$ck" --image "$tmp/junk.h5"
 
+# ---------------------------------------------------------------- runs that must stop
+# A test set of zero images: a clear error, never "loss: nan" and exit 0.
+mkdir -p "$tmp/empty"
+for f in "$data"/train-*; do ln -s "$f" "$tmp/empty/"; done
+printf '\000\000\010\003\000\000\000\000\000\000\000\034\000\000\000\034' >"$tmp/empty/t10k-images-idx3-ubyte"
+printf '\000\000\010\001\000\000\000\000' >"$tmp/empty/t10k-labels-idx1-ubyte"
+expect 1 "the test set in $tmp/empty holds no images" evaluate --checkpoint "$ck" --data "$tmp/empty"
+grep -qi 'nan' "$tmp/out" && die "evaluate on zero images printed a NaN"
+expect 1 'holds no images' train --epochs 1 --limit 64 --data "$tmp/empty" --checkpoint "$tmp/e.h5"
+[ -e "$tmp/e.h5" ] && die "train with an empty validation set wrote a checkpoint"
+# A learning rate that makes the loss overflow: the run stops at the first
+# non-finite value, exit 1, and the last good checkpoint stays byte for byte.
+cp "$ck" "$tmp/good.h5"
+expect 1 'train: stopped at epoch 2, step ' train --resume --epochs 2 --lr 1e20 --data "$data" \
+  --checkpoint "$ck" --validation none
+grep -Eq 'the loss is (NaN|[+-]inf)|gradient of .* is not finite' "$tmp/err" ||
+  die "diverged run: the message does not say which value: $(cat "$tmp/err")"
+grep -q "$ck keeps its previous state" "$tmp/err" || die "diverged run: no word on the checkpoint"
+cmp -s "$ck" "$tmp/good.h5" || die "a diverged run changed the last good checkpoint"
+for f in "$tmp"/*.tmp-*; do [ -e "$f" ] && die "diverged run: a temporary file was left: $f"; done
+
 # ---------------------------------------------------------------- featuremaps
 expect 0 'conv_maps.png' featuremaps --checkpoint "$ck" --index 3 --data "$data" --out "$tmp/fm"
 for f in input:114x114 conv_maps:425x213 pooled_maps:425x213 filters:393x197; do

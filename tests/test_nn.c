@@ -518,6 +518,82 @@ START_TEST(test_architecture)
 }
 END_TEST
 
+/* small_cnn with the conv's activation and an optional trailing Flatten (no
+ * parameters: the shapes stay those of small_cnn). */
+static tg_sequential *small_cnn_variant(tg_activation conv_act, bool extra_flatten)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(4, 3, 3, conv_act, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_max_pool2d(2, 2, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
+    if (extra_flatten)
+        TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_build(m));
+    return m;
+}
+
+/* The same parameter shapes are not the same model: a load into another
+ * architecture is refused naming the first difference and changes nothing;
+ * tg_sequential_load_weights loads by name anyway; a dict without the
+ * attribute loads by name as before. */
+START_TEST(test_architecture_check)
+{
+    tg_sequential *relu = small_cnn_variant(TG_ACT_RELU, false);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(relu, sd, "model/"));
+    TG_OK_(tg_sequential_check_architecture(relu, sd, "model/"));
+
+    tg_sequential *tanh_m = small_cnn_variant(TG_ACT_TANH, false);
+    size_t n = 0;
+    tg_tensor *const *pt = tg_sequential_params(tanh_m, &n);
+    tg_tensor *k0 = tg_tensor_copy(pt[0]);
+    ck_assert_int_eq(tg_sequential_load_state_dict(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    ck_assert_str_eq(tg_last_error(), "tg_sequential_load_state_dict: the state dict is of "
+                     "another architecture: layer 0 \"conv2d\" (Conv2D) differs: saved "
+                     "\"activation\": \"relu\", this model \"activation\": \"tanh\" (the "
+                     "weights alone load with tg_sequential_load_weights)");
+    ASSERT_TENSOR_EQ(pt[0], k0);
+    ck_assert_int_eq(tg_sequential_check_state_dict(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    ck_assert_int_eq(tg_sequential_check_architecture(tanh_m, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("tg_sequential_check_architecture: the state dict is of another");
+
+    /* Weights only, by name: loads, and the weights are relu's. */
+    TG_OK_(tg_sequential_load_weights(tanh_m, sd, "model/"));
+    tg_tensor *const *pr = tg_sequential_params(relu, &n);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_TENSOR_EQ(pt[i], pr[i]);
+
+    /* One layer more (no parameters): the layer counts are named. */
+    tg_sequential *longer = small_cnn_variant(TG_ACT_RELU, true);
+    ck_assert_int_eq(tg_sequential_load_state_dict(longer, sd, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("it has 4 layers, this model 5 (from layer 4 \"flatten_1\", Flatten");
+    tg_state_dict *sd5 = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(longer, sd5, "model/"));
+    ck_assert_int_eq(tg_sequential_load_state_dict(relu, sd5, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("it has more than this model's 4 layers");
+
+    /* Without the attribute the architecture is unknown: the load goes by name
+     * (as before), the explicit check refuses. */
+    tg_state_dict *bare = tg_state_dict_new();
+    for (size_t i = 0; i < tg_state_dict_size(sd); i++)
+        TG_OK_(tg_state_dict_set(bare, tg_state_dict_name_at(sd, i),
+                                 tg_state_dict_tensor_at(sd, i)));
+    TG_OK_(tg_sequential_load_state_dict(tanh_m, bare, "model/"));
+    ck_assert_int_eq(tg_sequential_check_architecture(tanh_m, bare, "model/"), TG_ERR_FORMAT);
+    TG_ASSERT_ERROR_HAS("no string attribute \"model/architecture\"");
+
+    tg_release(k0);
+    tg_state_dict_free(bare);
+    tg_state_dict_free(sd5);
+    tg_state_dict_free(sd);
+    tg_sequential_free(longer);
+    tg_sequential_free(tanh_m);
+    tg_sequential_free(relu);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- forward */
 
 START_TEST(test_forward_probs_and_logits)
@@ -835,6 +911,146 @@ START_TEST(test_optimizer_skips_and_no_alloc)
     tg_release(a);
     tg_release(b);
     tg_release(c);
+}
+END_TEST
+
+/* A step with a non-finite gradient anywhere is refused before anything moves:
+ * for each optimizer, a finite gradient on a and a NaN (then an inf) in b's
+ * leave a, b, every slot and the step count as they were; the message names
+ * the parameter, the value and where it is. */
+START_TEST(test_optimizer_refuses_non_finite)
+{
+    for (int kind = 0; kind < 3; kind++) {
+        tg_tensor *a = param_f64("a", 3, (const double[]){ 1, 2, 3 });
+        tg_tensor *b = tg_tensor_to_dtype(a, TG_F32);
+        TG_OK_(tg_tensor_set_name(b, "b"));
+        TG_OK_(tg_set_requires_grad(b, true));
+        tg_tensor *ps[2] = { a, b };
+        tg_sgd_opts so = TG_SGD_OPTS_INIT;
+        so.momentum = 0.9;
+        tg_rmsprop_opts ro = TG_RMSPROP_OPTS_INIT;
+        ro.momentum = 0.5;
+        tg_optimizer *opt = kind == 0 ? tg_optimizer_new_sgd(ps, 2, &so)
+                          : kind == 1 ? tg_optimizer_new_adam(ps, 2, NULL)
+                                      : tg_optimizer_new_rmsprop(ps, 2, &ro);
+        TG_CHECK(opt);
+        /* One good step first, so that the slots hold non-zero state to keep. */
+        set_grad(a, (const double[]){ 0.5, -1, 2 });
+        set_grad(b, (const double[]){ 1, 1, 1 });
+        TG_OK_(tg_optimizer_step(opt));
+        tg_state_dict *before = tg_state_dict_new();
+        TG_OK_(tg_optimizer_state_dict(opt, before, NULL));
+        tg_tensor *a0 = tg_tensor_copy(a), *b0 = tg_tensor_copy(b);
+        const char *slot_name = kind == 0 ? "a/velocity" : kind == 1 ? "a/m" : "a/rms";
+        const tg_tensor *slot = tg_state_dict_get(before, slot_name); /* the live slot */
+        tg_tensor *slot0 = tg_tensor_copy(slot);
+        TG_CHECK(slot0);
+        ck_assert(at(slot0, 0) != 0);
+        const double bad[2] = { NAN, INFINITY };
+        for (int w = 0; w < 2; w++) {
+            set_grad(b, (const double[]){ 1, 1, bad[w] });
+            ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+            TG_ASSERT_ERROR_HAS("tg_optimizer_step: the gradient of b is not finite");
+            TG_ASSERT_ERROR_HAS(w == 0 ? "(nan at flat index 2 of [3])"
+                                       : "(inf at flat index 2 of [3])");
+            TG_ASSERT_ERROR_HAS("no parameter was changed");
+            ck_assert_int_eq(tg_optimizer_steps(opt), 1);
+            ASSERT_TENSOR_EQ(a, a0);
+            ASSERT_TENSOR_EQ(b, b0);
+            ASSERT_TENSOR_EQ(slot, slot0);
+        }
+        /* The f64 parameter's gradient is checked too. */
+        set_grad(b, (const double[]){ 1, 1, 1 });
+        set_grad(a, (const double[]){ 1, -INFINITY, 1 });
+        ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+        TG_ASSERT_ERROR_HAS("the gradient of a is not finite (-inf at flat index 1 of [3])");
+        ASSERT_TENSOR_EQ(b, b0);
+        /* Once the gradients are finite again the step goes through. */
+        set_grad(a, (const double[]){ 0.5, -1, 2 });
+        TG_OK_(tg_optimizer_step(opt));
+        ck_assert_int_eq(tg_optimizer_steps(opt), 2);
+        ck_assert(at(a, 0) != at(a0, 0));
+        tg_state_dict_free(before);
+        tg_release(slot0);
+        tg_release(a0);
+        tg_release(b0);
+        tg_optimizer_free(opt);
+        tg_release(a);
+        tg_release(b);
+    }
+}
+END_TEST
+
+/* The step read back from a state dict is bounded: INT64_MAX (whose next step
+ * overflowed, which UBSan reports) and -1 are refused, 2^53 loads. */
+START_TEST(test_optimizer_step_bounds)
+{
+    tg_tensor *a = param_f64("a", 3, (const double[]){ 1, 2, 3 });
+    tg_optimizer *opt = tg_optimizer_new_adam(&a, 1, NULL);
+    TG_CHECK(opt);
+    const int64_t bad[2] = { INT64_MAX, -1 };
+    for (int k = 0; k < 2; k++) {
+        tg_state_dict *sd = tg_state_dict_new();
+        TG_OK_(tg_optimizer_state_dict(opt, sd, NULL));
+        TG_OK_(tg_state_dict_set_i64(sd, "step", bad[k]));
+        tg_status st = tg_optimizer_load_state_dict(opt, sd, NULL);
+        set_grad(a, (const double[]){ 1, 1, 1 });
+        tg_status st2 = tg_optimizer_step(opt); /* overflowed after the old load */
+        ck_assert_int_eq(st, TG_ERR_FORMAT);
+        TG_ASSERT_ERROR_HAS("is out of range (0 to 2^53)");
+        TG_OK_(st2);
+        ck_assert_int_eq(tg_optimizer_steps(opt), k + 1);
+        tg_state_dict_free(sd);
+    }
+    /* The bound itself loads; the step after it is refused, not wrapped. */
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(opt, sd, NULL));
+    TG_OK_(tg_state_dict_set_i64(sd, "step", TG_TRAIN_COUNTER_MAX));
+    TG_OK_(tg_optimizer_load_state_dict(opt, sd, NULL));
+    ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_STATE);
+    ck_assert(tg_optimizer_steps(opt) == TG_TRAIN_COUNTER_MAX);
+    tg_state_dict_free(sd);
+    tg_optimizer_free(opt);
+    tg_release(a);
+}
+END_TEST
+
+/* The training-loop view: a NaN written into the output layer's bias through
+ * the API makes the loss NaN (in a conv kernel ReLU could hide it), backward
+ * makes the gradients NaN, and the step is refused with every parameter (the
+ * poisoned one included) unchanged. */
+START_TEST(test_nan_weight_stops_step)
+{
+    tg_sequential *m = small_cnn();
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    TG_CHECK(ps);
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, NULL);
+    TG_CHECK(opt);
+    ck_assert_str_eq(tg_tensor_name(ps[n - 1]), "dense/bias");
+    TG_OK_(tg_set(ps[n - 1], (const int64_t[]){ 1 }, NAN));
+    tg_tensor *copies[8];
+    ck_assert(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        copies[i] = tg_tensor_copy(ps[i]);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(2, 1, 6, 6), 0, 1, NULL);
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(2), (const int64_t[]){ 0, 2 });
+    tg_tensor *loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), y);
+    TG_CHECK(loss);
+    ck_assert(isnan(tg_item(loss)));
+    TG_OK_(tg_backward(loss));
+    ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
+    TG_ASSERT_ERROR_HAS("is not finite");
+    tg_scope_pop(s);
+    ck_assert_int_eq(tg_optimizer_steps(opt), 0);
+    for (size_t i = 0; i < n; i++) {
+        const float *p = tg_tensor_data(ps[i]), *q = tg_tensor_data(copies[i]);
+        ck_assert(memcmp(p, q, sizeof(float) * (size_t)tg_tensor_numel(ps[i])) == 0);
+        tg_release(copies[i]);
+    }
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
 }
 END_TEST
 
@@ -1661,6 +1877,7 @@ Suite *tg_suite(void)
         { "shape_errors", test_shape_errors },
         { "params", test_param_names_and_init },
         { "architecture", test_architecture },
+        { "architecture_check", test_architecture_check },
         { "forward", test_forward_probs_and_logits },
         { "dropout", test_dropout_modes },
         { "frozen", test_frozen_layer },
@@ -1668,6 +1885,9 @@ Suite *tg_suite(void)
         { "sgd", test_sgd_matches_formula },
         { "rmsprop", test_rmsprop_matches_formula },
         { "optimizer_misc", test_optimizer_skips_and_no_alloc },
+        { "optimizer_non_finite", test_optimizer_refuses_non_finite },
+        { "nan_weight", test_nan_weight_stops_step },
+        { "optimizer_step_bounds", test_optimizer_step_bounds },
         { "steady_state", test_tutorial_steady_state },
         { "optimizer_state", test_optimizer_state_roundtrip },
         { "optimizer_mismatch", test_optimizer_state_mismatch },

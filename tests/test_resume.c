@@ -588,7 +588,8 @@ END_TEST
 
 /* Damaged states, each rejected before anything changes. */
 enum { BAD_NO_RNG, BAD_RNG_DTYPE, BAD_RNG_ZERO, BAD_EPOCH, BAD_EXTRA_PARAM, BAD_NO_PARAM,
-       BAD_PARAM_SHAPE, BAD_NO_MOMENT, BAD_COUNT };
+       BAD_PARAM_SHAPE, BAD_NO_MOMENT, BAD_EPOCH_MAX, BAD_STEP_MAX, BAD_BATCH_PAST_STEP,
+       BAD_OPT_STEP_MAX, BAD_COUNT };
 
 START_TEST(damaged_state_changes_nothing)
 {
@@ -634,8 +635,15 @@ START_TEST(damaged_state_changes_nothing)
         switch (tg_state_dict_attr_type_at(live, i)) {
         case TG_ATTR_I64:
             TG_OK_(tg_state_dict_get_i64(&v, live, name));
-            TG_OK_(tg_state_dict_set_i64(sd, name, _i == BAD_EPOCH && !strcmp(name, "epoch")
-                                                       ? -1 : v));
+            if (_i == BAD_EPOCH && !strcmp(name, "epoch"))
+                v = -1;
+            else if ((_i == BAD_EPOCH_MAX && !strcmp(name, "epoch")) ||
+                     (_i == BAD_STEP_MAX && !strcmp(name, "step")) ||
+                     (_i == BAD_OPT_STEP_MAX && !strcmp(name, "optimizer/step")))
+                v = INT64_MAX;
+            else if (_i == BAD_BATCH_PAST_STEP && !strcmp(name, "batch"))
+                v = 2; /* the state says step 1 */
+            TG_OK_(tg_state_dict_set_i64(sd, name, v));
             break;
         case TG_ATTR_F64:
             TG_OK_(tg_state_dict_get_f64(&d, live, name));
@@ -657,9 +665,21 @@ START_TEST(damaged_state_changes_nothing)
     static const char *const expect[BAD_COUNT] = {
         "rng/state", "rng/state", "all zeros", "\"epoch\" is negative", "dense_9/bias",
         "model/dense/bias", "model/dense_1/bias", "optimizer/dense/kernel/v",
+        "\"epoch\" is 9223372036854775807, above the largest counter (2^53)",
+        "\"step\" is 9223372036854775807, above the largest counter (2^53)",
+        "\"batch\" (2) is greater than \"step\" (1)",
+        "'optimizer/step' = 9223372036854775807 is out of range (0 to 2^53)",
     };
     tg_train_progress got = { 9, 9, 9, 9 };
-    ck_assert_int_ne(tg_train_state_import(&got, r.model, r.opt, &r.rng, sd), TG_OK);
+    tg_status st = tg_train_state_import(&got, r.model, r.opt, &r.rng, sd);
+    if (st == TG_OK) {
+        /* What a training loop does next: with a counter at INT64_MAX accepted (the
+         * old code) these are signed overflows, which UBSan reports. */
+        got.step++;
+        got.epoch++;
+        tg_optimizer_step(r.opt);
+    }
+    ck_assert_int_ne(st, TG_OK);
     TG_ASSERT_ERROR_HAS(expect[_i]);
     /* the generator-state messages, whole */
     static const char *const whole[BAD_COUNT] = {
