@@ -339,6 +339,7 @@ typedef struct train_ctx {
     tg_batch_iter *it;
     FILE *history;
     tg_state_dict *probe;
+    struct tg_checkpoint_lock *lock; /* held for the whole run */
 } train_ctx;
 
 static void ctx_free(train_ctx *x)
@@ -351,6 +352,7 @@ static void ctx_free(train_ctx *x)
     tg_dataset_clear(&x->train);
     tg_dataset_clear(&x->test);
     tg_state_dict_free(x->probe);
+    tg_checkpoint_unlock(x->lock);
 }
 
 /* Reads the checkpoint's attributes only (cheap, changes nothing) and settles
@@ -452,8 +454,8 @@ static int restore(train_ctx *x, tg_train_progress *pr, run_state *r)
 /* Fails fast, before the first epoch's work, when the checkpoint could not be
  * saved: its folder is not writable (a read-only file system, permissions), or
  * the path names something other than a regular file (a folder, a FIFO). This
- * is where the run's checkpoint path is settled: the place for the advisory
- * lock that keeps a second run off the same file (tg_checkpoint_lock). */
+ * is where the run's checkpoint path is settled; run() takes the advisory lock
+ * (tg_checkpoint_lock) that keeps a second run off the same file right after. */
 static int check_checkpoint_path(const char *path)
 {
     char dir[4096];
@@ -578,6 +580,10 @@ static int run(train_ctx *x, const app_opt *opts)
     }
     if ((rc = check_checkpoint_path(c->checkpoint)) != 0)
         return rc;
+    /* One run per checkpoint: a second `train` on the same path stops here
+     * instead of both saving and the last rename winning. */
+    if (tg_checkpoint_lock(c->checkpoint, &x->lock) != TG_OK)
+        return app_fail("train", "cannot train into %s: %s", c->checkpoint, tg_last_error());
     bool validate = strcmp(c->validation, "test") == 0;
     /* The training images stay u8 (47 MB, not 188); the iterator converts each batch. */
     if (!fc_load_split(&x->train, "train", c->data, TG_SPLIT_TRAIN, c->limit, TG_U8) ||

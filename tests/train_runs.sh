@@ -10,6 +10,7 @@
 #    allowed), a read-only folder (a read-only tmpfs) and a checkpoint path that
 #    is a folder: exit 1, a message naming the cause, the old file intact, no
 #    temporary file left;
+#  - two runs into one checkpoint path: the second refuses (the lock);
 #  - soak: 3 epochs with the resident memory sampled every 0.05 s; the median
 #    in epoch 3 may exceed the median in epoch 2 (the same phases: steps,
 #    validation, save; epoch 1 warms up) by SOAK_TOLERANCE_MB at most (default
@@ -160,6 +161,30 @@ mkdir -p "$tmp/adir/inside"
 expect 1 "cannot save the checkpoint $tmp/adir: it is a folder, not a file" train --epochs 1 $base \
   --checkpoint "$tmp/adir"
 [ -d "$tmp/adir/inside" ] || die "a checkpoint path that is a folder: the folder changed"
+
+# ---------------------------------------------------------------- two runs, one path
+# A second `train` into a checkpoint another run holds (the advisory lock,
+# tg_checkpoint_lock) stops at once, exit 1, naming the path; the first run
+# finishes and its checkpoint loads.
+"$prog" train --epochs 3 --limit 2000 --data "$data" --validation none \
+  --checkpoint "$tmp/shared.h5" >"$tmp/first.out" 2>&1 &
+first=$!
+i=0
+while ! grep -q '^Checkpoint: ' "$tmp/first.out" 2>/dev/null && kill -0 $first 2>/dev/null &&
+      [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+# The first run is stopped (SIGSTOP) while the second tries, so the test does
+# not depend on how fast either runs.
+if kill -STOP $first 2>/dev/null; then
+  expect 1 'another process is using this checkpoint path' train --epochs 1 --limit 64 \
+    --data "$data" --validation none --checkpoint "$tmp/shared.h5"
+  kill -CONT $first
+else
+  die "lock: the first run ended before the second could start: $(tail -3 "$tmp/first.out")"
+fi
+wait $first || die "lock: the first run failed: $(tail -3 "$tmp/first.out")"
+grep -q 'Saved the training state after epoch 3' "$tmp/first.out" ||
+  die "lock: the first run did not finish: $(tail -3 "$tmp/first.out")"
+expect 0 'Test loss: ' evaluate --checkpoint "$tmp/shared.h5" --data "$data" --limit 100
 
 # ---------------------------------------------------------------- soak
 # 3 epochs of 8000 images with validation; VmRSS in kB every 0.05 s, tagged with
