@@ -104,11 +104,21 @@ static void run_child(int fd, tg_h5safe_fn fn, void *arg, const tg_h5safe_limits
     _exit(0);
 }
 
+/* The limits used when a caller passes none; only the time can be changed. */
+static tg_h5safe_limits defaults = TG_H5SAFE_LIMITS_INIT;
+
+tg_status tg_h5safe_set_default_seconds(double seconds)
+{
+    if (!(seconds > 0 && seconds <= 3600))
+        return TG_ERR_RANGE;
+    defaults.seconds = seconds;
+    return TG_OK;
+}
+
 tg_status tg_h5safe_run(tg_h5safe_fn fn, void *arg, const tg_h5safe_limits *lim, char *msg,
                         size_t n, bool *crashed)
 {
     *crashed = false;
-    static const tg_h5safe_limits defaults = TG_H5SAFE_LIMITS_INIT;
     if (!lim)
         lim = &defaults;
     if (n > 0)

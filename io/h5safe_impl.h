@@ -36,4 +36,10 @@ typedef struct tg_h5safe_limits {
 tg_status tg_h5safe_run(tg_h5safe_fn fn, void *arg, const tg_h5safe_limits *lim, char *msg,
                         size_t n, bool *crashed);
 
+/* Sets the time limit used when lim is NULL (10 s unless changed), for every
+ * later call in the process: 0 < seconds <= 3600, else TG_ERR_RANGE and no
+ * change. Not thread-safe; for test harnesses (tests/fuzz/checkpoint.c), set
+ * once before the first call. Sets no last error. */
+tg_status tg_h5safe_set_default_seconds(double seconds);
+
 #endif

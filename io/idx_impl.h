@@ -1,6 +1,6 @@
 /* io/idx_impl.h -- the IDX reader on bytes in memory (private to the library).
  *
- * For the fuzz targets (fuzz/idx.c) and tests: the same parser and the same
+ * For the fuzz targets (tests/fuzz/idx.c) and tests: the same parser and the same
  * messages as tg_idx_read, without a file. */
 #ifndef TG_IDX_IMPL_H
 #define TG_IDX_IMPL_H

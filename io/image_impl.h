@@ -1,7 +1,7 @@
 /* io/image_impl.h -- the PNG/PGM reader on bytes in memory (private to the
  * library).
  *
- * For the fuzz targets (fuzz/image.c) and tests: the same parsers and the same
+ * For the fuzz targets (tests/fuzz/image.c) and tests: the same parsers and the same
  * messages as tg_image_read, without a file. */
 #ifndef TG_IMAGE_IMPL_H
 #define TG_IMAGE_IMPL_H

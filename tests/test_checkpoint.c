@@ -858,7 +858,7 @@ START_TEST(ckpt_v1_corrupt)
     printf("ckpt_v1_corrupt: %d corrupted copies refused, %d loaded\n", refused, loaded);
     /* single-bit flips that crash HDF5 1.10.8 when it parses them in-process (a
      * null read, memcpy overlaps in the global heap; also in
-     * fuzz/regress/checkpoint/): here they are errors */
+     * tests/fuzz/regress/checkpoint/): here they are errors */
     static const struct {
         size_t at;
         int bit;
@@ -899,7 +899,7 @@ START_TEST(ckpt_v1_corrupt)
 }
 END_TEST
 
-/* A mutation of the version-1 file (found by fuzz/checkpoint.c) on which HDF5
+/* A mutation of the version-1 file (found by tests/fuzz/checkpoint.c) on which HDF5
  * 1.10.8 loops forever, at full CPU: the child is killed at the 10 s limit and
  * the load is an error. (The old loader still ran after 40 s.) */
 START_TEST(ckpt_v1_hang)
@@ -907,7 +907,7 @@ START_TEST(ckpt_v1_hang)
     tg_scope *scope = tg_scope_push();
     char path[1024];
     const char *top = getenv("top_srcdir");
-    snprintf(path, sizeof path, "%s/fuzz/regress/checkpoint/v1_hang.h5", top && *top ? top : "..");
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/checkpoint/v1_hang.h5", top && *top ? top : "..");
     tg_state_dict *out = (tg_state_dict *)&out;
     ck_assert_int_eq(tg_checkpoint_load(&out, path), TG_ERR_FORMAT);
     ck_assert(out == NULL);

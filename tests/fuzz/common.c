@@ -1,8 +1,8 @@
-/* fuzz/common.c -- fuzz_fail and the leak check shared by the targets. */
+/* tests/fuzz/common.c -- fuzz_fail and the leak check shared by the targets. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "fuzz/fuzz.h"
+#include "tests/fuzz/fuzz.h"
 #include "libtensor.h"
 
 _Noreturn void fuzz_fail(const char *what)

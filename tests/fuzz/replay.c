@@ -1,10 +1,10 @@
-/* fuzz/replay.c -- a main for a fuzz target built without libFuzzer.
+/* tests/fuzz/replay.c -- a main for a fuzz target built without libFuzzer.
  *
  *   replay_<target> PATH...
  * Each PATH is a file or a folder of files (not recursive; names starting with
  * '.' are skipped); each file's bytes go to LLVMFuzzerTestOneInput once, in a
  * buffer of exactly that size (so an ASan build catches a read past the end).
- * `make check` runs it over fuzz/corpus/<target>/ and fuzz/regress/<target>/
+ * `make check` runs it over tests/fuzz/corpus/<target>/ and tests/fuzz/regress/<target>/
  * (tests/fuzz_replay.sh). Exits 0 when every input ran (a broken promise aborts
  * in the target), 1 when a path cannot be read or no input was found. */
 #include <dirent.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fuzz/fuzz.h"
+#include "tests/fuzz/fuzz.h"
 
 static int run_file(const char *path)
 {

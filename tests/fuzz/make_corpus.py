@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-# fuzz/make_corpus.py -- regenerates the seed corpora fuzz/corpus/idx/ and
-# fuzz/corpus/image/ from the real Fashion-MNIST files (Debian's
+# tests/fuzz/make_corpus.py -- regenerates the seed corpora tests/fuzz/corpus/idx/ and
+# tests/fuzz/corpus/image/ from the real Fashion-MNIST files (Debian's
 # dataset-fashion-mnist package) and the Python standard library only.
-# Run it from anywhere: python3 fuzz/make_corpus.py [DATA_DIR]. The output is
+# Run it from anywhere: python3 tests/fuzz/make_corpus.py [DATA_DIR]. The output is
 # checked in; the build never runs this script.
 import gzip, os, struct, sys, zlib
 

@@ -1,9 +1,9 @@
-/* fuzz/fuzz.h -- what every fuzz target and the replay main share.
+/* tests/fuzz/fuzz.h -- what every fuzz target and the replay main share.
  *
  * A target is one file defining LLVMFuzzerTestOneInput (libFuzzer's entry
  * point). Built with clang's -fsanitize=fuzzer by `make fuzz`; built with the
- * normal compiler and fuzz/replay.c by `make check`, which replays the seed
- * corpus fuzz/corpus/<target>/ and the crashers fuzz/regress/<target>/. A target
+ * normal compiler and tests/fuzz/replay.c by `make check`, which replays the seed
+ * corpus tests/fuzz/corpus/<target>/ and the crashers tests/fuzz/regress/<target>/. A target
  * reports a broken promise (a status the header does not document, a tensor
  * and an error together, a leak) with fuzz_fail, which aborts: to libFuzzer
  * that is a crash, to the replay a failed test. */

@@ -1,4 +1,4 @@
-/* fuzz/image.c -- libFuzzer target: the PNG and PGM readers.
+/* tests/fuzz/image.c -- libFuzzer target: the PNG and PGM readers.
  *
  * The input is parsed as tg_image_read parses a file. A success must be a u8
  * (H, W) tensor; it is then written here as a binary PGM (encoded by hand, not
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz/fuzz.h"
+#include "tests/fuzz/fuzz.h"
 #include "io/image_impl.h"
 #include "libtensor.h"
 

@@ -1,4 +1,4 @@
-/* fuzz/idx.c -- libFuzzer target: the IDX reader, plain and gzip.
+/* tests/fuzz/idx.c -- libFuzzer target: the IDX reader, plain and gzip.
  *
  * The input is parsed as an IDX file (plain or gzip, told by content, as
  * tg_idx_read does). Then, when it is not gzip already, the same bytes are
@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "fuzz/fuzz.h"
+#include "tests/fuzz/fuzz.h"
 #include "io/idx_impl.h"
 #include "libtensor.h"
 
