@@ -125,6 +125,19 @@ tg_layer *tg_layer_new_dense(int units, tg_activation act, const tg_dense_layer_
 tg_layer *tg_layer_new_dropout(double rate);
 /* Flatten: (C, H, W) -> (C*H*W). */
 tg_layer *tg_layer_new_flatten(void);
+/* GlobalMaxPooling2D / GlobalAveragePooling2D: (C, H, W) -> (C), or (C, 1, 1)
+ * with keepdims (Keras's keepdims; its default is false). */
+tg_layer *tg_layer_new_global_max_pool2d(bool keepdims);
+tg_layer *tg_layer_new_global_avg_pool2d(bool keepdims);
+/* ZeroPadding2D: (C, H, W) -> (C, H + pad[0] + pad[1], W + pad[2] + pad[3]),
+ * pad = {top, bottom, left, right}, each >= 0 (Keras's ((top, bottom), (left,
+ * right))). */
+tg_layer *tg_layer_new_zero_padding2d(const int pad[4]);
+/* Reshape: the features (everything after the batch axis) to target_shape,
+ * ndim 1 .. TG_MAX_DIMS - 1 extents, at most one -1 (inferred); the element
+ * count must match at build. Channels-first order: reshaping (C, H, W) reads
+ * c, h, w (Keras reads h, w, c). A view when the input is contiguous. */
+tg_layer *tg_layer_new_reshape(int ndim, const int64_t *target_shape);
 /* Activation(act) and Softmax (= Activation(softmax) with Keras's class name). */
 tg_layer *tg_layer_new_activation(tg_activation act);
 tg_layer *tg_layer_new_softmax(void);

@@ -129,3 +129,76 @@ tg_layer *tg_layer_new_avg_pool2d(int ph, int pw, const tg_pool2d_layer_opts *op
     tg_error_leave(prev);
     return l;
 }
+
+/* ---------------------------------------------------------------- global pooling */
+
+/* GlobalAveragePooling2D / GlobalMaxPooling2D: (C, H, W) -> (C), or (C, 1, 1)
+ * with keepdims. */
+typedef struct global_layer {
+    bool keepdims;
+} global_layer;
+
+static tg_status global_build(tg_layer *l, int in_ndim, const int64_t *in_shape, int *out_ndim,
+                              int64_t *out_shape)
+{
+    char who[256], in[128];
+    if (in_ndim != 3 || in_shape[1] < 1 || in_shape[2] < 1) {
+        tg_layer_who(l, who, sizeof who);
+        tg_nn_batch_shape_str(in, sizeof in, in_ndim, in_shape);
+        return tg_error(TG_ERR_SHAPE, "tg_sequential_build: layer %s needs (None, C, H, W) "
+                        "input with H, W >= 1, got %s", who, in);
+    }
+    bool keep = ((const global_layer *)tg_layer_data(l))->keepdims;
+    *out_ndim = keep ? 3 : 1;
+    out_shape[0] = in_shape[0];
+    if (keep)
+        out_shape[1] = out_shape[2] = 1;
+    return TG_OK;
+}
+
+static tg_tensor *global_max_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
+{
+    return tg_global_max_pool2d(x, ((const global_layer *)tg_layer_data(l))->keepdims);
+}
+
+static tg_tensor *global_avg_forward(tg_layer *l, tg_tensor *x, const tg_layer_ctx *ctx)
+{
+    return tg_global_avg_pool2d(x, ((const global_layer *)tg_layer_data(l))->keepdims);
+}
+
+static void global_config(const tg_layer *l, tg_layer_config *cfg)
+{
+    tg_layer_config_bool(cfg, "keepdims", ((const global_layer *)tg_layer_data(l))->keepdims);
+}
+
+static const tg_layer_vtable global_max_vtable = {
+    .class_name = "GlobalMaxPooling2D", .base_name = "global_max_pooling2d",
+    .data_size = sizeof(global_layer), .build = global_build, .forward = global_max_forward,
+    .config = global_config,
+};
+
+static const tg_layer_vtable global_avg_vtable = {
+    .class_name = "GlobalAveragePooling2D", .base_name = "global_average_pooling2d",
+    .data_size = sizeof(global_layer), .build = global_build, .forward = global_avg_forward,
+    .config = global_config,
+};
+
+static tg_layer *global_new(const char *who, const tg_layer_vtable *vt, bool keepdims)
+{
+    const char *prev = tg_error_enter(who);
+    tg_layer *l = tg_layer_alloc(vt, TG_ACT_NONE, NULL);
+    tg_error_leave(prev);
+    if (l)
+        ((global_layer *)tg_layer_data(l))->keepdims = keepdims;
+    return l;
+}
+
+tg_layer *tg_layer_new_global_max_pool2d(bool keepdims)
+{
+    return global_new("tg_layer_new_global_max_pool2d", &global_max_vtable, keepdims);
+}
+
+tg_layer *tg_layer_new_global_avg_pool2d(bool keepdims)
+{
+    return global_new("tg_layer_new_global_avg_pool2d", &global_avg_vtable, keepdims);
+}

@@ -56,6 +56,9 @@
     X(CONV2D, conv2d)          \
     X(MAX_POOL2D, max_pool2d)  \
     X(AVG_POOL2D, avg_pool2d)  \
+    X(GLOBAL_MAX_POOL2D, global_max_pool2d) \
+    X(GLOBAL_AVG_POOL2D, global_avg_pool2d) \
+    X(PAD2D, pad2d)            \
     X(DENSE, dense)            \
     X(DROPOUT, dropout)
 

@@ -141,13 +141,43 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_o
 typedef struct tg_pool2d_opts {
     int kernel[2];   /* h, w; >= 1 */
     int stride[2];   /* h, w; 0 means equal to the kernel (Keras's default) */
-    int pad[4];      /* top, bottom, left, right */
+    int pad[4];      /* top, bottom, left, right; each smaller than the kernel */
+    /* Output size rounded up, as PyTorch's ceil_mode: OH = ceil((H + pt + pb - KH)
+     * / SH) + 1, less one when the last window would start past the input and
+     * its top padding (so every window holds an input element). The extra
+     * windows at the bottom and right are clipped to the input. */
+    bool ceil_mode;
+    /* Average pooling only: divide by the window's size within the padded input
+     * (explicit padding counts as zeros; a ceil_mode window's part beyond the
+     * padding does not), as PyTorch's count_include_pad=True and ONNX's
+     * count_include_pad=1. false (the default): divide by the number of input
+     * elements in the window, as Keras/TensorFlow and PyTorch's
+     * count_include_pad=False. Max pooling ignores it. */
+    bool count_include_pad;
 } tg_pool2d_opts;
-#define TG_POOL2D_OPTS_INIT { {2, 2}, {0, 0}, {0, 0, 0, 0} }
+#define TG_POOL2D_OPTS_INIT { {2, 2}, {0, 0}, {0, 0, 0, 0}, false, false }
 
+/* x (N, C, H, W) -> (N, C, OH, OW), OH = (H + pt + pb - KH) / SH + 1 (floor; see
+ * ceil_mode). Max: the largest element of each window; its gradient goes to the
+ * window's first maximum in row-major order. opts NULL: TG_POOL2D_OPTS_INIT. */
 tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts);
-/* Padding is excluded from the average. */
+/* The mean of each window; padding is excluded from it unless
+ * opts->count_include_pad. */
 tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts);
+
+/* Global pooling: x (N, C, H, W) -> the mean (avg) or the largest element (max)
+ * of each (H, W) plane: (N, C), or (N, C, 1, 1) with keepdims (Keras's
+ * GlobalAveragePooling2D(keepdims=...), ONNX's GlobalAveragePool with keepdims,
+ * PyTorch's adaptive_avg_pool2d(x, 1)). The max's gradient goes to the plane's
+ * first maximum in row-major order. H and W must be >= 1. */
+tg_tensor *tg_global_avg_pool2d(tg_tensor *x, bool keepdims);
+tg_tensor *tg_global_max_pool2d(tg_tensor *x, bool keepdims);
+
+/* Constant padding of the two last axes: x (N, C, H, W) -> (N, C, H + pad[0] +
+ * pad[1], W + pad[2] + pad[3]), pad = {top, bottom, left, right}, each >= 0; the
+ * new elements are `value` (0 for Keras's ZeroPadding2D, PyTorch's F.pad and
+ * ONNX's Pad in constant mode). dL/dx is the inner part of dL/dy. */
+tg_tensor *tg_pad2d(tg_tensor *x, const int pad[4], double value);
 
 /* Fully connected: y = x W^T + b, x of any rank >= 2 flattened to (N, in), w (out,
  * in), b (out) or NULL -> (N, out). */

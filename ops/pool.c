@@ -1,4 +1,4 @@
-/* ops/pool.c -- 2-D max and average pooling.
+/* ops/pool.c -- 2-D max and average pooling, and their global forms.
  *
  * The window of output (i, j) covers input rows i*sh - pt .. i*sh - pt + KH - 1 and
  * columns j*sw - pl .. j*sw - pl + KW - 1, clipped to the input: padding never
@@ -8,17 +8,35 @@
  *                          (row-major scan) is at (h, v)
  *   avg:  y[n,c,i,j] = (1/|W_ij|) sum over the window W_ij of x[n,c,h,v]
  *         dL/dx[n,c,h,v] = sum over the windows W_ij holding (h, v) of g[n,c,i,j] / |W_ij|
+ * where |W_ij| counts the window's input elements, or with count_include_pad its
+ * rows and columns within the padded input (-pt .. H + pb - 1, -pl .. W + pr - 1).
+ * ceil_mode adds a last row (column) of windows that overhang the padded input at
+ * the bottom (right) by eb (er) rows (columns); oneDNN runs them as that much
+ * more padding, which is exact for max and for the exclude-padding average.
+ * Global pooling is the window covering the whole plane, output (N, C) or
+ * (N, C, 1, 1).
  * f32 runs on oneDNN pooling; max pooling's forward_training keeps oneDNN's
  * workspace (where each maximum was) in the saved state for its backward. f64, or
- * the reference backend, runs the loops here (max backward re-finds the maxima). */
+ * the reference backend, runs the loops here (max backward re-finds the maxima),
+ * as does f32 for a count_include_pad average with ceil_mode overhang (oneDNN
+ * would count the overhang as padding). */
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "ops/dnnl_impl.h"
 
+typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_GLOBAL_MAX, POOL_GLOBAL_AVG } pool_kind;
+
+static bool kind_max(pool_kind k) { return k == POOL_MAX || k == POOL_GLOBAL_MAX; }
+static bool kind_global(pool_kind k) { return k == POOL_GLOBAL_MAX || k == POOL_GLOBAL_AVG; }
+
 /* Saved for backward. */
 typedef struct pool_params {
-    tg_pool2d_opts o;   /* stride already resolved (never 0) */
+    pool_kind kind;
+    tg_pool2d_opts o;   /* stride already resolved (never 0); the whole plane when global */
     bool dnnl;          /* forward ran on oneDNN: backward does too */
     tg_tensor *ws;      /* owned: oneDNN's max-pooling workspace (u8 bytes), or NULL */
     /* The oneDNN layout the forward read x in (a conv's blocked output kept as
@@ -30,18 +48,19 @@ typedef struct pool_params {
 typedef struct pool_geom {
     int64_t n, c, h, w, oh, ow;
     int kh, kw, sh, sw, pt, pb, pl, pr;
+    int eb, er;   /* ceil_mode: how far the last windows overhang the bottom and right padding */
+    bool include; /* count_include_pad */
 } pool_geom;
 
 /* ---------------------------------------------------------------- shapes */
 
-static tg_status pool_infer(const tg_tensor *x, tg_pool2d_opts *o,
-                            pool_geom *g)
+/* x is a float (N, C, H, W) with H, W >= 1; its shape as text into sx (96 bytes). */
+static tg_status check_input(const tg_tensor *x, char *sx)
 {
-    char sx[96];
     tg_status st = tg_check_float("input", x);
     if (st != TG_OK)
         return st;
-    tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
+    tg_shape_str(sx, 96, x->ndim, x->shape);
     if (x->ndim != 4)
         return tg_error_here(TG_ERR_SHAPE, "input must be 4-D (N, C, H, W), got %s", sx);
     /* Without rows or columns every window would be empty: no maximum, no mean. */
@@ -49,6 +68,16 @@ static tg_status pool_infer(const tg_tensor *x, tg_pool2d_opts *o,
         return tg_error_here(TG_ERR_SHAPE,
                              "input %s has no rows or no columns (H and W must "
                              "be >= 1; only the batch and channels may be empty)", sx);
+    return TG_OK;
+}
+
+static tg_status pool_infer(const tg_tensor *x, tg_pool2d_opts *o,
+                            pool_geom *g)
+{
+    char sx[96];
+    tg_status st = check_input(x, sx);
+    if (st != TG_OK)
+        return st;
     if (o->kernel[0] < 1 || o->kernel[1] < 1)
         return tg_error_here(TG_ERR_ARG, "kernel must be >= 1, got %dx%d (input %s)",
                              o->kernel[0], o->kernel[1], sx);
@@ -87,6 +116,37 @@ static tg_status pool_infer(const tg_tensor *x, tg_pool2d_opts *o,
                              g->pl, g->pr);
     g->oh = (ph - g->kh) / g->sh + 1;
     g->ow = (pw - g->kw) / g->sw + 1;
+    if (o->ceil_mode) {
+        g->oh = (ph - g->kh + g->sh - 1) / g->sh + 1;
+        g->ow = (pw - g->kw + g->sw - 1) / g->sw + 1;
+        /* no window may start past the input and its top (left) padding */
+        if ((g->oh - 1) * g->sh >= g->h + g->pt)
+            g->oh--;
+        if ((g->ow - 1) * g->sw >= g->w + g->pl)
+            g->ow--;
+    }
+    /* below the kernel: the last window starts inside the input or the top padding */
+    int64_t eb = (g->oh - 1) * g->sh + g->kh - ph, er = (g->ow - 1) * g->sw + g->kw - pw;
+    g->eb = eb > 0 ? (int)eb : 0;
+    g->er = er > 0 ? (int)er : 0;
+    g->include = o->count_include_pad;
+    return TG_OK;
+}
+
+/* The whole plane as one window (global pooling): x must be 4-D with 1 ..
+ * INT_MAX rows and columns. */
+static tg_status global_opts(const tg_tensor *x, tg_pool2d_opts *o)
+{
+    char sx[96];
+    tg_status st = check_input(x, sx);
+    if (st != TG_OK)
+        return st;
+    if (x->shape[2] > INT_MAX || x->shape[3] > INT_MAX)
+        return tg_error_here(TG_ERR_SHAPE, "input %s: planes of more than %d rows or "
+                             "columns are not supported", sx, INT_MAX);
+    *o = (tg_pool2d_opts)TG_POOL2D_OPTS_INIT;
+    o->kernel[0] = o->stride[0] = (int)x->shape[2];
+    o->kernel[1] = o->stride[1] = (int)x->shape[3];
     return TG_OK;
 }
 
@@ -117,7 +177,7 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim)
     tg_dnnl_key k;
     tg_dnnl_key_init(&k, kind);
     int64_t v[] = {pp->alg, pp->training, g->n, g->c, g->h, g->w, g->kh, g->kw,
-                   g->sh, g->sw, g->pt, g->pb, g->pl, g->pr};
+                   g->sh, g->sw, g->pt, g->pb + g->eb, g->pl, g->pr + g->er};
     tg_dnnl_key_add_n(&k, (int)(sizeof v / sizeof v[0]), v);
     tg_dnnl_key_add(&k, pp->src != NULL);
     if (pp->src)
@@ -133,7 +193,7 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim)
         dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, dnnl_format_tag_any);
     }
     dnnl_dims_t strides = {g->sh, g->sw}, kernel = {g->kh, g->kw}, dil = {0, 0};
-    dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
+    dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb + g->eb, g->pr + g->er};
     dnnl_pooling_v2_desc_t d;
     dnnl_status_t st;
     const_dnnl_primitive_desc_t hint = NULL;
@@ -157,7 +217,8 @@ static tg_dnnl_entry *pool_entry(tg_dnnl_kind kind, const void *prim)
         tg_dnnl_refused("pooling", st, "input %s, kernel %dx%d, stride %dx%d, padding "
                         "t%d b%d l%d r%d",
                         tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
-                        g->kh, g->kw, g->sh, g->sw, g->pt, g->pb, g->pl, g->pr);
+                        g->kh, g->kw, g->sh, g->sw, g->pt, g->pb + g->eb, g->pl,
+                        g->pr + g->er);
         return NULL;
     }
     return tg_dnnl_create(&k, &d, hint);
@@ -182,7 +243,10 @@ static tg_status pool_dnnl(bool backward, bool max, bool training, const pool_ge
         src = src_md && src_md->format_kind != dnnl_format_kind_undef ? src_md : NULL;
     else if ((src = tg_dnnl_alt_md(in)) && src_md)
         *src_md = *src;
-    const pool_prim pp = {g, max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding,
+    const pool_prim pp = {g,
+                          max          ? dnnl_pooling_max
+                          : g->include ? dnnl_pooling_avg_include_padding
+                                       : dnnl_pooling_avg_exclude_padding,
                           training || backward, src};
     dnnl_memory_desc_t xm, ym;
     pool_mds(g, &xm, &ym);
@@ -234,6 +298,23 @@ static inline void window(const pool_geom *g, int64_t i, int64_t j, int64_t *h0,
     *v1 = vs + g->kw > g->w ? g->w : vs + g->kw;
 }
 
+/* What the average of window (i, j), clipped to rows h0..h1-1 and columns
+ * v0..v1-1, divides by: its input elements, or with count_include_pad its extent
+ * within the padded input. */
+static inline int64_t window_count(const pool_geom *g, int64_t i, int64_t j, int64_t h0,
+                                   int64_t h1, int64_t v0, int64_t v1)
+{
+    if (!g->include)
+        return (h1 - h0) * (v1 - v0);
+    int64_t hs = i * g->sh - g->pt, vs = j * g->sw - g->pl;
+    int64_t he = hs + g->kh, ve = vs + g->kw;
+    if (he > g->h + g->pb)
+        he = g->h + g->pb;
+    if (ve > g->w + g->pr)
+        ve = g->w + g->pr;
+    return (he - hs) * (ve - vs);
+}
+
 /* Flat index (within the plane) of the first maximum of window (i, j). */
 static inline int64_t window_argmax(const pool_geom *g, const void *plane, bool f64,
                                     int64_t i, int64_t j)
@@ -275,7 +356,7 @@ static void pool_fwd_ref(bool max, const pool_geom *g, const tg_tensor *x, tg_te
                     for (int64_t h = h0; h < h1; h++)
                         for (int64_t v = v0; v < v1; v++)
                             acc += tg_ref_ld(xs, h * g->w + v, f64);
-                    r = acc / (double)((h1 - h0) * (v1 - v0));
+                    r = acc / (double)window_count(g, i, j, h0, h1, v0, v1);
                 }
                 tg_ref_st(ys, i * g->ow + j, f64, r);
             }
@@ -307,7 +388,7 @@ static void pool_bwd_ref(bool max, const pool_geom *g, const tg_tensor *x, const
                 } else {
                     int64_t h0, h1, v0, v1;
                     window(g, i, j, &h0, &h1, &v0, &v1);
-                    double share = gv / (double)((h1 - h0) * (v1 - v0));
+                    double share = gv / (double)window_count(g, i, j, h0, h1, v0, v1);
                     for (int64_t h = h0; h < h1; h++)
                         for (int64_t v = v0; v < v1; v++)
                             tg_ref_st(gxs, h * g->w + v, f64,
@@ -328,36 +409,62 @@ static void pool_free(void *saved)
     free(p);
 }
 
-static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opts)
+static const tg_op_vtable *const kind_vtable[] = {
+    &tg_op_max_pool2d_vtable, &tg_op_avg_pool2d_vtable, &tg_op_global_max_pool2d_vtable,
+    &tg_op_global_avg_pool2d_vtable};
+static const char *const kind_who[] = {"tg_max_pool2d", "tg_avg_pool2d",
+                                       "tg_global_max_pool2d", "tg_global_avg_pool2d"};
+
+/* A (N, C, 1, 1) view of the contiguous (N, C) t: new reference. */
+static tg_tensor *as_nc11(tg_tensor *t, const pool_geom *g)
 {
-    const char *who = max ? "tg_max_pool2d" : "tg_avg_pool2d";
+    const int64_t shape[4] = {g->n, g->c, 1, 1};
+    int64_t strides[4];
+    tg_contiguous_strides(4, shape, strides);
+    return tg_tensor_view_owned(t, 4, shape, strides, t->offset);
+}
+
+static tg_tensor *pool_forward(pool_kind kind, tg_tensor *x, const tg_pool2d_opts *opts,
+                               bool keepdims)
+{
+    bool max = kind_max(kind), global = kind_global(kind);
     tg_op_call c;
-    if (!tg_op_begin(&c, max ? &tg_op_max_pool2d_vtable : &tg_op_avg_pool2d_vtable, who, &x,
-                     1, "x", 0))
+    if (!tg_op_begin(&c, kind_vtable[kind], kind_who[kind], &x, 1, "x", 0))
         return NULL;
     tg_pool2d_opts o = opts ? *opts : (tg_pool2d_opts)TG_POOL2D_OPTS_INIT;
+    if (global && global_opts(x, &o) != TG_OK)
+        return tg_op_fail(&c);
     pool_geom g;
     if (pool_infer(x, &o, &g) != TG_OK)
         return tg_op_fail(&c);
-    bool dnnl = tg_use_dnnl(x);
-    tg_tensor *y = tg_op_output(&c, x->dtype, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
+    /* oneDNN would count a ceil_mode overhang in a count_include_pad average */
+    bool dnnl = tg_use_dnnl(x) && !(!max && g.include && (g.eb > 0 || g.er > 0));
+    const int64_t yshape[4] = {g.n, g.c, g.oh, g.ow};
+    tg_tensor *y = tg_op_output(&c, x->dtype, global && !keepdims ? 2 : 4, yshape);
     pool_params *p = tg_op_save(&c, sizeof *p);
     if (!y || (c.record && !p))
         return tg_op_fail(&c);
     if (p) {
+        p->kind = kind;
         p->o = o;
         p->dnnl = dnnl;
     }
     tg_status st = TG_OK;
     if (tg_tensor_numel(y) > 0) {
         tg_tensor *xc = tg_contiguous_layout_owned(x, dnnl);
-        if (!xc)
+        /* (N, C) output: pooled into a 4-D tensor of its own (oneDNN may leave
+         * it in a blocked layout), then settled and copied (N * C elements). */
+        tg_tensor *y4 = y->ndim == 4 ? tg_retain(y) : tg_tensor_new_owned(x->dtype, 4, yshape);
+        if (!xc || !y4)
             st = tg_last_status();
         else if (dnnl)
-            st = pool_dnnl(false, max, c.record, &g, xc, y, NULL, p ? &p->ws : NULL,
+            st = pool_dnnl(false, max, c.record, &g, xc, y4, NULL, p ? &p->ws : NULL,
                            p ? &p->src_md : NULL);
         else
-            pool_fwd_ref(max, &g, xc, y);
+            pool_fwd_ref(max, &g, xc, y4);
+        if (st == TG_OK && y4 != y && (st = tg_tensor_settle(y4)) == TG_OK)
+            memcpy(tg_tensor_ptr(y), tg_tensor_ptr(y4), tg_tensor_nbytes(y));
+        tg_release(y4);
         tg_release(xc);
     }
     if (st != TG_OK)
@@ -367,28 +474,45 @@ static tg_tensor *pool_forward(bool max, tg_tensor *x, const tg_pool2d_opts *opt
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
 {
-    return pool_forward(true, x, opts);
+    return pool_forward(POOL_MAX, x, opts, true);
 }
 
 tg_tensor *tg_avg_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
 {
-    return pool_forward(false, x, opts);
+    return pool_forward(POOL_AVG, x, opts, true);
 }
 
-static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
-                               tg_tensor **grad_in)
+tg_tensor *tg_global_max_pool2d(tg_tensor *x, bool keepdims)
 {
-    /* runs in the engine's context, "tg_max_pool2d backward" or "tg_avg_pool2d backward" */
+    return pool_forward(POOL_GLOBAL_MAX, x, NULL, keepdims);
+}
+
+tg_tensor *tg_global_avg_pool2d(tg_tensor *x, bool keepdims)
+{
+    return pool_forward(POOL_GLOBAL_AVG, x, NULL, keepdims);
+}
+
+static tg_status pool_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+{
+    /* runs in the engine's context, "tg_max_pool2d backward" and so on */
     pool_params *p = node->saved;
     tg_tensor *x = node->inputs[0];
     if (!tg_node_needs_grad(node, 0))
         return TG_OK;
+    bool max = kind_max(p->kind);
     tg_pool2d_opts o = p->o;
     pool_geom g;
     tg_status st = pool_infer(x, &o, &g);
     if (st != TG_OK)
         return st;
-    tg_tensor *gy = tg_contiguous_layout_owned(grad_out, p->dnnl);
+    tg_tensor *gy;
+    if (grad_out->ndim == 4) {
+        gy = tg_contiguous_layout_owned(grad_out, p->dnnl);
+    } else { /* global pooling's (N, C): plain, seen as (N, C, 1, 1) */
+        tg_tensor *g2 = tg_contiguous_owned(grad_out);
+        gy = g2 ? as_nc11(g2, &g) : NULL;
+        tg_release(g2);
+    }
     tg_tensor *gx = tg_tensor_new_owned(x->dtype, 4, x->shape);
     tg_tensor *xc = max && !p->dnnl ? tg_contiguous_owned(x) : NULL;
     if (!gy || !gx || (max && !p->dnnl && !xc)) {
@@ -408,17 +532,22 @@ static tg_status pool_backward(bool max, tg_node *node, tg_tensor *grad_out,
     return st;
 }
 
-static tg_status max_pool_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
+/* snprintf at buf + *len, as far as n allows (the text is cut, never overrun). */
+static void append(char *buf, size_t n, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t n, size_t *len, const char *fmt, ...)
 {
-    return pool_backward(true, node, grad_out, grad_in);
+    if (*len >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *len, n - *len, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        *len += (size_t)k;
 }
 
-static tg_status avg_pool_backward(tg_node *node, tg_tensor *grad_out, tg_tensor **grad_in)
-{
-    return pool_backward(false, node, grad_out, grad_in);
-}
-
-/* "2x2 s2", plus the padding when there is any. */
+/* "2x2 s2", plus the padding, "ceil" and "incl" when set; "global" for global pooling. */
 static void pool_describe(const tg_node *node, char *buf, size_t n)
 {
     const pool_params *p = node->saved;
@@ -428,19 +557,25 @@ static void pool_describe(const tg_node *node, char *buf, size_t n)
         return;
     }
     const tg_pool2d_opts *o = &p->o;
-    int len = snprintf(buf, n, "%dx%d s%d", o->kernel[0], o->kernel[1], o->stride[0]);
-    if (len < 0 || (size_t)len >= n)
+    if (kind_global(p->kind)) {
+        snprintf(buf, n, "global");
         return;
+    }
+    size_t len = 0;
+    append(buf, n, &len, "%dx%d s%d", o->kernel[0], o->kernel[1], o->stride[0]);
     if (o->stride[1] != o->stride[0])
-        len += snprintf(buf + len, n - (size_t)len, ",%d", o->stride[1]);
-    if ((size_t)len < n && (o->pad[0] || o->pad[1] || o->pad[2] || o->pad[3]))
-        snprintf(buf + len, n - (size_t)len, " p%d,%d,%d,%d", o->pad[0], o->pad[1],
-                 o->pad[2], o->pad[3]);
+        append(buf, n, &len, ",%d", o->stride[1]);
+    if (o->pad[0] || o->pad[1] || o->pad[2] || o->pad[3])
+        append(buf, n, &len, " p%d,%d,%d,%d", o->pad[0], o->pad[1], o->pad[2], o->pad[3]);
+    if (o->ceil_mode)
+        append(buf, n, &len, " ceil");
+    if (o->count_include_pad && p->kind == POOL_AVG)
+        append(buf, n, &len, " incl");
 }
 
 const tg_op_vtable tg_op_max_pool2d_vtable = {
     .name = "max_pool2d",
-    .backward = max_pool_backward,
+    .backward = pool_backward,
     .free_saved = pool_free,
     .describe = pool_describe,
     .gradcheck_hints = TG_GC_DISTINCT,
@@ -448,7 +583,24 @@ const tg_op_vtable tg_op_max_pool2d_vtable = {
 
 const tg_op_vtable tg_op_avg_pool2d_vtable = {
     .name = "avg_pool2d",
-    .backward = avg_pool_backward,
+    .backward = pool_backward,
+    .free_saved = pool_free,
+    .describe = pool_describe,
+    .gradcheck_hints = 0,
+    .shape_only_inputs = TG_OP_ALL_INPUTS,
+};
+
+const tg_op_vtable tg_op_global_max_pool2d_vtable = {
+    .name = "global_max_pool2d",
+    .backward = pool_backward,
+    .free_saved = pool_free,
+    .describe = pool_describe,
+    .gradcheck_hints = TG_GC_DISTINCT,
+};
+
+const tg_op_vtable tg_op_global_avg_pool2d_vtable = {
+    .name = "global_avg_pool2d",
+    .backward = pool_backward,
     .free_saved = pool_free,
     .describe = pool_describe,
     .gradcheck_hints = 0,

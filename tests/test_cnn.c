@@ -246,11 +246,16 @@ typedef struct pool_case {
 static const pool_case pool_cases[] = {
     {"seed pool 32x26x26 -> 32x13x13", 4, 32, 26, 26, TG_POOL2D_OPTS_INIT},
     {"batch 1, one channel, odd input", 1, 1, 7, 5, TG_POOL2D_OPTS_INIT},
-    {"odd batch, 3x3 stride 1", 3, 4, 6, 7, {{3, 3}, {1, 1}, {0, 0, 0, 0}}},
-    {"3x3 stride 2 padding 1", 2, 3, 9, 8, {{3, 3}, {2, 2}, {1, 1, 1, 1}}},
-    {"asymmetric padding", 3, 2, 6, 5, {{2, 3}, {2, 1}, {1, 0, 0, 2}}},
-    {"non-square kernel, stride 0 = kernel", 2, 5, 8, 9, {{2, 3}, {0, 0}, {0, 0, 0, 0}}},
-    {"kernel as large as the input", 2, 3, 4, 5, {{4, 5}, {1, 1}, {0, 0, 0, 0}}},
+    {"odd batch, 3x3 stride 1", 3, 4, 6, 7, {{3, 3}, {1, 1}, {0, 0, 0, 0}, false, false}},
+    {"3x3 stride 2 padding 1", 2, 3, 9, 8, {{3, 3}, {2, 2}, {1, 1, 1, 1}, false, false}},
+    {"asymmetric padding", 3, 2, 6, 5, {{2, 3}, {2, 1}, {1, 0, 0, 2}, false, false}},
+    {"non-square kernel, stride 0 = kernel", 2, 5, 8, 9, {{2, 3}, {0, 0}, {0, 0, 0, 0}, false, false}},
+    {"kernel as large as the input", 2, 3, 4, 5, {{4, 5}, {1, 1}, {0, 0, 0, 0}, false, false}},
+    {"ceil_mode, overhang", 2, 3, 7, 6, {{2, 2}, {2, 2}, {0, 0, 0, 0}, true, false}},
+    {"ceil_mode 3x3 s2 p1", 1, 4, 8, 9, {{3, 3}, {2, 2}, {1, 1, 1, 1}, true, false}},
+    {"count_include_pad 3x3 s2 p1", 2, 3, 9, 8, {{3, 3}, {2, 2}, {1, 1, 1, 1}, false, true}},
+    /* oneDNN would count the overhang as padding: the reference kernel runs */
+    {"ceil_mode and count_include_pad", 2, 2, 7, 7, {{3, 3}, {2, 2}, {1, 0, 0, 1}, true, true}},
 };
 #define N_POOL (int)(sizeof pool_cases / sizeof pool_cases[0])
 
@@ -279,13 +284,201 @@ START_TEST(avg_pool_table)
 }
 END_TEST
 
+/* Global pooling on both backends, from a plain input and from a conv's output
+ * (which oneDNN may keep in a blocked layout), with and without keepdims. */
+typedef struct global_ctx {
+    bool max, keepdims, after_conv;
+} global_ctx;
+
+static tg_tensor *global_fn(tg_tensor *const *in, const void *ctx)
+{
+    const global_ctx *k = ctx;
+    tg_tensor *x = in[0];
+    if (k->after_conv)
+        x = tg_conv2d(in[0], in[1], in[2], NULL);
+    return k->max ? tg_global_max_pool2d(x, k->keepdims) : tg_global_avg_pool2d(x, k->keepdims);
+}
+
+START_TEST(global_pool_backends)
+{
+    const global_ctx k = {_i & 1, (_i >> 1) & 1, (_i >> 2) & 1};
+    tg_scope *s = tg_scope_push();
+    tg_tensor *in[MAX_IN] = {rnd(TG_F64, TG_SHAPE(3, k.after_conv ? 3 : 16, 7, 6), 500 + (uint64_t)_i),
+                             NULL, NULL};
+    if (k.after_conv) {
+        in[1] = rnd(TG_F64, TG_SHAPE(16, 3, 3, 3), 600 + (uint64_t)_i);
+        in[2] = rnd(TG_F64, TG_SHAPE(16), 700 + (uint64_t)_i);
+    }
+    char label[96];
+    snprintf(label, sizeof label, "global_%s_pool2d%s%s", k.max ? "max" : "avg",
+             k.keepdims ? " keepdims" : "", k.after_conv ? " after conv" : "");
+    compare_backends(global_fn, &k, in, label);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Values computed by hand: x = 0..24 in a 5x5 plane, 2x2 windows, stride 2.
+ * ceil_mode adds a third row and column of windows holding one or two elements;
+ * with padding 1 and count_include_pad the corner window (rows -1..0, columns
+ * -1..0) holds x[0] = 0 over 4, and the ceil_mode windows past the padding
+ * count only up to it. */
+START_TEST(pool_ceil_and_include_values)
+{
+    tg_scope *s = tg_scope_push();
+    float xv[25];
+    for (int i = 0; i < 25; i++)
+        xv[i] = (float)i;
+    tg_tensor *x = tg_from_f32(TG_SHAPE(1, 1, 5, 5), xv);
+    for (int be = 0; be < 2; be++) {
+        tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+        tg_pool2d_opts o = TG_POOL2D_OPTS_INIT;
+        o.ceil_mode = true;
+        tg_tensor *m = tg_max_pool2d(x, &o), *a = tg_avg_pool2d(x, &o);
+        /* floor: 2x2 outputs; ceil: 3x3, the last row/column windows cut */
+        const float mx[9] = {6, 8, 9, 16, 18, 19, 21, 23, 24};
+        const float av[9] = {3, 5, 6.5f, 13, 15, 16.5f, 20.5f, 22.5f, 24};
+        TG_CHECK(m && a);
+        ck_assert_int_eq(tg_tensor_dim(m, 2), 3);
+        ck_assert_int_eq(tg_tensor_dim(a, 3), 3);
+        const float *mp = tg_tensor_data_ro(m), *ap = tg_tensor_data_ro(a);
+        for (int k = 0; k < 9; k++) {
+            ck_assert_float_eq_tol(mp[k], mx[k], 1e-6f);
+            ck_assert_float_eq_tol(ap[k], av[k], 1e-5f);
+        }
+        /* padding 1 on every side, 2x2 s2: rows -1..0, 1..2, 3..4 (floor: 3
+         * windows; ceil_mode adds none, the fourth would start at row 5 = H) */
+        tg_pool2d_opts p = TG_POOL2D_OPTS_INIT;
+        p.pad[0] = p.pad[1] = p.pad[2] = p.pad[3] = 1;
+        p.count_include_pad = true;
+        p.ceil_mode = true;
+        tg_tensor *ai = tg_avg_pool2d(x, &p);
+        TG_CHECK(ai);
+        ck_assert_int_eq(tg_tensor_dim(ai, 2), 3);
+        /* window (0, 0): x[0] / 4; (0, 1): (x[1] + x[2]) / 4; (1, 1): (6+7+11+12)/4 */
+        const float *ip = tg_tensor_data_ro(ai);
+        ck_assert_float_eq_tol(ip[0], 0.0f / 4, 1e-6f);
+        ck_assert_float_eq_tol(ip[1], (1.0f + 2.0f) / 4, 1e-6f);
+        ck_assert_float_eq_tol(ip[4], (6.0f + 7 + 11 + 12) / 4, 1e-6f);
+        /* the corner (2, 2): rows 3..4, columns 3..4, all inside: 18+19+23+24 */
+        ck_assert_float_eq_tol(ip[8], (18.0f + 19 + 23 + 24) / 4, 1e-6f);
+        /* 2x2 s2 on 5x5 with padding (0, 1, 0, 1) and ceil_mode: rows 0..1,
+         * 2..3, 4..5 where row 5 is padding: the last window counts 2 rows */
+        tg_pool2d_opts q = TG_POOL2D_OPTS_INIT;
+        q.pad[1] = q.pad[3] = 1;
+        q.count_include_pad = true;
+        tg_tensor *aq = tg_avg_pool2d(x, &q);
+        TG_CHECK(aq);
+        ck_assert_int_eq(tg_tensor_dim(aq, 2), 3);
+        ck_assert_float_eq_tol(((const float *)tg_tensor_data_ro(aq))[8], 24.0f / 4, 1e-6f);
+        /* 3x3 s2 on 6 columns with ceil_mode overhang and count_include_pad:
+         * columns 0..2, 2..4, 4..6 where column 6 is past the input and not
+         * padding: divide by 3 x 2, not 3 x 3 */
+        tg_tensor *x6 = tg_ones(TG_F32, TG_SHAPE(1, 1, 3, 6));
+        tg_pool2d_opts r = TG_POOL2D_OPTS_INIT;
+        r.kernel[0] = r.kernel[1] = 3;
+        r.stride[0] = r.stride[1] = 2;
+        r.ceil_mode = r.count_include_pad = true;
+        tg_tensor *ar = tg_avg_pool2d(x6, &r);
+        TG_CHECK(ar);
+        ck_assert_int_eq(tg_tensor_dim(ar, 3), 3);
+        ck_assert_float_eq_tol(((const float *)tg_tensor_data_ro(ar))[2], 1.0f, 1e-6f);
+        tg_set_backend(prev);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Global pooling by hand: plane means and maxima; keepdims gives (N, C, 1, 1). */
+START_TEST(global_pool_values)
+{
+    tg_scope *s = tg_scope_push();
+    const double xv[12] = {1, 2, 3, 4, -1, -2, -3, -4, 0, 5, 5, 0}; /* (1, 3, 2, 2) */
+    tg_tensor *x = tg_from_f64(TG_SHAPE(1, 3, 2, 2), xv);
+    for (int f32 = 0; f32 < 2; f32++) {
+        tg_tensor *xi = f32 ? tg_tensor_to_dtype(x, TG_F32) : x;
+        tg_tensor *a = tg_global_avg_pool2d(xi, false), *m = tg_global_max_pool2d(xi, true);
+        TG_CHECK(a && m);
+        ck_assert_int_eq(tg_tensor_ndim(a), 2);
+        ck_assert_int_eq(tg_tensor_ndim(m), 4);
+        ck_assert_int_eq(tg_tensor_dim(m, 2), 1);
+        tg_tensor *a64 = tg_tensor_to_dtype(a, TG_F64), *m64 = tg_tensor_to_dtype(m, TG_F64);
+        const double *ap = tg_tensor_data_ro(a64), *mp = tg_tensor_data_ro(m64);
+        const double am[3] = {2.5, -2.5, 2.5}, mm[3] = {4, -1, 5};
+        for (int c = 0; c < 3; c++) {
+            ck_assert_double_eq_tol(ap[c], am[c], 1e-6);
+            ck_assert_double_eq_tol(mp[c], mm[c], 1e-6);
+        }
+    }
+    /* the max's gradient goes to the first maximum (5 at position 1, not 2) */
+    tg_tensor *xg = tg_tensor_copy(x);
+    TG_OK_(tg_set_requires_grad(xg, true));
+    TG_OK_(tg_backward(tg_sum(tg_global_max_pool2d(xg, false), NULL, 0, false)));
+    const double *gp = tg_tensor_data_ro(tg_grad(xg));
+    const double want[12] = {0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0};
+    for (int i = 0; i < 12; i++)
+        ck_assert_double_eq(gp[i], want[i]);
+    /* errors: not 4-D, empty plane, integer input */
+    ck_assert_ptr_null(tg_global_avg_pool2d(tg_zeros(TG_F32, TG_SHAPE(2, 3)), false));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "tg_global_avg_pool2d"));
+    ck_assert_ptr_null(tg_global_max_pool2d(tg_zeros(TG_F32, TG_SHAPE(1, 2, 0, 3)), true));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    ck_assert_ptr_null(tg_global_max_pool2d(tg_zeros(TG_I32, TG_SHAPE(1, 2, 2, 3)), true));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_DTYPE);
+    ck_assert_ptr_null(tg_global_max_pool2d(NULL, true));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* pad2d: the border holds the value, the inside the input; the gradient is the
+ * inside of the output gradient; bad pads and shapes are errors. */
+START_TEST(pad2d_values)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_from_f32(TG_SHAPE(1, 1, 2, 2), (const float[]){1, 2, 3, 4});
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *y = tg_pad2d(x, (const int[]){1, 0, 2, 1}, -1.0);
+    TG_CHECK(y);
+    ck_assert_int_eq(tg_tensor_dim(y, 2), 3);
+    ck_assert_int_eq(tg_tensor_dim(y, 3), 5);
+    const float want[15] = {-1, -1, -1, -1, -1, -1, -1, 1, 2, -1, -1, -1, 3, 4, -1};
+    const float *yp = tg_tensor_data_ro(y);
+    for (int i = 0; i < 15; i++)
+        ck_assert_float_eq(yp[i], want[i]);
+    /* weights 0..14 on the output: x's gradient is the weights at its positions */
+    float wv[15];
+    for (int i = 0; i < 15; i++)
+        wv[i] = (float)i;
+    tg_tensor *w = tg_from_f32(TG_SHAPE(1, 1, 3, 5), wv);
+    TG_OK_(tg_backward(tg_sum(tg_mul(y, w), NULL, 0, false)));
+    const float *gp = tg_tensor_data_ro(tg_grad(x));
+    ck_assert_float_eq(gp[0], 7);
+    ck_assert_float_eq(gp[1], 8);
+    ck_assert_float_eq(gp[2], 12);
+    ck_assert_float_eq(gp[3], 13);
+    /* no padding: a copy */
+    tg_tensor *z = tg_pad2d(x, (const int[]){0, 0, 0, 0}, 0.0);
+    TG_CHECK(z);
+    TG_ASSERT_TENSOR_CLOSE(z, x, 1e-30, 0.0);
+    ck_assert_ptr_null(tg_pad2d(x, (const int[]){0, -1, 0, 0}, 0.0));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "tg_pad2d"));
+    ck_assert_ptr_null(tg_pad2d(x, NULL, 0.0));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_pad2d(tg_zeros(TG_F32, TG_SHAPE(2, 2, 2)), (const int[]){1, 1, 1, 1}, 0));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* Padding takes no part in the average: a 2x2 window with one real element is that
  * element; and stride 0 means the kernel size. */
 START_TEST(avg_pool_excludes_padding)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(1, 1, 2, 2), (const float[]){1, 2, 3, 4});
-    tg_pool2d_opts o = {{2, 2}, {0, 0}, {1, 1, 1, 1}}; /* windows at rows -1..0 and 1..2 */
+    tg_pool2d_opts o = {{2, 2}, {0, 0}, {1, 1, 1, 1}, false, false}; /* windows at rows -1..0 and 1..2 */
     for (int be = 0; be < 2; be++) {
         tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
         tg_tensor *y = tg_avg_pool2d(x, &o);
@@ -376,8 +569,8 @@ typedef struct gc_case {
 static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}, false};
 static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}, false};
 static const tg_conv2d_opts gc_conv_relu = {{1, 1}, {1, 0, 1, 0}, {1, 1}, true};
-static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}}};
-static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}}};
+static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}, false, false}};
+static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}, false, false}};
 static const dropout_ctx gc_drop = {0.4, 77};
 
 static const gc_case gc_cases[] = {
@@ -703,18 +896,18 @@ START_TEST(pool_errors)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 3, 4, 4), 1);
-    tg_pool2d_opts o = {{5, 2}, {0, 0}, {0, 0, 0, 0}};
+    tg_pool2d_opts o = {{5, 2}, {0, 0}, {0, 0, 0, 0}, false, false};
     ck_assert_ptr_null(tg_max_pool2d(x, &o));
     TG_ASSERT_ERROR_HAS("tg_max_pool2d");
     TG_ASSERT_ERROR_HAS("larger than the padded input");
     TG_ASSERT_ERROR_HAS("[2, 3, 4, 4]");
-    o = (tg_pool2d_opts){{2, 2}, {-1, 0}, {0, 0, 0, 0}};
+    o = (tg_pool2d_opts){{2, 2}, {-1, 0}, {0, 0, 0, 0}, false, false};
     ck_assert_ptr_null(tg_avg_pool2d(x, &o));
     TG_ASSERT_ERROR_HAS("tg_avg_pool2d: stride");
-    o = (tg_pool2d_opts){{0, 2}, {0, 0}, {0, 0, 0, 0}};
+    o = (tg_pool2d_opts){{0, 2}, {0, 0}, {0, 0, 0, 0}, false, false};
     ck_assert_ptr_null(tg_max_pool2d(x, &o));
     TG_ASSERT_ERROR_HAS("kernel");
-    o = (tg_pool2d_opts){{2, 2}, {0, 0}, {2, 0, 0, 0}};
+    o = (tg_pool2d_opts){{2, 2}, {0, 0}, {2, 0, 0, 0}, false, false};
     ck_assert_ptr_null(tg_max_pool2d(x, &o));
     TG_ASSERT_ERROR_HAS("padding");
     tg_tensor *x2 = rnd(TG_F32, TG_SHAPE(4, 4), 2);
@@ -1165,7 +1358,7 @@ START_TEST(empty_rows_or_columns)
         tg_tensor *xh = tg_zeros(TG_F32, TG_SHAPE(1, 2, 0, 5));
         tg_tensor *xw = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5, 0));
         tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}, false};
-        tg_pool2d_opts po = {{2, 2}, {1, 1}, {1, 1, 1, 1}};
+        tg_pool2d_opts po = {{2, 2}, {1, 1}, {1, 1, 1, 1}, false, false};
         ck_assert_ptr_null(tg_conv2d(xh, tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3)), NULL, &o));
         ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
         TG_ASSERT_ERROR_HAS("tg_conv2d: input [1, 2, 0, 5] has no rows or no columns");
@@ -1220,8 +1413,8 @@ static void view_vs_copy(const char *label, op_fn fn, const void *ctx, tg_tensor
         }
 }
 
-static const pool_ctx view_max = {true, {{2, 3}, {1, 2}, {1, 0, 0, 1}}};
-static const pool_ctx view_avg = {false, {{3, 2}, {2, 1}, {0, 1, 1, 0}}};
+static const pool_ctx view_max = {true, {{2, 3}, {1, 2}, {1, 0, 0, 1}, false, false}};
+static const pool_ctx view_avg = {false, {{3, 2}, {2, 1}, {0, 1, 1, 0}, false, false}};
 static const dropout_ctx view_drop = {0.3, 9};
 
 START_TEST(views_match_copies)
@@ -1308,7 +1501,7 @@ START_TEST(extreme_options)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *x = rnd(TG_F32, TG_SHAPE(2, 2, 6, 6), 1);
-    tg_pool2d_opts po = {{2, 2}, {INT_MAX, INT_MAX}, {1, 1, 1, 1}};
+    tg_pool2d_opts po = {{2, 2}, {INT_MAX, INT_MAX}, {1, 1, 1, 1}, false, false};
     tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
     tg_tensor *want = tg_max_pool2d(x, &po);
     tg_set_backend(prev);
@@ -1335,7 +1528,7 @@ START_TEST(extreme_options)
     o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}, false};
     ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o)); /* about 2^66 outputs */
     TG_ASSERT_ERROR_HAS("tg_conv2d");
-    tg_pool2d_opts pk = {{INT_MAX, 2}, {0, 0}, {0, 0, 0, 0}};
+    tg_pool2d_opts pk = {{INT_MAX, 2}, {0, 0}, {0, 0, 0, 0}, false, false};
     ck_assert_ptr_null(tg_max_pool2d(x, &pk));
     TG_ASSERT_ERROR_HAS("tg_max_pool2d: kernel 2147483647x2 is larger than the padded input");
     tg_scope_pop(s);
@@ -1662,6 +1855,10 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, max_pool_table, 0, N_POOL);
     tcase_add_loop_test(tc, avg_pool_table, 0, N_POOL);
     tcase_add_test(tc, avg_pool_excludes_padding);
+    tcase_add_test(tc, pool_ceil_and_include_values);
+    tcase_add_loop_test(tc, global_pool_backends, 0, 8);
+    tcase_add_test(tc, global_pool_values);
+    tcase_add_test(tc, pad2d_values);
     tcase_add_test(tc, pool_errors);
     suite_add_tcase(s, tc);
 

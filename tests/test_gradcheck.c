@@ -156,7 +156,9 @@ static const gc_case cases[] = {
     {TG_OP_MSE, "mse constant target", 2, {S(5), SK(IN_CONST, 5)}, {0}, 0},
 
     /* the CNN ops (their own suite, tests/test_cnn.c, goes deeper); ia for conv:
-     * stride, pad, dilation; for pools: kernel, stride, pad */
+     * stride, pad, dilation; for pools: kernel, stride, pad, ceil_mode,
+     * count_include_pad; for global pools: keepdims; for pad2d: the four pads
+     * (and da the value) */
     {TG_OP_CONV2D, "conv2d 3x3", 3, {S(1, 2, 5, 5), S(3, 2, 3, 3), S(3)}, {1, 0, 1}, 0},
     {TG_OP_CONV2D, "conv2d stride 2 pad 1", 3, {S(2, 1, 4, 4), S(2, 1, 3, 3), S(2)},
      {2, 1, 1}, 0},
@@ -165,6 +167,20 @@ static const gc_case cases[] = {
     {TG_OP_MAX_POOL2D, "max_pool2d 3x3 s2 p1", 1, {SK(IN_DISTINCT, 2, 1, 5, 5)}, {3, 2, 1}, 0},
     {TG_OP_AVG_POOL2D, "avg_pool2d 2x2", 1, {S(1, 2, 4, 4)}, {2, 0, 0}, 0},
     {TG_OP_AVG_POOL2D, "avg_pool2d 3x3 s2 p1", 1, {S(2, 1, 5, 5)}, {3, 2, 1}, 0},
+    {TG_OP_MAX_POOL2D, "max_pool2d 2x2 ceil_mode", 1, {SK(IN_DISTINCT, 1, 2, 5, 5)},
+     {2, 2, 0, 1, 0}, 0},
+    {TG_OP_AVG_POOL2D, "avg_pool2d 3x3 s2 p1 count_include_pad", 1, {S(1, 2, 5, 6)},
+     {3, 2, 1, 0, 1}, 0},
+    {TG_OP_AVG_POOL2D, "avg_pool2d 2x2 ceil_mode count_include_pad", 1, {S(1, 1, 5, 5)},
+     {2, 2, 1, 1, 1}, 0},
+    {TG_OP_GLOBAL_MAX_POOL2D, "global_max_pool2d", 1, {SK(IN_DISTINCT, 2, 3, 3, 4)}, {0}, 0},
+    {TG_OP_GLOBAL_MAX_POOL2D, "global_max_pool2d keepdims", 1, {SK(IN_DISTINCT, 1, 2, 2, 2)},
+     {1}, 0},
+    {TG_OP_GLOBAL_AVG_POOL2D, "global_avg_pool2d", 1, {S(2, 3, 3, 4)}, {0}, 0},
+    {TG_OP_GLOBAL_AVG_POOL2D, "global_avg_pool2d keepdims 1x1 plane", 1, {S(2, 2, 1, 1)},
+     {1}, 0},
+    {TG_OP_PAD2D, "pad2d asymmetric", 1, {S(2, 1, 3, 2)}, {1, 0, 2, 1}, 0},
+    {TG_OP_PAD2D, "pad2d value 0.5", 1, {S(1, 2, 2, 3)}, {1, 1, 1, 1}, 0.5},
     {TG_OP_DENSE, "dense", 3, {S(2, 4), S(3, 4), S(3)}, {0}, 0},
     {TG_OP_DENSE, "dense flattening, no bias", 2, {S(2, 2, 3), S(2, 6)}, {0}, 0},
     {TG_OP_DENSE, "dense batch 1", 3, {S(1, 3), S(1, 3), S(1)}, {0}, 0},
@@ -244,8 +260,13 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
         o.stride[0] = o.stride[1] = c->ia[1];
         for (int i = 0; i < 4; i++)
             o.pad[i] = c->ia[2];
+        o.ceil_mode = c->ia[3];
+        o.count_include_pad = c->ia[4];
         return c->op == TG_OP_MAX_POOL2D ? tg_max_pool2d(in[0], &o) : tg_avg_pool2d(in[0], &o);
     }
+    case TG_OP_GLOBAL_MAX_POOL2D: return tg_global_max_pool2d(in[0], c->ia[0]);
+    case TG_OP_GLOBAL_AVG_POOL2D: return tg_global_avg_pool2d(in[0], c->ia[0]);
+    case TG_OP_PAD2D: return tg_pad2d(in[0], c->ia, c->da);
     case TG_OP_DENSE: return tg_dense(in[0], in[1], n > 2 ? in[2] : NULL);
     case TG_OP_DROPOUT: {
         /* the same mask at every evaluation: a generator seeded afresh each call */

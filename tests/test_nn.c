@@ -261,6 +261,90 @@ START_TEST(test_padding_and_strides)
 }
 END_TEST
 
+/* ZeroPadding2D -> Conv2D -> GlobalAveragePooling2D -> Reshape ->
+ * GlobalMaxPooling2D(keepdims) -> Flatten -> Dense: the shapes inferred at build,
+ * the summary's rows, the forward agreeing with the ops called directly, and the
+ * constructors' and builds' errors. */
+START_TEST(test_padding_global_reshape_layers)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(2, 5, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_zero_padding2d((const int[]){1, 0, 2, 1})));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(3, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_global_avg_pool2d(false)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_reshape(3, (const int64_t[]){-1, 1, 1})));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_global_max_pool2d(true)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(2, TG_ACT_NONE, NULL)));
+    TG_OK_(tg_sequential_build(m));
+    int nd;
+    const int64_t *s;
+    s = tg_layer_output_shape(tg_sequential_layer(m, 0), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){2, 6, 7});
+    s = tg_layer_output_shape(tg_sequential_layer(m, 1), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){3, 4, 5});
+    s = tg_layer_output_shape(tg_sequential_layer(m, 2), &nd);
+    assert_shape(s, nd, 1, (const int64_t[]){3});
+    s = tg_layer_output_shape(tg_sequential_layer(m, 3), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){3, 1, 1});
+    s = tg_layer_output_shape(tg_sequential_layer(m, 4), &nd);
+    assert_shape(s, nd, 3, (const int64_t[]){3, 1, 1});
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 0)), "zero_padding2d");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 2)), "global_average_pooling2d");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 3)), "reshape");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 4)), "global_max_pooling2d");
+    char *text = summary_text(m);
+    ck_assert_msg(strstr(text, "(ZeroPadding2D)"), "%s", text);
+    ck_assert_msg(strstr(text, "(GlobalAveragePooling2D)"), "%s", text);
+    ck_assert_msg(strstr(text, "(None, 3, 1, 1)"), "%s", text);
+    free(text);
+    tg_scope *sc = tg_scope_push();
+    tg_tensor *y = tg_sequential_forward(m, tg_rand_normal(TG_F32, TG_SHAPE(4, 2, 5, 4), 0, 1,
+                                                           NULL));
+    TG_CHECK(y);
+    assert_shape(tg_tensor_shape(y), tg_tensor_ndim(y), 2, (const int64_t[]){4, 2});
+    tg_scope_pop(sc);
+    tg_sequential_free(m);
+
+    /* the forward equals the ops' composition */
+    m = tg_sequential_new(TG_SHAPE(2, 5, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_zero_padding2d((const int[]){1, 0, 2, 1})));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_global_max_pool2d(true)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_reshape(1, (const int64_t[]){2})));
+    TG_OK_(tg_sequential_build(m));
+    sc = tg_scope_push();
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(3, 2, 5, 4), 0, 1, NULL);
+    y = tg_sequential_forward(m, x);
+    TG_CHECK(y);
+    tg_tensor *want = tg_global_max_pool2d(tg_pad2d(x, (const int[]){1, 0, 2, 1}, 0.0), false);
+    TG_CHECK(want);
+    TG_ASSERT_TENSOR_CLOSE(y, want, 1e-7, 0.0);
+    tg_scope_pop(sc);
+    tg_sequential_free(m);
+
+    /* errors */
+    ck_assert_ptr_null(tg_layer_new_zero_padding2d((const int[]){0, 0, -1, 0}));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_layer_new_zero_padding2d(NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_layer_new_reshape(2, (const int64_t[]){-1, -1}));
+    ck_assert_msg(strstr(tg_last_error(), "at most one"), "%s", tg_last_error());
+    ck_assert_ptr_null(tg_layer_new_reshape(1, (const int64_t[]){0}));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_layer_new_reshape(0, (const int64_t[]){1}));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    m = tg_sequential_new(TG_SHAPE(2, 5, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_reshape(2, (const int64_t[]){3, -1})));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    ck_assert_msg(strstr(tg_last_error(), "cannot reshape"), "%s", tg_last_error());
+    tg_sequential_free(m);
+    m = tg_sequential_new(TG_SHAPE(12));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_global_avg_pool2d(false)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    ck_assert_msg(strstr(tg_last_error(), "global_average_pooling2d"), "%s", tg_last_error());
+    tg_sequential_free(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 START_TEST(test_shape_errors)
@@ -1874,6 +1958,7 @@ Suite *tg_suite(void)
         { "tutorial", test_tutorial_shapes_and_count },
         { "summary", test_summary_exact },
         { "padding", test_padding_and_strides },
+        { "padding_global_reshape", test_padding_global_reshape_layers },
         { "shape_errors", test_shape_errors },
         { "params", test_param_names_and_init },
         { "architecture", test_architecture },
