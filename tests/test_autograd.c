@@ -856,6 +856,215 @@ START_TEST(test_versions_allow_legitimate_use)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- custom functions */
+
+/* swish(x) = x * sigmoid(x), defined with its own backward. */
+static tg_tensor *swish_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    if (tg_function_save(ctx, in[0]) != TG_OK)
+        return NULL;
+    (*(int *)tg_function_data(ctx))++; /* the data block is the call's own */
+    return tg_mul(in[0], tg_sigmoid(in[0]));
+}
+
+static tg_status swish_bwd(tg_function_ctx *ctx, tg_tensor *g, tg_tensor **gin)
+{
+    ck_assert_int_eq(*(int *)tg_function_data(ctx), 1);
+    tg_tensor *x = tg_function_saved(ctx, 0), *s = tg_sigmoid(x);
+    gin[0] = tg_mul(g, tg_add(s, tg_mul(tg_mul(x, s), tg_add_scalar(tg_neg(s), 1.0))));
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static const tg_function_def swish_def = {"swish", swish_fwd, swish_bwd, sizeof(int)};
+
+/* a * b^2 with a saved output and a user scale: d/da = s b^2, d/db = 2 s a b;
+ * the backward gives only the gradients asked for. */
+static tg_tensor *scaled_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    if (tg_function_save_output(ctx) != TG_OK)
+        return NULL;
+    return tg_mul_scalar(tg_mul(in[0], tg_mul(in[1], in[1])), *(const double *)user);
+}
+
+static tg_status scaled_bwd(tg_function_ctx *ctx, tg_tensor *g, tg_tensor **gin)
+{
+    double sc = *(const double *)tg_function_user(ctx);
+    tg_tensor *a = tg_function_input(ctx, 0), *b = tg_function_input(ctx, 1);
+    TG_CHECK(tg_function_saved_output(ctx) != NULL);
+    if (tg_function_needs_grad(ctx, 0))
+        gin[0] = tg_mul_scalar(tg_mul(g, tg_mul(b, b)), sc);
+    if (tg_function_needs_grad(ctx, 1))
+        gin[1] = tg_mul_scalar(tg_mul(g, tg_mul(a, b)), 2.0 * sc);
+    return TG_OK;
+}
+
+static const tg_function_def scaled_def = {"scaled", scaled_fwd, scaled_bwd, 0};
+
+static tg_tensor *swish_gc(tg_tensor *const *in, int n, void *ctx)
+{
+    return tg_function_apply(&swish_def, in, 1, NULL);
+}
+
+static tg_tensor *scaled_gc(tg_tensor *const *in, int n, void *ctx)
+{
+    return tg_function_apply(&scaled_def, in, 2, ctx);
+}
+
+START_TEST(test_custom_function)
+{
+    tg_scope *s = tg_scope_push();
+    tg_rng rng;
+    tg_rng_seed(&rng, 77);
+    tg_tensor *x = tg_rand_uniform(TG_F64, TG_SHAPE(3, 4), -3, 3, &rng);
+    TG_OK_(tg_set_requires_grad(x, true));
+    uint64_t before = tg_autograd_sequence();
+    tg_tensor *y = tg_function_apply(&swish_def, &x, 1, NULL);
+    TG_CHECK(y);
+    /* one node for the whole function, labelled with its name */
+    ck_assert_int_eq(tg_autograd_sequence() - before, 1);
+    TG_ASSERT_TENSOR_CLOSE(y, tg_mul(x, tg_sigmoid(x)), 1e-15, 0.0);
+    tg_gradcheck_report rep;
+    tg_gradcheck_opts o = TG_GRADCHECK_OPTS_INIT;
+    TG_OK_(tg_gradcheck(&rep, swish_gc, NULL, &x, 1, &o));
+    ck_assert_msg(rep.passed, "%s", rep.message);
+    ck_assert_str_eq(rep.op, "function");
+    ck_assert_int_eq(rep.checked, 12);
+
+    /* two inputs, a user pointer, the saved output; with one input frozen the
+     * backward is asked for one gradient only */
+    double scale = 1.5;
+    tg_tensor *ab[2] = {tg_rand_uniform(TG_F64, TG_SHAPE(2, 3), -2, 2, &rng),
+                        tg_rand_uniform(TG_F64, TG_SHAPE(2, 3), -2, 2, &rng)};
+    TG_OK_(tg_set_requires_grad(ab[0], true));
+    TG_OK_(tg_set_requires_grad(ab[1], true));
+    TG_OK_(tg_gradcheck(&rep, scaled_gc, &scale, ab, 2, &o));
+    ck_assert_msg(rep.passed, "%s", rep.message);
+    ck_assert_int_eq(rep.checked, 12);
+    TG_OK_(tg_set_requires_grad(ab[0], false));
+    TG_OK_(tg_gradcheck(&rep, scaled_gc, &scale, ab, 2, &o));
+    ck_assert_msg(rep.passed, "%s", rep.message);
+    ck_assert_int_eq(rep.checked, 6);
+
+    /* without grad mode nothing is recorded and the result is a plain tensor */
+    bool prev = tg_set_grad_enabled(false);
+    before = tg_autograd_sequence();
+    tg_tensor *z = tg_function_apply(&swish_def, &x, 1, NULL);
+    tg_set_grad_enabled(prev);
+    TG_CHECK(z);
+    ck_assert_int_eq(tg_autograd_sequence(), before);
+    ck_assert(tg_is_leaf(z));
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* Returns its input: the output must still be a tensor of its own. */
+static tg_tensor *ident_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    return in[0];
+}
+
+static tg_status ident_bwd(tg_function_ctx *ctx, tg_tensor *g, tg_tensor **gin)
+{
+    gin[0] = g;
+    return TG_OK;
+}
+
+static tg_status forgetful_bwd(tg_function_ctx *ctx, tg_tensor *g, tg_tensor **gin)
+{
+    return TG_OK;
+}
+
+static tg_tensor *null_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    return NULL;
+}
+
+static tg_tensor *late_save_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    return tg_function_save(ctx, in[0]) == TG_OK ? tg_mul_scalar(in[0], 2.0) : NULL;
+}
+
+/* saves a tensor from outside (the user pointer) */
+static tg_tensor *save_user_fwd(tg_function_ctx *ctx, tg_tensor *const *in, int n, void *user)
+{
+    return tg_function_save(ctx, user) == TG_OK ? tg_mul_scalar(in[0], 2.0) : NULL;
+}
+
+static tg_status late_save_bwd(tg_function_ctx *ctx, tg_tensor *g, tg_tensor **gin)
+{
+    /* saving is for the forward only; input 1 does not exist */
+    ck_assert_int_eq(tg_function_save(ctx, g), TG_ERR_STATE);
+    ck_assert_ptr_null(tg_function_input(ctx, 1));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
+    ck_assert_ptr_null(tg_function_saved(ctx, 1));
+    ck_assert_ptr_null(tg_function_saved_output(ctx));
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "tg_function_save_output"));
+    gin[0] = tg_mul_scalar(g, 2.0);
+    return TG_OK;
+}
+
+START_TEST(test_custom_function_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_from_f64(TG_SHAPE(2), (const double[]){1, 2});
+    TG_OK_(tg_set_requires_grad(x, true));
+
+    static const tg_function_def ident = {"ident", ident_fwd, ident_bwd, 0};
+    tg_tensor *y = tg_function_apply(&ident, &x, 1, NULL);
+    TG_CHECK(y && y != x);
+    ck_assert(!tg_is_leaf(y));
+    TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+    ck_assert_double_eq(tg_get_flat(tg_grad(x), 1), 1.0);
+
+    /* a backward that leaves out a needed gradient */
+    static const tg_function_def forgetful = {"forgetful", ident_fwd, forgetful_bwd, 0};
+    ck_assert_int_eq(tg_backward(tg_sum(tg_function_apply(&forgetful, &x, 1, NULL), NULL, 0,
+                                        false)), TG_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "'forgetful' gave no gradient for input 0"));
+
+    /* an input written before backward (the engine's check), and a saved
+     * tensor that is not an input (the function's own check) */
+    tg_tensor *x2 = tg_tensor_copy(x);
+    TG_OK_(tg_set_requires_grad(x2, true));
+    tg_tensor *w = tg_from_f64(TG_SHAPE(2), (const double[]){3, 4});
+    tg_tensor *in2[1] = {tg_mul(x2, w)};
+    tg_tensor *l = tg_sum(tg_function_apply(&swish_def, in2, 1, NULL), NULL, 0, false);
+    TG_OK_(tg_tensor_fill(in2[0], 0.0));
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "of op 'function'"));
+    static const tg_function_def uses_ext = {"uses_ext", save_user_fwd, late_save_bwd, 0};
+    tg_tensor *ext = tg_from_f64(TG_SHAPE(2), (const double[]){5, 6});
+    l = tg_sum(tg_function_apply(&uses_ext, &x, 1, ext), NULL, 0, false);
+    TG_OK_(tg_tensor_fill(ext, 0.0));
+    ck_assert_int_eq(tg_backward(l), TG_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "saved tensor 0 of function 'uses_ext'"));
+
+    /* the ctx accessors outside their phase */
+    static const tg_function_def late = {"late", late_save_fwd, late_save_bwd, 0};
+    TG_OK_(tg_backward(tg_sum(tg_function_apply(&late, &x, 1, NULL), NULL, 0, false)));
+
+    /* bad definitions and inputs */
+    static const tg_function_def no_bwd = {"no_bwd", ident_fwd, NULL, 0};
+    static const tg_function_def fails = {"fails", null_fwd, ident_bwd, 0};
+    ck_assert_ptr_null(tg_function_apply(NULL, &x, 1, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    ck_assert_ptr_null(tg_function_apply(&no_bwd, &x, 1, NULL));
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "no_bwd"));
+    tg_tensor *none[1] = {NULL};
+    ck_assert_ptr_null(tg_function_apply(&ident, none, 1, NULL));
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "input 0 is NULL"));
+    ck_assert_ptr_null(tg_function_apply(&ident, &x, 0, NULL));
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+    tg_clear_error();
+    ck_assert_ptr_null(tg_function_apply(&fails, &x, 1, NULL));
+    ck_assert_ptr_nonnull(strstr(tg_last_error(), "returned NULL without an error"));
+    ck_assert_int_eq(tg_function_save(NULL, x), TG_ERR_ARG);
+    ck_assert(!tg_function_needs_grad(NULL, 0));
+    tg_scope_pop(s);
+}
+END_TEST
+
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -895,6 +1104,8 @@ Suite *tg_suite(void)
     tcase_add_test(tc, test_gradcheck_catches_wrong_backward);
     tcase_add_test(tc, test_gradcheck_names_op);
     tcase_add_test(tc, test_gradcheck_errors);
+    tcase_add_test(tc, test_custom_function);
+    tcase_add_test(tc, test_custom_function_errors);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("zero mark");
