@@ -317,18 +317,13 @@ bool fc_evaluate(tg_sequential *model, const tg_dataset *ds, int n_classes, doub
         tg_tensor *y = tg_slice(ds->labels, 0, start, end);
         tg_tensor *logits = tg_sequential_forward_logits(model, x);
         tg_tensor *l = tg_cross_entropy(logits, y);
-        tg_tensor *pred = tg_contiguous(tg_argmax(logits, 1, false));
-        tg_tensor *yc = tg_contiguous(y);
-        if (!l || !pred || !yc) {
+        int64_t hits = 0;
+        if (!l || tg_accuracy_count(&hits, logits, y) != TG_OK ||
+            (confusion && tg_confusion_matrix_add(confusion, n_classes, logits, y) != TG_OK)) {
             ok = false;
         } else {
             loss_sum += tg_item(l) * (double)(end - start);
-            const int64_t *p = tg_tensor_data(pred), *t = tg_tensor_data(yc);
-            for (int64_t i = 0; i < end - start; i++) {
-                correct += p[i] == t[i];
-                if (confusion && t[i] >= 0 && t[i] < n_classes)
-                    confusion[t[i] * n_classes + p[i]]++;
-            }
+            correct += hits;
         }
         tg_scope_pop(s);
     }
@@ -417,7 +412,7 @@ typedef struct command_entry {
 
 static const command_entry commands[] = {
     { "train", "train the model with Keras-style progress; checkpoints; --resume", fc_cmd_train },
-    { "evaluate", "test loss and accuracy, per-class accuracy, confusion matrix",
+    { "evaluate", "test loss and accuracy, per-class accuracy, precision and F1, confusion matrix",
       fc_cmd_evaluate },
     { "predict", "top-3 classes of a test image or a 28x28 PNG/PGM file", fc_cmd_predict },
     { "summary", "the Keras-style model table (no data needed)", cmd_summary },

@@ -1,5 +1,5 @@
 /* apps/fashion_cnn_eval.c -- the commands that use a trained model: evaluate
- * (loss, accuracy, per-class accuracy, confusion matrix), predict (top-3 classes
+ * (loss, accuracy, per-class accuracy, precision, F1, confusion matrix), predict (top-3 classes
  * of a test image or a picture file) and featuremaps (PNG grids of what the conv
  * layer sees and has learned). They load the weights only, never train. */
 #include <errno.h>
@@ -115,21 +115,26 @@ int fc_cmd_evaluate(int argc, char **argv)
             correct += conf[k * FC_CLASSES + k];
         printf("Test loss: %.4f - test accuracy: %.4f (%lld/%lld)\n\n", loss, acc,
                (long long)correct, (long long)test.count);
-        printf("Per-class accuracy:\n  %-2s %-12s %8s %11s\n", "", "class", "accuracy",
-               "correct");
+        tg_class_metrics cm[FC_CLASSES], avg;
+        if (tg_class_metrics_compute(cm, &avg, conf, FC_CLASSES) != TG_OK) {
+            rc = app_fail_tg("evaluate", "per-class figures");
+            goto done;
+        }
+        printf("Per-class accuracy (the class's recall), precision and F1:\n"
+               "  %-2s %-12s %8s %11s %10s %7s\n", "", "class", "accuracy", "correct",
+               "precision", "f1");
         for (int k = 0; k < FC_CLASSES; k++) {
-            int64_t row = 0;
-            for (int j = 0; j < FC_CLASSES; j++)
-                row += conf[k * FC_CLASSES + j];
             char frac[32];
             snprintf(frac, sizeof frac, "%lld/%lld", (long long)conf[k * FC_CLASSES + k],
-                     (long long)row);
-            if (row)
-                printf("  %-2d %-12s %8.4f %11s\n", k, cname(k),
-                       (double)conf[k * FC_CLASSES + k] / (double)row, frac);
+                     (long long)cm[k].support);
+            if (cm[k].support)
+                printf("  %-2d %-12s %8.4f %11s", k, cname(k), cm[k].recall, frac);
             else
-                printf("  %-2d %-12s %8s %11s\n", k, cname(k), "-", frac);
+                printf("  %-2d %-12s %8s %11s", k, cname(k), "-", frac);
+            printf(" %10.4f %7.4f\n", cm[k].precision, cm[k].f1);
         }
+        printf("  %-15s %8.4f %11s %10.4f %7.4f\n", "macro average", avg.recall, "",
+               avg.precision, avg.f1);
         printf("\nConfusion matrix (rows: true class, columns: predicted class):\n%16s", "");
         for (int j = 0; j < FC_CLASSES; j++)
             printf(" %5d", j);
@@ -141,6 +146,7 @@ int fc_cmd_evaluate(int argc, char **argv)
             printf("\n");
         }
     }
+done:
     tg_dataset_clear(&test);
     tg_sequential_free(m);
     return rc;

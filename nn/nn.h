@@ -305,6 +305,58 @@ double tg_accuracy(const tg_tensor *scores, const tg_tensor *labels);
 /* The same as a count of correct rows, to accumulate over batches. */
 tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_tensor *labels);
 
+/* Top-k accuracy (Keras's top_k_categorical_accuracy with integer labels,
+ * sparse_top_k_categorical_accuracy): row n is a hit when fewer than k classes
+ * score strictly more than its label's class. Ties at the k-th place are
+ * therefore all inside the top k (TensorFlow's in_top_k rule; PyTorch's topk
+ * would pick one of them), and a NaN score at the label is a miss. k >= 1;
+ * k >= C makes every row with a non-NaN label score a hit. k = 1 differs from
+ * tg_accuracy only on ties (tg_accuracy takes the first maximum). Shapes,
+ * dtypes and errors as tg_accuracy. */
+double tg_top_k_accuracy(const tg_tensor *scores, const tg_tensor *labels, int k);
+tg_status tg_top_k_accuracy_count(int64_t *correct, const tg_tensor *scores,
+                                  const tg_tensor *labels, int k);
+
+/* Adds one batch to a confusion matrix: matrix is n_classes x n_classes counts,
+ * row-major, rows the true class and columns the predicted one (as
+ * tf.math.confusion_matrix and scikit-learn); the caller zeroes it before the
+ * first batch. pred is either scores (N, n_classes), floating, whose row's first
+ * maximum is the prediction (as tg_accuracy), or predicted classes (N), integer
+ * (i32/i64/u8). labels (N), i32/i64/u8. Every label and predicted class must be
+ * in 0..n_classes-1; on any error the matrix is left as it was. */
+tg_status tg_confusion_matrix_add(int64_t *matrix, int64_t n_classes, const tg_tensor *pred,
+                                  const tg_tensor *labels);
+
+/* Per-class figures of a confusion matrix (as above). For class k:
+ *   precision = m[k][k] / (column k's sum)   (of the rows predicted k, how many are k)
+ *   recall    = m[k][k] / (row k's sum)      (of the rows that are k, how many were found)
+ *   f1        = 2 precision recall / (precision + recall)
+ * A 0/0 is 0 (scikit-learn's zero_division=0, Keras's divide_no_nan), so a class
+ * never predicted has precision 0. support is row k's sum, predicted column k's. */
+typedef struct tg_class_metrics {
+    double precision;
+    double recall;
+    double f1;
+    int64_t support;
+    int64_t predicted;
+} tg_class_metrics;
+
+/* Fills per_class[0..n_classes-1] (may be NULL) and *macro (may be NULL): the
+ * unweighted mean of precision, recall and f1 over all n_classes classes
+ * (scikit-learn's "macro avg", classes without support included, their
+ * figures 0), with support and predicted the totals. Negative counts are an
+ * error (TG_ERR_RANGE naming the cell). */
+tg_status tg_class_metrics_compute(tg_class_metrics *per_class, tg_class_metrics *macro,
+                                   const int64_t *matrix, int64_t n_classes);
+
+/* Regression metrics, not differentiable (the loss is an op: tg_mse):
+ * the mean over all elements of (pred - target)^2 and of |pred - target|,
+ * accumulated in double. pred and target have the same shape (any, not empty)
+ * and a floating dtype each (f32 and f64 may mix). NaN (with the last error
+ * set) on bad arguments; a NaN element gives NaN (no error). */
+double tg_mean_squared_error(const tg_tensor *pred, const tg_tensor *target);
+double tg_mean_absolute_error(const tg_tensor *pred, const tg_tensor *target);
+
 /* ================================================================ optimizers */
 
 typedef struct tg_optimizer tg_optimizer;

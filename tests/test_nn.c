@@ -1875,6 +1875,139 @@ START_TEST(test_accuracy)
 }
 END_TEST
 
+START_TEST(test_top_k_accuracy)
+{
+    tg_scope *s = tg_scope_push();
+    /* Per row, the label's rank (classes scoring strictly more) is worked out by hand. */
+    tg_tensor *sc = tg_from_data(TG_F32, TG_SHAPE(5, 4), (const float[]){
+        0.1f, 0.7f, 0.2f, 0.0f,   /* label 2: one above (0.7) -> top-2 hit */
+        1.0f, 3.0f, 3.0f, 3.0f,   /* label 0: three above -> top-3 miss, top-4 hit */
+        5.0f, 5.0f, 5.0f, 1.0f,   /* label 2: a three-way tie, none above -> top-1 hit */
+        0.0f, NAN, 1.0f, 2.0f,    /* label 1: NaN at the label -> always a miss */
+        NAN, 0.5f, 0.2f, 0.1f }); /* label 2: NaN elsewhere is not above -> top-2 hit */
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(5), (const int64_t[]){ 2, 0, 2, 1, 2 });
+    int64_t hits[5];
+    for (int k = 1; k <= 4; k++)
+        TG_OK_(tg_top_k_accuracy_count(&hits[k], sc, y, k));
+    ck_assert_int_eq(hits[1], 1);
+    ck_assert_int_eq(hits[2], 3);
+    ck_assert_int_eq(hits[3], 3);
+    ck_assert_int_eq(hits[4], 4);
+    ck_assert(tg_top_k_accuracy(sc, y, 2) == 3.0 / 5.0);
+    ck_assert(tg_top_k_accuracy(sc, y, 100) == 4.0 / 5.0);
+    /* f64 and a strided view agree. */
+    ck_assert(tg_top_k_accuracy(tg_tensor_to_dtype(sc, TG_F64), y, 2) == 3.0 / 5.0);
+    tg_tensor *t = tg_transpose(tg_contiguous(tg_transpose(sc, 0, 1)), 0, 1);
+    ck_assert(tg_top_k_accuracy(t, y, 2) == 3.0 / 5.0);
+    /* Errors. */
+    ck_assert(isnan(tg_top_k_accuracy(sc, y, 0)));
+    TG_ASSERT_ERROR_HAS("k must be at least 1");
+    ck_assert(isnan(tg_top_k_accuracy(sc, tg_from_data(TG_I32, TG_SHAPE(5),
+                                                       (const int32_t[]){ 0, 0, 4, 0, 0 }), 1)));
+    TG_ASSERT_ERROR_HAS("label 4 at row 2 is not in 0..3");
+    ck_assert(tg_top_k_accuracy_count(NULL, sc, y, 1) == TG_ERR_ARG);
+    ck_assert(isnan(tg_top_k_accuracy(y, y, 1)));
+    ck_assert(isnan(tg_top_k_accuracy(tg_zeros(TG_F32, TG_SHAPE(0, 4)),
+                                      tg_zeros(TG_I64, TG_SHAPE(0)), 1)));
+    TG_ASSERT_ERROR_HAS("empty batch");
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(test_confusion_and_class_metrics)
+{
+    tg_scope *s = tg_scope_push();
+    /* Three classes; predictions 0 1 1 2 2 2 0 1 for labels 0 0 1 1 2 2 2 2. */
+    tg_tensor *pred = tg_from_data(TG_I32, TG_SHAPE(8), (const int32_t[]){ 0, 1, 1, 2, 2, 2, 0, 1 });
+    tg_tensor *y = tg_from_data(TG_U8, TG_SHAPE(8), (const uint8_t[]){ 0, 0, 1, 1, 2, 2, 2, 2 });
+    int64_t m[9] = { 0 };
+    TG_OK_(tg_confusion_matrix_add(m, 3, pred, y));
+    const int64_t want[9] = { 1, 1, 0,   /* true 0: one right, one as 1 */
+                              0, 1, 1,   /* true 1 */
+                              1, 1, 2 }; /* true 2 */
+    for (int i = 0; i < 9; i++)
+        ck_assert_int_eq(m[i], want[i]);
+    /* Scores give the same through their argmax; a second batch accumulates. */
+    tg_tensor *sc = tg_from_data(TG_F64, TG_SHAPE(2, 3), (const double[]){ 0.1, 0.2, 0.9,
+                                                                           4.0, 4.0, 1.0 });
+    TG_OK_(tg_confusion_matrix_add(m, 3, sc, tg_from_data(TG_I64, TG_SHAPE(2),
+                                                          (const int64_t[]){ 2, 1 })));
+    ck_assert_int_eq(m[2 * 3 + 2], 3); /* true 2 predicted 2 */
+    ck_assert_int_eq(m[1 * 3 + 0], 1); /* tie 4.0/4.0: the first maximum, class 0 */
+    /* By hand from the matrix {1 1 0; 1 1 1; 1 1 3}:
+     *   class 0: tp 1, support 2, predicted 3 -> p 1/3, r 1/2, f1 2/5
+     *   class 1: tp 1, support 3, predicted 3 -> p 1/3, r 1/3, f1 1/3
+     *   class 2: tp 3, support 5, predicted 4 -> p 3/4, r 3/5, f1 2/3 */
+    tg_class_metrics c[3], avg;
+    TG_OK_(tg_class_metrics_compute(c, &avg, m, 3));
+    const double p[3] = { 1.0 / 3, 1.0 / 3, 3.0 / 4 }, r[3] = { 0.5, 1.0 / 3, 3.0 / 5 };
+    for (int k = 0; k < 3; k++) {
+        ck_assert_double_eq_tol(c[k].precision, p[k], 1e-15);
+        ck_assert_double_eq_tol(c[k].recall, r[k], 1e-15);
+        ck_assert_double_eq_tol(c[k].f1, 2 * p[k] * r[k] / (p[k] + r[k]), 1e-15);
+    }
+    ck_assert_int_eq(c[2].support, 5);
+    ck_assert_int_eq(c[0].predicted, 3);
+    ck_assert_double_eq_tol(avg.precision, (p[0] + p[1] + p[2]) / 3, 1e-15);
+    ck_assert_double_eq_tol(avg.recall, (r[0] + r[1] + r[2]) / 3, 1e-15);
+    ck_assert_int_eq(avg.support, 10);
+    /* A class never seen nor predicted: all its figures are 0, not NaN. */
+    const int64_t m2[4] = { 3, 0, 0, 0 };
+    TG_OK_(tg_class_metrics_compute(c, &avg, m2, 2));
+    ck_assert(c[0].precision == 1 && c[0].f1 == 1);
+    ck_assert(c[1].precision == 0 && c[1].recall == 0 && c[1].f1 == 0);
+    ck_assert(avg.f1 == 0.5);
+    /* Errors leave the matrix as it was (the bad label is in the last row). */
+    int64_t before[9];
+    memcpy(before, m, sizeof m);
+    ck_assert(tg_confusion_matrix_add(m, 3, pred, tg_from_data(TG_U8, TG_SHAPE(8),
+                                      (const uint8_t[]){ 0, 0, 1, 1, 2, 2, 2, 3 })) == TG_ERR_RANGE);
+    TG_ASSERT_ERROR_HAS("label 3 at row 7 is not in 0..2");
+    ck_assert(memcmp(before, m, sizeof m) == 0);
+    ck_assert(tg_confusion_matrix_add(m, 3, tg_from_data(TG_I32, TG_SHAPE(2),
+                                      (const int32_t[]){ 0, -1 }),
+                                      tg_from_data(TG_I32, TG_SHAPE(2), (const int32_t[]){ 0, 0 }))
+              == TG_ERR_RANGE);
+    TG_ASSERT_ERROR_HAS("predicted class -1 at row 1");
+    ck_assert(tg_confusion_matrix_add(m, 4, sc, y) == TG_ERR_SHAPE);
+    ck_assert(tg_confusion_matrix_add(m, 2, sc, tg_from_data(TG_I64, TG_SHAPE(2),
+                                      (const int64_t[]){ 0, 1 })) == TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("scores have 3 classes, the matrix 2");
+    ck_assert(tg_confusion_matrix_add(m, 3, tg_tensor_to_dtype(pred, TG_F32), y) == TG_ERR_SHAPE);
+    ck_assert(tg_confusion_matrix_add(NULL, 3, pred, y) == TG_ERR_ARG);
+    ck_assert(tg_confusion_matrix_add(m, 0, pred, y) == TG_ERR_ARG);
+    ck_assert(memcmp(before, m, sizeof m) == 0);
+    const int64_t neg[4] = { 1, 0, -2, 1 };
+    ck_assert(tg_class_metrics_compute(c, NULL, neg, 2) == TG_ERR_RANGE);
+    TG_ASSERT_ERROR_HAS("count -2 at row 1, column 0");
+    ck_assert(tg_class_metrics_compute(NULL, NULL, NULL, 2) == TG_ERR_ARG);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(test_regression_metrics)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = tg_from_data(TG_F32, TG_SHAPE(2, 3), (const float[]){ 1, 2, 3, 4, 5, 6 });
+    tg_tensor *b = tg_from_data(TG_F64, TG_SHAPE(2, 3), (const double[]){ 1.5, 2, 1, 4, 8, 6 });
+    /* differences -0.5 0 2 0 -3 0: squares sum 13.25, absolutes 5.5 */
+    ck_assert_double_eq_tol(tg_mean_squared_error(a, b), 13.25 / 6, 1e-15);
+    ck_assert_double_eq_tol(tg_mean_absolute_error(a, b), 5.5 / 6, 1e-15);
+    /* A transposed view reads in logical order. */
+    tg_tensor *at = tg_transpose(tg_contiguous(tg_transpose(a, 0, 1)), 0, 1);
+    ck_assert_double_eq_tol(tg_mean_squared_error(at, b), 13.25 / 6, 1e-15);
+    ck_assert(isnan(tg_mean_squared_error(a, tg_zeros(TG_F32, TG_SHAPE(3, 2)))));
+    TG_ASSERT_ERROR_HAS("differ in shape");
+    ck_assert(isnan(tg_mean_absolute_error(a, NULL)));
+    ck_assert(isnan(tg_mean_absolute_error(tg_zeros(TG_I32, TG_SHAPE(2, 3)), a)));
+    TG_ASSERT_ERROR_HAS("must be floating");
+    ck_assert(isnan(tg_mean_squared_error(tg_zeros(TG_F32, TG_SHAPE(0)),
+                                          tg_zeros(TG_F32, TG_SHAPE(0)))));
+    TG_ASSERT_ERROR_HAS("empty");
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- learning */
 
 START_TEST(test_tiny_model_learns)
@@ -1983,6 +2116,9 @@ Suite *tg_suite(void)
         { "layer_forward", test_layer_forward_standalone },
         { "layer_errors", test_layer_type_errors },
         { "accuracy", test_accuracy },
+        { "top_k_accuracy", test_top_k_accuracy },
+        { "confusion_and_class_metrics", test_confusion_and_class_metrics },
+        { "regression_metrics", test_regression_metrics },
         { "mlp_learns", test_tiny_model_learns },
         { "cnn_learns", test_small_cnn_learns },
     };
