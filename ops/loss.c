@@ -6,6 +6,15 @@
  *   cross_entropy_probs (probabilities p (N, C), labels t (N)), Keras from_logits=False:
  *       L = (1/N) sum_n -log clip(p_n,t_n, 1e-7, 1 - 1e-7)
  *       dp_n,t_n = -g / (N p_n,t_n) where p is inside the clip range, else 0
+ *   with options (tg_cross_entropy_ex: class weights w, label smoothing eps,
+ *   an ignored label, a reduction), q_n = (1 - eps) onehot(t_n) + eps / C and
+ *   a_nc = w_c q_nc for the rows not ignored (0 for an ignored row):
+ *       l_n = - sum_c a_nc log softmax(z_n)_c          (log clip(p_nc) from probs)
+ *       L = sum_n l_n / D,  D = sum_n w_t_n (mean; 0 when D = 0), 1 (sum);
+ *       or L_n = l_n (none)
+ *       dz_nk = s_n (A_n softmax(z_n)_k - a_nk),  A_n = sum_c a_nc
+ *       (from probs: dp_nk = -s_n a_nk / p_nk inside the clip), with s_n = g / D,
+ *       g, or g_n
  *   mse (pred p, target q, equal shapes, n elements):
  *       L = (1/n) sum_i (p_i - q_i)^2
  *       dp = 2 g (p - q) / n        dq = -dp
@@ -22,21 +31,28 @@
 
 typedef struct xent_saved {
     int64_t n, c;
-    int64_t *labels; /* validated copy */
+    int64_t *labels;  /* validated copy */
+    double *weights;  /* (C) copy, or NULL: all 1 */
+    double eps;       /* label smoothing */
+    int64_t ignore;   /* TG_IGNORE_NONE or the ignored label */
+    tg_reduction reduction;
+    double denom;     /* D of the header (mean), 1 (sum) */
 } xent_saved;
 
 static void xent_free(void *p)
 {
     xent_saved *sv = p;
-    if (sv)
+    if (sv) {
         free(sv->labels);
+        free(sv->weights);
+    }
     free(sv);
 }
 
-/* Checks (x (N, C) float, labels (N) integer, each label in 0..C-1) and returns a
- * validated copy of the labels (malloc'd) or NULL with the error set. */
+/* Checks (x (N, C) float, labels (N) integer, each label in 0..C-1 or the ignored
+ * one) and returns a validated copy of the labels (malloc'd) or NULL with the error set. */
 static int64_t *check_and_read_labels(const char *xname, tg_tensor *x,
-                                      tg_tensor *labels)
+                                      tg_tensor *labels, int64_t ignore)
 {
     char sx[128], sl[128];
     if (!x)
@@ -69,7 +85,7 @@ static int64_t *check_and_read_labels(const char *xname, tg_tensor *x,
         case TG_I64: out[i] = TG_DATA(lc, int64_t)[i]; break;
         default: out[i] = TG_DATA(lc, uint8_t)[i]; break;
         }
-        if (out[i] < 0 || out[i] >= c) {
+        if ((out[i] < 0 || out[i] >= c) && (ignore == TG_IGNORE_NONE || out[i] != ignore)) {
             tg_error_here(TG_ERR_RANGE, "label %lld at row %lld is out of range for %lld "
                           "classes (0..%lld)", (long long)out[i], (long long)i, (long long)c,
                           (long long)(c - 1));
@@ -98,61 +114,168 @@ static inline double at2(const tg_tensor *x, int64_t r, int64_t c)
                               : ((const double *)tg_storage_data(x->storage))[o];
 }
 
-static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels)
+/* Checks the options and copies the class weights (*w NULL when there are none).
+ * Errors name the field. */
+static tg_status check_xent_opts(const tg_cross_entropy_opts *o, int64_t c, double **w)
 {
-    const char *who = probs ? "tg_cross_entropy_probs" : "tg_cross_entropy";
-    /* first: its messages name the logits or probs */
-    /* the label checks name the context; the frame comes after them */
+    *w = NULL;
+    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+        return tg_error_here(TG_ERR_ARG, "label_smoothing must be in [0, 1], not %g",
+                             o->label_smoothing);
+    if (o->reduction != TG_REDUCTION_MEAN && o->reduction != TG_REDUCTION_SUM &&
+        o->reduction != TG_REDUCTION_NONE)
+        return tg_error_here(TG_ERR_ARG, "reduction %d is not a tg_reduction",
+                             (int)o->reduction);
+    tg_tensor *cw = o->class_weights;
+    if (!cw)
+        return TG_OK;
+    char sw[128];
+    if (!tg_dtype_is_float(cw->dtype))
+        return tg_error_here(TG_ERR_DTYPE, "class_weights must be floating, not %s",
+                             tg_dtype_name(cw->dtype));
+    if (cw->ndim != 1 || cw->shape[0] != c)
+        return tg_error_here(TG_ERR_SHAPE, "class_weights %s do not match %lld classes",
+                             tg_shape_str(sw, sizeof sw, cw->ndim, cw->shape), (long long)c);
+    if (tg_tensor_settle(cw) != TG_OK)
+        return tg_last_status();
+    double *out = malloc((size_t)c * sizeof *out);
+    if (!out)
+        return tg_error_here(TG_ERR_NOMEM, "out of memory");
+    for (int64_t k = 0; k < c; k++) {
+        out[k] = tg_get_flat(cw, k);
+        if (!(out[k] >= 0 && isfinite(out[k]))) {
+            tg_error_here(TG_ERR_ARG, "class_weights[%lld] is %g (must be finite, >= 0)",
+                          (long long)k, out[k]);
+            free(out);
+            return TG_ERR_ARG;
+        }
+    }
+    *w = out;
+    return TG_OK;
+}
+
+static inline bool xent_ignored(const xent_saved *sv, int64_t t)
+{
+    return sv->ignore != TG_IGNORE_NONE && t == sv->ignore;
+}
+
+/* a_k of the header for a row with label t (not ignored). */
+static inline double xent_coef(const xent_saved *sv, int64_t t, int64_t k)
+{
+    double q = (1.0 - sv->eps) * (k == t) + sv->eps / (double)sv->c;
+    return sv->weights ? sv->weights[k] * q : q;
+}
+
+/* Whether a_k can be non-zero: every class with smoothing, else the label's alone. */
+static inline bool xent_active(const xent_saved *sv, int64_t t, int64_t k)
+{
+    return sv->eps > 0 || k == t;
+}
+
+/* l_n of the header; row r must not be ignored. */
+static double xent_row_loss(bool probs, const xent_saved *sv, const tg_tensor *x, int64_t r)
+{
+    int64_t t = sv->labels[r], nc = sv->c;
+    if (probs) {
+        double l = 0;
+        for (int64_t k = 0; k < nc; k++) {
+            if (!xent_active(sv, t, k))
+                continue;
+            double p = at2(x, r, k);
+            p = p < PROB_EPS ? PROB_EPS : p > 1.0 - PROB_EPS ? 1.0 - PROB_EPS : p;
+            l -= xent_coef(sv, t, k) * log(p);
+        }
+        return l;
+    }
+    double m = -INFINITY, s = 0;
+    for (int64_t k = 0; k < nc; k++)
+        m = fmax(m, at2(x, r, k));
+    for (int64_t k = 0; k < nc; k++)
+        s += exp(at2(x, r, k) - m);
+    double lse = m + log(s);
+    if (sv->eps == 0)
+        return xent_coef(sv, t, t) * (lse - at2(x, r, t));
+    double l = 0;
+    for (int64_t k = 0; k < nc; k++)
+        l += xent_coef(sv, t, k) * (lse - at2(x, r, k));
+    return l;
+}
+
+static tg_tensor *xent_common(bool probs, tg_tensor *x, tg_tensor *labels,
+                              const tg_cross_entropy_opts *opts, const char *who)
+{
+    tg_cross_entropy_opts o = TG_CROSS_ENTROPY_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    /* the label and option checks name the context; the frame comes after them */
     const char *prev = tg_error_enter(who);
-    int64_t *lab = check_and_read_labels(probs ? "probs" : "logits", x, labels);
+    int64_t *lab = check_and_read_labels(probs ? "probs" : "logits", x, labels, o.ignore_index);
+    double *w = NULL;
+    if (lab && check_xent_opts(&o, x->shape[1], &w) != TG_OK) {
+        free(lab);
+        lab = NULL;
+    }
     tg_error_leave(prev);
     if (!lab)
         return NULL;
+    xent_saved tmp = {x->shape[0], x->shape[1], lab, w, o.label_smoothing, o.ignore_index,
+                      o.reduction, 1.0};
     tg_tensor *in[2] = {x, labels};
     tg_op_call c;
     const tg_op_vtable *vt = probs ? &tg_op_cross_entropy_probs_vtable
                                    : &tg_op_cross_entropy_vtable;
     if (!tg_op_begin(&c, vt, who, in, 2, NULL, 0)) {
         free(lab);
+        free(w);
         return NULL;
     }
-    int64_t n = x->shape[0], nc = x->shape[1];
-    double total = 0;
-    for (int64_t r = 0; r < n; r++) {
-        if (probs) {
-            double p = at2(x, r, lab[r]);
-            p = p < PROB_EPS ? PROB_EPS : p > 1.0 - PROB_EPS ? 1.0 - PROB_EPS : p;
-            total -= log(p);
-        } else {
-            double m = -INFINITY, s = 0;
-            for (int64_t k = 0; k < nc; k++)
-                m = fmax(m, at2(x, r, k));
-            for (int64_t k = 0; k < nc; k++)
-                s += exp(at2(x, r, k) - m);
-            total += m + log(s) - at2(x, r, lab[r]);
+    int64_t n = tmp.n;
+    if (o.reduction == TG_REDUCTION_NONE) {
+        c.out = tg_tensor_new_owned(x->dtype, 1, &n);
+        for (int64_t r = 0; c.out && r < n; r++)
+            tg_set_flat(c.out, r,
+                        xent_ignored(&tmp, lab[r]) ? 0.0 : xent_row_loss(probs, &tmp, x, r));
+    } else {
+        double total = 0, denom = 0;
+        for (int64_t r = 0; r < n; r++) {
+            if (xent_ignored(&tmp, lab[r]))
+                continue;
+            total += xent_row_loss(probs, &tmp, x, r);
+            denom += w ? w[lab[r]] : 1.0;
         }
+        if (o.reduction == TG_REDUCTION_MEAN)
+            tmp.denom = denom;
+        c.out = scalar_out(x->dtype, tmp.denom > 0 ? total / tmp.denom : 0.0);
     }
-    c.out = scalar_out(x->dtype, total / (double)n);
     xent_saved *sv = c.out ? tg_op_save(&c, sizeof *sv) : NULL;
     if (!c.out || (c.record && !sv)) {
         free(lab);
+        free(w);
         return tg_op_fail(&c);
     }
-    if (sv)
-        *sv = (xent_saved){n, nc, lab};
-    else
+    if (sv) {
+        *sv = tmp;
+    } else {
         free(lab);
+        free(w);
+    }
     return tg_op_end(&c);
 }
 
 tg_tensor *tg_cross_entropy(tg_tensor *logits, tg_tensor *labels)
 {
-    return xent_common(false, logits, labels);
+    return xent_common(false, logits, labels, NULL, "tg_cross_entropy");
+}
+
+tg_tensor *tg_cross_entropy_ex(tg_tensor *logits, tg_tensor *labels,
+                               const tg_cross_entropy_opts *opts)
+{
+    return xent_common(false, logits, labels, opts, "tg_cross_entropy_ex");
 }
 
 tg_tensor *tg_cross_entropy_probs(tg_tensor *probs, tg_tensor *labels)
 {
-    return xent_common(true, probs, labels);
+    return xent_common(true, probs, labels, NULL, "tg_cross_entropy_probs");
 }
 
 static tg_status xent_backward_common(bool probs, tg_node *node, tg_tensor *g,
@@ -162,7 +285,8 @@ static tg_status xent_backward_common(bool probs, tg_node *node, tg_tensor *g,
         return TG_OK;
     const xent_saved *sv = node->saved;
     tg_tensor *x = node->inputs[0];
-    double scale = tg_item(g) / (double)sv->n;
+    bool per_row = sv->reduction == TG_REDUCTION_NONE;
+    double scale = per_row ? 0 : sv->denom > 0 ? tg_item(g) / sv->denom : 0;
     double *row = malloc((size_t)sv->c * sizeof *row);
     tg_tensor *gx = row ? tg_tensor_new_named("cross_entropy backward", x->dtype, 2, x->shape)
                         : NULL;
@@ -172,20 +296,28 @@ static tg_status xent_backward_common(bool probs, tg_node *node, tg_tensor *g,
     }
     for (int64_t r = 0; r < sv->n; r++) {
         int64_t t = sv->labels[r];
-        if (probs) {
-            double p = at2(x, r, t);
-            memset(row, 0, (size_t)sv->c * sizeof *row);
-            /* the clip passes the gradient only inside its range */
-            if (p >= PROB_EPS && p <= 1.0 - PROB_EPS)
-                row[t] = -scale / p;
+        double sr = per_row ? tg_get_flat(g, r) : scale;
+        if (xent_ignored(sv, t)) {
+            memset(row, 0, (size_t)sv->c * sizeof *row); /* no contribution */
+        } else if (probs) {
+            for (int64_t k = 0; k < sv->c; k++) {
+                double p = at2(x, r, k);
+                /* the clip passes the gradient only inside its range */
+                row[k] = xent_active(sv, t, k) && p >= PROB_EPS && p <= 1.0 - PROB_EPS
+                             ? -sr * xent_coef(sv, t, k) / p
+                             : 0.0;
+            }
         } else {
-            double m = -INFINITY, s = 0;
+            double m = -INFINITY, s = 0, a_sum = 0;
             for (int64_t k = 0; k < sv->c; k++)
                 m = fmax(m, at2(x, r, k));
-            for (int64_t k = 0; k < sv->c; k++)
+            for (int64_t k = 0; k < sv->c; k++) {
                 s += row[k] = exp(at2(x, r, k) - m);
+                a_sum += xent_active(sv, t, k) ? xent_coef(sv, t, k) : 0.0;
+            }
             for (int64_t k = 0; k < sv->c; k++)
-                row[k] = scale * (row[k] / s - (k == t));
+                row[k] = sr * (a_sum * row[k] / s -
+                               (xent_active(sv, t, k) ? xent_coef(sv, t, k) : 0.0));
         }
         for (int64_t k = 0; k < sv->c; k++) {
             if (x->dtype == TG_F32)
@@ -209,11 +341,25 @@ static tg_status xent_probs_backward(tg_node *node, tg_tensor *g, tg_tensor **gi
     return xent_backward_common(true, node, g, gin);
 }
 
-/* DOT detail: "N=32 C=10". */
+/* DOT detail: "N=32 C=10", then the options that are not the defaults
+ * ("weighted smoothing=0.1 ignore=-100 sum"). */
 static void xent_describe(const tg_node *node, char *buf, size_t n)
 {
     const tg_tensor *x = node->inputs[0];
-    snprintf(buf, n, "N=%lld C=%lld", (long long)x->shape[0], (long long)x->shape[1]);
+    const xent_saved *sv = node->saved;
+    int k = snprintf(buf, n, "N=%lld C=%lld", (long long)x->shape[0], (long long)x->shape[1]);
+    if (!sv || k < 0 || (size_t)k >= n)
+        return;
+    char ign[48] = "";
+    if (sv->ignore != TG_IGNORE_NONE)
+        snprintf(ign, sizeof ign, " ignore=%lld", (long long)sv->ignore);
+    char eps[40] = "";
+    if (sv->eps > 0)
+        snprintf(eps, sizeof eps, " smoothing=%g", sv->eps);
+    snprintf(buf + k, n - (size_t)k, "%s%s%s%s", sv->weights ? " weighted" : "", eps, ign,
+             sv->reduction == TG_REDUCTION_SUM    ? " sum"
+             : sv->reduction == TG_REDUCTION_NONE ? " none"
+                                                  : "");
 }
 
 const tg_op_vtable tg_op_cross_entropy_vtable = {"cross_entropy", xent_backward, xent_free,

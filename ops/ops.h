@@ -115,6 +115,40 @@ tg_tensor *tg_log_softmax(tg_tensor *x, int axis);
  * dtype i32, i64 or u8: mean over the batch of -log_softmax(logits)[n, label[n]].
  * Fused and numerically stable. A label outside 0..C-1 is TG_ERR_RANGE. */
 tg_tensor *tg_cross_entropy(tg_tensor *logits, tg_tensor *labels);
+
+/* How a loss reduces its per-row values: their (weighted) mean, their sum, or
+ * none (a (N) tensor of per-row losses). */
+typedef enum tg_reduction { TG_REDUCTION_MEAN, TG_REDUCTION_SUM, TG_REDUCTION_NONE } tg_reduction;
+
+/* No label is ignored (tg_cross_entropy_opts.ignore_index). */
+#define TG_IGNORE_NONE INT64_MIN
+
+/* Options of tg_cross_entropy_ex, PyTorch's F.cross_entropy (Keras's
+ * SparseCategoricalCrossentropy has ignore_class; label smoothing is Keras's on
+ * the one-hot form). With w the class weights (1 when NULL), eps the smoothing
+ * and q_n = (1 - eps) onehot(t_n) + eps / C, row n's loss is
+ *   l_n = - sum_c w_c q_nc log softmax(z_n)_c
+ * (so w_t_n alone when eps = 0). MEAN divides the sum of l_n by the sum of
+ * w_t_n over the rows not ignored (PyTorch's weighted mean); when that is 0
+ * (every row ignored) the loss is 0 with a zero gradient, where PyTorch gives
+ * NaN. A row whose label equals ignore_index contributes 0 (and is 0 under
+ * NONE); that label may lie outside 0..C-1. PyTorch's default ignore_index is
+ * -100; here the default ignores nothing, so a bad label is still an error.
+ * class_weights: (C), floating, finite and >= 0, borrowed, read at the call
+ * (not differentiable). */
+typedef struct tg_cross_entropy_opts {
+    tg_tensor *class_weights;
+    double label_smoothing; /* 0 <= eps <= 1 */
+    int64_t ignore_index;   /* TG_IGNORE_NONE: none */
+    tg_reduction reduction;
+} tg_cross_entropy_opts;
+#define TG_CROSS_ENTROPY_OPTS_INIT { NULL, 0.0, TG_IGNORE_NONE, TG_REDUCTION_MEAN }
+
+/* tg_cross_entropy with options (NULL: the _INIT defaults, the same as
+ * tg_cross_entropy). A 0-d result, or (N) under TG_REDUCTION_NONE. A bad option
+ * is TG_ERR_ARG naming it; weights of another length TG_ERR_SHAPE. */
+tg_tensor *tg_cross_entropy_ex(tg_tensor *logits, tg_tensor *labels,
+                               const tg_cross_entropy_opts *opts);
 /* The same from probabilities (Keras from_logits=False): mean of -log(p[n, label]),
  * with p clipped to [1e-7, 1 - 1e-7] as Keras does. */
 tg_tensor *tg_cross_entropy_probs(tg_tensor *probs, tg_tensor *labels);

@@ -147,6 +147,16 @@ static const gc_case cases[] = {
     {TG_OP_LOG_SOFTMAX, "log_softmax axis 0", 1, {S(4, 2)}, {0}, 0},
     {TG_OP_CROSS_ENTROPY, "cross_entropy", 2, {S(4, 5), SK(IN_LABELS, 4)}, {0}, 0},
     {TG_OP_CROSS_ENTROPY, "cross_entropy batch 1", 2, {S(1, 3), SK(IN_LABELS, 1)}, {0}, 0},
+    /* tg_cross_entropy_ex: ia = {option bits (xent_opts), ignored label}, da = smoothing */
+    {TG_OP_CROSS_ENTROPY, "cross_entropy weighted", 2, {S(6, 4), SK(IN_LABELS, 6)}, {1}, 0},
+    {TG_OP_CROSS_ENTROPY, "cross_entropy smoothing", 2, {S(5, 3), SK(IN_LABELS, 5)}, {2}, 0.2},
+    {TG_OP_CROSS_ENTROPY, "cross_entropy weighted smoothing ignore", 2,
+     {S(8, 4), SK(IN_LABELS, 8)}, {1 | 2 | 4, 2}, 0.1},
+    {TG_OP_CROSS_ENTROPY, "cross_entropy sum", 2, {S(4, 5), SK(IN_LABELS, 4)}, {8}, 0},
+    {TG_OP_CROSS_ENTROPY, "cross_entropy none weighted", 2, {S(5, 4), SK(IN_LABELS, 5)},
+     {16 | 1}, 0},
+    {TG_OP_CROSS_ENTROPY, "cross_entropy none smoothing ignore", 2,
+     {S(6, 3), SK(IN_LABELS, 6)}, {16 | 2 | 4, 0}, 0.3},
     {TG_OP_CROSS_ENTROPY_PROBS, "cross_entropy_probs", 2,
      {SK(IN_PROB, 3, 4), SK(IN_LABELS, 3)}, {0}, 0},
     {TG_OP_CROSS_ENTROPY_PROBS, "cross_entropy_probs batch 1", 2,
@@ -190,6 +200,24 @@ static const gc_case cases[] = {
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 /* ---------------------------------------------------------------- builders */
+
+/* tg_cross_entropy_ex with the options a case's ia[0] selects: 1 class weights,
+ * 2 label smoothing da, 4 ignore label ia[1], 8 sum, 16 none. */
+static tg_tensor *xent_opts_call(const gc_case *c, tg_tensor *const *in)
+{
+    static const double w[] = { 0.5, 2.0, 1.0, 0.25, 1.5 };
+    tg_cross_entropy_opts o = TG_CROSS_ENTROPY_OPTS_INIT;
+    int64_t nc = tg_tensor_dim(in[0], 1);
+    if (c->ia[0] & 1)
+        o.class_weights = tg_from_data(TG_F64, 1, &nc, w);
+    if (c->ia[0] & 2)
+        o.label_smoothing = c->da;
+    if (c->ia[0] & 4)
+        o.ignore_index = c->ia[1];
+    o.reduction = c->ia[0] & 8 ? TG_REDUCTION_SUM
+                  : c->ia[0] & 16 ? TG_REDUCTION_NONE : TG_REDUCTION_MEAN;
+    return tg_cross_entropy_ex(in[0], in[1], &o);
+}
 
 static tg_tensor *build_view(const gc_case *c, tg_tensor *x)
 {
@@ -242,7 +270,7 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
     case TG_OP_CONCAT: return tg_concat(in, n, c->ia[0]);
     case TG_OP_SOFTMAX: return tg_softmax(in[0], c->ia[0]);
     case TG_OP_LOG_SOFTMAX: return tg_log_softmax(in[0], c->ia[0]);
-    case TG_OP_CROSS_ENTROPY: return tg_cross_entropy(in[0], in[1]);
+    case TG_OP_CROSS_ENTROPY: return c->ia[0] ? xent_opts_call(c, in) : tg_cross_entropy(in[0], in[1]);
     case TG_OP_CROSS_ENTROPY_PROBS: return tg_cross_entropy_probs(in[0], in[1]);
     case TG_OP_MSE: return tg_mse(in[0], in[1]);
     case TG_OP_CONV2D: {

@@ -854,6 +854,118 @@ START_TEST(cross_entropy_probs_values)
 }
 END_TEST
 
+/* tg_cross_entropy_ex against the PyTorch formula evaluated here row by row:
+ * (1 - eps) * weighted NLL + eps / C * weighted sum over classes of -log p, both
+ * over D = the sum of the label weights of the rows not ignored. */
+START_TEST(cross_entropy_options_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    enum { N = 4, C = 3 };
+    const double z[N * C] = {0.5, -1.25, 2.0, 3.5, -0.75, 1.5, 0.0, 0.25, -0.5, 1.0, 1.0, -2.0};
+    const int64_t lab[N] = {2, 0, 7, 1}; /* 7 is ignored */
+    const double w[C] = {0.5, 2.0, 1.5}, eps = 0.2;
+    double logp[N][C], rowloss[N], total = 0, denom = 0;
+    for (int r = 0; r < N; r++) {
+        double se = 0;
+        for (int c = 0; c < C; c++)
+            se += exp(z[r * C + c]);
+        for (int c = 0; c < C; c++)
+            logp[r][c] = z[r * C + c] - log(se);
+        rowloss[r] = 0;
+        if (lab[r] == 7)
+            continue;
+        double nll = -w[lab[r]] * logp[r][lab[r]], smooth = 0;
+        for (int c = 0; c < C; c++)
+            smooth -= w[c] * logp[r][c];
+        rowloss[r] = (1 - eps) * nll + eps / C * smooth;
+        total += rowloss[r];
+        denom += w[lab[r]];
+    }
+    tg_tensor *x = mk(dt, TG_SHAPE(N, C), z);
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(N), lab);
+    tg_cross_entropy_opts o = TG_CROSS_ENTROPY_OPTS_INIT;
+    o.class_weights = mk(TG_F32, TG_SHAPE(C), w);
+    o.label_smoothing = eps;
+    o.ignore_index = 7;
+    double tol = dt == TG_F32 ? 1e-6 : 1e-12;
+    TG_ASSERT_CLOSE(tg_item(tg_cross_entropy_ex(x, y, &o)), total / denom, tol, tol);
+    o.reduction = TG_REDUCTION_SUM;
+    TG_ASSERT_CLOSE(tg_item(tg_cross_entropy_ex(x, y, &o)), total, tol, tol);
+    o.reduction = TG_REDUCTION_NONE;
+    tg_tensor *per = tg_cross_entropy_ex(x, y, &o);
+    ck_assert_int_eq(tg_tensor_ndim(per), 1);
+    ck_assert_int_eq(tg_tensor_dim(per, 0), N);
+    for (int r = 0; r < N; r++)
+        TG_ASSERT_CLOSE(at(per, r), rowloss[r], tol, tol);
+
+    /* Gradient of the mean: d/dz_rk = (A_r p_rk - a_rk) / D with a_rk = w_k q_rk. */
+    o.reduction = TG_REDUCTION_MEAN;
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_backward(tg_cross_entropy_ex(x, y, &o)));
+    for (int r = 0; r < N; r++) {
+        double a[C], A = 0;
+        for (int c = 0; c < C; c++) {
+            a[c] = lab[r] == 7 ? 0 : w[c] * ((1 - eps) * (c == lab[r]) + eps / C);
+            A += a[c];
+        }
+        for (int c = 0; c < C; c++)
+            TG_ASSERT_CLOSE(at(tg_grad(x), r * C + c), (A * exp(logp[r][c]) - a[c]) / denom,
+                            tol, 1e-6);
+    }
+
+    /* Defaults are tg_cross_entropy exactly; every row ignored gives 0, not NaN. */
+    tg_tensor *y2 = tg_from_data(TG_I64, TG_SHAPE(N), (const int64_t[]){2, 0, 1, 1});
+    ck_assert(tg_item(tg_cross_entropy_ex(x, y2, NULL)) == tg_item(tg_cross_entropy(x, y2)));
+    tg_cross_entropy_opts all = TG_CROSS_ENTROPY_OPTS_INIT;
+    all.ignore_index = 1;
+    tg_tensor *x2 = mk(dt, TG_SHAPE(N, C), z);
+    TG_OK_(tg_set_requires_grad(x2, true));
+    tg_tensor *l0 = tg_cross_entropy_ex(x2, tg_from_data(TG_I64, TG_SHAPE(N),
+                                        (const int64_t[]){1, 1, 1, 1}), &all);
+    ck_assert(tg_item(l0) == 0);
+    TG_OK_(tg_backward(l0));
+    for (int i = 0; i < N * C; i++)
+        ck_assert(at(tg_grad(x2), i) == 0);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(cross_entropy_options_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(3, 4));
+    tg_tensor *lab = tg_from_data(TG_I64, TG_SHAPE(3), (const int64_t[]){0, 3, -100});
+    tg_cross_entropy_opts o = TG_CROSS_ENTROPY_OPTS_INIT;
+    /* -100 is a bad label unless it is the ignored one */
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_RANGE,
+                 "tg_cross_entropy_ex: label -100 at row 2 is out of range");
+    o.ignore_index = -100;
+    ck_assert_ptr_nonnull(tg_cross_entropy_ex(x, lab, &o));
+    o.label_smoothing = 1.5;
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_ARG,
+                 "tg_cross_entropy_ex: label_smoothing must be in [0, 1], not 1.5");
+    o.label_smoothing = NAN;
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_ARG, "label_smoothing");
+    o.label_smoothing = 0;
+    o.reduction = (tg_reduction)7;
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_ARG, "reduction 7 is not a tg_reduction");
+    o.reduction = TG_REDUCTION_MEAN;
+    o.class_weights = tg_ones(TG_F32, TG_SHAPE(3));
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_SHAPE,
+                 "class_weights [3] do not match 4 classes");
+    o.class_weights = tg_from_data(TG_I32, TG_SHAPE(4), (const int32_t[]){1, 1, 1, 1});
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_DTYPE, "class_weights must be floating");
+    o.class_weights = mk(TG_F64, TG_SHAPE(4), (const double[]){1, -1, 1, 1});
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_ARG,
+                 "class_weights[1] is -1 (must be finite, >= 0)");
+    o.class_weights = mk(TG_F64, TG_SHAPE(4), (const double[]){1, 1, INFINITY, 1});
+    ASSERT_FAILS(tg_cross_entropy_ex(x, lab, &o), TG_ERR_ARG, "class_weights[2] is inf");
+    ASSERT_FAILS(tg_cross_entropy_ex(NULL, lab, NULL), TG_ERR_ARG, "logits");
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(loss_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -1694,6 +1806,8 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, softmax_values, 0, 2);
     tcase_add_loop_test(tc, cross_entropy_values, 0, 6);
     tcase_add_loop_test(tc, cross_entropy_probs_values, 0, 2);
+    tcase_add_loop_test(tc, cross_entropy_options_values, 0, 2);
+    tcase_add_test(tc, cross_entropy_options_errors);
     tcase_add_loop_test(tc, mse_values, 0, 2);
     tcase_add_test(tc, loss_errors);
     suite_add_tcase(s, tc);
