@@ -1,9 +1,15 @@
-/* ops/matmul.c -- matrix product, plain or batched.
+/* ops/matmul.c -- matrix product with numpy's (and torch.matmul's) rules.
  *
  *   y[..., i, j] = sum_p a[..., i, p] b[..., p, j]
- *   da = g @ b^T                        (..., m, k)
- *   db = a^T @ g                        (..., k, n), summed over the batch when one
- *                                       2-D b was shared by the whole batch
+ *   da = g @ b^T   summed down to a's batch dims     (..., m, k)
+ *   db = a^T @ g   summed down to b's batch dims     (..., k, n)
+ *
+ * Batch dims (all but the last two) broadcast as in tg_add: (2, 1, m, k) @
+ * (3, k, n) is (2, 3, m, n). A 1-D a (k) is a row (1, k) and a 1-D b (k) a column
+ * (k, 1), their extra dim dropped from the result: vector @ vector is 0-d,
+ * matrix @ vector (m). Equal batch dims and a b without batch (2-D, or batch
+ * extents all 1) multiply in place; other broadcasts read a stride-0 view of
+ * the operand, which the oneDNN path copies first.
  *
  * f32 on the AUTO backend runs oneDNN's matmul; transposed views (unit stride in
  * one of the last two dims) go to it without a copy, which is what backward feeds
@@ -19,24 +25,93 @@ static int64_t batch_numel(const tg_tensor *t)
     return tg_shape_numel(t->ndim - 2, t->shape);
 }
 
-static tg_status check_shapes(const tg_tensor *a, const tg_tensor *b)
+/* The operands as matrices: a 1-D a as (1, k), a 1-D b as (k, 1) (views). */
+typedef struct mm_shapes {
+    int nd;                      /* of the full product: batch dims + 2 */
+    int64_t full[TG_MAX_DIMS];   /* (batch..., m, n) */
+    int out_nd;                  /* of the result: 1-D operands' dims dropped */
+    int64_t out[TG_MAX_DIMS];
+    bool b_shared;               /* b's batch extents are all 1: one matrix */
+} mm_shapes;
+
+/* Shape of t seen as a matrix operand (which a 1-D t becomes), into shape. */
+static int operand_shape(const tg_tensor *t, bool is_b, int64_t *shape)
+{
+    if (t->ndim == 1) {
+        shape[0] = is_b ? t->shape[0] : 1;
+        shape[1] = is_b ? 1 : t->shape[0];
+        return 2;
+    }
+    memcpy(shape, t->shape, (size_t)t->ndim * sizeof *shape);
+    return t->ndim;
+}
+
+static tg_status check_shapes(const tg_tensor *a, const tg_tensor *b, mm_shapes *ms)
 {
     char sa[128], sb[128];
     tg_shape_str(sa, sizeof sa, a->ndim, a->shape);
     tg_shape_str(sb, sizeof sb, b->ndim, b->shape);
-    if (a->ndim < 2 || b->ndim < 2)
-        return tg_error_here(TG_ERR_SHAPE, "operands must be at least 2-D, got %s @ %s",
+    if (a->ndim < 1 || b->ndim < 1)
+        return tg_error_here(TG_ERR_SHAPE, "operands must be at least 1-D, got %s @ %s",
                              sa, sb);
-    if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2])
+    int64_t as[TG_MAX_DIMS], bs[TG_MAX_DIMS];
+    int an = operand_shape(a, false, as), bn = operand_shape(b, true, bs);
+    if (as[an - 1] != bs[bn - 2])
         return tg_error_here(TG_ERR_SHAPE, "inner dims differ in %s @ %s", sa, sb);
-    if (b->ndim == 2)
-        return TG_OK;
-    if (a->ndim != b->ndim || memcmp(a->shape, b->shape, (size_t)(a->ndim - 2) *
-                                                             sizeof a->shape[0]) != 0)
-        return tg_error_here(TG_ERR_SHAPE,
-                             "batch dims differ in %s @ %s (b must have a's batch dims "
-                             "or be 2-D)", sa, sb);
+    /* batch dims broadcast, aligned at the right */
+    int nb = (an > bn ? an : bn) - 2;
+    ms->b_shared = true;
+    for (int i = 0; i < nb; i++) {
+        int ia = i - (nb - (an - 2)), ib = i - (nb - (bn - 2));
+        int64_t ea = ia >= 0 ? as[ia] : 1, eb = ib >= 0 ? bs[ib] : 1;
+        if (ea != eb && ea != 1 && eb != 1)
+            return tg_error_here(TG_ERR_SHAPE,
+                                 "batch dims of %s @ %s cannot be broadcast (dim %d: %lld "
+                                 "and %lld)", sa, sb, i, (long long)ea, (long long)eb);
+        ms->full[i] = ea == 1 ? eb : ea;
+        ms->b_shared &= eb == 1;
+    }
+    ms->nd = nb + 2;
+    ms->full[nb] = as[an - 2];
+    ms->full[nb + 1] = bs[bn - 1];
+    ms->out_nd = 0;
+    for (int i = 0; i < ms->nd; i++)
+        if (!(i == nb && a->ndim == 1) && !(i == nb + 1 && b->ndim == 1))
+            ms->out[ms->out_nd++] = ms->full[i];
     return TG_OK;
+}
+
+/* New reference: t as the matrix operand of a product of full shape ms (a 1-D t
+ * as a row or column; batch dims broadcast with stride 0). A shared b stays a
+ * single 2-D matrix. */
+static tg_tensor *operand_view(tg_tensor *t, bool is_b, const mm_shapes *ms)
+{
+    int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
+    int n = operand_shape(t, is_b, shape);
+    int64_t st2[2];
+    if (t->ndim == 1) {
+        st2[0] = is_b ? t->strides[0] : 0;
+        st2[1] = is_b ? 0 : t->strides[0];
+    } else {
+        st2[0] = t->strides[t->ndim - 2];
+        st2[1] = t->strides[t->ndim - 1];
+    }
+    if (is_b && ms->b_shared) {
+        int64_t s2[2] = {st2[0], st2[1]};
+        return tg_tensor_view_owned(t, 2, shape + n - 2, s2, t->offset);
+    }
+    int nb = ms->nd - 2, tb = n - 2;
+    int64_t vshape[TG_MAX_DIMS];
+    for (int i = 0; i < nb; i++) {
+        int it = i - (nb - tb);
+        vshape[i] = ms->full[i];
+        strides[i] = it < 0 || shape[it] == 1 ? 0 : t->strides[it];
+    }
+    vshape[nb] = shape[n - 2];
+    vshape[nb + 1] = shape[n - 1];
+    strides[nb] = st2[0];
+    strides[nb + 1] = st2[1];
+    return tg_tensor_view_owned(t, ms->nd, vshape, strides, t->offset);
 }
 
 /* True when t's batch dims step by whole r*c matrices, so the batch can be
@@ -211,47 +286,80 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     if (!tg_op_begin(&c, &tg_op_matmul_vtable, "tg_matmul", in, 2, "a b",
                      TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
-    if (check_shapes(a, b) != TG_OK)
+    mm_shapes ms;
+    if (check_shapes(a, b, &ms) != TG_OK)
         return tg_op_fail(&c);
-    int64_t shape[TG_MAX_DIMS];
-    memcpy(shape, a->shape, sizeof shape);
-    shape[a->ndim - 1] = b->shape[b->ndim - 1];
-    tg_tensor *y = tg_op_output(&c, a->dtype, a->ndim, shape);
+    tg_tensor *y = tg_op_output(&c, a->dtype, ms.out_nd, ms.out);
     if (!y)
         return tg_op_fail(&c);
     int64_t k = a->shape[a->ndim - 1];
-    if (tg_tensor_numel(y) == 0) {
-        /* nothing to compute */
-    } else if (k == 0) {
+    if (tg_tensor_numel(y) == 0)
+        return tg_op_end(&c); /* nothing to compute */
+    if (k == 0) {
         memset(tg_tensor_ptr(y), 0, tg_tensor_nbytes(y)); /* empty sums */
-    } else if (tg_use_dnnl(a)) {
-        if (matmul_dnnl(a, b, y) != TG_OK)
-            return tg_op_fail(&c);
-    } else if (tg_tensor_settle(a) != TG_OK || tg_tensor_settle(b) != TG_OK) {
-        return tg_op_fail(&c); /* matmul_ref reads the storages plain */
-    } else {
-        matmul_ref(a, b, y);
+        return tg_op_end(&c);
     }
-    return tg_op_end(&c);
+    int64_t ys[TG_MAX_DIMS];
+    tg_contiguous_strides(ms.nd, ms.full, ys);
+    tg_tensor *av = operand_view(a, false, &ms), *bv = operand_view(b, true, &ms);
+    tg_tensor *yv = tg_tensor_view_owned(y, ms.nd, ms.full, ys, y->offset);
+    tg_status st = av && bv && yv ? TG_OK : tg_last_status();
+    if (st == TG_OK && tg_use_dnnl(a))
+        st = matmul_dnnl(av, bv, yv);
+    else if (st == TG_OK && (st = tg_tensor_settle(a)) == TG_OK &&
+             (st = tg_tensor_settle(b)) == TG_OK)
+        matmul_ref(av, bv, yv); /* reads the storages plain */
+    tg_release(av);
+    tg_release(bv);
+    tg_release(yv);
+    return st == TG_OK ? tg_op_end(&c) : tg_op_fail(&c);
 }
 
 /* ---------------------------------------------------------------- backward */
 
+/* t as its matrix operand (a 1-D t unsqueezed), differentiable. */
+static tg_tensor *as_matrix(tg_tensor *t, bool is_b)
+{
+    return t->ndim == 1 ? tg_unsqueeze(t, is_b ? 1 : 0) : t;
+}
+
+/* full, the gradient of a matrix operand, back to t's shape: summed over the
+ * broadcast batch dims, a 1-D t's extra dim dropped. */
+static tg_tensor *to_operand_shape(tg_tensor *full, const tg_tensor *t, bool is_b)
+{
+    if (!full)
+        return NULL;
+    int64_t shape[TG_MAX_DIMS];
+    int n = operand_shape(t, is_b, shape);
+    tg_tensor *r = tg_sum_to_shape(full, n, shape);
+    return r && t->ndim == 1 ? tg_reshape(r, 1, t->shape) : r;
+}
+
 static tg_status matmul_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
 {
     tg_tensor *a = node->inputs[0], *b = node->inputs[1];
-    if (tg_node_needs_grad(node, 0) && !(gin[0] = tg_matmul(g, tg_transpose(b, -1, -2))))
+    mm_shapes ms;
+    if (check_shapes(a, b, &ms) != TG_OK)
+        return tg_last_status();
+    /* g with the dims a 1-D operand dropped put back: (batch..., m, n) */
+    tg_tensor *g2 = g->ndim == ms.nd ? g : tg_reshape(g, ms.nd, ms.full);
+    tg_tensor *a2 = as_matrix(a, false), *b2 = as_matrix(b, true);
+    if (!g2 || !a2 || !b2)
+        return tg_last_status();
+    if (tg_node_needs_grad(node, 0) &&
+        !(gin[0] = to_operand_shape(tg_matmul(g2, tg_transpose(b2, -1, -2)), a, false)))
         return tg_last_status();
     if (!tg_node_needs_grad(node, 1))
         return TG_OK;
-    if (b->ndim == a->ndim) {
-        gin[1] = tg_matmul(tg_transpose(a, -1, -2), g);
-    } else {
+    if (b2->ndim == 2 && a2->ndim > 2) {
         /* b was shared by the batch: fold the batch into the rows, which sums the
          * per-sample products in the same matmul */
-        int64_t rows = batch_numel(a) * a->shape[a->ndim - 2];
-        int64_t sa[2] = {rows, a->shape[a->ndim - 1]}, sg[2] = {rows, g->shape[g->ndim - 1]};
-        gin[1] = tg_matmul(tg_transpose(tg_reshape(a, 2, sa), 0, 1), tg_reshape(g, 2, sg));
+        int64_t rows = batch_numel(a2) * a2->shape[a2->ndim - 2];
+        int64_t sa[2] = {rows, a2->shape[a2->ndim - 1]}, sg[2] = {rows, ms.full[ms.nd - 1]};
+        gin[1] = to_operand_shape(tg_matmul(tg_transpose(tg_reshape(a2, 2, sa), 0, 1),
+                                            tg_reshape(g2, 2, sg)), b, true);
+    } else {
+        gin[1] = to_operand_shape(tg_matmul(tg_transpose(a2, -1, -2), g2), b, true);
     }
     return gin[1] ? TG_OK : tg_last_status();
 }
@@ -260,11 +368,19 @@ static tg_status matmul_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
 static void matmul_describe(const tg_node *node, char *buf, size_t n)
 {
     const tg_tensor *a = node->inputs[0], *b = node->inputs[1];
-    int len = snprintf(buf, n, "m=%lld k=%lld n=%lld", (long long)a->shape[a->ndim - 2],
-                       (long long)a->shape[a->ndim - 1], (long long)b->shape[b->ndim - 1]);
-    if (a->ndim > 2 && len >= 0 && (size_t)len < n)
-        snprintf(buf + len, n - (size_t)len, " batch %lld%s", (long long)batch_numel(a),
-                 b->ndim == 2 ? " (b shared)" : "");
+    mm_shapes ms;
+    const char *prev = tg_error_enter("matmul describe");
+    bool ok = check_shapes(a, b, &ms) == TG_OK; /* recorded, so it passed before */
+    tg_error_leave(prev);
+    if (!ok) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    int len = snprintf(buf, n, "m=%lld k=%lld n=%lld", (long long)ms.full[ms.nd - 2],
+                       (long long)a->shape[a->ndim - 1], (long long)ms.full[ms.nd - 1]);
+    if (ms.nd > 2 && len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " batch %lld%s",
+                 (long long)tg_shape_numel(ms.nd - 2, ms.full), ms.b_shared ? " (b shared)" : "");
 }
 
 const tg_op_vtable tg_op_matmul_vtable = {"matmul", matmul_backward, NULL, matmul_describe,

@@ -86,8 +86,11 @@ tg_tensor *tg_max(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
 tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim);
 
 /* ---- linear algebra ----
- * (m,k) @ (k,n) -> (m,n); batched: (...,m,k) @ (...,k,n) with equal leading dims,
- * or a 2-D b shared by the whole batch. */
+ * torch.matmul / numpy.matmul: (m,k) @ (k,n) -> (m,n); batched (...,m,k) @
+ * (...,k,n) with the batch dims broadcast as in tg_add ((2,1,m,k) @ (3,k,n) ->
+ * (2,3,m,n); a 2-D operand is shared by the whole batch). A 1-D a (k) is a row
+ * and a 1-D b (k) a column, the extra dim dropped from the result: (k) @ (k) is
+ * 0-d, (...,m,k) @ (k) is (...,m), (k) @ (...,k,n) is (...,n). */
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
 
 /* ---- views: the only ones, all differentiable (they share storage when they can;

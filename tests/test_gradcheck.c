@@ -119,6 +119,13 @@ static const gc_case cases[] = {
     {TG_OP_MATMUL, "matmul shared b", 2, {S(3, 2, 3), S(3, 2)}, {0}, 0},
     {TG_OP_MATMUL, "matmul 4-D", 2, {S(2, 1, 2, 3), S(2, 1, 3, 2)}, {0}, 0},
     {TG_OP_MATMUL, "matmul batch 1", 2, {S(1, 2, 2), S(1, 2, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul broadcast batch", 2, {S(2, 1, 2, 3), S(3, 3, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul shared a", 2, {S(2, 3), S(2, 3, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul b batch 1", 2, {S(3, 2, 3), S(1, 3, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul vector @ matrix", 2, {S(3), S(3, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul batch @ vector", 2, {S(2, 2, 3), S(3)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul vector @ batch", 2, {S(3), S(2, 3, 2)}, {0}, 0},
+    {TG_OP_MATMUL, "matmul dot", 2, {S(4), S(4)}, {0}, 0},
 
     /* views: ia[0] selects the function (see build_view) */
     {TG_OP_RESHAPE, "reshape", 1, {S(2, 3)}, {0}, 0},

@@ -518,16 +518,97 @@ START_TEST(matmul_values)
 }
 END_TEST
 
+/* Broadcast batch dims and 1-D operands against a loop over the broadcast
+ * indices written out here (numpy's matmul rules). */
+START_TEST(matmul_broadcast_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    double av[2 * 3 * 4], bv[3 * 4 * 5];
+    for (int i = 0; i < 24; i++)
+        av[i] = cos(i * 0.9) + 0.1 * i;
+    for (int i = 0; i < 60; i++)
+        bv[i] = sin(i * 0.4 - 1);
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12;
+    /* (2, 1, 3, 4) @ (3, 4, 5) -> (2, 3, 3, 5): a's batch (i, 0), b's (j) */
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 1, 3, 4), av), *b = mk(dt, TG_SHAPE(3, 4, 5), bv);
+    tg_tensor *c = tg_matmul(a, b);
+    assert_shape(c, TG_SHAPE(2, 3, 3, 5));
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int r = 0; r < 3; r++)
+                for (int q = 0; q < 5; q++) {
+                    double acc = 0;
+                    for (int p = 0; p < 4; p++)
+                        acc += av[i * 12 + r * 4 + p] * bv[j * 20 + p * 5 + q];
+                    TG_ASSERT_CLOSE(at(c, ((i * 3 + j) * 3 + r) * 5 + q), acc, tol, tol);
+                }
+    /* a shared by b's batch: (3, 4) @ (3, 4, 5) -> (3, 3, 5) */
+    tg_tensor *a2 = mk(dt, TG_SHAPE(3, 4), av);
+    c = tg_matmul(a2, b);
+    assert_shape(c, TG_SHAPE(3, 3, 5));
+    for (int j = 0; j < 3; j++)
+        for (int r = 0; r < 3; r++)
+            for (int q = 0; q < 5; q++) {
+                double acc = 0;
+                for (int p = 0; p < 4; p++)
+                    acc += av[r * 4 + p] * bv[j * 20 + p * 5 + q];
+                TG_ASSERT_CLOSE(at(c, (j * 3 + r) * 5 + q), acc, tol, tol);
+            }
+    /* vector @ batch: (4) @ (3, 4, 5) -> (3, 5); batch @ vector: (2, 3, 4) @ (4) -> (2, 3) */
+    tg_tensor *v = mk(dt, TG_SHAPE(4), av);
+    c = tg_matmul(v, b);
+    assert_shape(c, TG_SHAPE(3, 5));
+    for (int j = 0; j < 3; j++)
+        for (int q = 0; q < 5; q++) {
+            double acc = 0;
+            for (int p = 0; p < 4; p++)
+                acc += av[p] * bv[j * 20 + p * 5 + q];
+            TG_ASSERT_CLOSE(at(c, j * 5 + q), acc, tol, tol);
+        }
+    tg_tensor *a3 = mk(dt, TG_SHAPE(2, 3, 4), av), *w = mk(dt, TG_SHAPE(4), bv);
+    c = tg_matmul(a3, w);
+    assert_shape(c, TG_SHAPE(2, 3));
+    for (int i = 0; i < 6; i++) {
+        double acc = 0;
+        for (int p = 0; p < 4; p++)
+            acc += av[i * 4 + p] * bv[p];
+        TG_ASSERT_CLOSE(at(c, i), acc, tol, tol);
+    }
+    /* vector @ vector is a 0-d dot product; its gradients are the other vector */
+    TG_OK_(tg_set_requires_grad(v, true));
+    TG_OK_(tg_set_requires_grad(w, true));
+    tg_tensor *d = tg_matmul(v, w);
+    ck_assert_int_eq(tg_tensor_ndim(d), 0);
+    double dot = 0;
+    for (int p = 0; p < 4; p++)
+        dot += av[p] * bv[p];
+    TG_ASSERT_CLOSE(tg_item(d), dot, tol, tol);
+    TG_OK_(tg_backward(d));
+    assert_shape(tg_grad(v), TG_SHAPE(4));
+    for (int p = 0; p < 4; p++) {
+        TG_ASSERT_CLOSE(at(tg_grad(v), p), bv[p], tol, tol);
+        TG_ASSERT_CLOSE(at(tg_grad(w), p), av[p], tol, tol);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(matmul_errors)
 {
     tg_scope *s = tg_scope_push();
     tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(2, 3));
     ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(2, 3))), TG_ERR_SHAPE,
                  "tg_matmul: inner dims differ in [2, 3] @ [2, 3]");
-    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(3))), TG_ERR_SHAPE, "at least 2-D");
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(2))), TG_ERR_SHAPE,
+                 "tg_matmul: inner dims differ in [2, 3] @ [2]");
+    ASSERT_FAILS(tg_matmul(tg_zeros(TG_F32, TG_SHAPE(3)), a), TG_ERR_SHAPE,
+                 "inner dims differ in [3] @ [2, 3]");
+    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, 0, NULL)), TG_ERR_SHAPE, "at least 1-D");
     ASSERT_FAILS(tg_matmul(tg_zeros(TG_F32, TG_SHAPE(2, 2, 3)), tg_zeros(TG_F32, TG_SHAPE(3, 3, 2))),
-                 TG_ERR_SHAPE, "batch dims differ");
-    ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F32, TG_SHAPE(2, 3, 2))), TG_ERR_SHAPE, "batch dims");
+                 TG_ERR_SHAPE, "batch dims of [2, 2, 3] @ [3, 3, 2] cannot be broadcast (dim 0: 2 and 3)");
+    ASSERT_FAILS(tg_matmul(tg_zeros(TG_F32, TG_SHAPE(4, 2, 2, 3)), tg_zeros(TG_F32, TG_SHAPE(3, 3, 2))),
+                 TG_ERR_SHAPE, "cannot be broadcast (dim 1: 2 and 3)");
     ASSERT_FAILS(tg_matmul(a, tg_zeros(TG_F64, TG_SHAPE(3, 2))), TG_ERR_DTYPE, "tg_matmul");
     ASSERT_FAILS(tg_matmul(NULL, a), TG_ERR_ARG, "tg_matmul");
     ASSERT_FAILS(tg_matmul(a, NULL), TG_ERR_ARG, "tg_matmul");
@@ -1287,6 +1368,12 @@ static const cmp_case cmp_cases[] = {
     {"matmul transposed a", 2, {2, 2}, {{7, 5}, {7, 3}}, false, true, c_matmul_t},
     {"matmul batched", 2, {3, 3}, {{2, 4, 3}, {2, 3, 5}}, false, true, c_matmul},
     {"matmul shared b", 2, {3, 2}, {{3, 4, 3}, {3, 2}}, false, true, c_matmul},
+    {"matmul broadcast batch", 2, {4, 3}, {{2, 1, 3, 4}, {3, 4, 2}}, false, true, c_matmul},
+    {"matmul shared a", 2, {2, 3}, {{3, 4}, {2, 4, 5}}, false, true, c_matmul},
+    {"matmul b batch 1", 2, {3, 3}, {{2, 3, 4}, {1, 4, 2}}, false, true, c_matmul},
+    {"matmul vector @ batch", 2, {1, 3}, {{4}, {2, 4, 3}}, false, true, c_matmul},
+    {"matmul batch @ vector", 2, {3, 1}, {{2, 3, 4}, {4}}, false, true, c_matmul},
+    {"matmul dot", 2, {1, 1}, {{5}, {5}}, false, true, c_matmul},
     {"softmax", 1, {2}, {{4, 9}}, false, true, c_softmax},
     {"softmax axis 0", 1, {3}, {{4, 3, 2}}, false, true, c_softmax0},
     {"log_softmax", 1, {2}, {{4, 9}}, false, true, c_log_softmax},
@@ -1790,6 +1877,7 @@ Suite *tg_suite(void)
 
     tc = tg_tcase("matmul");
     tcase_add_loop_test(tc, matmul_values, 0, 2);
+    tcase_add_loop_test(tc, matmul_broadcast_values, 0, 2);
     tcase_add_test(tc, matmul_errors);
     suite_add_tcase(s, tc);
 
