@@ -43,6 +43,10 @@
     X(SUM, sum)                \
     X(MEAN, mean)              \
     X(MAX, max)                \
+    X(MIN, min)                \
+    X(PROD, prod)              \
+    X(VAR, var)                \
+    X(STD, std)                \
     X(MATMUL, matmul)          \
     X(RESHAPE, reshape)        \
     X(PERMUTE, permute)        \

@@ -82,6 +82,20 @@ tg_tensor *tg_sum(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
 tg_tensor *tg_mean(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
 /* The gradient goes to the first maximal element of each reduced group. */
 tg_tensor *tg_max(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+/* The gradient goes to the first minimal element of each reduced group. */
+tg_tensor *tg_min(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+/* Product of each group (1 for an empty one). The gradient is the product of the
+ * others, exact when the group holds zeros (no division by them). */
+tg_tensor *tg_prod(tg_tensor *x, const int *axes, int n_axes, bool keepdim);
+/* Variance and standard deviation of each group of n elements: the sum of
+ * squared deviations from the group's mean divided by n - correction.
+ * correction 0 is the population variance (numpy's and Keras's default,
+ * tf.math.reduce_variance); 1 is Bessel's unbiased estimate (torch.var's
+ * default). n - correction <= 0 is TG_ERR_SHAPE; correction < 0 TG_ERR_ARG.
+ * std's gradient is 0 for a group whose elements are all equal (std 0), where
+ * PyTorch's is NaN. */
+tg_tensor *tg_var(tg_tensor *x, const int *axes, int n_axes, bool keepdim, int correction);
+tg_tensor *tg_std(tg_tensor *x, const int *axes, int n_axes, bool keepdim, int correction);
 /* Index of the first maximum along axis, as i64 (not differentiable). */
 tg_tensor *tg_argmax(tg_tensor *x, int axis, bool keepdim);
 

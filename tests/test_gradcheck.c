@@ -110,6 +110,16 @@ static const gc_case cases[] = {
     {TG_OP_MAX, "max axis 1", 1, {S(3, 4)}, {1, 0, 1}, 0},
     {TG_OP_MAX, "max axis 0 keepdim", 1, {S(5, 2)}, {1, 1, 0}, 0},
     {TG_OP_MAX, "max axes 0,2", 1, {S(2, 3, 2)}, {2, 0, 0, 2}, 0},
+    {TG_OP_MIN, "min all", 1, {S(2, 3)}, {0, 0}, 0},
+    {TG_OP_MIN, "min axis 1 keepdim", 1, {S(3, 4)}, {1, 1, 1}, 0},
+    {TG_OP_PROD, "prod all", 1, {S(2, 3)}, {0, 0}, 0},
+    {TG_OP_PROD, "prod axes 0,2", 1, {S(2, 3, 2)}, {2, 0, 0, 2}, 0},
+    /* var/std: da = correction */
+    {TG_OP_VAR, "var all", 1, {S(2, 3)}, {0, 0}, 0},
+    {TG_OP_VAR, "var axis 0 unbiased", 1, {S(4, 3)}, {1, 0, 0}, 1},
+    {TG_OP_VAR, "var axes 1,2 keepdim", 1, {S(2, 3, 2)}, {2, 1, 1, 2}, 1},
+    {TG_OP_STD, "std all unbiased", 1, {S(3, 2)}, {0, 0}, 1},
+    {TG_OP_STD, "std axis -1", 1, {S(2, 4)}, {1, 0, -1}, 0},
 
     /* matmul */
     {TG_OP_MATMUL, "matmul 2-D", 2, {S(2, 3), S(3, 4)}, {0}, 0},
@@ -270,6 +280,10 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
     case TG_OP_SUM: return tg_sum(in[0], c->ia + 2, c->ia[0], c->ia[1]);
     case TG_OP_MEAN: return tg_mean(in[0], c->ia + 2, c->ia[0], c->ia[1]);
     case TG_OP_MAX: return tg_max(in[0], c->ia + 2, c->ia[0], c->ia[1]);
+    case TG_OP_MIN: return tg_min(in[0], c->ia + 2, c->ia[0], c->ia[1]);
+    case TG_OP_PROD: return tg_prod(in[0], c->ia + 2, c->ia[0], c->ia[1]);
+    case TG_OP_VAR: return tg_var(in[0], c->ia + 2, c->ia[0], c->ia[1], (int)c->da);
+    case TG_OP_STD: return tg_std(in[0], c->ia + 2, c->ia[0], c->ia[1], (int)c->da);
     case TG_OP_MATMUL: return tg_matmul(in[0], in[1]);
     case TG_OP_RESHAPE:
     case TG_OP_PERMUTE:

@@ -418,6 +418,90 @@ START_TEST(max_ties_first_wins)
 }
 END_TEST
 
+/* min, prod, var and std against sums written out here, over all axes and over
+ * axes (0, 2) of a (2, 3, 4) tensor, and on a strided view. */
+START_TEST(reductions_min_prod_var_std)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    double v[24];
+    for (int i = 0; i < 24; i++)
+        v[i] = 0.8 + 0.5 * sin(2.0 + 1.3 * i); /* in (0.3, 1.3): products stay moderate */
+    tg_tensor *x = mk(dt, TG_SHAPE(2, 3, 4), v);
+    double tol = dt == TG_F32 ? 2e-6 : 1e-12;
+    double mn = INFINITY, pr = 1, sum = 0;
+    for (int i = 0; i < 24; i++)
+        mn = fmin(mn, v[i]), pr *= v[i], sum += v[i];
+    double ss = 0;
+    for (int i = 0; i < 24; i++)
+        ss += (v[i] - sum / 24) * (v[i] - sum / 24);
+    TG_ASSERT_CLOSE(tg_item(tg_min(x, NULL, 0, false)), mn, tol, tol);
+    TG_ASSERT_CLOSE(tg_item(tg_prod(x, NULL, 0, false)), pr, tol, tol);
+    TG_ASSERT_CLOSE(tg_item(tg_var(x, NULL, 0, false, 0)), ss / 24, tol, tol);
+    TG_ASSERT_CLOSE(tg_item(tg_var(x, NULL, 0, false, 1)), ss / 23, tol, tol);
+    TG_ASSERT_CLOSE(tg_item(tg_std(x, NULL, 0, false, 1)), sqrt(ss / 23), tol, tol);
+    /* over axes 0 and 2 -> (3), keepdim (1, 3, 1) */
+    double m02[3], p02[3], v02[3];
+    for (int j = 0; j < 3; j++) {
+        double mean = 0;
+        m02[j] = INFINITY, p02[j] = 1;
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 4; k++) {
+                double e = v[(i * 3 + j) * 4 + k];
+                m02[j] = fmin(m02[j], e), p02[j] *= e, mean += e / 8;
+            }
+        v02[j] = 0;
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 4; k++) {
+                double d = v[(i * 3 + j) * 4 + k] - mean;
+                v02[j] += d * d / 8;
+            }
+    }
+    const int ax[] = {0, 2};
+    tg_tensor *r = tg_min(x, ax, 2, true);
+    assert_shape(r, TG_SHAPE(1, 3, 1));
+    tg_tensor *rp = tg_prod(x, ax, 2, false), *rv = tg_var(x, ax, 2, false, 0);
+    tg_tensor *rs = tg_std(tg_transpose(x, 0, 2), (const int[]){0, 2}, 2, false, 0);
+    for (int j = 0; j < 3; j++) {
+        TG_ASSERT_CLOSE(at(r, j), m02[j], tol, tol);
+        TG_ASSERT_CLOSE(at(rp, j), p02[j], tol, tol);
+        TG_ASSERT_CLOSE(at(rv, j), v02[j], tol, tol);
+        TG_ASSERT_CLOSE(at(rs, j), sqrt(v02[j]), tol, tol);
+    }
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* prod's gradient with zeros in a group, and the tie and constant-group rules. */
+START_TEST(reductions_zero_and_tie_gradients)
+{
+    tg_scope *s = tg_scope_push();
+    /* rows: no zero, one zero, two zeros */
+    tg_tensor *x = mk(TG_F64, TG_SHAPE(3, 3), (const double[]){2, 3, 4, 2, 0, 5, 0, 7, 0});
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *p = tg_prod(x, (const int[]){1}, 1, false);
+    assert_values(p, (const double[]){24, 0, 0}, 3);
+    TG_OK_(tg_backward(tg_sum(p, NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){12, 8, 6, 0, 10, 0, 0, 0, 0}, 9);
+    /* min: the first minimum takes the gradient */
+    tg_tensor *y = mk(TG_F64, TG_SHAPE(2, 3), (const double[]){4, 1, 1, 2, 2, 9});
+    TG_OK_(tg_set_requires_grad(y, true));
+    TG_OK_(tg_backward(tg_sum(tg_min(y, (const int[]){1}, 1, false), NULL, 0, false)));
+    assert_values(tg_grad(y), (const double[]){0, 1, 0, 1, 0, 0}, 6);
+    /* a constant group: std 0 and gradient 0 (no NaN); var's gradient is 0 too */
+    tg_tensor *c = mk(TG_F64, TG_SHAPE(4), (const double[]){3, 3, 3, 3});
+    TG_OK_(tg_set_requires_grad(c, true));
+    tg_tensor *sd = tg_std(c, NULL, 0, false, 1);
+    ck_assert(tg_item(sd) == 0);
+    TG_OK_(tg_backward(sd));
+    assert_values(tg_grad(c), (const double[]){0, 0, 0, 0}, 4);
+    /* empty groups: prod is 1 */
+    tg_tensor *e = tg_prod(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false);
+    assert_values(e, (const double[]){1, 1}, 2);
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(reduction_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -438,6 +522,15 @@ START_TEST(reduction_errors)
     ASSERT_FAILS(tg_sum(NULL, NULL, 0, false), TG_ERR_ARG, "tg_sum");
     ASSERT_FAILS(tg_mean(NULL, NULL, 0, false), TG_ERR_ARG, "tg_mean");
     ASSERT_FAILS(tg_max(NULL, NULL, 0, false), TG_ERR_ARG, "tg_max");
+    ASSERT_FAILS(tg_min(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false),
+                 TG_ERR_SHAPE, "tg_min: cannot take the min of empty groups of [2, 0]");
+    ASSERT_FAILS(tg_var(x, (const int[]){0}, 1, false, 2), TG_ERR_SHAPE,
+                 "tg_var: groups of 2 elements of [2, 3] have no variance with correction 2");
+    ASSERT_FAILS(tg_std(tg_zeros(TG_F64, TG_SHAPE(1)), NULL, 0, false, 1), TG_ERR_SHAPE,
+                 "groups of 1 element");
+    ASSERT_FAILS(tg_var(x, NULL, 0, false, -1), TG_ERR_ARG, "tg_var: correction must be >= 0");
+    ASSERT_FAILS(tg_prod(x, (const int[]){3}, 1, false), TG_ERR_RANGE, "tg_prod: axis 3");
+    ASSERT_FAILS(tg_std(NULL, NULL, 0, false, 0), TG_ERR_ARG, "tg_std");
     ASSERT_FAILS(tg_sum(tg_zeros(TG_I32, TG_SHAPE(2)), NULL, 0, false), TG_ERR_DTYPE, "tg_sum");
     ASSERT_FAILS(tg_max(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false),
                  TG_ERR_SHAPE, "tg_max");
@@ -1871,6 +1964,8 @@ Suite *tg_suite(void)
     tc = tg_tcase("reductions");
     tcase_add_loop_test(tc, reductions, 0, 2);
     tcase_add_test(tc, max_ties_first_wins);
+    tcase_add_loop_test(tc, reductions_min_prod_var_std, 0, 2);
+    tcase_add_test(tc, reductions_zero_and_tie_gradients);
     tcase_add_test(tc, reduction_errors);
     tcase_add_test(tc, argmax_values);
     suite_add_tcase(s, tc);
