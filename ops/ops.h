@@ -117,6 +117,10 @@ tg_tensor *tg_permute(tg_tensor *x, const int *perm);
 tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1);
 /* Elements start..end-1 along dim (negative from the end). */
 tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end);
+/* Every step-th of them, x[..., start:end:step, ...] (step >= 1; a view): the
+ * extent is ceil((end - start) / step). Out-of-bounds start/end are errors,
+ * not clamped as in Python. */
+tg_tensor *tg_slice_step(tg_tensor *x, int dim, int64_t start, int64_t end, int64_t step);
 tg_tensor *tg_squeeze(tg_tensor *x, int dim);
 tg_tensor *tg_unsqueeze(tg_tensor *x, int dim);
 /* x itself (one more scoped reference) when already contiguous, else a contiguous

@@ -4,7 +4,7 @@
  *
  *   reshape: y = x viewed with a new shape         dx = reshape(g, shape of x)
  *   permute: y[i_perm[0], ...] = x[i_0, ...]       dx = permute(g, inverse perm)
- *   slice:   y = x[..., start:end, ...] along dim   dx = zeros with g at start:end
+ *   slice:   y = x[..., start:end:step, ...] along dim   dx = zeros with g at start:end:step
  *
  * Outputs share x's storage when the strides allow; a reshape that no strides can
  * express (of some non-contiguous views) copies x first. */
@@ -272,10 +272,10 @@ const tg_op_vtable tg_op_permute_vtable = {"permute", permute_backward, NULL,
 
 typedef struct slice_saved {
     int dim;
-    int64_t start, end;
+    int64_t start, end, step;
 } slice_saved;
 
-tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
+tg_tensor *tg_slice_step(tg_tensor *x, int dim, int64_t start, int64_t end, int64_t step)
 {
     static const char who[] = "tg_slice";
     tg_op_call c;
@@ -284,6 +284,9 @@ tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
     int d;
     if (tg_norm_axis(dim, x->ndim, &d) != TG_OK)
         return tg_op_fail(&c);
+    if (step < 1)
+        return tg_error_here(TG_ERR_ARG, "step must be at least 1, not %lld", (long long)step),
+               tg_op_fail(&c);
     int64_t len = x->shape[d];
     int64_t s = start < 0 ? start + len : start, e = end < 0 ? end + len : end;
     if (s < 0 || e > len || s > e) {
@@ -292,16 +295,23 @@ tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
                         who, (long long)start, (long long)end, dim,
                         tg_shape_str(buf, sizeof buf, x->ndim, x->shape)), tg_op_fail(&c);
     }
-    int64_t shape[TG_MAX_DIMS];
+    int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
-    shape[d] = e - s;
-    c.out = tg_tensor_view_owned(x, x->ndim, shape, x->strides, x->offset + s * x->strides[d]);
+    memcpy(strides, x->strides, sizeof strides);
+    shape[d] = (e - s + step - 1) / step;
+    strides[d] *= step;
+    c.out = tg_tensor_view_owned(x, x->ndim, shape, strides, x->offset + s * x->strides[d]);
     slice_saved *sv = tg_op_save(&c, sizeof *sv);
     if (!c.out || (c.record && !sv))
         return tg_op_fail(&c);
     if (sv)
-        *sv = (slice_saved){d, s, e};
+        *sv = (slice_saved){d, s, e, step};
     return tg_op_end(&c);
+}
+
+tg_tensor *tg_slice(tg_tensor *x, int dim, int64_t start, int64_t end)
+{
+    return tg_slice_step(x, dim, start, end, 1);
 }
 
 static tg_status slice_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
@@ -313,10 +323,12 @@ static tg_status slice_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     tg_tensor *gx = tg_zeros(x->dtype, x->ndim, x->shape);
     if (!gx)
         return tg_last_status();
-    int64_t shape[TG_MAX_DIMS];
+    int64_t shape[TG_MAX_DIMS], strides[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
-    shape[sv->dim] = sv->end - sv->start;
-    tg_tensor *win = tg_tensor_view_owned(gx, x->ndim, shape, gx->strides,
+    memcpy(strides, gx->strides, sizeof strides);
+    shape[sv->dim] = (sv->end - sv->start + sv->step - 1) / sv->step;
+    strides[sv->dim] *= sv->step;
+    tg_tensor *win = tg_tensor_view_owned(gx, x->ndim, shape, strides,
                                           gx->offset + sv->start * gx->strides[sv->dim]);
     tg_status st = win ? tg_tensor_copy_into(win, g) : tg_last_status();
     tg_release(win);
@@ -325,16 +337,19 @@ static tg_status slice_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     return st;
 }
 
-/* DOT detail: "dim 1 [2:5]". */
+/* DOT detail: "dim 1 [2:5]", "dim 0 [0:8:2]". */
 static void slice_describe(const tg_node *node, char *buf, size_t n)
 {
     const slice_saved *sv = node->saved;
     if (n == 0)
         return;
     buf[0] = '\0';
-    if (sv && !node->released)
+    if (sv && !node->released && sv->step == 1)
         snprintf(buf, n, "dim %d [%lld:%lld]", sv->dim, (long long)sv->start,
                  (long long)sv->end);
+    else if (sv && !node->released)
+        snprintf(buf, n, "dim %d [%lld:%lld:%lld]", sv->dim, (long long)sv->start,
+                 (long long)sv->end, (long long)sv->step);
 }
 
 const tg_op_vtable tg_op_slice_vtable = {"slice", slice_backward, NULL, slice_describe, 0,

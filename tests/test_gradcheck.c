@@ -150,6 +150,8 @@ static const gc_case cases[] = {
     {TG_OP_SLICE, "slice rows", 1, {S(4, 3)}, {9}, 0},
     {TG_OP_SLICE, "slice negative", 1, {S(2, 5)}, {10}, 0},
     {TG_OP_SLICE, "slice 1-D", 1, {S(6)}, {11}, 0},
+    {TG_OP_SLICE, "slice step 2", 1, {S(7, 2)}, {14}, 0},
+    {TG_OP_SLICE, "slice step 3 last dim", 1, {S(2, 5)}, {15}, 0},
     {TG_OP_RESHAPE, "contiguous of a transpose", 1, {S(3, 4)}, {12}, 0},
     {TG_OP_RESHAPE, "contiguous of a slice", 1, {S(4, 5)}, {13}, 0},
     {TG_OP_CONCAT, "concat 2 dim 1", 2, {S(2, 3), S(2, 2)}, {1}, 0},
@@ -253,6 +255,8 @@ static tg_tensor *build_view(const gc_case *c, tg_tensor *x)
     case 11: return tg_slice(x, 0, 2, 6);
     case 12: return tg_contiguous(tg_transpose(x, 0, 1));
     case 13: return tg_contiguous(tg_slice(x, 1, 1, 4));
+    case 14: return tg_slice_step(x, 0, 1, 6, 2);
+    case 15: return tg_slice_step(x, -1, 0, 5, 3);
     }
     return NULL;
 }

@@ -732,6 +732,18 @@ START_TEST(views_share_storage)
     sl = tg_slice(r, -1, -3, -1);
     assert_shape(sl, TG_SHAPE(2, 3, 2));
     ck_assert_double_eq(tg_get(sl, (const int64_t[]){0, 0, 0}), 1);
+    /* a step: r[:, :, 1:4:2] holds k = 1, 3; r[:, 0:3:2] rows j = 0, 2 */
+    tg_tensor *stp = tg_slice_step(r, 2, 1, 4, 2);
+    assert_shape(stp, TG_SHAPE(2, 3, 2));
+    ck_assert(tg_tensor_shares_storage(stp, x));
+    ck_assert_double_eq(tg_get(stp, (const int64_t[]){1, 2, 1}), (1 * 3 + 2) * 4 + 3);
+    stp = tg_slice_step(r, 1, 0, 3, 2);
+    assert_shape(stp, TG_SHAPE(2, 2, 4));
+    ck_assert_double_eq(tg_get(stp, (const int64_t[]){0, 1, 3}), (0 * 3 + 2) * 4 + 3);
+    assert_shape(tg_slice_step(r, 2, 0, 4, 9), TG_SHAPE(2, 3, 1));
+    assert_shape(tg_slice_step(r, 2, 2, 2, 3), TG_SHAPE(2, 3, 0));
+    ASSERT_FAILS(tg_slice_step(r, 2, 0, 4, 0), TG_ERR_ARG, "tg_slice: step must be at least 1, not 0");
+    ASSERT_FAILS(tg_slice_step(r, 2, 0, 5, 2), TG_ERR_RANGE, "out of bounds");
     tg_tensor *f = tg_flatten(r, 1, -1);
     assert_shape(f, TG_SHAPE(2, 12));
     ck_assert(tg_tensor_shares_storage(f, x));
