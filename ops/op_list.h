@@ -52,6 +52,8 @@
     X(PERMUTE, permute)        \
     X(SLICE, slice)            \
     X(CONCAT, concat)          \
+    X(INDEX_SELECT, index_select) \
+    X(GATHER, gather)          \
     X(SOFTMAX, softmax)        \
     X(LOG_SOFTMAX, log_softmax) \
     X(CROSS_ENTROPY, cross_entropy) \

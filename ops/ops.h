@@ -128,6 +128,17 @@ tg_tensor *tg_unsqueeze(tg_tensor *x, int dim);
 tg_tensor *tg_contiguous(tg_tensor *x);
 /* Joins n tensors along dim; other extents and dtypes must match. */
 tg_tensor *tg_concat(tg_tensor *const *xs, int n, int dim);
+/* Indexing by integer tensors (i32/i64; negative values count from the end;
+ * TG_ERR_RANGE names the first one out of range). Any dtype of x; the gradient
+ * scatters back, summing over repeated indices. Not differentiable in index.
+ * tg_index_select: rows of x along dim in the order of the 1-D index (K), the
+ * result has extent K there: torch.index_select, ONNX Gather with 1-D indices,
+ * keras.ops.take(x, index, axis). */
+tg_tensor *tg_index_select(tg_tensor *x, int dim, tg_tensor *index);
+/* tg_gather: torch.gather / ONNX GatherElements: index has x's number of dims,
+ * each no larger than x's outside dim; the result has index's shape, and
+ * y[i] = x[i with its dim-th coordinate replaced by index[i]]. */
+tg_tensor *tg_gather(tg_tensor *x, int dim, tg_tensor *index);
 
 /* ---- softmax and losses ---- */
 tg_tensor *tg_softmax(tg_tensor *x, int axis);

@@ -157,6 +157,11 @@ static const gc_case cases[] = {
     {TG_OP_CONCAT, "concat 2 dim 1", 2, {S(2, 3), S(2, 2)}, {1}, 0},
     {TG_OP_CONCAT, "concat 3 dim 0", 3, {S(1, 3), S(2, 3), S(1, 3)}, {0}, 0},
     {TG_OP_CONCAT, "concat 1", 1, {S(4)}, {-1}, 0},
+    /* index_select / gather along the last dim (IN_LABELS indexes its extent) */
+    {TG_OP_INDEX_SELECT, "index_select repeats", 2, {S(3, 4), SK(IN_LABELS, 6)}, {-1}, 0},
+    {TG_OP_INDEX_SELECT, "index_select 3-D", 2, {S(2, 3, 5), SK(IN_LABELS, 3)}, {-1}, 0},
+    {TG_OP_GATHER, "gather", 2, {S(3, 4), SK(IN_LABELS, 3, 5)}, {-1}, 0},
+    {TG_OP_GATHER, "gather smaller index", 2, {S(4, 3, 5), SK(IN_LABELS, 2, 3, 2)}, {-1}, 0},
 
     /* softmax family: ia[0] = axis */
     {TG_OP_SOFTMAX, "softmax rows", 1, {S(2, 5)}, {1}, 0},
@@ -293,6 +298,8 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
     case TG_OP_PERMUTE:
     case TG_OP_SLICE: return build_view(c, in[0]);
     case TG_OP_CONCAT: return tg_concat(in, n, c->ia[0]);
+    case TG_OP_INDEX_SELECT: return tg_index_select(in[0], c->ia[0], in[1]);
+    case TG_OP_GATHER: return tg_gather(in[0], c->ia[0], in[1]);
     case TG_OP_SOFTMAX: return tg_softmax(in[0], c->ia[0]);
     case TG_OP_LOG_SOFTMAX: return tg_log_softmax(in[0], c->ia[0]);
     case TG_OP_CROSS_ENTROPY: return c->ia[0] ? xent_opts_call(c, in) : tg_cross_entropy(in[0], in[1]);

@@ -568,6 +568,86 @@ START_TEST(argmax_values)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- gather */
+
+START_TEST(index_select_and_gather_values)
+{
+    tg_dtype dt = float_dtypes[_i];
+    tg_scope *s = tg_scope_push();
+    /* x[i][j] = 10 i + j, (3, 4) */
+    double v[12];
+    for (int i = 0; i < 12; i++)
+        v[i] = 10 * (i / 4) + i % 4;
+    tg_tensor *x = mk(dt, TG_SHAPE(3, 4), v);
+    /* rows 2, 0, 2 (-1 is the last) */
+    tg_tensor *r = tg_index_select(x, 0, tg_from_data(TG_I64, TG_SHAPE(3),
+                                                      (const int64_t[]){2, 0, -1}));
+    assert_shape(r, TG_SHAPE(3, 4));
+    assert_values(r, (const double[]){20, 21, 22, 23, 0, 1, 2, 3, 20, 21, 22, 23}, 12);
+    /* columns 3, 1 */
+    tg_tensor *cidx = tg_from_data(TG_I32, TG_SHAPE(2), (const int32_t[]){3, 1});
+    r = tg_index_select(x, -1, cidx);
+    assert_shape(r, TG_SHAPE(3, 2));
+    assert_values(r, (const double[]){3, 1, 13, 11, 23, 21}, 6);
+    /* a strided x reads right */
+    r = tg_index_select(tg_transpose(x, 0, 1), 1, tg_from_data(TG_I64, TG_SHAPE(1),
+                                                               (const int64_t[]){1}));
+    assert_values(r, (const double[]){10, 11, 12, 13}, 4);
+    /* gather along dim 1: out[i][j] = x[i][idx[i][j]] */
+    tg_tensor *gi = tg_from_data(TG_I64, TG_SHAPE(2, 3), (const int64_t[]){0, 3, 3, -4, 2, 1});
+    tg_tensor *g = tg_gather(x, 1, gi);
+    assert_shape(g, TG_SHAPE(2, 3));
+    assert_values(g, (const double[]){0, 3, 3, 10, 12, 11}, 6);
+    /* along dim 0: out[i][j] = x[idx[i][j]][j] */
+    g = tg_gather(x, 0, tg_from_data(TG_I32, TG_SHAPE(1, 4), (const int32_t[]){2, 0, 1, 2}));
+    assert_values(g, (const double[]){20, 1, 12, 23}, 4);
+    /* gradients: repeated picks sum */
+    TG_OK_(tg_set_requires_grad(x, true));
+    tg_tensor *rep = tg_from_data(TG_I64, TG_SHAPE(3), (const int64_t[]){1, 1, 0});
+    TG_OK_(tg_backward(tg_sum(tg_index_select(x, 0, rep), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0}, 12);
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_gather(x, 1, gi), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){1, 0, 0, 2, 1, 1, 1, 0, 0, 0, 0, 0}, 12);
+    /* any dtype forward: integer labels picked by position */
+    tg_tensor *lab = tg_from_data(TG_U8, TG_SHAPE(4), (const uint8_t[]){7, 8, 9, 6});
+    tg_tensor *picked = tg_index_select(lab, 0, cidx);
+    ck_assert_int_eq(tg_tensor_dtype(picked), TG_U8);
+    ck_assert_double_eq(tg_get_flat(picked, 0), 6);
+    ck_assert_double_eq(tg_get_flat(picked, 1), 8);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(index_select_and_gather_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(3, 4));
+    tg_tensor *i1 = tg_from_data(TG_I64, TG_SHAPE(2), (const int64_t[]){0, 4});
+    ASSERT_FAILS(tg_index_select(x, 1, i1), TG_ERR_RANGE,
+                 "tg_index_select: index 4 at position 1 is out of range for dim 1 of extent 4");
+    ASSERT_FAILS(tg_index_select(x, 0, tg_from_data(TG_I64, TG_SHAPE(1), (const int64_t[]){-4})),
+                 TG_ERR_RANGE, "index -4 at position 0");
+    ASSERT_FAILS(tg_index_select(x, 0, tg_zeros(TG_F32, TG_SHAPE(2))), TG_ERR_DTYPE,
+                 "index must be i32 or i64, not f32");
+    ASSERT_FAILS(tg_index_select(x, 0, tg_zeros(TG_I64, TG_SHAPE(2, 1))), TG_ERR_SHAPE,
+                 "index must be 1-D, got shape [2, 1]");
+    ASSERT_FAILS(tg_index_select(x, 2, i1), TG_ERR_RANGE, "axis 2");
+    ASSERT_FAILS(tg_index_select(NULL, 0, i1), TG_ERR_ARG, "tg_index_select");
+    ASSERT_FAILS(tg_index_select(x, 0, NULL), TG_ERR_ARG, "index");
+    ASSERT_FAILS(tg_gather(x, 1, tg_zeros(TG_I64, TG_SHAPE(4, 2))), TG_ERR_SHAPE,
+                 "tg_gather: index [4, 2] must have x's 2 dims, each no larger than x [3, 4] "
+                 "outside dim 1");
+    ASSERT_FAILS(tg_gather(x, 1, tg_zeros(TG_I64, TG_SHAPE(3))), TG_ERR_SHAPE, "tg_gather");
+    ASSERT_FAILS(tg_gather(x, 0, tg_from_data(TG_I32, TG_SHAPE(1, 1), (const int32_t[]){3})),
+                 TG_ERR_RANGE, "index 3 at position 0 is out of range for dim 0 of extent 3");
+    /* an empty index: an empty result */
+    tg_tensor *e = tg_index_select(x, 0, tg_zeros(TG_I64, TG_SHAPE(0)));
+    assert_shape(e, TG_SHAPE(0, 4));
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- matmul */
 
 START_TEST(matmul_values)
@@ -1985,6 +2065,8 @@ Suite *tg_suite(void)
     tc = tg_tcase("matmul");
     tcase_add_loop_test(tc, matmul_values, 0, 2);
     tcase_add_loop_test(tc, matmul_broadcast_values, 0, 2);
+    tcase_add_loop_test(tc, index_select_and_gather_values, 0, 2);
+    tcase_add_test(tc, index_select_and_gather_errors);
     tcase_add_test(tc, matmul_errors);
     suite_add_tcase(s, tc);
 
