@@ -15,9 +15,9 @@
  *       dz_nk = s_n (A_n softmax(z_n)_k - a_nk),  A_n = sum_c a_nc
  *       (from probs: dp_nk = -s_n a_nk / p_nk inside the clip), with s_n = g / D,
  *       g, or g_n
- *   mse (pred p, target q, equal shapes, n elements):
+ *   mse (pred p, target q, broadcast together to n elements):
  *       L = (1/n) sum_i (p_i - q_i)^2
- *       dp = 2 g (p - q) / n        dq = -dp
+ *       dp = 2 g (p - q) / n, summed back to p's shape;  dq = the same negated, to q's
  *
  * Labels are i32, i64 or u8 and are checked against C; they never need a gradient. */
 #include <math.h>
@@ -372,6 +372,36 @@ const tg_op_vtable tg_op_cross_entropy_probs_vtable = {
 
 /* ---------------------------------------------------------------- mse */
 
+/* Walks pred - target over their broadcast shape, each difference taken in
+ * double: adds its square to *sum (out NULL), or writes scale times it into the
+ * contiguous out (of the broadcast shape and pred's dtype). */
+static void mse_walk(const tg_tensor *pred, const tg_tensor *target, int nd,
+                     const int64_t *shape, double *sum, tg_tensor *out, double scale)
+{
+    if (tg_shape_numel(nd, shape) == 0)
+        return;
+    int64_t st[2][TG_MAX_DIMS], off[2] = {pred->offset, target->offset}, idx[TG_MAX_DIMS] = {0};
+    tg_broadcast_strides(pred, nd, shape, st[0]);
+    tg_broadcast_strides(target, nd, shape, st[1]);
+    bool f32 = pred->dtype == TG_F32;
+    const float *pf = tg_storage_data(pred->storage), *qf = tg_storage_data(target->storage);
+    const double *pd = tg_storage_data(pred->storage), *qd = tg_storage_data(target->storage);
+    double total = 0;
+    int64_t i = 0;
+    do {
+        double d = f32 ? (double)pf[off[0]] - qf[off[1]] : pd[off[0]] - qd[off[1]];
+        if (!out)
+            total += d * d;
+        else if (f32)
+            TG_DATA(out, float)[i] = (float)(scale * d);
+        else
+            TG_DATA(out, double)[i] = scale * d;
+        i++;
+    } while (tg_index_next(nd, shape, idx, 2, off, st));
+    if (sum)
+        *sum = total;
+}
+
 tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
 {
     static const char who[] = "tg_mse";
@@ -380,58 +410,42 @@ tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
     if (!tg_op_begin(&c, &tg_op_mse_vtable, who, in, 2, "pred target",
                      TG_OP_FLOAT | TG_OP_SAME_DTYPE))
         return NULL;
-    char sp[128], st[128];
-    if (!tg_tensor_same_shape(pred, target))
-        return tg_error_here(TG_ERR_SHAPE, "shapes %s and %s differ",
-                             tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape),
-                             tg_shape_str(st, sizeof st, target->ndim, target->shape)),
-               tg_op_fail(&c);
-    int64_t n = tg_tensor_numel(pred);
-    if (n == 0)
+    int nd;
+    int64_t shape[TG_MAX_DIMS];
+    if (tg_broadcast_shape(pred, target, &nd, shape) != TG_OK)
+        return tg_op_fail(&c);
+    int64_t n = tg_shape_numel(nd, shape);
+    if (n == 0) {
+        char sp[128];
         return tg_error_here(TG_ERR_SHAPE, "shape %s is empty (no mean to take)",
-                             tg_shape_str(sp, sizeof sp, pred->ndim, pred->shape)),
-               tg_op_fail(&c);
-    tg_tensor *pc = tg_contiguous_owned(pred), *tc = tg_contiguous_owned(target);
+                             tg_shape_str(sp, sizeof sp, nd, shape)), tg_op_fail(&c);
+    }
+    if (tg_tensor_settle(pred) != TG_OK || tg_tensor_settle(target) != TG_OK)
+        return tg_op_fail(&c); /* read plain below */
     double total = 0;
-    if (pc && tc)
-        for (int64_t i = 0; i < n; i++) {
-            double d = pred->dtype == TG_F32
-                           ? (double)TG_DATA(pc, float)[i] - TG_DATA(tc, float)[i]
-                           : TG_DATA(pc, double)[i] - TG_DATA(tc, double)[i];
-            total += d * d;
-        }
-    c.out = pc && tc ? scalar_out(pred->dtype, total / (double)n) : NULL;
-    tg_release(pc);
-    tg_release(tc);
+    mse_walk(pred, target, nd, shape, &total, NULL, 0);
+    c.out = scalar_out(pred->dtype, total / (double)n);
     return tg_op_end(&c);
 }
 
 static tg_status mse_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
 {
     tg_tensor *p = node->inputs[0], *q = node->inputs[1];
-    int64_t n = tg_tensor_numel(p);
-    double scale = 2.0 * tg_item(g) / (double)n;
-    tg_tensor *gp = tg_tensor_new_named("mse backward", p->dtype, p->ndim, p->shape);
-    tg_tensor *pc = tg_contiguous_owned(p), *qc = tg_contiguous_owned(q);
-    if (!gp || !pc || !qc) {
-        tg_release(gp);
-        tg_release(pc);
-        tg_release(qc);
+    int nd;
+    int64_t shape[TG_MAX_DIMS];
+    if (tg_broadcast_shape(p, q, &nd, shape) != TG_OK || tg_tensor_settle(p) != TG_OK ||
+        tg_tensor_settle(q) != TG_OK)
         return tg_last_status();
-    }
-    for (int64_t i = 0; i < n; i++) {
-        if (p->dtype == TG_F32)
-            TG_DATA(gp, float)[i] =
-                (float)(scale * ((double)TG_DATA(pc, float)[i] - TG_DATA(qc, float)[i]));
-        else
-            TG_DATA(gp, double)[i] = scale * (TG_DATA(pc, double)[i] - TG_DATA(qc, double)[i]);
-    }
-    tg_release(pc);
-    tg_release(qc);
-    gp = tg_scoped(gp);
-    if (tg_node_needs_grad(node, 0))
-        gin[0] = gp;
-    if (tg_node_needs_grad(node, 1) && !(gin[1] = tg_neg(gp)))
+    int64_t n = tg_shape_numel(nd, shape);
+    tg_tensor *d = tg_tensor_new_named("mse backward", p->dtype, nd, shape);
+    if (!d)
+        return tg_last_status();
+    mse_walk(p, q, nd, shape, NULL, d, 2.0 * tg_item(g) / (double)n);
+    d = tg_scoped(d); /* 2 g (p - q) / n over the broadcast shape */
+    if (tg_node_needs_grad(node, 0) && !(gin[0] = tg_sum_to_shape(d, p->ndim, p->shape)))
+        return tg_last_status();
+    if (tg_node_needs_grad(node, 1) &&
+        !(gin[1] = tg_neg(tg_sum_to_shape(d, q->ndim, q->shape))))
         return tg_last_status();
     return TG_OK;
 }

@@ -184,7 +184,9 @@ tg_tensor *tg_cross_entropy_ex(tg_tensor *logits, tg_tensor *labels,
 /* The same from probabilities (Keras from_logits=False): mean of -log(p[n, label]),
  * with p clipped to [1e-7, 1 - 1e-7] as Keras does. */
 tg_tensor *tg_cross_entropy_probs(tg_tensor *probs, tg_tensor *labels);
-/* Mean squared error over all elements; shapes must be equal. */
+/* Mean squared error over all elements of pred - target, the two broadcast as in
+ * tg_add (PyTorch's mse_loss broadcasts too, with a warning): (N, 1) against (N)
+ * is (N, N), which is rarely meant -- reshape first. */
 tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target);
 
 /* ---- convolutional network ops (oneDNN primitives in f32) ---- */

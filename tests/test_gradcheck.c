@@ -188,6 +188,8 @@ static const gc_case cases[] = {
     {TG_OP_MSE, "mse", 2, {S(2, 3), S(2, 3)}, {0}, 0},
     {TG_OP_MSE, "mse 0-d", 2, {S0, S0}, {0}, 0},
     {TG_OP_MSE, "mse constant target", 2, {S(5), SK(IN_CONST, 5)}, {0}, 0},
+    {TG_OP_MSE, "mse target row", 2, {S(3, 4), S(4)}, {0}, 0},
+    {TG_OP_MSE, "mse both broadcast", 2, {S(3, 1), S(1, 2)}, {0}, 0},
 
     /* the CNN ops (their own suite, tests/test_cnn.c, goes deeper); ia for conv:
      * stride, pad, dilation; for pools: kernel, stride, pad, ceil_mode,

@@ -1256,7 +1256,7 @@ START_TEST(loss_errors)
     ASSERT_FAILS(tg_cross_entropy(x, NULL), TG_ERR_ARG, "tg_cross_entropy");
     ASSERT_FAILS(tg_cross_entropy_probs(NULL, lab), TG_ERR_ARG, "tg_cross_entropy_probs");
     ASSERT_FAILS(tg_mse(x, tg_zeros(TG_F32, TG_SHAPE(4, 3))), TG_ERR_SHAPE,
-                 "tg_mse: shapes [3, 4] and [4, 3] differ");
+                 "tg_mse: shapes [3, 4] and [4, 3] cannot be broadcast");
     ASSERT_FAILS(tg_mse(x, tg_zeros(TG_F64, TG_SHAPE(3, 4))), TG_ERR_DTYPE, "tg_mse");
     ASSERT_FAILS(tg_mse(NULL, x), TG_ERR_ARG, "tg_mse");
     ASSERT_FAILS(tg_mse(x, NULL), TG_ERR_ARG, "tg_mse");
@@ -1284,6 +1284,20 @@ START_TEST(mse_values)
         TG_ASSERT_CLOSE(at(tg_grad(p), i), 2 * (A6[i] - t[i]) / 6, 1e-7, 1e-6);
         TG_ASSERT_CLOSE(at(tg_grad(q), i), -2 * (A6[i] - t[i]) / 6, 1e-7, 1e-6);
     }
+    /* a target row broadcast over the batch: (2, 3) against (3); its gradient sums
+     * the two rows' */
+    tg_tensor *row = mk(dt, TG_SHAPE(3), t);
+    TG_OK_(tg_set_requires_grad(row, true));
+    want = 0;
+    for (int i = 0; i < 6; i++)
+        want += (A6[i] - t[i % 3]) * (A6[i] - t[i % 3]) / 6;
+    tg_tensor *lb = tg_mse(p, row);
+    TG_ASSERT_CLOSE(tg_item(lb), want, 1e-6, 1e-6);
+    TG_OK_(tg_backward(lb));
+    assert_shape(tg_grad(row), TG_SHAPE(3));
+    for (int j = 0; j < 3; j++)
+        TG_ASSERT_CLOSE(at(tg_grad(row), j),
+                        -2 * ((A6[j] - t[j]) + (A6[3 + j] - t[j])) / 6, 1e-7, 1e-6);
     tg_scope_pop(s);
 }
 END_TEST
