@@ -37,9 +37,10 @@ static tg_status dense_infer(const tg_tensor *x, const tg_tensor *w,
         return st;
     tg_shape_str(sx, sizeof sx, x->ndim, x->shape);
     tg_shape_str(sw, sizeof sw, w->ndim, w->shape);
-    if (x->ndim < 2)
+    if (x->ndim < 1)
         return tg_error_here(TG_ERR_SHAPE,
-                             "input must have rank >= 2 (N, features...), got %s", sx);
+                             "input must have rank >= 1 ((in), or (N, features...)), got %s",
+                             sx);
     if (w->ndim != 2)
         return tg_error_here(TG_ERR_SHAPE, "weight must be 2-D (out, in), got %s", sw);
     if ((st = tg_check_same_dtype(x, w)) != TG_OK ||
@@ -199,6 +200,19 @@ static const tg_weighted_op dense_op = {
 tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b)
 {
     static const char who[] = "tg_dense";
+    if (x && x->ndim == 1 && w && w->ndim == 2) {
+        /* one sample (in): a batch of one, recorded as unsqueeze, dense, reshape */
+        if (x->shape[0] != w->shape[1]) {
+            char sx[96], sw[96];
+            return tg_error(TG_ERR_SHAPE, "%s: input %s has %lld features but weight %s "
+                            "expects %lld", who, tg_shape_str(sx, sizeof sx, 1, x->shape),
+                            (long long)x->shape[0],
+                            tg_shape_str(sw, sizeof sw, 2, w->shape),
+                            (long long)w->shape[1]), NULL;
+        }
+        tg_tensor *y = tg_dense(tg_unsqueeze(x, 0), w, b);
+        return y ? tg_reshape(y, 1, &w->shape[0]) : NULL;
+    }
     tg_tensor *in[3] = {x, w, b};
     tg_op_call c;
     if (!tg_op_begin(&c, &tg_op_dense_vtable, who, in, b ? 3 : 2, "x w b", 0))

@@ -248,7 +248,8 @@ tg_tensor *tg_global_max_pool2d(tg_tensor *x, bool keepdims);
 tg_tensor *tg_pad2d(tg_tensor *x, const int pad[4], double value);
 
 /* Fully connected: y = x W^T + b, x of any rank >= 2 flattened to (N, in), w (out,
- * in), b (out) or NULL -> (N, out). */
+ * in), b (out) or NULL -> (N, out). A 1-D x (in), one sample, gives (out) (as
+ * PyTorch's F.linear; recorded as unsqueeze, dense and reshape). */
 tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b);
 
 /* Inverted dropout: while training, zero each element with probability rate and

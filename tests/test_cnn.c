@@ -931,7 +931,28 @@ START_TEST(dense_errors)
     TG_ASSERT_ERROR_HAS("[3, 9]");
     tg_tensor *x1 = rnd(TG_F32, TG_SHAPE(10), 3);
     ck_assert_ptr_null(tg_dense(x1, w, NULL));
-    TG_ASSERT_ERROR_HAS("rank >= 2");
+    TG_ASSERT_ERROR_HAS("tg_dense: input [10] has 10 features but weight [3, 9] expects 9");
+    ck_assert_ptr_null(tg_dense(tg_zeros(TG_F32, 0, NULL), w, NULL));
+    TG_ASSERT_ERROR_HAS("rank >= 1");
+    /* one sample (in) -> (out): the same numbers as a batch of one, and its gradient */
+    tg_tensor *w9 = rnd(TG_F32, TG_SHAPE(3, 10), 7), *b9 = rnd(TG_F32, TG_SHAPE(3), 8);
+    TG_OK_(tg_set_requires_grad(x1, true));
+    tg_tensor *y1 = tg_dense(x1, w9, b9);
+    ck_assert_int_eq(tg_tensor_ndim(y1), 1);
+    ck_assert_int_eq(tg_tensor_dim(y1, 0), 3);
+    for (int o = 0; o < 3; o++) {
+        double acc = tg_get_flat(b9, o);
+        for (int i = 0; i < 10; i++)
+            acc += tg_get_flat(x1, i) * tg_get_flat(w9, o * 10 + i);
+        ck_assert_double_eq_tol(tg_get_flat(y1, o), acc, 1e-5);
+    }
+    TG_OK_(tg_backward(tg_sum(y1, NULL, 0, false)));
+    for (int i = 0; i < 10; i++) {
+        double acc = 0;
+        for (int o = 0; o < 3; o++)
+            acc += tg_get_flat(w9, o * 10 + i);
+        ck_assert_double_eq_tol(tg_get_flat(tg_grad(x1), i), acc, 1e-5);
+    }
     tg_tensor *w10 = rnd(TG_F32, TG_SHAPE(3, 10), 4);
     tg_tensor *b = rnd(TG_F32, TG_SHAPE(4), 5);
     ck_assert_ptr_null(tg_dense(x, w10, b));
