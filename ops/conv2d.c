@@ -2,6 +2,9 @@
  *
  * Forward, with OH = (H + pt + pb - dh*(KH-1) - 1) / sh + 1 (likewise OW):
  *   y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x[n,c, i*sh - pt + p*dh, j*sw - pl + q*dw]
+ *   With G groups, w is (O, C/G, KH, KW) and output channel o of group o / (O/G)
+ *   sums over that group's C/G input channels only (c above runs over them, w's
+ *   second index is c's place in its group); G = C = O/k is depthwise.
  *   (input positions that fall in the padding contribute zero)
  * Backward, with g = dL/dy:
  *   dL/dx[n,c,h,v] = sum over (o,p,q,i,j) with i*sh - pt + p*dh = h and
@@ -32,6 +35,7 @@ typedef struct conv_params {
 /* Every extent and option of one convolution, checked. */
 typedef struct conv_geom {
     int64_t n, c, h, w, o, kh, kw, oh, ow;
+    int64_t groups, cg, og; /* groups; input and output channels per group */
     int sh, sw, pt, pb, pl, pr, dh, dw;
     bool bias;
     bool relu;  /* fused ReLU: forward primitives only (backward ones never fuse) */
@@ -77,11 +81,20 @@ static tg_status conv_infer(const tg_tensor *x, const tg_tensor *w,
         return tg_error_here(TG_ERR_SHAPE,
                              "input %s has no rows or no columns (H and W must "
                              "be >= 1; only the batch may be empty)", sx);
-    if (x->shape[1] != w->shape[1])
+    if (o->groups < 0)
+        return tg_error_here(TG_ERR_ARG, "groups must be >= 1 (0 means 1), got %d",
+                             o->groups);
+    int64_t groups = o->groups > 1 ? o->groups : 1;
+    if (w->shape[0] % groups != 0)
+        return tg_error_here(TG_ERR_SHAPE,
+                             "weight %s has %lld output channels, not a multiple of groups "
+                             "%lld", sw, (long long)w->shape[0], (long long)groups);
+    if (x->shape[1] != w->shape[1] * groups)
         return tg_error_here(TG_ERR_SHAPE,
                              "channel mismatch: input %s has %lld channels but weight %s "
-                             "expects %lld", sx, (long long)x->shape[1], sw,
-                             (long long)w->shape[1]);
+                             "expects %lld (%lld per group, %lld group%s)", sx,
+                             (long long)x->shape[1], sw, (long long)(w->shape[1] * groups),
+                             (long long)w->shape[1], (long long)groups, groups == 1 ? "" : "s");
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return tg_error_here(TG_ERR_SHAPE,
                              "bias must have shape [%lld] (one per output channel of weight "
@@ -92,6 +105,9 @@ static tg_status conv_infer(const tg_tensor *x, const tg_tensor *w,
     g->h = x->shape[2];
     g->w = x->shape[3];
     g->o = w->shape[0];
+    g->groups = groups;
+    g->cg = w->shape[1];
+    g->og = g->o / groups;
     g->kh = w->shape[2];
     g->kw = w->shape[3];
     g->sh = o->stride[0];
@@ -127,7 +143,7 @@ static void conv_key(tg_dnnl_key *k, tg_dnnl_kind kind, const conv_geom *g, int 
     tg_dnnl_key_init(k, kind);
     bool relu = kind == TG_DNNL_CONV_FWD && g->relu;
     int64_t v[] = {g->n, g->c, g->h, g->w, g->o, g->kh, g->kw, g->sh, g->sw, g->pt,
-                   g->pb, g->pl, g->pr, g->dh, g->dw, g->bias, relu, variant};
+                   g->pb, g->pl, g->pr, g->dh, g->dw, g->bias, relu, variant, g->groups};
     tg_dnnl_key_add_n(k, (int)(sizeof v / sizeof v[0]), v);
 }
 
@@ -135,13 +151,19 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
                                      dnnl_format_tag_t act, dnnl_format_tag_t wt,
                                      const_dnnl_primitive_desc_t hint)
 {
-    dnnl_dims_t xd = {g->n, g->c, g->h, g->w}, wd = {g->o, g->c, g->kh, g->kw};
+    /* grouped weights are (G, O/G, C/G, KH, KW): the same memory as (O, C/G, KH, KW) */
+    dnnl_dims_t xd = {g->n, g->c, g->h, g->w}, wd = {g->o, g->cg, g->kh, g->kw};
+    dnnl_dims_t wgd = {g->groups, g->og, g->cg, g->kh, g->kw};
+    bool grouped = g->groups > 1;
     dnnl_dims_t bd = {g->o}, yd = {g->n, g->o, g->oh, g->ow};
     dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1};
     dnnl_dims_t pad_l = {g->pt, g->pl}, pad_r = {g->pb, g->pr};
     dnnl_memory_desc_t xm, wm, bm, ym;
     dnnl_memory_desc_init_by_tag(&xm, 4, xd, dnnl_f32, act);
-    dnnl_memory_desc_init_by_tag(&wm, 4, wd, dnnl_f32, wt);
+    if (grouped) /* plain grouped weights: the glue's reorders and caches are 4-D */
+        dnnl_memory_desc_init_by_tag(&wm, 5, wgd, dnnl_f32, dnnl_goihw);
+    else
+        dnnl_memory_desc_init_by_tag(&wm, 4, wd, dnnl_f32, wt);
     dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_x);
     dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, act);
     dnnl_convolution_desc_t d;
@@ -161,10 +183,11 @@ static dnnl_primitive_desc_t conv_pd(tg_dnnl_kind kind, const conv_geom *g,
         char sx[96], sw[96];
         tg_dnnl_refused("convolution", st,
                         "input %s, weight %s, stride %dx%d, padding t%d b%d l%d r%d, "
-                        "dilation %dx%d",
+                        "dilation %dx%d, groups %lld",
                         tg_shape_str(sx, sizeof sx, 4, (const int64_t[]){g->n, g->c, g->h, g->w}),
-                        tg_shape_str(sw, sizeof sw, 4, (const int64_t[]){g->o, g->c, g->kh, g->kw}),
-                        g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw);
+                        tg_shape_str(sw, sizeof sw, 4, wd),
+                        g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw,
+                        (long long)g->groups);
         return NULL;
     }
     return tg_dnnl_pd_create_ex(&d, hint, kind == TG_DNNL_CONV_FWD && g->relu);
@@ -224,7 +247,10 @@ static void conv_plain_mds(const void *geom, dnnl_memory_desc_t *x, dnnl_memory_
 {
     const conv_geom *g = geom;
     tg_dnnl_md_plain(x, 4, (const int64_t[]){g->n, g->c, g->h, g->w});
-    tg_dnnl_md_plain(w, 4, (const int64_t[]){g->o, g->c, g->kh, g->kw});
+    if (g->groups > 1)
+        tg_dnnl_md_plain(w, 5, (const int64_t[]){g->groups, g->og, g->cg, g->kh, g->kw});
+    else
+        tg_dnnl_md_plain(w, 4, (const int64_t[]){g->o, g->c, g->kh, g->kw});
     tg_dnnl_md_plain(b, 1, (const int64_t[]){g->o});
     tg_dnnl_md_plain(y, 4, (const int64_t[]){g->n, g->o, g->oh, g->ow});
 }
@@ -245,7 +271,8 @@ static void conv_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *
             for (int64_t i = 0; i < g->oh; i++)
                 for (int64_t j = 0; j < g->ow; j++) {
                     double acc = bp ? tg_ref_ld(bp, o, f64) : 0.0;
-                    for (int64_t c = 0; c < g->c; c++)
+                    int64_t c0 = o / g->og * g->cg; /* the group's first input channel */
+                    for (int64_t cl = 0; cl < g->cg; cl++)
                         for (int64_t p = 0; p < g->kh; p++) {
                             int64_t h = i * g->sh - g->pt + p * g->dh;
                             if (h < 0 || h >= g->h)
@@ -254,8 +281,8 @@ static void conv_fwd_ref(const void *geom, const tg_tensor *x, const tg_tensor *
                                 int64_t v = j * g->sw - g->pl + q * g->dw;
                                 if (v < 0 || v >= g->w)
                                     continue;
-                                acc += tg_ref_ld(xp, ((n * g->c + c) * g->h + h) * g->w + v, f64) *
-                                       tg_ref_ld(wp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64);
+                                acc += tg_ref_ld(xp, ((n * g->c + c0 + cl) * g->h + h) * g->w + v, f64) *
+                                       tg_ref_ld(wp, ((o * g->cg + cl) * g->kh + p) * g->kw + q, f64);
                             }
                         }
                     if (g->relu && acc < 0.0)
@@ -288,7 +315,8 @@ static void conv_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_ten
             for (int64_t h = 0; h < g->h; h++)
                 for (int64_t v = 0; v < g->w; v++) {
                     double acc = 0.0;
-                    for (int64_t o = 0; o < g->o; o++)
+                    int64_t gi = c / g->cg, cl = c % g->cg; /* group, channel in it */
+                    for (int64_t o = gi * g->og; o < (gi + 1) * g->og; o++)
                         for (int64_t p = 0; p < g->kh; p++) {
                             int64_t i = out_index(h, p, g->pt, g->dh, g->sh, g->oh);
                             if (i < 0)
@@ -298,7 +326,7 @@ static void conv_bwd_data_ref(const void *geom, const tg_tensor *w, const tg_ten
                                 if (j < 0)
                                     continue;
                                 acc += tg_ref_ld(gyp, ((n * g->o + o) * g->oh + i) * g->ow + j, f64) *
-                                       tg_ref_ld(wp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64);
+                                       tg_ref_ld(wp, ((o * g->cg + cl) * g->kh + p) * g->kw + q, f64);
                             }
                         }
                     tg_ref_st(gxp, ((n * g->c + c) * g->h + h) * g->w + v, f64, acc);
@@ -314,10 +342,11 @@ static void conv_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_
     void *gwp = tg_tensor_ptr(gw);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < g->o; o++)
-        for (int64_t c = 0; c < g->c; c++)
+        for (int64_t cl = 0; cl < g->cg; cl++)
             for (int64_t p = 0; p < g->kh; p++)
                 for (int64_t q = 0; q < g->kw; q++) {
                     double acc = 0.0;
+                    int64_t c = o / g->og * g->cg + cl; /* the input channel */
                     for (int64_t n = 0; n < g->n; n++)
                         for (int64_t i = 0; i < g->oh; i++) {
                             int64_t h = i * g->sh - g->pt + p * g->dh;
@@ -331,7 +360,7 @@ static void conv_bwd_weights_ref(const void *geom, const tg_tensor *x, const tg_
                                        tg_ref_ld(xp, ((n * g->c + c) * g->h + h) * g->w + v, f64);
                             }
                         }
-                    tg_ref_st(gwp, ((o * g->c + c) * g->kh + p) * g->kw + q, f64, acc);
+                    tg_ref_st(gwp, ((o * g->cg + cl) * g->kh + p) * g->kw + q, f64, acc);
                 }
     if (!gb)
         return;
@@ -454,7 +483,10 @@ static void conv_describe(const tg_node *node, char *buf, size_t n)
     d[0] = '\0';
     if (o->dilation[0] != 1 || o->dilation[1] != 1)
         snprintf(d, sizeof d, " d%d,%d", o->dilation[0], o->dilation[1]);
-    snprintf(buf + len, n - (size_t)len, "%s%s%s%s", s, pad, d, o->relu ? " +relu" : "");
+    char gr[24] = "";
+    if (o->groups > 1)
+        snprintf(gr, sizeof gr, " g%d", o->groups);
+    snprintf(buf + len, n - (size_t)len, "%s%s%s%s%s", s, pad, d, gr, o->relu ? " +relu" : "");
 }
 
 const tg_op_vtable tg_op_conv2d_vtable = {

@@ -200,10 +200,17 @@ typedef struct tg_conv2d_opts {
      * the output fewer and one node in the graph (labelled "+relu"). What a
      * Keras Conv2D(..., activation="relu") layer uses. */
     bool relu;
+    /* Grouped convolution (PyTorch's groups, Keras's Conv2D(groups=)): the C input
+     * and O output channels split into groups of C/G and O/G, each group
+     * convolved on its own; w is (O, C/G, KH, KW). G = C is depthwise (Keras's
+     * DepthwiseConv2D with depth_multiplier O/C). 0 or 1: an ordinary
+     * convolution (0 so that initialisers written before this field keep
+     * working). */
+    int groups;
 } tg_conv2d_opts;
-#define TG_CONV2D_OPTS_INIT { {1, 1}, {0, 0, 0, 0}, {1, 1}, false }
+#define TG_CONV2D_OPTS_INIT { {1, 1}, {0, 0, 0, 0}, {1, 1}, false, 1 }
 
-/* x (N, C, H, W), w (O, C, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
+/* x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv2d_opts *opts);
 
 typedef struct tg_pool2d_opts {

@@ -169,22 +169,29 @@ static const conv_case conv_cases[] = {
     {"seed conv 1x28x28 -> 32x26x26", 4, 1, 28, 28, 32, 3, 3, TG_CONV2D_OPTS_INIT, true},
     {"batch 1, one channel", 1, 1, 5, 5, 1, 3, 3, TG_CONV2D_OPTS_INIT, true},
     {"odd batch, several channels", 3, 3, 7, 6, 5, 3, 3, TG_CONV2D_OPTS_INIT, true},
-    {"stride 2", 3, 4, 9, 9, 8, 3, 3, {{2, 2}, {0, 0, 0, 0}, {1, 1}, false}, true},
-    {"padding 1 (same)", 2, 3, 6, 6, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, false}, true},
-    {"asymmetric padding", 3, 2, 7, 5, 3, 3, 2, {{1, 2}, {0, 2, 1, 0}, {1, 1}, false}, true},
-    {"dilation 2", 2, 3, 9, 8, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {2, 2}, false}, true},
+    {"stride 2", 3, 4, 9, 9, 8, 3, 3, {{2, 2}, {0, 0, 0, 0}, {1, 1}, false, 1}, true},
+    {"padding 1 (same)", 2, 3, 6, 6, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, false, 1}, true},
+    {"asymmetric padding", 3, 2, 7, 5, 3, 3, 2, {{1, 2}, {0, 2, 1, 0}, {1, 1}, false, 1}, true},
+    {"dilation 2", 2, 3, 9, 8, 4, 3, 3, {{1, 1}, {1, 1, 1, 1}, {2, 2}, false, 1}, true},
     {"non-square kernel and input, no bias", 5, 2, 6, 11, 3, 2, 4,
-     {{2, 1}, {0, 1, 2, 1}, {1, 3}, false}, false},
+     {{2, 1}, {0, 1, 2, 1}, {1, 3}, false, 1}, false},
     {"kernel as large as the padded input", 2, 2, 3, 4, 3, 5, 4,
-     {{1, 1}, {1, 1, 0, 0}, {1, 1}, false}, true},
+     {{1, 1}, {1, 1, 0, 0}, {1, 1}, false, 1}, true},
     {"32 -> 32 channels (blocked layouts)", 2, 32, 10, 9, 32, 3, 3,
-     {{1, 1}, {1, 1, 1, 1}, {1, 1}, false}, true},
+     {{1, 1}, {1, 1, 1, 1}, {1, 1}, false, 1}, true},
     {"16 -> 48 channels, stride 2, padding", 3, 16, 11, 11, 48, 3, 3,
-     {{2, 2}, {1, 0, 1, 0}, {1, 1}, false}, true},
-    {"seed conv with fused ReLU", 4, 1, 28, 28, 32, 3, 3, {{1, 1}, {0, 0, 0, 0}, {1, 1}, true},
+     {{2, 2}, {1, 0, 1, 0}, {1, 1}, false, 1}, true},
+    {"seed conv with fused ReLU", 4, 1, 28, 28, 32, 3, 3, {{1, 1}, {0, 0, 0, 0}, {1, 1}, true, 1},
      true},
-    {"fused ReLU, padding, no bias", 3, 3, 7, 6, 5, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+    {"fused ReLU, padding, no bias", 3, 3, 7, 6, 5, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, true, 1},
      false},
+    {"2 groups", 2, 4, 7, 6, 6, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, false, 2}, true},
+    {"depthwise 8 channels, stride 2", 3, 8, 9, 9, 8, 3, 3, {{2, 2}, {1, 1, 1, 1}, {1, 1}, false, 8},
+     true},
+    {"depthwise, multiplier 2, fused ReLU, no bias", 2, 3, 6, 7, 6, 3, 2,
+     {{1, 1}, {0, 1, 1, 0}, {1, 1}, true, 3}, false},
+    {"32 channels in 4 groups (blocked layouts)", 2, 32, 8, 8, 16, 3, 3,
+     {{1, 1}, {1, 1, 1, 1}, {1, 1}, false, 4}, true},
 };
 #define N_CONV (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -195,7 +202,8 @@ static void conv_case_run(int i, bool blocked)
     tg_scope *s = tg_scope_push();
     tg_tensor *in[MAX_IN] = {
         rnd(TG_F64, TG_SHAPE(k->n, k->c, k->h, k->w), 1 + (uint64_t)i),
-        rnd(TG_F64, TG_SHAPE(k->o, k->c, k->kh, k->kw), 100 + (uint64_t)i),
+        rnd(TG_F64, TG_SHAPE(k->o, k->c / (k->opts.groups > 1 ? k->opts.groups : 1), k->kh,
+                             k->kw), 100 + (uint64_t)i),
         k->bias ? rnd(TG_F64, TG_SHAPE(k->o), 200 + (uint64_t)i) : NULL,
     };
     char label[160];
@@ -566,9 +574,9 @@ typedef struct gc_case {
     bool distinct; /* inputs spread apart so max pooling has no near-ties */
 } gc_case;
 
-static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}, false};
-static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}, false};
-static const tg_conv2d_opts gc_conv_relu = {{1, 1}, {1, 0, 1, 0}, {1, 1}, true};
+static const tg_conv2d_opts gc_conv_opts = {{2, 1}, {1, 0, 0, 1}, {1, 2}, false, 1};
+static const tg_conv2d_opts gc_conv_nobias = {{2, 2}, {0, 1, 1, 0}, {1, 1}, false, 1};
+static const tg_conv2d_opts gc_conv_relu = {{1, 1}, {1, 0, 1, 0}, {1, 1}, true, 1};
 static const pool_ctx gc_max = {true, {{2, 2}, {1, 2}, {1, 0, 0, 1}, false, false}};
 static const pool_ctx gc_avg = {false, {{3, 2}, {2, 1}, {1, 1, 1, 0}, false, false}};
 static const dropout_ctx gc_drop = {0.4, 77};
@@ -748,6 +756,62 @@ static const char *op_detail(tg_tensor *y);
 
 /* opts.relu gives exactly tg_relu(tg_conv2d(...)): values and gradients, on
  * oneDNN (post-op, blocked output) and on the reference backend, in one node. */
+/* A grouped convolution is the concatenation over channels of ordinary
+ * convolutions, one per group, of the group's input channels with its filters:
+ * checked in f64 (reference) and f32 (oneDNN), values and gradients. */
+START_TEST(conv_groups_equal_split_convs)
+{
+    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_scope *s = tg_scope_push();
+    enum { G = 3, CG = 2, OG = 4 };
+    tg_tensor *x = tg_tensor_to_dtype(rnd(TG_F64, TG_SHAPE(2, G * CG, 6, 5), 41), dt);
+    tg_tensor *w = tg_tensor_to_dtype(rnd(TG_F64, TG_SHAPE(G * OG, CG, 3, 3), 42), dt);
+    tg_tensor *b = tg_tensor_to_dtype(rnd(TG_F64, TG_SHAPE(G * OG), 43), dt);
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_set_requires_grad(w, true));
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    o.pad[0] = o.pad[1] = o.pad[2] = o.pad[3] = 1;
+    o.stride[1] = 2;
+    o.groups = G;
+    tg_tensor *y = tg_conv2d(x, w, b, &o);
+    TG_CHECK(y != NULL);
+    tg_tensor *gy = tg_tensor_to_dtype(rnd(TG_F64, tg_tensor_ndim(y), tg_tensor_shape(y), 44), dt);
+    tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+    bo.grad_output = gy;
+    TG_OK_(tg_backward_ex(y, &bo));
+    tg_tensor *gx = tg_grad(x), *gw = tg_grad(w);
+    /* the same from leaves of their own, group by group */
+    tg_tensor *x2 = tg_contiguous(tg_detach(tg_mul_scalar(x, 1.0)));
+    tg_tensor *w2 = tg_contiguous(tg_detach(tg_mul_scalar(w, 1.0)));
+    TG_OK_(tg_set_requires_grad(x2, true));
+    TG_OK_(tg_set_requires_grad(w2, true));
+    tg_conv2d_opts o1 = o;
+    o1.groups = 1;
+    tg_tensor *parts[G];
+    for (int gi = 0; gi < G; gi++)
+        parts[gi] = tg_conv2d(tg_slice(x2, 1, gi * CG, (gi + 1) * CG),
+                              tg_slice(w2, 0, gi * OG, (gi + 1) * OG),
+                              tg_slice(b, 0, gi * OG, (gi + 1) * OG), &o1);
+    tg_tensor *y2 = tg_concat(parts, G, 1);
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12;
+    TG_ASSERT_TENSOR_CLOSE(y, y2, tol, tol);
+    TG_OK_(tg_backward_ex(y2, &bo));
+    TG_ASSERT_TENSOR_CLOSE(gx, tg_grad(x2), tol, tol);
+    TG_ASSERT_TENSOR_CLOSE(gw, tg_grad(w2), tol, tol);
+    /* errors: filters not divisible into the groups, channels that do not match */
+    o.groups = 5;
+    ck_assert_ptr_null(tg_conv2d(x, w, b, &o));
+    TG_ASSERT_ERROR_HAS("weight [12, 2, 3, 3] has 12 output channels, not a multiple of groups 5");
+    o.groups = 2;
+    ck_assert_ptr_null(tg_conv2d(x, w, b, &o));
+    TG_ASSERT_ERROR_HAS("expects 4 (2 per group, 2 groups)");
+    o.groups = -1;
+    ck_assert_ptr_null(tg_conv2d(x, w, b, &o));
+    TG_ASSERT_ERROR_HAS("groups must be >= 1");
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(conv_fused_relu_equals_composition)
 {
     tg_scope *s = tg_scope_push();
@@ -1090,7 +1154,7 @@ START_TEST(describe_labels)
     TG_OK_(tg_set_requires_grad(x, true));
     tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
     ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s1 p0");
-    o = (tg_conv2d_opts){{2, 2}, {0, 1, 0, 1}, {2, 2}, false};
+    o = (tg_conv2d_opts){{2, 2}, {0, 1, 0, 1}, {2, 2}, false, 1};
     ck_assert_str_eq(op_detail(tg_conv2d(x, w, NULL, &o)), "3x3 s2 p0,1,0,1 d2,2");
     ck_assert_str_eq(op_detail(tg_max_pool2d(x, NULL)), "2x2 s2");
     tg_tensor *wd = rnd(TG_F32, TG_SHAPE(4, 128), 3);
@@ -1378,7 +1442,7 @@ START_TEST(empty_rows_or_columns)
         tg_backend prev = tg_set_backend(be ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
         tg_tensor *xh = tg_zeros(TG_F32, TG_SHAPE(1, 2, 0, 5));
         tg_tensor *xw = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5, 0));
-        tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}, false};
+        tg_conv2d_opts o = {{1, 1}, {2, 2, 1, 1}, {1, 1}, false, 1};
         tg_pool2d_opts po = {{2, 2}, {1, 1}, {1, 1, 1, 1}, false, false};
         ck_assert_ptr_null(tg_conv2d(xh, tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3)), NULL, &o));
         ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
@@ -1446,7 +1510,7 @@ START_TEST(views_match_copies)
     tg_tensor *x = tg_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 1), 2, 3);
     tg_tensor *w = tg_slice(rnd(dt, TG_SHAPE(6, 3, 3, 2), 2), 0, 2, 6);
     tg_tensor *b = tg_slice(rnd(dt, TG_SHAPE(7), 3), 0, 3, 7);
-    tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}, false};
+    tg_conv2d_opts o = {{1, 2}, {1, 0, 2, 1}, {1, 1}, false, 1};
     view_vs_copy("conv2d", conv_fn, &o, x, w, b);
     view_vs_copy("max_pool2d", pool_fn, &view_max,
                  tg_transpose(rnd(dt, TG_SHAPE(2, 3, 7, 6), 4), 2, 3), NULL, NULL);
@@ -1538,15 +1602,15 @@ START_TEST(extreme_options)
     }
 
     tg_tensor *w = rnd(TG_F32, TG_SHAPE(3, 2, 3, 3), 2);
-    tg_conv2d_opts o = {{INT_MAX, INT_MAX}, {0, 0, 0, 0}, {1, 1}, false};
+    tg_conv2d_opts o = {{INT_MAX, INT_MAX}, {0, 0, 0, 0}, {1, 1}, false, 1};
     tg_tensor *y = tg_conv2d(x, w, NULL, &o);
     TG_CHECK(y != NULL);
     ck_assert_int_eq(tg_tensor_dim(y, 2), 1);
-    o = (tg_conv2d_opts){{1, 1}, {0, 0, 0, 0}, {INT_MAX, 1}, false};
+    o = (tg_conv2d_opts){{1, 1}, {0, 0, 0, 0}, {INT_MAX, 1}, false, 1};
     ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o));
     ck_assert_int_eq(tg_last_status(), TG_ERR_SHAPE);
     TG_ASSERT_ERROR_HAS("dilation 2147483647x1, extent 4294967295x3");
-    o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}, false};
+    o = (tg_conv2d_opts){{1, 1}, {INT_MAX, INT_MAX, INT_MAX, INT_MAX}, {1, 1}, false, 1};
     ck_assert_ptr_null(tg_conv2d(x, w, NULL, &o)); /* about 2^66 outputs */
     TG_ASSERT_ERROR_HAS("tg_conv2d");
     tg_pool2d_opts pk = {{INT_MAX, 2}, {0, 0}, {0, 0, 0, 0}, false, false};
@@ -1868,6 +1932,7 @@ Suite *tg_suite(void)
     TCase *tc = tg_tcase("conv2d");
     tcase_add_loop_test(tc, conv_table_blocked, 0, N_CONV);
     tcase_add_loop_test(tc, conv_table_plain, 0, N_CONV);
+    tcase_add_loop_test(tc, conv_groups_equal_split_convs, 0, 2);
     tcase_add_test(tc, conv_strided_input);
     tcase_add_test(tc, conv_errors);
     suite_add_tcase(s, tc);

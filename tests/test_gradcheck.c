@@ -199,6 +199,9 @@ static const gc_case cases[] = {
     {TG_OP_CONV2D, "conv2d stride 2 pad 1", 3, {S(2, 1, 4, 4), S(2, 1, 3, 3), S(2)},
      {2, 1, 1}, 0},
     {TG_OP_CONV2D, "conv2d no bias", 2, {S(1, 2, 4, 3), S(1, 2, 2, 2)}, {1, 0, 1}, 0},
+    /* ia[3]: groups */
+    {TG_OP_CONV2D, "conv2d 2 groups", 3, {S(1, 4, 4, 4), S(4, 2, 3, 3), S(4)}, {1, 1, 1, 2}, 0},
+    {TG_OP_CONV2D, "conv2d depthwise", 2, {S(2, 3, 4, 4), S(6, 1, 2, 2)}, {1, 0, 1, 3}, 0},
     {TG_OP_MAX_POOL2D, "max_pool2d 2x2", 1, {SK(IN_DISTINCT, 1, 2, 4, 4)}, {2, 0, 0}, 0},
     {TG_OP_MAX_POOL2D, "max_pool2d 3x3 s2 p1", 1, {SK(IN_DISTINCT, 2, 1, 5, 5)}, {3, 2, 1}, 0},
     {TG_OP_AVG_POOL2D, "avg_pool2d 2x2", 1, {S(1, 2, 4, 4)}, {2, 0, 0}, 0},
@@ -313,6 +316,7 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
         for (int i = 0; i < 4; i++)
             o.pad[i] = c->ia[1];
         o.dilation[0] = o.dilation[1] = c->ia[2];
+        o.groups = c->ia[3];
         return tg_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, &o);
     }
     case TG_OP_MAX_POOL2D:
