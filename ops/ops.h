@@ -199,8 +199,8 @@ typedef struct tg_batch_norm_opts {
      * PyTorch's momentum is 1 - this). In [0, 1]. */
     double momentum;
     double epsilon;  /* added to the variance; finite, > 0 */
-    /* Apply ReLU to the output inside the op (oneDNN's fused norm + ReLU): the
-     * values and gradients of tg_relu(tg_batch_norm(...)) in one node ("+relu"). */
+    /* Apply ReLU to the output inside the op, in place: the values and gradients
+     * of tg_relu(tg_batch_norm(...)) in one node ("+relu") and one output. */
     bool relu;
 } tg_batch_norm_opts;
 /* Keras's BatchNormalization defaults, in inference mode. */

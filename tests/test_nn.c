@@ -2093,6 +2093,17 @@ START_TEST(test_batch_norm_layer_trains)
     int64_t c0 = 0;
     ck_assert(tg_get(ps[2], &c0) != 1.0 && tg_get(ps[3], &c0) != 0.0);
     ck_assert(wm[0] != 0.0 && wv[0] != 1.0);
+    /* steady state: a training step allocates nothing and creates no primitive */
+    tg_memory_stats a0, a1;
+    tg_backend_stats b0, b1;
+    tg_memory_stats_get(&a0);
+    tg_backend_stats_get(&b0);
+    run_steps(m, opt, x, y, 2, NULL, NULL);
+    tg_memory_stats_get(&a1);
+    tg_backend_stats_get(&b1);
+    ck_assert_msg(a1.allocs == a0.allocs, "%llu allocations in 2 steps",
+                  (unsigned long long)(a1.allocs - a0.allocs));
+    ck_assert_uint_eq(b1.primitives_created, b0.primitives_created);
 
     /* evaluation: (h - moving_mean) / sqrt(moving_variance + 1e-3) * gamma + beta,
      * and the buffers stay where they are */
