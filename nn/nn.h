@@ -142,13 +142,31 @@ tg_layer *tg_layer_new_reshape(int ndim, const int64_t *target_shape);
 tg_layer *tg_layer_new_activation(tg_activation act);
 tg_layer *tg_layer_new_softmax(void);
 
+/* BatchNormalization (Keras's, over axis 1: the features of (F), the channels of
+ * (C, H, W)): gamma (ones) when scale, beta (zeros) when center, and the
+ * non-trainable buffers moving_mean (zeros) and moving_variance (ones), saved in
+ * state dicts and checkpoints. Training mode normalises with the batch
+ * statistics and moves the buffers, moving = moving * momentum + batch * (1 -
+ * momentum), the variance biased (tg_batch_norm, ops/ops.h); evaluation mode
+ * normalises with the buffers. Keras's parameter count: 4 * C (2 * C of them
+ * non-trainable) with center and scale. */
+typedef struct tg_batch_norm_layer_opts {
+    double momentum;  /* in [0, 1]; Keras's default 0.99 */
+    double epsilon;   /* finite, > 0; Keras's default 1e-3 */
+    bool center;      /* a trainable beta (shift) */
+    bool scale;       /* a trainable gamma (scale) */
+    const char *name; /* copied */
+} tg_batch_norm_layer_opts;
+#define TG_BATCH_NORM_LAYER_OPTS_INIT { 0.99, 1e-3, true, true, NULL }
+tg_layer *tg_layer_new_batch_norm(const tg_batch_norm_layer_opts *opts);
+
 /* Frees a layer that no model owns (one in a model is freed with the model:
  * freeing it is then TG_ERR_STATE and does nothing). NULL is ignored. */
 void tg_layer_free(tg_layer *layer);
 
 /* Borrowed strings: the name ("conv2d_1"; NULL until assigned by a model unless
  * given) and the Keras class name ("Conv2D", "MaxPooling2D", "AveragePooling2D",
- * "Dropout", "Flatten", "Dense", "Activation", "Softmax"). */
+ * "Dropout", "Flatten", "Dense", "Activation", "Softmax", "BatchNormalization"). */
 const char *tg_layer_name(const tg_layer *layer);
 const char *tg_layer_type(const tg_layer *layer);
 /* Renames a layer before it joins a model or is built (TG_ERR_STATE afterwards).

@@ -66,7 +66,8 @@
     X(GLOBAL_AVG_POOL2D, global_avg_pool2d) \
     X(PAD2D, pad2d)            \
     X(DENSE, dense)            \
-    X(DROPOUT, dropout)
+    X(DROPOUT, dropout)        \
+    X(BATCH_NORM, batch_norm)
 
 typedef enum tg_op_id {
 #define TG_OP_ENUM_(e, n) TG_OP_##e,

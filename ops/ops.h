@@ -265,6 +265,45 @@ tg_tensor *tg_dense(tg_tensor *x, tg_tensor *w, tg_tensor *b);
  * rate outside [0, 1] is TG_ERR_ARG. */
 tg_tensor *tg_dropout(tg_tensor *x, double rate, bool training, tg_rng *rng);
 
+/* ---- normalization ---- */
+
+typedef struct tg_batch_norm_opts {
+    /* true: normalise with the batch's statistics and update the running ones;
+     * false (inference): normalise with the running statistics, change nothing. */
+    bool training;
+    /* running = running * momentum + batch * (1 - momentum) (Keras's convention;
+     * PyTorch's momentum is 1 - this). In [0, 1]. */
+    double momentum;
+    double epsilon;  /* added to the variance; finite, > 0 */
+    /* Apply ReLU to the output inside the op, in place: the values and gradients
+     * of tg_relu(tg_batch_norm(...)) in one node ("+relu") and one output. */
+    bool relu;
+} tg_batch_norm_opts;
+/* Keras's BatchNormalization defaults, in inference mode. */
+#define TG_BATCH_NORM_OPTS_INIT { false, 0.99, 1e-3, false }
+
+/* Batch normalization over axis 1 (Keras's BatchNormalization(axis=1) in NCHW):
+ * x (N, C) per feature or (N, C, H, W) per channel, gamma (scale) and beta (shift)
+ * of shape (C) or NULL (1 and 0), running_mean and running_var (C), x's dtype:
+ *   y = gamma * (x - mean) / sqrt(var + epsilon) + beta
+ * Training: mean and var are the batch's over N (and H, W), var biased (divides by
+ * N*H*W, as Keras and oneDNN normalise); then, in place, running_mean =
+ * running_mean * momentum + mean * (1 - momentum) and likewise running_var with
+ * the same biased var (as Keras; PyTorch would use the unbiased one), each version
+ * bumped. A batch of one element per channel is allowed: var is 0, y is beta, and
+ * the running variance decays towards 0 (as Keras). running_mean and running_var
+ * may both be NULL in training (nothing updated). Inference: mean and var are the
+ * running statistics (required), left unchanged. Differentiable in x, gamma and
+ * beta (in training the full derivative through the batch statistics); the
+ * running statistics get no gradient. opts NULL: TG_BATCH_NORM_OPTS_INIT.
+ * Errors: x not 2-D or 4-D, a vector of the wrong shape or dtype, only one of the
+ * running statistics given, none in inference, momentum outside [0, 1], epsilon
+ * not > 0, an empty batch in training. All arguments borrowed; returns a scoped
+ * reference, or NULL with the error set (running statistics then unchanged). */
+tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                         tg_tensor *running_mean, tg_tensor *running_var,
+                         const tg_batch_norm_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -225,6 +225,25 @@ static const gc_case cases[] = {
     {TG_OP_DENSE, "dense batch 1", 3, {S(1, 3), S(1, 3), S(1)}, {0}, 0},
     {TG_OP_DROPOUT, "dropout 0.5 training", 1, {S(3, 4)}, {0}, 0.5},
     {TG_OP_DROPOUT, "dropout 0.3, odd size (unpaired last element)", 1, {S(3, 5)}, {0}, 0.3},
+
+    /* batch_norm; ia: training, gamma given, beta given, fused relu (inputs x, then
+     * gamma and beta where given); inference uses fixed running statistics */
+    {TG_OP_BATCH_NORM, "batch_norm NC training", 3, {S(4, 3), S(3), S(3)}, {1, 1, 1, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NCHW training", 3, {S(2, 3, 2, 2), S(3), S(3)},
+     {1, 1, 1, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NC training, no gamma or beta", 1, {S(5, 2)},
+     {1, 0, 0, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NCHW training, gamma only", 2, {S(2, 2, 3, 1), S(2)},
+     {1, 1, 0, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NC inference", 3, {S(3, 4), S(4), S(4)}, {0, 1, 1, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NCHW inference, no gamma or beta", 1, {S(2, 2, 2, 2)},
+     {0, 0, 0, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NCHW inference, beta only", 2, {S(2, 3, 1, 2), S(3)},
+     {0, 0, 1, 0}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NCHW training, fused relu", 3, {S(3, 2, 2, 2), S(2), S(2)},
+     {1, 1, 1, 1}, 0},
+    {TG_OP_BATCH_NORM, "batch_norm NC inference, fused relu", 3, {S(4, 3), S(3), S(3)},
+     {0, 1, 1, 1}, 0},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -269,6 +288,31 @@ static tg_tensor *build_view(const gc_case *c, tg_tensor *x)
     case 15: return tg_slice_step(x, -1, 0, 5, 3);
     }
     return NULL;
+}
+
+/* Inference reads running statistics: fixed constants (mean 0.1 c - 0.2, var
+ * 0.5 + 0.3 c), not inputs, so they get no gradient. */
+static tg_tensor *build_batch_norm(const gc_case *c, tg_tensor *const *in)
+{
+    tg_tensor *x = in[0];
+    int k = 1;
+    tg_tensor *gamma = c->ia[1] ? in[k++] : NULL;
+    tg_tensor *beta = c->ia[2] ? in[k++] : NULL;
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = c->ia[0];
+    o.relu = c->ia[3];
+    if (o.training)
+        return tg_batch_norm(x, gamma, beta, NULL, NULL, &o);
+    int64_t ch = tg_tensor_dim(x, 1);
+    double mv[8], vv[8];
+    for (int64_t i = 0; i < ch; i++) {
+        mv[i] = 0.1 * (double)i - 0.2;
+        vv[i] = 0.5 + 0.3 * (double)i;
+    }
+    tg_dtype dt = tg_tensor_dtype(x);
+    tg_tensor *rm = tg_tensor_to_dtype(tg_from_data(TG_F64, 1, &ch, mv), dt);
+    tg_tensor *rv = tg_tensor_to_dtype(tg_from_data(TG_F64, 1, &ch, vv), dt);
+    return tg_batch_norm(x, gamma, beta, rm, rv, &o);
 }
 
 static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
@@ -340,6 +384,7 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
         tg_rng_seed(&rng, 99);
         return tg_dropout(in[0], c->da, true, &rng);
     }
+    case TG_OP_BATCH_NORM: return build_batch_norm(c, in);
     case TG_OP_COUNT: break;
     }
     return NULL;

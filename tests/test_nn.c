@@ -5,6 +5,7 @@
  * model that learns. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/tg_test.h"
 
@@ -2084,6 +2085,307 @@ START_TEST(test_small_cnn_learns)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- BatchNormalization */
+
+/* Conv2D (4 filters, 3x3, no activation) -> BatchNormalization -> ReLU -> Flatten ->
+ * Dense(3), input (1, 6, 6). */
+static tg_sequential *bn_cnn(void)
+{
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(1, 6, 6));
+    TG_CHECK(m);
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(4, 3, 3, TG_ACT_NONE, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_batch_norm(NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_activation(TG_ACT_RELU)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_flatten()));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(3, TG_ACT_SOFTMAX, NULL)));
+    TG_OK_(tg_sequential_build(m));
+    return m;
+}
+
+/* Element i of the contiguous f32 t, row-major. */
+static double flat_f32(const tg_tensor *t, int64_t i)
+{
+    const float *p = tg_tensor_data_ro(t);
+    TG_CHECK(p != NULL);
+    return p[i];
+}
+
+/* Per-channel mean and biased variance of h (N, C, H, W), in double. */
+static void channel_moments(tg_tensor *h, int64_t c, double *mean, double *var)
+{
+    int64_t n = tg_tensor_dim(h, 0), ch = tg_tensor_dim(h, 1);
+    int64_t sp = tg_tensor_dim(h, 2) * tg_tensor_dim(h, 3);
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t s = 0; s < sp; s++)
+            sum += flat_f32(h, (i * ch + c) * sp + s);
+    *mean = sum / (double)(n * sp);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t s = 0; s < sp; s++) {
+            double d = flat_f32(h, (i * ch + c) * sp + s) - *mean;
+            sq += d * d;
+        }
+    *var = sq / (double)(n * sp);
+}
+
+/* A few training steps move the moving statistics as Keras's formula says (with
+ * the conv's output as the batch); evaluation mode normalises with them and
+ * leaves them alone; the summary counts 4 * C parameters, 2 * C non-trainable. */
+START_TEST(test_batch_norm_layer_trains)
+{
+    tg_manual_seed(21);
+    tg_sequential *m = bn_cnn();
+    tg_layer *conv = tg_sequential_layer(m, 0), *bn = tg_sequential_layer(m, 1);
+    ck_assert_str_eq(tg_layer_type(bn), "BatchNormalization");
+    ck_assert_str_eq(tg_layer_name(bn), "batch_normalization");
+    size_t n = 0;
+    tg_tensor *const *ps = tg_sequential_params(m, &n);
+    ck_assert_uint_eq(n, 6); /* the buffers are no parameters */
+    ck_assert_str_eq(tg_tensor_name(ps[2]), "batch_normalization/gamma");
+    ck_assert_str_eq(tg_tensor_name(ps[3]), "batch_normalization/beta");
+    ck_assert_int_eq(tg_layer_buffer_count(bn), 2);
+    tg_tensor *mm = tg_layer_buffer_by_name(bn, "moving_mean");
+    tg_tensor *mv = tg_layer_buffer_by_name(bn, "moving_variance");
+    TG_CHECK(mm && mv);
+    ck_assert_str_eq(tg_tensor_name(mv), "batch_normalization/moving_variance");
+    ck_assert(!tg_requires_grad(mm) && !tg_requires_grad(mv));
+    for (int64_t c = 0; c < 4; c++) {
+        ck_assert_double_eq(tg_get(ps[2], &c), 1);
+        ck_assert_double_eq(tg_get(ps[3], &c), 0);
+        ck_assert_double_eq(tg_get(mm, &c), 0);
+        ck_assert_double_eq(tg_get(mv, &c), 1);
+    }
+    char *text = summary_text(m);
+    /* conv 4*9+4, batch norm 4*4 (8 of them the buffers), dense 64*3+3 */
+    const char *rule = "__________________________________________________________________"
+                       "____________\n";
+    char golden[2048];
+    snprintf(golden, sizeof golden,
+             "Model: \"sequential\"\n%s"
+             " Layer (type)                             Output Shape              Param #\n"
+             "=================================================================="
+             "============\n"
+             " conv2d (Conv2D)                          (None, 4, 4, 4)           40\n%s"
+             " batch_normalization (BatchNormalization) (None, 4, 4, 4)           16\n%s"
+             " activation (Activation)                  (None, 4, 4, 4)           0\n%s"
+             " flatten (Flatten)                        (None, 64)                0\n%s"
+             " dense (Dense)                            (None, 3)                 195\n"
+             "=================================================================="
+             "============\n"
+             "Total params: 251\nTrainable params: 243\nNon-trainable params: 8\n%s",
+             rule, rule, rule, rule, rule, rule);
+    ck_assert_str_eq(text, golden);
+    free(text);
+    char *arch = tg_sequential_architecture(m);
+    TG_CHECK(arch);
+    ck_assert_msg(strstr(arch, "\"class_name\": \"BatchNormalization\", \"name\": "
+                               "\"batch_normalization\", \"trainable\": true, \"config\": "
+                               "{\"axis\": 1, \"momentum\": 0.98999999999999999, \"epsilon\": "
+                               "0.001, \"center\": true, \"scale\": true"), "%s", arch);
+    free(arch);
+
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7 });
+    TG_CHECK(opt);
+    tg_scope *s = tg_scope_push();
+    enum { N = 12 };
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(N, 1, 6, 6), 0.5, 1.0, NULL);
+    int64_t ys[N];
+    for (int i = 0; i < N; i++)
+        ys[i] = i % 3;
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(N), ys);
+    double wm[4] = {0, 0, 0, 0}, wv[4] = {1, 1, 1, 1};
+    for (int step = 0; step < 4; step++) {
+        tg_scope *st = tg_scope_push();
+        /* the batch BatchNormalization will see: the conv's output before this step */
+        bool prev = tg_set_grad_enabled(false);
+        tg_tensor *h = tg_layer_forward(conv, x, false);
+        tg_set_grad_enabled(prev);
+        TG_CHECK(h);
+        for (int64_t c = 0; c < 4; c++) {
+            double mean, var;
+            channel_moments(h, c, &mean, &var);
+            wm[c] = wm[c] * 0.99 + mean * 0.01;
+            wv[c] = wv[c] * 0.99 + var * 0.01;
+        }
+        TG_OK_(tg_optimizer_zero_grad(opt));
+        tg_tensor *loss = tg_cross_entropy(tg_sequential_forward_logits(m, x), y);
+        TG_CHECK(loss);
+        TG_OK_(tg_backward(loss));
+        TG_OK_(tg_optimizer_step(opt));
+        for (int64_t c = 0; c < 4; c++) {
+            ck_assert_msg(fabs(tg_get(mm, &c) - wm[c]) <= 1e-5 * (1 + fabs(wm[c])),
+                          "step %d: moving_mean[%lld] = %.9g, expected %.9g", step,
+                          (long long)c, tg_get(mm, &c), wm[c]);
+            ck_assert_msg(fabs(tg_get(mv, &c) - wv[c]) <= 1e-5 * (1 + fabs(wv[c])),
+                          "step %d: moving_variance[%lld] = %.9g, expected %.9g", step,
+                          (long long)c, tg_get(mv, &c), wv[c]);
+        }
+        tg_scope_pop(st);
+    }
+    /* gamma and beta were trained; the moving statistics moved off their start */
+    int64_t c0 = 0;
+    ck_assert(tg_get(ps[2], &c0) != 1.0 && tg_get(ps[3], &c0) != 0.0);
+    ck_assert(wm[0] != 0.0 && wv[0] != 1.0);
+    /* steady state: a training step allocates nothing and creates no primitive */
+    tg_memory_stats a0, a1;
+    tg_backend_stats b0, b1;
+    tg_memory_stats_get(&a0);
+    tg_backend_stats_get(&b0);
+    run_steps(m, opt, x, y, 2, NULL, NULL);
+    tg_memory_stats_get(&a1);
+    tg_backend_stats_get(&b1);
+    ck_assert_msg(a1.allocs == a0.allocs, "%llu allocations in 2 steps",
+                  (unsigned long long)(a1.allocs - a0.allocs));
+    ck_assert_uint_eq(b1.primitives_created, b0.primitives_created);
+
+    /* evaluation: (h - moving_mean) / sqrt(moving_variance + 1e-3) * gamma + beta,
+     * and the buffers stay where they are */
+    tg_sequential_set_training(m, false);
+    tg_tensor *mm0 = tg_tensor_copy(mm), *mv0 = tg_tensor_copy(mv);
+    tg_tensor *h = tg_layer_forward(conv, x, false);
+    tg_tensor *out = tg_layer_forward(bn, h, false);
+    TG_CHECK(h && out);
+    int64_t sp = 16;
+    for (int64_t i = 0; i < N * 4 * sp; i++) {
+        int64_t c = (i / sp) % 4;
+        double want = (flat_f32(h, i) - tg_get(mm, &c)) / sqrt(tg_get(mv, &c) + 1e-3) *
+                          tg_get(ps[2], &c) + tg_get(ps[3], &c);
+        ck_assert_msg(fabs(flat_f32(out, i) - want) <= 1e-5 * (1 + fabs(want)),
+                      "element %lld = %.9g, expected %.9g", (long long)i,
+                      flat_f32(out, i), want);
+    }
+    TG_CHECK(tg_sequential_forward(m, x));
+    ASSERT_TENSOR_EQ(mm, mm0);
+    ASSERT_TENSOR_EQ(mv, mv0);
+    tg_scope_pop(s);
+    tg_optimizer_free(opt);
+    tg_sequential_free(m);
+}
+END_TEST
+
+/* The moving statistics travel in state dicts (after gamma and beta) and through
+ * a checkpoint file, and a load restores them. */
+START_TEST(test_batch_norm_layer_state)
+{
+    tg_manual_seed(22);
+    tg_sequential *m = bn_cnn();
+    tg_layer *bn = tg_sequential_layer(m, 1);
+    tg_scope *s = tg_scope_push();
+    TG_CHECK(tg_sequential_forward(m, tg_rand_normal(TG_F32, TG_SHAPE(5, 1, 6, 6), 1, 2, NULL)));
+    tg_tensor *mm = tg_layer_buffer(bn, 0), *mv = tg_layer_buffer(bn, 1);
+    int64_t c0 = 0;
+    ck_assert(tg_get(mm, &c0) != 0.0 && tg_get(mv, &c0) != 1.0);
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_sequential_state_dict(m, sd, "model/"));
+    const char *order[] = { "model/conv2d/kernel", "model/conv2d/bias",
+                            "model/batch_normalization/gamma", "model/batch_normalization/beta",
+                            "model/batch_normalization/moving_mean",
+                            "model/batch_normalization/moving_variance",
+                            "model/dense/kernel", "model/dense/bias" };
+    ck_assert_uint_eq(tg_state_dict_size(sd), 8);
+    for (size_t i = 0; i < 8; i++)
+        ck_assert_str_eq(tg_state_dict_name_at(sd, i), order[i]);
+
+    /* a state-dict round trip */
+    tg_sequential *m2 = bn_cnn();
+    tg_layer *bn2 = tg_sequential_layer(m2, 1);
+    ck_assert_double_eq(tg_get(tg_layer_buffer(bn2, 0), &c0), 0);
+    TG_OK_(tg_sequential_load_state_dict(m2, sd, "model/"));
+    ASSERT_TENSOR_EQ(tg_layer_buffer(bn2, 0), mm);
+    ASSERT_TENSOR_EQ(tg_layer_buffer(bn2, 1), mv);
+
+    /* and through a checkpoint file */
+    char dir[512];
+    const char *base = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/tg-bn-XXXXXX", base && *base ? base : "/tmp");
+    ck_assert(mkdtemp(dir) != NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/bn.h5", dir);
+    TG_OK_(tg_checkpoint_save(path, sd));
+    tg_state_dict *back = NULL;
+    TG_OK_(tg_checkpoint_load(&back, path));
+    tg_sequential *m3 = bn_cnn();
+    tg_layer *bn3 = tg_sequential_layer(m3, 1);
+    TG_OK_(tg_sequential_load_state_dict(m3, back, "model/"));
+    ASSERT_TENSOR_EQ(tg_layer_buffer(bn3, 0), mm);
+    ASSERT_TENSOR_EQ(tg_layer_buffer(bn3, 1), mv);
+    ck_assert_int_eq(remove(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+    /* evaluation outputs agree once restored */
+    tg_sequential_set_training(m, false);
+    tg_sequential_set_training(m3, false);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(3, 1, 6, 6), 0, 1, NULL);
+    ASSERT_TENSOR_EQ(tg_sequential_forward(m3, x), tg_sequential_forward(m, x));
+
+    tg_state_dict_free(sd);
+    tg_state_dict_free(back);
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+    tg_sequential_free(m2);
+    tg_sequential_free(m3);
+}
+END_TEST
+
+/* Options and errors: no center or scale leaves only the buffers (all
+ * non-trainable); a bad momentum or epsilon, or a 2-D input, is refused. */
+START_TEST(test_batch_norm_layer_options)
+{
+    tg_batch_norm_layer_opts o = TG_BATCH_NORM_LAYER_OPTS_INIT;
+    o.center = o.scale = false;
+    o.momentum = 0.5;
+    o.name = "bn";
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(5));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_batch_norm(&o)));
+    TG_OK_(tg_sequential_build(m));
+    tg_layer *bn = tg_sequential_layer_by_name(m, "bn");
+    TG_CHECK(bn);
+    ck_assert_int_eq(tg_layer_param_count(bn), 0);
+    ck_assert_int_eq(tg_layer_buffer_count(bn), 2);
+    int64_t total, tr, ntr;
+    TG_OK_(tg_sequential_count_params(&total, &tr, &ntr, m));
+    ck_assert_int_eq(total, 10);
+    ck_assert_int_eq(tr, 0);
+    ck_assert_int_eq(ntr, 10);
+    /* (N, F) in training with momentum 0.5: y = (x - mean) / sqrt(var + 1e-3) */
+    tg_scope *s = tg_scope_push();
+    double xv[10];
+    for (int i = 0; i < 10; i++)
+        xv[i] = (double)(i * i % 7) - 2.5;
+    tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(2, 5), (const float[]){
+        (float)xv[0], (float)xv[1], (float)xv[2], (float)xv[3], (float)xv[4],
+        (float)xv[5], (float)xv[6], (float)xv[7], (float)xv[8], (float)xv[9]});
+    tg_tensor *yv = tg_sequential_forward(m, x);
+    TG_CHECK(yv);
+    for (int64_t f = 0; f < 5; f++) {
+        double a = (float)xv[f], b = (float)xv[5 + f], mean = (a + b) / 2;
+        double var = ((a - mean) * (a - mean) + (b - mean) * (b - mean)) / 2;
+        double want = (a - mean) / sqrt(var + 1e-3);
+        ck_assert_double_eq_tol(flat_f32(yv, f), want, 1e-5 * (1 + fabs(want)));
+        ck_assert_double_eq_tol(tg_get(tg_layer_buffer(bn, 0), &f), mean * 0.5, 1e-6);
+        ck_assert_double_eq_tol(tg_get(tg_layer_buffer(bn, 1), &f), 0.5 + var * 0.5,
+                                1e-5 * (1 + var));
+    }
+    tg_scope_pop(s);
+    tg_sequential_free(m);
+
+    o = (tg_batch_norm_layer_opts)TG_BATCH_NORM_LAYER_OPTS_INIT;
+    o.momentum = 1.5;
+    ck_assert_ptr_null(tg_layer_new_batch_norm(&o));
+    ck_assert_str_eq(tg_last_error(), "tg_layer_new_batch_norm: momentum 1.5 is not in [0, 1]");
+    o.momentum = 0.99;
+    o.epsilon = -1;
+    ck_assert_ptr_null(tg_layer_new_batch_norm(&o));
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_new_batch_norm: epsilon -1 must be finite and > 0");
+    m = tg_sequential_new(TG_SHAPE(3, 4));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_batch_norm(NULL)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("needs (None, features) or (None, channels, height, width) input, "
+                        "got (None, 3, 4)");
+    tg_sequential_free(m);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("nn");
@@ -2121,6 +2423,9 @@ Suite *tg_suite(void)
         { "regression_metrics", test_regression_metrics },
         { "mlp_learns", test_tiny_model_learns },
         { "cnn_learns", test_small_cnn_learns },
+        { "batch_norm_trains", test_batch_norm_layer_trains },
+        { "batch_norm_state", test_batch_norm_layer_state },
+        { "batch_norm_options", test_batch_norm_layer_options },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tg_tcase(cases[i].name);

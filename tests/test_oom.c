@@ -302,6 +302,24 @@ static int dot(tg_dtype dt)
     return y && tg_dot_write(devnull, &y, 1, &o) == TG_OK ? 0 : -1;
 }
 
+/* training with running statistics, then inference with the fused ReLU */
+static int batch_norm(tg_dtype dt)
+{
+    tg_tensor *x = param(dt, TG_SHAPE(3, 2, 2, 2), -0.5), *g = param(dt, TG_SHAPE(2), 0.5);
+    tg_tensor *b = param(dt, TG_SHAPE(2), -0.5);
+    tg_tensor *rm = tg_zeros(dt, TG_SHAPE(2)), *rv = tg_ones(dt, TG_SHAPE(2));
+    if (!g || !b) /* NULL would mean "no gamma": another call (and primitive) */
+        return -1;
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    tg_tensor *y = tg_batch_norm(x, g, b, rm, rv, &o);
+    o.training = false;
+    o.relu = true;
+    y = tg_add(y, tg_batch_norm(x, g, b, rm, rv, &o));
+    tg_tensor *loss = tg_sum(tg_mul(y, y), NULL, 0, false);
+    return loss && tg_backward(loss) == TG_OK ? 0 : -1;
+}
+
 static const struct {
     const char *name;
     scenario_fn fn;
@@ -312,6 +330,7 @@ static const struct {
     {"tensors and state dicts", tensors_and_state_dicts},
     {"gradcheck", gradcheck},
     {"dot", dot},
+    {"batch_norm", batch_norm},
 };
 #define N_SCENARIOS ((int)(sizeof scenarios / sizeof scenarios[0]))
 

@@ -1458,6 +1458,9 @@ START_TEST(empty_inputs_everywhere)
     backward_gives_shapes("softmax", tg_softmax(a, 1), &a, 1);
     backward_gives_shapes("softmax over the empty axis", tg_softmax(c, 1), &c, 1);
     backward_gives_shapes("log_softmax", tg_log_softmax(a, 0), &a, 1);
+    tg_batch_norm_opts bno = TG_BATCH_NORM_OPTS_INIT; /* inference: no batch statistics */
+    backward_gives_shapes("batch_norm", tg_batch_norm(a, b, b, tg_zeros(dt, TG_SHAPE(3)),
+                                                      tg_ones(dt, TG_SHAPE(3)), &bno), ab, 2);
     /* what has no value on an empty input says so */
     ASSERT_FAILS(tg_max(a, NULL, 0, false), TG_ERR_SHAPE, "tg_max: cannot take the max");
     ASSERT_FAILS(tg_argmax(a, 0, false), TG_ERR_SHAPE, "tg_argmax: axis 0 of [0, 3] is empty");
@@ -1542,6 +1545,38 @@ static tg_tensor *c_matmul_t(tg_tensor *const *in)
     return tg_matmul(tg_transpose(in[0], 0, 1), in[1]);
 }
 
+static tg_tensor *c_bn_train(tg_tensor *const *in)
+{
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    return tg_batch_norm(in[0], in[1], in[2], NULL, NULL, &o);
+}
+
+static tg_tensor *c_bn_train_relu(tg_tensor *const *in)
+{
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    o.relu = true;
+    return tg_batch_norm(in[0], in[1], in[2], NULL, NULL, &o);
+}
+
+static tg_tensor *c_bn_train_plain(tg_tensor *const *in)
+{
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    return tg_batch_norm(in[0], NULL, NULL, NULL, NULL, &o);
+}
+
+/* inference on (N, 4) with fixed running statistics */
+static tg_tensor *c_bn_infer(tg_tensor *const *in)
+{
+    tg_tensor *rm = tg_from_data(TG_F32, TG_SHAPE(4), (const float[]){0.1f, -0.4f, 0.3f, 0.0f});
+    tg_tensor *rv = tg_from_data(TG_F32, TG_SHAPE(4), (const float[]){1.0f, 0.5f, 2.0f, 0.8f});
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.relu = true;
+    return tg_batch_norm(in[0], in[1], in[2], rm, rv, &o);
+}
+
 static const cmp_case cmp_cases[] = {
     {"add", 2, {2, 2}, {{5, 7}, {5, 7}}, false, true, c_add},
     {"add row", 2, {2, 1}, {{5, 7}, {7}}, false, true, c_add},
@@ -1576,6 +1611,14 @@ static const cmp_case cmp_cases[] = {
     {"softmax", 1, {2}, {{4, 9}}, false, true, c_softmax},
     {"softmax axis 0", 1, {3}, {{4, 3, 2}}, false, true, c_softmax0},
     {"log_softmax", 1, {2}, {{4, 9}}, false, true, c_log_softmax},
+    {"batch_norm training NCHW", 3, {4, 1, 1}, {{4, 3, 3, 5}, {3}, {3}}, false, true,
+     c_bn_train},
+    {"batch_norm training NC fused relu", 3, {2, 1, 1}, {{6, 5}, {5}, {5}}, false, true,
+     c_bn_train_relu},
+    {"batch_norm training no gamma or beta", 1, {4}, {{3, 2, 2, 3}}, false, true,
+     c_bn_train_plain},
+    {"batch_norm inference NC fused relu", 3, {2, 1, 1}, {{5, 4}, {4}, {4}}, false, true,
+     c_bn_infer},
 };
 #define N_CMP ((int)(sizeof cmp_cases / sizeof cmp_cases[0]))
 
@@ -1824,6 +1867,244 @@ START_TEST(dropout_dropped_is_zero)
                           xv * 2.0);
     }
     ck_assert(dropped > N / 3 && dropped < 2 * N / 3);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- batch_norm */
+
+/* Asserts t's elements equal want[i] within tol * (1 + |want[i]|). */
+static void assert_values_tol(const tg_tensor *t, const double *want, int64_t n, double tol)
+{
+    TG_CHECK(t != NULL);
+    ck_assert_int_eq(tg_tensor_numel(t), n);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(at(t, i) - want[i]) <= tol * (1 + fabs(want[i])),
+                      "element %lld = %.17g, expected %.17g", (long long)i, at(t, i), want[i]);
+}
+
+/* The batch statistics of channel c of a contiguous (N, C, S) array, as the
+ * textbook defines them (biased variance), in double. */
+static void bn_moments(const double *x, int64_t n, int64_t ch, int64_t sp, int64_t c,
+                       double *mean, double *var)
+{
+    double sum = 0, sq = 0, m = (double)(n * sp);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t s = 0; s < sp; s++)
+            sum += x[(i * ch + c) * sp + s];
+    *mean = sum / m;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t s = 0; s < sp; s++) {
+            double d = x[(i * ch + c) * sp + s] - *mean;
+            sq += d * d;
+        }
+    *var = sq / m;
+}
+
+/* Training on (N, C, H, W) = (3, 2, 2, 2), f32 and f64 on both backends (_i: bit
+ * 0 dtype, bit 1 reference backend): y from the batch statistics, and the running
+ * statistics moved by momentum with the biased variance, their versions bumped. */
+START_TEST(batch_norm_training_values)
+{
+    tg_dtype dt = float_dtypes[_i & 1];
+    tg_backend prev = tg_set_backend(_i & 2 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    enum { N = 3, C = 2, SP = 4, NE = N * C * SP };
+    double xv[NE];
+    for (int k = 0; k < NE; k++)
+        xv[k] = 2.0 * sin(0.7 * k + 0.3) + 0.25 * (k % 5);
+    const double gv[C] = {1.5, -0.5}, bv[C] = {0.25, 2.0};
+    const double rm0[C] = {0.5, -0.25}, rv0[C] = {1.5, 0.75};
+    tg_tensor *x = mk(dt, TG_SHAPE(N, C, 2, 2), xv);
+    tg_tensor *gamma = mk(dt, TG_SHAPE(C), gv), *beta = mk(dt, TG_SHAPE(C), bv);
+    tg_tensor *rm = mk(dt, TG_SHAPE(C), rm0), *rv = mk(dt, TG_SHAPE(C), rv0);
+    uint64_t vm = tg_tensor_version(rm), vv = tg_tensor_version(rv);
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    o.momentum = 0.9;
+    o.epsilon = 1e-3;
+    tg_tensor *y = tg_batch_norm(x, gamma, beta, rm, rv, &o);
+    double want[NE], wm[C], wv[C];
+    for (int c = 0; c < C; c++) {
+        double mean, var;
+        bn_moments(xv, N, C, SP, c, &mean, &var);
+        wm[c] = rm0[c] * 0.9 + mean * 0.1;
+        wv[c] = rv0[c] * 0.9 + var * 0.1;
+        for (int n = 0; n < N; n++)
+            for (int sp = 0; sp < SP; sp++) {
+                int k = (n * C + c) * SP + sp;
+                want[k] = gv[c] * (xv[k] - mean) / sqrt(var + 1e-3) + bv[c];
+            }
+    }
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12;
+    assert_values_tol(y, want, NE, tol);
+    assert_values_tol(rm, wm, C, tol);
+    assert_values_tol(rv, wv, C, tol);
+    ck_assert(tg_tensor_version(rm) > vm && tg_tensor_version(rv) > vv);
+    /* a second step moves them again from where they are */
+    TG_CHECK(tg_batch_norm(x, gamma, beta, rm, rv, &o) != NULL);
+    for (int c = 0; c < C; c++) {
+        double mean, var;
+        bn_moments(xv, N, C, SP, c, &mean, &var);
+        wm[c] = wm[c] * 0.9 + mean * 0.1;
+        wv[c] = wv[c] * 0.9 + var * 0.1;
+    }
+    assert_values_tol(rm, wm, C, tol);
+    assert_values_tol(rv, wv, C, tol);
+    /* no gamma, no beta, fused ReLU, no running statistics: max(xhat, 0) */
+    o.relu = true;
+    tg_tensor *r = tg_batch_norm(x, NULL, NULL, NULL, NULL, &o);
+    for (int c = 0; c < C; c++) {
+        double mean, var;
+        bn_moments(xv, N, C, SP, c, &mean, &var);
+        for (int n = 0; n < N; n++)
+            for (int sp = 0; sp < SP; sp++) {
+                int k = (n * C + c) * SP + sp;
+                want[k] = fmax((xv[k] - mean) / sqrt(var + 1e-3), 0.0);
+            }
+    }
+    assert_values_tol(r, want, NE, tol);
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
+/* Inference on (N, C) = (4, 3): the running statistics, unchanged and not bumped;
+ * the gradients are gamma / sqrt(var + eps) * g, sum g * xhat and sum g. */
+START_TEST(batch_norm_inference_values)
+{
+    tg_dtype dt = float_dtypes[_i & 1];
+    tg_backend prev = tg_set_backend(_i & 2 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    enum { N = 4, C = 3 };
+    double xv[N * C];
+    for (int k = 0; k < N * C; k++)
+        xv[k] = cos(1.3 * k) * 3.0 - 0.5;
+    const double gv[C] = {2.0, 0.5, -1.0}, bv[C] = {0.0, 1.0, -0.5};
+    const double rm0[C] = {0.1, -0.3, 1.0}, rv0[C] = {2.0, 0.25, 4.0};
+    tg_tensor *x = mk(dt, TG_SHAPE(N, C), xv);
+    tg_tensor *gamma = mk(dt, TG_SHAPE(C), gv), *beta = mk(dt, TG_SHAPE(C), bv);
+    tg_tensor *rm = mk(dt, TG_SHAPE(C), rm0), *rv = mk(dt, TG_SHAPE(C), rv0);
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_set_requires_grad(gamma, true));
+    TG_OK_(tg_set_requires_grad(beta, true));
+    uint64_t vm = tg_tensor_version(rm), vv = tg_tensor_version(rv);
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT; /* inference, eps 1e-3 */
+    tg_tensor *y = tg_batch_norm(x, gamma, beta, rm, rv, &o);
+    double want[N * C], gx[N * C], gg[C] = {0}, gb[C] = {0};
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            int k = n * C + c;
+            double r = 1.0 / sqrt(rv0[c] + 1e-3), xh = (xv[k] - rm0[c]) * r;
+            double g = 1.0 + 0.5 * k; /* the upstream gradient below */
+            want[k] = gv[c] * xh + bv[c];
+            gx[k] = gv[c] * r * g;
+            gg[c] += g * xh;
+            gb[c] += g;
+        }
+    double tol = dt == TG_F32 ? 1e-5 : 1e-12;
+    assert_values_tol(y, want, N * C, tol);
+    /* unchanged: exactly the values given, rounded to dt */
+    assert_values_tol(rm, rm0, C, dt == TG_F32 ? 1e-7 : 0);
+    assert_values_tol(rv, rv0, C, dt == TG_F32 ? 1e-7 : 0);
+    ck_assert(tg_tensor_version(rm) == vm && tg_tensor_version(rv) == vv);
+    double gov[N * C];
+    for (int k = 0; k < N * C; k++)
+        gov[k] = 1.0 + 0.5 * k;
+    tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+    bo.grad_output = mk(dt, TG_SHAPE(N, C), gov);
+    TG_OK_(tg_backward_ex(y, &bo));
+    assert_values_tol(tg_grad(x), gx, N * C, tol);
+    assert_values_tol(tg_grad(gamma), gg, C, tol);
+    assert_values_tol(tg_grad(beta), gb, C, tol);
+    /* the node kept its own statistics: changing the running ones after the
+     * forward changes neither this backward nor its result */
+    TG_OK_(tg_tensor_fill(rv, 9.0));
+    TG_OK_(tg_zero_grad(x));
+    tg_tensor *y2 = tg_batch_norm(x, gamma, beta, rm, mk(dt, TG_SHAPE(C), rv0), &o);
+    TG_OK_(tg_tensor_fill(rv, 7.0));
+    TG_OK_(tg_backward_ex(y2, &bo));
+    assert_values_tol(tg_grad(x), gx, N * C, tol);
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
+/* A batch of one in training (N = 1, (N, C)): the variance is 0, so y = beta and
+ * dL/dx = 0; the running mean moves towards x, the running variance towards 0
+ * (as Keras does; PyTorch refuses such a batch). */
+START_TEST(batch_norm_batch_of_one)
+{
+    tg_dtype dt = float_dtypes[_i & 1];
+    tg_backend prev = tg_set_backend(_i & 2 ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO);
+    tg_scope *s = tg_scope_push();
+    const double xv[] = {3.0, -1.5}, gv[] = {2.0, 0.5}, bv[] = {0.25, -1.0};
+    tg_tensor *x = mk(dt, TG_SHAPE(1, 2), xv);
+    tg_tensor *gamma = mk(dt, TG_SHAPE(2), gv), *beta = mk(dt, TG_SHAPE(2), bv);
+    tg_tensor *rm = tg_zeros(dt, TG_SHAPE(2)), *rv = tg_ones(dt, TG_SHAPE(2));
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_set_requires_grad(gamma, true));
+    TG_OK_(tg_set_requires_grad(beta, true));
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    o.training = true;
+    tg_tensor *y = tg_batch_norm(x, gamma, beta, rm, rv, &o);
+    assert_values_tol(y, bv, 2, 1e-6);
+    assert_values_tol(rm, (const double[]){3.0 * 0.01, -1.5 * 0.01}, 2, 1e-6);
+    assert_values_tol(rv, (const double[]){0.99, 0.99}, 2, 1e-6);
+    TG_OK_(tg_backward(tg_sum(tg_mul(y, mk(dt, TG_SHAPE(1, 2), (const double[]){4, 5})),
+                              NULL, 0, false)));
+    assert_values_tol(tg_grad(x), (const double[]){0, 0}, 2, 1e-6);
+    assert_values_tol(tg_grad(gamma), (const double[]){0, 0}, 2, 1e-6);
+    assert_values_tol(tg_grad(beta), (const double[]){4, 5}, 2, 1e-6);
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
+START_TEST(batch_norm_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(4, 3)), *v3 = tg_ones(TG_F32, TG_SHAPE(3));
+    tg_tensor *rm = tg_zeros(TG_F32, TG_SHAPE(3)), *rv = tg_ones(TG_F32, TG_SHAPE(3));
+    tg_tensor *v4 = tg_ones(TG_F32, TG_SHAPE(4)), *d3 = tg_ones(TG_F64, TG_SHAPE(3));
+    tg_batch_norm_opts o = TG_BATCH_NORM_OPTS_INIT;
+    ASSERT_FAILS(tg_batch_norm(NULL, v3, v3, rm, rv, &o), TG_ERR_ARG, "tg_batch_norm");
+    ASSERT_FAILS(tg_batch_norm(tg_ones(TG_I64, TG_SHAPE(4, 3)), NULL, NULL, NULL, NULL, NULL),
+                 TG_ERR_DTYPE, "tg_batch_norm");
+    ASSERT_FAILS(tg_batch_norm(tg_ones(TG_F32, TG_SHAPE(4, 3, 2)), NULL, NULL, rm, rv, &o),
+                 TG_ERR_SHAPE, "tg_batch_norm: input must be (N, C) or (N, C, H, W), got [4, 3, 2]");
+    ASSERT_FAILS(tg_batch_norm(x, v4, v3, rm, rv, &o), TG_ERR_SHAPE,
+                 "tg_batch_norm: gamma must have shape [3] (the channels of input [4, 3]), got [4]");
+    ASSERT_FAILS(tg_batch_norm(x, v3, tg_ones(TG_F32, TG_SHAPE(1, 3)), rm, rv, &o),
+                 TG_ERR_SHAPE, "beta must have shape [3]");
+    ASSERT_FAILS(tg_batch_norm(x, v3, d3, rm, rv, &o), TG_ERR_DTYPE, "tg_batch_norm");
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, v4, rv, &o), TG_ERR_SHAPE,
+                 "running_mean must have shape [3]");
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, rm, d3, &o), TG_ERR_DTYPE,
+                 "tg_batch_norm: running_var is f64, input is f32");
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, rm, NULL, &o), TG_ERR_ARG,
+                 "running_mean and running_var go together");
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, NULL, NULL, &o), TG_ERR_ARG,
+                 "tg_batch_norm: inference (opts.training false)");
+    o.momentum = 1.5;
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, rm, rv, &o), TG_ERR_ARG,
+                 "tg_batch_norm: momentum must be in [0, 1], got 1.5");
+    o.momentum = NAN;
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, rm, rv, &o), TG_ERR_ARG, "momentum");
+    o.momentum = 0.99;
+    o.epsilon = 0;
+    ASSERT_FAILS(tg_batch_norm(x, NULL, NULL, rm, rv, &o), TG_ERR_ARG,
+                 "tg_batch_norm: epsilon must be finite and > 0, got 0");
+    o.epsilon = 1e-3;
+    o.training = true;
+    ASSERT_FAILS(tg_batch_norm(tg_ones(TG_F32, TG_SHAPE(0, 3)), NULL, NULL, rm, rv, &o),
+                 TG_ERR_SHAPE, "tg_batch_norm: input [0, 3] is empty: training needs");
+    ASSERT_FAILS(tg_batch_norm(tg_ones(TG_F32, TG_SHAPE(2, 3, 0, 4)), NULL, NULL, NULL, NULL,
+                               &o), TG_ERR_SHAPE, "is empty");
+    /* a failed call leaves the running statistics alone */
+    ASSERT_FAILS(tg_batch_norm(x, v4, NULL, rm, rv, &o), TG_ERR_SHAPE, "gamma");
+    assert_values(rm, (const double[]){0, 0, 0}, 3);
+    assert_values(rv, (const double[]){1, 1, 1}, 3);
     tg_scope_pop(s);
 }
 END_TEST
@@ -2130,6 +2411,13 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, dropout_thread_count_independent, 0, 2);
     tcase_add_test(tc, dropout_mask_from_seed);
     tcase_add_loop_test(tc, dropout_dropped_is_zero, 0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = tg_tcase("batch_norm");
+    tcase_add_loop_test(tc, batch_norm_training_values, 0, 4);
+    tcase_add_loop_test(tc, batch_norm_inference_values, 0, 4);
+    tcase_add_loop_test(tc, batch_norm_batch_of_one, 0, 4);
+    tcase_add_test(tc, batch_norm_errors);
     suite_add_tcase(s, tc);
     return s;
 }
