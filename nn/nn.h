@@ -85,9 +85,14 @@ typedef struct tg_conv2d_layer_opts {
     tg_initializer kernel_init;
     tg_initializer bias_init;
     const char *name;          /* copied */
+    /* Keras's Conv2D(groups=): the input channels and the filters split into
+     * this many groups, each convolved on its own (the kernel is (filters,
+     * C/groups, KH, KW)); both must be divisible by it. 0 or 1: one group. */
+    int groups;
 } tg_conv2d_layer_opts;
 #define TG_CONV2D_LAYER_OPTS_INIT \
-    { {1, 1}, TG_PADDING_VALID, {0, 0, 0, 0}, {1, 1}, true, TG_INIT_GLOROT_UNIFORM, TG_INIT_ZEROS, NULL }
+    { {1, 1}, TG_PADDING_VALID, {0, 0, 0, 0}, {1, 1}, true, TG_INIT_GLOROT_UNIFORM, TG_INIT_ZEROS, \
+      NULL, 1 }
 
 typedef struct tg_pool2d_layer_opts {
     int stride[2];             /* h, w; 0 means the pool size (Keras's default) */
@@ -113,6 +118,13 @@ typedef struct tg_dense_layer_opts {
 /* Conv2D: `filters` output channels, a kh x kw kernel; input (C, H, W). */
 tg_layer *tg_layer_new_conv2d(int filters, int kh, int kw, tg_activation act,
                               const tg_conv2d_layer_opts *opts);
+/* DepthwiseConv2D (Keras): each of the C input channels convolved with its own
+ * depth_multiplier filters, C * depth_multiplier outputs; a grouped Conv2D with
+ * C groups. Its kernel "depthwise_kernel" is (C * depth_multiplier, 1, KH, KW)
+ * (Keras stores (KH, KW, C, depth_multiplier)). opts as Conv2D's; its groups
+ * must be 0 (the layer sets it from C). */
+tg_layer *tg_layer_new_depthwise_conv2d(int kh, int kw, int depth_multiplier,
+                                        tg_activation act, const tg_conv2d_layer_opts *opts);
 /* MaxPooling2D / AveragePooling2D with a ph x pw window; input (C, H, W). The
  * average excludes padding. */
 tg_layer *tg_layer_new_max_pool2d(int ph, int pw, const tg_pool2d_layer_opts *opts);

@@ -1845,6 +1845,80 @@ START_TEST(test_layer_copy_params)
 }
 END_TEST
 
+/* Conv2D with groups and DepthwiseConv2D: kernel shapes and parameter counts as
+ * Keras has them, the forward equals tg_conv2d with the layer's own weights and
+ * the groups, and the architecture says "groups" only when grouped. */
+START_TEST(test_grouped_and_depthwise_conv_layers)
+{
+    tg_scope *s = tg_scope_push();
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(4, 7, 7));
+    tg_conv2d_layer_opts go = TG_CONV2D_LAYER_OPTS_INIT;
+    go.groups = 2;
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(6, 3, 3, TG_ACT_RELU, &go)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_depthwise_conv2d(3, 3, 2, TG_ACT_NONE, NULL)));
+    TG_OK_(tg_sequential_build(m));
+    tg_layer *c = tg_sequential_layer(m, 0), *d = tg_sequential_layer(m, 1);
+    ck_assert_str_eq(tg_layer_name(d), "depthwise_conv2d");
+    /* Keras: Conv2D(6, 3, groups=2) on 4 channels: 3*3*2*6 + 6 = 114;
+     * DepthwiseConv2D(3, depth_multiplier=2) on 6 channels: 3*3*6*2 + 12 = 120 */
+    int64_t total = 0;
+    TG_OK_(tg_sequential_count_params(&total, NULL, NULL, m));
+    ck_assert_int_eq(total, 114 + 120);
+    tg_tensor *k0 = tg_layer_param(c, 0), *k1 = tg_layer_param(d, 0);
+    ck_assert_int_eq(tg_tensor_dim(k0, 1), 2);
+    ck_assert_int_eq(tg_tensor_dim(k1, 0), 12);
+    ck_assert_int_eq(tg_tensor_dim(k1, 1), 1);
+    ck_assert_str_eq(tg_tensor_name(k1), "depthwise_conv2d/depthwise_kernel");
+    char *arch = tg_sequential_architecture(m);
+    ck_assert_ptr_nonnull(strstr(arch, "\"groups\": 2"));
+    ck_assert_ptr_nonnull(strstr(arch, "\"depth_multiplier\": 2"));
+    ck_assert_ptr_nonnull(strstr(arch, "\"DepthwiseConv2D\""));
+    free(arch);
+    /* the forward, against the op with the same weights */
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(2, 4, 7, 7), 0.0, 1.0, &rng);
+    tg_conv2d_opts o = TG_CONV2D_OPTS_INIT;
+    o.groups = 2;
+    o.relu = true;
+    tg_tensor *h = tg_conv2d(x, k0, tg_layer_param(c, 1), &o);
+    o.groups = 6;
+    o.relu = false;
+    tg_tensor *want = tg_conv2d(h, k1, tg_layer_param(d, 1), &o);
+    TG_ASSERT_TENSOR_CLOSE(tg_sequential_forward(m, x), want, 1e-6, 1e-6);
+    tg_sequential_free(m);
+    /* an ungrouped Conv2D's architecture has no "groups" (old checkpoints match) */
+    m = tg_sequential_new(TG_SHAPE(4, 7, 7));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(6, 3, 3, TG_ACT_RELU, NULL)));
+    TG_OK_(tg_sequential_build(m));
+    arch = tg_sequential_architecture(m);
+    ck_assert_ptr_null(strstr(arch, "groups"));
+    free(arch);
+    tg_sequential_free(m);
+    /* errors */
+    go.groups = 4;
+    ck_assert_ptr_null(tg_layer_new_conv2d(6, 3, 3, TG_ACT_NONE, &go));
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_new_conv2d: filters 6 are not divisible into 4 groups");
+    go.groups = -2;
+    ck_assert_ptr_null(tg_layer_new_conv2d(6, 3, 3, TG_ACT_NONE, &go));
+    TG_ASSERT_ERROR_HAS("groups must be >= 1 (0 means 1), not -2");
+    ck_assert_ptr_null(tg_layer_new_depthwise_conv2d(3, 3, 0, TG_ACT_NONE, NULL));
+    ck_assert_str_eq(tg_last_error(),
+                     "tg_layer_new_depthwise_conv2d: depth_multiplier must be >= 1, not 0");
+    go.groups = 3;
+    ck_assert_ptr_null(tg_layer_new_depthwise_conv2d(3, 3, 1, TG_ACT_NONE, &go));
+    TG_ASSERT_ERROR_HAS("groups must be 0 or 1");
+    go.groups = 3; /* 3 groups do not divide 4 input channels */
+    m = tg_sequential_new(TG_SHAPE(4, 7, 7));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_conv2d(6, 3, 3, TG_ACT_NONE, &go)));
+    ck_assert_int_eq(tg_sequential_build(m), TG_ERR_SHAPE);
+    TG_ASSERT_ERROR_HAS("3 groups do not divide its 4 input channels");
+    tg_sequential_free(m);
+    tg_scope_pop(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- metrics */
 
 START_TEST(test_accuracy)
@@ -2417,6 +2491,7 @@ Suite *tg_suite(void)
         { "custom_layer", test_custom_layer_type },
         { "layer_forward", test_layer_forward_standalone },
         { "layer_errors", test_layer_type_errors },
+        { "grouped_conv_layers", test_grouped_and_depthwise_conv_layers },
         { "accuracy", test_accuracy },
         { "top_k_accuracy", test_top_k_accuracy },
         { "confusion_and_class_metrics", test_confusion_and_class_metrics },
