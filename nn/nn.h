@@ -359,8 +359,11 @@ typedef struct tg_adam_opts {
  *   m, v, lr_t as Adam (no decay in g)
  *   p -= lr_t m / (sqrt(v) + epsilon)
  * This is Keras 3's formula (its _apply_weight_decay, then Adam's update with
- * epsilon after the bias correction), in the same order. PyTorch's AdamW has
- * the same structure (p *= 1 - lr * wd, then Adam) but divides by
+ * epsilon after the bias correction), in the same order; Keras 3 writes the
+ * moments as m += (g - m)(1 - b1), equal in exact arithmetic, so f32 results
+ * may differ from it in the last bits. Every parameter given is decayed (biases
+ * too, as Keras without exclude_from_weight_decay). PyTorch's AdamW has the
+ * same structure (p *= 1 - lr * wd, then Adam) but divides by
  * sqrt(v_hat) + eps, so with PyTorch's eps 1e-8 the two agree only where
  * sqrt(v_hat) >> eps. Defaults are Keras 3's: weight_decay 0.004 (PyTorch's is
  * 0.01), epsilon 1e-7 as this library's Adam. weight_decay 0 is exactly Adam. */
