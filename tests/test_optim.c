@@ -330,6 +330,53 @@ START_TEST(test_clip_value)
 }
 END_TEST
 
+/* A clipping that clips nothing (clipvalue above every element) gives the
+ * unclipped update bit for bit, in f32 and f64, for each type: the loops with
+ * clipping and decay agree with the plain ones they replace. */
+START_TEST(test_clip_noop_is_exact)
+{
+    const double p0[3] = { 0.1, -0.2, 0.3 };
+    for (int kind = 0; kind < 4; kind++)
+        for (int f64 = 0; f64 < 2; f64++) {
+            tg_dtype dt = f64 ? TG_F64 : TG_F32;
+            tg_tensor *e = param("e", dt, 3, p0), *f = param("f", dt, 3, p0);
+            tg_optimizer *oe, *of;
+            if (kind == 0) {
+                oe = tg_optimizer_new_adam(&e, 1, NULL);
+                of = tg_optimizer_new_adam(&f, 1, NULL);
+            } else if (kind == 1) {
+                oe = tg_optimizer_new_adamw(&e, 1, NULL);
+                of = tg_optimizer_new_adamw(&f, 1, NULL);
+            } else if (kind == 2) {
+                tg_rmsprop_opts ro = TG_RMSPROP_OPTS_INIT;
+                ro.momentum = 0.5;
+                oe = tg_optimizer_new_rmsprop(&e, 1, &ro);
+                of = tg_optimizer_new_rmsprop(&f, 1, &ro);
+            } else {
+                tg_sgd_opts so = TG_SGD_OPTS_INIT;
+                so.momentum = 0.9;
+                oe = tg_optimizer_new_sgd(&e, 1, &so);
+                of = tg_optimizer_new_sgd(&f, 1, &so);
+            }
+            TG_CHECK(oe && of);
+            TG_OK_(tg_optimizer_set_clipping(oe, &(tg_clip_opts){ .clipvalue = 1e30 }));
+            for (int t = 0; t < 3; t++) {
+                const double gv[3] = { 1.5 - t, 0.25 * t, -3.0 };
+                set_grad(e, gv);
+                set_grad(f, gv);
+                TG_OK_(tg_optimizer_step(oe));
+                TG_OK_(tg_optimizer_step(of));
+                ASSERT_TENSOR_EQ(e, f);
+            }
+            ck_assert(at(e, 2) != p0[2]);
+            tg_optimizer_free(oe);
+            tg_optimizer_free(of);
+            tg_release(e);
+            tg_release(f);
+        }
+}
+END_TEST
+
 /* By norm, per parameter: a's gradient (3, 4, 0) has norm 5 > 1 and is scaled
  * by 1/5; b's (0.3, 0.4) has norm 0.5 and is left alone. */
 START_TEST(test_clip_norm)
@@ -815,6 +862,7 @@ Suite *tg_suite(void)
         { "rmsprop_weight_decay", test_rmsprop_weight_decay },
         { "adamw", test_adamw_matches_formula },
         { "clip_value", test_clip_value },
+        { "clip_noop", test_clip_noop_is_exact },
         { "clip_norm", test_clip_norm },
         { "clip_global_norm", test_clip_global_norm },
         { "clip_grad_norm", test_clip_grad_norm_standalone },
