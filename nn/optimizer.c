@@ -164,7 +164,7 @@ static void adam_loop(tg_optimizer *o, size_t i, tg_tensor *pt, const tg_tensor 
     double t = (double)o->step;
     double lr_t_d = o->hp[ADAM_LR] * sqrt(1.0 - pow(o->hp[ADAM_B2], t)) /
                     (1.0 - pow(o->hp[ADAM_B1], t));
-    bool full = plain_step(o, scale) ? wdc_d != 0 || wdd_d != 0 : true;
+    bool full = !plain_step(o, scale) || wdc_d != 0 || wdd_d != 0;
     bool f32 = tg_tensor_dtype(pt) == TG_F32;
     if (f32 && full)
         ADAM_LOOP(float, sqrtf, 1);

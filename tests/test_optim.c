@@ -146,7 +146,7 @@ START_TEST(test_zero_decay_is_old_update)
     tg_tensor *ps[4];
     tg_optimizer *opts[4];
     for (int k = 0; k < 4; k++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "p%d", k);
         ps[k] = param(nm, TG_F64, 2, p0);
     }
