@@ -125,8 +125,9 @@ static int run(tg_tensor *x, tg_tensor *y, const char *path)
     tg_sequential *fresh = model_new();
     size_t n = 0;
     tg_tensor *const *params = model ? tg_sequential_params(model, &n) : NULL;
-    tg_optimizer *opt = params ? tg_optimizer_new_adam(params, n, &(tg_adam_opts){
-                                     0.05, 0.9, 0.999, 1e-7 }) : NULL;
+    tg_adam_opts ao = TG_ADAM_OPTS_INIT;
+    ao.lr = 0.05;
+    tg_optimizer *opt = params ? tg_optimizer_new_adam(params, n, &ao) : NULL;
     tg_state_dict *sd = tg_state_dict_new(), *sd2 = tg_state_dict_new();
     int rc = 1;
     if (!fresh || !opt || !sd || !sd2)

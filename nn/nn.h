@@ -4,7 +4,8 @@
  * own named parameters ("conv2d/kernel", "dense/bias"), infers every layer's
  * output shape from the input shape, prints a Keras-style summary, and exports
  * and loads its parameters as a state dict (libtensor/state_dict.h), which io/
- * writes as HDF5. Optimizers (SGD, Adam, RMSprop) update parameters in place.
+ * writes as HDF5. Optimizers (SGD, Adam, AdamW, RMSprop) update parameters in
+ * place, with optional gradient clipping.
  *
  * Ownership (as in libtensor/tensor.h): layers, models and optimizers are plain
  * owned objects: a *_new function returns one the caller frees with the matching
@@ -411,23 +412,57 @@ typedef struct tg_sgd_opts {
 } tg_sgd_opts;
 #define TG_SGD_OPTS_INIT { 0.01, 0.0, false, 0.0 }
 
-/* Adam exactly as Keras 2.x computes it (tf ApplyAdam), step t counting from 1:
- *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+/* Adam exactly as Keras 2.x computes it (tf ApplyAdam), step t counting from 1,
+ * with PyTorch Adam's coupled L2 weight decay in front (weight_decay 0: off):
+ *   g' = g + weight_decay * p
+ *   m = b1 m + (1 - b1) g';   v = b2 v + (1 - b2) g'^2
  *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
  *   p -= lr_t m / (sqrt(v) + epsilon)
  * Note epsilon is added to sqrt(v) *after* the bias correction is folded into
- * lr_t, as Keras does (PyTorch divides by sqrt(v_hat) + eps instead). */
+ * lr_t, as Keras does (PyTorch divides by sqrt(v_hat) + eps instead). The decay
+ * goes through the moments, so Adam rescales it per element; for the decay of
+ * the AdamW paper use tg_optimizer_new_adamw. (Keras 3's Adam(weight_decay=)
+ * is that decoupled decay, not this one.) */
 typedef struct tg_adam_opts {
     double lr;
     double beta1;
     double beta2;
     double epsilon;
+    double weight_decay; /* >= 0; last, so older 4-value initialisers mean no decay */
 } tg_adam_opts;
-#define TG_ADAM_OPTS_INIT { 1e-3, 0.9, 0.999, 1e-7 }
+#define TG_ADAM_OPTS_INIT { 1e-3, 0.9, 0.999, 1e-7, 0.0 }
 
-/* RMSprop as Keras 2.x:  v = rho v + (1 - rho) g^2;
- *   momentum 0:  p -= lr g / (sqrt(v) + epsilon)
- *   momentum mu: mom = mu mom + lr g / sqrt(v + epsilon); p -= mom
+/* AdamW, decoupled weight decay (Loshchilov & Hutter), as Keras 3's AdamW
+ * computes it: first the decay, straight on the parameter and scaled by the
+ * current lr as Keras and PyTorch do (the paper scales it by the schedule
+ * multiplier eta_t alone), then the Adam step above on the decayed parameter,
+ * from the undecayed gradient:
+ *   p = p - p * weight_decay * lr          (Keras 3: variable - variable * wd * lr)
+ *   m, v, lr_t as Adam (no decay in g)
+ *   p -= lr_t m / (sqrt(v) + epsilon)
+ * This is Keras 3's formula (its _apply_weight_decay, then Adam's update with
+ * epsilon after the bias correction), in the same order; Keras 3 writes the
+ * moments as m += (g - m)(1 - b1), equal in exact arithmetic, so f32 results
+ * may differ from it in the last bits. Every parameter given is decayed (biases
+ * too, as Keras without exclude_from_weight_decay). PyTorch's AdamW has the
+ * same structure (p *= 1 - lr * wd, then Adam) but divides by
+ * sqrt(v_hat) + eps, so with PyTorch's eps 1e-8 the two agree only where
+ * sqrt(v_hat) >> eps. Defaults are Keras 3's: weight_decay 0.004 (PyTorch's is
+ * 0.01), epsilon 1e-7 as this library's Adam. weight_decay 0 is exactly Adam. */
+typedef struct tg_adamw_opts {
+    double lr;
+    double beta1;
+    double beta2;
+    double epsilon;
+    double weight_decay; /* >= 0 */
+} tg_adamw_opts;
+#define TG_ADAMW_OPTS_INIT { 1e-3, 0.9, 0.999, 1e-7, 0.004 }
+
+/* RMSprop as Keras 2.x, with PyTorch RMSprop's coupled L2 weight decay in front
+ * (weight_decay 0: off):
+ *   g' = g + weight_decay * p;  v = rho v + (1 - rho) g'^2;
+ *   momentum 0:  p -= lr g' / (sqrt(v) + epsilon)
+ *   momentum mu: mom = mu mom + lr g' / sqrt(v + epsilon); p -= mom
  * (Keras's momentum branch is TensorFlow's ApplyRMSProp, which puts epsilon
  * under the root.) */
 typedef struct tg_rmsprop_opts {
@@ -435,8 +470,9 @@ typedef struct tg_rmsprop_opts {
     double rho;
     double momentum;
     double epsilon;
+    double weight_decay; /* >= 0; last, so older 4-value initialisers mean no decay */
 } tg_rmsprop_opts;
-#define TG_RMSPROP_OPTS_INIT { 1e-3, 0.9, 0.0, 1e-7 }
+#define TG_RMSPROP_OPTS_INIT { 1e-3, 0.9, 0.0, 1e-7, 0.0 }
 
 /* New optimizer over n parameters (each retained until tg_optimizer_free). Pass a
  * model's tg_sequential_params(): frozen parameters are kept and skipped at each
@@ -446,24 +482,67 @@ typedef struct tg_rmsprop_opts {
  * frees with tg_optimizer_free. NULL on error. */
 tg_optimizer *tg_optimizer_new_sgd(tg_tensor *const *params, size_t n, const tg_sgd_opts *opts);
 tg_optimizer *tg_optimizer_new_adam(tg_tensor *const *params, size_t n, const tg_adam_opts *opts);
+tg_optimizer *tg_optimizer_new_adamw(tg_tensor *const *params, size_t n,
+                                     const tg_adamw_opts *opts);
 tg_optimizer *tg_optimizer_new_rmsprop(tg_tensor *const *params, size_t n,
                                        const tg_rmsprop_opts *opts);
 void tg_optimizer_free(tg_optimizer *opt);
 
+/* Gradient clipping, applied by tg_optimizer_step to the gradients it uses
+ * before the update (and before any weight decay is added), as Keras's
+ * optimizer arguments of the same names; each 0 = off, at most one non-zero
+ * (Keras refuses two as well):
+ *   clipvalue c:        g = min(max(g, -c), c) per element
+ *   clipnorm c:         g = g * c / max(||g||, c) for each parameter's gradient
+ *   global_clipnorm c:  g = g * c / max(N, c) for every gradient, N the L2 norm
+ *                       of all of them together (PyTorch's clip_grad_norm_,
+ *                       which divides by N + 1e-6 instead)
+ * Norms are summed in double; the factor is exactly 1 under the threshold.
+ * Parameters the step skips (frozen, or without a gradient) count for nothing
+ * in N. The gradients themselves are not changed (tg_clip_grad_norm does). */
+typedef struct tg_clip_opts {
+    double clipvalue;
+    double clipnorm;
+    double global_clipnorm;
+} tg_clip_opts;
+#define TG_CLIP_OPTS_INIT { 0.0, 0.0, 0.0 }
+
+/* Sets opt's clipping (copied; NULL = all off). TG_ERR_ARG naming the field for
+ * a negative or non-finite threshold or for two set at once, leaving opt's
+ * clipping as it was. New optimizers have all off. */
+tg_status tg_optimizer_set_clipping(tg_optimizer *opt, const tg_clip_opts *clip);
+/* Writes opt's clipping to *out. */
+tg_status tg_optimizer_clipping(tg_clip_opts *out, const tg_optimizer *opt);
+
+/* Clips the gradients of params (borrowed; NULL entries and duplicates are
+ * errors) in place by their global L2 norm N, as Keras's clip_by_global_norm,
+ * without an optimizer: when N > max_norm each gradient is multiplied by
+ * max_norm / N in its own dtype (bumping its version), else nothing changes.
+ * Parameters that do not require grad or have no gradient count for nothing.
+ * *total_norm_out (may be NULL) gets N, summed in double, before clipping.
+ * max_norm must be > 0 (INFINITY only measures). A non-finite N (a NaN or an
+ * infinity in a gradient, or an f64 sum of squares overflowing) is TG_ERR_RANGE
+ * naming the first such gradient, with *total_norm_out = N and no gradient
+ * changed. Followed by a step, this equals the optimizer's global_clipnorm. */
+tg_status tg_clip_grad_norm(tg_tensor *const *params, size_t n, double max_norm,
+                            double *total_norm_out);
+
 /* One update of every parameter that requires grad and has a gradient, in place
- * (no recording, no allocation; bumps each updated tensor's version). Counts one
- * step even when every parameter was skipped. All or nothing: every gradient is
- * checked first (shape, dtype, and that each element is finite, in one
- * vectorised read), so a NaN or an infinity in any gradient returns
- * TG_ERR_RANGE ("the gradient of dense/kernel is not finite (nan at flat index
- * 12 of [128, 10]); no parameter was changed") with no parameter, slot or step
- * count changed -- the check Keras's TerminateOnNaN makes on the loss, here on
- * what would reach the weights. TG_ERR_STATE after TG_TRAIN_COUNTER_MAX steps. */
+ * (no recording, no allocation; bumps each updated tensor's version), after the
+ * optimizer's clipping (tg_optimizer_set_clipping). Counts one step even when
+ * every parameter was skipped. All or nothing: every gradient is checked first
+ * (shape, dtype, and that each element is finite, in one vectorised read), so a
+ * NaN or an infinity in any gradient returns TG_ERR_RANGE ("the gradient of
+ * dense/kernel is not finite (nan at flat index 12 of [128, 10]); no parameter
+ * was changed") with no parameter, slot or step count changed -- the check
+ * Keras's TerminateOnNaN makes on the loss, here on what would reach the
+ * weights. So is a gradient norm that overflows a double under clipnorm or
+ * global_clipnorm. TG_ERR_STATE after TG_TRAIN_COUNTER_MAX steps. */
 tg_status tg_optimizer_step(tg_optimizer *opt);
 /* Zeroes the gradients of all its parameters (keeping their buffers). */
 tg_status tg_optimizer_zero_grad(tg_optimizer *opt);
 
-/* "sgd", "adam", "rmsprop" (borrowed). */
+/* "sgd", "adam", "adamw", "rmsprop" (borrowed). */
 const char *tg_optimizer_type(const tg_optimizer *opt);
 int64_t tg_optimizer_steps(const tg_optimizer *opt); /* steps taken so far */
 double tg_optimizer_lr(const tg_optimizer *opt);
@@ -471,16 +550,22 @@ tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
 
 /* Exports the full state under prefix ("optimizer/" in checkpoints):
  *   attributes "<prefix>type" (str), "<prefix>step" (i64) and one f64 per
- *   hyper-parameter ("<prefix>lr", "<prefix>beta1", ...; nesterov as i64);
+ *   hyper-parameter ("<prefix>lr", "<prefix>beta1", ..., "<prefix>weight_decay";
+ *   nesterov as i64), the clipping as f64 "<prefix>clipvalue",
+ *   "<prefix>clipnorm", "<prefix>global_clipnorm" (0 = off);
  *   entries "<prefix><param name>/<slot>" (retained references to the live
- *   buffers): slots "m", "v" (adam), "velocity" (sgd with momentum), "rms",
- *   "momentum" (rmsprop; the latter only with momentum).
+ *   buffers): slots "m", "v" (adam, adamw), "velocity" (sgd with momentum),
+ *   "rms", "momentum" (rmsprop; the latter only with momentum).
  * Import checks the type, every attribute (the step in [0, TG_TRAIN_COUNTER_MAX],
- * the hyper-parameters in their domains), every slot's name, shape and dtype and
- * that no unexpected entry sits under prefix, listing the problems and changing
- * nothing on a mismatch (TG_ERR_FORMAT); then restores the step, the
- * hyper-parameters and the slots, so the next step is exactly the one the
- * exporter would have taken. The check alone: tg_optimizer_check_state_dict. */
+ * the hyper-parameters and clipping in their domains), every slot's name, shape
+ * and dtype and that no unexpected entry sits under prefix, listing the problems
+ * and changing nothing on a mismatch (TG_ERR_FORMAT); then restores the step,
+ * the hyper-parameters, the clipping and the slots, so the next step is exactly
+ * the one the exporter would have taken. State dicts written before weight
+ * decay and clipping existed load: an absent adam/rmsprop "weight_decay" or
+ * clipping attribute is 0 (off), the behaviour of the code that wrote them (sgd's
+ * and adamw's weight_decay are required). The check alone:
+ * tg_optimizer_check_state_dict. */
 tg_status tg_optimizer_state_dict(const tg_optimizer *opt, tg_state_dict *sd, const char *prefix);
 tg_status tg_optimizer_load_state_dict(tg_optimizer *opt, const tg_state_dict *sd,
                                        const char *prefix);

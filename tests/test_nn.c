@@ -1221,7 +1221,7 @@ START_TEST(test_optimizer_state_roundtrip)
         /* b's optimizer starts with other hyper-parameters: import restores them. */
         tg_optimizer *ob = kind == 0 ? tg_optimizer_new_adam(pb, n, NULL)
                            : kind == 1 ? tg_optimizer_new_sgd(pb, n, &(tg_sgd_opts){ 0.5, 0.1, false, 0 })
-                                       : tg_optimizer_new_rmsprop(pb, n, &(tg_rmsprop_opts){ 0.1, 0.5, 0.9, 1e-3 });
+                                       : tg_optimizer_new_rmsprop(pb, n, &(tg_rmsprop_opts){ 0.1, 0.5, 0.9, 1e-3, 0 });
         TG_CHECK(oa && ob);
 
         tg_scope *s = tg_scope_push();
@@ -2105,7 +2105,7 @@ START_TEST(test_tiny_model_learns)
     TG_OK_(tg_sequential_add(m, tg_layer_new_dense(2, TG_ACT_SOFTMAX, NULL)));
     size_t n;
     tg_tensor *const *ps = tg_sequential_params(m, &n);
-    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7 });
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7, 0 });
     tg_scope *s = tg_scope_push();
     tg_tensor *x = tg_from_data(TG_F32, TG_SHAPE(N, 2), xs);
     tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(N), ys);
@@ -2128,7 +2128,7 @@ START_TEST(test_small_cnn_learns)
     tg_sequential *m = small_cnn();
     size_t n;
     tg_tensor *const *ps = tg_sequential_params(m, &n);
-    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.02, 0.9, 0.999, 1e-7 });
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.02, 0.9, 0.999, 1e-7, 0 });
     tg_scope *s = tg_scope_push();
     enum { N = 30 };
     tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(N, 1, 6, 6), 0, 0.2, NULL);
