@@ -2258,7 +2258,7 @@ START_TEST(test_batch_norm_layer_trains)
                                "0.001, \"center\": true, \"scale\": true"), "%s", arch);
     free(arch);
 
-    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7 });
+    tg_optimizer *opt = tg_optimizer_new_adam(ps, n, &(tg_adam_opts){ 0.05, 0.9, 0.999, 1e-7, 0.0 });
     TG_CHECK(opt);
     tg_scope *s = tg_scope_push();
     enum { N = 12 };
