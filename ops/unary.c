@@ -194,10 +194,21 @@ ACC_FWD(acc_gelu_erf_fwd, 0.5 * (double)v * erfc(-(double)v * SQRT1_2))
 ACC_FWD(acc_gelu_tanh_fwd,
         (double)v * sigmoid_of_exp(2.0 * SQRT_2_PI * ((double)v + GELU_C * (double)v * v * v)))
 ACC_FWD(acc_silu_fwd, v * sigmoidf_acc(v))
-ACC_FWD(acc_softplus_fwd, fmaxf(v, 0.0f) + log1pf(expf(-fabsf(v))))
-ACC_FWD(acc_hard_sigmoid_fwd, fmin(fmax(hard_sigmoid_arg(v, p), 0.0), 1.0))
-ACC_BWD(acc_hard_sigmoid_bwd,
-        hard_sigmoid_arg(v, p) > 0 && hard_sigmoid_arg(v, p) < 1 ? p[0] : 0.0)
+/* two selects of the maxsd/minsd form, not fmax/fmin (library calls without
+ * -ffinite-math-only) nor branches (mispredicted on mixed signs) */
+static inline double clamp01(double t)
+{
+    double a = t > 0.0 ? t : 0.0;
+    return a < 1.0 ? a : 1.0;
+}
+ACC_FWD(acc_softplus_fwd, (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v))))
+ACC_FWD(acc_hard_sigmoid_fwd, clamp01(hard_sigmoid_arg(v, p)))
+static inline double hard_sigmoid_grad(float v, const double *p)
+{
+    double t = hard_sigmoid_arg(v, p);
+    return ((t > 0.0) & (t < 1.0)) ? p[0] : 0.0;
+}
+ACC_BWD(acc_hard_sigmoid_bwd, hard_sigmoid_grad(v, p))
 /* 1 - tanh^2 = 4 e / (1 + e)^2 with e = e^-2|x|: oneDNN's 1 - y^2 cancels */
 static inline double tanh_grad(float v)
 {
