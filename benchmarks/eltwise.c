@@ -149,11 +149,11 @@ static const bench_op ops[] = {
     {"log", b_log, true, true, dnnl_eltwise_log, 0, 0, "forward"},
     {"tanh", b_tanh, false, true, dnnl_eltwise_tanh, 0, 0, "backward"},
     {"pow_scalar 1.5", b_pow, true, true, dnnl_eltwise_pow, 1.0f, 1.5f, "backward"},
-    {"elu 1", b_elu, false, true, dnnl_eltwise_elu, 1.0f, 0, "both"},
+    {"elu 1", b_elu, false, true, dnnl_eltwise_elu, 1.0f, 0, "fwd (-1,0), bwd"},
     {"gelu erf", b_gelu, false, true, dnnl_eltwise_gelu_erf, 0, 0, "both"},
     {"gelu tanh", b_gelu_t, false, true, dnnl_eltwise_gelu_tanh, 0, 0, "both"},
-    {"silu", b_silu, false, true, dnnl_eltwise_swish, 1.0f, 0, "forward"},
-    {"softplus", b_softplus, false, true, dnnl_eltwise_soft_relu, 0, 0, "forward"},
+    {"silu", b_silu, false, true, dnnl_eltwise_swish, 1.0f, 0, "fwd below -80"},
+    {"softplus", b_softplus, false, true, dnnl_eltwise_soft_relu, 0, 0, "fwd below -1"},
     {"hard_sigmoid", b_hsig, false, false, dnnl_alg_kind_undef, 0, 0, "both (no oneDNN)"},
 };
 

@@ -1,4 +1,4 @@
-/* ops/unary.c -- elementwise unary ops.
+/* ops/unary.c -- elementwise unary ops and the activations.
  *
  *   neg:     y = -x                 dx = -g
  *   exp:     y = e^x                dx = g * y
@@ -6,13 +6,25 @@
  *   sqrt:    y = sqrt(x)            dx = g / (2 y)
  *   abs:     y = |x|                dx = g * sign(x)       (0 at x = 0)
  *   tanh:    y = tanh x             dx = g * (1 - y^2)
- *   sigmoid: y = 1 / (1 + e^-x)     dx = g * y * (1 - y)
+ *   sigmoid: y = 1 / (1 + e^-x)     dx = g * s (1 - s)
  *   relu:    y = max(x, 0)          dx = g * [x > 0]       (0 at x = 0)
+ *   leaky_relu(a): y = x > 0 ? x : a x            dx = g * (x > 0 ? 1 : a)
+ *   elu(a):  y = x > 0 ? x : a (e^x - 1)          dx = g * (x > 0 ? 1 : a e^x)
+ *   gelu:    y = x Phi(x)                         dx = g * (Phi(x) + x phi(x))
+ *   gelu tanh: y = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+ *                                                 dx = g * (s + 2 x s (1 - s) u')
+ *   silu:    y = x s, s = sigmoid(x)              dx = g * (s + x s (1 - s))
+ *   softplus: y = max(x, 0) + log1p(e^-|x|)       dx = g * sigmoid(x)
+ *   hard_sigmoid(a, b): y = clip(a x + b, 0, 1)   dx = g * a [0 < a x + b < 1]
+ *   clip(lo, hi): y = min(max(x, lo), hi)         dx = g * [lo < x < hi]
  *
- * f32 on the AUTO backend runs oneDNN's eltwise forward and backward (given x);
- * f64 and the reference backend use the loops below, which read y where the
- * derivative is cheaper from it (a view of the output: no copy, and no cycle since
- * the view has no grad_fn). */
+ * f32 on the AUTO backend runs oneDNN's eltwise forward and backward (given x),
+ * except where oneDNN misses the accuracy bound of tests/test_accuracy.c: there an
+ * accurate f32 loop over libm runs (the table's acc_fwd/acc_bwd), for the whole
+ * tensor or, for elu, silu and softplus, after oneDNN on the elements of the range
+ * where oneDNN fails. f64 and the reference backend use the double loops below,
+ * which read y where the derivative is cheaper from it (a view of the output: no
+ * copy, and no cycle since the view has no grad_fn). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +35,8 @@
  * accuracy bound of tests/test_accuracy.c (docs/tensor-api.md, "Accuracy"): loops
  * over libm's float functions. fwd: y = f(x); bwd: gx = f'(x) g (gx may be g). p
  * holds the op's parameters. */
-typedef void (*f32_fwd_fn)(const float *x, float *y, int64_t n, const double *p);
+typedef void (*f32_fwd_fn)(const float *x, float *y, int64_t n, const double *p, bool all,
+                           float lo, float hi);
 typedef void (*f32_bwd_fn)(const float *x, const float *g, float *gx, int64_t n,
                            const double *p);
 
@@ -39,6 +52,9 @@ typedef struct unary_def {
     f32_bwd_fn acc_bwd; /* f32 backward on AUTO instead of oneDNN, or NULL */
     const char *param_names[2]; /* the DOT label's "alpha=0.3"; NULL: no parameter */
     const tg_op_vtable *vt;
+    /* fix_lo < fix_hi: the forward runs oneDNN, then acc_fwd only where
+     * fix_lo < x < fix_hi, the range where oneDNN misses the bound (its tails) */
+    float fix_lo, fix_hi;
 } unary_def;
 
 typedef struct unary_saved {
@@ -154,14 +170,17 @@ static double d_clip(double x, double y, const double *p)
 #define PARALLEL_MIN 32768
 #define ACC_LOOP _Pragma("omp parallel for simd schedule(static) if (parallel: n >= PARALLEL_MIN)")
 
+/* all: every element; else only those in (lo, hi) (the others hold oneDNN's) */
 #define ACC_FWD(name, expr)                                                          \
-    static void name(const float *x, float *y, int64_t n, const double *p)          \
+    static void name(const float *x, float *y, int64_t n, const double *p, bool all, \
+                     float lo, float hi)                                             \
     {                                                                                \
         (void)p;                                                                     \
         ACC_LOOP                                                                     \
         for (int64_t i = 0; i < n; i++) {                                            \
             float v = x[i];                                                          \
-            y[i] = (float)(expr);                                                    \
+            if (all || (v > lo && v < hi))                                           \
+                y[i] = (float)(expr);                                                \
         }                                                                            \
     }
 #define ACC_BWD(name, expr)                                                          \
@@ -193,7 +212,8 @@ ACC_FWD(acc_elu_fwd, v > 0 ? (double)v : p[0] * (double)expm1f(v))
 ACC_FWD(acc_gelu_erf_fwd, 0.5 * (double)v * erfc(-(double)v * SQRT1_2))
 ACC_FWD(acc_gelu_tanh_fwd,
         (double)v * sigmoid_of_exp(2.0 * SQRT_2_PI * ((double)v + GELU_C * (double)v * v * v)))
-ACC_FWD(acc_silu_fwd, v * sigmoidf_acc(v))
+/* in double: x e^x for x < -87 is a normal float, e^x is not (it would flush) */
+ACC_FWD(acc_silu_fwd, (double)v * sigmoid_of_exp(v))
 /* two selects of the maxsd/minsd form, not fmax/fmin (library calls without
  * -ffinite-math-only) nor branches (mispredicted on mixed signs) */
 static inline double clamp01(double t)
@@ -282,7 +302,7 @@ UNARY_VTABLE_P(clip, 0)
 /* who, oneDNN alg alpha beta params, f df save_y, accurate f32 fwd bwd, parameters */
 #define DEF(n, who, alg, a, b, ab, f, df, save_y, af, ab_, p0, p1) \
     static const unary_def def_##n = {who, alg, a, b, ab, f, df, save_y, af, ab_, {p0, p1}, \
-                                      &tg_op_##n##_vtable}
+                                      &tg_op_##n##_vtable, 0.0f, 0.0f}
 DEF(neg, "tg_neg", TG_ELT_LINEAR, -1.0f, 0.0f, false, f_neg, d_neg, false, NULL, NULL, NULL, NULL);
 DEF(exp, "tg_exp", TG_ELT_EXP, 0.0f, 0.0f, false, f_exp, d_exp, true, NULL, NULL, NULL, NULL);
 DEF(log, "tg_log", TG_ELT_LOG, 0.0f, 0.0f, false, f_log, d_log, false, acc_log_fwd, NULL, NULL,
@@ -298,18 +318,24 @@ DEF(relu, "tg_relu", TG_ELT_RELU, 0.0f, 0.0f, false, f_relu, d_relu, false, NULL
     NULL);
 DEF(leaky_relu, "tg_leaky_relu", TG_ELT_RELU, 0.0f, 0.0f, true, f_leaky_relu, d_leaky_relu,
     false, NULL, NULL, "alpha", NULL);
-DEF(elu, "tg_elu", TG_ELT_ELU, 0.0f, 0.0f, true, f_elu, d_elu, false, acc_elu_fwd, acc_elu_bwd, "alpha",
-    NULL);
+#define DEF_FIX(n, who, alg, a, b, ab, f, df, save_y, af, ab_, p0, p1, lo, hi) \
+    static const unary_def def_##n = {who, alg, a, b, ab, f, df, save_y, af, ab_, {p0, p1}, \
+                                      &tg_op_##n##_vtable, lo, hi}
+/* oneDNN's e^x - 1 loses the digits of small negative x */
+DEF_FIX(elu, "tg_elu", TG_ELT_ELU, 0.0f, 0.0f, true, f_elu, d_elu, false, acc_elu_fwd,
+        acc_elu_bwd, "alpha", NULL, -1.0f, 0.0f);
 static const unary_def def_gelu_erf = {"tg_gelu", TG_ELT_GELU_ERF, 0.0f, 0.0f, false,
                                        f_gelu_erf, d_gelu_erf, false, acc_gelu_erf_fwd, acc_gelu_erf_bwd,
-                                       {NULL, NULL}, &tg_op_gelu_vtable};
+                                       {NULL, NULL}, &tg_op_gelu_vtable, 0.0f, 0.0f};
 static const unary_def def_gelu_tanh = {"tg_gelu", TG_ELT_GELU_TANH, 0.0f, 0.0f, false,
                                         f_gelu_tanh, d_gelu_tanh, false, acc_gelu_tanh_fwd, acc_gelu_tanh_bwd,
-                                        {NULL, NULL}, &tg_op_gelu_vtable};
-DEF(silu, "tg_silu", TG_ELT_SWISH, 1.0f, 0.0f, false, f_silu, d_silu, false, acc_silu_fwd, NULL,
-    NULL, NULL);
-DEF(softplus, "tg_softplus", TG_ELT_SOFT_RELU, 0.0f, 0.0f, false, f_softplus, d_softplus, false,
-    acc_softplus_fwd, NULL, NULL, NULL);
+                                        {NULL, NULL}, &tg_op_gelu_vtable, 0.0f, 0.0f};
+/* oneDNN flushes silu below x = -80 to 0 (the exact value is 1e-33 there) */
+DEF_FIX(silu, "tg_silu", TG_ELT_SWISH, 1.0f, 0.0f, false, f_silu, d_silu, false, acc_silu_fwd,
+        NULL, NULL, NULL, -INFINITY, -80.0f);
+/* oneDNN's log(1 + e^x) cancels for x < 0 */
+DEF_FIX(softplus, "tg_softplus", TG_ELT_SOFT_RELU, 0.0f, 0.0f, false, f_softplus, d_softplus,
+        false, acc_softplus_fwd, NULL, NULL, NULL, -INFINITY, -1.0f);
 DEF(hard_sigmoid, "tg_hard_sigmoid", TG_ELT_NONE, 0.0f, 0.0f, false, f_hard_sigmoid,
     d_hard_sigmoid, false, acc_hard_sigmoid_fwd, acc_hard_sigmoid_bwd, "alpha", "beta");
 DEF(clip, "tg_clip", TG_ELT_CLIP, 0.0f, 0.0f, true, f_clip, d_clip, false, NULL, NULL, "lo",
@@ -569,7 +595,18 @@ static tg_tensor *unary_p(const unary_def *def, tg_tensor *x, const double *p)
         tg_tensor *xc = tg_contiguous_owned(x);
         if (!xc)
             return tg_op_fail(&c);
-        def->acc_fwd(tg_tensor_ptr(xc), tg_tensor_ptr(y), tg_tensor_numel(x), p);
+        bool all = !(def->fix_lo < def->fix_hi);
+        if (!all) { /* oneDNN, then the elements in its bad range again */
+            float alpha, beta;
+            dnnl_alpha_beta(def, p, &alpha, &beta);
+            if (tg_eltwise_dnnl(def->alg, alpha, beta, xc, NULL, y) != TG_OK ||
+                tg_tensor_settle(y) != TG_OK) {
+                tg_release(xc);
+                return tg_op_fail(&c);
+            }
+        }
+        def->acc_fwd(tg_tensor_ptr(xc), tg_tensor_ptr(y), tg_tensor_numel(x), p, all,
+                     def->fix_lo, def->fix_hi);
         tg_release(xc);
     } else if (tg_use_dnnl(x)) {
         float alpha, beta;
