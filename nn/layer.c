@@ -621,6 +621,12 @@ void tg_layer_config_bool(tg_layer_config *cfg, const char *key, bool v)
         tg_strbuf_printf(cfg->b, "%s", v ? "true" : "false");
 }
 
+void tg_layer_config_null(tg_layer_config *cfg, const char *key)
+{
+    if (config_key(cfg, key))
+        tg_strbuf_printf(cfg->b, "null");
+}
+
 void tg_layer_config_str(tg_layer_config *cfg, const char *key, const char *v)
 {
     if (config_key(cfg, key))

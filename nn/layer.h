@@ -30,6 +30,13 @@ typedef enum tg_activation {
     TG_ACT_TANH,
     TG_ACT_SIGMOID,
     TG_ACT_SOFTMAX,  /* over axis 1: the features of (N, F), the channels of (N, C, H, W) */
+    /* with Keras's defaults for its activation strings (tg_leaky_relu etc., ops/ops.h): */
+    TG_ACT_LEAKY_RELU,   /* "leaky_relu": alpha 0.2 (the LeakyReLU layer's default is 0.3) */
+    TG_ACT_ELU,          /* "elu": alpha 1.0 */
+    TG_ACT_GELU,         /* "gelu": the erf form (approximate=False) */
+    TG_ACT_SWISH,        /* "swish" (Keras 2; Keras 3 and PyTorch say "silu"): x sigmoid(x) */
+    TG_ACT_SOFTPLUS,     /* "softplus": log(1 + e^x) */
+    TG_ACT_HARD_SIGMOID, /* "hard_sigmoid": Keras 2's clip(0.2 x + 0.5, 0, 1) */
     TG_ACT_COUNT
 } tg_activation;
 
@@ -55,6 +62,7 @@ void tg_layer_config_double(tg_layer_config *cfg, const char *key, double v); /*
 void tg_layer_config_bool(tg_layer_config *cfg, const char *key, bool v);
 void tg_layer_config_str(tg_layer_config *cfg, const char *key, const char *v);
 void tg_layer_config_ints(tg_layer_config *cfg, const char *key, int n, const int *v);
+void tg_layer_config_null(tg_layer_config *cfg, const char *key); /* JSON null (None) */
 
 /* The layer type's table. Define one static const instance per layer type, with
  * designated initializers (fields added later default to zero); it must outlive

@@ -39,8 +39,13 @@ extern "C" {
 
 /* ================================================================ activations */
 
-/* "linear", "relu", "tanh", "sigmoid", "softmax"; "invalid" out of range. */
+/* Keras's names: "linear", "relu", "tanh", "sigmoid", "softmax", "leaky_relu",
+ * "elu", "gelu", "swish", "softplus", "hard_sigmoid"; "invalid" out of range. */
 const char *tg_activation_name(tg_activation act);
+/* The activation with Keras's name (tg_activation_name's, and "silu" for
+ * TG_ACT_SWISH, the name Keras 3 and PyTorch use) into *out. TG_ERR_ARG naming
+ * the string when there is none. */
+tg_status tg_activation_from_name(tg_activation *out, const char *name);
 /* Applies act to x (a differentiable op; scoped reference; NONE returns x itself,
  * as a new scoped reference). NULL on error. */
 tg_tensor *tg_activation_apply(tg_tensor *x, tg_activation act);
@@ -154,6 +159,19 @@ tg_layer *tg_layer_new_reshape(int ndim, const int64_t *target_shape);
 /* Activation(act) and Softmax (= Activation(softmax) with Keras's class name). */
 tg_layer *tg_layer_new_activation(tg_activation act);
 tg_layer *tg_layer_new_softmax(void);
+/* LeakyReLU(alpha) (Keras 2's default alpha is 0.3) and ELU(alpha) (default 1.0):
+ * tg_leaky_relu and tg_elu with the layer's alpha, which must be finite (LeakyReLU:
+ * also >= 0, as Keras requires); config {"alpha": a}. */
+tg_layer *tg_layer_new_leaky_relu(double alpha);
+tg_layer *tg_layer_new_elu(double alpha);
+/* Keras's ReLU layer: y = min(x, max_value) for x >= threshold, negative_slope
+ * (x - threshold) below it; max_value INFINITY means no cap (Keras's None; its
+ * default), so (INFINITY, 0, 0) is relu and (6, 0, 0) relu6. Needs max_value >= 0,
+ * negative_slope >= 0, a finite threshold. The gradient is 1 between threshold and
+ * max_value, negative_slope below, 0 above and at max_value; with threshold 0 the
+ * kink takes tg_leaky_relu's rule (negative_slope at 0). config {"max_value": m or
+ * null, "negative_slope": s, "threshold": t}. */
+tg_layer *tg_layer_new_relu_opts(double max_value, double negative_slope, double threshold);
 
 /* BatchNormalization (Keras's, over axis 1: the features of (F), the channels of
  * (C, H, W)): gamma (ones) when scale, beta (zeros) when center, and the

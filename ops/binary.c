@@ -5,19 +5,26 @@
  *   mul: y = a * b      da = g * b               db = g * a
  *   div: y = a / b      da = g / b               db = -g * a / b^2
  *   pow: y = a ** b     da = g * b * a^(b - 1)   db = g * y * log(a)   (needs a > 0)
+ *   maximum: y = max(a, b)   da = g [a > b] + g/2 [a == b]   db = g [b > a] + g/2 [a == b]
+ *   minimum: y = min(a, b)   da = g [a < b] + g/2 [a == b]   db = g [b < a] + g/2 [a == b]
+ *
+ * maximum and minimum split a tie evenly (PyTorch's rule): the two gradients
+ * always sum to g, and tg_maximum(x, x) has gradient g like x itself.
  *
  * Each gradient is then summed over the dims that broadcasting expanded
- * (tg_sum_to_shape). f32 on the AUTO backend runs add/sub/mul/div on oneDNN's
- * binary primitive; everything else on the strided reference kernel below. */
+ * (tg_sum_to_shape). f32 on the AUTO backend runs add/sub/mul/div/maximum/minimum
+ * on oneDNN's binary primitive; everything else on the strided reference kernel
+ * below. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ops/dnnl_impl.h"
 
-typedef enum bin_kind { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW } bin_kind;
+typedef enum bin_kind { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_MAX, BIN_MIN } bin_kind;
 
-static const char *const bin_who[] = {"tg_add", "tg_sub", "tg_mul", "tg_div", "tg_pow"};
+static const char *const bin_who[] = {"tg_add", "tg_sub",     "tg_mul",    "tg_div",
+                                      "tg_pow", "tg_maximum", "tg_minimum"};
 
 static inline double apply(bin_kind k, double a, double b)
 {
@@ -27,6 +34,8 @@ static inline double apply(bin_kind k, double a, double b)
     case BIN_MUL: return a * b;
     case BIN_DIV: return a / b;
     case BIN_POW: return pow(a, b);
+    case BIN_MAX: return a > b ? a : b;
+    case BIN_MIN: return a < b ? a : b;
     }
     return 0;
 }
@@ -64,6 +73,8 @@ static float apply_f32(bin_kind alg, float a, float b)
     case BIN_SUB: return a - b;
     case BIN_MUL: return a * b;
     case BIN_DIV: return a / b;
+    case BIN_MAX: return a > b ? a : b;
+    case BIN_MIN: return a < b ? a : b;
     case BIN_POW: break; /* never on oneDNN */
     }
     return 0.0f;
@@ -169,11 +180,14 @@ static tg_status binary_f32_run(bin_kind alg, const tg_tensor *a, const tg_tenso
     case BIN_SUB: da = dnnl_binary_sub; break;
     case BIN_MUL: da = dnnl_binary_mul; break;
     case BIN_DIV: da = dnnl_binary_div; break;
+    case BIN_MAX: da = dnnl_binary_max; break;
+    case BIN_MIN: da = dnnl_binary_min; break;
     default: return tg_error_here(TG_ERR_ARG, "unknown algorithm %d", (int)alg);
     }
     const tg_tensor *s0 = a, *s1 = b;
     if (!tg_tensor_same_shape(a, c)) {
-        if ((alg == BIN_ADD || alg == BIN_MUL) && tg_tensor_same_shape(b, c)) {
+        if ((alg == BIN_ADD || alg == BIN_MUL || alg == BIN_MAX || alg == BIN_MIN) &&
+            tg_tensor_same_shape(b, c)) {
             s0 = b;
             s1 = a;
         } else {
@@ -263,6 +277,8 @@ tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return binary(BIN_SUB, a, b); }
 tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return binary(BIN_MUL, a, b); }
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return binary(BIN_DIV, a, b); }
 tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) { return binary(BIN_POW, a, b); }
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return binary(BIN_MAX, a, b); }
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return binary(BIN_MIN, a, b); }
 
 /* ---------------------------------------------------------------- backward */
 
@@ -334,6 +350,67 @@ static tg_status pow_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
     return TG_OK;
 }
 
+/* The share of g that input `which` (0: a, 1: b) of maximum/minimum receives:
+ * 1 where it wins, 1/2 on a tie, 0 where it loses. */
+static inline double maxmin_share(bool is_max, int which, double a, double b)
+{
+    if (a == b)
+        return 0.5;
+    bool a_wins = is_max ? a > b : a < b;
+    return (which == 0) == a_wins ? 1.0 : 0.0;
+}
+
+#define MAXMIN_LOOP(T)                                                               \
+    do {                                                                             \
+        const T *pa = tg_tensor_ptr(a), *pb = tg_tensor_ptr(b);                      \
+        const T *pg = tg_tensor_ptr(gc);                                             \
+        T *po = tg_tensor_ptr(full);                                                 \
+        int64_t i = 0;                                                               \
+        do {                                                                         \
+            po[i] = (T)((double)pg[i] * maxmin_share(is_max, which, pa[off[0]], pb[off[1]])); \
+            i++;                                                                     \
+        } while (tg_index_next(gc->ndim, gc->shape, idx, 2, off, st));               \
+    } while (0)
+
+/* g (the output's shape) masked by input which's share, then summed to its shape.
+ * a and b are read through their broadcast strides (plain: the caller settles). */
+static tg_tensor *maxmin_grad(bool is_max, int which, tg_tensor *a, tg_tensor *b, tg_tensor *g)
+{
+    tg_tensor *gc = tg_contiguous_owned(g);
+    tg_tensor *full = gc ? tg_tensor_new_owned(g->dtype, g->ndim, g->shape) : NULL;
+    if (!full) {
+        tg_release(gc);
+        return NULL;
+    }
+    if (tg_tensor_numel(gc) > 0) {
+        int64_t st[2][TG_MAX_DIMS], off[2] = {0, 0}, idx[TG_MAX_DIMS] = {0};
+        tg_broadcast_strides(a, gc->ndim, gc->shape, st[0]);
+        tg_broadcast_strides(b, gc->ndim, gc->shape, st[1]);
+        if (g->dtype == TG_F32)
+            MAXMIN_LOOP(float);
+        else
+            MAXMIN_LOOP(double);
+    }
+    tg_release(gc);
+    return tg_scoped(full);
+}
+
+static tg_status maxmin_backward(tg_node *node, tg_tensor *g, tg_tensor **gin)
+{
+    bool is_max = node->op == &tg_op_maximum_vtable;
+    tg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    tg_tensor *ac = tg_contiguous_owned(a), *bc = tg_contiguous_owned(b);
+    tg_status rc = TG_OK;
+    if (!ac || !bc)
+        rc = tg_last_status();
+    for (int i = 0; i < 2 && rc == TG_OK; i++)
+        if (tg_node_needs_grad(node, i))
+            rc = reduce_into(&gin[i], maxmin_grad(is_max, i, ac, bc, g), i ? b : a);
+    tg_release(ac);
+    tg_release(bc);
+    return rc;
+}
+
 /* DOT detail: the operand shapes when broadcasting was involved, "[2, 3] [3]". */
 static void bin_describe(const tg_node *node, char *buf, size_t n)
 {
@@ -358,10 +435,17 @@ const tg_op_vtable tg_op_div_vtable = {"div", div_backward, NULL, bin_describe, 
 const tg_op_vtable tg_op_pow_vtable = {"pow", pow_backward, NULL, bin_describe,
                                        TG_GC_POSITIVE, 0};
 
+/* the derivative is undefined at ties: the checks draw distinct values */
+const tg_op_vtable tg_op_maximum_vtable = {"maximum", maxmin_backward, NULL, bin_describe,
+                                           TG_GC_DISTINCT, 0};
+const tg_op_vtable tg_op_minimum_vtable = {"minimum", maxmin_backward, NULL, bin_describe,
+                                           TG_GC_DISTINCT, 0};
+
 static const tg_op_vtable *bin_vtable(bin_kind k)
 {
-    static const tg_op_vtable *const vt[] = {&tg_op_add_vtable, &tg_op_sub_vtable,
-                                             &tg_op_mul_vtable, &tg_op_div_vtable,
-                                             &tg_op_pow_vtable};
+    static const tg_op_vtable *const vt[] = {&tg_op_add_vtable,     &tg_op_sub_vtable,
+                                             &tg_op_mul_vtable,     &tg_op_div_vtable,
+                                             &tg_op_pow_vtable,     &tg_op_maximum_vtable,
+                                             &tg_op_minimum_vtable};
     return vt[k];
 }

@@ -40,6 +40,15 @@
     X(TANH, tanh)              \
     X(SIGMOID, sigmoid)        \
     X(RELU, relu)              \
+    X(LEAKY_RELU, leaky_relu)  \
+    X(ELU, elu)                \
+    X(GELU, gelu)              \
+    X(SILU, silu)              \
+    X(SOFTPLUS, softplus)      \
+    X(HARD_SIGMOID, hard_sigmoid) \
+    X(CLIP, clip)              \
+    X(MAXIMUM, maximum)        \
+    X(MINIMUM, minimum)        \
     X(SUM, sum)                \
     X(MEAN, mean)              \
     X(MAX, max)                \

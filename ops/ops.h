@@ -59,6 +59,12 @@ tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);
 /* a ** b; the gradient with respect to b needs a > 0. */
 tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b);
+/* max(a, b) and min(a, b), broadcasting like tg_add; a and b borrowed, returns a
+ * scoped reference. The gradient goes to the larger (smaller) input; on a tie
+ * (a == b) it is split evenly, g/2 to each, as PyTorch does, so that
+ * tg_maximum(x, x) has gradient g. NaN inputs give unspecified results. */
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b);
 
 /* ---- elementwise with a scalar ---- */
 tg_tensor *tg_add_scalar(tg_tensor *x, double s);
@@ -74,6 +80,41 @@ tg_tensor *tg_abs(tg_tensor *x);
 tg_tensor *tg_tanh(tg_tensor *x);
 tg_tensor *tg_sigmoid(tg_tensor *x);
 tg_tensor *tg_relu(tg_tensor *x);
+
+/* ---- activations (elementwise, unary) ----
+ * x borrowed; each returns a scoped reference, or NULL with the error set (NULL x,
+ * an integer dtype, a non-finite parameter). Parameters are kept in the node for
+ * the backward. The derivative's value at each kink is stated below (docs/tensor-api.md,
+ * "Activations at their kinks"). */
+/* x > 0 ? x : alpha x; dy/dx = 1 for x > 0, alpha for x <= 0 (so alpha 0 is relu).
+ * Keras 2's LeakyReLU layer defaults to alpha 0.3, its "leaky_relu" activation and
+ * PyTorch to 0.2 and 0.01. */
+tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha);
+/* x > 0 ? x : alpha (e^x - 1); dy/dx = 1 for x > 0, alpha e^x for x <= 0
+ * (Keras and PyTorch default alpha 1.0). */
+tg_tensor *tg_elu(tg_tensor *x, double alpha);
+typedef enum tg_gelu_approx {
+    TG_GELU_ERF = 0, /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2: exact (Keras's
+                      * approximate=False, PyTorch's approximate='none') */
+    TG_GELU_TANH = 1 /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
+} tg_gelu_approx;
+/* GELU in the form approximate selects; dy/dx = Phi(x) + x phi(x) for the erf form
+ * (phi the standard normal density), the derivative of the tanh formula for the
+ * other. Any other value of approximate is TG_ERR_ARG. */
+tg_tensor *tg_gelu(tg_tensor *x, tg_gelu_approx approximate);
+/* SiLU, also called swish: x sigmoid(x); dy/dx = s (1 + x (1 - s)), s = sigmoid(x). */
+tg_tensor *tg_silu(tg_tensor *x);
+/* log(1 + e^x), computed as max(x, 0) + log1p(e^-|x|) (no overflow for large x,
+ * no loss for x << 0); dy/dx = sigmoid(x). */
+tg_tensor *tg_softplus(tg_tensor *x);
+/* clip(alpha x + beta, 0, 1); dy/dx = alpha where 0 < alpha x + beta < 1, else 0.
+ * Keras 2 and ONNX use alpha 0.2, beta 0.5; PyTorch's Hardsigmoid is alpha 1/6,
+ * beta 0.5 (Keras 3 moved to the same). */
+tg_tensor *tg_hard_sigmoid(tg_tensor *x, double alpha, double beta);
+/* min(max(x, lo), hi); dy/dx = 1 for lo < x < hi, 0 outside and at the bounds
+ * themselves (the convention of relu'(0) = 0). Needs lo <= hi; either may be
+ * infinite. f32 compares with the bounds rounded to f32. */
+tg_tensor *tg_clip(tg_tensor *x, double lo, double hi);
 
 /* ---- reductions ----
  * axes: n_axes distinct dims (negative counts from the end); n_axes 0 (axes may be

@@ -135,7 +135,14 @@ typedef enum tg_eltwise_alg {
     TG_ELT_SQRT,
     TG_ELT_ABS,
     TG_ELT_LINEAR,  /* alpha * x + beta (neg, add_scalar, mul_scalar) */
-    TG_ELT_POW      /* alpha * x ** beta (pow_scalar) */
+    TG_ELT_POW,     /* alpha * x ** beta (pow_scalar) */
+    TG_ELT_ELU,     /* x > 0 ? x : alpha (e^x - 1) */
+    TG_ELT_GELU_ERF,
+    TG_ELT_GELU_TANH,
+    TG_ELT_SWISH,   /* x sigmoid(alpha x) */
+    TG_ELT_SOFT_RELU, /* log(1 + e^x) */
+    TG_ELT_CLIP,    /* clip_v2: min(max(x, alpha), beta), gradient 1 on alpha < x < beta */
+    TG_ELT_NONE     /* no oneDNN algorithm: the op's own loop */
 } tg_eltwise_alg;
 /* In ops/unary.c: on oneDNN, the forward (gy NULL: out = f(x)) or the backward
  * (out = f'(x) gy) of alg for f32 x and gy of any strides and a contiguous out of

@@ -69,6 +69,13 @@ static const gc_case cases[] = {
     {TG_OP_POW, "pow same", 2, {S(2, 3), SK(IN_VALUE, 2, 3)}, {0}, 0},
     {TG_OP_POW, "pow row", 2, {S(3, 2), SK(IN_VALUE, 2)}, {0}, 0},
     {TG_OP_POW, "pow 0-d exponent", 2, {S(5), SK0(IN_VALUE)}, {0}, 0},
+    /* a from the shuffled grid (multiples of 0.1 around 0), b uniform: no ties
+     * (tests/test_ops.c checks the tie rule) */
+    {TG_OP_MAXIMUM, "maximum same", 2, {S(2, 3), SK(IN_VALUE, 2, 3)}, {0}, 0},
+    {TG_OP_MAXIMUM, "maximum row", 2, {S(3, 4), SK(IN_VALUE, 4)}, {0}, 0},
+    {TG_OP_MAXIMUM, "maximum outer", 2, {S(3, 1), SK(IN_VALUE, 1, 2)}, {0}, 0},
+    {TG_OP_MINIMUM, "minimum same", 2, {S(2, 3), SK(IN_VALUE, 2, 3)}, {0}, 0},
+    {TG_OP_MINIMUM, "minimum 0-d", 2, {S0, SK(IN_VALUE, 5)}, {0}, 0},
 
     /* with a scalar */
     {TG_OP_ADD_SCALAR, "add_scalar", 1, {S(2, 3)}, {0}, 0.75},
@@ -96,6 +103,19 @@ static const gc_case cases[] = {
     {TG_OP_SIGMOID, "sigmoid 1", 1, {S(1)}, {0}, 0},
     {TG_OP_RELU, "relu", 1, {S(3, 4)}, {0}, 0},
     {TG_OP_RELU, "relu 0-d", 1, {S0}, {0}, 0},
+    /* activations: da is alpha (leaky_relu, elu, hard_sigmoid with ia[0] / 100 as
+     * beta), ia[0] gelu's approximation; clip's bounds are +-da */
+    {TG_OP_LEAKY_RELU, "leaky_relu 0.3", 1, {S(3, 4)}, {0}, 0.3},
+    {TG_OP_LEAKY_RELU, "leaky_relu -0.5 0-d", 1, {S0}, {0}, -0.5},
+    {TG_OP_ELU, "elu 1", 1, {S(2, 5)}, {0}, 1.0},
+    {TG_OP_ELU, "elu 0.4", 1, {S(7)}, {0}, 0.4},
+    {TG_OP_GELU, "gelu erf", 1, {SK(IN_VALUE, 3, 4)}, {TG_GELU_ERF}, 0},
+    {TG_OP_GELU, "gelu tanh", 1, {SK(IN_VALUE, 2, 3)}, {TG_GELU_TANH}, 0},
+    {TG_OP_SILU, "silu", 1, {S(3, 3)}, {0}, 0},
+    {TG_OP_SOFTPLUS, "softplus", 1, {S(2, 4)}, {0}, 0},
+    {TG_OP_HARD_SIGMOID, "hard_sigmoid keras", 1, {S(3, 4)}, {50}, 0.2},
+    {TG_OP_HARD_SIGMOID, "hard_sigmoid pytorch", 1, {S(5)}, {50}, 1.0 / 6.0},
+    {TG_OP_CLIP, "clip +-0.55", 1, {S(3, 5)}, {0}, 0.55},
 
     /* reductions: ia = {n_axes, keepdim, axes...} */
     {TG_OP_SUM, "sum all", 1, {S(2, 3)}, {0, 0}, 0},
@@ -335,6 +355,15 @@ static tg_tensor *build(tg_tensor *const *in, int n, void *ctx)
     case TG_OP_TANH: return tg_tanh(in[0]);
     case TG_OP_SIGMOID: return tg_sigmoid(in[0]);
     case TG_OP_RELU: return tg_relu(in[0]);
+    case TG_OP_LEAKY_RELU: return tg_leaky_relu(in[0], c->da);
+    case TG_OP_ELU: return tg_elu(in[0], c->da);
+    case TG_OP_GELU: return tg_gelu(in[0], (tg_gelu_approx)c->ia[0]);
+    case TG_OP_SILU: return tg_silu(in[0]);
+    case TG_OP_SOFTPLUS: return tg_softplus(in[0]);
+    case TG_OP_HARD_SIGMOID: return tg_hard_sigmoid(in[0], c->da, c->ia[0] / 100.0);
+    case TG_OP_CLIP: return tg_clip(in[0], -c->da, c->da);
+    case TG_OP_MAXIMUM: return tg_maximum(in[0], in[1]);
+    case TG_OP_MINIMUM: return tg_minimum(in[0], in[1]);
     case TG_OP_SUM: return tg_sum(in[0], c->ia + 2, c->ia[0], c->ia[1]);
     case TG_OP_MEAN: return tg_mean(in[0], c->ia + 2, c->ia[0], c->ia[1]);
     case TG_OP_MAX: return tg_max(in[0], c->ia + 2, c->ia[0], c->ia[1]);

@@ -346,6 +346,152 @@ START_TEST(test_padding_global_reshape_layers)
 }
 END_TEST
 
+/* The activations by enum and name, in Dense and Activation layers, and the
+ * LeakyReLU, ELU and ReLU layers: forward against formulas computed here, the
+ * config in the architecture and summary, and the constructors' errors. */
+static double keras_relu(double x, double max_value, double slope, double thr)
+{
+    if (x >= max_value)
+        return max_value;
+    return x >= thr ? x : slope * (x - thr);
+}
+
+START_TEST(test_activation_layers)
+{
+    /* names, both ways */
+    const char *names[] = {"linear", "relu", "tanh", "sigmoid", "softmax", "leaky_relu", "elu",
+                           "gelu", "swish", "softplus", "hard_sigmoid"};
+    ck_assert_int_eq(TG_ACT_COUNT, 11);
+    for (int a = 0; a < TG_ACT_COUNT; a++) {
+        ck_assert_str_eq(tg_activation_name((tg_activation)a), names[a]);
+        tg_activation got = TG_ACT_COUNT;
+        TG_OK_(tg_activation_from_name(&got, names[a]));
+        ck_assert_int_eq(got, a);
+    }
+    tg_activation got = TG_ACT_NONE;
+    TG_OK_(tg_activation_from_name(&got, "silu"));
+    ck_assert_int_eq(got, TG_ACT_SWISH);
+    ck_assert_int_eq(tg_activation_from_name(&got, "mish"), TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("tg_activation_from_name: no activation is called \"mish\"");
+    ck_assert_int_eq(tg_activation_from_name(&got, NULL), TG_ERR_ARG);
+    ck_assert_str_eq(tg_activation_name(TG_ACT_COUNT), "invalid");
+
+    tg_scope *sc = tg_scope_push();
+    const double xv[] = {-3, -1, -0.25, 0.5, 2, 7}; /* (1, 6) */
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(1, 6), xv);
+    for (int a = TG_ACT_LEAKY_RELU; a < TG_ACT_COUNT; a++) {
+        tg_tensor *y = tg_activation_apply(x, (tg_activation)a);
+        TG_CHECK(y);
+        for (int i = 0; i < 6; i++) {
+            double v = xv[i], want = 0;
+            switch (a) {
+            case TG_ACT_LEAKY_RELU: want = v > 0 ? v : 0.2 * v; break;
+            case TG_ACT_ELU: want = v > 0 ? v : exp(v) - 1; break;
+            case TG_ACT_GELU: want = 0.5 * v * (1 + erf(v / sqrt(2.0))); break;
+            case TG_ACT_SWISH: want = v / (1 + exp(-v)); break;
+            case TG_ACT_SOFTPLUS: want = log(1 + exp(v)); break;
+            case TG_ACT_HARD_SIGMOID: want = fmin(1, fmax(0, 0.2 * v + 0.5)); break;
+            }
+            ck_assert_msg(fabs(at(y, i) - want) <= 1e-13, "%s(%g) = %.17g, expected %.17g",
+                          names[a], v, at(y, i), want);
+        }
+    }
+    tg_scope_pop(sc);
+
+    /* in a model: Dense with gelu, Activation(swish), the three layers */
+    tg_sequential *m = tg_sequential_new(TG_SHAPE(6));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_dense(6, TG_ACT_GELU, NULL)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_activation(TG_ACT_SWISH)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_leaky_relu(0.3)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_elu(0.5)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_relu_opts(6.0, 0.1, 0.0)));
+    TG_OK_(tg_sequential_add(m, tg_layer_new_relu_opts(INFINITY, 0.5, 1.0)));
+    TG_OK_(tg_sequential_build(m));
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 2)), "leaky_re_lu");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 3)), "elu");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 4)), "re_lu");
+    ck_assert_str_eq(tg_layer_name(tg_sequential_layer(m, 5)), "re_lu_1");
+    char *arch = tg_sequential_architecture(m);
+    TG_CHECK(arch);
+    ck_assert_msg(strstr(arch, "\"activation\": \"gelu\"") &&
+                  strstr(arch, "\"activation\": \"swish\"") &&
+                  strstr(arch, "{\"class_name\": \"LeakyReLU\", \"name\": \"leaky_re_lu\", "
+                               "\"trainable\": true, \"config\": {\"alpha\": 0.29999999999999999") &&
+                  strstr(arch, "{\"class_name\": \"ELU\", \"name\": \"elu\", \"trainable\": "
+                               "true, \"config\": {\"alpha\": 0.5") &&
+                  strstr(arch, "\"config\": {\"max_value\": 6, \"negative_slope\": "
+                               "0.10000000000000001, \"threshold\": 0") &&
+                  strstr(arch, "\"config\": {\"max_value\": null, \"negative_slope\": 0.5, "
+                               "\"threshold\": 1"), "%s", arch);
+    free(arch);
+    char *text = summary_text(m);
+    ck_assert_msg(strstr(text, "(LeakyReLU)") && strstr(text, "(ELU)") && strstr(text, "(ReLU)"),
+                  "%s", text);
+    free(text);
+    tg_sequential_free(m);
+
+    /* each layer alone against Keras's formulas, values and gradients */
+    sc = tg_scope_push();
+    const double rv[] = {-3, -1, 0.5, 1, 1.5, 6, 8, 0}; /* (2, 4) */
+    struct { tg_layer *l; double max_value, slope, thr; } rl[] = {
+        {tg_layer_new_relu_opts(INFINITY, 0, 0), INFINITY, 0, 0},
+        {tg_layer_new_relu_opts(6, 0, 0), 6, 0, 0},
+        {tg_layer_new_relu_opts(6, 0.1, 0), 6, 0.1, 0},
+        {tg_layer_new_relu_opts(INFINITY, 0.5, 1), INFINITY, 0.5, 1},
+        {tg_layer_new_relu_opts(7, 0, 1.2), 7, 0, 1.2},
+    };
+    for (size_t k = 0; k < 2 * sizeof rl / sizeof rl[0]; k++) {
+        size_t j = k / 2; /* f64, then f32 (oneDNN) */
+        TG_CHECK(rl[j].l);
+        tg_tensor *xr = tg_tensor_to_dtype(tg_from_data(TG_F64, TG_SHAPE(2, 4), rv),
+                                           k % 2 ? TG_F32 : TG_F64);
+        TG_OK_(tg_set_requires_grad(xr, true));
+        tg_tensor *y = tg_layer_forward(rl[j].l, xr, false);
+        TG_CHECK(y);
+        TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+        double tol = k % 2 ? 1e-6 : 1e-15;
+        for (int i = 0; i < 8; i++) {
+            double v = rv[i], want = keras_relu(v, rl[j].max_value, rl[j].slope, rl[j].thr);
+            double dwant = v >= rl[j].max_value ? 0 : v > rl[j].thr ? 1 : rl[j].slope;
+            ck_assert_msg(fabs(at(y, i) - want) <= tol, "ReLU %zu: y(%g) = %g, expected %g", k,
+                          v, at(y, i), want);
+            if (v != rl[j].thr) /* the kink: tested in tests/test_ops.c */
+                ck_assert_msg(fabs(at(tg_grad(xr), i) - dwant) <= tol,
+                              "ReLU %zu: y'(%g) = %g, expected %g", k, v, at(tg_grad(xr), i),
+                              dwant);
+        }
+    }
+    for (size_t j = 0; j < sizeof rl / sizeof rl[0]; j++)
+        tg_layer_free(rl[j].l);
+    tg_layer *lk = tg_layer_new_leaky_relu(0.3), *el = tg_layer_new_elu(2.0);
+    tg_tensor *xr = tg_from_data(TG_F64, TG_SHAPE(2, 4), rv);
+    tg_tensor *yl = tg_layer_forward(lk, xr, false), *ye = tg_layer_forward(el, xr, false);
+    TG_CHECK(yl && ye);
+    for (int i = 0; i < 8; i++) {
+        TG_ASSERT_CLOSE(at(yl, i), rv[i] > 0 ? rv[i] : 0.3 * rv[i], 1e-15, 0);
+        TG_ASSERT_CLOSE(at(ye, i), rv[i] > 0 ? rv[i] : 2.0 * (exp(rv[i]) - 1), 1e-15, 1e-15);
+    }
+    tg_layer_free(lk);
+    tg_layer_free(el);
+    tg_scope_pop(sc);
+
+    /* errors */
+    ck_assert_ptr_null(tg_layer_new_leaky_relu(-0.1));
+    TG_ASSERT_ERROR_HAS("tg_layer_new_leaky_relu: alpha -0.1 must be finite and >= 0");
+    ck_assert_ptr_null(tg_layer_new_leaky_relu(NAN));
+    ck_assert_ptr_null(tg_layer_new_elu(INFINITY));
+    TG_ASSERT_ERROR_HAS("tg_layer_new_elu: alpha inf must be finite");
+    ck_assert_ptr_null(tg_layer_new_relu_opts(-1, 0, 0));
+    TG_ASSERT_ERROR_HAS("tg_layer_new_relu_opts: max_value -1 must be >= 0");
+    ck_assert_ptr_null(tg_layer_new_relu_opts(NAN, 0, 0));
+    ck_assert_ptr_null(tg_layer_new_relu_opts(6, -0.5, 0));
+    TG_ASSERT_ERROR_HAS("negative_slope -0.5 must be finite and >= 0");
+    ck_assert_ptr_null(tg_layer_new_relu_opts(6, 0, NAN));
+    TG_ASSERT_ERROR_HAS("threshold nan must be finite");
+    ck_assert_int_eq(tg_last_status(), TG_ERR_ARG);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 START_TEST(test_shape_errors)
@@ -2468,6 +2614,7 @@ Suite *tg_suite(void)
         { "summary", test_summary_exact },
         { "padding", test_padding_and_strides },
         { "padding_global_reshape", test_padding_global_reshape_layers },
+        { "activation_layers", test_activation_layers },
         { "shape_errors", test_shape_errors },
         { "params", test_param_names_and_init },
         { "architecture", test_architecture },

@@ -167,6 +167,57 @@ START_TEST(binary_strided_inputs)
 }
 END_TEST
 
+/* maximum/minimum with broadcasting; a tie splits the gradient evenly. */
+START_TEST(maximum_minimum)
+{
+    tg_dtype dt = float_dtypes[_i % 2];
+    tg_backend prev = tg_set_backend(_i < 2 ? TG_BACKEND_AUTO : TG_BACKEND_REFERENCE);
+    tg_scope *s = tg_scope_push();
+    tg_tensor *a = mk(dt, TG_SHAPE(2, 3), A6), *b = mk(dt, TG_SHAPE(3), B3);
+    double want_max[6], want_min[6];
+    for (int i = 0; i < 6; i++) {
+        want_max[i] = fmax(A6[i], B3[i % 3]);
+        want_min[i] = fmin(A6[i], B3[i % 3]);
+    }
+    assert_values(tg_maximum(a, b), want_max, 6);
+    assert_values(tg_minimum(a, b), want_min, 6);
+    assert_values(tg_maximum(b, a), want_max, 6); /* b first: broadcast a operand */
+    assert_values(tg_minimum(tg_transpose(tg_reshape(a, TG_SHAPE(3, 2)), 0, 1),
+                             mk(dt, TG_SHAPE(2, 1), (const double[]){0, 1})),
+                  (const double[]){0, 0, -0.75, -1.25, 1, 1}, 6);
+    /* gradients: ties at 1 and 2.0 (a[1] == b[1], a[2] == b[0] via broadcast) */
+    tg_tensor *x = mk(dt, TG_SHAPE(4), (const double[]){3, 1, 2, -1});
+    tg_tensor *y = mk(dt, TG_SHAPE(4), (const double[]){1, 1, 2, 5});
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_set_requires_grad(y, true));
+    TG_OK_(tg_backward(tg_sum(tg_maximum(x, y), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){1, 0.5, 0.5, 0}, 4);
+    assert_values(tg_grad(y), (const double[]){0, 0.5, 0.5, 1}, 4);
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_zero_grad(y));
+    TG_OK_(tg_backward(tg_sum(tg_minimum(x, y), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){0, 0.5, 0.5, 1}, 4);
+    assert_values(tg_grad(y), (const double[]){1, 0.5, 0.5, 0}, 4);
+    /* maximum(x, x) has x's own gradient */
+    TG_OK_(tg_zero_grad(x));
+    TG_OK_(tg_backward(tg_sum(tg_maximum(x, x), NULL, 0, false)));
+    assert_values(tg_grad(x), (const double[]){1, 1, 1, 1}, 4);
+    /* a broadcast operand's gradient is summed: max([4], [1]) */
+    tg_tensor *c = mk(dt, TG_SHAPE(1), (const double[]){1.5});
+    TG_OK_(tg_set_requires_grad(c, true));
+    TG_OK_(tg_backward(tg_sum(tg_maximum(x, c), NULL, 0, false)));
+    assert_values(tg_grad(c), (const double[]){2}, 1); /* 1.5 beats 1 and -1 */
+    ASSERT_FAILS(tg_maximum(a, tg_zeros(dt, TG_SHAPE(4))), TG_ERR_SHAPE, "tg_maximum: shapes");
+    ASSERT_FAILS(tg_minimum(a, mk(dt == TG_F32 ? TG_F64 : TG_F32, TG_SHAPE(3), B3)),
+                 TG_ERR_DTYPE, "tg_minimum");
+    ASSERT_FAILS(tg_maximum(NULL, a), TG_ERR_ARG, "tg_maximum");
+    ASSERT_FAILS(tg_minimum(tg_zeros(TG_I64, TG_SHAPE(2)), tg_zeros(TG_I64, TG_SHAPE(2))),
+                 TG_ERR_DTYPE, "tg_minimum");
+    tg_scope_pop(s);
+    tg_set_backend(prev);
+}
+END_TEST
+
 START_TEST(binary_errors)
 {
     tg_scope *s = tg_scope_push();
@@ -258,6 +309,24 @@ END_TEST
 static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double relu_ref(double x) { return x > 0 ? x : 0; }
 static double neg_ref(double x) { return -x; }
+/* the activations, each from its textbook formula (not the kernels' stable forms) */
+static double leaky_ref(double x) { return x > 0 ? x : 0.3 * x; }
+static double elu_ref(double x) { return x > 0 ? x : 1.5 * (exp(x) - 1); }
+static double gelu_ref(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static double gelu_tanh_ref(double x)
+{
+    return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+static double silu_ref(double x) { return x / (1 + exp(-x)); }
+static double softplus_ref(double x) { return log1p(exp(x)); }
+static double hsig_ref(double x) { return fmax(0, fmin(1, 0.2 * x + 0.5)); }
+static double clip_ref(double x) { return fmin(fmax(x, -0.5), 2.5); }
+static tg_tensor *leaky_03(tg_tensor *x) { return tg_leaky_relu(x, 0.3); }
+static tg_tensor *elu_15(tg_tensor *x) { return tg_elu(x, 1.5); }
+static tg_tensor *gelu_erf(tg_tensor *x) { return tg_gelu(x, TG_GELU_ERF); }
+static tg_tensor *gelu_tanh(tg_tensor *x) { return tg_gelu(x, TG_GELU_TANH); }
+static tg_tensor *hsig_keras(tg_tensor *x) { return tg_hard_sigmoid(x, 0.2, 0.5); }
+static tg_tensor *clip_m05_25(tg_tensor *x) { return tg_clip(x, -0.5, 2.5); }
 
 typedef struct unary_case {
     const char *name;
@@ -271,6 +340,10 @@ static const unary_case unary_cases[] = {
     {"tg_log", tg_log, log, true},        {"tg_sqrt", tg_sqrt, sqrt, true},
     {"tg_abs", tg_abs, fabs, false},      {"tg_tanh", tg_tanh, tanh, false},
     {"tg_sigmoid", tg_sigmoid, sigmoid_ref, false}, {"tg_relu", tg_relu, relu_ref, false},
+    {"tg_leaky_relu", leaky_03, leaky_ref, false}, {"tg_elu", elu_15, elu_ref, false},
+    {"tg_gelu", gelu_erf, gelu_ref, false},        {"tg_gelu", gelu_tanh, gelu_tanh_ref, false},
+    {"tg_silu", tg_silu, silu_ref, false},         {"tg_softplus", tg_softplus, softplus_ref, false},
+    {"tg_hard_sigmoid", hsig_keras, hsig_ref, false}, {"tg_clip", clip_m05_25, clip_ref, false},
 };
 #define N_UNARY ((int)(sizeof unary_cases / sizeof unary_cases[0]))
 
@@ -318,6 +391,80 @@ START_TEST(kinks_have_zero_gradient)
         assert_values(tg_grad(x), k ? want_abs : want_relu, 3);
     }
     tg_set_backend(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
+/* The activations' derivatives on both backends at hand-picked points, kinks
+ * included: leaky_relu'(0) = alpha, elu'(0) = alpha, clip' = 0 at its bounds,
+ * hard_sigmoid' = 0 at its corners; and the stable forms far out. */
+START_TEST(activation_gradients)
+{
+    tg_backend be = _i ? TG_BACKEND_REFERENCE : TG_BACKEND_AUTO;
+    tg_scope *s = tg_scope_push();
+    tg_backend prev = tg_set_backend(be);
+    const double xs[] = {-2.5, -1.0, 0.0, 0.5, 2.5, 3.0};
+    double want[6];
+    for (int k = 0; k < 6; k++) {
+        tg_tensor *x = mk(TG_F32, TG_SHAPE(6), xs);
+        TG_OK_(tg_set_requires_grad(x, true));
+        tg_tensor *y = NULL;
+        for (int i = 0; i < 6; i++) {
+            double v = xs[i], sg = 1 / (1 + exp(-v));
+            switch (k) {
+            case 0: y = tg_leaky_relu(x, 0.1); want[i] = v > 0 ? 1 : 0.1; break;
+            case 1: y = tg_elu(x, 2.0); want[i] = v > 0 ? 1 : 2.0 * exp(v); break;
+            case 2: y = tg_clip(x, -1.0, 2.5); want[i] = v > -1.0 && v < 2.5 ? 1 : 0; break;
+            case 3: y = tg_hard_sigmoid(x, 0.2, 0.5); want[i] = fabs(v) < 2.5 ? 0.2 : 0; break;
+            case 4: y = tg_silu(x); want[i] = sg + v * sg * (1 - sg); break;
+            case 5: y = tg_softplus(x); want[i] = sg; break;
+            }
+        }
+        TG_OK_(tg_backward(tg_sum(y, NULL, 0, false)));
+        assert_values(tg_grad(x), want, 6);
+    }
+    /* gelu: Phi(x) + x phi(x) */
+    tg_tensor *x = mk(TG_F32, TG_SHAPE(6), xs);
+    TG_OK_(tg_set_requires_grad(x, true));
+    TG_OK_(tg_backward(tg_sum(tg_gelu(x, TG_GELU_ERF), NULL, 0, false)));
+    for (int i = 0; i < 6; i++)
+        want[i] = 0.5 * (1 + erf(xs[i] / sqrt(2.0))) + xs[i] * exp(-xs[i] * xs[i] / 2) / sqrt(2 * M_PI);
+    assert_values(tg_grad(x), want, 6);
+    /* far out: no overflow, no cancellation */
+    tg_tensor *far = mk(TG_F32, TG_SHAPE(4), (const double[]){-100, -30, 30, 100});
+    tg_tensor *sp = tg_softplus(far), *el = tg_elu(far, 1.0), *ge = tg_gelu(far, TG_GELU_TANH);
+    const double sp_want[] = {exp(-100.0), log1p(exp(-30.0)), 30 + log1p(exp(-30.0)), 100};
+    for (int i = 0; i < 4; i++) {
+        TG_ASSERT_CLOSE(at(sp, i), sp_want[i], 1e-37, 1e-6); /* e^-100: subnormal in f32 */
+        ck_assert(isfinite(at(el, i)) && isfinite(at(ge, i)));
+    }
+    TG_ASSERT_CLOSE(at(el, 0), -1.0, 0, 1e-7);
+    TG_ASSERT_CLOSE(at(ge, 3), 100.0, 0, 1e-7);
+    tg_set_backend(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
+START_TEST(activation_errors)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2));
+    ASSERT_FAILS(tg_leaky_relu(x, NAN), TG_ERR_ARG, "tg_leaky_relu: alpha must be finite, not nan");
+    ASSERT_FAILS(tg_elu(x, INFINITY), TG_ERR_ARG, "tg_elu: alpha must be finite");
+    ASSERT_FAILS(tg_hard_sigmoid(x, 0.2, NAN), TG_ERR_ARG, "tg_hard_sigmoid: beta must be finite");
+    ASSERT_FAILS(tg_hard_sigmoid(x, -INFINITY, 0.5), TG_ERR_ARG, "tg_hard_sigmoid: alpha");
+    ASSERT_FAILS(tg_clip(x, 1.0, -1.0), TG_ERR_ARG, "tg_clip: lo 1 and hi -1: need lo <= hi");
+    ASSERT_FAILS(tg_clip(x, NAN, 1.0), TG_ERR_ARG, "tg_clip");
+    ASSERT_FAILS(tg_gelu(x, (tg_gelu_approx)7), TG_ERR_ARG,
+                 "tg_gelu: approximate is 7, not TG_GELU_ERF or TG_GELU_TANH");
+    ASSERT_FAILS(tg_gelu(NULL, TG_GELU_TANH), TG_ERR_ARG, "tg_gelu");
+    ASSERT_FAILS(tg_clip(tg_zeros(TG_I32, TG_SHAPE(2)), 0, 1), TG_ERR_DTYPE, "tg_clip");
+    ASSERT_FAILS(tg_leaky_relu(NULL, 0.2), TG_ERR_ARG, "tg_leaky_relu");
+    /* infinite bounds are one-sided clips; lo == hi is a constant */
+    tg_tensor *y = tg_clip(mk(TG_F64, TG_SHAPE(3), (const double[]){-5, 0.5, 7}), -INFINITY, 1.0);
+    assert_values(y, (const double[]){-5, 0.5, 1}, 3);
+    y = tg_clip(mk(TG_F32, TG_SHAPE(3), (const double[]){-5, 0.5, 7}), 2.0, 2.0);
+    assert_values(y, (const double[]){2, 2, 2}, 3);
     tg_scope_pop(s);
 }
 END_TEST
@@ -1431,11 +1578,16 @@ START_TEST(empty_inputs_everywhere)
     backward_gives_shapes("mul", tg_mul(a, b), ab, 2);
     backward_gives_shapes("div", tg_div(a, b), ab, 2);
     backward_gives_shapes("pow", tg_pow(b, a), ab, 2);
+    backward_gives_shapes("maximum", tg_maximum(a, b), ab, 2);
+    backward_gives_shapes("minimum", tg_minimum(b, a), ab, 2);
     backward_gives_shapes("add_scalar", tg_add_scalar(a, 1), &a, 1);
     backward_gives_shapes("mul_scalar", tg_mul_scalar(a, 2), &a, 1);
     backward_gives_shapes("pow_scalar", tg_pow_scalar(a, 2), &a, 1);
     tg_tensor *(*const unary[])(tg_tensor *) = {tg_neg, tg_exp, tg_log, tg_sqrt,
-                                                tg_abs, tg_tanh, tg_sigmoid, tg_relu};
+                                                tg_abs, tg_tanh, tg_sigmoid, tg_relu,
+                                                leaky_03, elu_15, gelu_erf, gelu_tanh,
+                                                tg_silu, tg_softplus, hsig_keras,
+                                                clip_m05_25};
     for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++)
         backward_gives_shapes("unary", unary[k](tg_transpose(c, 0, 1)), &c, 1);
     backward_gives_shapes("sum", tg_sum(a, (const int[]){0}, 1, true), &a, 1);
@@ -1535,6 +1687,16 @@ static tg_tensor *c_abs(tg_tensor *const *in) { return tg_abs(in[0]); }
 static tg_tensor *c_tanh(tg_tensor *const *in) { return tg_tanh(in[0]); }
 static tg_tensor *c_sigmoid(tg_tensor *const *in) { return tg_sigmoid(in[0]); }
 static tg_tensor *c_relu(tg_tensor *const *in) { return tg_relu(in[0]); }
+static tg_tensor *c_leaky(tg_tensor *const *in) { return tg_leaky_relu(in[0], 0.2); }
+static tg_tensor *c_elu(tg_tensor *const *in) { return tg_elu(in[0], 0.7); }
+static tg_tensor *c_gelu(tg_tensor *const *in) { return tg_gelu(in[0], TG_GELU_ERF); }
+static tg_tensor *c_gelu_t(tg_tensor *const *in) { return tg_gelu(in[0], TG_GELU_TANH); }
+static tg_tensor *c_silu(tg_tensor *const *in) { return tg_silu(in[0]); }
+static tg_tensor *c_softplus(tg_tensor *const *in) { return tg_softplus(in[0]); }
+static tg_tensor *c_hsig(tg_tensor *const *in) { return tg_hard_sigmoid(in[0], 1.0 / 6.0, 0.5); }
+static tg_tensor *c_clip(tg_tensor *const *in) { return tg_clip(in[0], -0.6, 1.2); }
+static tg_tensor *c_maximum(tg_tensor *const *in) { return tg_maximum(in[0], in[1]); }
+static tg_tensor *c_minimum(tg_tensor *const *in) { return tg_minimum(in[0], in[1]); }
 static tg_tensor *c_matmul(tg_tensor *const *in) { return tg_matmul(in[0], in[1]); }
 static tg_tensor *c_softmax(tg_tensor *const *in) { return tg_softmax(in[0], 1); }
 static tg_tensor *c_log_softmax(tg_tensor *const *in) { return tg_log_softmax(in[0], -1); }
@@ -1598,6 +1760,18 @@ static const cmp_case cmp_cases[] = {
     {"sigmoid", 1, {2}, {{6, 5}}, false, true, c_sigmoid},
     {"relu", 1, {3}, {{2, 3, 5}}, false, true, c_relu},
     {"relu 0-d", 1, {0}, {{0}}, false, true, c_relu},
+    /* uses_dnnl false: AUTO runs the accurate f32 loops (ops/unary.c) both ways */
+    {"leaky_relu", 1, {2}, {{6, 5}}, false, true, c_leaky},
+    {"elu", 1, {2}, {{6, 5}}, false, false, c_elu},
+    {"gelu erf", 1, {2}, {{6, 5}}, false, false, c_gelu},
+    {"gelu tanh", 1, {2}, {{6, 5}}, false, false, c_gelu_t},
+    {"silu", 1, {2}, {{6, 5}}, false, true, c_silu},
+    {"softplus", 1, {2}, {{6, 5}}, false, true, c_softplus},
+    {"hard_sigmoid", 1, {2}, {{6, 5}}, false, false, c_hsig},
+    {"clip", 1, {3}, {{2, 3, 5}}, false, true, c_clip},
+    {"maximum", 2, {2, 2}, {{5, 7}, {5, 7}}, false, true, c_maximum},
+    {"maximum row first", 2, {1, 2}, {{7}, {5, 7}}, false, true, c_maximum},
+    {"minimum col", 2, {2, 2}, {{5, 7}, {5, 1}}, false, true, c_minimum},
     {"matmul", 2, {2, 2}, {{5, 7}, {7, 3}}, false, true, c_matmul},
     {"matmul transposed a", 2, {2, 2}, {{7, 5}, {7, 3}}, false, true, c_matmul_t},
     {"matmul batched", 2, {3, 3}, {{2, 4, 3}, {2, 3, 5}}, false, true, c_matmul},
@@ -2339,12 +2513,15 @@ Suite *tg_suite(void)
     tcase_add_loop_test(tc, binary_broadcasting, 0, 2);
     tcase_add_loop_test(tc, binary_strided_inputs, 0, 2);
     tcase_add_test(tc, binary_errors);
+    tcase_add_loop_test(tc, maximum_minimum, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tg_tcase("scalar and unary");
     tcase_add_loop_test(tc, scalar_ops, 0, 2);
     tcase_add_loop_test(tc, unary_values, 0, 2 * N_UNARY);
     tcase_add_loop_test(tc, kinks_have_zero_gradient, 0, 2);
+    tcase_add_loop_test(tc, activation_gradients, 0, 2);
+    tcase_add_test(tc, activation_errors);
     tcase_add_loop_test(tc, sigmoid_and_softmax_are_stable, 0, 2);
     suite_add_tcase(s, tc);
 
