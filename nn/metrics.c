@@ -72,9 +72,12 @@ static int64_t label_at(const char *fn, const char *what, const tg_tensor *label
     return (int64_t)y;
 }
 
-tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_tensor *labels)
+/* Rows whose label is a hit: with k == 0 the row's first maximum is the label
+ * (accuracy); with k >= 1 fewer than k classes score strictly more than the
+ * label's (top-k, a NaN label score a miss). */
+static tg_status count_hits(const char *fn, int64_t *correct, const tg_tensor *scores,
+                            const tg_tensor *labels, int k)
 {
-    static const char *fn = "tg_accuracy";
     if (!correct || !scores || !labels)
         return tg_null_arg(fn, !correct ? "correct" : !scores ? "scores" : "labels");
     *correct = 0;
@@ -87,43 +90,10 @@ tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_
         int64_t y = label_at(fn, "label", labels, i, c);
         if (y < 0)
             return tg_last_status();
-        hits += row_argmax(scores, i, c) == y;
-    }
-    *correct = hits;
-    return TG_OK;
-}
-
-double tg_accuracy(const tg_tensor *scores, const tg_tensor *labels)
-{
-    int64_t correct = 0;
-    if (tg_accuracy_count(&correct, scores, labels) != TG_OK)
-        return NAN;
-    int64_t n = tg_tensor_dim(scores, 0);
-    if (n == 0)
-        return tg_error(TG_ERR_SHAPE, "tg_accuracy: empty batch (0 rows)"), NAN;
-    return (double)correct / (double)n;
-}
-
-/* ---------------------------------------------------------------- top-k */
-
-tg_status tg_top_k_accuracy_count(int64_t *correct, const tg_tensor *scores,
-                                  const tg_tensor *labels, int k)
-{
-    static const char *fn = "tg_top_k_accuracy";
-    if (!correct || !scores || !labels)
-        return tg_null_arg(fn, !correct ? "correct" : !scores ? "scores" : "labels");
-    *correct = 0;
-    if (k < 1)
-        return tg_error(TG_ERR_ARG, "%s: k must be at least 1, not %d", fn, k);
-    tg_status st = check_scores_labels(fn, scores, labels);
-    if (st != TG_OK)
-        return st;
-    int64_t n = tg_tensor_dim(scores, 0), c = tg_tensor_dim(scores, 1);
-    int64_t hits = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t y = label_at(fn, "label", labels, i, c);
-        if (y < 0)
-            return tg_last_status();
+        if (k == 0) {
+            hits += row_argmax(scores, i, c) == y;
+            continue;
+        }
         double target = tg_get_flat(scores, i * c + y);
         if (isnan(target))
             continue;
@@ -136,15 +106,46 @@ tg_status tg_top_k_accuracy_count(int64_t *correct, const tg_tensor *scores,
     return TG_OK;
 }
 
-double tg_top_k_accuracy(const tg_tensor *scores, const tg_tensor *labels, int k)
+/* count_hits as a fraction of the rows; NaN with the error set. */
+static double hit_ratio(const char *fn, const tg_tensor *scores, const tg_tensor *labels, int k)
 {
     int64_t correct = 0;
-    if (tg_top_k_accuracy_count(&correct, scores, labels, k) != TG_OK)
+    if (count_hits(fn, &correct, scores, labels, k) != TG_OK)
         return NAN;
     int64_t n = tg_tensor_dim(scores, 0);
     if (n == 0)
-        return tg_error(TG_ERR_SHAPE, "tg_top_k_accuracy: empty batch (0 rows)"), NAN;
+        return tg_error(TG_ERR_SHAPE, "%s: empty batch (0 rows)", fn), NAN;
     return (double)correct / (double)n;
+}
+
+tg_status tg_accuracy_count(int64_t *correct, const tg_tensor *scores, const tg_tensor *labels)
+{
+    return count_hits("tg_accuracy", correct, scores, labels, 0);
+}
+
+double tg_accuracy(const tg_tensor *scores, const tg_tensor *labels)
+{
+    return hit_ratio("tg_accuracy", scores, labels, 0);
+}
+
+/* ---------------------------------------------------------------- top-k */
+
+tg_status tg_top_k_accuracy_count(int64_t *correct, const tg_tensor *scores,
+                                  const tg_tensor *labels, int k)
+{
+    if (k < 1) {
+        if (correct)
+            *correct = 0;
+        return tg_error(TG_ERR_ARG, "tg_top_k_accuracy: k must be at least 1, not %d", k);
+    }
+    return count_hits("tg_top_k_accuracy", correct, scores, labels, k);
+}
+
+double tg_top_k_accuracy(const tg_tensor *scores, const tg_tensor *labels, int k)
+{
+    if (k < 1)
+        return tg_error(TG_ERR_ARG, "tg_top_k_accuracy: k must be at least 1, not %d", k), NAN;
+    return hit_ratio("tg_top_k_accuracy", scores, labels, k);
 }
 
 /* ---------------------------------------------------------------- confusion */
