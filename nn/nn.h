@@ -566,6 +566,74 @@ int64_t tg_optimizer_steps(const tg_optimizer *opt); /* steps taken so far */
 double tg_optimizer_lr(const tg_optimizer *opt);
 tg_status tg_optimizer_set_lr(tg_optimizer *opt, double lr);
 
+/* ---- learning-rate schedules ----
+ * A schedule is a pure function of the step (or epoch) t >= 0 -- count what
+ * you like, call tg_lr_schedule_at and hand the value to tg_optimizer_set_lr:
+ *   TG_LR_STEP         lr * gamma^floor(t / step_size)   (PyTorch's StepLR)
+ *   TG_LR_EXPONENTIAL  lr * gamma^(t / step_size), floor(t / step_size) with
+ *                      staircase (Keras's ExponentialDecay(lr, decay_steps =
+ *                      step_size, decay_rate = gamma, staircase))
+ *   TG_LR_COSINE       lr * ((1 - alpha) (1 + cos(pi min(t, step_size) /
+ *                      step_size)) / 2 + alpha)  (Keras's CosineDecay(lr,
+ *                      decay_steps = step_size, alpha); PyTorch's
+ *                      CosineAnnealingLR with eta_min = alpha lr, up to t = T_max)
+ *   TG_LR_CONSTANT     lr */
+typedef enum tg_lr_kind {
+    TG_LR_CONSTANT,
+    TG_LR_STEP,
+    TG_LR_EXPONENTIAL,
+    TG_LR_COSINE
+} tg_lr_kind;
+
+typedef struct tg_lr_schedule {
+    tg_lr_kind kind;
+    double lr;          /* the initial learning rate, > 0 */
+    int64_t step_size;  /* step/exponential/cosine: >= 1 */
+    double gamma;       /* step/exponential: > 0 */
+    bool staircase;     /* exponential */
+    double alpha;       /* cosine: the final fraction of lr, 0..1 */
+} tg_lr_schedule;
+#define TG_LR_SCHEDULE_INIT { TG_LR_CONSTANT, 1e-3, 1, 0.1, false, 0.0 }
+
+/* The learning rate at t (>= 0); NaN with TG_ERR_ARG naming the field on a bad
+ * schedule or a negative t. */
+double tg_lr_schedule_at(const tg_lr_schedule *s, int64_t t);
+
+/* Reduce on plateau (Keras's ReduceLROnPlateau, the same rules): after each
+ * epoch, tg_lr_plateau_update with the monitored value. A value better than
+ * the best by more than min_delta (lower, or higher with maximize) resets the
+ * wait; otherwise, outside the cooldown, the wait grows, and at patience the
+ * optimizer's learning rate is multiplied by factor (not below min_lr; a rate
+ * already at min_lr stays) and the wait resets. The cooldown counts down at
+ * the start of each update, before the comparison, as Keras's does, so the
+ * cooldown - 1 epochs after a reduction do not count. A NaN value never
+ * improves. */
+typedef struct tg_lr_plateau_opts {
+    double factor;     /* 0 < factor < 1 */
+    int patience;      /* >= 0 */
+    double min_delta;  /* >= 0 */
+    int cooldown;      /* >= 0 */
+    double min_lr;     /* >= 0 */
+    bool maximize;     /* monitor an accuracy rather than a loss */
+} tg_lr_plateau_opts;
+#define TG_LR_PLATEAU_OPTS_INIT { 0.1, 10, 1e-4, 0, 0.0, false }
+
+/* The state; a plain struct the caller holds (no allocation). */
+typedef struct tg_lr_plateau {
+    tg_lr_plateau_opts o;
+    double best;
+    int wait;
+    int cooldown_left;
+} tg_lr_plateau;
+
+/* Starts a plateau tracker (opts NULL: the _INIT defaults); TG_ERR_ARG naming a
+ * bad field. */
+tg_status tg_lr_plateau_init(tg_lr_plateau *p, const tg_lr_plateau_opts *opts);
+/* One epoch's value; lowers opt's learning rate when the plateau says so.
+ * *reduced (may be NULL) tells whether it did. */
+tg_status tg_lr_plateau_update(tg_lr_plateau *p, tg_optimizer *opt, double value,
+                               bool *reduced);
+
 /* Exports the full state under prefix ("optimizer/" in checkpoints):
  *   attributes "<prefix>type" (str), "<prefix>step" (i64) and one f64 per
  *   hyper-parameter ("<prefix>lr", "<prefix>beta1", ..., "<prefix>weight_decay";

@@ -853,6 +853,137 @@ START_TEST(test_state_dict_bad_settings)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- schedules */
+
+START_TEST(test_lr_schedules)
+{
+    tg_lr_schedule st = TG_LR_SCHEDULE_INIT;
+    st.kind = TG_LR_STEP;
+    st.lr = 0.1;
+    st.step_size = 3;
+    st.gamma = 0.5;
+    /* t = 0..2: 0.1; 3..5: 0.05; 6..8: 0.025 */
+    const double want_step[] = {0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025};
+    for (int t = 0; t < 7; t++)
+        ck_assert_double_eq_tol(tg_lr_schedule_at(&st, t), want_step[t], 1e-15);
+    tg_lr_schedule ex = st;
+    ex.kind = TG_LR_EXPONENTIAL;
+    ex.step_size = 4;
+    ex.gamma = 0.9;
+    /* lr 0.9^(t/4): at t = 2, 0.1 sqrt(0.9); with staircase 0.1 until t = 4 */
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&ex, 2), 0.1 * sqrt(0.9), 1e-15);
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&ex, 8), 0.1 * 0.81, 1e-15);
+    ex.staircase = true;
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&ex, 3), 0.1, 1e-15);
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&ex, 7), 0.09, 1e-15);
+    tg_lr_schedule co = TG_LR_SCHEDULE_INIT;
+    co.kind = TG_LR_COSINE;
+    co.lr = 1.0;
+    co.step_size = 10;
+    co.alpha = 0.2;
+    /* half way: cos(pi/2) = 0, so (1 - 0.2) * 0.5 + 0.2 = 0.6; the end and after: 0.2 */
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&co, 0), 1.0, 1e-15);
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&co, 5), 0.6, 1e-15);
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&co, 10), 0.2, 1e-15);
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&co, 1000), 0.2, 1e-15);
+    /* t = 2.5 of 10: 0.8 * (1 + cos(pi / 4)) / 2 + 0.2 */
+    co.step_size = 4;
+    ck_assert_double_eq_tol(tg_lr_schedule_at(&co, 1),
+                            0.8 * (1 + sqrt(0.5)) / 2 + 0.2, 1e-15);
+    tg_lr_schedule c0 = TG_LR_SCHEDULE_INIT;
+    ck_assert(tg_lr_schedule_at(&c0, 123) == 1e-3);
+    /* errors name the field */
+    st.step_size = 0;
+    ck_assert(isnan(tg_lr_schedule_at(&st, 1)));
+    TG_ASSERT_ERROR_HAS("step_size must be >= 1, not 0");
+    st.step_size = 3;
+    ck_assert(isnan(tg_lr_schedule_at(&st, -1)));
+    TG_ASSERT_ERROR_HAS("t must be >= 0, not -1");
+    st.gamma = 0;
+    ck_assert(isnan(tg_lr_schedule_at(&st, 1)));
+    TG_ASSERT_ERROR_HAS("gamma must be finite and > 0");
+    co.alpha = 1.5;
+    ck_assert(isnan(tg_lr_schedule_at(&co, 1)));
+    TG_ASSERT_ERROR_HAS("alpha must be in [0, 1], not 1.5");
+    c0.lr = NAN;
+    ck_assert(isnan(tg_lr_schedule_at(&c0, 1)));
+    TG_ASSERT_ERROR_HAS("lr must be finite and > 0");
+    c0.lr = 1;
+    c0.kind = (tg_lr_kind)9;
+    ck_assert(isnan(tg_lr_schedule_at(&c0, 1)));
+    TG_ASSERT_ERROR_HAS("kind 9 is not a tg_lr_kind");
+    ck_assert(isnan(tg_lr_schedule_at(NULL, 1)));
+}
+END_TEST
+
+/* Keras's ReduceLROnPlateau rules on a loss sequence worked out by hand:
+ * patience 2, factor 0.5, cooldown 1, min_delta 0.01, min_lr 0.02. */
+START_TEST(test_lr_plateau)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *p = tg_zeros(TG_F32, TG_SHAPE(2));
+    TG_OK_(tg_set_requires_grad(p, true));
+    tg_optimizer *opt = tg_optimizer_new_sgd(&p, 1, &(tg_sgd_opts){ 0.1, 0, false, 0 });
+    TG_CHECK(opt != NULL);
+    tg_lr_plateau pl;
+    TG_OK_(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 0.5, 2, 0.01, 1, 0.02, false }));
+    /* Keras counts the cooldown down before it compares, so with cooldown 1 the
+     * epoch after a reduction already counts. epoch: value -> wait, lr
+     *  1: 1.0  best                0  0.1
+     *  2: 0.995 (not by 0.01)      1
+     *  3: 0.999                    2 -> 0.05, cooldown 1
+     *  4: 1.2  (cooldown 1 -> 0)   1
+     *  5: 1.1                      2 -> 0.025
+     *  6: NaN  (never better)      1
+     *  7: 0.5  better              0
+     *  8: 0.6                      1
+     *  9: 0.6                      2 -> 0.0125 is below min_lr: 0.02
+     * 10: 0.6                      1
+     * 11: 0.6                      2, but lr is not above min_lr: stays */
+    const double v[] = {1.0, 0.995, 0.999, 1.2, 1.1, NAN, 0.5, 0.6, 0.6, 0.6, 0.6};
+    const double lr[] = {0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025, 0.02, 0.02, 0.02};
+    const bool red[] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0};
+    for (int e = 0; e < 11; e++) {
+        bool r = !red[e];
+        TG_OK_(tg_lr_plateau_update(&pl, opt, v[e], &r));
+        ck_assert_msg(r == red[e], "epoch %d: reduced %d", e + 1, r);
+        ck_assert_msg(fabs(tg_optimizer_lr(opt) - lr[e]) < 1e-15, "epoch %d: lr %g", e + 1,
+                      tg_optimizer_lr(opt));
+    }
+    /* cooldown 3, patience 1: the two epochs after a reduction do not count */
+    TG_OK_(tg_optimizer_set_lr(opt, 0.1));
+    TG_OK_(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 0.5, 1, 0, 3, 0, false }));
+    const double v3[] = {1.0, 2.0, 2.0, 2.0, 2.0};
+    const double lr3[] = {0.1, 0.05, 0.05, 0.05, 0.025};
+    for (int e = 0; e < 5; e++) {
+        TG_OK_(tg_lr_plateau_update(&pl, opt, v3[e], NULL));
+        ck_assert_msg(fabs(tg_optimizer_lr(opt) - lr3[e]) < 1e-15, "cooldown epoch %d: lr %g",
+                      e + 1, tg_optimizer_lr(opt));
+    }
+    /* maximize: an accuracy that rises never reduces */
+    TG_OK_(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 0.5, 1, 0, 0, 0, true }));
+    TG_OK_(tg_optimizer_set_lr(opt, 0.1));
+    for (int e = 0; e < 5; e++)
+        TG_OK_(tg_lr_plateau_update(&pl, opt, 0.5 + 0.1 * e, NULL));
+    ck_assert(tg_optimizer_lr(opt) == 0.1);
+    TG_OK_(tg_lr_plateau_update(&pl, opt, 0.2, NULL)); /* patience 1: at once */
+    ck_assert(tg_optimizer_lr(opt) == 0.05);
+    /* errors */
+    ck_assert(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 1.0, 2, 0, 0, 0, false }) ==
+              TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("factor must be in (0, 1), not 1");
+    ck_assert(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 0.5, -1, 0, 0, 0, false }) ==
+              TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("patience -1");
+    ck_assert(tg_lr_plateau_init(&pl, &(tg_lr_plateau_opts){ 0.5, 1, NAN, 0, 0, false }) ==
+              TG_ERR_ARG);
+    TG_ASSERT_ERROR_HAS("min_delta");
+    ck_assert(tg_lr_plateau_update(&pl, NULL, 1.0, NULL) == TG_ERR_ARG);
+    tg_optimizer_free(opt);
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -870,6 +1001,8 @@ Suite *tg_suite(void)
         { "state_dict", test_state_dict_new_settings },
         { "old_state_dict", test_old_state_dict_loads },
         { "state_dict_bad", test_state_dict_bad_settings },
+        { "lr_schedules", test_lr_schedules },
+        { "lr_plateau", test_lr_plateau },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tg_tcase(cases[i].name);
