@@ -400,14 +400,16 @@ const tg_op_vtable tg_op_max_vtable = {"max", reduce_backward, reduce_free, redu
 
 const tg_op_vtable tg_op_min_vtable = {"min", reduce_backward, reduce_free, reduce_describe,
                                        TG_GC_DISTINCT, TG_OP_ALL_INPUTS};
-/* the gradient at an exact zero is a different formula: keep inputs off it */
+/* prod, var and std read x's values in backward (shape_only_inputs 0: a write
+ * to x after the call makes backward refuse). The gradient of prod at an exact
+ * zero is a different formula: keep gradcheck inputs off it. */
 const tg_op_vtable tg_op_prod_vtable = {"prod", reduce_backward, reduce_free, reduce_describe,
-                                        TG_GC_AWAY_FROM_KINK, TG_OP_ALL_INPUTS};
+                                        TG_GC_AWAY_FROM_KINK, 0};
 const tg_op_vtable tg_op_var_vtable = {"var", reduce_backward, reduce_free, reduce_describe,
-                                       0, TG_OP_ALL_INPUTS};
+                                       0, 0};
 /* sqrt is not differentiable at a zero variance: distinct inputs keep it positive */
 const tg_op_vtable tg_op_std_vtable = {"std", reduce_backward, reduce_free, reduce_describe,
-                                       TG_GC_DISTINCT, TG_OP_ALL_INPUTS};
+                                       TG_GC_DISTINCT, 0};
 
 static const tg_op_vtable *red_vtable(red_kind k)
 {

@@ -642,6 +642,13 @@ START_TEST(reductions_zero_and_tie_gradients)
     ck_assert(tg_item(sd) == 0);
     TG_OK_(tg_backward(sd));
     assert_values(tg_grad(c), (const double[]){0, 0, 0, 0}, 4);
+    /* prod and var read x in backward: a write to x after the call is refused */
+    tg_tensor *w = mk(TG_F64, TG_SHAPE(3), (const double[]){1, 2, 3});
+    TG_OK_(tg_set_requires_grad(w, true));
+    tg_tensor *pw = tg_prod(w, NULL, 0, false), *vw = tg_var(w, NULL, 0, false, 0);
+    TG_OK_(tg_set(w, (const int64_t[]){0}, 5));
+    ck_assert_int_eq(tg_backward(pw), TG_ERR_STATE);
+    ck_assert_int_eq(tg_backward(vw), TG_ERR_STATE);
     /* empty groups: prod is 1 */
     tg_tensor *e = tg_prod(tg_zeros(TG_F32, TG_SHAPE(2, 0)), (const int[]){1}, 1, false);
     assert_values(e, (const double[]){1, 1}, 2);
