@@ -531,6 +531,59 @@ START_TEST(case_f32_directional)
 }
 END_TEST
 
+/* An op row's shape_only_inputs bit says its backward never reads that input's
+ * values (so the engine does not check its version). Checked here for every
+ * case whose op claims it: the gradients after writing new values into those
+ * inputs, on the same graph, are the gradients before. */
+START_TEST(shape_only_claims_hold)
+{
+    const gc_case *c = &cases[_i];
+    unsigned so = tg_op_table[c->op]->shape_only_inputs;
+    if (so == 0)
+        return; /* nothing claimed: the engine checks every input */
+    tg_scope *s = tg_scope_push();
+    tg_backend prev = tg_set_backend(TG_BACKEND_REFERENCE);
+    tg_tensor *in[8] = {NULL};
+    make_inputs(c, TG_F64, 2000u + (uint64_t)_i, in);
+    tg_tensor *y = build(in, c->n_in, (void *)c);
+    ck_assert_msg(y != NULL, "%s: %s", c->name, tg_last_error());
+    tg_rng rng;
+    tg_rng_seed(&rng, 7);
+    tg_tensor *gy = tg_rand_normal(TG_F64, tg_tensor_ndim(y), tg_tensor_shape(y), 0.0, 1.0,
+                                   &rng);
+    tg_backward_opts bo = TG_BACKWARD_OPTS_INIT;
+    bo.grad_output = gy;
+    bo.retain_graph = true;
+    TG_OK_(tg_backward_ex(y, &bo));
+    tg_tensor *before[8] = {NULL};
+    bool prev_grad = tg_set_grad_enabled(false);
+    for (int i = 0; i < c->n_in; i++)
+        if (tg_grad(in[i])) {
+            before[i] = tg_add_scalar(tg_grad(in[i]), 0.0); /* a copy */
+            TG_OK_(tg_zero_grad(in[i]));
+        }
+    tg_set_grad_enabled(prev_grad);
+    for (int i = 0; i < c->n_in && i < 32; i++) {
+        if (!(so & (1u << i)) || !in[i])
+            continue;
+        int64_t n = tg_tensor_numel(in[i]);
+        bool is_float = tg_dtype_is_float(tg_tensor_dtype(in[i]));
+        for (int64_t k = 0; k < n; k++) /* new values; 0 stays a valid label or index */
+            TG_OK_(tg_set_flat(in[i], k, is_float ? tg_get_flat(in[i], k) * 1.5 + 0.25 : 0));
+    }
+    TG_OK_(tg_backward_ex(y, &bo));
+    int64_t where;
+    for (int i = 0; i < c->n_in; i++)
+        if (before[i])
+            ck_assert_msg(tg_test_max_scaled_err(tg_grad(in[i]), before[i], 1e-300, 0, &where) ==
+                              0,
+                          "%s: the gradient of input %d changed after a write to an input "
+                          "its op row marks shape-only (0x%x)", c->name, i, so);
+    tg_set_backend(prev);
+    tg_scope_pop(s);
+}
+END_TEST
+
 START_TEST(every_op_has_a_case)
 {
     char missing[512] = "";
@@ -711,6 +764,7 @@ Suite *tg_suite(void)
     Suite *s = suite_create("gradcheck");
     TCase *tc = tg_tcase("registry");
     tcase_add_test(tc, every_op_has_a_case);
+    tcase_add_loop_test(tc, shape_only_claims_hold, 0, N_CASES);
     tcase_add_loop_test(tc, case_f64_elementwise, 0, N_CASES);
     tcase_add_loop_test(tc, case_f32_directional, 0, N_CASES);
     suite_add_tcase(s, tc);
