@@ -69,25 +69,6 @@ static void assert_shape(const int64_t *got, int ndim, int want_ndim, const int6
         ck_assert_int_eq(got[i], want[i]);
 }
 
-/* Sets p's gradient to exactly g (same shape) through backward of sum(p * g). */
-static void set_grad(tg_tensor *p, const double *g)
-{
-    tg_scope *s = tg_scope_push();
-    tg_tensor *gt = tg_empty(tg_tensor_dtype(p), tg_tensor_ndim(p), tg_tensor_shape(p));
-    for (int64_t i = 0; i < tg_tensor_numel(p); i++) {
-        if (tg_tensor_dtype(p) == TG_F64)
-            ((double *)tg_tensor_data(gt))[i] = g[i];
-        else
-            ((float *)tg_tensor_data(gt))[i] = (float)g[i];
-    }
-    if (tg_grad(p))
-        TG_OK_(tg_zero_grad(p));
-    tg_tensor *loss = tg_sum(tg_mul(p, gt), NULL, 0, false);
-    TG_CHECK(loss);
-    TG_OK_(tg_backward(loss));
-    tg_scope_pop(s);
-}
-
 static tg_tensor *param_f64(const char *name, int64_t n, const double *v)
 {
     tg_tensor *p = tg_from_data(TG_F64, TG_SHAPE(n), v);
@@ -994,8 +975,8 @@ START_TEST(test_adam_matches_formula)
         for (int t = 1; t <= 3; t++) {
             for (int i = 0; i < 3; i++)
                 gs[i] = scale * g[t - 1][i];
-            set_grad(p, gs);
-            set_grad(q, gs);
+            tg_test_set_grad(p, gs);
+            tg_test_set_grad(q, gs);
             TG_OK_(tg_optimizer_step(opt));
             ck_assert_int_eq(tg_optimizer_steps(opt), t);
             double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
@@ -1033,7 +1014,7 @@ START_TEST(test_sgd_matches_formula)
         TG_CHECK(opt);
         double want[2] = { p0[0], p0[1] }, vel[2] = { 0, 0 };
         for (int t = 0; t < 3; t++) {
-            set_grad(p, g[t]);
+            tg_test_set_grad(p, g[t]);
             TG_OK_(tg_optimizer_step(opt));
             for (int i = 0; i < 2; i++) {
                 double gi = g[t][i] + o.weight_decay * want[i];
@@ -1082,7 +1063,7 @@ START_TEST(test_rmsprop_matches_formula)
         TG_CHECK(opt);
         double want[2] = { p0[0], p0[1] }, ms[2] = { 0, 0 }, mom[2] = { 0, 0 };
         for (int t = 0; t < 2; t++) {
-            set_grad(p, g[t]);
+            tg_test_set_grad(p, g[t]);
             TG_OK_(tg_optimizer_step(opt));
             for (int i = 0; i < 2; i++) {
                 ms[i] = 0.9 * ms[i] + 0.1 * g[t][i] * g[t][i];
@@ -1109,7 +1090,7 @@ START_TEST(test_optimizer_skips_and_no_alloc)
     TG_OK_(tg_set_requires_grad(c, false));
     tg_optimizer *opt = tg_optimizer_new_adam((tg_tensor *[]){ a, b, c }, 3, NULL);
     TG_CHECK(opt);
-    set_grad(a, (const double[]){ 1, 1, 1 });
+    tg_test_set_grad(a, (const double[]){ 1, 1, 1 });
     /* b has no gradient; c is frozen. */
     uint64_t va = tg_tensor_version(a), vb = tg_tensor_version(b);
     tg_memory_stats m0, m1;
@@ -1166,8 +1147,8 @@ START_TEST(test_optimizer_refuses_non_finite)
                                       : tg_optimizer_new_rmsprop(ps, 2, &ro);
         TG_CHECK(opt);
         /* One good step first, so that the slots hold non-zero state to keep. */
-        set_grad(a, (const double[]){ 0.5, -1, 2 });
-        set_grad(b, (const double[]){ 1, 1, 1 });
+        tg_test_set_grad(a, (const double[]){ 0.5, -1, 2 });
+        tg_test_set_grad(b, (const double[]){ 1, 1, 1 });
         TG_OK_(tg_optimizer_step(opt));
         tg_state_dict *before = tg_state_dict_new();
         TG_OK_(tg_optimizer_state_dict(opt, before, NULL));
@@ -1179,7 +1160,7 @@ START_TEST(test_optimizer_refuses_non_finite)
         ck_assert(at(slot0, 0) != 0);
         const double bad[2] = { NAN, INFINITY };
         for (int w = 0; w < 2; w++) {
-            set_grad(b, (const double[]){ 1, 1, bad[w] });
+            tg_test_set_grad(b, (const double[]){ 1, 1, bad[w] });
             ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
             TG_ASSERT_ERROR_HAS("tg_optimizer_step: the gradient of b is not finite");
             TG_ASSERT_ERROR_HAS(w == 0 ? "(nan at flat index 2 of [3])"
@@ -1191,13 +1172,13 @@ START_TEST(test_optimizer_refuses_non_finite)
             ASSERT_TENSOR_EQ(slot, slot0);
         }
         /* The f64 parameter's gradient is checked too. */
-        set_grad(b, (const double[]){ 1, 1, 1 });
-        set_grad(a, (const double[]){ 1, -INFINITY, 1 });
+        tg_test_set_grad(b, (const double[]){ 1, 1, 1 });
+        tg_test_set_grad(a, (const double[]){ 1, -INFINITY, 1 });
         ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
         TG_ASSERT_ERROR_HAS("the gradient of a is not finite (-inf at flat index 1 of [3])");
         ASSERT_TENSOR_EQ(b, b0);
         /* Once the gradients are finite again the step goes through. */
-        set_grad(a, (const double[]){ 0.5, -1, 2 });
+        tg_test_set_grad(a, (const double[]){ 0.5, -1, 2 });
         TG_OK_(tg_optimizer_step(opt));
         ck_assert_int_eq(tg_optimizer_steps(opt), 2);
         ck_assert(at(a, 0) != at(a0, 0));
@@ -1225,7 +1206,7 @@ START_TEST(test_optimizer_step_bounds)
         TG_OK_(tg_optimizer_state_dict(opt, sd, NULL));
         TG_OK_(tg_state_dict_set_i64(sd, "step", bad[k]));
         tg_status st = tg_optimizer_load_state_dict(opt, sd, NULL);
-        set_grad(a, (const double[]){ 1, 1, 1 });
+        tg_test_set_grad(a, (const double[]){ 1, 1, 1 });
         tg_status st2 = tg_optimizer_step(opt); /* overflowed after the old load */
         ck_assert_int_eq(st, TG_ERR_FORMAT);
         TG_ASSERT_ERROR_HAS("is out of range (0 to 2^53)");
@@ -1443,7 +1424,7 @@ START_TEST(test_optimizer_state_mismatch)
     TG_ASSERT_ERROR_HAS("unexpected entry 'opt/b/v'");
 
     /* A wrong shape and a missing slot, reported together; nothing changes. */
-    set_grad(a, (const double[]){ 1, 1 });
+    tg_test_set_grad(a, (const double[]){ 1, 1 });
     TG_OK_(tg_optimizer_step(adam_a));
     tg_state_dict *bad = tg_state_dict_new();
     TG_OK_(tg_optimizer_state_dict(adam_a, bad, "opt/"));

@@ -13,26 +13,6 @@
 /* Bit-for-bit equal values (a zero tolerance would divide 0 by 0). */
 #define ASSERT_TENSOR_EQ(a, b) TG_ASSERT_TENSOR_CLOSE(a, b, 1e-300, 0)
 
-/* Sets p's gradient to exactly g (same shape) through backward of sum(p * g):
- * d/dp sum(p * g) = g. */
-static void set_grad(tg_tensor *p, const double *g)
-{
-    tg_scope *s = tg_scope_push();
-    tg_tensor *gt = tg_empty(tg_tensor_dtype(p), tg_tensor_ndim(p), tg_tensor_shape(p));
-    for (int64_t i = 0; i < tg_tensor_numel(p); i++) {
-        if (tg_tensor_dtype(p) == TG_F64)
-            ((double *)tg_tensor_data(gt))[i] = g[i];
-        else
-            ((float *)tg_tensor_data(gt))[i] = (float)g[i];
-    }
-    if (tg_grad(p))
-        TG_OK_(tg_zero_grad(p));
-    tg_tensor *loss = tg_sum(tg_mul(p, gt), NULL, 0, false);
-    TG_CHECK(loss);
-    TG_OK_(tg_backward(loss));
-    tg_scope_pop(s);
-}
-
 static tg_tensor *param(const char *name, tg_dtype dt, int64_t n, const double *v)
 {
     tg_tensor *p = tg_from_data(TG_F64, TG_SHAPE(n), v);
@@ -115,8 +95,8 @@ START_TEST(test_adam_weight_decay)
     double want[3], m[3] = { 0 }, v[3] = { 0 };
     memcpy(want, p0, sizeof want);
     for (int t = 1; t <= 3; t++) {
-        set_grad(p, g[t - 1]);
-        set_grad(q, g[t - 1]);
+        tg_test_set_grad(p, g[t - 1]);
+        tg_test_set_grad(q, g[t - 1]);
         TG_OK_(tg_optimizer_step(opt));
         double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
         for (int i = 0; i < 3; i++) {
@@ -162,7 +142,7 @@ START_TEST(test_zero_decay_is_old_update)
     double want[2] = { p0[0], p0[1] }, m[2] = { 0 }, v[2] = { 0 };
     for (int t = 1; t <= 2; t++) {
         for (int k = 0; k < 4; k++) {
-            set_grad(ps[k], g[t - 1]);
+            tg_test_set_grad(ps[k], g[t - 1]);
             TG_OK_(tg_optimizer_step(opts[k]));
         }
         double lr_t = 1e-3 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
@@ -179,7 +159,7 @@ START_TEST(test_zero_decay_is_old_update)
     tg_tensor *r = param("r", TG_F64, 2, p0);
     tg_optimizer *ro = tg_optimizer_new_rmsprop(&r, 1, NULL);
     TG_CHECK(ro);
-    set_grad(r, g[0]);
+    tg_test_set_grad(r, g[0]);
     TG_OK_(tg_optimizer_step(ro));
     for (int i = 0; i < 2; i++) {
         double s = 0.1 * g[0][i] * g[0][i];
@@ -210,8 +190,8 @@ START_TEST(test_rmsprop_weight_decay)
         TG_CHECK(opt);
         double want[2] = { p0[0], p0[1] }, ms[2] = { 0, 0 }, mom[2] = { 0, 0 };
         for (int t = 0; t < 3; t++) {
-            set_grad(p, g[t]);
-            set_grad(q, g[t]);
+            tg_test_set_grad(p, g[t]);
+            tg_test_set_grad(q, g[t]);
             TG_OK_(tg_optimizer_step(opt));
             for (int i = 0; i < 2; i++) {
                 double gi = g[t][i] + 0.05 * want[i];
@@ -252,8 +232,8 @@ START_TEST(test_adamw_matches_formula)
     double want[3], m[3] = { 0 }, v[3] = { 0 };
     memcpy(want, p0, sizeof want);
     for (int t = 1; t <= 3; t++) {
-        set_grad(p, g[t - 1]);
-        set_grad(q, g[t - 1]);
+        tg_test_set_grad(p, g[t - 1]);
+        tg_test_set_grad(q, g[t - 1]);
         TG_OK_(tg_optimizer_step(opt));
         double lr_t = 0.01 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
         for (int i = 0; i < 3; i++) {
@@ -279,8 +259,8 @@ START_TEST(test_adamw_matches_formula)
                                                                      0.5 });
     TG_CHECK(ow && oa);
     for (int t = 0; t < 3; t++) {
-        set_grad(a, (const double[]){ 0, 0, 0 });
-        set_grad(b, (const double[]){ 0, 0, 0 });
+        tg_test_set_grad(a, (const double[]){ 0, 0, 0 });
+        tg_test_set_grad(b, (const double[]){ 0, 0, 0 });
         TG_OK_(tg_optimizer_step(ow));
         TG_OK_(tg_optimizer_step(oa));
     }
@@ -312,8 +292,8 @@ START_TEST(test_clip_value)
         tg_optimizer *opt = tg_optimizer_new_sgd((tg_tensor *[]){ p, q }, 2, &so);
         TG_CHECK(opt);
         TG_OK_(tg_optimizer_set_clipping(opt, &(tg_clip_opts){ .clipvalue = 1.0 }));
-        set_grad(p, g);
-        set_grad(q, g);
+        tg_test_set_grad(p, g);
+        tg_test_set_grad(q, g);
         TG_OK_(tg_optimizer_step(opt));
         for (int i = 0; i < 4; i++) {
             double want = p0[i] - (clamped[i] + so.weight_decay * p0[i]);
@@ -362,8 +342,8 @@ START_TEST(test_clip_noop_is_exact)
             TG_OK_(tg_optimizer_set_clipping(oe, &(tg_clip_opts){ .clipvalue = 1e30 }));
             for (int t = 0; t < 3; t++) {
                 const double gv[3] = { 1.5 - t, 0.25 * t, -3.0 };
-                set_grad(e, gv);
-                set_grad(f, gv);
+                tg_test_set_grad(e, gv);
+                tg_test_set_grad(f, gv);
                 TG_OK_(tg_optimizer_step(oe));
                 TG_OK_(tg_optimizer_step(of));
                 ASSERT_TENSOR_EQ(e, f);
@@ -390,8 +370,8 @@ START_TEST(test_clip_norm)
     tg_clip_opts got;
     TG_OK_(tg_optimizer_clipping(&got, opt));
     ck_assert(got.clipnorm == 1.0 && got.clipvalue == 0 && got.global_clipnorm == 0);
-    set_grad(a, (const double[]){ 3, 4, 0 });
-    set_grad(b, (const double[]){ 0.3, 0.4 });
+    tg_test_set_grad(a, (const double[]){ 3, 4, 0 });
+    tg_test_set_grad(b, (const double[]){ 0.3, 0.4 });
     TG_OK_(tg_optimizer_step(opt));
     TG_ASSERT_CLOSE(at(a, 0), 1 - 0.1 * 0.6, 1e-15, 0);
     TG_ASSERT_CLOSE(at(a, 1), 1 - 0.1 * 0.8, 1e-15, 0);
@@ -409,7 +389,7 @@ START_TEST(test_clip_norm)
     TG_OK_(tg_optimizer_set_clipping(adam, &(tg_clip_opts){ .clipnorm = 2.0 }));
     double want[2] = { p0[0], p0[1] }, m[2] = { 0 }, v[2] = { 0 };
     for (int t = 1; t <= 3; t++) {
-        set_grad(c, gs[t - 1]);
+        tg_test_set_grad(c, gs[t - 1]);
         TG_OK_(tg_optimizer_step(adam));
         double norm = hypot(gs[t - 1][0], gs[t - 1][1]); /* 10, 0.5, 13 */
         double f = norm > 2.0 ? 2.0 / norm : 1.0;
@@ -439,14 +419,14 @@ START_TEST(test_clip_global_norm)
     tg_tensor *b = param("b", TG_F64, 2, (const double[]){ 1, 1 });
     tg_tensor *c = param("c", TG_F64, 1, (const double[]){ 1 });
     tg_tensor *d = param("d", TG_F64, 1, (const double[]){ 1 });
-    set_grad(c, (const double[]){ 1000 });
+    tg_test_set_grad(c, (const double[]){ 1000 });
     TG_OK_(tg_set_requires_grad(c, false));
     tg_optimizer *opt = tg_optimizer_new_sgd((tg_tensor *[]){ a, b, c, d }, 4,
                                              &(tg_sgd_opts){ 0.1, 0, false, 0 });
     TG_CHECK(opt);
     TG_OK_(tg_optimizer_set_clipping(opt, &(tg_clip_opts){ .global_clipnorm = 6.5 }));
-    set_grad(a, (const double[]){ 3, 4, 0 });
-    set_grad(b, (const double[]){ 0, 12 });
+    tg_test_set_grad(a, (const double[]){ 3, 4, 0 });
+    tg_test_set_grad(b, (const double[]){ 0, 12 });
     TG_OK_(tg_optimizer_step(opt));
     TG_ASSERT_CLOSE(at(a, 0), 1 - 0.1 * 1.5, 1e-16, 0);
     TG_ASSERT_CLOSE(at(a, 1), 1 - 0.1 * 2.0, 1e-16, 0);
@@ -463,8 +443,8 @@ START_TEST(test_clip_global_norm)
     TG_OK_(tg_optimizer_set_clipping(oe, &(tg_clip_opts){ .global_clipnorm = 5.0 }));
     for (int t = 0; t < 3; t++) {
         const double gv[3] = { 3 - t, 4 * t, -0.5 }; /* norms 3.04, 4.5, 8.08 */
-        set_grad(e, gv);
-        set_grad(f, gv);
+        tg_test_set_grad(e, gv);
+        tg_test_set_grad(f, gv);
         TG_OK_(tg_optimizer_step(oe));
         TG_OK_(tg_optimizer_step(of));
         if (t < 2)
@@ -490,11 +470,11 @@ START_TEST(test_clip_grad_norm_standalone)
     tg_tensor *b = param("b", TG_F32, 2, (const double[]){ 1, 1 });
     tg_tensor *c = param("c", TG_F64, 1, (const double[]){ 1 });
     tg_tensor *d = param("d", TG_F64, 1, (const double[]){ 1 });
-    set_grad(c, (const double[]){ 1000 });
+    tg_test_set_grad(c, (const double[]){ 1000 });
     TG_OK_(tg_set_requires_grad(c, false)); /* frozen: not counted */
     tg_tensor *ps[4] = { a, b, c, d };      /* d has no gradient */
-    set_grad(a, (const double[]){ 3, 4, 0 });
-    set_grad(b, (const double[]){ 0, 12 });
+    tg_test_set_grad(a, (const double[]){ 3, 4, 0 });
+    tg_test_set_grad(b, (const double[]){ 0, 12 });
     double total = 0;
     /* Within the threshold (and INFINITY: measure only) nothing changes. */
     TG_OK_(tg_clip_grad_norm(ps, 4, 100, &total));
@@ -530,18 +510,18 @@ START_TEST(test_clip_grad_norm_standalone)
 
     /* A NaN or an infinity: TG_ERR_RANGE naming it, the norm reported, no
      * gradient changed (the other gradient stays above the threshold). */
-    set_grad(a, (const double[]){ 30, NAN, 0 });
+    tg_test_set_grad(a, (const double[]){ 30, NAN, 0 });
     ck_assert_int_eq(tg_clip_grad_norm(ps, 4, 1, &total), TG_ERR_RANGE);
     ck_assert(isnan(total));
     TG_ASSERT_ERROR_HAS("the gradient of a is not finite (nan at flat index 1)");
     TG_ASSERT_ERROR_HAS("no gradient was changed");
     ck_assert(at(tg_grad(a), 0) == 30.0 && at(tg_grad(b), 1) == 6.0);
-    set_grad(a, (const double[]){ 0, 0, -INFINITY });
+    tg_test_set_grad(a, (const double[]){ 0, 0, -INFINITY });
     ck_assert_int_eq(tg_clip_grad_norm(ps, 4, 1, &total), TG_ERR_RANGE);
     ck_assert(isinf(total));
     TG_ASSERT_ERROR_HAS("-inf at flat index 2");
     /* An f64 sum of squares that overflows, every element finite. */
-    set_grad(a, (const double[]){ 1e200, 1e200, 0 });
+    tg_test_set_grad(a, (const double[]){ 1e200, 1e200, 0 });
     ck_assert_int_eq(tg_clip_grad_norm(ps, 4, 1, &total), TG_ERR_RANGE);
     TG_ASSERT_ERROR_HAS("overflows a double");
     ck_assert(at(tg_grad(a), 0) == 1e200);
@@ -555,8 +535,8 @@ START_TEST(test_clip_grad_norm_standalone)
     TG_OK_(tg_optimizer_set_clipping(oe, &(tg_clip_opts){ .global_clipnorm = 0.7 }));
     for (int t = 0; t < 3; t++) {
         const double gv[3] = { 0.3 * t - 1, 2.5, 0.125 * t };
-        set_grad(e, gv);
-        set_grad(f, gv);
+        tg_test_set_grad(e, gv);
+        tg_test_set_grad(f, gv);
         TG_OK_(tg_optimizer_step(oe));
         TG_OK_(tg_clip_grad_norm(&f, 1, 0.7, NULL));
         TG_OK_(tg_optimizer_step(of));
@@ -630,7 +610,7 @@ START_TEST(test_bad_settings)
 
     /* A norm that overflows under clipnorm: the step is refused, nothing moves. */
     TG_OK_(tg_optimizer_set_clipping(opt, &(tg_clip_opts){ .clipnorm = 1 }));
-    set_grad(p, (const double[]){ 1e300, -1e300 });
+    tg_test_set_grad(p, (const double[]){ 1e300, -1e300 });
     ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
     ck_assert_str_eq(tg_last_error(), "tg_optimizer_step: clipnorm: the norm of the gradient of "
                      "p overflows a double; no parameter was changed");
@@ -640,7 +620,7 @@ START_TEST(test_bad_settings)
     ck_assert_int_eq(tg_optimizer_steps(opt), 0);
     ck_assert(at(p, 0) == 1.0 && at(p, 1) == 2.0);
     /* A NaN gradient is still refused first, by name. */
-    set_grad(p, (const double[]){ NAN, 0 });
+    tg_test_set_grad(p, (const double[]){ NAN, 0 });
     ck_assert_int_eq(tg_optimizer_step(opt), TG_ERR_RANGE);
     TG_ASSERT_ERROR_HAS("the gradient of p is not finite");
     tg_optimizer_free(opt);
@@ -674,7 +654,7 @@ START_TEST(test_state_dict_new_settings)
         TG_OK_(tg_optimizer_set_clipping(oa, &(tg_clip_opts){ .clipnorm = 2.5 }));
         TG_OK_(tg_optimizer_set_clipping(ob, &(tg_clip_opts){ .clipvalue = 0.1 }));
         for (int t = 0; t < 3; t++) {
-            set_grad(a, g[t]);
+            tg_test_set_grad(a, g[t]);
             TG_OK_(tg_optimizer_step(oa));
         }
         tg_state_dict *sd = tg_state_dict_new();
@@ -698,8 +678,8 @@ START_TEST(test_state_dict_new_settings)
         TG_OK_(tg_optimizer_clipping(&got, ob));
         ck_assert(got.clipnorm == 2.5 && got.clipvalue == 0 && got.global_clipnorm == 0);
         for (int t = 3; t < 5; t++) {
-            set_grad(a, g[t]);
-            set_grad(b, g[t]);
+            tg_test_set_grad(a, g[t]);
+            tg_test_set_grad(b, g[t]);
             TG_OK_(tg_optimizer_step(oa));
             TG_OK_(tg_optimizer_step(ob));
             ASSERT_TENSOR_EQ(b, a);
@@ -733,7 +713,7 @@ START_TEST(test_old_state_dict_loads)
                                       1e-3, 0.9, 0.999, 1e-7, 0.5 });
         TG_CHECK(oa && ob);
         TG_OK_(tg_optimizer_set_clipping(ob, &(tg_clip_opts){ .clipvalue = 0.01 }));
-        set_grad(a, (const double[]){ 0.5, 0.25 });
+        tg_test_set_grad(a, (const double[]){ 0.5, 0.25 });
         TG_OK_(tg_optimizer_step(oa));
         tg_state_dict *sd = tg_state_dict_new();
         TG_OK_(tg_optimizer_state_dict(oa, sd, "opt/"));
@@ -751,8 +731,8 @@ START_TEST(test_old_state_dict_loads)
         ck_assert(attr_f64(again, "opt/weight_decay") == 0.0);
         /* ... and the next step is the one the old code would have taken. */
         TG_OK_(tg_tensor_copy_into(b, a));
-        set_grad(a, (const double[]){ -1, 2 });
-        set_grad(b, (const double[]){ -1, 2 });
+        tg_test_set_grad(a, (const double[]){ -1, 2 });
+        tg_test_set_grad(b, (const double[]){ -1, 2 });
         TG_OK_(tg_optimizer_step(oa));
         TG_OK_(tg_optimizer_step(ob));
         ASSERT_TENSOR_EQ(b, a);

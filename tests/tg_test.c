@@ -53,6 +53,24 @@ double tg_test_max_scaled_err(const tg_tensor *a, const tg_tensor *b, double ato
     return maxe;
 }
 
+void tg_test_set_grad(tg_tensor *p, const double *g)
+{
+    tg_scope *s = tg_scope_push();
+    tg_tensor *gt = tg_empty(tg_tensor_dtype(p), tg_tensor_ndim(p), tg_tensor_shape(p));
+    for (int64_t i = 0; i < tg_tensor_numel(p); i++) {
+        if (tg_tensor_dtype(p) == TG_F64)
+            ((double *)tg_tensor_data(gt))[i] = g[i];
+        else
+            ((float *)tg_tensor_data(gt))[i] = (float)g[i];
+    }
+    if (tg_grad(p))
+        TG_OK_(tg_zero_grad(p));
+    tg_tensor *loss = tg_sum(tg_mul(p, gt), NULL, 0, false);
+    TG_CHECK(loss);
+    TG_OK_(tg_backward(loss));
+    tg_scope_pop(s);
+}
+
 int main(void)
 {
     SRunner *sr = srunner_create(tg_suite());

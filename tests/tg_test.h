@@ -34,6 +34,10 @@ double tg_test_max_scaled_err(const tg_tensor *a, const tg_tensor *b, double ato
         ck_assert_msg(e_ <= 1.0, "%s vs %s: element %lld off by %.3g x tolerance", \
                       #a, #b, (long long)w_, e_); } while (0)
 
+/* Sets p's gradient to exactly g (tg_tensor_numel(p) values, in p's dtype) through
+ * backward of sum(p * g), whose gradient is g; an earlier gradient is zeroed first. */
+void tg_test_set_grad(tg_tensor *p, const double *g);
+
 /* Asserts the last error mentions `needle` (case-sensitive substring). */
 #define TG_ASSERT_ERROR_HAS(needle) ck_assert_msg(strstr(tg_last_error(), (needle)) != NULL, \
         "last error \"%s\" does not mention \"%s\"", tg_last_error(), (needle))
