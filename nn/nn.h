@@ -232,7 +232,10 @@ tg_status tg_layer_copy_params(tg_layer *dst, const tg_layer *src);
 
 /* ================================================================ Sequential */
 
-typedef struct tg_sequential tg_sequential;
+/* One model type: a Sequential model is a tg_model whose layers form a chain;
+ * tg_sequential is the same type under the name the Sequential API uses. */
+typedef struct tg_model tg_model;
+typedef struct tg_model tg_sequential;
 
 /* A new, empty model for inputs of shape (N, input_shape...): input_shape excludes
  * the batch, e.g. tg_sequential_new(TG_SHAPE(1, 28, 28)). Parameters will be f32.

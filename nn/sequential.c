@@ -9,7 +9,7 @@
 #include "libtensor/state_dict_impl.h"
 #include "nn/nn_impl.h"
 
-struct tg_sequential {
+struct tg_model {
     char *name;
     int in_ndim;
     int64_t in_shape[TG_MAX_DIMS];
