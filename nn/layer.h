@@ -92,6 +92,13 @@ typedef struct tg_layer_vtable {
     /* forward applies a ReLU activation itself (fused into its primitive) when
      * the layer's activation is TG_ACT_RELU, so it is not applied twice. */
     bool fuses_relu;
+    /* A layer of several inputs (a merge layer: Add, Concatenate) sets these
+     * two instead of build and forward; it is applied to n >= 2 nodes of a
+     * graph model (tg_model_apply_n) or called with tg_layer_forward_n. The
+     * shapes are without the batch, one per input. */
+    tg_status (*build_n)(tg_layer *l, int n, const int *in_ndim, const int64_t *const *in_shape,
+                         int *out_ndim, int64_t *out_shape);
+    tg_tensor *(*forward_n)(tg_layer *l, int n, tg_tensor *const *xs, const tg_layer_ctx *ctx);
 } tg_layer_vtable;
 
 /* A new, unbuilt layer of this type, with activation act applied after forward
@@ -132,6 +139,9 @@ tg_status tg_layer_build(tg_layer *layer, int in_ndim, const int64_t *in_shape, 
  * for x's shape and dtype with the global generator. Dropout-like behaviour
  * follows `training`. Scoped reference; NULL on error (or NULL x). */
 tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training);
+/* The same for a layer of n inputs (a merge layer; n == 1 is tg_layer_forward):
+ * built on first use from the inputs' shapes, which must then stay the same. */
+tg_tensor *tg_layer_forward_n(tg_layer *layer, int n, tg_tensor *const *xs, bool training);
 
 /* Sets the thread's last error to "<layer> (<class>): <message>" and returns
  * status: how a type's callbacks report a bad input, as in
