@@ -430,7 +430,12 @@ static tg_tensor *add_slot(tg_layer *l, bool param, const char *short_name, int 
     else if (param && ((int)init < 0 || init >= TG_INIT_COUNT))
         st = tg_error_here(TG_ERR_ARG, "layer %s: initializer %d is not a tg_initializer",
                            who, (int)init);
-    else if ((size_t)snprintf(pname, sizeof pname, "%s/%s", l->name, short_name) >= sizeof pname)
+    /* In a model: "<model>/<layer>/<name>", unique across models (Keras 3's
+     * variable path), so one optimizer can take the parameters of several. */
+    else if ((size_t)(l->owner ? snprintf(pname, sizeof pname, "%s/%s/%s", l->owner->name,
+                                          l->name, short_name)
+                               : snprintf(pname, sizeof pname, "%s/%s", l->name, short_name)) >=
+             sizeof pname)
         st = tg_error_here(TG_ERR_ARG, "layer %s: name \"%s\" is too long", who, short_name);
     tg_layer_slots *s = param ? &l->params : &l->buffers;
     if (st == TG_OK && s->n == s->cap) {

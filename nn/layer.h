@@ -113,14 +113,15 @@ void *tg_layer_data(const tg_layer *layer);
 const tg_layer_vtable *tg_layer_get_vtable(const tg_layer *layer);
 tg_activation tg_layer_activation(const tg_layer *layer);
 
-/* During build only: creates a parameter "<layer>/<short_name>" of the model's
+/* During build only: creates a parameter "<model>/<layer>/<short_name>" (in a
+ * model; "<layer>/<short_name>" for a layer built alone) of the model's
  * dtype, filled by init from the model's generator, requiring grad unless the
  * layer is frozen. Returns it (borrowed: the layer owns it) or NULL (the error
  * set; return that status from build). short_name must be unique in the layer
  * among parameters and buffers and must not contain '/'. Any number. */
 tg_tensor *tg_layer_add_param(tg_layer *l, const char *short_name, int ndim,
                               const int64_t *shape, tg_initializer init);
-/* During build only: a non-trainable buffer "<layer>/<short_name>" (BatchNorm's
+/* During build only: a non-trainable buffer named as a parameter (BatchNorm's
  * moving mean and variance) filled with value. It never requires grad, is not
  * among a model's parameters (optimizers never see it), counts as a
  * non-trainable parameter in summaries, and is carried by state dicts and
@@ -152,7 +153,7 @@ tg_status tg_layer_error(const tg_layer *l, tg_status status, const char *fmt, .
 #endif
     ;
 
-/* Buffers exist once built: count, the i-th (borrowed, named "<layer>/<buffer>"),
+/* Buffers exist once built: count, the i-th (borrowed, named as parameters),
  * by short name; NULL with the error set when absent. */
 int tg_layer_buffer_count(const tg_layer *layer);
 tg_tensor *tg_layer_buffer(const tg_layer *layer, int i);

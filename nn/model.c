@@ -644,7 +644,7 @@ tg_status tg_model_summary_graph(tg_model *m, FILE *out)
         return st;
     /* Keras's functional layout (line 98: columns at 33, 55, 67), widened as needed. */
     int w[3] = { 33, 22, 12 };
-    char a[300], b[200], c[200], d[2048], num[32];
+    char a[300], b[200], c[200], d[2048];
     for (int i = 0; i < m->n_nodes; i++) {
         const tg_node *nd = m->nodes[i];
         if (nd->layer && nd->use > 0)
@@ -689,16 +689,7 @@ tg_status tg_model_summary_graph(tg_model *m, FILE *out)
                 row4(out, "", "", "", d, w);
             }
     }
-    tg_nn_rule(out, '=', width);
-    int64_t total = 0, tr = 0, ntr = 0;
-    tg_sequential_count_params(&total, &tr, &ntr, m);
-    fprintf(out, "Total params: %s\n", tg_nn_thousands(num, sizeof num, total));
-    fprintf(out, "Trainable params: %s\n", tg_nn_thousands(num, sizeof num, tr));
-    fprintf(out, "Non-trainable params: %s\n", tg_nn_thousands(num, sizeof num, ntr));
-    tg_nn_rule(out, '_', width);
-    if (ferror(out))
-        return tg_error_here(TG_ERR_IO, "write failed");
-    return TG_OK;
+    return tg_nn_summary_end(out, m, width);
 }
 
 /* ---------------------------------------------------------------- architecture */

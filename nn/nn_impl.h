@@ -104,6 +104,8 @@ void tg_model_free_nodes(tg_model *m);
 /* Summary helpers shared by both kinds (nn/sequential.c). */
 char *tg_nn_thousands(char *buf, size_t n, int64_t v);
 void tg_nn_rule(FILE *out, char c, int width);
+/* The summary's last lines (the totals between rules); errors name the context. */
+tg_status tg_nn_summary_end(FILE *out, tg_model *m, int width);
 
 /* What a model's forward passes beyond the public context. */
 typedef struct tg_fwd_ctx {

@@ -147,6 +147,16 @@ tg_status tg_sequential_set_name(tg_sequential *model, const char *name)
 {
     if (!model || !name)
         return tg_null_arg("tg_sequential_set_name", model ? "name" : "model");
+    const char *prev = tg_error_enter("tg_sequential_set_name");
+    tg_status st = tg_layer_check_name(name);
+    tg_error_leave(prev);
+    if (st != TG_OK)
+        return st;
+    /* The parameters carry the model's name: "<model>/<layer>/<param>". */
+    if (model->built)
+        return tg_error(TG_ERR_STATE, "tg_sequential_set_name: model \"%s\" is already built "
+                        "(its parameters carry its name); name it before the first build, "
+                        "forward or summary", model->name);
     char *copy = strdup(name);
     if (!copy)
         return tg_error(TG_ERR_NOMEM, "tg_sequential_set_name: out of memory");
@@ -437,15 +447,24 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
         if (i + 1 < model->n_layers)
             tg_nn_rule(out, '_', width);
     }
+    const char *prev = tg_error_enter("tg_sequential_summary");
+    st = tg_nn_summary_end(out, model, width);
+    tg_error_leave(prev);
+    return st;
+}
+
+tg_status tg_nn_summary_end(FILE *out, tg_model *m, int width)
+{
+    char num[32];
     tg_nn_rule(out, '=', width);
     int64_t total = 0, tr = 0, ntr = 0;
-    tg_sequential_count_params(&total, &tr, &ntr, model);
+    tg_sequential_count_params(&total, &tr, &ntr, m);
     fprintf(out, "Total params: %s\n", tg_nn_thousands(num, sizeof num, total));
     fprintf(out, "Trainable params: %s\n", tg_nn_thousands(num, sizeof num, tr));
     fprintf(out, "Non-trainable params: %s\n", tg_nn_thousands(num, sizeof num, ntr));
     tg_nn_rule(out, '_', width);
     if (ferror(out))
-        return tg_error(TG_ERR_IO, "tg_sequential_summary: write failed");
+        return tg_error_here(TG_ERR_IO, "write failed");
     return TG_OK;
 }
 
@@ -659,17 +678,21 @@ tg_status tg_sequential_check_architecture(tg_sequential *model, const tg_state_
 
 /* ---------------------------------------------------------------- state dict */
 
-/* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by layer. */
+/* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by
+ * layer: the model's name is not part of the key (the tensors' own names carry
+ * it), so weights load into a model of another name. */
 static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix)
 {
-    char key[1024];
+    char key[1024], rel[600];
     tg_status st;
     for (int i = 0; i < m->n_layers; i++) {
-        const tg_layer_slots *kinds[2] = { &m->layers[i]->params, &m->layers[i]->buffers };
+        const tg_layer *l = m->layers[i];
+        const tg_layer_slots *kinds[2] = { &l->params, &l->buffers };
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < kinds[k]->n; j++) {
                 tg_tensor *t = kinds[k]->v[j].t;
-                if ((st = join(key, sizeof key, prefix, tg_tensor_name(t))) != TG_OK ||
+                snprintf(rel, sizeof rel, "%s/%s", l->name, kinds[k]->v[j].short_name);
+                if ((st = join(key, sizeof key, prefix, rel)) != TG_OK ||
                     (st = tg_state_dict_set(sd, key, t)) != TG_OK)
                     return st;
             }

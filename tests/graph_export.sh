@@ -48,7 +48,7 @@ done
 "$prog" --model resnet --backward >"$tmp/resnet.dot" 2>"$tmp/err" ||
   die "graph-export --model resnet failed: $(cat "$tmp/err")"
 for want in '^digraph "resnet" {' 'conv2d_2/kernel' 'batch_normalization_2/gamma' 'batch_norm' \
-            '"add' 'global_avg_pool2d' 'grad conv2d/kernel' 'grad dense/kernel'; do
+            '"add' 'global_avg_pool2d' 'grad resnet/conv2d/kernel' 'grad resnet/dense/kernel'; do
   grep -q "$want" "$tmp/resnet.dot" || die "resnet: missing $want"
 done
 # mlp is the default

@@ -77,9 +77,9 @@ START_TEST(test_forward_matches_ops)
     size_t n = 0;
     tg_tensor *const *ps = tg_model_params(r.m, &n);
     ck_assert_uint_eq(n, 6);
-    ck_assert_str_eq(tg_tensor_name(ps[0]), "conv2d/kernel");
-    ck_assert_str_eq(tg_tensor_name(ps[2]), "conv2d_1/kernel");
-    ck_assert_str_eq(tg_tensor_name(ps[5]), "dense/bias");
+    ck_assert_str_eq(tg_tensor_name(ps[0]), "resid/conv2d/kernel");
+    ck_assert_str_eq(tg_tensor_name(ps[2]), "resid/conv2d_1/kernel");
+    ck_assert_str_eq(tg_tensor_name(ps[5]), "resid/dense/bias");
     ck_assert(tg_model_is_graph(r.m));
     ck_assert_int_eq(tg_model_num_inputs(r.m), 1);
     tg_model_free(r.m);
