@@ -592,6 +592,45 @@ START_TEST(test_sequential_is_a_model)
 }
 END_TEST
 
+/* Two models with layers of the same names share one optimizer: their
+ * parameters carry the model's name; their state dicts do not. */
+START_TEST(test_two_models_one_optimizer)
+{
+    tg_scope *s = tg_scope_push();
+    tg_sequential *enc = tg_sequential_new(TG_SHAPE(4)), *dec = tg_sequential_new(TG_SHAPE(2));
+    TG_OK_(tg_sequential_set_name(enc, "encoder"));
+    TG_OK_(tg_sequential_set_name(dec, "decoder"));
+    TG_OK_(tg_sequential_add(enc, tg_layer_new_dense(2, TG_ACT_TANH, NULL)));
+    TG_OK_(tg_sequential_add(dec, tg_layer_new_dense(4, TG_ACT_NONE, NULL)));
+    size_t ne = 0, nd = 0;
+    tg_tensor *const *pe = tg_model_params(enc, &ne), *const *pd = tg_model_params(dec, &nd);
+    ck_assert_str_eq(tg_tensor_name(pe[0]), "encoder/dense/kernel");
+    ck_assert_str_eq(tg_tensor_name(pd[0]), "decoder/dense/kernel");
+    tg_tensor *all[4] = { pe[0], pe[1], pd[0], pd[1] };
+    tg_optimizer *opt = tg_optimizer_new_adam(all, 4, NULL);
+    TG_CHECK(opt);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(8, 4), 0, 1, NULL);
+    tg_tensor *r = tg_sub(tg_model_forward(dec, tg_model_forward(enc, x)), x);
+    TG_OK_(tg_backward(tg_sum(tg_mul(r, r), NULL, 0, false)));
+    TG_OK_(tg_optimizer_step(opt));
+    tg_state_dict *sd = tg_state_dict_new();
+    TG_OK_(tg_optimizer_state_dict(opt, sd, "optimizer/"));
+    ck_assert(tg_state_dict_has(sd, "optimizer/encoder/dense/kernel/m") &&
+              tg_state_dict_has(sd, "optimizer/decoder/dense/bias/v"));
+    TG_OK_(tg_sequential_state_dict(enc, sd, "enc/"));
+    ck_assert(tg_state_dict_has(sd, "enc/dense/kernel"));
+    tg_state_dict_free(sd);
+    /* Once built, the name is in the parameters: renaming is refused. */
+    ck_assert_int_eq(tg_sequential_set_name(enc, "other"), TG_ERR_STATE);
+    TG_ASSERT_ERROR_HAS("already built");
+    ck_assert_int_eq(tg_sequential_set_name(dec, "a/b"), TG_ERR_ARG);
+    tg_optimizer_free(opt);
+    tg_model_free(enc);
+    tg_model_free(dec);
+    tg_scope_pop(s);
+}
+END_TEST
+
 Suite *tg_suite(void)
 {
     Suite *s = suite_create("model");
@@ -606,6 +645,7 @@ Suite *tg_suite(void)
         { "gradcheck_merges", test_gradcheck_merges },
         { "resnet_checkpoint_resume", test_resnet_checkpoint_resume },
         { "sequential_is_a_model", test_sequential_is_a_model },
+        { "two_models_one_optimizer", test_two_models_one_optimizer },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tg_tcase(cases[i].name);
