@@ -834,3 +834,15 @@ tg_layer *tg_model_layer_by_name(const tg_model *model, const char *name)
 {
     return tg_sequential_layer_by_name(model, name);
 }
+
+tg_status tg_model_set_trainable(tg_model *model, bool trainable)
+{
+    if (!model)
+        return tg_null_arg("tg_model_set_trainable", "model");
+    for (int i = 0; i < model->n_layers; i++) {
+        tg_status st = tg_layer_set_trainable(model->layers[i], trainable);
+        if (st != TG_OK)
+            return st;
+    }
+    return TG_OK;
+}

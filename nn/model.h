@@ -108,6 +108,9 @@ tg_tensor *const *tg_model_params(tg_model *model, size_t *n);
 tg_status tg_model_count_params(int64_t *total, int64_t *trainable, int64_t *non_trainable,
                                 tg_model *model);
 int tg_model_layer_count(const tg_model *model);
+/* Freezes (false) or unfreezes every layer, as Keras's model.trainable:
+ * tg_layer_set_trainable on each; freeze single layers with that. */
+tg_status tg_model_set_trainable(tg_model *model, bool trainable);
 tg_layer *tg_model_layer(const tg_model *model, int index);
 tg_layer *tg_model_layer_by_name(const tg_model *model, const char *name);
 

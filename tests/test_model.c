@@ -514,6 +514,12 @@ START_TEST(test_resnet_checkpoint_resume)
     /* conv 30 + bn 12 (6 moving) + conv 84 + bn 12 (6 moving) + dense 16 */
     ck_assert_int_eq(total, 30 + 12 + 84 + 12 + 16);
     ck_assert_int_eq(ntr, 12);
+    /* Freezing the whole graph leaves only non-trainable parameters. */
+    TG_OK_(tg_model_set_trainable(a.m, false));
+    TG_OK_(tg_model_count_params(NULL, NULL, &ntr, a.m));
+    ck_assert_int_eq(ntr, total);
+    ck_assert(!tg_requires_grad(tg_layer_param(tg_model_layer(a.m, 0), 0)));
+    TG_OK_(tg_model_set_trainable(a.m, true));
     steps(&a, x, y, 3);
     tg_train_progress pr = TG_TRAIN_PROGRESS_INIT;
     pr.step = 3;
