@@ -31,6 +31,7 @@
 #include "../libtensor/state_dict.h"
 #include "../libtensor/export.h"
 #include "layer.h"
+#include "batch.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus
