@@ -5,7 +5,6 @@
  * baseline. With little data and few steps the reused features win. Both
  * train through tg_fit (nn/fit.h), evaluated on the test set after every
  * epoch as its validation data. */
-#include <math.h>
 #include <string.h>
 
 #include "fashion_cnn.h"
