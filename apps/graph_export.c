@@ -10,9 +10,10 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: graph-export [--model mlp|fashion_cnn] [--backward] [--lr] [--help]\n"
+    fputs("usage: graph-export [--model mlp|fashion_cnn|resnet] [--backward] [--lr] [--help]\n"
           "  Prints the graph of one training step of a built-in model as Graphviz DOT.\n"
-          "  --model NAME  the model: mlp (default) or fashion_cnn\n"
+          "  --model NAME  the model: mlp (default), fashion_cnn, or resnet (a graph model of\n"
+          "                layers with BatchNorm and a residual Add)\n"
           "  --backward    also draw the gradient flow (dashed red)\n"
           "  --lr          lay the graph out left to right\n"
           "  --help        print this help\n"

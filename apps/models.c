@@ -1,11 +1,13 @@
 /* apps/models.c -- the built-in example models: an MLP (784 -> 64 relu -> 10) and
  * the Fashion-MNIST CNN of the Keras tutorial (conv 32 3x3 relu, max-pool 2x2,
- * dropout 0.25, flatten, dense 128 relu, dense 10), as plain calls to the ops. */
+ * dropout 0.25, flatten, dense 128 relu, dense 10), as plain calls to the ops;
+ * and a small residual network as a graph model of layers (conv-BN-ReLU, one
+ * block conv-BN-ReLU-conv-BN + Add + ReLU, global average pooling, dense 10). */
 #include <string.h>
 
 #include "apps/models.h"
 
-const char *const app_model_names[] = {"mlp", "fashion_cnn", NULL};
+const char *const app_model_names[] = {"mlp", "fashion_cnn", "resnet", NULL};
 
 typedef struct param_spec {
     const char *name;
@@ -37,7 +39,40 @@ void app_model_free(app_model *m)
         return;
     for (int i = 0; i < m->n_params; i++)
         tg_release(m->params[i]);
+    tg_model_free(m->net);
     memset(m, 0, sizeof *m);
+}
+
+/* The residual network: 8 channels, so its graph stays readable. */
+static tg_status resnet_init(app_model *m, tg_rng *rng)
+{
+    tg_model *g = tg_model_new("resnet");
+    if (!g)
+        return tg_last_status();
+    m->net = g;
+    tg_status st = tg_sequential_set_rng(g, rng); /* the weights' generator, for build */
+    tg_conv2d_layer_opts same = TG_CONV2D_LAYER_OPTS_INIT;
+    same.padding = TG_PADDING_SAME;
+    tg_node *x = tg_model_input(g, "image", TG_SHAPE(1, 28, 28));
+    tg_node *h = tg_model_apply(g, tg_layer_new_conv2d(8, 3, 3, TG_ACT_NONE, &same), x);
+    h = tg_model_apply(g, tg_layer_new_batch_norm(NULL), h);
+    tg_node *skip = tg_model_apply(g, tg_layer_new_activation(TG_ACT_RELU), h);
+    h = tg_model_apply(g, tg_layer_new_conv2d(8, 3, 3, TG_ACT_NONE, &same), skip);
+    h = tg_model_apply(g, tg_layer_new_batch_norm(NULL), h);
+    h = tg_model_apply(g, tg_layer_new_activation(TG_ACT_RELU), h);
+    h = tg_model_apply(g, tg_layer_new_conv2d(8, 3, 3, TG_ACT_NONE, &same), h);
+    h = tg_model_apply(g, tg_layer_new_batch_norm(NULL), h);
+    h = tg_model_apply_n(g, tg_layer_new_add(NULL), 2, (tg_node *[]){ h, skip });
+    h = tg_model_apply(g, tg_layer_new_activation(TG_ACT_RELU), h);
+    h = tg_model_apply(g, tg_layer_new_global_avg_pool2d(false), h);
+    h = tg_model_apply(g, tg_layer_new_dense(10, TG_ACT_SOFTMAX, NULL), h);
+    if (st == TG_OK)
+        st = tg_model_set_outputs(g, 1, &h);
+    if (st == TG_OK)
+        st = tg_model_build(g); /* draws the weights now, while rng lives */
+    if (st == TG_OK)
+        st = tg_sequential_set_rng(g, NULL);
+    return st;
 }
 
 tg_status app_model_init(app_model *m, const char *name, uint64_t seed)
@@ -53,6 +88,14 @@ tg_status app_model_init(app_model *m, const char *name, uint64_t seed)
         m->name = "fashion_cnn";
         spec = cnn_params;
         n = (int)(sizeof cnn_params / sizeof cnn_params[0]);
+    } else if (name && strcmp(name, "resnet") == 0) {
+        m->name = "resnet";
+        tg_rng rng;
+        tg_rng_seed(&rng, seed);
+        tg_status rc = resnet_init(m, &rng);
+        if (rc != TG_OK)
+            app_model_free(m);
+        return rc;
     } else {
         return TG_ERR_ARG;
     }
@@ -85,7 +128,7 @@ tg_status app_model_example_batch(const app_model *m, tg_tensor **x, tg_tensor *
     static const int64_t cnn_labels[1] = {9};
     tg_rng rng;
     tg_rng_seed(&rng, 20220101u);
-    bool cnn = strcmp(m->name, "fashion_cnn") == 0;
+    bool cnn = strcmp(m->name, "mlp") != 0;
     *x = cnn ? tg_rand_uniform(TG_F32, TG_SHAPE(1, 1, 28, 28), 0.0, 1.0, &rng)
              : tg_rand_uniform(TG_F32, TG_SHAPE(4, 784), 0.0, 1.0, &rng);
     *labels = cnn ? tg_from_data(TG_I64, TG_SHAPE(1), cnn_labels)
@@ -95,6 +138,10 @@ tg_status app_model_example_batch(const app_model *m, tg_tensor **x, tg_tensor *
 
 tg_tensor *app_model_forward(const app_model *m, tg_tensor *x, bool training, tg_rng *rng)
 {
+    if (m->net) {
+        tg_model_set_training(m->net, training);
+        return tg_model_forward_logits(m->net, x);
+    }
     tg_tensor *const *p = m->params;
     if (strcmp(m->name, "mlp") == 0) {
         tg_tensor *h = tg_relu(tg_dense(x, p[0], p[1]));

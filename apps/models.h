@@ -12,7 +12,10 @@
 enum { APP_MODEL_MAX_PARAMS = 8 };
 
 typedef struct app_model {
-    const char *name; /* "mlp" or "fashion_cnn" (static string) */
+    const char *name; /* "mlp", "fashion_cnn" or "resnet" (static string) */
+    /* "resnet" is a graph model of layers (nn/model.h), owned; the others are
+     * raw parameters and ops. */
+    tg_model *net;
     int n_params;
     /* New references owned by the model, named as Keras names them
      * ("conv2d/kernel", "dense/bias" ...), f32, requiring grad. */
@@ -30,7 +33,7 @@ tg_status app_model_init(app_model *m, const char *name, uint64_t seed);
 void app_model_free(app_model *m);
 
 /* A deterministic example batch (scoped references): inputs x (mlp: [4, 784],
- * fashion_cnn: [1, 1, 28, 28]) and i64 labels of the batch size. */
+ * fashion_cnn and resnet: [1, 1, 28, 28]) and i64 labels of the batch size. */
 tg_status app_model_example_batch(const app_model *m, tg_tensor **x, tg_tensor **labels);
 
 /* Logits for x (scoped reference, NULL on error). training turns dropout on, its

@@ -225,8 +225,8 @@ typedef struct tg_fit_opts {
       NULL, NULL, 0, NULL, { NULL, NULL }, false, NULL, NULL, TG_EARLY_STOPPING_INIT, NULL,   \
       false, NULL, NULL, NULL }
 
-/* Trains model (a Sequential model today; any tg_model with one input and one
- * output) on (x, y) with opt (whose parameters are the model's), epochs of
+/* Trains model (Sequential, or a graph model with one input and one output) on
+ * (x, y) with opt (whose parameters are the model's), epochs of
  * batch_size examples along dim 0. The model is in training mode during the
  * steps and evaluation mode during validation, and is left in training mode.
  * A step: forward, loss, zero_grad, backward, tg_optimizer_step. A non-finite

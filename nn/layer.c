@@ -118,6 +118,10 @@ tg_layer *tg_layer_alloc(const tg_layer_vtable *vt, tg_activation act, const cha
     if ((int)act < 0 || act >= TG_ACT_COUNT)
         return tg_error_here(TG_ERR_ARG, "activation %d is not a tg_activation", (int)act),
                NULL;
+    if (!vt->build_n != !vt->forward_n || (vt->forward_n && (vt->build || vt->forward)))
+        return tg_error_here(TG_ERR_ARG, "layer type %s: a merge layer sets build_n and "
+                             "forward_n, and then neither build nor forward", vt->class_name),
+               NULL;
     if (name && tg_layer_check_name(name) != TG_OK)
         return NULL;
     if (vt->data_size > SIZE_MAX / 2)
@@ -197,6 +201,11 @@ void tg_layer_unbuild(tg_layer *l)
 {
     slots_clear(&l->params);
     slots_clear(&l->buffers);
+    free(l->multi_ndim);
+    free(l->multi_shape);
+    l->multi_ndim = NULL;
+    l->multi_shape = NULL;
+    l->n_in = 0;
     l->built = false;
 }
 
@@ -421,7 +430,12 @@ static tg_tensor *add_slot(tg_layer *l, bool param, const char *short_name, int 
     else if (param && ((int)init < 0 || init >= TG_INIT_COUNT))
         st = tg_error_here(TG_ERR_ARG, "layer %s: initializer %d is not a tg_initializer",
                            who, (int)init);
-    else if ((size_t)snprintf(pname, sizeof pname, "%s/%s", l->name, short_name) >= sizeof pname)
+    /* In a model: "<model>/<layer>/<name>", unique across models (Keras 3's
+     * variable path), so one optimizer can take the parameters of several. */
+    else if ((size_t)(l->owner ? snprintf(pname, sizeof pname, "%s/%s/%s", l->owner->name,
+                                          l->name, short_name)
+                               : snprintf(pname, sizeof pname, "%s/%s", l->name, short_name)) >=
+             sizeof pname)
         st = tg_error_here(TG_ERR_ARG, "layer %s: name \"%s\" is too long", who, short_name);
     tg_layer_slots *s = param ? &l->params : &l->buffers;
     if (st == TG_OK && s->n == s->cap) {
@@ -480,49 +494,91 @@ tg_tensor *tg_layer_add_buffer(tg_layer *l, const char *short_name, int ndim,
 
 /* ---------------------------------------------------------------- build, forward */
 
-tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
-                            tg_rng *rng)
+/* What building a layer of one input (n == 1 and no build_n) or of n inputs
+ * shares. Errors name the context. */
+static tg_status build_common(tg_layer *l, int n, const int *in_ndim,
+                              const int64_t *const *in_shape, tg_dtype dtype, tg_rng *rng)
 {
     if (l->built)
         return TG_OK;
-    if (in_ndim < 0 || in_ndim > TG_MAX_DIMS - 1 || (in_ndim > 0 && !in_shape))
-        return tg_error_here(TG_ERR_ARG, "an input shape needs 0..%d dims without the batch",
-                             TG_MAX_DIMS - 1);
+    bool multi = tg_layer_is_multi(l);
+    char w[256];
+    if (multi && n < 2)
+        return tg_error_here(TG_ERR_ARG, "layer %s merges several inputs; it got %d (apply "
+                             "it with tg_model_apply_n or tg_layer_forward_n)",
+                             tg_layer_who(l, w, sizeof w), n);
+    if (!multi && n != 1)
+        return tg_error_here(TG_ERR_ARG, "layer %s takes one input, not %d",
+                             tg_layer_who(l, w, sizeof w), n);
+    if (n > TG_MODEL_MAX_IO)
+        return tg_error_here(TG_ERR_ARG, "layer %s: %d inputs, at most %d",
+                             tg_layer_who(l, w, sizeof w), n, TG_MODEL_MAX_IO);
+    for (int k = 0; k < n; k++)
+        if (in_ndim[k] < 0 || in_ndim[k] > TG_MAX_DIMS - 1 || (in_ndim[k] > 0 && !in_shape[k]))
+            return tg_error_here(TG_ERR_ARG, "an input shape needs 0..%d dims without the "
+                                 "batch", TG_MAX_DIMS - 1);
     if (dtype != TG_F32 && dtype != TG_F64)
         return tg_error_here(TG_ERR_DTYPE, "parameters must be f32 or f64, not %s",
                              tg_dtype_name(dtype));
     if (!l->name && !(l->name = strdup(l->vt->base_name)))
         return tg_error_here(TG_ERR_NOMEM, "out of memory");
-    int out_ndim = in_ndim;
+    if (multi) {
+        l->multi_ndim = malloc(sizeof *l->multi_ndim * (size_t)n);
+        l->multi_shape = malloc(sizeof *l->multi_shape * (size_t)n);
+        if (!l->multi_ndim || !l->multi_shape) {
+            tg_layer_unbuild(l);
+            return tg_error_here(TG_ERR_NOMEM, "out of memory");
+        }
+    }
+    int out_ndim = in_ndim[0];
     int64_t out_shape[TG_MAX_DIMS] = { 0 };
-    for (int i = 0; i < in_ndim; i++)
-        out_shape[i] = in_shape[i];
+    for (int i = 0; i < in_ndim[0]; i++)
+        out_shape[i] = in_shape[0][i];
     l->building = true;
     l->build_status = TG_OK;
     l->build_dtype = dtype;
     l->build_rng = rng;
-    tg_status st = l->vt->build ? l->vt->build(l, in_ndim, in_shape, &out_ndim, out_shape)
-                                : TG_OK;
+    tg_status st = TG_OK;
+    if (multi)
+        st = l->vt->build_n(l, n, in_ndim, in_shape, &out_ndim, out_shape);
+    else if (l->vt->build)
+        st = l->vt->build(l, in_ndim[0], in_shape[0], &out_ndim, out_shape);
     l->building = false;
     if (st == TG_OK && l->build_status != TG_OK)
         st = l->build_status; /* a declaration failed and build went on regardless */
-    if (st == TG_OK && (out_ndim < 0 || out_ndim > TG_MAX_DIMS - 1)) {
-        char w[256];
+    if (st == TG_OK && (out_ndim < 0 || out_ndim > TG_MAX_DIMS - 1))
         st = tg_error_here(TG_ERR_SHAPE, "layer %s: its build gave an output of %d dims "
                            "(0..%d without the batch)", tg_layer_who(l, w, sizeof w), out_ndim,
                            TG_MAX_DIMS - 1);
-    }
     if (st != TG_OK) {
         tg_layer_unbuild(l);
         return st;
     }
-    l->in_ndim = in_ndim;
-    for (int i = 0; i < in_ndim; i++)
-        l->in_shape[i] = in_shape[i];
+    l->in_ndim = in_ndim[0];
+    for (int i = 0; i < in_ndim[0]; i++)
+        l->in_shape[i] = in_shape[0][i];
+    for (int k = 0; multi && k < n; k++) {
+        l->multi_ndim[k] = in_ndim[k];
+        for (int i = 0; i < in_ndim[k]; i++)
+            l->multi_shape[k][i] = in_shape[k][i];
+    }
+    l->n_in = n;
     l->out_ndim = out_ndim;
     memcpy(l->out_shape, out_shape, sizeof out_shape);
     l->built = true;
     return TG_OK;
+}
+
+tg_status tg_layer_build_in(tg_layer *l, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
+                            tg_rng *rng)
+{
+    return build_common(l, 1, &in_ndim, &in_shape, dtype, rng);
+}
+
+tg_status tg_layer_build_in_n(tg_layer *l, int n, const int *in_ndim,
+                              const int64_t *const *in_shape, tg_dtype dtype, tg_rng *rng)
+{
+    return build_common(l, n, in_ndim, in_shape, dtype, rng);
 }
 
 tg_status tg_layer_build(tg_layer *layer, int in_ndim, const int64_t *in_shape, tg_dtype dtype,
@@ -553,6 +609,81 @@ tg_tensor *tg_layer_run(tg_layer *l, tg_tensor *x, const tg_fwd_ctx *ctx)
     return tg_activation_apply(y, act);
 }
 
+tg_tensor *tg_layer_run_n(tg_layer *l, int n, tg_tensor *const *xs, const tg_fwd_ctx *ctx)
+{
+    if (!tg_layer_is_multi(l))
+        return tg_layer_run(l, xs[0], ctx);
+    tg_activation act = l->act;
+    if (ctx->skip_softmax && act == TG_ACT_SOFTMAX)
+        act = TG_ACT_NONE;
+    tg_tensor *y = l->vt->forward_n(l, n, xs, &ctx->pub);
+    if (!y || act == TG_ACT_NONE)
+        return y;
+    return tg_activation_apply(y, act);
+}
+
+tg_tensor *tg_layer_forward_n(tg_layer *layer, int n, tg_tensor *const *xs, bool training)
+{
+    static const char *fn = "tg_layer_forward_n";
+    if (!layer || !xs)
+        return tg_null_arg(fn, layer ? "xs" : "layer"), NULL;
+    if (n < 1 || n > TG_MODEL_MAX_IO)
+        return tg_error(TG_ERR_ARG, "%s: n is %d; it needs 1..%d", fn, n, TG_MODEL_MAX_IO), NULL;
+    if (!tg_layer_is_multi(layer)) {
+        if (n != 1) {
+            char w[256];
+            return tg_error(TG_ERR_ARG, "%s: layer %s takes one input, not %d", fn,
+                            tg_layer_who(layer, w, sizeof w), n), NULL;
+        }
+        return tg_layer_forward(layer, xs[0], training);
+    }
+    int nds[TG_MODEL_MAX_IO];
+    const int64_t *shapes[TG_MODEL_MAX_IO];
+    for (int k = 0; k < n; k++) {
+        if (!xs[k]) {
+            char what[32];
+            snprintf(what, sizeof what, "xs[%d]", k);
+            return tg_null_arg(fn, what), NULL;
+        }
+        nds[k] = tg_tensor_ndim(xs[k]) - 1;
+        shapes[k] = tg_tensor_shape(xs[k]) + 1;
+        if (nds[k] < 0)
+            return tg_error(TG_ERR_SHAPE, "%s: xs[%d] needs a batch axis, got a 0-D tensor", fn,
+                            k), NULL;
+    }
+    if (!layer->built) {
+        if (layer->in_model)
+            return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model that is not built "
+                            "yet; build the model", fn, layer->name), NULL;
+        const char *prev = tg_error_enter(fn);
+        tg_status st = tg_layer_build_in_n(layer, n, nds, shapes, tg_tensor_dtype(xs[0]), NULL);
+        tg_error_leave(prev);
+        if (st != TG_OK)
+            return NULL;
+    }
+    char w[256], want[128], got[128];
+    if (n != layer->n_in)
+        return tg_error(TG_ERR_ARG, "%s: layer %s was built for %d inputs, got %d", fn,
+                        tg_layer_who(layer, w, sizeof w), layer->n_in, n), NULL;
+    for (int k = 0; k < n; k++) {
+        bool ok = nds[k] == layer->multi_ndim[k];
+        for (int i = 0; ok && i < nds[k]; i++)
+            ok = shapes[k][i] == layer->multi_shape[k][i];
+        if (!ok)
+            return tg_error(TG_ERR_SHAPE, "%s: layer %s was built for input %d of shape %s, "
+                            "got %s", fn, tg_layer_who(layer, w, sizeof w), k,
+                            tg_nn_batch_shape_str(want, sizeof want, layer->multi_ndim[k],
+                                                  layer->multi_shape[k]),
+                            tg_shape_str(got, sizeof got, nds[k] + 1,
+                                         tg_tensor_shape(xs[k]))), NULL;
+    }
+    tg_fwd_ctx ctx = { .pub = { .training = training, .rng = NULL }, .skip_softmax = false };
+    const char *prev = tg_error_enter(fn);
+    tg_tensor *y = tg_layer_run_n(layer, n, xs, &ctx);
+    tg_error_leave(prev);
+    return y;
+}
+
 tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training)
 {
     static const char *fn = "tg_layer_forward";
@@ -562,6 +693,11 @@ tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training)
     const int64_t *xs = tg_tensor_shape(x);
     if (nd < 1)
         return tg_error(TG_ERR_SHAPE, "%s: x needs a batch axis, got a 0-D tensor", fn), NULL;
+    if (tg_layer_is_multi(layer)) {
+        char w[256];
+        return tg_error(TG_ERR_ARG, "%s: layer %s merges several inputs; call "
+                        "tg_layer_forward_n", fn, tg_layer_who(layer, w, sizeof w)), NULL;
+    }
     if (!layer->built) {
         if (layer->in_model)
             return tg_error(TG_ERR_STATE, "%s: layer %s belongs to a model that is not built "

@@ -92,6 +92,13 @@ typedef struct tg_layer_vtable {
     /* forward applies a ReLU activation itself (fused into its primitive) when
      * the layer's activation is TG_ACT_RELU, so it is not applied twice. */
     bool fuses_relu;
+    /* A layer of several inputs (a merge layer: Add, Concatenate) sets these
+     * two instead of build and forward; it is applied to n >= 2 nodes of a
+     * graph model (tg_model_apply_n) or called with tg_layer_forward_n. The
+     * shapes are without the batch, one per input. */
+    tg_status (*build_n)(tg_layer *l, int n, const int *in_ndim, const int64_t *const *in_shape,
+                         int *out_ndim, int64_t *out_shape);
+    tg_tensor *(*forward_n)(tg_layer *l, int n, tg_tensor *const *xs, const tg_layer_ctx *ctx);
 } tg_layer_vtable;
 
 /* A new, unbuilt layer of this type, with activation act applied after forward
@@ -106,14 +113,15 @@ void *tg_layer_data(const tg_layer *layer);
 const tg_layer_vtable *tg_layer_get_vtable(const tg_layer *layer);
 tg_activation tg_layer_activation(const tg_layer *layer);
 
-/* During build only: creates a parameter "<layer>/<short_name>" of the model's
+/* During build only: creates a parameter "<model>/<layer>/<short_name>" (in a
+ * model; "<layer>/<short_name>" for a layer built alone) of the model's
  * dtype, filled by init from the model's generator, requiring grad unless the
  * layer is frozen. Returns it (borrowed: the layer owns it) or NULL (the error
  * set; return that status from build). short_name must be unique in the layer
  * among parameters and buffers and must not contain '/'. Any number. */
 tg_tensor *tg_layer_add_param(tg_layer *l, const char *short_name, int ndim,
                               const int64_t *shape, tg_initializer init);
-/* During build only: a non-trainable buffer "<layer>/<short_name>" (BatchNorm's
+/* During build only: a non-trainable buffer named as a parameter (BatchNorm's
  * moving mean and variance) filled with value. It never requires grad, is not
  * among a model's parameters (optimizers never see it), counts as a
  * non-trainable parameter in summaries, and is carried by state dicts and
@@ -132,6 +140,9 @@ tg_status tg_layer_build(tg_layer *layer, int in_ndim, const int64_t *in_shape, 
  * for x's shape and dtype with the global generator. Dropout-like behaviour
  * follows `training`. Scoped reference; NULL on error (or NULL x). */
 tg_tensor *tg_layer_forward(tg_layer *layer, tg_tensor *x, bool training);
+/* The same for a layer of n inputs (a merge layer; n == 1 is tg_layer_forward):
+ * built on first use from the inputs' shapes, which must then stay the same. */
+tg_tensor *tg_layer_forward_n(tg_layer *layer, int n, tg_tensor *const *xs, bool training);
 
 /* Sets the thread's last error to "<layer> (<class>): <message>" and returns
  * status: how a type's callbacks report a bad input, as in
@@ -142,7 +153,7 @@ tg_status tg_layer_error(const tg_layer *l, tg_status status, const char *fmt, .
 #endif
     ;
 
-/* Buffers exist once built: count, the i-th (borrowed, named "<layer>/<buffer>"),
+/* Buffers exist once built: count, the i-th (borrowed, named as parameters),
  * by short name; NULL with the error set when absent. */
 int tg_layer_buffer_count(const tg_layer *layer);
 tg_tensor *tg_layer_buffer(const tg_layer *layer, int i);

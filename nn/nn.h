@@ -31,6 +31,7 @@
 #include "../libtensor/state_dict.h"
 #include "../libtensor/export.h"
 #include "layer.h"
+#include "model.h"
 #include "batch.h"
 #include "fit.h"
 
@@ -214,7 +215,8 @@ bool tg_layer_trainable(const tg_layer *layer);
 
 /* Parameters exist once the layer is built (by its model, by tg_layer_build or
  * by a first tg_layer_forward). The i-th parameter (borrowed; named
- * "<layer>/kernel", "<layer>/bias"), NULL when out of range. Buffers:
+ * "<model>/<layer>/kernel" in a model, "<layer>/kernel" alone), NULL when out of
+ * range. Buffers:
  * tg_layer_buffer (nn/layer.h). */
 int tg_layer_param_count(const tg_layer *layer);
 tg_tensor *tg_layer_param(const tg_layer *layer, int i);
@@ -262,6 +264,8 @@ tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer);
  * initializers and the dropout masks. */
 tg_status tg_sequential_set_dtype(tg_sequential *model, tg_dtype dtype);
 tg_status tg_sequential_set_rng(tg_sequential *model, tg_rng *rng);
+/* The model's name ("sequential" by default; a layer name's rules: no '/'),
+ * before build: its parameters are named "<model>/<layer>/<param>". */
 tg_status tg_sequential_set_name(tg_sequential *model, const char *name);
 const char *tg_sequential_name(const tg_sequential *model); /* borrowed */
 
@@ -298,7 +302,10 @@ tg_layer *tg_sequential_layer_by_name(const tg_sequential *model, const char *na
  * buffers not (they are for the state dict, not for optimizers);
  * builds the model if needed. Returns a borrowed array of *n borrowed tensors,
  * valid until the model is freed; NULL (and *n 0) on a build error. Each
- * tensor's name (tg_tensor_name) is "<layer>/<param>". */
+ * tensor's name (tg_tensor_name) is "<model>/<layer>/<param>"
+ * ("sequential/conv2d/kernel"), unique across models (as Keras 3's variable
+ * paths), so one optimizer may take the parameters of several models; the
+ * state dict keys leave the model's name out ("<layer>/<param>"). */
 tg_tensor *const *tg_sequential_params(tg_sequential *model, size_t *n);
 /* Element counts; any out-pointer may be NULL. Builds the model if needed. */
 tg_status tg_sequential_count_params(int64_t *total, int64_t *trainable,

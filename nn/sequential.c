@@ -9,19 +9,6 @@
 #include "libtensor/state_dict_impl.h"
 #include "nn/nn_impl.h"
 
-struct tg_model {
-    char *name;
-    int in_ndim;
-    int64_t in_shape[TG_MAX_DIMS];
-    tg_dtype dtype;
-    tg_rng *rng;           /* borrowed; NULL: global */
-    bool training;
-    bool built;
-    tg_layer **layers;     /* owned */
-    int n_layers, cap_layers;
-    tg_tensor **params;    /* borrowed from the layers, in order; set at build */
-    size_t n_params;
-};
 
 tg_sequential *tg_sequential_new(int ndim, const int64_t *input_shape)
 {
@@ -58,8 +45,10 @@ void tg_sequential_free(tg_sequential *model)
         return;
     for (int i = 0; i < model->n_layers; i++) {
         model->layers[i]->in_model = false;
+        model->layers[i]->owner = NULL;
         tg_layer_free(model->layers[i]);
     }
+    tg_model_free_nodes(model);
     free(model->layers);
     free(model->params);
     free(model->name);
@@ -93,7 +82,10 @@ tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer)
     if (layer->in_model)
         return tg_error(TG_ERR_STATE, "%s: layer %s already belongs to a model", fn,
                         layer->name);
-    if (model->built)
+    if (model->graph)
+        st = tg_error(TG_ERR_STATE, "%s: model \"%s\" is a graph model: apply layers with "
+                      "tg_model_apply", fn, model->name);
+    else if (model->built)
         st = tg_error(TG_ERR_STATE, "%s: model \"%s\" is already built; add layers before "
                       "the first build, forward or summary", fn, model->name);
     else if (layer->name && find_layer(model, layer->name))
@@ -124,6 +116,7 @@ tg_status tg_sequential_add(tg_sequential *model, tg_layer *layer)
         return st;
     }
     layer->in_model = true;
+    layer->owner = model;
     model->layers[model->n_layers++] = layer;
     return TG_OK;
 }
@@ -154,6 +147,16 @@ tg_status tg_sequential_set_name(tg_sequential *model, const char *name)
 {
     if (!model || !name)
         return tg_null_arg("tg_sequential_set_name", model ? "name" : "model");
+    const char *prev = tg_error_enter("tg_sequential_set_name");
+    tg_status st = tg_layer_check_name(name);
+    tg_error_leave(prev);
+    if (st != TG_OK)
+        return st;
+    /* The parameters carry the model's name: "<model>/<layer>/<param>". */
+    if (model->built)
+        return tg_error(TG_ERR_STATE, "tg_sequential_set_name: model \"%s\" is already built "
+                        "(its parameters carry its name); name it before the first build, "
+                        "forward or summary", model->name);
     char *copy = strdup(name);
     if (!copy)
         return tg_error(TG_ERR_NOMEM, "tg_sequential_set_name: out of memory");
@@ -175,6 +178,12 @@ tg_status tg_sequential_build(tg_sequential *model)
         return tg_null_arg("tg_sequential_build", "model");
     if (model->built)
         return TG_OK;
+    if (model->graph) {
+        const char *prev = tg_error_enter("tg_model_build");
+        tg_status st = tg_model_build_graph(model);
+        tg_error_leave(prev);
+        return st;
+    }
     if (model->n_layers == 0)
         return tg_error(TG_ERR_STATE, "tg_sequential_build: model \"%s\" has no layers",
                         model->name);
@@ -235,6 +244,8 @@ static tg_tensor *forward(tg_sequential *m, tg_tensor *x, bool logits)
 {
     if (!m || !x)
         return tg_null_arg_here(m ? "x" : "model"), NULL;
+    if (m->graph)
+        return tg_model_forward_graph1(m, x, logits);
     if (tg_sequential_build(m) != TG_OK)
         return NULL;
     int nd = tg_tensor_ndim(x);
@@ -363,7 +374,7 @@ tg_status tg_sequential_zero_grad(tg_sequential *model)
 /* ---------------------------------------------------------------- summary */
 
 /* 693962 -> "693,962" */
-static char *thousands(char *buf, size_t n, int64_t v)
+char *tg_nn_thousands(char *buf, size_t n, int64_t v)
 {
     char digits[32];
     int len = snprintf(digits, sizeof digits, "%" PRId64, v < 0 ? -v : v);
@@ -379,7 +390,7 @@ static char *thousands(char *buf, size_t n, int64_t v)
     return buf;
 }
 
-static void rule(FILE *out, char c, int width)
+void tg_nn_rule(FILE *out, char c, int width)
 {
     for (int i = 0; i < width; i++)
         fputc(c, out);
@@ -397,6 +408,12 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
 {
     if (!model || !out)
         return tg_null_arg("tg_sequential_summary", model ? "out" : "model");
+    if (model->graph) {
+        const char *prev = tg_error_enter("tg_model_summary");
+        tg_status st = tg_model_summary_graph(model, out);
+        tg_error_leave(prev);
+        return st;
+    }
     tg_status st = tg_sequential_build(model);
     if (st != TG_OK)
         return st;
@@ -418,26 +435,36 @@ tg_status tg_sequential_summary(tg_sequential *model, FILE *out)
         width = 65;
 
     fprintf(out, "Model: \"%s\"\n", model->name);
-    rule(out, '_', width);
+    tg_nn_rule(out, '_', width);
     row(out, "Layer (type)", "Output Shape", "Param #", w1, w2);
-    rule(out, '=', width);
+    tg_nn_rule(out, '=', width);
     for (int i = 0; i < model->n_layers; i++) {
         tg_layer *l = model->layers[i];
         snprintf(cell, sizeof cell, "%s (%s)", l->name, l->vt->class_name);
         tg_nn_batch_shape_str(shape, sizeof shape, l->out_ndim, l->out_shape);
-        row(out, cell, shape, thousands(num, sizeof num, tg_layer_count_params(l)), w1, w2);
+        row(out, cell, shape, tg_nn_thousands(num, sizeof num, tg_layer_count_params(l)), w1,
+            w2);
         if (i + 1 < model->n_layers)
-            rule(out, '_', width);
+            tg_nn_rule(out, '_', width);
     }
-    rule(out, '=', width);
+    const char *prev = tg_error_enter("tg_sequential_summary");
+    st = tg_nn_summary_end(out, model, width);
+    tg_error_leave(prev);
+    return st;
+}
+
+tg_status tg_nn_summary_end(FILE *out, tg_model *m, int width)
+{
+    char num[32];
+    tg_nn_rule(out, '=', width);
     int64_t total = 0, tr = 0, ntr = 0;
-    tg_sequential_count_params(&total, &tr, &ntr, model);
-    fprintf(out, "Total params: %s\n", thousands(num, sizeof num, total));
-    fprintf(out, "Trainable params: %s\n", thousands(num, sizeof num, tr));
-    fprintf(out, "Non-trainable params: %s\n", thousands(num, sizeof num, ntr));
-    rule(out, '_', width);
+    tg_sequential_count_params(&total, &tr, &ntr, m);
+    fprintf(out, "Total params: %s\n", tg_nn_thousands(num, sizeof num, total));
+    fprintf(out, "Trainable params: %s\n", tg_nn_thousands(num, sizeof num, tr));
+    fprintf(out, "Non-trainable params: %s\n", tg_nn_thousands(num, sizeof num, ntr));
+    tg_nn_rule(out, '_', width);
     if (ferror(out))
-        return tg_error(TG_ERR_IO, "tg_sequential_summary: write failed");
+        return tg_error_here(TG_ERR_IO, "write failed");
     return TG_OK;
 }
 
@@ -447,6 +474,12 @@ char *tg_sequential_architecture(tg_sequential *model)
 {
     if (!model)
         return tg_null_arg("tg_sequential_architecture", "model"), NULL;
+    if (model->graph) {
+        const char *prev = tg_error_enter("tg_model_architecture");
+        char *a = tg_model_architecture_graph(model);
+        tg_error_leave(prev);
+        return a;
+    }
     if (tg_sequential_build(model) != TG_OK)
         return NULL;
     tg_strbuf b = TG_STRBUF_INIT;
@@ -554,7 +587,9 @@ static size_t item_start(const char *s, size_t from, size_t at)
 static tg_status arch_difference(const tg_sequential *m, const char *saved, const char *mine,
                                  size_t at)
 {
-    const char *lp = strstr(mine, "\"layers\": [");
+    /* A graph's layers carry their inbound nodes: its difference is named by the
+     * innermost differing item alone. */
+    const char *lp = m->graph ? NULL : strstr(mine, "\"layers\": [");
     size_t pos = lp ? (size_t)(lp - mine) + strlen("\"layers\": [") : 0;
     int k = -1; /* the layer of mine in which `at` falls */
     size_t start = 0;
@@ -643,17 +678,21 @@ tg_status tg_sequential_check_architecture(tg_sequential *model, const tg_state_
 
 /* ---------------------------------------------------------------- state dict */
 
-/* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by layer. */
+/* Adds "<prefix><layer>/<name>" for each parameter, then each buffer, layer by
+ * layer: the model's name is not part of the key (the tensors' own names carry
+ * it), so weights load into a model of another name. */
 static tg_status add_tensors(tg_state_dict *sd, const tg_sequential *m, const char *prefix)
 {
-    char key[1024];
+    char key[1024], rel[600];
     tg_status st;
     for (int i = 0; i < m->n_layers; i++) {
-        const tg_layer_slots *kinds[2] = { &m->layers[i]->params, &m->layers[i]->buffers };
+        const tg_layer *l = m->layers[i];
+        const tg_layer_slots *kinds[2] = { &l->params, &l->buffers };
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < kinds[k]->n; j++) {
                 tg_tensor *t = kinds[k]->v[j].t;
-                if ((st = join(key, sizeof key, prefix, tg_tensor_name(t))) != TG_OK ||
+                snprintf(rel, sizeof rel, "%s/%s", l->name, kinds[k]->v[j].short_name);
+                if ((st = join(key, sizeof key, prefix, rel)) != TG_OK ||
                     (st = tg_state_dict_set(sd, key, t)) != TG_OK)
                     return st;
             }

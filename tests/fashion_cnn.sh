@@ -266,8 +266,8 @@ sed 1d "$tmp/straight.eval" >"$tmp/a"; sed 1d "$tmp/resumed.eval" >"$tmp/b"
 cmp -s "$tmp/a" "$tmp/b" || die "the resumed run differs from the straight run: $(diff "$tmp/a" "$tmp/b" | head -5)"
 if command -v h5dump >/dev/null 2>&1; then
   # The raw bytes of weights, moments and generator: bit-identical.
-  for d in /model/conv2d/kernel /model/dense/kernel /model/dense_1/bias /optimizer/dense/kernel/v \
-           /optimizer/conv2d/kernel/m /rng/state; do
+  for d in /model/conv2d/kernel /model/dense/kernel /model/dense_1/bias \
+           /optimizer/sequential/dense/kernel/v /optimizer/sequential/conv2d/kernel/m /rng/state; do
     for f in straight resumed; do
       h5dump -d $d -b LE -o "$tmp/$f.bin" "$tmp/$f.h5" >/dev/null 2>&1 || die "h5dump -d $d $f.h5 failed"
     done

@@ -43,6 +43,14 @@ for want in 'conv2d/kernel\\n\[32, 1, 3, 3\] f32' 'conv2d/bias' 'dense/kernel' '
             'max_pool2d' 'dropout' 'relu' 'dense'; do
   grep -q "$want" "$cnn" || die "fashion_cnn: missing $want"
 done
+# the graph model: its layers' parameters, BatchNorm, the residual add, and the
+# gradient reaching the first convolution through both paths of the block
+"$prog" --model resnet --backward >"$tmp/resnet.dot" 2>"$tmp/err" ||
+  die "graph-export --model resnet failed: $(cat "$tmp/err")"
+for want in '^digraph "resnet" {' 'conv2d_2/kernel' 'batch_normalization_2/gamma' 'batch_norm' \
+            '"add' 'global_avg_pool2d' 'grad resnet/conv2d/kernel' 'grad resnet/dense/kernel'; do
+  grep -q "$want" "$tmp/resnet.dot" || die "resnet: missing $want"
+done
 # mlp is the default
 "$prog" >"$tmp/default.dot" || die "graph-export without flags failed"
 cmp -s "$tmp/default.dot" "$tmp/mlp.dot" || die "the default model is not mlp"
@@ -58,9 +66,9 @@ grep -q '^usage: graph-export' "$tmp/help" || die "--help prints no usage"
 [ $st -eq 2 ] || die "a bad flag exited $st, not 2"
 grep -q 'usage: graph-export' "$tmp/err" || die "a bad flag prints no usage on stderr"
 [ -s "$tmp/out" ] && die "a bad flag wrote to stdout"
-"$prog" --model resnet >/dev/null 2>"$tmp/err"; st=$?
+"$prog" --model resnet50 >/dev/null 2>"$tmp/err"; st=$?
 [ $st -eq 2 ] || die "an unknown model exited $st, not 2"
-grep -q "resnet" "$tmp/err" || die "an unknown model is not named"
+grep -q "resnet50" "$tmp/err" || die "an unknown model is not named"
 "$prog" --model >/dev/null 2>&1; st=$?
 [ $st -eq 2 ] || die "--model without a name exited $st, not 2"
 
@@ -71,7 +79,8 @@ if [ -z "${DOT:-}" ]; then
   echo "SKIP: Graphviz dot not found; rendering not checked"
   exit 77
 fi
-for f in "$tmp/mlp.dot" "$tmp/mlpbackward.dot" "$cnn" "$tmp/fashion_cnnbackward.dot"; do
+for f in "$tmp/mlp.dot" "$tmp/mlpbackward.dot" "$cnn" "$tmp/fashion_cnnbackward.dot" \
+         "$tmp/resnet.dot"; do
   "$DOT" -Tsvg "$f" >"$tmp/out.svg" 2>"$tmp/err" || { die "$DOT failed on $f: $(cat "$tmp/err")"; continue; }
   grep -q '<svg' "$tmp/out.svg" || die "$DOT -Tsvg on $f gave no SVG"
 done

@@ -607,7 +607,8 @@ START_TEST(test_param_names_and_init)
     size_t n = 0;
     tg_tensor *const *ps = tg_sequential_params(m, &n);
     ck_assert_int_eq(n, 4);
-    const char *names[] = { "conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias" };
+    const char *names[] = { "sequential/conv2d/kernel", "sequential/conv2d/bias",
+                            "sequential/dense/kernel", "sequential/dense/bias" };
     const int64_t shapes[][4] = { { 4, 1, 3, 3 }, { 4 }, { 3, 16 }, { 3 } };
     const int ndims[] = { 4, 1, 2, 1 };
     for (size_t i = 0; i < n; i++) {
@@ -1239,7 +1240,7 @@ START_TEST(test_nan_weight_stops_step)
     TG_CHECK(ps);
     tg_optimizer *opt = tg_optimizer_new_adam(ps, n, NULL);
     TG_CHECK(opt);
-    ck_assert_str_eq(tg_tensor_name(ps[n - 1]), "dense/bias");
+    ck_assert_str_eq(tg_tensor_name(ps[n - 1]), "sequential/dense/bias");
     TG_OK_(tg_set(ps[n - 1], (const int64_t[]){ 1 }, NAN));
     tg_tensor *copies[8];
     ck_assert(n <= 8);
@@ -1382,8 +1383,8 @@ START_TEST(test_optimizer_state_roundtrip)
         TG_OK_(tg_state_dict_get_i64(&step, copy, "optimizer/step"));
         ck_assert_int_eq(step, 3);
         if (kind == 0)
-            ck_assert(tg_state_dict_has(copy, "optimizer/dense/kernel/m") &&
-                      tg_state_dict_has(copy, "optimizer/dense_1/bias/v"));
+            ck_assert(tg_state_dict_has(copy, "optimizer/sequential/dense/kernel/m") &&
+                      tg_state_dict_has(copy, "optimizer/sequential/dense_1/bias/v"));
         TG_OK_(tg_sequential_load_state_dict(b, copy, "model/"));
         TG_OK_(tg_optimizer_load_state_dict(ob, copy, "optimizer/"));
         ck_assert_int_eq(tg_optimizer_steps(ob), 3);
@@ -1630,7 +1631,8 @@ START_TEST(test_custom_layer_type)
     size_t n = 0;
     tg_tensor *const *ps = tg_sequential_params(m, &n);
     ck_assert_uint_eq(n, 5);
-    const char *names[] = { "affine/w", "affine/b", "affine/c", "dense/kernel", "dense/bias" };
+    const char *names[] = { "sequential/affine/w", "sequential/affine/b", "sequential/affine/c",
+                            "sequential/dense/kernel", "sequential/dense/bias" };
     for (size_t i = 0; i < n; i++) {
         ck_assert_str_eq(tg_tensor_name(ps[i]), names[i]);
         ck_assert(tg_requires_grad(ps[i]));
@@ -1639,7 +1641,7 @@ START_TEST(test_custom_layer_type)
     ck_assert_int_eq(tg_layer_buffer_count(a), 2);
     tg_tensor *count = tg_layer_buffer_by_name(a, "count"), *sum = tg_layer_buffer(a, 1);
     TG_CHECK(count && sum);
-    ck_assert_str_eq(tg_tensor_name(sum), "affine/sum");
+    ck_assert_str_eq(tg_tensor_name(sum), "sequential/affine/sum");
     ck_assert(!tg_requires_grad(count) && !tg_requires_grad(sum));
     ck_assert_ptr_null(tg_layer_buffer(a, 2));
     ck_assert_int_eq(tg_last_status(), TG_ERR_RANGE);
@@ -1954,7 +1956,7 @@ START_TEST(test_layer_copy_params)
     ASSERT_TENSOR_EQ(tg_layer_param(to, 0), tg_layer_param(from, 0));
     ASSERT_TENSOR_EQ(tg_layer_param(to, 1), tg_layer_param(from, 1));
     ck_assert_ptr_ne(tg_layer_param(to, 0), tg_layer_param(from, 0));
-    ck_assert_str_eq(tg_tensor_name(tg_layer_param(to, 0)), "features/kernel");
+    ck_assert_str_eq(tg_tensor_name(tg_layer_param(to, 0)), "sequential/features/kernel");
     /* Freeze the transferred features: the usual fine-tuning setup. */
     TG_OK_(tg_layer_set_trainable(to, false));
     ck_assert(!tg_requires_grad(tg_layer_param(to, 0)));
@@ -1995,7 +1997,7 @@ START_TEST(test_grouped_and_depthwise_conv_layers)
     ck_assert_int_eq(tg_tensor_dim(k0, 1), 2);
     ck_assert_int_eq(tg_tensor_dim(k1, 0), 12);
     ck_assert_int_eq(tg_tensor_dim(k1, 1), 1);
-    ck_assert_str_eq(tg_tensor_name(k1), "depthwise_conv2d/depthwise_kernel");
+    ck_assert_str_eq(tg_tensor_name(k1), "sequential/depthwise_conv2d/depthwise_kernel");
     char *arch = tg_sequential_architecture(m);
     ck_assert_ptr_nonnull(strstr(arch, "\"groups\": 2"));
     ck_assert_ptr_nonnull(strstr(arch, "\"depth_multiplier\": 2"));
@@ -2342,13 +2344,13 @@ START_TEST(test_batch_norm_layer_trains)
     size_t n = 0;
     tg_tensor *const *ps = tg_sequential_params(m, &n);
     ck_assert_uint_eq(n, 6); /* the buffers are no parameters */
-    ck_assert_str_eq(tg_tensor_name(ps[2]), "batch_normalization/gamma");
-    ck_assert_str_eq(tg_tensor_name(ps[3]), "batch_normalization/beta");
+    ck_assert_str_eq(tg_tensor_name(ps[2]), "sequential/batch_normalization/gamma");
+    ck_assert_str_eq(tg_tensor_name(ps[3]), "sequential/batch_normalization/beta");
     ck_assert_int_eq(tg_layer_buffer_count(bn), 2);
     tg_tensor *mm = tg_layer_buffer_by_name(bn, "moving_mean");
     tg_tensor *mv = tg_layer_buffer_by_name(bn, "moving_variance");
     TG_CHECK(mm && mv);
-    ck_assert_str_eq(tg_tensor_name(mv), "batch_normalization/moving_variance");
+    ck_assert_str_eq(tg_tensor_name(mv), "sequential/batch_normalization/moving_variance");
     ck_assert(!tg_requires_grad(mm) && !tg_requires_grad(mv));
     for (int64_t c = 0; c < 4; c++) {
         ck_assert_double_eq(tg_get(ps[2], &c), 1);

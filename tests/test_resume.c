@@ -452,8 +452,9 @@ START_TEST(export_layout)
 
     for (const char *const *n = (const char *const[]){ "model/conv2d/kernel", "model/conv2d/bias",
                                                         "model/dense/kernel", "model/dense_1/bias",
-                                                        "optimizer/conv2d/kernel/m",
-                                                        "optimizer/dense_1/bias/v", "rng/state",
+                                                        "optimizer/sequential/conv2d/kernel/m",
+                                                        "optimizer/sequential/dense_1/bias/v",
+                                                        "rng/state",
                                                         NULL };
          *n; n++)
         ck_assert_msg(tg_state_dict_has(sd, *n), "no entry %s", *n);
@@ -612,7 +613,7 @@ START_TEST(damaged_state_changes_nothing)
         tg_tensor *t = tg_state_dict_tensor_at(live, i);
         if ((_i == BAD_NO_RNG && strcmp(name, "rng/state") == 0) ||
             (_i == BAD_NO_PARAM && strcmp(name, "model/dense/bias") == 0) ||
-            (_i == BAD_NO_MOMENT && strcmp(name, "optimizer/dense/kernel/v") == 0))
+            (_i == BAD_NO_MOMENT && strcmp(name, "optimizer/sequential/dense/kernel/v") == 0))
             continue;
         tg_tensor *c = tg_tensor_copy(t);
         if (_i == BAD_RNG_DTYPE && strcmp(name, "rng/state") == 0) {
@@ -664,7 +665,7 @@ START_TEST(damaged_state_changes_nothing)
 
     static const char *const expect[BAD_COUNT] = {
         "rng/state", "rng/state", "all zeros", "\"epoch\" is negative", "dense_9/bias",
-        "model/dense/bias", "model/dense_1/bias", "optimizer/dense/kernel/v",
+        "model/dense/bias", "model/dense_1/bias", "optimizer/sequential/dense/kernel/v",
         "\"epoch\" is 9223372036854775807, above the largest counter (2^53)",
         "\"step\" is 9223372036854775807, above the largest counter (2^53)",
         "\"batch\" (2) is greater than \"step\" (1)",
