@@ -1,6 +1,9 @@
-/* apps/fashion_cnn_train.c -- `fashion_cnn train`: the training loop of the
- * tutorial with Keras-style progress, a checkpoint after every epoch, Ctrl-C
- * that saves, and --resume that continues bit for bit (mid-epoch included).
+/* apps/fashion_cnn_train.c -- `fashion_cnn train`: the tutorial's model and
+ * data handed to the library's tg_fit (nn/fit.h), which draws the Keras-style
+ * progress, saves a checkpoint after every epoch, stops cleanly on Ctrl-C and
+ * resumes bit for bit (mid-epoch included). What stays here: the options, the
+ * checks of a checkpoint's settings against the flags, the signal handler and
+ * the messages.
  *
  * One generator drives everything random (initial weights, each epoch's shuffle,
  * dropout masks) and is saved with the weights, the optimizer and the epoch's
@@ -77,181 +80,31 @@ static void take_signals(void)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 }
 
-/* ---------------------------------------------------------------- progress */
-
-typedef struct progress {
-    bool tty;
-    int64_t total;      /* steps in the epoch */
-    double t0;          /* when this process started the epoch's steps */
-    double earlier;     /* seconds of this epoch spent before a resume */
-    int64_t done0;      /* steps done before this process started (resume) */
-    double last_draw;
-    int last_len;
-} progress;
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else if (t >= 60)
-        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%lds", t);
-}
-
-static void fmt_per_step(char *buf, size_t n, double s)
-{
-    if (s >= 1)
-        snprintf(buf, n, "%.0fs/step", s);
-    else if (s >= 1e-3)
-        snprintf(buf, n, "%.0fms/step", s * 1e3);
-    else
-        snprintf(buf, n, "%.0fus/step", s * 1e6);
-}
-
-/* "  340/1875 [====>.........................]" as Keras draws it. */
-static int bar(char *buf, size_t n, int64_t done, int64_t total)
-{
-    char tot[32];
-    int digits = snprintf(tot, sizeof tot, "%lld", (long long)total);
-    int w = (int)(30 * done / (total ? total : 1));
-    char b[31];
-    for (int i = 0; i < 30; i++)
-        b[i] = i < w - 1 ? '=' : i == w - 1 ? (done < total ? '>' : '=') : '.';
-    b[30] = '\0';
-    return snprintf(buf, n, "%*lld/%s [%s]", digits, (long long)done, tot, b);
-}
-
-static void draw(progress *p, const char *line)
-{
-    int len = (int)strlen(line);
-    int pad = p->last_len > len ? p->last_len - len : 0;
-    printf("\r%s%*s", line, pad, "");
-    fflush(stdout);
-    p->last_len = len;
-}
-
-/* " - 12s 6ms/step - loss: 0.2712 - accuracy: 0.9012" */
-static int finished(char *buf, size_t n, const progress *p, double train_s, double epoch_s,
-                    double loss, double acc)
-{
-    char dur[32], per[32];
-    fmt_duration(dur, sizeof dur, epoch_s);
-    fmt_per_step(per, sizeof per, train_s / (double)(p->total ? p->total : 1));
-    return snprintf(buf, n, " - %s %s - loss: %.4f - accuracy: %.4f", dur, per, loss, acc);
-}
-
-/* While the epoch runs: redrawn at most 10 times a second, on a terminal only.
- * The last step draws the finished bar, which stays while validation runs. */
-static void progress_step(progress *p, int64_t done, double loss, double acc)
-{
-    if (!p->tty)
-        return;
-    double now = fc_now();
-    if (done < p->total && now - p->last_draw < 0.1)
-        return;
-    p->last_draw = now;
-    char line[256], eta[32];
-    int o = bar(line, sizeof line, done, p->total);
-    if (done >= p->total) {
-        double t = p->earlier + now - p->t0;
-        finished(line + o, sizeof line - (size_t)o, p, t, t, loss, acc);
-    } else {
-        double per = (now - p->t0) / (double)(done - p->done0 > 0 ? done - p->done0 : 1);
-        fmt_duration(eta, sizeof eta, per * (double)(p->total - done));
-        snprintf(line + o, sizeof line - (size_t)o, " - ETA: %s - loss: %.4f - accuracy: %.4f",
-                 eta, loss, acc);
-    }
-    draw(p, line);
-}
-
-/* The epoch's last line: "1875/1875 [======] - 12s 6ms/step - loss ... - val_...";
- * the time is the epoch's including validation, the time per step training's. */
-static void progress_end(progress *p, int64_t epoch, int64_t epochs, double train_s,
-                         double epoch_s, double loss, double acc, bool has_val, double val_loss,
-                         double val_acc)
-{
-    char line[320];
-    int o = 0;
-    if (p->tty)
-        o = bar(line, sizeof line, p->total, p->total);
-    else
-        o = snprintf(line, sizeof line, "Epoch %lld/%lld - %lld steps", (long long)epoch,
-                     (long long)epochs, (long long)p->total);
-    o += finished(line + o, sizeof line - (size_t)o, p, train_s, epoch_s, loss, acc);
-    if (has_val)
-        snprintf(line + o, sizeof line - (size_t)o, " - val_loss: %.4f - val_accuracy: %.4f",
-                 val_loss, val_acc);
-    if (p->tty) {
-        draw(p, line);
-        printf("\n");
-    } else {
-        printf("%s\n", line);
-    }
-    fflush(stdout);
-}
-
 /* ---------------------------------------------------------------- training state */
 
-/* What the app keeps in the checkpoint beside tg_train_state_export's entries. */
+/* What the app keeps in the checkpoint beside tg_fit's entries (the settings a
+ * resume must reuse; tg_fit adds the running sums and the epoch's order). */
 typedef struct run_state {
     int64_t batch_size;
     int64_t limit;        /* 0: the whole training set */
-    double loss_sum;      /* running sums of the epoch in progress */
-    int64_t correct, seen;
-    double seconds;       /* spent in the epoch in progress so far */
 } run_state;
-
-#define ORDER_KEY "data/order"
 
 static tg_status put_run_attrs(tg_state_dict *sd, const run_state *r)
 {
-    tg_status st;
-    if ((st = tg_state_dict_set_i64(sd, "batch_size", r->batch_size)) != TG_OK ||
-        (st = tg_state_dict_set_i64(sd, "limit", r->limit)) != TG_OK ||
-        (st = tg_state_dict_set_f64(sd, "epoch_loss_sum", r->loss_sum)) != TG_OK ||
-        (st = tg_state_dict_set_i64(sd, "epoch_correct", r->correct)) != TG_OK ||
-        (st = tg_state_dict_set_i64(sd, "epoch_seen", r->seen)) != TG_OK)
-        return st;
-    return tg_state_dict_set_f64(sd, "epoch_seconds", r->seconds);
+    tg_status st = tg_state_dict_set_i64(sd, "batch_size", r->batch_size);
+    return st != TG_OK ? st : tg_state_dict_set_i64(sd, "limit", r->limit);
 }
 
 static tg_status get_run_attrs(run_state *r, const tg_state_dict *sd)
 {
-    tg_status st;
-    if ((st = tg_state_dict_get_i64(&r->batch_size, sd, "batch_size")) != TG_OK ||
-        (st = tg_state_dict_get_i64(&r->limit, sd, "limit")) != TG_OK ||
-        (st = tg_state_dict_get_f64(&r->loss_sum, sd, "epoch_loss_sum")) != TG_OK ||
-        (st = tg_state_dict_get_i64(&r->correct, sd, "epoch_correct")) != TG_OK ||
-        (st = tg_state_dict_get_i64(&r->seen, sd, "epoch_seen")) != TG_OK)
-        return st;
-    return tg_state_dict_get_f64(&r->seconds, sd, "epoch_seconds");
+    tg_status st = tg_state_dict_get_i64(&r->batch_size, sd, "batch_size");
+    return st != TG_OK ? st : tg_state_dict_get_i64(&r->limit, sd, "limit");
 }
 
-/* Saves everything; mid-epoch (progress->batch > 0) also the epoch's order. */
-static tg_status save_state(const char *path, tg_sequential *model, tg_optimizer *opt,
-                            tg_rng *rng, const tg_train_progress *pr, const run_state *r,
-                            tg_batch_iter *it)
+/* tg_fit's state hook: the app's attributes go into every saved state. */
+static tg_status run_attrs_hook(tg_state_dict *sd, void *ctx)
 {
-    tg_state_dict *sd = tg_state_dict_new();
-    if (!sd)
-        return tg_last_status();
-    tg_scope *s = tg_scope_push();
-    tg_status st = tg_train_state_export(sd, model, opt, rng, pr);
-    if (st == TG_OK)
-        st = put_run_attrs(sd, r);
-    if (st == TG_OK && pr->batch > 0) {
-        const int64_t *order = tg_batch_iter_order(it);
-        tg_tensor *t = order ? tg_from_data(TG_I64, TG_SHAPE(tg_batch_iter_count(it)), order)
-                             : NULL;
-        st = t ? tg_state_dict_set(sd, ORDER_KEY, t) : tg_last_status();
-    }
-    if (st == TG_OK)
-        st = tg_checkpoint_save(path, sd);
-    tg_scope_pop(s);
-    tg_state_dict_free(sd);
-    return st;
+    return put_run_attrs(sd, ctx);
 }
 
 /* ---------------------------------------------------------------- the command */
@@ -332,11 +185,11 @@ static void print_resume_hint(const train_cfg *c, const app_opt *opts)
 
 typedef struct train_ctx {
     train_cfg cfg;
+    const app_opt *opts;
     tg_dataset train, test;
     tg_rng rng;
     tg_sequential *model;
     tg_optimizer *opt;
-    tg_batch_iter *it;
     FILE *history;
     tg_state_dict *probe;
     struct tg_checkpoint_lock *lock; /* held for the whole run */
@@ -346,7 +199,6 @@ static void ctx_free(train_ctx *x)
 {
     if (x->history)
         fclose(x->history);
-    tg_batch_iter_free(x->it);
     tg_optimizer_free(x->opt);
     tg_sequential_free(x->model);
     tg_dataset_clear(&x->train);
@@ -356,7 +208,8 @@ static void ctx_free(train_ctx *x)
 }
 
 /* Reads the checkpoint's attributes only (cheap, changes nothing) and settles
- * the run's settings against the flags. */
+ * the run's settings against the flags. tg_fit checks the rest (its running
+ * sums, the architecture, every tensor) when it resumes. */
 static int probe_checkpoint(train_ctx *x, tg_train_progress *pr, run_state *r,
                             const app_opt *opts)
 {
@@ -376,12 +229,6 @@ static int probe_checkpoint(train_ctx *x, tg_train_progress *pr, run_state *r,
         bad = "batch_size";
     else if (r->limit < 0 || r->limit > FC_MAX_LIMIT)
         bad = "limit";
-    else if (r->seen < 0 || r->correct < 0 || r->correct > r->seen)
-        bad = r->seen < 0 ? "epoch_seen" : "epoch_correct";
-    else if (!isfinite(r->loss_sum) || r->loss_sum < 0)
-        bad = "epoch_loss_sum";
-    else if (!isfinite(r->seconds) || r->seconds < 0)
-        bad = "epoch_seconds";
     if (bad)
         return app_fail("train", "cannot resume from %s: its \"%s\" is out of range (a damaged "
                         "or foreign checkpoint)", c->checkpoint, bad);
@@ -401,54 +248,6 @@ static int probe_checkpoint(train_ctx *x, tg_train_progress *pr, run_state *r,
     x->cfg.limit = r->limit;
     x->cfg.seed = pr->seed;
     return 0;
-}
-
-/* Loads the full state into the fresh model, optimizer, generator and iterator. */
-static int restore(train_ctx *x, tg_train_progress *pr, run_state *r)
-{
-    const char *path = x->cfg.checkpoint;
-    if (tg_train_state_check(x->probe, x->model, x->opt) != TG_OK)
-        return app_fail("train", "cannot resume from %s: %s", path, tg_last_error());
-    int rc = 0;
-    tg_state_dict *sd = tg_state_dict_new();
-    tg_scope *s = tg_scope_push();
-    tg_train_progress zero = TG_TRAIN_PROGRESS_INIT;
-    tg_tensor *order = NULL;
-    if (pr->batch > 0)
-        order = tg_zeros(TG_I64, TG_SHAPE(tg_batch_iter_count(x->it)));
-    if (!sd || tg_train_state_export(sd, x->model, x->opt, &x->rng, &zero) != TG_OK ||
-        put_run_attrs(sd, r) != TG_OK ||
-        (pr->batch > 0 && tg_state_dict_set(sd, ORDER_KEY, order) != TG_OK)) {
-        rc = app_fail_tg("train", "cannot prepare the training state");
-    } else if (tg_checkpoint_load_into(path, sd) != TG_OK ||
-               tg_train_state_import(pr, x->model, x->opt, &x->rng, sd) != TG_OK ||
-               get_run_attrs(r, sd) != TG_OK) {
-        rc = app_fail("train", "cannot resume from %s: %s", path, tg_last_error());
-    } else if (pr->batch > 0) {
-        /* The app saves mid-epoch only before the last batch (after it, the epoch
-         * is complete and saved as batch 0 of the next), so batch >= the number
-         * of batches is a damaged file or other data, never an epoch's end. */
-        int64_t nb = tg_batch_iter_num_batches(x->it);
-        if (pr->batch >= nb)
-            rc = app_fail("train", "cannot resume from %s: the saved position, batch %lld of "
-                          "epoch %lld, is not inside an epoch of %lld batches (a damaged "
-                          "checkpoint, or other training data)", path, (long long)pr->batch,
-                          (long long)pr->epoch + 1, (long long)nb);
-        else if (r->seen != pr->batch * r->batch_size)
-            rc = app_fail("train", "cannot resume from %s: its epoch_seen (%lld) is not %lld "
-                          "batches of %lld examples", path, (long long)r->seen,
-                          (long long)pr->batch, (long long)r->batch_size);
-        else if (tg_batch_iter_resume(x->it, tg_tensor_data(order), pr->batch) != TG_OK)
-            rc = app_fail("train", "cannot resume from %s: the saved position (batch %lld of "
-                          "epoch %lld) does not fit the data: %s", path, (long long)pr->batch,
-                          (long long)pr->epoch + 1, tg_last_error());
-    } else if (r->seen != 0) {
-        rc = app_fail("train", "cannot resume from %s: it is saved at an epoch's end but its "
-                      "epoch_seen is %lld, not 0", path, (long long)r->seen);
-    }
-    tg_scope_pop(s);
-    tg_state_dict_free(sd);
-    return rc;
 }
 
 /* Fails fast, before the first epoch's work, when the checkpoint could not be
@@ -492,84 +291,56 @@ static int open_history(train_ctx *x)
     return 0;
 }
 
-/* What a failed step was: a non-finite loss or gradient (training diverged: the
- * run stops without saving) or any other error (the library's message). */
-typedef enum step_result { STEP_OK, STEP_NON_FINITE, STEP_ERROR } step_result;
-
-/* One optimizer step on (xb, yb); adds to the running sums. A non-finite loss
- * stops before backward, a non-finite gradient is refused by tg_optimizer_step
- * (which then changes nothing): either way the weights stay those of the last
- * good step and *why says which value was bad. */
-static step_result train_step(train_ctx *x, tg_tensor *xb, tg_tensor *yb, run_state *r,
-                              char *why, size_t why_size)
+/* tg_fit's first event, after any resume: a --lr given to a resumed run
+ * replaces the saved rate, and the run's header lines are printed. */
+static tg_status on_train_begin(train_ctx *x, const tg_fit_info *in)
 {
-    tg_scope *s = tg_scope_push();
-    step_result res = STEP_ERROR;
-    tg_tensor *logits = tg_sequential_forward_logits(x->model, xb);
-    tg_tensor *loss = tg_cross_entropy(logits, yb);
-    double lv = loss ? tg_item(loss) : NAN;
-    int64_t correct = 0;
-    if (loss && !isfinite(lv)) {
-        snprintf(why, why_size, "the loss is %s", isnan(lv) ? "NaN" : lv > 0 ? "+inf" : "-inf");
-        res = STEP_NON_FINITE;
-    } else if (loss && tg_optimizer_zero_grad(x->opt) == TG_OK && tg_backward(loss) == TG_OK) {
-        tg_status st = tg_optimizer_step(x->opt);
-        if (st == TG_OK && tg_accuracy_count(&correct, logits, yb) == TG_OK) {
-            int64_t n = tg_tensor_dim(yb, 0);
-            r->loss_sum += lv * (double)n;
-            r->correct += correct;
-            r->seen += n;
-            res = STEP_OK;
-        } else if (st == TG_ERR_RANGE) {
-            res = STEP_NON_FINITE; /* a non-finite gradient */
-        }
-    }
-    if (res == STEP_ERROR || (res == STEP_NON_FINITE && isfinite(lv)))
-        snprintf(why, why_size, "%s", tg_last_error());
-    tg_scope_pop(s);
-    return res;
+    const train_cfg *c = &x->cfg;
+    if (c->resume && x->opts[TRAIN_OPT_LR].given && tg_optimizer_set_lr(x->opt, c->lr) != TG_OK)
+        return tg_last_status();
+    bool validate = strcmp(c->validation, "test") == 0;
+    printf("Training on %lld examples, validating on %s; batch size %lld, %lld steps per epoch, "
+           "%d thread%s, seed %llu.\n", (long long)x->train.count,
+           validate ? "the 10000 test images" : "nothing (--validation none)",
+           (long long)c->batch_size, (long long)in->steps, tg_get_num_threads(),
+           tg_get_num_threads() == 1 ? "" : "s", (unsigned long long)c->seed);
+    if (c->resume && in->batch)
+        printf("Resuming from %s: epoch %lld at batch %lld of %lld (step %lld).\n",
+               c->checkpoint, (long long)in->epoch + 1, (long long)in->batch,
+               (long long)in->steps, (long long)in->step);
+    else if (c->resume)
+        printf("Resuming from %s after epoch %lld (step %lld).\n", c->checkpoint,
+               (long long)in->epoch, (long long)in->step);
+    printf("Checkpoint: %s, saved after every epoch. Ctrl-C saves and stops.\n", c->checkpoint);
+    fflush(stdout);
+    return TG_OK;
 }
 
-/* The first parameter holding a NaN or an infinity (ReLU can hide one from the
- * loss), or NULL: checked before every save, so that a checkpoint never holds
- * one. Once per save: cheap next to an epoch. */
-static const char *non_finite_param(tg_sequential *model, double *value)
+/* Every event: a held SIGINT/SIGTERM is let in after each step and epoch, just
+ * before tg_fit looks at the stop flag. */
+static tg_status on_event(const tg_fit_info *in, void *ctx, bool *stop)
 {
-    size_t n = 0;
-    tg_tensor *const *ps = tg_sequential_params(model, &n);
-    for (size_t i = 0; ps && i < n; i++) {
-        const float *d = tg_tensor_data(ps[i]); /* the app's model is f32 */
-        for (int64_t k = 0; d && k < tg_tensor_numel(ps[i]); k++)
-            if (!isfinite(d[k])) {
-                *value = d[k];
-                return tg_tensor_name(ps[i]);
-            }
-    }
-    return NULL;
+    (void)stop;
+    if (in->event == TG_FIT_TRAIN_BEGIN)
+        return on_train_begin(ctx, in);
+    if (in->event == TG_FIT_BATCH_END || in->event == TG_FIT_EPOCH_END)
+        take_signals();
+    return TG_OK;
 }
 
-/* save_state behind the finite check; after a message on failure (the
- * checkpoint on disk is then untouched). */
-static int checked_save(train_ctx *x, const tg_train_progress *pr, const run_state *r,
-                        const char *what)
+/* The library's message without its "tg_fit: " (the app names itself). */
+static const char *fit_message(void)
 {
-    double v = 0;
-    const char *bad = non_finite_param(x->model, &v);
-    if (bad)
-        return app_fail("train", "stopped at epoch %lld, step %lld: parameter %s holds %g; "
-                        "not saved (%s keeps its previous state)", (long long)pr->epoch +
-                        (pr->batch > 0), (long long)pr->step, bad, v, x->cfg.checkpoint);
-    if (save_state(x->cfg.checkpoint, x->model, x->opt, &x->rng, pr, r, x->it) != TG_OK)
-        return app_fail_tg("train", what);
-    return 0;
+    const char *m = tg_last_error();
+    return strncmp(m, "tg_fit: ", 8) == 0 ? m + 8 : m;
 }
 
 static int run(train_ctx *x, const app_opt *opts)
 {
     train_cfg *c = &x->cfg;
+    x->opts = opts;
     tg_train_progress pr = TG_TRAIN_PROGRESS_INIT;
-    pr.seed = c->seed; /* a resume replaces it with the checkpoint's */
-    run_state r = { c->batch_size, c->limit, 0, 0, 0, 0 };
+    run_state r = { c->batch_size, c->limit };
     int rc;
     if (c->resume && (rc = probe_checkpoint(x, &pr, &r, opts)) != 0)
         return rc;
@@ -585,9 +356,10 @@ static int run(train_ctx *x, const app_opt *opts)
     if (tg_checkpoint_lock(c->checkpoint, &x->lock) != TG_OK)
         return app_fail("train", "cannot train into %s: %s", c->checkpoint, tg_last_error());
     bool validate = strcmp(c->validation, "test") == 0;
-    /* The training images stay u8 (47 MB, not 188); the iterator converts each batch. */
+    /* The images stay u8 (47 MB, not 188); tg_fit converts each batch, the
+     * validation batches too, to the f32 a TG_F32 load gives (pixel / 255). */
     if (!fc_load_split(&x->train, "train", c->data, TG_SPLIT_TRAIN, c->limit, TG_U8) ||
-        (validate && !fc_load_split(&x->test, "train", c->data, TG_SPLIT_TEST, 0, TG_F32)))
+        (validate && !fc_load_split(&x->test, "train", c->data, TG_SPLIT_TEST, 0, TG_U8)))
         return EXIT_RUNTIME;
 
     tg_rng_seed(&x->rng, c->seed);
@@ -597,126 +369,55 @@ static int run(train_ctx *x, const app_opt *opts)
     tg_adam_opts ao = TG_ADAM_OPTS_INIT;
     ao.lr = c->lr;
     x->opt = params ? tg_optimizer_new_adam(params, n_params, &ao) : NULL;
-    tg_batch_opts bo = TG_BATCH_OPTS_INIT;
-    bo.batch_size = c->batch_size;
-    bo.input_dtype = TG_F32; /* u8 pixel -> pixel / 255, as a TG_F32 load gives */
-    bo.input_scale = 1.0 / 255;
-    x->it = x->opt ? tg_batch_iter_new(x->train.images, x->train.labels, &bo, &x->rng) : NULL;
-    if (!x->it)
+    if (!x->opt)
         return app_fail_tg("train", "cannot set up the model");
-    if (c->resume) {
-        if ((rc = restore(x, &pr, &r)) != 0)
-            return rc;
-        if (opts[TRAIN_OPT_LR].given && tg_optimizer_set_lr(x->opt, c->lr) != TG_OK)
-            return app_fail_tg("train", "cannot set the learning rate");
-    }
     if ((rc = open_history(x)) != 0)
         return rc;
 
-    int64_t steps = tg_batch_iter_num_batches(x->it);
-    printf("Training on %lld examples, validating on %s; batch size %lld, %lld steps per epoch, "
-           "%d thread%s, seed %llu.\n", (long long)x->train.count,
-           validate ? "the 10000 test images" : "nothing (--validation none)",
-           (long long)c->batch_size, (long long)steps, tg_get_num_threads(),
-           tg_get_num_threads() == 1 ? "" : "s", (unsigned long long)c->seed);
-    if (c->resume && pr.batch)
-        printf("Resuming from %s: epoch %lld at batch %lld of %lld (step %lld).\n",
-               c->checkpoint, (long long)pr.epoch + 1, (long long)pr.batch, (long long)steps,
-               (long long)pr.step);
-    else if (c->resume)
-        printf("Resuming from %s after epoch %lld (step %lld).\n", c->checkpoint,
-               (long long)pr.epoch, (long long)pr.step);
-    printf("Checkpoint: %s, saved after every epoch. Ctrl-C saves and stops.\n", c->checkpoint);
-    fflush(stdout);
-
-    progress p = { .tty = isatty(STDOUT_FILENO) != 0, .total = steps };
-    for (int64_t epoch = pr.epoch; epoch < c->epochs; epoch++) {
-        bool mid = pr.batch > 0;
-        if (!mid) {
-            r.loss_sum = 0, r.correct = 0, r.seen = 0, r.seconds = 0;
-            if (tg_batch_iter_start_epoch(x->it) != TG_OK)
-                return app_fail_tg("train", "cannot start the epoch");
-        }
-        if (p.tty)
-            printf("Epoch %lld/%lld\n", (long long)epoch + 1, (long long)c->epochs);
-        p.t0 = p.last_draw = fc_now();
-        p.earlier = r.seconds;
-        p.done0 = pr.batch;
-        p.last_len = 0;
-        if (mid)
-            progress_step(&p, pr.batch, r.loss_sum / (double)r.seen,
-                          (double)r.correct / (double)r.seen);
-        tg_tensor *xb, *yb;
-        while (tg_batch_iter_next(x->it, &xb, &yb)) {
-            char why[1024];
-            step_result res = train_step(x, xb, yb, &r, why, sizeof why);
-            if (res != STEP_OK && p.tty)
-                printf("\n");
-            if (res == STEP_NON_FINITE)
-                return app_fail("train", "stopped at epoch %lld, step %lld (batch %lld of %lld): "
-                                "%s; nothing was saved after the last good step (%s keeps its "
-                                "previous state; a smaller --lr may help)", (long long)epoch + 1,
-                                (long long)pr.step + 1, (long long)tg_batch_iter_position(x->it),
-                                (long long)steps, why, c->checkpoint);
-            if (res != STEP_OK)
-                return app_fail("train", "training step failed: %s", why);
-            pr.batch = tg_batch_iter_position(x->it);
-            pr.step++;
-            progress_step(&p, pr.batch, r.loss_sum / (double)r.seen,
-                          (double)r.correct / (double)r.seen);
-            take_signals();
-            if (interrupted && pr.batch < steps) {
-                r.seconds = p.earlier + fc_now() - p.t0;
-                if (p.tty)
-                    printf("\n");
-                if ((rc = checked_save(x, &pr, &r, "interrupted, and saving the state "
-                                       "failed")) != 0)
-                    return rc;
-                printf("Interrupted: saved the training state (epoch %lld, batch %lld of %lld) "
-                       "to %s.\n", (long long)epoch + 1, (long long)pr.batch, (long long)steps,
-                       c->checkpoint);
-                print_resume_hint(c, opts);
-                return 0;
-            }
-        }
-        double train_s = p.earlier + fc_now() - p.t0;
-        double val_loss = NAN, val_acc = NAN;
-        if (validate && !fc_evaluate(x->model, &x->test, FC_CLASSES, &val_loss, &val_acc, NULL)) {
-            if (p.tty)
-                printf("\n");
-            return app_fail_tg("train", "validation failed");
-        }
-        double epoch_s = p.earlier + fc_now() - p.t0;
-        double loss = r.loss_sum / (double)r.seen, acc = (double)r.correct / (double)r.seen;
-        pr.epoch = epoch + 1;
-        pr.batch = 0;
-        r.loss_sum = 0, r.correct = 0, r.seen = 0, r.seconds = 0;
-        if ((rc = checked_save(x, &pr, &r, "cannot save the checkpoint")) != 0) {
-            if (p.tty)
-                printf("\n");
-            return rc;
-        }
-        progress_end(&p, epoch + 1, c->epochs, train_s, epoch_s, loss, acc, validate, val_loss,
-                     val_acc);
-        if (x->history) {
-            if (validate)
-                fprintf(x->history, "%lld,%.6f,%.6f,%.6f,%.6f,%.3f\n", (long long)epoch + 1, loss,
-                        acc, val_loss, val_acc, epoch_s);
-            else
-                fprintf(x->history, "%lld,%.6f,%.6f,,,%.3f\n", (long long)epoch + 1, loss, acc,
-                        epoch_s);
-            fflush(x->history);
-        }
-        take_signals();
-        if (interrupted && epoch + 1 < c->epochs) {
-            printf("Interrupted: saved the training state after epoch %lld to %s.\n",
-                   (long long)epoch + 1, c->checkpoint);
-            print_resume_hint(c, opts);
-            return 0;
-        }
+    run_state attrs = { c->batch_size, c->limit };
+    tg_fit_callback cb = { on_event, x };
+    tg_fit_opts fo = TG_FIT_OPTS_INIT;
+    fo.epochs = c->epochs;
+    fo.batch_size = c->batch_size;
+    fo.rng = &x->rng;
+    fo.seed = c->seed;
+    fo.input_dtype = TG_F32;
+    fo.input_scale = 1.0 / 255;
+    fo.val_x = validate ? x->test.images : NULL;
+    fo.val_y = validate ? x->test.labels : NULL;
+    fo.validation_batch_size = FC_EVAL_BATCH;
+    fo.history_csv = x->history;
+    fo.callbacks = &cb;
+    fo.n_callbacks = 1;
+    fo.checkpoint_path = c->checkpoint;
+    fo.checkpoint_io = (tg_state_io)TG_CHECKPOINT_IO;
+    fo.resume = c->resume;
+    fo.state_hook = run_attrs_hook;
+    fo.state_hook_ctx = &attrs;
+    fo.stop_flag = &interrupted;
+    tg_history h = TG_HISTORY_INIT;
+    tg_status st = tg_fit(&h, x->model, x->opt, x->train.images, x->train.labels, &fo);
+    if (st != TG_OK) {
+        const char *m = fit_message();
+        tg_history_clear(&h);
+        if (st == TG_ERR_RANGE && strstr(m, "nothing was saved after the last good step"))
+            return app_fail("train", "%s (a smaller --lr may help)", m);
+        return app_fail("train", "%s", m);
     }
-    printf("Saved the training state after epoch %lld to %s.\n", (long long)c->epochs,
-           c->checkpoint);
+    if (h.end == TG_FIT_STOP_REQUESTED) {
+        if (h.batch > 0)
+            printf("Interrupted: saved the training state (epoch %lld, batch %lld of %lld) "
+                   "to %s.\n", (long long)h.epoch + 1, (long long)h.batch, (long long)h.steps,
+                   c->checkpoint);
+        else
+            printf("Interrupted: saved the training state after epoch %lld to %s.\n",
+                   (long long)h.epoch, c->checkpoint);
+        print_resume_hint(c, opts);
+    } else {
+        printf("Saved the training state after epoch %lld to %s.\n", (long long)c->epochs,
+               c->checkpoint);
+    }
+    tg_history_clear(&h);
     return 0;
 }
 

@@ -77,6 +77,11 @@ tg_status tg_checkpoint_load_into(const char *path, tg_state_dict *expected);
 tg_status tg_checkpoint_load_into_ex(const char *path, tg_state_dict *expected,
                                      unsigned flags);
 
+/* The initialiser of nn's tg_state_io (nn/fit.h) with the two functions above,
+ * for tg_fit's checkpoints (nn/ does not include io/):
+ *   opts.checkpoint_io = (tg_state_io)TG_CHECKPOINT_IO; */
+#define TG_CHECKPOINT_IO { tg_checkpoint_save, tg_checkpoint_load_into }
+
 typedef struct tg_checkpoint_info {
     int64_t format_version;
     char library_version[32]; /* of the library that wrote the file */

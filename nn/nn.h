@@ -32,6 +32,8 @@
 #include "../libtensor/export.h"
 #include "layer.h"
 #include "model.h"
+#include "batch.h"
+#include "fit.h"
 
 TG_API_BEGIN
 #ifdef __cplusplus

@@ -42,8 +42,8 @@ idx() { # FILE COUNT KIND(images|labels)
     i=0; while [ $i -lt "$2" ]; do printf "\\$(printf %o $((i % 10)))"; i=$((i + 1)); done >>"$1"
   fi
 }
-idx "$data/train-images-idx3-ubyte" 640 images
-idx "$data/train-labels-idx1-ubyte" 640 labels
+idx "$data/train-images-idx3-ubyte" 1920 images
+idx "$data/train-labels-idx1-ubyte" 1920 labels
 idx "$data/t10k-images-idx3-ubyte" 100 images
 idx "$data/t10k-labels-idx1-ubyte" 100 labels
 
@@ -59,7 +59,7 @@ while [ $r -lt "$runs" ]; do
   ck="$tmp/run$r.h5"
   # Truncated by the child, perhaps after the first look below: start empty.
   rm -f "$tmp/out" "$tmp/err"
-  "$prog" train --epochs 2 --batch-size 320 --limit 640 --validation none --threads $threads --seed $r \
+  "$prog" train --epochs 2 --batch-size 320 --limit 1920 --validation none --threads $threads --seed $r \
     --data "$data" --checkpoint "$ck" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   i=0
@@ -72,8 +72,10 @@ while [ $r -lt "$runs" ]; do
     r=$((r + 1)); continue
   }
   # Large batches make long steps, most of their time in the dense layers'
-  # gemm; 4 steps in all, the first also creating the primitives (oneDNN's
-  # JIT). A delay up to 0.3 s lands the first signal anywhere in them.
+  # gemm; 12 steps in all, the first also creating the primitives (oneDNN's
+  # JIT). A delay up to 0.3 s lands the first signal in the first half or so of
+  # the run (with 4 steps a whole run took about 0.2 s here, and on a loaded
+  # machine most signals came after its end: the test then tested nothing).
   sleep "0.$(printf %03d "$(rand 300)")"
   # kill succeeds on an exited child until it is reaped: stop at the zombie.
   n=0
