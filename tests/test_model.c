@@ -4,6 +4,7 @@
  * and outputs, logits, the summary's "Connected to", the architecture, state
  * dicts, a checkpointed residual network with BatchNorm resuming bit for bit,
  * gradient checks through merges, and every construction error. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -598,6 +599,108 @@ START_TEST(test_sequential_is_a_model)
 }
 END_TEST
 
+/* The residual graph with BatchNorm through tg_fit: a run stopped mid-epoch
+ * by the stop flag and resumed into fresh objects ends bit for bit where the
+ * straight run does (weights, moving statistics, optimizer, generator). */
+static tg_status stop_at_4(const tg_fit_info *info, void *ctx, bool *stop)
+{
+    (void)stop;
+    if (info->event == TG_FIT_BATCH_END && info->step == 4)
+        *(volatile sig_atomic_t *)ctx = 1;
+    return TG_OK;
+}
+
+static void same_state(tg_model *a, tg_model *b)
+{
+    for (int i = 0; i < tg_model_layer_count(a); i++) {
+        tg_layer *la = tg_model_layer(a, i), *lb = tg_model_layer(b, i);
+        for (int k = 0; k < tg_layer_param_count(la); k++)
+            ASSERT_TENSOR_EQ(tg_layer_param(la, k), tg_layer_param(lb, k));
+        for (int k = 0; k < tg_layer_buffer_count(la); k++)
+            ASSERT_TENSOR_EQ(tg_layer_buffer(la, k), tg_layer_buffer(lb, k));
+    }
+}
+
+START_TEST(test_resnet_fit_resume)
+{
+    tg_rng data;
+    tg_rng_seed(&data, 5);
+    tg_tensor *x = tg_scope_keep(tg_rand_normal(TG_F32, TG_SHAPE(20, 1, 6, 6), 0, 1, &data));
+    int64_t labels[20];
+    for (int i = 0; i < 20; i++)
+        labels[i] = i % 4;
+    tg_tensor *y = tg_from_data(TG_I64, TG_SHAPE(20), labels);
+    char straight[] = "/tmp/tg_model_fit_a_XXXXXX", stopped[] = "/tmp/tg_model_fit_b_XXXXXX";
+    int fa = mkstemp(straight), fb = mkstemp(stopped);
+    ck_assert(fa >= 0 && fb >= 0);
+    close(fa);
+    close(fb);
+
+    run a, b, c;
+    run_new(&a);
+    tg_fit_opts o = TG_FIT_OPTS_INIT;
+    o.epochs = 3;
+    o.batch_size = 8; /* 3 batches, the last of 4 */
+    o.rng = &a.rng;
+    o.verbose = 0;
+    o.checkpoint_io = (tg_state_io)TG_CHECKPOINT_IO;
+    o.checkpoint_path = straight;
+    tg_history ha = TG_HISTORY_INIT;
+    TG_OK_(tg_fit(&ha, a.m, a.opt, x, y, &o));
+    ck_assert_int_eq(ha.n, 3);
+
+    run_new(&b);
+    volatile sig_atomic_t flag = 0;
+    tg_fit_callback cb = { stop_at_4, (void *)&flag };
+    tg_fit_opts ob = o;
+    ob.rng = &b.rng;
+    ob.checkpoint_path = stopped;
+    ob.callbacks = &cb;
+    ob.n_callbacks = 1;
+    ob.stop_flag = &flag;
+    tg_history hb = TG_HISTORY_INIT;
+    TG_OK_(tg_fit(&hb, b.m, b.opt, x, y, &ob));
+    ck_assert_int_eq(hb.end, TG_FIT_STOP_REQUESTED);
+    ck_assert_int_eq(hb.epoch, 1); /* mid-epoch: epoch 2, after its first batch */
+    ck_assert_int_eq(hb.batch, 1);
+    run_free(&b);
+
+    run_new(&c);
+    tg_fit_opts oc = o;
+    oc.rng = &c.rng;
+    oc.checkpoint_path = stopped;
+    oc.resume = true;
+    tg_history hc = TG_HISTORY_INIT;
+    TG_OK_(tg_fit(&hc, c.m, c.opt, x, y, &oc));
+    same_state(a.m, c.m);
+    ck_assert_int_eq(tg_optimizer_steps(c.opt), tg_optimizer_steps(a.opt));
+    ck_assert(memcmp(&a.rng, &c.rng, sizeof a.rng) == 0);
+    ck_assert(hc.epochs[hc.n - 1].loss == ha.epochs[2].loss);
+
+    /* evaluate and predict: evaluation mode, the moving statistics untouched */
+    double loss = 0, acc = 0;
+    TG_OK_(tg_evaluate(&loss, &acc, c.m, x, y, NULL));
+    tg_tensor *p = tg_predict(c.m, x, NULL);
+    TG_CHECK(p);
+    tg_scope *s = tg_scope_push();
+    tg_model_set_training(c.m, false);
+    TG_ASSERT_TENSOR_CLOSE(p, tg_model_forward(c.m, x), 1e-6, 1e-5);
+    tg_scope_pop(s);
+    tg_release(p);
+    same_state(a.m, c.m);
+
+    tg_history_clear(&ha);
+    tg_history_clear(&hb);
+    tg_history_clear(&hc);
+    run_free(&a);
+    run_free(&c);
+    tg_release(x);
+    tg_release(y);
+    unlink(straight);
+    unlink(stopped);
+}
+END_TEST
+
 /* Two models with layers of the same names share one optimizer: their
  * parameters carry the model's name; their state dicts do not. */
 START_TEST(test_two_models_one_optimizer)
@@ -650,6 +753,7 @@ Suite *tg_suite(void)
         { "merge_standalone", test_merge_standalone },
         { "gradcheck_merges", test_gradcheck_merges },
         { "resnet_checkpoint_resume", test_resnet_checkpoint_resume },
+        { "resnet_fit_resume", test_resnet_fit_resume },
         { "sequential_is_a_model", test_sequential_is_a_model },
         { "two_models_one_optimizer", test_two_models_one_optimizer },
     };
